@@ -1,0 +1,291 @@
+"""``service_conf.yaml``: typed, frozen configuration for the coordinator, the agents and the CLI.
+
+Every key has an embedded default, so an empty file (or none) runs a two-party federation on
+one machine. A bad value fails at start with the file, the dotted key and what is wrong.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from fate_registry.errors import RegistryError
+from fate_registry.identity import validate_name
+
+DEFAULT_CONF_PATH = Path("conf/service_conf.yaml")
+DEFAULT_DATA_DIR = Path(".fate_registry")
+STORAGE_ENGINES = ("tencent_cos", "mysql", "redis")
+
+
+class ConfError(Exception):
+    """A configuration problem, naming the file and the key."""
+
+    def __init__(self, path: Path | None, key: str, problem: str) -> None:
+        where = f"{path}: " if path else ""
+        super().__init__(f"{where}{key}: {problem}" if key else f"{where}{problem}")
+
+
+@dataclass(frozen=True)
+class Address:
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class DatabaseConf:
+    """SQLite by default; MySQL with FATE's keys (name, user, password, host, port, ...)."""
+
+    engine: Literal["sqlite", "mysql"] = "sqlite"
+    path: Path | None = None
+    name: str = ""
+    user: str = ""
+    password: str = field(default="", repr=False)
+    host: str = "127.0.0.1"
+    port: int = 3306
+    max_connections: int = 10
+    stale_timeout: int = 30
+
+
+@dataclass(frozen=True)
+class PartyConf:
+    party_id: str
+    address: Address
+    data_dir: Path
+    database: DatabaseConf
+    servings: tuple[str, ...] = ()
+
+    @property
+    def model_cache_dir(self) -> Path:
+        return self.data_dir / "model_local_cache"
+
+
+@dataclass(frozen=True)
+class CoordinatorConf:
+    address: Address
+    data_dir: Path
+    database: DatabaseConf
+    # Per-party call deadline for short calls, in seconds.
+    call_timeout: float = 30.0
+
+
+@dataclass(frozen=True)
+class ModelStoreConf:
+    """Which engine ``model_store_address`` names; its settings are typed by the engine itself."""
+
+    storage: str
+    settings: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class LimitsConf:
+    # Archives larger than this, or with more entries, are refused before anything is written.
+    max_archive_bytes: int = 64 * 1024**3
+    max_archive_entries: int = 100_000
+    # Bytes per streamed message, chosen by measurement (DESIGN §5.4).
+    upload_chunk_bytes: int = 256 * 1024
+    download_chunk_bytes: int = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServiceConf:
+    path: Path | None
+    data_dir: Path
+    coordinator: CoordinatorConf
+    parties: Mapping[str, PartyConf]
+    enable_model_store: bool = False
+    model_store: ModelStoreConf | None = None
+    limits: LimitsConf = LimitsConf()
+
+    def party(self, party_id: str) -> PartyConf:
+        try:
+            return self.parties[party_id]
+        except KeyError:
+            known = ", ".join(sorted(self.parties)) or "none"
+            raise ConfError(self.path, "parties", f"party {party_id} is not configured (known: {known})") from None
+
+
+class _Section:
+    """Reads one mapping of the YAML document, remembering the dotted key for messages."""
+
+    def __init__(self, path: Path | None, key: str, data: Any) -> None:
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise ConfError(path, key or "(top level)", f"expected a mapping, got {type(data).__name__}")
+        self.path, self.key, self.data = path, key, data
+
+    def _name(self, key: str) -> str:
+        return f"{self.key}.{key}" if self.key else key
+
+    def _fail(self, key: str, problem: str) -> ConfError:
+        return ConfError(self.path, self._name(key), problem)
+
+    def section(self, key: str) -> _Section:
+        return _Section(self.path, self._name(key), self.data.get(key))
+
+    def text(self, key: str, default: str) -> str:
+        value = self.data.get(key, default)
+        if value is None:
+            return default
+        if not isinstance(value, (str, int)) or isinstance(value, bool):
+            raise self._fail(key, f"expected a string, got {type(value).__name__}")
+        return str(value)
+
+    def integer(self, key: str, default: int, minimum: int = 0) -> int:
+        value = self.data.get(key, default)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise self._fail(key, f"expected an integer, got {value!r}")
+        if value < minimum:
+            raise self._fail(key, f"must be at least {minimum}, got {value}")
+        return value
+
+    def number(self, key: str, default: float) -> float:
+        value = self.data.get(key, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+            raise self._fail(key, f"expected a positive number, got {value!r}")
+        return float(value)
+
+    def flag(self, key: str, default: bool) -> bool:
+        value = self.data.get(key, default)
+        if not isinstance(value, bool):
+            raise self._fail(key, f"expected true or false, got {value!r}")
+        return value
+
+    def address(self, key: str, default: str) -> Address:
+        text = self.text(key, default)
+        host, sep, port = text.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise self._fail(key, f"expected host:port, got {text!r}")
+        return Address(host.strip("[]") if host.startswith("[") else host, int(port))
+
+    def path_or(self, key: str, default: Path) -> Path:
+        text = self.text(key, "")
+        return Path(text) if text else default
+
+
+def _database(section: _Section, default_path: Path) -> DatabaseConf:
+    engine = section.text("engine", "sqlite")
+    if engine not in ("sqlite", "mysql"):
+        raise ConfError(section.path, f"{section.key}.engine", f"expected sqlite or mysql, got {engine!r}")
+    if engine == "sqlite":
+        return DatabaseConf(engine="sqlite", path=section.path_or("path", default_path))
+    name = section.text("name", "")
+    if not name:
+        raise ConfError(section.path, f"{section.key}.name", "the MySQL database name is required")
+    return DatabaseConf(
+        engine="mysql",
+        name=name,
+        user=section.text("user", "root"),
+        password=section.text("password", ""),
+        host=section.text("host", "127.0.0.1"),
+        port=section.integer("port", 3306, minimum=1),
+        max_connections=section.integer("max_connections", 10, minimum=1),
+        stale_timeout=section.integer("stale_timeout", 30, minimum=1),
+    )
+
+
+def _party(parties: _Section, party_id: str, data_dir: Path, index: int) -> PartyConf:
+    try:
+        validate_name(party_id, "party id")
+    except RegistryError as exc:
+        raise ConfError(parties.path, f"parties.{party_id}", str(exc)) from None
+    section = parties.section(party_id)
+    party_dir = section.path_or("data_dir", data_dir / "parties" / party_id)
+    servings = section.data.get("servings") or []
+    if not isinstance(servings, list) or not all(isinstance(s, str) for s in servings):
+        raise ConfError(parties.path, f"parties.{party_id}.servings", "expected a list of host:port strings")
+    return PartyConf(
+        party_id=party_id,
+        address=section.address("address", f"127.0.0.1:{9361 + index}"),
+        data_dir=party_dir,
+        database=_database(section.section("database"), party_dir / "agent.db"),
+        servings=tuple(servings),
+    )
+
+
+DEFAULT_PARTIES: Mapping[str, Any] = {"9999": {}, "10000": {}}
+
+
+def parse(document: Any, path: Path | None = None, data_dir: Path | None = None) -> ServiceConf:
+    """Build a :class:`ServiceConf` from a parsed YAML document; ``data_dir`` overrides the file's."""
+    top = _Section(path, "", document)
+    base = data_dir or top.path_or("data_dir", DEFAULT_DATA_DIR)
+    coordinator = top.section("coordinator")
+    coordinator_dir = base / "coordinator"
+    parties_raw = top.data.get("parties", DEFAULT_PARTIES)
+    if not isinstance(parties_raw, Mapping) or not parties_raw:
+        raise ConfError(path, "parties", "expected a mapping of party id to its agent settings")
+    parties_section = _Section(path, "parties", {str(k): v for k, v in parties_raw.items()})
+    parties = {pid: _party(parties_section, pid, base, i) for i, pid in enumerate(parties_section.data)}
+    addresses = [str(p.address) for p in parties.values() if p.address.port]
+    if len(set(addresses)) != len(addresses):
+        raise ConfError(path, "parties", "two parties share one agent address")
+    store: ModelStoreConf | None = None
+    store_section = top.section("model_store_address")
+    if store_section.data:
+        storage = store_section.text("storage", "")
+        if storage not in STORAGE_ENGINES:
+            raise ConfError(
+                path, "model_store_address.storage", f"expected one of {', '.join(STORAGE_ENGINES)}, got {storage!r}"
+            )
+        store = ModelStoreConf(storage, {k: v for k, v in store_section.data.items() if k != "storage"})
+    enable_store = top.flag("enable_model_store", False)
+    if enable_store and store is None:
+        raise ConfError(path, "enable_model_store", "is true but model_store_address is not set")
+    limits = top.section("limits")
+    return ServiceConf(
+        path=path,
+        data_dir=base,
+        coordinator=CoordinatorConf(
+            address=coordinator.address("address", "127.0.0.1:9360"),
+            data_dir=coordinator_dir,
+            database=_database(coordinator.section("database"), coordinator_dir / "registry.db"),
+            call_timeout=coordinator.number("call_timeout", 30.0),
+        ),
+        parties=parties,
+        enable_model_store=enable_store,
+        model_store=store,
+        limits=LimitsConf(
+            max_archive_bytes=limits.integer("max_archive_bytes", LimitsConf.max_archive_bytes, minimum=1),
+            max_archive_entries=limits.integer("max_archive_entries", LimitsConf.max_archive_entries, minimum=1),
+            upload_chunk_bytes=limits.integer("upload_chunk_bytes", LimitsConf.upload_chunk_bytes, minimum=1024),
+            download_chunk_bytes=limits.integer("download_chunk_bytes", LimitsConf.download_chunk_bytes, minimum=1024),
+        ),
+    )
+
+
+def load(path: Path | str | None = None, data_dir: Path | str | None = None) -> ServiceConf:
+    """Load ``path`` (default: ``$FATE_REGISTRY_CONF`` or ``conf/service_conf.yaml`` if present)."""
+    chosen = Path(path) if path else Path(os.environ.get("FATE_REGISTRY_CONF", DEFAULT_CONF_PATH))
+    override = Path(data_dir) if data_dir else None
+    if not chosen.exists():
+        if path:
+            raise ConfError(chosen, "", "the configuration file does not exist")
+        return parse({}, None, override)
+    try:
+        document = yaml.safe_load(chosen.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfError(chosen, "", f"cannot read the file ({exc.__class__.__name__})") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfError(chosen, "", f"invalid YAML{where}") from None
+    return parse(document, chosen, override)
+
+
+def with_addresses(conf: ServiceConf, coordinator: Address | None, parties: Mapping[str, Address]) -> ServiceConf:
+    """A copy with actual bound addresses (after servers bound port 0)."""
+    new_parties = {pid: dataclasses.replace(p, address=parties.get(pid, p.address)) for pid, p in conf.parties.items()}
+    new_coord = dataclasses.replace(conf.coordinator, address=coordinator or conf.coordinator.address)
+    return dataclasses.replace(conf, coordinator=new_coord, parties=new_parties)

@@ -1,0 +1,185 @@
+"""gRPC server plumbing shared by the coordinator and the agents.
+
+Every server gets the standard health and reflection services and one interceptor that turns
+exceptions into statuses: a :class:`RegistryError` becomes its code with an ``ErrorInfo``; an
+unexpected exception becomes INTERNAL with an error id, logged with its class and message only.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import signal
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from fate_registry.errors import Reason, RegistryError
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+CHANNEL_OPTIONS: list[tuple[str, Any]] = [
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+]
+OPERATION_ID_KEY = "x-operation-id"
+
+
+def _as_registry_error(exc: Exception, method: str) -> RegistryError:
+    if isinstance(exc, RegistryError):
+        return exc
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return RegistryError(Reason.NO_SPACE, "no space left on the party's disk; nothing was changed")
+    error_id = uuid.uuid4().hex[:12]
+    log.error("internal error %s in %s: %s: %s", error_id, method, exc.__class__.__name__, exc)
+    return RegistryError(Reason.INTERNAL, f"internal error in {method} (error id {error_id}, see the server log)")
+
+
+def _abort(context: grpc.ServicerContext, exc: Exception, method: str) -> None:
+    context.abort_with_status(_as_registry_error(exc, method).to_status())
+
+
+if TYPE_CHECKING:
+    Handler = grpc.RpcMethodHandler[Any, Any]
+    _Interceptor = grpc.ServerInterceptor[Any, Any]
+else:
+    _Interceptor = grpc.ServerInterceptor
+
+
+class ErrorInterceptor(_Interceptor):
+    """Maps exceptions raised by handlers (also mid-stream) to rich gRPC statuses."""
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Handler | None],
+        details: grpc.HandlerCallDetails,
+    ) -> Handler | None:
+        handler = continuation(details)
+        if handler is None:
+            return None
+        method = details.method.rsplit("/", 1)[-1]
+
+        def wrap_unary(behavior: Callable[..., Any]) -> Callable[..., Any]:
+            def run(request: Any, context: grpc.ServicerContext) -> Any:
+                try:
+                    return behavior(request, context)
+                except Exception as exc:  # the boundary: nothing unexpected leaves as a traceback
+                    _abort(context, exc, method)
+
+            return run
+
+        def wrap_stream(behavior: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
+            def run(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+                try:
+                    yield from behavior(request, context)
+                except Exception as exc:
+                    _abort(context, exc, method)
+
+            return run
+
+        if handler.unary_unary:
+            return grpc.unary_unary_rpc_method_handler(
+                wrap_unary(handler.unary_unary), handler.request_deserializer, handler.response_serializer
+            )
+        if handler.stream_unary:
+            return grpc.stream_unary_rpc_method_handler(
+                wrap_unary(handler.stream_unary), handler.request_deserializer, handler.response_serializer
+            )
+        if handler.unary_stream:
+            return grpc.unary_stream_rpc_method_handler(
+                wrap_stream(handler.unary_stream), handler.request_deserializer, handler.response_serializer
+            )
+        assert handler.stream_stream is not None
+        return grpc.stream_stream_rpc_method_handler(
+            wrap_stream(handler.stream_stream), handler.request_deserializer, handler.response_serializer
+        )
+
+
+class _HandlerCapture:
+    """Stands in for a server to collect what a generated ``add_*Servicer_to_server`` registers."""
+
+    def __init__(self) -> None:
+        self.handlers: dict[str, Handler] = {}
+
+    def add_generic_rpc_handlers(self, handlers: Any) -> None:
+        pass
+
+    def add_registered_method_handlers(self, service: str, handlers: dict[str, Handler]) -> None:
+        self.handlers = dict(handlers)
+
+
+def register_servicer(
+    server: grpc.Server,
+    add_to_server: Callable[[Any, Any], None],
+    servicer: Any,
+    service_name: str,
+    overrides: dict[str, Handler] | None = None,
+) -> None:
+    """Register a generated servicer, replacing some methods' handlers (e.g. raw-bytes relays)."""
+    capture = _HandlerCapture()
+    add_to_server(servicer, capture)
+    handlers = {**capture.handlers, **(overrides or {})}
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service_name, handlers),))
+    server.add_registered_method_handlers(service_name, handlers)  # type: ignore[attr-defined]  # grpc-stubs lag
+
+
+@dataclass
+class RunningServer:
+    server: grpc.Server
+    port: int
+    health: health.HealthServicer
+
+    def stop(self, grace: float = 5.0) -> None:
+        self.health.enter_graceful_shutdown()
+        self.server.stop(grace).wait()
+
+
+def start_server(
+    host: str,
+    port: int,
+    register: Callable[[grpc.Server], None],
+    service_names: list[str],
+    max_workers: int = 32,
+) -> RunningServer:
+    """Start a server on ``host:port`` (0 picks a free port) with health and reflection."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
+        interceptors=[ErrorInterceptor()],
+        options=CHANNEL_OPTIONS,
+    )
+    register(server)
+    health_servicer = health.HealthServicer()
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    names = [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
+    reflection.enable_server_reflection(names, server)
+    bound = server.add_insecure_port(f"{host}:{port}")
+    if bound == 0:
+        raise OSError(f"cannot listen on {host}:{port}")
+    server.start()
+    for name in ["", *service_names]:
+        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
+    return RunningServer(server, bound, health_servicer)
+
+
+def wait_for_signal(running: RunningServer, port_file: Path | None, host: str) -> None:
+    """Write the bound address to ``port_file`` (for launchers), then serve until SIGTERM/SIGINT."""
+    if port_file is not None:
+        port_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = port_file.with_suffix(".tmp")
+        tmp.write_text(f"{host}:{running.port}\n", encoding="utf-8")
+        tmp.replace(port_file)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait()
+    log.info("stopping")
+    running.stop()

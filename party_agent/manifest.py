@@ -1,0 +1,89 @@
+"""The manifest of a party model version: path, size and SHA-256 of every file, and its digest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from fate_registry.errors import Reason, RegistryError
+
+HASH_BLOCK = 1024 * 1024
+# Files that belong to the archive, not to the version: FATE's packer rewrites import_model.json on
+# every export, and our archives carry their manifest under this name.
+ARCHIVE_ONLY_FILES = frozenset({"import_model.json", ".fate_registry_manifest.json"})
+MANIFEST_ENTRY = ".fate_registry_manifest.json"
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    path: str
+    size: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class Manifest:
+    files: tuple[FileRecord, ...]
+
+    @classmethod
+    def of(cls, records: Iterable[FileRecord]) -> Manifest:
+        return cls(tuple(sorted(records, key=lambda r: r.path)))
+
+    @property
+    def total_size(self) -> int:
+        return sum(r.size for r in self.files)
+
+    @property
+    def digest(self) -> str:
+        """SHA-256 over one ``path\\tsize\\tsha256`` line per file, in path order."""
+        h = hashlib.sha256()
+        for r in self.files:
+            h.update(f"{r.path}\t{r.size}\t{r.sha256}\n".encode())
+        return h.hexdigest()
+
+    def by_path(self) -> dict[str, FileRecord]:
+        return {r.path: r for r in self.files}
+
+    def to_json(self) -> str:
+        return json.dumps({"files": [[r.path, r.size, r.sha256] for r in self.files]}, separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str | bytes) -> Manifest:
+        try:
+            data = json.loads(text)
+            return cls.of(FileRecord(str(p), int(s), str(h)) for p, s, h in data["files"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise RegistryError(
+                Reason.BAD_ARCHIVE, "the archive's manifest is not valid JSON of the expected shape"
+            ) from exc
+
+    def replace(self, record: FileRecord) -> Manifest:
+        return Manifest.of([*(r for r in self.files if r.path != record.path), record])
+
+
+def hash_file(path: Path) -> tuple[int, str]:
+    """Size and SHA-256 of one file, read in blocks (never whole)."""
+    h = hashlib.sha256()
+    size = 0
+    with path.open("rb") as f:
+        while block := f.read(HASH_BLOCK):
+            h.update(block)
+            size += len(block)
+    return size, h.hexdigest()
+
+
+def scan(version_dir: Path) -> Manifest:
+    """Hash every file of a version directory (for directories written by FATE-Flow)."""
+    records = []
+    for root, _dirs, files in os.walk(version_dir):
+        for name in files:
+            full = Path(root, name)
+            rel = full.relative_to(version_dir).as_posix()
+            if rel in ARCHIVE_ONLY_FILES:
+                continue
+            records.append(FileRecord(rel, *hash_file(full)))
+    return Manifest.of(records)

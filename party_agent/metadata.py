@@ -1,0 +1,221 @@
+"""The agent's metadata database: FATE's model info table plus our manifest and publish journal.
+
+Rows never leave this module: callers get :class:`PartyModelRecord` and :class:`PendingPublish`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import peewee
+
+from fate_registry.config import DatabaseConf
+from fate_registry.db import base_model, now_ms, open_database
+from fate_registry.v1.common_pb2 import PartyModelRef
+from party_agent.manifest import Manifest
+
+
+@dataclass(frozen=True)
+class PartyModelRecord:
+    """One party's slice of one model version, as FATE's ``t_machine_learning_model_info`` knows it."""
+
+    role: str
+    party_id: str
+    model_id: str
+    model_version: str
+    job_id: str
+    manifest: Manifest
+    roles_json: str = "{}"
+    initiator_role: str = ""
+    initiator_party_id: str = ""
+    fate_version: str = ""
+    parent: bool = True
+    parent_info_json: str = "{}"
+    train_dsl_json: str = "{}"
+    train_runtime_conf_json: str = "{}"
+    inference_dsl_json: str = "{}"
+    runtime_conf_on_party_json: str = "{}"
+    loaded_times: int = 0
+    imported: bool = False
+    create_time_ms: int = 0
+
+    @property
+    def size_kib(self) -> int:
+        return round(self.manifest.total_size / 1024)
+
+
+@dataclass(frozen=True)
+class PendingPublish:
+    """A journal entry: ``staged`` is being renamed to ``target`` (old copy parked in ``trash``)."""
+
+    id: str
+    target: str
+    staged: str
+    trash: str
+    record: PartyModelRecord | None
+
+
+def _record_to_json(record: PartyModelRecord | None) -> str:
+    if record is None:
+        return ""
+    data = dataclasses.asdict(record)
+    data["manifest"] = record.manifest.to_json()
+    return json.dumps(data)
+
+
+def _record_from_json(text: str) -> PartyModelRecord | None:
+    if not text:
+        return None
+    data = json.loads(text)
+    data["manifest"] = Manifest.from_json(data["manifest"])
+    return PartyModelRecord(**data)
+
+
+class MetadataStore:
+    def __init__(self, conf: DatabaseConf) -> None:
+        self.db = open_database(conf)
+        base = base_model(self.db)
+
+        class MLModel(base):  # type: ignore[misc, valid-type]
+            f_role = peewee.CharField(max_length=50)
+            f_party_id = peewee.CharField(max_length=50)
+            f_model_id = peewee.CharField(max_length=255)
+            f_model_version = peewee.CharField(max_length=255)
+            f_job_id = peewee.CharField(max_length=50)
+            f_roles = peewee.TextField(default="{}")
+            f_initiator_role = peewee.CharField(max_length=50, default="")
+            f_initiator_party_id = peewee.CharField(max_length=50, default="")
+            f_fate_version = peewee.CharField(max_length=20, default="")
+            f_parent = peewee.BooleanField(default=True)
+            f_parent_info = peewee.TextField(default="{}")
+            f_train_dsl = peewee.TextField(default="{}")
+            f_train_runtime_conf = peewee.TextField(default="{}")
+            f_inference_dsl = peewee.TextField(default="{}")
+            f_runtime_conf_on_party = peewee.TextField(default="{}")
+            f_loaded_times = peewee.IntegerField(default=0)
+            f_imported = peewee.BooleanField(default=False)
+            f_size = peewee.BigIntegerField(default=0)
+            f_manifest = peewee.TextField()
+            f_manifest_digest = peewee.CharField(max_length=64)
+            f_create_time = peewee.BigIntegerField()
+            f_update_time = peewee.BigIntegerField()
+
+            class Meta:
+                table_name = "t_machine_learning_model_info"
+                primary_key = peewee.CompositeKey("f_role", "f_party_id", "f_model_id", "f_model_version")
+
+        class Pending(base):  # type: ignore[misc, valid-type]
+            f_id = peewee.CharField(max_length=64, primary_key=True)
+            f_target = peewee.TextField()
+            f_staged = peewee.TextField()
+            f_trash = peewee.TextField()
+            f_record = peewee.TextField()
+
+            class Meta:
+                table_name = "t_registry_pending_publish"
+
+        self._model = MLModel
+        self._pending = Pending
+        with self.db.connection_context():
+            self.db.create_tables([MLModel, Pending])
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _key(self, ref: PartyModelRef) -> Any:
+        m = self._model
+        return (
+            (m.f_role == ref.role)
+            & (m.f_party_id == ref.party_id)
+            & (m.f_model_id == ref.model_id)
+            & (m.f_model_version == ref.model_version)
+        )
+
+    def get(self, ref: PartyModelRef) -> PartyModelRecord | None:
+        with self.db.connection_context():
+            row = self._model.get_or_none(self._key(ref))
+        return None if row is None else self._to_record(row)
+
+    def _to_record(self, row: Any) -> PartyModelRecord:
+        return PartyModelRecord(
+            role=row.f_role,
+            party_id=row.f_party_id,
+            model_id=row.f_model_id,
+            model_version=row.f_model_version,
+            job_id=row.f_job_id,
+            manifest=Manifest.from_json(row.f_manifest),
+            roles_json=row.f_roles,
+            initiator_role=row.f_initiator_role,
+            initiator_party_id=row.f_initiator_party_id,
+            fate_version=row.f_fate_version,
+            parent=bool(row.f_parent),
+            parent_info_json=row.f_parent_info,
+            train_dsl_json=row.f_train_dsl,
+            train_runtime_conf_json=row.f_train_runtime_conf,
+            inference_dsl_json=row.f_inference_dsl,
+            runtime_conf_on_party_json=row.f_runtime_conf_on_party,
+            loaded_times=row.f_loaded_times,
+            imported=bool(row.f_imported),
+            create_time_ms=row.f_create_time,
+        )
+
+    def _upsert(self, record: PartyModelRecord) -> None:
+        now = now_ms()
+        values = {
+            "f_role": record.role,
+            "f_party_id": record.party_id,
+            "f_model_id": record.model_id,
+            "f_model_version": record.model_version,
+            "f_job_id": record.job_id,
+            "f_roles": record.roles_json,
+            "f_initiator_role": record.initiator_role,
+            "f_initiator_party_id": record.initiator_party_id,
+            "f_fate_version": record.fate_version,
+            "f_parent": record.parent,
+            "f_parent_info": record.parent_info_json,
+            "f_train_dsl": record.train_dsl_json,
+            "f_train_runtime_conf": record.train_runtime_conf_json,
+            "f_inference_dsl": record.inference_dsl_json,
+            "f_runtime_conf_on_party": record.runtime_conf_on_party_json,
+            "f_loaded_times": record.loaded_times,
+            "f_imported": record.imported,
+            "f_size": record.size_kib,
+            "f_manifest": record.manifest.to_json(),
+            "f_manifest_digest": record.manifest.digest,
+            "f_create_time": record.create_time_ms or now,
+            "f_update_time": now,
+        }
+        ref = PartyModelRef(
+            role=record.role, party_id=record.party_id, model_id=record.model_id, model_version=record.model_version
+        )
+        self._model.delete().where(self._key(ref)).execute()
+        self._model.insert(values).execute()
+
+    def save(self, record: PartyModelRecord) -> None:
+        with self.db.connection_context(), self.db.atomic():
+            self._upsert(record)
+
+    def add_pending(self, pending: PendingPublish) -> None:
+        with self.db.connection_context():
+            self._pending.insert(
+                f_id=pending.id,
+                f_target=pending.target,
+                f_staged=pending.staged,
+                f_trash=pending.trash,
+                f_record=_record_to_json(pending.record),
+            ).execute()
+
+    def pending(self) -> list[PendingPublish]:
+        with self.db.connection_context():
+            rows = list(self._pending.select())
+        return [PendingPublish(r.f_id, r.f_target, r.f_staged, r.f_trash, _record_from_json(r.f_record)) for r in rows]
+
+    def complete(self, pending_id: str, record: PartyModelRecord | None) -> None:
+        """Finish a publish in one transaction: the model row (if any) and the journal entry go together."""
+        with self.db.connection_context(), self.db.atomic():
+            if record is not None:
+                self._upsert(record)
+            self._pending.delete().where(self._pending.f_id == pending_id).execute()

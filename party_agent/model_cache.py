@@ -1,0 +1,146 @@
+"""The party's ``model_local_cache``: FATE's layout, staged writes, atomic publish, crash recovery.
+
+A new or replaced version is built in ``.staging/`` (same filesystem), fsynced, then renamed into
+place. Each publish is journalled in the metadata database first, so a restarted agent finishes
+or undoes a publish that a crash interrupted: the version directory and its model row always agree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from fate_registry.errors import Reason, RegistryError
+from fate_registry.identity import party_model_id, validate_name
+from fate_registry.v1.common_pb2 import PartyModelRef
+from party_agent.metadata import MetadataStore, PartyModelRecord, PendingPublish
+
+STAGING = ".staging"
+TRASH = ".trash"
+
+
+class VersionLocks:
+    """Readers-writer locks per version directory: exports read while no import replaces it."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._readers: dict[str, int] = {}
+        self._writers: set[str] = set()
+
+    @contextlib.contextmanager
+    def read(self, key: str) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: key not in self._writers)
+            self._readers[key] = self._readers.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._readers[key] -= 1
+                if not self._readers[key]:
+                    del self._readers[key]
+                self._cond.notify_all()
+
+    @contextlib.contextmanager
+    def write(self, key: str) -> Iterator[None]:
+        with self._cond:
+            self._cond.wait_for(lambda: key not in self._writers and not self._readers.get(key))
+            self._writers.add(key)
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._writers.discard(key)
+                self._cond.notify_all()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class ModelCache:
+    def __init__(self, root: Path, store: MetadataStore) -> None:
+        self.root = root
+        self.store = store
+        self.locks = VersionLocks()
+        for sub in (STAGING, TRASH):
+            (root / sub).mkdir(parents=True, exist_ok=True)
+
+    def version_dir(self, ref: PartyModelRef) -> Path:
+        for value, what in (
+            (ref.role, "role"),
+            (ref.party_id, "party_id"),
+            (ref.model_id, "model_id"),
+            (ref.model_version, "model_version"),
+        ):
+            validate_name(value, what)
+        return self.root / party_model_id(ref.role, ref.party_id, ref.model_id) / ref.model_version
+
+    @staticmethod
+    def lock_key(ref: PartyModelRef) -> str:
+        return f"{party_model_id(ref.role, ref.party_id, ref.model_id)}/{ref.model_version}"
+
+    def has_model(self, ref: PartyModelRef) -> bool:
+        """FATE's test: the version directory exists and holds something besides ``.lock``."""
+        directory = self.version_dir(ref)
+        return directory.is_dir() and any(p.name != ".lock" for p in directory.iterdir())
+
+    def new_staging(self) -> Path:
+        return Path(tempfile.mkdtemp(prefix="stage-", dir=self.root / STAGING))
+
+    def publish(self, staged: Path, record: PartyModelRecord, replace: bool) -> None:
+        """Rename ``staged`` to the record's version directory and save the record, atomically."""
+        ref = PartyModelRef(
+            role=record.role, party_id=record.party_id, model_id=record.model_id, model_version=record.model_version
+        )
+        target = self.version_dir(ref)
+        trash = self.root / TRASH / uuid.uuid4().hex
+        exists = self.has_model(ref)
+        if exists and not replace:
+            raise RegistryError(Reason.MODEL_EXISTS, "Model already exists.")
+        pending = PendingPublish(
+            uuid.uuid4().hex, self._rel(target), self._rel(staged), self._rel(trash) if target.exists() else "", record
+        )
+        self.store.add_pending(pending)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if target.exists():
+            os.rename(target, trash)
+        os.rename(staged, target)
+        _fsync_dir(target.parent)
+        self.store.complete(pending.id, record)
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def _rel(self, path: Path) -> str:
+        return path.relative_to(self.root).as_posix()
+
+    def recover(self) -> list[str]:
+        """Finish or undo publishes a crash interrupted; drop abandoned staging. Returns what was done."""
+        done = []
+        for pending in self.store.pending():
+            target, staged = self.root / pending.target, self.root / pending.staged
+            trash = self.root / pending.trash if pending.trash else None
+            if staged.exists():
+                if trash is not None and trash.exists() and not target.exists():
+                    os.rename(trash, target)
+                shutil.rmtree(staged, ignore_errors=True)
+                self.store.complete(pending.id, None)
+                done.append(f"rolled back {pending.target}")
+            else:
+                self.store.complete(pending.id, pending.record)
+                if trash is not None:
+                    shutil.rmtree(trash, ignore_errors=True)
+                done.append(f"completed {pending.target}")
+        for sub in (STAGING, TRASH):
+            for leftover in (self.root / sub).iterdir():
+                shutil.rmtree(leftover, ignore_errors=True)
+        return done

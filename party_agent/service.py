@@ -1,0 +1,238 @@
+"""What one party's agent does with its models: import, export and describe them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from fate_registry.config import PartyConf, ServiceConf
+from fate_registry.errors import Reason, RegistryError
+from fate_registry.fate.pipeline_pb2 import Pipeline
+from fate_registry.identity import archive_name, job_ids, party_model_id
+from fate_registry.v1.common_pb2 import (
+    ExportModelHeader,
+    ExportModelTrailer,
+    ImportModelHeader,
+    ImportModelResult,
+    PartyModelRef,
+    RoleParties,
+)
+from party_agent import archive
+from party_agent.manifest import MANIFEST_ENTRY, FileRecord, Manifest, hash_file, scan
+from party_agent.metadata import MetadataStore, PartyModelRecord
+from party_agent.model_cache import ModelCache
+from party_agent.pipeline import PIPELINE_PATH, json_of, party_in_role, read_pipeline, renamed, roles_of
+
+log = logging.getLogger(__name__)
+
+
+def _json_text(data: bytes, default: str = "{}") -> str:
+    return json.dumps(json_of(data)) if data else default
+
+
+def record_from_pipeline(
+    ref: PartyModelRef, pipeline: Pipeline, manifest: Manifest, job_id: str, imported: bool
+) -> PartyModelRecord:
+    return PartyModelRecord(
+        role=ref.role,
+        party_id=ref.party_id,
+        model_id=ref.model_id,
+        model_version=ref.model_version,
+        job_id=job_id,
+        manifest=manifest,
+        roles_json=json.dumps(roles_of(pipeline)),
+        initiator_role=pipeline.initiator_role,
+        initiator_party_id=str(pipeline.initiator_party_id) if pipeline.initiator_party_id else "",
+        fate_version=pipeline.fate_version,
+        parent=pipeline.parent,
+        parent_info_json=_json_text(pipeline.parent_info),
+        train_dsl_json=_json_text(pipeline.train_dsl),
+        train_runtime_conf_json=_json_text(pipeline.train_runtime_conf),
+        inference_dsl_json=_json_text(pipeline.inference_dsl),
+        runtime_conf_on_party_json=_json_text(pipeline.runtime_conf_on_party),
+        loaded_times=pipeline.loaded_times,
+        imported=imported,
+    )
+
+
+@dataclass(frozen=True)
+class ExportPiece:
+    """One message of an export stream: exactly one field is set."""
+
+    header: ExportModelHeader | None = None
+    chunk: bytes = b""
+    trailer: ExportModelTrailer | None = None
+
+
+def import_model_json(ref: PartyModelRef, file_name: str) -> bytes:
+    """FATE's ``import_model.json``, written into every archive (fate_flow.md §3.4)."""
+    party: int | str = int(ref.party_id) if ref.party_id.isdigit() else ref.party_id
+    body = {
+        "role": ref.role,
+        "party_id": party,
+        "model_id": ref.model_id,
+        "model_version": ref.model_version,
+        "file": file_name,
+        "force_update": False,
+    }
+    return json.dumps(body, indent=4).encode()
+
+
+class PartyAgent:
+    def __init__(self, conf: ServiceConf, party: PartyConf) -> None:
+        self.party = party
+        self.limits = conf.limits
+        self.store = MetadataStore(party.database)
+        self.cache = ModelCache(party.model_cache_dir, self.store)
+        for action in self.cache.recover():
+            log.info("recovery: %s", action)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def _check_party(self, ref: PartyModelRef) -> None:
+        if ref.party_id != self.party.party_id:
+            raise RegistryError(
+                Reason.PERMISSION_DENIED,
+                f"the agent of party {self.party.party_id} cannot act for party {ref.party_id}",
+                {"party_id": ref.party_id},
+            )
+
+    # -- import ---------------------------------------------------------------------------------
+
+    def import_archive(self, header: ImportModelHeader, chunks: Iterator[bytes]) -> ImportModelResult:
+        ref = header.target
+        self._check_party(ref)
+        self.cache.version_dir(ref)  # validates every id before a byte is written
+        if not header.force_update and self.cache.has_model(ref):
+            raise RegistryError(Reason.MODEL_EXISTS, "Model already exists.", {"party_model_id": self._pmid(ref)})
+        if header.size > self.limits.max_archive_bytes:
+            raise self._too_large()
+        staging = self.cache.new_staging()
+        try:
+            archive_path = staging / "archive.zip"
+            archive_sha256 = self._receive(chunks, archive_path)
+            if header.sha256 and header.sha256.lower() != archive_sha256:
+                raise RegistryError(
+                    Reason.DATA_LOSS,
+                    f"Model archive hash mismatch. expected: {header.sha256} actual: {archive_sha256}",
+                )
+            model_dir = staging / "model"
+            model_dir.mkdir()
+            manifest = self._unpack(archive_path, model_dir)
+            archive_path.unlink()
+            pipeline = read_pipeline(model_dir)
+            if not party_in_role(pipeline, ref.role, ref.party_id):
+                raise RegistryError(
+                    Reason.PARTY_NOT_IN_ROLE,
+                    f'Party id "{ref.party_id}" is not in role "{ref.role}", '
+                    "please check if the party id and role is valid.",
+                )
+            if (pipeline.model_id, pipeline.model_version) != (ref.model_id, ref.model_version):
+                pipeline = renamed(pipeline, ref.model_id, ref.model_version)
+                path = model_dir / PIPELINE_PATH
+                path.write_bytes(pipeline.SerializeToString())
+                manifest = manifest.replace(FileRecord(PIPELINE_PATH, *hash_file(path)))
+            job_id = job_ids.next()
+            record = record_from_pipeline(ref, pipeline, manifest, job_id, imported=True)
+            with self.cache.locks.write(self.cache.lock_key(ref)):
+                self.cache.publish(model_dir, record, replace=header.force_update)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        return ImportModelResult(
+            model=ref,
+            job_id=job_id,
+            manifest_digest=manifest.digest,
+            size_bytes=manifest.total_size,
+            file_count=len(manifest.files),
+            archive_sha256=archive_sha256,
+            roles={r: RoleParties(party_ids=[str(p) for p in ids]) for r, ids in roles_of(pipeline).items()},
+        )
+
+    def _too_large(self) -> RegistryError:
+        return RegistryError(
+            Reason.ARCHIVE_TOO_LARGE, f"the archive is larger than {self.limits.max_archive_bytes} bytes, the limit"
+        )
+
+    def _receive(self, chunks: Iterator[bytes], path: Path) -> str:
+        h = hashlib.sha256()
+        size = 0
+        with path.open("wb") as out:
+            for chunk in chunks:
+                size += len(chunk)
+                if size > self.limits.max_archive_bytes:
+                    raise self._too_large()
+                h.update(chunk)
+                out.write(chunk)
+        if size == 0:
+            raise RegistryError(Reason.BAD_ARCHIVE, "the archive is empty")
+        return h.hexdigest()
+
+    def _unpack(self, archive_path: Path, dest: Path) -> Manifest:
+        limits = archive.ArchiveLimits(self.limits.max_archive_bytes, self.limits.max_archive_entries)
+        try:
+            with zipfile.ZipFile(archive_path) as zf:
+                infos = archive.inspect(zf, limits)
+                return archive.extract(zf, infos, dest)
+        except zipfile.BadZipFile:
+            raise RegistryError(Reason.BAD_ARCHIVE, "the file is not a zip archive, or it is truncated") from None
+
+    # -- export ---------------------------------------------------------------------------------
+
+    def export_archive(self, ref: PartyModelRef) -> Iterator[ExportPiece]:
+        self._check_party(ref)
+        record = self.record(ref)
+        name = archive_name(self._pmid(ref), ref.model_version)
+        with self.cache.locks.read(self.cache.lock_key(ref)):
+            yield ExportPiece(
+                header=ExportModelHeader(
+                    file_name=name,
+                    party_model_id=self._pmid(ref),
+                    manifest_digest=record.manifest.digest,
+                    content_size=record.manifest.total_size,
+                )
+            )
+            h = hashlib.sha256()
+            size = 0
+            extra = {
+                "import_model.json": import_model_json(ref, name),
+                MANIFEST_ENTRY: record.manifest.to_json().encode(),
+            }
+            pieces = archive.stream_archive(
+                self.cache.version_dir(ref), record.manifest, extra, self.limits.download_chunk_bytes
+            )
+            for piece in pieces:
+                h.update(piece)
+                size += len(piece)
+                yield ExportPiece(chunk=piece)
+        yield ExportPiece(trailer=ExportModelTrailer(sha256=h.hexdigest(), size=size))
+
+    # -- model info -----------------------------------------------------------------------------
+
+    def record(self, ref: PartyModelRef) -> PartyModelRecord:
+        """The version's record; a directory FATE-Flow wrote (no row yet) is adopted by hashing it."""
+        self._check_party(ref)
+        found = self.store.get(ref)
+        if found is not None:
+            return found
+        if not self.cache.has_model(ref):
+            raise RegistryError(
+                Reason.MODEL_NOT_FOUND,
+                f"Model {self._pmid(ref)} {ref.model_version} does not exist.",
+                {"party_model_id": self._pmid(ref), "model_version": ref.model_version},
+            )
+        with self.cache.locks.write(self.cache.lock_key(ref)):
+            directory = self.cache.version_dir(ref)
+            record = record_from_pipeline(ref, read_pipeline(directory), scan(directory), ref.model_version, False)
+            self.store.save(record)
+        return record
+
+    @staticmethod
+    def _pmid(ref: PartyModelRef) -> str:
+        return party_model_id(ref.role, ref.party_id, ref.model_id)

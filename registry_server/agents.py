@@ -1,0 +1,84 @@
+"""Channels to the party agents, and the calls the coordinator makes on them.
+
+Archive streams are relayed as raw bytes: the coordinator's and the agent's import/export
+messages share one wire layout, so chunks pass through without being decoded or re-encoded.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import grpc
+
+from fate_registry.agent.v1 import agent_pb2, agent_pb2_grpc
+from fate_registry.config import ServiceConf
+from fate_registry.errors import Reason, RegistryError, from_rpc_error
+from fate_registry.grpc_server import CHANNEL_OPTIONS, OPERATION_ID_KEY
+
+_SERVICE = "/fate_registry.agent.v1.PartyAgentService/"
+
+
+class AgentClients:
+    def __init__(self, conf: ServiceConf) -> None:
+        self.conf = conf
+        self._lock = threading.Lock()
+        self._channels: dict[str, grpc.Channel] = {}
+
+    def close(self) -> None:
+        with self._lock:
+            for channel in self._channels.values():
+                channel.close()
+            self._channels.clear()
+
+    def channel(self, party_id: str) -> grpc.Channel:
+        party = self.conf.parties.get(party_id)
+        if party is None:
+            raise RegistryError(
+                Reason.UNKNOWN_PARTY,
+                f"party {party_id} is not part of this federation (configured: {', '.join(sorted(self.conf.parties))})",
+                {"party_id": party_id},
+            )
+        with self._lock:
+            if party_id not in self._channels:
+                self._channels[party_id] = grpc.insecure_channel(str(party.address), options=CHANNEL_OPTIONS)
+            return self._channels[party_id]
+
+    def stub(self, party_id: str) -> agent_pb2_grpc.PartyAgentServiceStub:
+        return agent_pb2_grpc.PartyAgentServiceStub(self.channel(party_id))
+
+    @staticmethod
+    def metadata(operation_id: str) -> tuple[tuple[str, str], ...]:
+        return ((OPERATION_ID_KEY, operation_id),)
+
+    def import_raw(self, party_id: str, messages: Iterator[bytes], operation_id: str) -> agent_pb2.ImportModelResponse:
+        call = self.channel(party_id).stream_unary(
+            _SERVICE + "ImportModel",
+            request_serializer=None,
+            response_deserializer=agent_pb2.ImportModelResponse.FromString,
+        )
+        try:
+            response: agent_pb2.ImportModelResponse = call(messages, metadata=self.metadata(operation_id))
+        except grpc.RpcError as exc:
+            raise party_error(exc, party_id) from None
+        return response
+
+    def export_raw(self, party_id: str, request: agent_pb2.ExportModelRequest, operation_id: str) -> Iterator[bytes]:
+        call = self.channel(party_id).unary_stream(
+            _SERVICE + "ExportModel",
+            request_serializer=agent_pb2.ExportModelRequest.SerializeToString,
+            response_deserializer=None,
+        )
+        stream = call(request, metadata=self.metadata(operation_id))
+        try:
+            yield from stream
+        except grpc.RpcError as exc:
+            raise party_error(exc, party_id) from None
+        finally:
+            stream.cancel()  # type: ignore[no-untyped-call]
+
+
+def party_error(exc: grpc.RpcError, party_id: str) -> RegistryError:
+    """The agent's own error, or a transport failure that names the party."""
+    error = from_rpc_error(exc, context=f"party {party_id} did not answer")
+    return RegistryError(error.reason, error.message, {**error.metadata, "party_id": party_id}, error.retcode)

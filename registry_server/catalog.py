@@ -1,0 +1,232 @@
+"""The coordinator's federation-wide catalog: party model versions and the operation log.
+
+Rows stay inside; callers get protobuf entities (PartyModelInfo, Operation) or dataclasses.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import peewee
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from fate_registry.config import DatabaseConf
+from fate_registry.db import base_model, now_ms, open_database
+from fate_registry.errors import Reason, RegistryError
+from fate_registry.v1.common_pb2 import ImportModelResult, PartyModelInfo, PartyResult
+from fate_registry.v1.registry_pb2 import Operation
+
+
+@dataclass(frozen=True)
+class ModelFilter:
+    model_id: str = ""
+    model_version: str = ""
+    role: str = ""
+    party_id: str = ""
+
+
+def _timestamp(ms: int) -> Timestamp:
+    ts = Timestamp()
+    ts.FromMilliseconds(ms)
+    return ts
+
+
+class Catalog:
+    def __init__(self, conf: DatabaseConf) -> None:
+        self.db = open_database(conf)
+        base = base_model(self.db)
+
+        class PartyModel(base):  # type: ignore[misc, valid-type]
+            model_id = peewee.CharField(max_length=255, index=True)
+            model_version = peewee.CharField(max_length=255, index=True)
+            role = peewee.CharField(max_length=50)
+            party_id = peewee.CharField(max_length=50)
+            manifest_digest = peewee.CharField(max_length=64)
+            size_bytes = peewee.BigIntegerField()
+            file_count = peewee.IntegerField()
+            roles_json = peewee.TextField(default="{}")
+            parent = peewee.BooleanField(default=True)
+            parent_info_json = peewee.TextField(default="{}")
+            loaded_times = peewee.IntegerField(default=0)
+            imported = peewee.BooleanField(default=False)
+            job_id = peewee.CharField(max_length=64, default="")
+            create_time = peewee.BigIntegerField()
+
+            class Meta:
+                table_name = "t_registry_party_model"
+                indexes = ((("model_id", "model_version", "role", "party_id"), True),)
+
+        class OperationRow(base):  # type: ignore[misc, valid-type]
+            operation_id = peewee.CharField(max_length=64, primary_key=True)
+            operation = peewee.CharField(max_length=50)
+            status = peewee.CharField(max_length=20)
+            caller = peewee.CharField(max_length=255, default="")
+            model_id = peewee.CharField(max_length=255, default="")
+            model_version = peewee.CharField(max_length=255, default="")
+            start_time = peewee.BigIntegerField(index=True)
+            end_time = peewee.BigIntegerField(default=0)
+            results_json = peewee.TextField(default="[]")
+            retcode = peewee.IntegerField(default=0)
+            retmsg = peewee.TextField(default="")
+
+            class Meta:
+                table_name = "t_registry_operation"
+                indexes = ((("model_id", "model_version"), False),)
+
+        self._party_model = PartyModel
+        self._operation = OperationRow
+        with self.db.connection_context():
+            self.db.create_tables([PartyModel, OperationRow])
+
+    def close(self) -> None:
+        self.db.close()
+
+    # -- party models ---------------------------------------------------------------------------
+
+    def record_import(self, result: ImportModelResult) -> None:
+        ref = result.model
+        roles = {role: list(parties.party_ids) for role, parties in result.roles.items()}
+        pm = self._party_model
+        values = {
+            "model_id": ref.model_id,
+            "model_version": ref.model_version,
+            "role": ref.role,
+            "party_id": ref.party_id,
+            "manifest_digest": result.manifest_digest,
+            "size_bytes": result.size_bytes,
+            "file_count": result.file_count,
+            "roles_json": json.dumps(roles),
+            "imported": True,
+            "job_id": result.job_id,
+            "create_time": now_ms(),
+        }
+        with self.db.connection_context(), self.db.atomic():
+            pm.insert(values).on_conflict(
+                conflict_target=[pm.model_id, pm.model_version, pm.role, pm.party_id],
+                preserve=[
+                    pm.manifest_digest,
+                    pm.size_bytes,
+                    pm.file_count,
+                    pm.roles_json,
+                    pm.imported,
+                    pm.job_id,
+                    pm.create_time,
+                ],
+            ).execute()
+
+    def find(self, where: ModelFilter) -> list[PartyModelInfo]:
+        pm = self._party_model
+        query = pm.select()
+        for column, value in (
+            (pm.model_id, where.model_id),
+            (pm.model_version, where.model_version),
+            (pm.role, where.role),
+            (pm.party_id, where.party_id),
+        ):
+            if value:
+                query = query.where(column == value)
+        with self.db.connection_context():
+            rows = list(query.order_by(pm.role, pm.party_id))
+        return [
+            PartyModelInfo(
+                role=r.role,
+                party_id=r.party_id,
+                model_id=r.model_id,
+                model_version=r.model_version,
+                roles_json=r.roles_json,
+                create_time=_timestamp(r.create_time),
+                loaded_times=r.loaded_times,
+                size_kib=round(r.size_bytes / 1024),
+                parent=r.parent,
+                parent_info_json=r.parent_info_json,
+                imported=r.imported,
+                job_id=r.job_id,
+                manifest_digest=r.manifest_digest,
+                file_count=r.file_count,
+                size_bytes=r.size_bytes,
+            )
+            for r in rows
+        ]
+
+    # -- operation log --------------------------------------------------------------------------
+
+    def start_operation(self, operation: str, caller: str, model_id: str, model_version: str) -> str:
+        operation_id = uuid.uuid4().hex
+        with self.db.connection_context():
+            self._operation.insert(
+                operation_id=operation_id,
+                operation=operation,
+                status="running",
+                caller=caller[:255],
+                model_id=model_id[:255],
+                model_version=model_version[:255],
+                start_time=now_ms(),
+            ).execute()
+        return operation_id
+
+    def finish_operation(
+        self, operation_id: str, status: str, results: Sequence[PartyResult], retcode: int, retmsg: str
+    ) -> None:
+        encoded = [
+            {"role": r.role, "party_id": r.party_id, "retcode": r.retcode, "retmsg": r.retmsg, "reason": r.reason}
+            for r in results
+        ]
+        op = self._operation
+        with self.db.connection_context():
+            op.update(
+                status=status, end_time=now_ms(), results_json=json.dumps(encoded), retcode=retcode, retmsg=retmsg
+            ).where(op.operation_id == operation_id).execute()
+
+    def list_operations(
+        self, model_id: str, model_version: str, operation: str, page_size: int, page_token: str
+    ) -> tuple[list[Operation], str]:
+        """Newest first; the page token is the (start_time, operation_id) of the last row returned."""
+        op = self._operation
+        query = op.select()
+        for column, value in ((op.model_id, model_id), (op.model_version, model_version), (op.operation, operation)):
+            if value:
+                query = query.where(column == value)
+        if page_token:
+            start, last_id = _decode_token(page_token)
+            query = query.where((op.start_time < start) | ((op.start_time == start) & (op.operation_id < last_id)))
+        size = min(max(page_size or 100, 1), 1000)
+        with self.db.connection_context():
+            rows = list(query.order_by(op.start_time.desc(), op.operation_id.desc()).limit(size + 1))
+        more = len(rows) > size
+        rows = rows[:size]
+        token = _encode_token(rows[-1].start_time, rows[-1].operation_id) if more else ""
+        return [_operation_entity(r) for r in rows], token
+
+
+def _operation_entity(row: Any) -> Operation:
+    results = [PartyResult(**r) for r in json.loads(row.results_json)]
+    return Operation(
+        operation_id=row.operation_id,
+        operation=row.operation,
+        status=row.status,
+        caller=row.caller,
+        model_id=row.model_id,
+        model_version=row.model_version,
+        start_time=_timestamp(row.start_time),
+        end_time=_timestamp(row.end_time) if row.end_time else None,
+        results=results,
+        retcode=row.retcode,
+        retmsg=row.retmsg,
+    )
+
+
+def _encode_token(start: int, operation_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{start}:{operation_id}".encode()).decode()
+
+
+def _decode_token(token: str) -> tuple[int, str]:
+    try:
+        start, _, operation_id = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
+        return int(start), operation_id
+    except (ValueError, UnicodeDecodeError):
+        raise RegistryError(Reason.INVALID_ARGUMENT, "the page token is not one this server issued") from None

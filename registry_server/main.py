@@ -1,0 +1,43 @@
+"""``fate-registry server``: serve the coordinator until SIGTERM."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from fate_registry import config
+from fate_registry.grpc_server import register_servicer, start_server, wait_for_signal
+from fate_registry.v1 import registry_pb2_grpc
+from registry_server.agents import AgentClients
+from registry_server.catalog import Catalog
+from registry_server.fanout import FanOut
+from registry_server.servicer import SERVICE, RegistryServicer
+
+log = logging.getLogger(__name__)
+
+
+def serve(conf: config.ServiceConf, port_file: Path | None = None) -> None:
+    catalog = Catalog(conf.coordinator.database)
+    agents = AgentClients(conf)
+    fanout = FanOut()
+    servicer = RegistryServicer(catalog, agents, fanout)  # type: ignore[abstract]  # the rest answer UNIMPLEMENTED
+    address = conf.coordinator.address
+    running = start_server(
+        address.host,
+        address.port,
+        lambda server: register_servicer(
+            server,
+            registry_pb2_grpc.add_RegistryServiceServicer_to_server,
+            servicer,
+            SERVICE.full_name,
+            servicer.raw_handlers(),
+        ),
+        [SERVICE.full_name],
+    )
+    log.info("coordinator listening on %s:%s with %d parties", address.host, running.port, len(conf.parties))
+    try:
+        wait_for_signal(running, port_file, address.host)
+    finally:
+        fanout.close()
+        agents.close()
+        catalog.close()

@@ -1,0 +1,156 @@
+"""The coordinator's RegistryService: validates, routes to the party agents, records, answers."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+
+from fate_registry.agent.v1 import agent_pb2
+from fate_registry.errors import Reason, RegistryError, missing_keys
+from fate_registry.identity import validate_name
+from fate_registry.unimplemented import fill_unimplemented
+from fate_registry.v1 import registry_pb2, registry_pb2_grpc
+from fate_registry.v1.common_pb2 import PartyModelInfo, PartyModelRef, PartyResult
+from registry_server.agents import AgentClients, party_error
+from registry_server.catalog import Catalog, ModelFilter
+from registry_server.fanout import FanOut
+from registry_server.oplog import OperationLog
+
+SERVICE = registry_pb2.DESCRIPTOR.services_by_name["RegistryService"]
+
+
+def check_ref(ref: PartyModelRef) -> PartyModelRef:
+    """All four keys present (FATE's missing-keys message) and each one safe for a path."""
+    fields = ("role", "party_id", "model_id", "model_version")
+    missing = [f for f in fields if not getattr(ref, f)]
+    if missing:
+        raise missing_keys(missing)
+    for f in fields:
+        validate_name(getattr(ref, f), f)
+    return ref
+
+
+def ok(ref: PartyModelRef, message: str = "success") -> PartyResult:
+    return PartyResult(role=ref.role, party_id=ref.party_id, retcode=0, retmsg=message)
+
+
+class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
+    def __init__(self, catalog: Catalog, agents: AgentClients, fanout: FanOut) -> None:
+        self.catalog = catalog
+        self.agents = agents
+        self.fanout = fanout
+        self.oplog = OperationLog(catalog)
+
+    # -- archives (raw relays, registered by raw_handlers) --------------------------------------
+
+    def import_raw(
+        self, request_iterator: Iterator[bytes], context: grpc.ServicerContext
+    ) -> registry_pb2.ImportModelResponse:
+        first_raw = next(request_iterator, None)
+        first = registry_pb2.ImportModelRequest.FromString(first_raw or b"")
+        if first.WhichOneof("payload") != "header":
+            raise RegistryError(Reason.MISSING_ARGUMENT, "an import starts with a header message")
+        ref = check_ref(first.header.target)
+        self.agents.channel(ref.party_id)  # an unknown party fails before the upload starts
+
+        def relay() -> Iterator[bytes]:
+            assert first_raw is not None
+            yield first_raw
+            yield from request_iterator
+
+        with self.oplog.track("import", context.peer(), ref.model_id, ref.model_version) as op:
+            response = self.agents.import_raw(ref.party_id, relay(), op.operation_id)
+            self.catalog.record_import(response.result)
+            op.results.append(ok(ref))
+        return registry_pb2.ImportModelResponse(result=response.result)
+
+    def export_raw(self, request: registry_pb2.ExportModelRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
+        ref = check_ref(request.model)
+        self.agents.channel(ref.party_id)
+        with self.oplog.track("export", context.peer(), ref.model_id, ref.model_version) as op:
+            yield from self.agents.export_raw(ref.party_id, agent_pb2.ExportModelRequest(model=ref), op.operation_id)
+            op.results.append(ok(ref))
+
+    def raw_handlers(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
+        """Import and export handlers that move chunks without decoding them."""
+        return {
+            "ImportModel": grpc.stream_unary_rpc_method_handler(
+                self.import_raw,
+                request_deserializer=None,
+                response_serializer=registry_pb2.ImportModelResponse.SerializeToString,
+            ),
+            "ExportModel": grpc.unary_stream_rpc_method_handler(
+                self.export_raw,
+                request_deserializer=registry_pb2.ExportModelRequest.FromString,
+                response_serializer=None,
+            ),
+        }
+
+    # -- model info -----------------------------------------------------------------------------
+
+    def GetModelInfo(
+        self, request: registry_pb2.GetModelInfoRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.GetModelInfoResponse:
+        if not request.model_id and not request.model_version:
+            raise missing_keys(["model_version"])
+        where = ModelFilter(request.model_id, request.model_version, request.role, request.party_id)
+        rows = self.catalog.find(where)
+        if not rows:
+            raise RegistryError(
+                Reason.MODEL_NOT_FOUND,
+                "Query model info failed, cannot find model from db and local model files. "
+                "Try use both model id and model version to query model info from local models.",
+                retcode=100,
+            )
+        if not request.detail:
+            return registry_pb2.GetModelInfoResponse(models=rows)
+        return self._with_detail(rows)
+
+    def _with_detail(self, rows: list[PartyModelInfo]) -> registry_pb2.GetModelInfoResponse:
+        def fetch(row: PartyModelInfo) -> PartyModelInfo:
+            ref = PartyModelRef(
+                role=row.role, party_id=row.party_id, model_id=row.model_id, model_version=row.model_version
+            )
+            try:
+                answer = self.agents.stub(row.party_id).GetModelInfo(
+                    agent_pb2.GetModelInfoRequest(model=ref), timeout=self.agents.conf.coordinator.call_timeout
+                )
+            except grpc.RpcError as exc:
+                raise party_error(exc, row.party_id) from None
+            info: PartyModelInfo = answer.info
+            info.loaded_times = max(info.loaded_times, row.loaded_times)
+            return info
+
+        response = registry_pb2.GetModelInfoResponse()
+        calls = [functools.partial(fetch, row) for row in rows]
+        for row, result in zip(rows, self.fanout.run(calls), strict=True):
+            if isinstance(result, RegistryError):
+                response.models.append(row)
+                response.failures.append(
+                    PartyResult(
+                        role=row.role,
+                        party_id=row.party_id,
+                        retcode=result.fate_retcode,
+                        retmsg=result.message,
+                        reason=result.reason.name,
+                    )
+                )
+            else:
+                response.models.append(result)
+        return response
+
+    # -- operation history ----------------------------------------------------------------------
+
+    def ListOperations(
+        self, request: registry_pb2.ListOperationsRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.ListOperationsResponse:
+        operations, token = self.catalog.list_operations(
+            request.model_id, request.model_version, request.operation, request.page_size, request.page_token
+        )
+        return registry_pb2.ListOperationsResponse(operations=operations, next_page_token=token)
+
+
+fill_unimplemented(RegistryServicer, SERVICE, registry_pb2_grpc.RegistryServiceServicer)
