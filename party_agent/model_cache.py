@@ -109,7 +109,7 @@ class ModelCache:
         if exists and not replace:
             raise RegistryError(Reason.MODEL_EXISTS, "Model already exists.")
         pending = PendingPublish(
-            uuid.uuid4().hex, self._rel(target), self._rel(staged), self._rel(trash) if target.exists() else "", record
+            uuid.uuid4().hex, self.relative(target), self.relative(staged), self.relative(trash) if target.exists() else "", record
         )
         self.store.add_pending(pending)
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -120,7 +120,7 @@ class ModelCache:
         self.store.complete(pending.id, record)
         shutil.rmtree(trash, ignore_errors=True)
 
-    def _rel(self, path: Path) -> str:
+    def relative(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
 
     def recover(self) -> list[str]:

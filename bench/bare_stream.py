@@ -1,0 +1,75 @@
+"""The baseline for archive transfers: a bare gRPC byte stream between two Python processes.
+
+``python -m bench.bare_stream serve PORT_FILE`` runs a server with two raw-bytes methods: Upload
+(client stream, the server only counts) and Download (server stream of a file's bytes).
+The client functions time one transfer of a file each way.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterator
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+
+from fate_registry.grpc_server import CHANNEL_OPTIONS
+
+SERVICE = "bench.BareStream"
+
+
+def _upload(requests: Iterator[bytes], context: grpc.ServicerContext) -> bytes:
+    total = sum(len(r) for r in requests)
+    return str(total).encode()
+
+
+def _download(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
+    path, chunk = request.decode().split("\n")
+    with open(path, "rb") as f:
+        while block := f.read(int(chunk)):
+            yield block
+
+
+def serve(port_file: Path) -> None:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=CHANNEL_OPTIONS)
+    handlers = {
+        "Upload": grpc.stream_unary_rpc_method_handler(_upload),
+        "Download": grpc.unary_stream_rpc_method_handler(_download),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    port_file.write_text(f"127.0.0.1:{port}")
+    server.wait_for_termination()
+
+
+def upload_seconds(address: str, path: Path, chunk: int) -> float:
+    with grpc.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
+        call = channel.stream_unary(f"/{SERVICE}/Upload")
+
+        def chunks() -> Iterator[bytes]:
+            with path.open("rb") as f:
+                while block := f.read(chunk):
+                    yield block
+
+        start = time.perf_counter()
+        total = int(call(chunks()))
+        elapsed = time.perf_counter() - start
+    assert total == path.stat().st_size
+    return elapsed
+
+
+def download_seconds(address: str, path: Path, chunk: int) -> float:
+    with grpc.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
+        call = channel.unary_stream(f"/{SERVICE}/Download")
+        start = time.perf_counter()
+        total = sum(len(b) for b in call(f"{path}\n{chunk}".encode()))
+        elapsed = time.perf_counter() - start
+    assert total == path.stat().st_size
+    return elapsed
+
+
+if __name__ == "__main__":
+    serve(Path(sys.argv[2]))

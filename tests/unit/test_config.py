@@ -1,0 +1,63 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from fate_registry import config
+
+
+def test_embedded_defaults_run_two_parties_on_loopback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FATE_REGISTRY_CONF", str(tmp_path / "absent.yaml"))
+    conf = config.load(None, tmp_path)
+    assert str(conf.coordinator.address) == "127.0.0.1:9360"
+    assert set(conf.parties) == {"9999", "10000"}
+    assert conf.parties["9999"].model_cache_dir == tmp_path / "parties" / "9999" / "model_local_cache"
+    assert conf.coordinator.database.engine == "sqlite"
+    assert conf.enable_model_store is False
+
+
+def test_repository_conf_file_loads() -> None:
+    conf = config.load(Path(__file__).parents[2] / "conf" / "service_conf.yaml")
+    assert conf.limits.upload_chunk_bytes == 256 * 1024
+
+
+@pytest.mark.parametrize(
+    ("text", "key", "problem"),
+    [
+        ("coordinator: {address: nohost}", "coordinator.address", "expected host:port"),
+        ("parties: {9999: {address: 1.2.3.4:99999}}", "parties.9999.address", "expected host:port"),
+        ("parties: []", "parties", "expected a mapping"),
+        ("parties: {'a/b': {}}", "parties.a/b", "contains"),
+        ("enable_model_store: yes please", "enable_model_store", "expected true or false"),
+        ("enable_model_store: true", "enable_model_store", "model_store_address is not set"),
+        ("model_store_address: {storage: ftp}", "model_store_address.storage", "expected one of"),
+        ("coordinator: {database: {engine: mysql}}", "coordinator.database.name", "required"),
+        ("limits: {max_archive_bytes: -1}", "limits.max_archive_bytes", "at least"),
+        ("parties: {1: {address: '127.0.0.1:1'}, 2: {address: '127.0.0.1:1'}}", "parties", "share"),
+    ],
+)
+def test_bad_conf_names_file_key_and_problem(tmp_path: Path, text: str, key: str, problem: str) -> None:
+    path = tmp_path / "service_conf.yaml"
+    path.write_text(text)
+    with pytest.raises(config.ConfError) as info:
+        config.load(path)
+    message = str(info.value)
+    assert str(path) in message and key in message and problem in message
+
+
+def test_missing_file_and_invalid_yaml(tmp_path: Path) -> None:
+    with pytest.raises(config.ConfError, match="does not exist"):
+        config.load(tmp_path / "nope.yaml")
+    path = tmp_path / "bad.yaml"
+    path.write_text("parties: {9999: [unclosed\n")
+    with pytest.raises(config.ConfError, match="invalid YAML at line"):
+        config.load(path)
+
+
+def test_database_password_stays_out_of_repr(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("coordinator: {database: {engine: mysql, name: reg, password: s3cret}}")
+    conf = config.load(path)
+    assert conf.coordinator.database.password == "s3cret"
+    assert "s3cret" not in repr(conf)

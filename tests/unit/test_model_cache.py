@@ -1,0 +1,78 @@
+"""Publishing is atomic and a crash at any step is finished or undone on restart."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from fate_registry.config import DatabaseConf
+from fate_registry.errors import Reason, RegistryError
+from fate_registry.v1.common_pb2 import PartyModelRef
+from party_agent.manifest import scan
+from party_agent.metadata import MetadataStore, PartyModelRecord, PendingPublish
+from party_agent.model_cache import ModelCache
+
+REF = PartyModelRef(role="guest", party_id="9999", model_id="guest-9999#host-10000#model", model_version="v1")
+
+
+def _cache(tmp_path: Path) -> ModelCache:
+    store = MetadataStore(DatabaseConf(engine="sqlite", path=tmp_path / "agent.db"))
+    return ModelCache(tmp_path / "model_local_cache", store)
+
+
+def _staged(cache: ModelCache, content: bytes) -> tuple[Path, PartyModelRecord]:
+    staged = cache.new_staging() / "model"
+    (staged / "variables").mkdir(parents=True)
+    (staged / "variables" / "w").write_bytes(content)
+    record = PartyModelRecord("guest", "9999", REF.model_id, "v1", job_id="j", manifest=scan(staged))
+    return staged, record
+
+
+def test_publish_then_refuse_without_replace(tmp_path: Path) -> None:
+    cache = _cache(tmp_path)
+    staged, record = _staged(cache, b"old")
+    cache.publish(staged, record, replace=False)
+    assert (cache.version_dir(REF) / "variables" / "w").read_bytes() == b"old"
+    stored = cache.store.get(REF)
+    assert stored is not None and stored.manifest == record.manifest
+    again, record2 = _staged(cache, b"new")
+    with pytest.raises(RegistryError) as info:
+        cache.publish(again, record2, replace=False)
+    assert info.value.reason is Reason.MODEL_EXISTS
+    cache.publish(again, record2, replace=True)
+    assert (cache.version_dir(REF) / "variables" / "w").read_bytes() == b"new"
+    assert list((cache.root / ".trash").iterdir()) == []
+
+
+def test_crash_before_rename_rolls_back_to_the_old_version(tmp_path: Path) -> None:
+    cache = _cache(tmp_path)
+    old, old_record = _staged(cache, b"old")
+    cache.publish(old, old_record, replace=False)
+    staged, record = _staged(cache, b"new")
+    target = cache.version_dir(REF)
+    trash = cache.root / ".trash" / "t1"
+    # the crash: journalled, old version moved aside, new one not yet renamed in
+    cache.store.add_pending(PendingPublish("p1", cache.relative(target), cache.relative(staged), cache.relative(trash), record))
+    os.rename(target, trash)
+    actions = _cache(tmp_path).recover()
+    assert actions == [f"rolled back {cache.relative(target)}"]
+    assert (target / "variables" / "w").read_bytes() == b"old"
+    assert not staged.exists() and not trash.exists()
+    stored = cache.store.get(REF)
+    assert stored is not None and stored.manifest == old_record.manifest
+
+
+def test_crash_after_rename_completes_the_row(tmp_path: Path) -> None:
+    cache = _cache(tmp_path)
+    staged, record = _staged(cache, b"new")
+    target = cache.version_dir(REF)
+    cache.store.add_pending(PendingPublish("p1", cache.relative(target), cache.relative(staged), "", record))
+    target.parent.mkdir(parents=True)
+    os.rename(staged, target)  # the crash: renamed in, row not yet written
+    assert cache.store.get(REF) is None
+    assert _cache(tmp_path).recover() == [f"completed {cache.relative(target)}"]
+    stored = cache.store.get(REF)
+    assert stored is not None and stored.manifest == record.manifest
+    assert cache.store.pending() == []
