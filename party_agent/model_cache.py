@@ -109,7 +109,11 @@ class ModelCache:
         if exists and not replace:
             raise RegistryError(Reason.MODEL_EXISTS, "Model already exists.")
         pending = PendingPublish(
-            uuid.uuid4().hex, self.relative(target), self.relative(staged), self.relative(trash) if target.exists() else "", record
+            uuid.uuid4().hex,
+            self.relative(target),
+            self.relative(staged),
+            self.relative(trash) if target.exists() else "",
+            record,
         )
         self.store.add_pending(pending)
         target.parent.mkdir(parents=True, exist_ok=True)

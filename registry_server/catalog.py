@@ -18,8 +18,8 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from fate_registry.config import DatabaseConf
 from fate_registry.db import base_model, now_ms, open_database
 from fate_registry.errors import Reason, RegistryError
-from fate_registry.v1.common_pb2 import ImportModelResult, PartyModelInfo, PartyResult
-from fate_registry.v1.registry_pb2 import Operation
+from fate_registry.v1.common_pb2 import ImportModelResult, Party, PartyModelInfo, PartyResult
+from fate_registry.v1.registry_pb2 import ModelVersion, Operation
 
 
 @dataclass(frozen=True)
@@ -153,6 +153,45 @@ class Catalog:
             for r in rows
         ]
 
+    def list_versions(self, model_id: str, page_size: int, page_token: str) -> tuple[list[ModelVersion], str]:
+        """Versions newest first, with the parties holding each; keyset-paged on (create_time, version)."""
+        pm = self._party_model
+        created = peewee.fn.MIN(pm.create_time).alias("created")
+        query = pm.select(pm.model_id, pm.model_version, created).group_by(pm.model_id, pm.model_version)
+        if model_id:
+            query = query.where(pm.model_id == model_id)
+        if page_token:
+            start, last = _decode_token(page_token)
+            query = query.having((created < start) | ((created == start) & (pm.model_version < last)))
+        size = _page_size(page_size)
+        with self.db.connection_context():
+            groups = list(query.order_by(created.desc(), pm.model_version.desc()).limit(size + 1).dicts())
+            more = len(groups) > size
+            groups = groups[:size]
+            parties = list(
+                pm.select(pm.model_id, pm.model_version, pm.role, pm.party_id)
+                .where(pm.model_version.in_([g["model_version"] for g in groups]))
+                .order_by(pm.role, pm.party_id)
+                .dicts()
+            )
+        versions = []
+        for g in groups:
+            held = [
+                Party(role=p["role"], party_id=p["party_id"])
+                for p in parties
+                if (p["model_id"], p["model_version"]) == (g["model_id"], g["model_version"])
+            ]
+            versions.append(
+                ModelVersion(
+                    model_id=g["model_id"],
+                    model_version=g["model_version"],
+                    create_time=_timestamp(g["created"]),
+                    parties=held,
+                )
+            )
+        token = _encode_token(groups[-1]["created"], groups[-1]["model_version"]) if more else ""
+        return versions, token
+
     # -- operation log --------------------------------------------------------------------------
 
     def start_operation(self, operation: str, caller: str, model_id: str, model_version: str) -> str:
@@ -194,13 +233,17 @@ class Catalog:
         if page_token:
             start, last_id = _decode_token(page_token)
             query = query.where((op.start_time < start) | ((op.start_time == start) & (op.operation_id < last_id)))
-        size = min(max(page_size or 100, 1), 1000)
+        size = _page_size(page_size)
         with self.db.connection_context():
             rows = list(query.order_by(op.start_time.desc(), op.operation_id.desc()).limit(size + 1))
         more = len(rows) > size
         rows = rows[:size]
         token = _encode_token(rows[-1].start_time, rows[-1].operation_id) if more else ""
         return [_operation_entity(r) for r in rows], token
+
+
+def _page_size(requested: int) -> int:
+    return min(max(requested or 100, 1), 1000)
 
 
 def _operation_entity(row: Any) -> Operation:

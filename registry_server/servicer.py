@@ -142,6 +142,12 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
                 response.models.append(result)
         return response
 
+    def ListModelVersions(
+        self, request: registry_pb2.ListModelVersionsRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.ListModelVersionsResponse:
+        versions, token = self.catalog.list_versions(request.model_id, request.page_size, request.page_token)
+        return registry_pb2.ListModelVersionsResponse(versions=versions, next_page_token=token)
+
     # -- operation history ----------------------------------------------------------------------
 
     def ListOperations(
