@@ -47,7 +47,7 @@ def serve(port_file: Path) -> None:
 
 def upload_seconds(address: str, path: Path, chunk: int) -> float:
     with grpc.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
-        call = channel.stream_unary(f"/{SERVICE}/Upload")
+        call = channel.stream_unary(f"/{SERVICE}/Upload", request_serializer=None, response_deserializer=None)
 
         def chunks() -> Iterator[bytes]:
             with path.open("rb") as f:
@@ -63,9 +63,9 @@ def upload_seconds(address: str, path: Path, chunk: int) -> float:
 
 def download_seconds(address: str, path: Path, chunk: int) -> float:
     with grpc.insecure_channel(address, options=CHANNEL_OPTIONS) as channel:
-        call = channel.unary_stream(f"/{SERVICE}/Download")
+        call = channel.unary_stream(f"/{SERVICE}/Download", request_serializer=None, response_deserializer=None)
         start = time.perf_counter()
-        total = sum(len(b) for b in call(f"{path}\n{chunk}".encode()))
+        total = sum(len(b) for b in call(f"{path.resolve()}\n{chunk}".encode()))
         elapsed = time.perf_counter() - start
     assert total == path.stat().st_size
     return elapsed

@@ -63,7 +63,10 @@ class LocalFederation:
         with log_path.open("ab") as log:
             process = subprocess.Popen(
                 [*fate_registry_command(), "up", "--conf", str(conf_path), "--data-dir", str(data_dir)],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
         deadline = time.monotonic() + timeout
         while not ready.exists():

@@ -106,9 +106,7 @@ def test_a_file_changed_on_disk_stops_the_export(tmp_path: Path) -> None:
 
 
 def test_extract_checks_files_against_the_embedded_manifest(tmp_path: Path) -> None:
-    tampered = Manifest.from_json(
-        '{"files": [["data", 3, "' + hashlib.sha256(b"abd").hexdigest() + '"]]}'
-    )
+    tampered = Manifest.from_json('{"files": [["data", 3, "' + hashlib.sha256(b"abd").hexdigest() + '"]]}')
     zf = _zip([("data", b"abc"), (MANIFEST_ENTRY, tampered.to_json().encode())])
     dest = tmp_path / "d"
     dest.mkdir()

@@ -54,7 +54,9 @@ def test_crash_before_rename_rolls_back_to_the_old_version(tmp_path: Path) -> No
     target = cache.version_dir(REF)
     trash = cache.root / ".trash" / "t1"
     # the crash: journalled, old version moved aside, new one not yet renamed in
-    cache.store.add_pending(PendingPublish("p1", cache.relative(target), cache.relative(staged), cache.relative(trash), record))
+    cache.store.add_pending(
+        PendingPublish("p1", cache.relative(target), cache.relative(staged), cache.relative(trash), record)
+    )
     os.rename(target, trash)
     actions = _cache(tmp_path).recover()
     assert actions == [f"rolled back {cache.relative(target)}"]

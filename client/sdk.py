@@ -1,0 +1,350 @@
+"""A typed client for the coordinator's ``RegistryService``.
+
+Every method sends one request and returns the response message; every failure is a
+:class:`~fate_registry.errors.RegistryError` carrying the server's reason and FATE retcode. Archives
+move in chunks in both directions, so memory stays flat whatever the model size (DESIGN §5.4).
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import BinaryIO, TypeVar
+
+import grpc
+
+from fate_registry.config import LimitsConf
+from fate_registry.errors import Reason, RegistryError, from_rpc_error
+from fate_registry.identity import party_model_id, validate_name
+from fate_registry.v1 import common_pb2 as common
+from fate_registry.v1 import registry_pb2 as pb
+from fate_registry.v1.registry_pb2_grpc import RegistryServiceStub
+
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+DEFAULT_CHANNEL_OPTIONS: Sequence[tuple[str, int]] = (
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+)
+
+Progress = Callable[[int], None]
+"""Called with the number of bytes just sent or received."""
+
+_Request = TypeVar("_Request")
+_Response = TypeVar("_Response")
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """The archive an export wrote, verified against the sender's trailer."""
+
+    path: Path
+    sha256: str
+    size: int
+
+
+class RegistryClient:
+    """One channel to the coordinator at ``address``; use it as a context manager or call :meth:`close`.
+
+    ``timeout`` is the deadline of each unary call, in seconds. Archive transfers have no deadline by
+    default (a large model may take long); pass ``timeout`` to :meth:`import_model` or
+    :meth:`export_model` to bound them.
+    """
+
+    def __init__(
+        self,
+        address: str,
+        timeout: float = 60.0,
+        channel_options: Sequence[tuple[str, int]] = DEFAULT_CHANNEL_OPTIONS,
+    ) -> None:
+        self.address = address
+        self.timeout = timeout
+        self._channel = grpc.insecure_channel(address, options=list(channel_options))
+        self._stub = RegistryServiceStub(self._channel)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> RegistryClient:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _error(self, exc: grpc.RpcError) -> RegistryError:
+        """The server's own error, or one naming the address when the call never got an answer."""
+        code = exc.code()
+        if code == grpc.StatusCode.UNAVAILABLE:
+            context = f"cannot reach the registry at {self.address}"
+        elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            context = f"the registry at {self.address} did not answer in time"
+        else:
+            context = f"the registry at {self.address} failed"
+        return from_rpc_error(exc, context)
+
+    def _unary(self, method: grpc.UnaryUnaryMultiCallable[_Request, _Response], request: _Request) -> _Response:
+        try:
+            return method(request, timeout=self.timeout)
+        except grpc.RpcError as exc:
+            raise self._error(exc) from None
+
+    # Archive transfers ---------------------------------------------------------------------------
+
+    def import_model(
+        self,
+        path: Path,
+        target: common.PartyModelRef,
+        force_update: bool = False,
+        sha256: str = "",
+        progress: Progress | None = None,
+        chunk_size: int = LimitsConf.upload_chunk_bytes,
+        timeout: float | None = None,
+    ) -> pb.ImportModelResponse:
+        """``flow model import -c``: upload the archive at ``path`` to ``target``'s party.
+
+        ``sha256`` is the archive's expected hash, checked by the party before anything is written.
+        The bytes are hashed while they are sent; a registry that reports a different hash is a
+        DATA_LOSS error.
+        """
+        try:
+            file = path.open("rb")
+        except OSError as exc:
+            raise RegistryError(
+                Reason.INVALID_ARGUMENT, f"cannot read the model archive {path}: {exc.strerror or exc}"
+            ) from None
+        with file:
+            header = common.ImportModelHeader(
+                target=target,
+                force_update=force_update,
+                sha256=sha256,
+                size=os.fstat(file.fileno()).st_size,
+                file_name=path.name,
+            )
+            upload = _Upload(file, header, chunk_size, progress)
+            future = self._stub.ImportModel.future(iter(upload), timeout=timeout)
+            upload.abort = future.cancel
+            if upload.failure:  # it failed before ``abort`` was set
+                future.cancel()  # type: ignore[no-untyped-call]  # grpc-stubs leaves RpcContext.cancel untyped
+            try:
+                response = future.result()
+            except (grpc.RpcError, grpc.FutureCancelledError) as exc:
+                if upload.failure:
+                    raise RegistryError(Reason.INVALID_ARGUMENT, f"{path}: {upload.failure}") from None
+                if isinstance(exc, grpc.RpcError):
+                    raise self._error(exc) from None
+                raise RegistryError(Reason.CANCELLED, f"the import of {path} was cancelled") from None
+        received = response.result.archive_sha256
+        if received and received.lower() != upload.digest.hexdigest():
+            raise RegistryError(
+                Reason.DATA_LOSS,
+                f"the registry received an archive with sha256 {received}, "
+                f"but {path} has sha256 {upload.digest.hexdigest()}",
+            )
+        return response
+
+    def export_model(
+        self,
+        model: common.PartyModelRef,
+        output_dir: Path,
+        progress: Progress | None = None,
+        timeout: float | None = None,
+    ) -> ExportResult:
+        """``flow model export -c``: download ``model``'s archive into ``output_dir``.
+
+        The archive is written to a temporary file in ``output_dir``, checked against the trailer's
+        size and sha256, fsynced and renamed to its final name, so ``output_dir`` never holds a
+        partial or corrupt archive under that name.
+        """
+        try:
+            output_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RegistryError(
+                Reason.INVALID_ARGUMENT, f"cannot create the output directory {output_dir}: {exc.strerror or exc}"
+            ) from None
+        stream = self._stub.ExportModel(pb.ExportModelRequest(model=model), timeout=timeout)
+        what = f"{party_model_id(model.role, model.party_id, model.model_id)} {model.model_version}"
+        try:
+            return receive_archive(iter(stream), output_dir, what, progress)
+        except grpc.RpcError as exc:
+            raise self._error(exc) from None
+        finally:
+            # A no-op once the stream has ended; stops the sender after a local failure.
+            stream.cancel()  # type: ignore[no-untyped-call]  # grpc-stubs leaves RpcContext.cancel untyped
+
+    # Unary calls, one per RPC ----------------------------------------------------------------------
+
+    def store_model(self, request: pb.StoreModelRequest) -> pb.StoreModelResponse:
+        """``flow model export --to-database``."""
+        return self._unary(self._stub.StoreModel, request)
+
+    def restore_model(self, request: pb.RestoreModelRequest) -> pb.RestoreModelResponse:
+        """``flow model import --from-database``."""
+        return self._unary(self._stub.RestoreModel, request)
+
+    def load_model(self, request: pb.LoadModelRequest) -> pb.LoadModelResponse:
+        return self._unary(self._stub.LoadModel, request)
+
+    def bind_model(self, request: pb.BindModelRequest) -> pb.BindModelResponse:
+        return self._unary(self._stub.BindModel, request)
+
+    def unload_model(self, request: pb.UnloadModelRequest) -> pb.UnloadModelResponse:
+        return self._unary(self._stub.UnloadModel, request)
+
+    def unbind_model(self, request: pb.UnbindModelRequest) -> pb.UnbindModelResponse:
+        return self._unary(self._stub.UnbindModel, request)
+
+    def migrate_model(self, request: pb.MigrateModelRequest) -> pb.MigrateModelResponse:
+        return self._unary(self._stub.MigrateModel, request)
+
+    def deploy_model(self, request: pb.DeployModelRequest) -> pb.DeployModelResponse:
+        return self._unary(self._stub.DeployModel, request)
+
+    def get_predict_dsl(self, request: pb.GetPredictDslRequest) -> pb.GetPredictDslResponse:
+        return self._unary(self._stub.GetPredictDsl, request)
+
+    def get_predict_conf(self, request: pb.GetPredictConfRequest) -> pb.GetPredictConfResponse:
+        return self._unary(self._stub.GetPredictConf, request)
+
+    def get_model_info(self, request: pb.GetModelInfoRequest) -> pb.GetModelInfoResponse:
+        return self._unary(self._stub.GetModelInfo, request)
+
+    def list_model_versions(self, request: pb.ListModelVersionsRequest) -> pb.ListModelVersionsResponse:
+        return self._unary(self._stub.ListModelVersions, request)
+
+    def list_model_tags(self, request: pb.ListModelTagsRequest) -> pb.ListModelTagsResponse:
+        return self._unary(self._stub.ListModelTags, request)
+
+    def add_model_tag(self, request: pb.AddModelTagRequest) -> pb.AddModelTagResponse:
+        return self._unary(self._stub.AddModelTag, request)
+
+    def remove_model_tag(self, request: pb.RemoveModelTagRequest) -> pb.RemoveModelTagResponse:
+        return self._unary(self._stub.RemoveModelTag, request)
+
+    def homo_convert_model(self, request: pb.HomoConvertModelRequest) -> pb.HomoConvertModelResponse:
+        return self._unary(self._stub.HomoConvertModel, request)
+
+    def homo_deploy_model(self, request: pb.HomoDeployModelRequest) -> pb.HomoDeployModelResponse:
+        return self._unary(self._stub.HomoDeployModel, request)
+
+    def list_checkpoints(self, request: pb.ListCheckpointsRequest) -> pb.ListCheckpointsResponse:
+        return self._unary(self._stub.ListCheckpoints, request)
+
+    def get_checkpoint(self, request: pb.GetCheckpointRequest) -> pb.GetCheckpointResponse:
+        return self._unary(self._stub.GetCheckpoint, request)
+
+    def delete_model(self, request: pb.DeleteModelRequest) -> pb.DeleteModelResponse:
+        return self._unary(self._stub.DeleteModel, request)
+
+    def list_operations(self, request: pb.ListOperationsRequest) -> pb.ListOperationsResponse:
+        return self._unary(self._stub.ListOperations, request)
+
+
+class _Upload:
+    """The ImportModel request stream: the header, then the file in chunks, hashed on the way.
+
+    gRPC consumes this iterator on its own thread, where an exception would only be logged. A read
+    failure, or a file whose size changes while it is sent, is therefore recorded in ``failure`` and
+    the call is cancelled through ``abort``.
+    """
+
+    def __init__(
+        self, file: BinaryIO, header: common.ImportModelHeader, chunk_size: int, progress: Progress | None
+    ) -> None:
+        self.file, self.header, self.chunk_size, self.progress = file, header, chunk_size, progress
+        self.digest = hashlib.sha256()
+        self.failure = ""
+        self.abort: Callable[[], object] = lambda: None
+
+    def __iter__(self) -> Iterator[pb.ImportModelRequest]:
+        yield pb.ImportModelRequest(header=self.header)
+        sent = 0
+        while True:
+            try:
+                chunk = self.file.read(self.chunk_size)
+            except OSError as exc:
+                self._fail(f"reading failed after {sent} bytes: {exc.strerror or exc}")
+                return
+            if not chunk:
+                break
+            sent += len(chunk)
+            self.digest.update(chunk)
+            yield pb.ImportModelRequest(chunk=chunk)
+            if self.progress:
+                self.progress(len(chunk))
+        if sent != self.header.size:
+            self._fail(f"the file changed while it was sent ({self.header.size} bytes expected, {sent} read)")
+
+    def _fail(self, message: str) -> None:
+        self.failure = message
+        self.abort()
+
+
+def _data_loss(message: str) -> RegistryError:
+    return RegistryError(Reason.DATA_LOSS, message)
+
+
+def receive_archive(
+    messages: Iterator[pb.ExportModelResponse], output_dir: Path, what: str, progress: Progress | None = None
+) -> ExportResult:
+    """Write an export stream (header, chunks, trailer) into ``output_dir`` atomically; ``what`` names the model."""
+    first = next(messages, None)
+    if first is None or first.WhichOneof("payload") != "header":
+        raise _data_loss(f"the export of {what} did not start with a header")
+    try:
+        name = validate_name(first.header.file_name, "the archive file name")
+    except RegistryError as exc:
+        raise _data_loss(f"the registry sent an unsafe archive name for {what}: {exc.message}") from None
+    fd, temp_name = tempfile.mkstemp(prefix=".export-", suffix=".part", dir=output_dir)
+    temp = Path(temp_name)
+    try:
+        digest, size = hashlib.sha256(), 0
+        trailer: common.ExportModelTrailer | None = None
+        with os.fdopen(fd, "wb") as out:
+            for message in messages:
+                kind = message.WhichOneof("payload")
+                if trailer is not None or kind not in ("chunk", "trailer"):
+                    raise _data_loss(f"the export of {what} sent an unexpected {kind or 'empty'} message")
+                if kind == "trailer":
+                    trailer = message.trailer
+                    continue
+                out.write(message.chunk)
+                digest.update(message.chunk)
+                size += len(message.chunk)
+                if progress:
+                    progress(len(message.chunk))
+            if trailer is None:
+                raise _data_loss(f"the export of {what} ended after {size} bytes without its trailer; nothing was kept")
+            if trailer.size != size or trailer.sha256.lower() != digest.hexdigest():
+                raise _data_loss(
+                    f"the archive of {what} is corrupt: received {size} bytes with sha256 {digest.hexdigest()}, "
+                    f"the registry sent {trailer.size} bytes with sha256 {trailer.sha256}; nothing was kept"
+                )
+            out.flush()
+            os.fsync(out.fileno())
+        target = output_dir / name
+        os.replace(temp, target)
+        _fsync_directory(output_dir)
+    except OSError as exc:
+        temp.unlink(missing_ok=True)
+        reason = Reason.NO_SPACE if exc.errno in (errno.ENOSPC, errno.EDQUOT) else Reason.INVALID_ARGUMENT
+        raise RegistryError(reason, f"cannot write the archive into {output_dir}: {exc.strerror or exc}") from None
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    return ExportResult(path=target, sha256=digest.hexdigest(), size=size)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

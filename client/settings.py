@@ -1,0 +1,104 @@
+"""Where the ``flow`` CLI finds the coordinator.
+
+In this order: the ``--address`` option, ``$FATE_REGISTRY_ADDRESS``, the settings saved by
+``flow init`` (``$FATE_REGISTRY_CLIENT_CONF``, else ``~/.config/fate-registry/flow.json``), and
+last the coordinator address of the service conf (``$FATE_REGISTRY_CONF``,
+``./conf/service_conf.yaml`` or the embedded default ``127.0.0.1:9360``).
+
+``flow init`` saves either ``{"ip", "port"}`` or, like FATE's ``flow init -c``,
+``{"server_conf_path"}`` naming a service conf whose coordinator address is used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fate_registry import config
+from fate_registry.errors import Reason, RegistryError, Retcode
+
+ADDRESS_ENV = "FATE_REGISTRY_ADDRESS"
+CLIENT_CONF_ENV = "FATE_REGISTRY_CLIENT_CONF"
+DEFAULT_CLIENT_CONF = Path("~/.config/fate-registry/flow.json")
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    """What the CLI needs to reach the coordinator."""
+
+    address: str
+    # Deadline of each unary call, in seconds; archive transfers have none.
+    timeout: float = 60.0
+
+
+def _settings_error(message: str) -> RegistryError:
+    return RegistryError(Reason.INVALID_ARGUMENT, message, retcode=Retcode.EXCEPTION_ERROR)
+
+
+def client_conf_path(env: Mapping[str, str] = os.environ) -> Path:
+    """The file ``flow init`` writes."""
+    return Path(env.get(CLIENT_CONF_ENV) or DEFAULT_CLIENT_CONF).expanduser()
+
+
+def join_address(ip: str, port: int) -> str:
+    """``host:port``, with an IPv6 literal in brackets."""
+    return f"[{ip}]:{port}" if ":" in ip and not ip.startswith("[") else f"{ip}:{port}"
+
+
+def service_conf_address(path: Path | None) -> str:
+    """The coordinator address of the service conf at ``path`` (None: ``fate_registry.config``'s default)."""
+    try:
+        address = config.load(path).coordinator.address
+    except config.ConfError as exc:
+        raise _settings_error(str(exc)) from None
+    return join_address(address.host, address.port)
+
+
+def _saved_address(path: Path) -> str | None:
+    """The address ``flow init`` saved in ``path``, or None when nothing was saved."""
+    try:
+        saved: Any = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _settings_error(f"cannot read the flow CLI settings {path}: {exc}") from None
+    except json.JSONDecodeError as exc:
+        raise _settings_error(
+            f"the flow CLI settings {path} are not valid JSON (line {exc.lineno}, column {exc.colno}); "
+            "run flow init again"
+        ) from None
+    if not isinstance(saved, dict):
+        raise _settings_error(f"the flow CLI settings {path} must hold a JSON object; run flow init again")
+    if saved.get("server_conf_path"):
+        return service_conf_address(Path(str(saved["server_conf_path"])))
+    ip, port = saved.get("ip"), saved.get("port")
+    if ip and isinstance(port, int) and not isinstance(port, bool):
+        return join_address(str(ip), port)
+    return None
+
+
+def resolve(address: str | None = None, env: Mapping[str, str] = os.environ) -> ClientSettings:
+    """The client settings: ``address`` (the ``--address`` option) wins, then the sources above."""
+    chosen = address or env.get(ADDRESS_ENV) or _saved_address(client_conf_path(env)) or service_conf_address(None)
+    return ClientSettings(address=chosen)
+
+
+def save(saved: Mapping[str, Any], env: Mapping[str, str] = os.environ) -> Path:
+    """Write ``flow init``'s settings, replacing earlier ones; the file appears whole or not at all."""
+    path = client_conf_path(env)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temp = path.with_name(f".{path.name}.tmp")
+    temp.write_text(json.dumps(dict(saved), indent=4) + "\n", encoding="utf-8")
+    os.replace(temp, path)
+    return path
+
+
+def reset(env: Mapping[str, str] = os.environ) -> Path:
+    """Forget what ``flow init`` saved (``flow init --reset``)."""
+    path = client_conf_path(env)
+    path.unlink(missing_ok=True)
+    return path

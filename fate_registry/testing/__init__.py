@@ -1,0 +1,40 @@
+"""Test support: realistic trained FATE models on disk and FATE-Flow-style export archives."""
+
+from fate_registry.testing.fate_archive import build_fate_archive, sha256_file
+from fate_registry.testing.model_factory import (
+    BUFFER_CLASSES,
+    MODEL_ALIAS,
+    PIPELINE_ALIAS,
+    PIPELINE_COMPONENT,
+    PIPELINE_MODEL_NAME,
+    PIPELINE_MODULE,
+    STEP_NAME,
+    Algorithm,
+    ModelSpec,
+    read_define_meta,
+    read_pipeline,
+    train_dsl,
+    train_runtime_conf,
+    write_federation,
+    write_party_model,
+)
+
+__all__ = [
+    "BUFFER_CLASSES",
+    "MODEL_ALIAS",
+    "PIPELINE_ALIAS",
+    "PIPELINE_COMPONENT",
+    "PIPELINE_MODEL_NAME",
+    "PIPELINE_MODULE",
+    "STEP_NAME",
+    "Algorithm",
+    "ModelSpec",
+    "build_fate_archive",
+    "read_define_meta",
+    "read_pipeline",
+    "sha256_file",
+    "train_dsl",
+    "train_runtime_conf",
+    "write_federation",
+    "write_party_model",
+]

@@ -1,0 +1,779 @@
+"""Realistic trained FATE 1.11 models, written exactly in FATE-Flow's on-disk layout.
+
+One call writes one party's slice of a trained model into a ``model_local_cache`` directory::
+
+    <cache_dir>/<party_model_id>/<model_version>/
+      .lock                                    FATE's filelock; FATE leaves it behind
+      define/define_meta.yaml                  component_define + model_proto (the proto index)
+      variables/data/<cpn>/<alias>/<name>      raw protobuf bytes, + <name>.json (MessageToDict)
+      variables/data/pipeline/pipeline/Pipeline (+ Pipeline.json)
+      run_parameters/<cpn>/run_parameters.json one per component of the proto index
+      checkpoint/<cpn>/<step_index>#step_name/ <name>.pb, <name>.json, .lock, database.yaml (last)
+
+The content follows FATE's own examples (``hetero_lr_normal`` and ``homo_lr_train``): guest 9999,
+host 10000 and arbiter 10000 by default, 10 guest and 20 host features for HeteroLR, 30 features
+for HomoLR. Which party holds which buffer is FATE 1.11's: Reader, Intersection and Evaluation save
+nothing; the arbiter holds only ``hetero_lr_0`` (HeteroLR) or nothing but the Pipeline (HomoLR).
+
+``ModelSpec.target_bytes`` grows the LR Param buffer of guests and hosts (and of their
+checkpoints) with extra features ``x<n>`` until the party's version directory reaches about that
+size. The buffer is streamed as consecutive serialized ``LRModelParam`` chunks, which protobuf
+parses as one merged message (map entries and repeated fields append), and its JSON sidecar is
+streamed alongside, so memory stays at a few MiB whatever the size. Python's protobuf cannot parse
+one buffer of 2 GiB or more (FATE could not serialise one either, FATE#4944): with no checkpoints
+that limit is reached by version directories of about 5 GiB.
+
+Where FATE's exact bytes could not be checked, the choices are: ``run_parameters.json`` holds what
+the conf gave that component on that party (common parameters overridden by the party's role entry;
+``{}`` for the pipeline); checkpoints are the last ``checkpoints`` epochs of a ``save_freq`` 1 run,
+their weights scaled linearly towards the final ones; growth adds features to the LR Param only, so
+a grown model's DataTransform header stays at FATE's example width.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import math
+import random
+from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import MappingProxyType
+from typing import IO, Any, Final, Literal, cast
+
+import yaml
+from google.protobuf import json_format
+from google.protobuf.message import Message
+
+from fate_registry.fate import (
+    data_transform_meta_pb2,
+    data_transform_param_pb2,
+    default_empty_fill_pb2,
+    lr_model_meta_pb2,
+    lr_model_param_pb2,
+    pipeline_pb2,
+)
+from fate_registry.identity import PartyId, gen_model_id, job_ids, party_model_id
+
+Algorithm = Literal["hetero_lr", "homo_lr"]
+
+PIPELINE_COMPONENT: Final = "pipeline"
+PIPELINE_ALIAS: Final = "pipeline"
+PIPELINE_MODULE: Final = "Pipeline"
+PIPELINE_MODEL_NAME: Final = "Pipeline"
+MODEL_ALIAS: Final = "model"
+STEP_NAME: Final = "step_name"
+"""ModelBase's default step name, which FATE's ModelCheckpoint callback uses for every step."""
+
+BUFFER_CLASSES: Final[Mapping[str, type[Message]]] = MappingProxyType(
+    {
+        cls.DESCRIPTOR.name: cls
+        for cls in (
+            pipeline_pb2.Pipeline,
+            lr_model_meta_pb2.LRModelMeta,
+            lr_model_param_pb2.LRModelParam,
+            data_transform_meta_pb2.DataTransformMeta,
+            data_transform_param_pb2.DataTransformParam,
+            default_empty_fill_pb2.DefaultEmptyFillMessage,
+        )
+    }
+)
+"""Buffer class name, as recorded in the proto index, → generated class (FATE looks classes up by name)."""
+
+_DEFAULT_ROLES: Final[Mapping[str, tuple[PartyId, ...]]] = {"guest": (9999,), "host": (10000,), "arbiter": (10000,)}
+_DEFAULT_MAX_ITER: Final = 30
+_DATA_TRANSFORM: Final = "data_transform_0"
+_DATA_TRANSFORM_ROLES: Final = frozenset({"guest", "host"})
+_GROWING_ROLES: Final = frozenset({"guest", "host"})
+_CHUNK_FEATURES: Final = 50_000
+_INITIAL_FEATURE_COST: Final = 96
+"""Bytes one extra feature is assumed to cost per Param file before the first chunk is measured (~72 in practice)."""
+
+
+@dataclass(frozen=True)
+class _Recipe:
+    """What one algorithm's training job looks like in FATE 1.11."""
+
+    lr_component: str
+    lr_module: str
+    meta_name: str
+    param_name: str
+    lr_roles: frozenset[str]
+    """Roles whose LR ``export_model`` is non-empty, hence that hold LR buffers and checkpoints."""
+    code_paths: Mapping[str, Mapping[str, str]]
+    """role → component → run class, the ``CodePath`` FATE-Flow fills into the inference DSL."""
+    features: Mapping[str, int]
+    tables: Mapping[str, str]
+
+
+_RECIPES: Final[Mapping[Algorithm, _Recipe]] = {
+    "hetero_lr": _Recipe(
+        lr_component="hetero_lr_0",
+        lr_module="HeteroLR",
+        meta_name="HeteroLogisticRegressionMeta",
+        param_name="HeteroLogisticRegressionParam",
+        lr_roles=frozenset({"guest", "host", "arbiter"}),
+        code_paths={
+            "guest": {
+                "reader_0": "Reader",
+                _DATA_TRANSFORM: "DataTransform",
+                "intersection_0": "IntersectGuest",
+                "hetero_lr_0": "HeteroLRGuest",
+                "evaluation_0": "Evaluation",
+            },
+            "host": {
+                "reader_0": "Reader",
+                _DATA_TRANSFORM: "DataTransform",
+                "intersection_0": "IntersectHost",
+                "hetero_lr_0": "HeteroLRHost",
+                "evaluation_0": "Evaluation",
+            },
+            "arbiter": {"hetero_lr_0": "HeteroLRArbiter", "evaluation_0": "Evaluation"},
+        },
+        features={"guest": 10, "host": 20},
+        tables={"guest": "breast_hetero_guest", "host": "breast_hetero_host"},
+    ),
+    "homo_lr": _Recipe(
+        lr_component="homo_lr_0",
+        lr_module="HomoLR",
+        meta_name="HomoLogisticRegressionMeta",
+        param_name="HomoLogisticRegressionParam",
+        lr_roles=frozenset({"guest", "host"}),
+        code_paths={
+            "guest": {
+                "reader_0": "Reader",
+                _DATA_TRANSFORM: "DataTransform",
+                "homo_lr_0": "HomoLRGuest",
+                "evaluation_0": "Evaluation",
+            },
+            "host": {
+                "reader_0": "Reader",
+                _DATA_TRANSFORM: "DataTransform",
+                "homo_lr_0": "HomoLRHost",
+                "evaluation_0": "Evaluation",
+            },
+            "arbiter": {"homo_lr_0": "HomoLRArbiter", "evaluation_0": "Evaluation"},
+        },
+        features={"guest": 30, "host": 30},
+        tables={"guest": "breast_homo_guest", "host": "breast_homo_host"},
+    ),
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A trained model of the whole federation; every party's slice is written from the same spec.
+
+    ``model_version`` None draws a fresh FATE job id, and ``initiator_party_id`` None means the first
+    party of ``initiator_role``; both are resolved at construction, so the parties of one spec agree.
+    Party ids keep their type (int or str) in every JSON document, as FATE keeps what was submitted.
+    """
+
+    roles: Mapping[str, Sequence[PartyId]] = field(default_factory=lambda: dict(_DEFAULT_ROLES))
+    initiator_role: str = "guest"
+    initiator_party_id: PartyId | None = None
+    algorithm: Algorithm = "hetero_lr"
+    model_version: str | None = None
+    fate_version: str = "1.11.4"
+    checkpoints: int = 0
+    """Checkpoint steps kept for the LR component: the last ones of a ``save_freq`` 1 run."""
+    target_bytes: int = 0
+    """When > 0, guests' and hosts' version directories are grown to about this many bytes."""
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.algorithm not in _RECIPES:
+            raise ValueError(f"algorithm must be one of {sorted(_RECIPES)}, not {self.algorithm!r}")
+        roles = {role: tuple(ids) for role, ids in self.roles.items()}
+        unknown = set(roles) - {"guest", "host", "arbiter"}
+        if unknown or not roles.get("guest") or not roles.get("host"):
+            raise ValueError(f"roles need guest and host and may add arbiter, got {sorted(roles)}")
+        for role, ids in roles.items():
+            if not ids or not all(isinstance(i, int | str) and not isinstance(i, bool) for i in ids):
+                raise ValueError(f"role {role!r} needs a non-empty list of int or str party ids")
+        if self.initiator_role not in roles:
+            raise ValueError(f"initiator role {self.initiator_role!r} is not one of the roles")
+        initiator = roles[self.initiator_role][0] if self.initiator_party_id is None else self.initiator_party_id
+        if initiator not in roles[self.initiator_role]:
+            raise ValueError(f"initiator party {initiator!r} is not a {self.initiator_role}")
+        if self.checkpoints < 0 or self.target_bytes < 0:
+            raise ValueError("checkpoints and target_bytes must not be negative")
+        object.__setattr__(self, "roles", MappingProxyType(roles))
+        object.__setattr__(self, "initiator_party_id", initiator)
+        object.__setattr__(self, "model_version", self.model_version or job_ids.next())
+
+    @property
+    def model_id(self) -> str:
+        return gen_model_id(self.roles)
+
+    @property
+    def version(self) -> str:
+        """``model_version`` as resolved at construction."""
+        return cast(str, self.model_version)
+
+    @property
+    def initiator(self) -> PartyId:
+        """``initiator_party_id`` as resolved at construction."""
+        return cast(PartyId, self.initiator_party_id)
+
+    @property
+    def max_iter(self) -> int:
+        """Epochs the LR ran: FATE's example 30, more when more checkpoints are asked for."""
+        return max(_DEFAULT_MAX_ITER, self.checkpoints)
+
+    def party_model_id(self, role: str, party_id: PartyId) -> str:
+        return party_model_id(role, party_id, self.model_id)
+
+
+def train_dsl(algorithm: Algorithm) -> dict[str, Any]:
+    """The training DSL v2 of FATE's example job for ``algorithm``."""
+    recipe = _RECIPES[algorithm]
+    components: dict[str, Any] = {
+        "reader_0": {"module": "Reader", "output": {"data": ["data"]}},
+        _DATA_TRANSFORM: {
+            "module": "DataTransform",
+            "input": {"data": {"data": ["reader_0.data"]}},
+            "output": {"data": ["data"], "model": [MODEL_ALIAS]},
+        },
+    }
+    upstream = _DATA_TRANSFORM
+    if algorithm == "hetero_lr":
+        components["intersection_0"] = {
+            "module": "Intersection",
+            "input": {"data": {"data": [f"{_DATA_TRANSFORM}.data"]}},
+            "output": {"data": ["data"]},
+        }
+        upstream = "intersection_0"
+    components[recipe.lr_component] = {
+        "module": recipe.lr_module,
+        "input": {"data": {"train_data": [f"{upstream}.data"]}},
+        "output": {"data": ["data"], "model": [MODEL_ALIAS]},
+    }
+    components["evaluation_0"] = {
+        "module": "Evaluation",
+        "input": {"data": {"data": [f"{recipe.lr_component}.data"]}},
+        "output": {"data": ["data"]},
+    }
+    return {"components": components}
+
+
+def _lr_parameters(spec: ModelSpec) -> dict[str, Any]:
+    """The LR component's common parameters in the example conf; the LR Meta buffer echoes them."""
+    params: dict[str, Any]
+    if spec.algorithm == "hetero_lr":
+        params = {
+            "penalty": "L2",
+            "tol": 0.0001,
+            "alpha": 0.01,
+            "optimizer": "rmsprop",
+            "batch_size": 320,
+            "learning_rate": 0.15,
+            "encrypt_param": {"key_length": 1024},
+            "init_param": {"init_method": "zeros"},
+            "max_iter": spec.max_iter,
+            "early_stop": "diff",
+            "cv_param": {"n_splits": 5, "shuffle": False, "random_seed": 103, "need_cv": False},
+            "sqn_param": {"update_interval_L": 3, "memory_M": 5, "sample_size": 5000, "random_seed": None},
+        }
+    else:
+        params = {
+            "penalty": "L2",
+            "tol": 1e-05,
+            "alpha": 0.01,
+            "optimizer": "sgd",
+            "batch_size": -1,
+            "learning_rate": 0.15,
+            "init_param": {"init_method": "zeros"},
+            "max_iter": spec.max_iter,
+            "early_stop": "diff",
+            "decay": 1,
+            "decay_sqrt": True,
+        }
+    if spec.checkpoints:
+        params["callback_param"] = {"callbacks": ["ModelCheckpoint"], "save_freq": 1}
+    return params
+
+
+def _job_parameters(spec: ModelSpec, *, initiator_baseline: bool) -> dict[str, Any]:
+    """FATE-Flow's ``RunParameters.to_dict()`` (None values dropped) for this job."""
+    return {
+        "job_type": "train",
+        "inheritance_info": {},
+        "computing_engine": "EGGROLL",
+        "federation_engine": "EGGROLL",
+        "storage_engine": "EGGROLL",
+        "engines_address": {},
+        "federated_mode": "MULTIPLE",
+        "task_cores": 4,
+        "task_parallelism": 1,
+        "computing_partitions": 4,
+        "federated_status_collect_type": "PUSH",
+        "model_id": spec.model_id,
+        "model_version": spec.version,
+        "dsl_version": 2,
+        "auto_retries": 0,
+        "auto_retry_delay": 1,
+        "timeout": 259200,
+        "eggroll_run": {"eggroll.session.processors.per.node": 4},
+        "spark_run": {},
+        "rabbitmq_run": {},
+        "pulsar_run": {},
+        "adaptation_parameters": {
+            "task_nodes": 1,
+            "task_cores_per_node": 4,
+            "task_memory_per_node": 0,
+            "request_task_cores": 4,
+            "if_initiator_baseline": initiator_baseline,
+        },
+        "task_conf": {},
+    }
+
+
+def train_runtime_conf(spec: ModelSpec) -> dict[str, Any]:
+    """The runtime conf v2 as FATE-Flow stores it: the submitted conf with ``job_parameters.common`` filled."""
+    recipe = _RECIPES[spec.algorithm]
+    common: dict[str, Any] = {}
+    if spec.algorithm == "hetero_lr":
+        common[_DATA_TRANSFORM] = {"output_format": "dense"}
+        common["intersection_0"] = {
+            "intersect_method": "rsa",
+            "rsa_params": {"hash_method": "sha256", "final_hash_method": "sha256", "key_length": 1024},
+        }
+    else:
+        common[_DATA_TRANSFORM] = {"with_label": True, "output_format": "dense"}
+    common[recipe.lr_component] = _lr_parameters(spec)
+    common["evaluation_0"] = {"eval_type": "binary"}
+
+    role_parameters: dict[str, Any] = {}
+    for role in ("guest", "host"):
+        per_party: dict[str, Any] = {}
+        for index in range(len(spec.roles[role])):
+            entry: dict[str, Any] = {"reader_0": {"table": {"name": recipe.tables[role], "namespace": "experiment"}}}
+            if spec.algorithm == "hetero_lr":
+                entry[_DATA_TRANSFORM] = {"with_label": role == "guest"}
+            per_party[str(index)] = entry
+        role_parameters[role] = per_party
+
+    return {
+        "dsl_version": 2,
+        "initiator": {"role": spec.initiator_role, "party_id": spec.initiator},
+        "role": {role: list(ids) for role, ids in spec.roles.items()},
+        "job_parameters": {"common": _job_parameters(spec, initiator_baseline=True)},
+        "component_parameters": {"common": common, "role": role_parameters},
+    }
+
+
+def _merge(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[str, Any]:
+    merged = copy.deepcopy(dict(base))
+    for key, value in override.items():
+        if isinstance(value, Mapping) and isinstance(merged.get(key), Mapping):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+def _user_parameters(conf: Mapping[str, Any], component: str, role: str, index: int) -> dict[str, Any]:
+    """What the conf specified for ``component`` on one party: common parameters overridden by its role entry."""
+    parameters = conf["component_parameters"]
+    role_entry = parameters["role"].get(role, {}).get(str(index), {})
+    return _merge(parameters["common"].get(component, {}), role_entry.get(component, {}))
+
+
+def _rng(spec: ModelSpec, *parts: object) -> random.Random:
+    """A generator seeded by the spec's seed and a purpose; str seeds hash the same in every process."""
+    return random.Random("/".join(str(p) for p in (spec.seed, *parts)))
+
+
+def _names(start: int, count: int) -> list[str]:
+    return [f"x{i}" for i in range(start, start + count)]
+
+
+class _FeatureStream:
+    """Feature names ``x0, x1, …`` and their final weights, in order, from one seeded generator."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self._rng = rng
+        self.position = 0
+
+    def take(self, count: int) -> tuple[list[str], list[float]]:
+        names = _names(self.position, count)
+        self.position += count
+        draw = self._rng.random
+        return names, [(draw() - 0.5) * 0.6 for _ in range(count)]
+
+
+def _loss_curve(rng: random.Random, epochs: int) -> list[float]:
+    """A falling logistic loss starting at ln 2 (zero-initialised weights), with a little noise."""
+    return [
+        0.3 + (math.log(2) - 0.3) * math.exp(-k / 6) + (rng.uniform(-0.002, 0.002) if k else 0.0) for k in range(epochs)
+    ]
+
+
+def _lr_meta(spec: ModelSpec, role: str) -> lr_model_meta_pb2.LRModelMeta:
+    params = _lr_parameters(spec)
+    return lr_model_meta_pb2.LRModelMeta(
+        penalty=params["penalty"],
+        tol=params["tol"],
+        alpha=params["alpha"],
+        optimizer=params["optimizer"],
+        batch_size=params["batch_size"],
+        learning_rate=params["learning_rate"],
+        max_iter=params["max_iter"],
+        early_stop=params["early_stop"],
+        fit_intercept=spec.algorithm == "homo_lr" or role != "host",  # a HeteroLR host forces its intercept off
+        need_one_vs_rest=False,
+        module="HomoLR" if spec.algorithm == "homo_lr" else "",
+    )
+
+
+def _lr_param(
+    spec: ModelSpec, role: str, party_id: PartyId, names: Sequence[str], weights: Sequence[float], epochs: int
+) -> lr_model_param_pb2.LRModelParam:
+    """The LR Param after ``epochs`` epochs; weights grow linearly towards their final values."""
+    scale = epochs / spec.max_iter
+    param = lr_model_param_pb2.LRModelParam(need_one_vs_rest=False)
+    if spec.algorithm == "hetero_lr":
+        param.iters = epochs
+        param.best_iteration = -1
+        if role == "arbiter":
+            param.loss_history.extend(_loss_curve(_rng(spec, "loss", role, party_id), spec.max_iter)[:epochs])
+            return param
+        if role == "guest":
+            param.intercept = (_rng(spec, "intercept", role, party_id).random() - 0.5) * scale
+    else:
+        losses = _loss_curve(_rng(spec, "loss", role, party_id), spec.max_iter)[:epochs]
+        param.loss_history.extend(losses)
+        param.iters = len(losses) - 1
+        param.best_iteration = losses.index(min(losses))
+        param.intercept = (_rng(spec, "intercept").random() - 0.5) * scale
+    param.weight.update(zip(names, (w * scale for w in weights), strict=True))
+    param.header.extend(names)
+    return param
+
+
+def _data_transform(
+    spec: ModelSpec, role: str, party_id: PartyId
+) -> tuple[data_transform_meta_pb2.DataTransformMeta, data_transform_param_pb2.DataTransformParam]:
+    with_label = spec.algorithm == "homo_lr" or role == "guest"
+    header = _names(0, _RECIPES[spec.algorithm].features[role])
+    meta = data_transform_meta_pb2.DataTransformMeta(
+        input_format="dense",
+        delimitor=",",
+        data_type="float64",
+        tag_with_value=False,
+        tag_value_delimitor=":",
+        with_label=with_label,
+        label_name="y" if with_label else "",
+        label_type="int" if with_label else "",
+        output_format="dense",
+        imputer_meta=data_transform_meta_pb2.DataTransformImputerMeta(is_imputer=False),
+        outlier_meta=data_transform_meta_pb2.DataTransformOutlierMeta(is_outlier=False),
+        need_run=False,  # the dense transformer never sets it
+        with_match_id=False,
+    )
+    param = data_transform_param_pb2.DataTransformParam(
+        header=header,
+        sid_name="id",
+        label_name="y" if with_label else "",
+        imputer_param=data_transform_param_pb2.DataTransformImputerParam(),
+        outlier_param=data_transform_param_pb2.DataTransformOutlierParam(),
+        anonymous_header=[f"{role}_{party_id}_{name}" for name in header],
+    )
+    return meta, param
+
+
+def _pipeline(spec: ModelSpec, role: str, party_id: PartyId, conf: Mapping[str, Any]) -> pipeline_pb2.Pipeline:
+    """The Pipeline FATE-Flow saves at the end of a training job, as fate_flow.md §2.4 describes it."""
+    dsl = train_dsl(spec.algorithm)
+    inference_dsl = copy.deepcopy(dsl)
+    for component, code_path in _RECIPES[spec.algorithm].code_paths[role].items():
+        inference_dsl["components"][component]["CodePath"] = code_path
+    on_party = copy.deepcopy(dict(conf))
+    is_initiator = role == spec.initiator_role and party_id == spec.initiator
+    on_party["job_parameters"] = _job_parameters(spec, initiator_baseline=is_initiator)
+    initiator = spec.initiator
+    return pipeline_pb2.Pipeline(
+        inference_dsl=_json_bytes(inference_dsl),
+        train_dsl=_json_bytes(dsl),
+        train_runtime_conf=_json_bytes(conf),
+        fate_version=spec.fate_version,
+        model_id=spec.model_id,
+        model_version=spec.version,
+        parent=True,
+        loaded_times=0,
+        roles=_json_bytes(conf["role"]),
+        initiator_role=spec.initiator_role,
+        # int32 in the proto: a non-numeric party id (which FATE cannot have) is left unset.
+        initiator_party_id=int(initiator) if str(initiator).isdigit() else 0,
+        runtime_conf_on_party=_json_bytes(on_party),
+        parent_info=_json_bytes({}),
+    )
+
+
+def _json_bytes(value: Any) -> bytes:
+    """FATE's ``json_dumps(value, byte=True)``: compact-by-default ``json.dumps`` as UTF-8."""
+    return json.dumps(value).encode("utf-8")
+
+
+def _message_json(message: Message) -> str:
+    """The ``.json`` sidecar FATE writes: ``MessageToDict`` with defaults (lowerCamelCase), ``json.dumps``-ed."""
+    return json.dumps(json_format.MessageToDict(message, always_print_fields_with_no_presence=True))
+
+
+def _write_buffer(directory: Path, model_name: str, message: Message, suffix: str = "") -> str:
+    """Write one buffer and its JSON sidecar; return the SHA-1 of the bytes (checkpoints record it)."""
+    data = message.SerializeToString()
+    (directory / f"{model_name}{suffix}").write_bytes(data)
+    (directory / f"{model_name}.json").write_text(_message_json(message), encoding="utf-8")
+    return hashlib.sha1(data).hexdigest()
+
+
+def _utc_now_iso() -> str:
+    """``datetime.utcnow().isoformat()`` as FATE stores it, always with microseconds."""
+    return datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
+
+
+def _checkpoint_database(step_index: int, create_time: str, models: Mapping[str, tuple[str, str]]) -> str:
+    """``database.yaml``: the commit marker of a checkpoint; ``models`` maps name → (sha1, buffer class)."""
+    data = {
+        "step_index": step_index,
+        "step_name": STEP_NAME,
+        "create_time": create_time,
+        "models": {name: {"sha1": sha1, "buffer_name": buffer} for name, (sha1, buffer) in models.items()},
+    }
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+_WEIGHT_SLOT: Final = "\x00weight"
+_HEADER_SLOT: Final = "\x00header"
+
+
+class _ParamWriter:
+    """Streams one LRModelParam file and its JSON sidecar: the base message, then chunks of extra features.
+
+    The sidecar is the exact text ``json.dumps(MessageToDict(merged message))`` would give, up to the
+    order of map entries: the base document is dumped with placeholders for ``weight`` and ``header``,
+    and the extra entries are spliced in where the placeholders were.
+    """
+
+    def __init__(
+        self, stack: ExitStack, pb_path: Path, json_path: Path, base: lr_model_param_pb2.LRModelParam, scale: float
+    ) -> None:
+        self._scale = scale
+        self._sha1 = hashlib.sha1()
+        document = json_format.MessageToDict(base, always_print_fields_with_no_presence=True)
+        self._base_weights = json.dumps(document["weight"])[1:-1]
+        self._base_header = json.dumps(document["header"])[1:-1]
+        document["weight"], document["header"] = _WEIGHT_SLOT, _HEADER_SLOT
+        head, rest = json.dumps(document).split(json.dumps(_WEIGHT_SLOT))
+        self._middle, self._tail = rest.split(json.dumps(_HEADER_SLOT))
+        data = base.SerializeToString()
+        self.base_size = len(data) + len(_message_json(base))  # both files when no feature is added
+        self._pb: IO[bytes] = stack.enter_context(pb_path.open("wb"))
+        self._json: IO[str] = stack.enter_context(json_path.open("w", encoding="utf-8"))
+        self._write_pb(data)
+        self._json.write(head + "{" + self._base_weights)
+        self._weights_written = bool(self._base_weights)
+        self._header_written = bool(self._base_header)
+        self._header_counted = self._header_written
+
+    def _write_pb(self, data: bytes) -> None:
+        self._pb.write(data)
+        self._sha1.update(data)
+
+    def add_weights(self, names: Sequence[str], weights: Sequence[float]) -> int:
+        """Append one chunk of features; return the bytes it adds, header entries of the sidecar included."""
+        values = [w * self._scale for w in weights]
+        chunk = lr_model_param_pb2.LRModelParam(header=names)
+        chunk.weight.update(zip(names, values, strict=True))
+        data = chunk.SerializeToString()
+        self._write_pb(data)
+        text = (", " if self._weights_written else "") + json.dumps(dict(zip(names, values, strict=True)))[1:-1]
+        self._json.write(text)
+        self._weights_written = True
+        header_size = len(json.dumps(list(names))) - (0 if self._header_counted else 2)  # add_header's text
+        self._header_counted = True
+        return len(data) + len(text) + header_size
+
+    def close_weights(self) -> None:
+        self._json.write("}" + self._middle + "[" + self._base_header)
+
+    def add_header(self, names: Sequence[str]) -> None:
+        self._json.write((", " if self._header_written else "") + json.dumps(list(names))[1:-1])
+        self._header_written = True
+
+    def close(self) -> str:
+        """Finish the sidecar and return the SHA-1 of the protobuf bytes."""
+        self._json.write("]" + self._tail)
+        return self._sha1.hexdigest()
+
+
+def _grow(writers: Sequence[_ParamWriter], features: _FeatureStream, budget: int) -> None:
+    """Append the same extra features to every writer until about ``budget`` bytes are spent in all.
+
+    The chunk size follows the cost per feature measured on the previous chunk; as names get longer
+    that cost creeps up, so near the end each chunk takes only three quarters of what seems to fit,
+    and the result lands within about one feature's cost of the budget. Weights go first; the header
+    entries of the sidecars follow in a second pass over the same chunks, as the JSON object lists
+    ``weight`` before ``header``.
+    """
+    chunks: list[tuple[int, int]] = []
+    cost = _INITIAL_FEATURE_COST * len(writers)
+    remaining = budget
+    while (fits := remaining // cost) > 0:
+        count = min(_CHUNK_FEATURES, fits * 3 // 4 or fits)
+        chunks.append((features.position, count))
+        names, weights = features.take(count)
+        spent = sum(writer.add_weights(names, weights) for writer in writers)
+        remaining -= spent
+        cost = max(1, math.ceil(spent / count))
+    for writer in writers:
+        writer.close_weights()
+    for chunk_start, count in chunks:
+        names = _names(chunk_start, count)
+        for writer in writers:
+            writer.add_header(names)
+
+
+def _dir_size(path: Path) -> int:
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
+def _resolve_party(spec: ModelSpec, role: str, party_id: PartyId) -> tuple[int, PartyId]:
+    """Position of the party in its role list and the id as the spec spells it (int and str compare by text)."""
+    for index, candidate in enumerate(spec.roles.get(role, ())):
+        if str(candidate) == str(party_id):
+            return index, candidate
+    raise ValueError(f"party {party_id!r} is not a {role} of {spec.model_id}")
+
+
+def write_party_model(cache_dir: Path, spec: ModelSpec, role: str, party_id: PartyId) -> Path:
+    """Write one party's slice of ``spec`` into ``cache_dir`` (a ``model_local_cache``); return the version dir.
+
+    Fails with FileExistsError when that version directory already exists.
+    """
+    index, party_id = _resolve_party(spec, role, party_id)
+    recipe = _RECIPES[spec.algorithm]
+    version_dir = Path(cache_dir) / spec.party_model_id(role, party_id) / spec.version
+    version_dir.mkdir(parents=True)
+    (version_dir / ".lock").touch()
+    data_dir = version_dir / "variables" / "data"
+    conf = train_runtime_conf(spec)
+
+    # In FATE's save order (it is the define_meta order): component → (module, alias, proto index).
+    components: dict[str, tuple[str, str, dict[str, str]]] = {}
+    if role in _DATA_TRANSFORM_ROLES:
+        directory = data_dir / _DATA_TRANSFORM / MODEL_ALIAS
+        directory.mkdir(parents=True)
+        meta, param = _data_transform(spec, role, party_id)
+        _write_buffer(directory, "DataTransformMeta", meta)
+        _write_buffer(directory, "DataTransformParam", param)
+        proto_index = {"DataTransformMeta": "DataTransformMeta", "DataTransformParam": "DataTransformParam"}
+        components[_DATA_TRANSFORM] = ("DataTransform", MODEL_ALIAS, proto_index)
+    lr_dir = data_dir / recipe.lr_component / MODEL_ALIAS
+    if role in recipe.lr_roles:
+        lr_dir.mkdir(parents=True)
+        proto_index = {recipe.meta_name: "LRModelMeta", recipe.param_name: "LRModelParam"}
+        components[recipe.lr_component] = (recipe.lr_module, MODEL_ALIAS, proto_index)
+    pipeline_dir = data_dir / PIPELINE_COMPONENT / PIPELINE_ALIAS
+    pipeline_dir.mkdir(parents=True)
+    _write_buffer(pipeline_dir, PIPELINE_MODEL_NAME, _pipeline(spec, role, party_id, conf))
+    components[PIPELINE_COMPONENT] = (PIPELINE_MODULE, PIPELINE_ALIAS, {PIPELINE_MODEL_NAME: "Pipeline"})
+
+    define_meta = {
+        "component_define": {name: {"module_name": module} for name, (module, _, _) in components.items()},
+        "model_proto": {name: {alias: proto_index} for name, (_, alias, proto_index) in components.items()},
+    }
+    (version_dir / "define").mkdir()
+    define_text = yaml.safe_dump(define_meta, sort_keys=False)
+    (version_dir / "define" / "define_meta.yaml").write_text(define_text, encoding="utf-8")
+    for name in components:
+        run_parameters = {} if name == PIPELINE_COMPONENT else _user_parameters(conf, name, role, index)
+        path = version_dir / "run_parameters" / name / "run_parameters.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(run_parameters), encoding="utf-8")
+
+    if role in recipe.lr_roles:
+        _write_lr(spec, role, party_id, version_dir, lr_dir)
+    return version_dir
+
+
+def _write_lr(spec: ModelSpec, role: str, party_id: PartyId, version_dir: Path, lr_dir: Path) -> None:
+    """Write the LR component's buffers and checkpoints, its Params grown towards ``spec.target_bytes``.
+
+    Everything else of the version directory is written before, so the bytes left for extra features
+    are known; each checkpoint's ``database.yaml`` is written last, once its Param's SHA-1 is known.
+    """
+    recipe = _RECIPES[spec.algorithm]
+    meta = _lr_meta(spec, role)
+    meta_sha1 = _write_buffer(lr_dir, recipe.meta_name, meta)
+    stream_key = ("weights", "global") if spec.algorithm == "homo_lr" else ("weights", role, party_id)
+    features = _FeatureStream(_rng(spec, *stream_key))
+    names, weights = features.take(recipe.features.get(role, 0))
+
+    checkpoints: list[tuple[int, Path, str]] = []  # (step_index, directory, create_time)
+    for step in range(spec.max_iter - spec.checkpoints, spec.max_iter):
+        directory = version_dir / "checkpoint" / recipe.lr_component / f"{step}#{STEP_NAME}"
+        directory.mkdir(parents=True)
+        (directory / ".lock").touch()
+        _write_buffer(directory, recipe.meta_name, meta, suffix=".pb")
+        checkpoints.append((step, directory, _utc_now_iso()))
+
+    def database(step: int, created: str, param_sha1: str) -> str:
+        models = {recipe.meta_name: (meta_sha1, "LRModelMeta"), recipe.param_name: (param_sha1, "LRModelParam")}
+        return _checkpoint_database(step, created, models)
+
+    # A SHA-1 placeholder has the length of the real one, so the databases' size is known now.
+    size_elsewhere = _dir_size(version_dir) + sum(len(database(s, c, "0" * 40)) for s, _, c in checkpoints)
+    with ExitStack() as stack:
+        final = _lr_param(spec, role, party_id, names, weights, spec.max_iter)
+        param_path = lr_dir / recipe.param_name
+        writers = [_ParamWriter(stack, param_path, param_path.with_name(f"{recipe.param_name}.json"), final, 1.0)]
+        for step, directory, _ in checkpoints:
+            base = _lr_param(spec, role, party_id, names, weights, step + 1)
+            pb_path, json_path = directory / f"{recipe.param_name}.pb", directory / f"{recipe.param_name}.json"
+            writers.append(_ParamWriter(stack, pb_path, json_path, base, (step + 1) / spec.max_iter))
+        budget = 0
+        if spec.target_bytes and role in _GROWING_ROLES:
+            budget = spec.target_bytes - size_elsewhere - sum(writer.base_size for writer in writers)
+        _grow(writers, features, budget)
+        param_sha1s = [writer.close() for writer in writers]
+
+    for (step, directory, created), param_sha1 in zip(checkpoints, param_sha1s[1:], strict=True):
+        (directory / "database.yaml").write_text(database(step, created, param_sha1), encoding="utf-8")
+
+
+def write_federation(cache_dirs: Mapping[str, Path], spec: ModelSpec) -> dict[tuple[str, str], Path]:
+    """Write every (role, party) slice of ``spec``; ``cache_dirs`` maps str(party_id) → its model_local_cache.
+
+    A party id in two roles gets two directories under its one cache dir. Returns (role, str(party_id)) → version dir.
+    """
+    written: dict[tuple[str, str], Path] = {}
+    for role, party_ids in spec.roles.items():
+        for party_id in party_ids:
+            key = (role, str(party_id))
+            if key in written:
+                continue
+            if str(party_id) not in cache_dirs:
+                raise KeyError(f"no model_local_cache given for party {party_id}")
+            written[key] = write_party_model(cache_dirs[str(party_id)], spec, role, party_id)
+    return written
+
+
+def read_pipeline(version_dir: Path) -> pipeline_pb2.Pipeline:
+    """Parse the Pipeline buffer of a version directory."""
+    pipeline = pipeline_pb2.Pipeline()
+    path = Path(version_dir) / "variables" / "data" / PIPELINE_COMPONENT / PIPELINE_ALIAS / PIPELINE_MODEL_NAME
+    pipeline.ParseFromString(path.read_bytes())
+    return pipeline
+
+
+def read_define_meta(version_dir: Path) -> dict[str, Any]:
+    """``define/define_meta.yaml`` of a version directory."""
+    text = (Path(version_dir) / "define" / "define_meta.yaml").read_text(encoding="utf-8")
+    return cast(dict[str, Any], yaml.safe_load(text))
