@@ -109,9 +109,9 @@ class RegistryClient:
     ) -> pb.ImportModelResponse:
         """``flow model import -c``: upload the archive at ``path`` to ``target``'s party.
 
-        ``sha256`` is the archive's expected hash, checked by the party before anything is written.
-        The bytes are hashed while they are sent; a registry that reports a different hash is a
-        DATA_LOSS error.
+        ``sha256`` is the archive's expected hash, checked by the party before anything becomes visible.
+        Without it the party still checks every entry's CRC and, for archives we exported, every
+        file's SHA-256 against the manifest the archive carries.
         """
         try:
             file = path.open("rb")
@@ -140,13 +140,6 @@ class RegistryClient:
                 if isinstance(exc, grpc.RpcError):
                     raise self._error(exc) from None
                 raise RegistryError(Reason.CANCELLED, f"the import of {path} was cancelled") from None
-        received = response.result.archive_sha256
-        if received and received.lower() != upload.digest.hexdigest():
-            raise RegistryError(
-                Reason.DATA_LOSS,
-                f"the registry received an archive with sha256 {received}, "
-                f"but {path} has sha256 {upload.digest.hexdigest()}",
-            )
         return response
 
     def export_model(
@@ -247,7 +240,7 @@ class RegistryClient:
 
 
 class _Upload:
-    """The ImportModel request stream: the header, then the file in chunks, hashed on the way.
+    """The ImportModel request stream: the header, then the file in chunks.
 
     gRPC consumes this iterator on its own thread, where an exception would only be logged. A read
     failure, or a file whose size changes while it is sent, is therefore recorded in ``failure`` and
@@ -258,7 +251,6 @@ class _Upload:
         self, file: BinaryIO, header: common.ImportModelHeader, chunk_size: int, progress: Progress | None
     ) -> None:
         self.file, self.header, self.chunk_size, self.progress = file, header, chunk_size, progress
-        self.digest = hashlib.sha256()
         self.failure = ""
         self.abort: Callable[[], object] = lambda: None
 
@@ -274,7 +266,6 @@ class _Upload:
             if not chunk:
                 break
             sent += len(chunk)
-            self.digest.update(chunk)
             yield pb.ImportModelRequest(chunk=chunk)
             if self.progress:
                 self.progress(len(chunk))

@@ -5,8 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zlib
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from fate_registry.errors import Reason, RegistryError
@@ -23,6 +24,8 @@ class FileRecord:
     path: str
     size: int
     sha256: str
+    # The zip CRC-32, kept so an export can write each entry's header before its bytes. Not in the digest.
+    crc32: int = field(default=0, compare=False)
 
 
 @dataclass(frozen=True)
@@ -49,13 +52,15 @@ class Manifest:
         return {r.path: r for r in self.files}
 
     def to_json(self) -> str:
-        return json.dumps({"files": [[r.path, r.size, r.sha256] for r in self.files]}, separators=(",", ":"))
+        return json.dumps({"files": [[r.path, r.size, r.sha256, r.crc32] for r in self.files]}, separators=(",", ":"))
 
     @classmethod
     def from_json(cls, text: str | bytes) -> Manifest:
         try:
             data = json.loads(text)
-            return cls.of(FileRecord(str(p), int(s), str(h)) for p, s, h in data["files"])
+            return cls.of(
+                FileRecord(str(f[0]), int(f[1]), str(f[2]), int(f[3]) if len(f) > 3 else 0) for f in data["files"]
+            )
         except (ValueError, KeyError, TypeError) as exc:
             raise RegistryError(
                 Reason.BAD_ARCHIVE, "the archive's manifest is not valid JSON of the expected shape"
@@ -65,15 +70,17 @@ class Manifest:
         return Manifest.of([*(r for r in self.files if r.path != record.path), record])
 
 
-def hash_file(path: Path) -> tuple[int, str]:
-    """Size and SHA-256 of one file, read in blocks (never whole)."""
+def hash_file(path: Path) -> tuple[int, str, int]:
+    """Size, SHA-256 and CRC-32 of one file, read in blocks (never whole)."""
     h = hashlib.sha256()
+    crc = 0
     size = 0
     with path.open("rb") as f:
         while block := f.read(HASH_BLOCK):
             h.update(block)
+            crc = zlib.crc32(block, crc)
             size += len(block)
-    return size, h.hexdigest()
+    return size, h.hexdigest(), crc
 
 
 def scan(version_dir: Path) -> Manifest:

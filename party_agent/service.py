@@ -6,10 +6,8 @@ import hashlib
 import json
 import logging
 import shutil
-import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from fate_registry.config import PartyConf, ServiceConf
 from fate_registry.errors import Reason, RegistryError
@@ -21,7 +19,6 @@ from fate_registry.v1.common_pb2 import (
     ImportModelHeader,
     ImportModelResult,
     PartyModelRef,
-    RoleParties,
 )
 from party_agent import archive
 from party_agent.manifest import MANIFEST_ENTRY, FileRecord, Manifest, hash_file, scan
@@ -116,17 +113,17 @@ class PartyAgent:
             raise self._too_large()
         staging = self.cache.new_staging()
         try:
-            archive_path = staging / "archive.zip"
-            archive_sha256 = self._receive(chunks, archive_path)
+            model_dir = staging / "model"
+            model_dir.mkdir()
+            digest = hashlib.sha256() if header.sha256 else None
+            limits = archive.ArchiveLimits(self.limits.max_archive_bytes, self.limits.max_archive_entries)
+            manifest = archive.unpack(self._received(chunks, digest), model_dir, limits)
+            archive_sha256 = digest.hexdigest() if digest else ""
             if header.sha256 and header.sha256.lower() != archive_sha256:
                 raise RegistryError(
                     Reason.DATA_LOSS,
                     f"Model archive hash mismatch. expected: {header.sha256} actual: {archive_sha256}",
                 )
-            model_dir = staging / "model"
-            model_dir.mkdir()
-            manifest = self._unpack(archive_path, model_dir)
-            archive_path.unlink()
             pipeline = read_pipeline(model_dir)
             if not party_in_role(pipeline, ref.role, ref.party_id):
                 raise RegistryError(
@@ -152,7 +149,7 @@ class PartyAgent:
             size_bytes=manifest.total_size,
             file_count=len(manifest.files),
             archive_sha256=archive_sha256,
-            roles={r: RoleParties(party_ids=[str(p) for p in ids]) for r, ids in roles_of(pipeline).items()},
+            roles_json=record.roles_json,
         )
 
     def _too_large(self) -> RegistryError:
@@ -160,28 +157,18 @@ class PartyAgent:
             Reason.ARCHIVE_TOO_LARGE, f"the archive is larger than {self.limits.max_archive_bytes} bytes, the limit"
         )
 
-    def _receive(self, chunks: Iterator[bytes], path: Path) -> str:
-        h = hashlib.sha256()
+    def _received(self, chunks: Iterator[bytes], digest: hashlib._Hash | None) -> Iterator[bytes]:
+        """The archive's bytes as they arrive, bounded in size, hashed when the caller gave a hash."""
         size = 0
-        with path.open("wb") as out:
-            for chunk in chunks:
-                size += len(chunk)
-                if size > self.limits.max_archive_bytes:
-                    raise self._too_large()
-                h.update(chunk)
-                out.write(chunk)
+        for chunk in chunks:
+            size += len(chunk)
+            if size > self.limits.max_archive_bytes:
+                raise self._too_large()
+            if digest is not None:
+                digest.update(chunk)
+            yield chunk
         if size == 0:
             raise RegistryError(Reason.BAD_ARCHIVE, "the archive is empty")
-        return h.hexdigest()
-
-    def _unpack(self, archive_path: Path, dest: Path) -> Manifest:
-        limits = archive.ArchiveLimits(self.limits.max_archive_bytes, self.limits.max_archive_entries)
-        try:
-            with zipfile.ZipFile(archive_path) as zf:
-                infos = archive.inspect(zf, limits)
-                return archive.extract(zf, infos, dest)
-        except zipfile.BadZipFile:
-            raise RegistryError(Reason.BAD_ARCHIVE, "the file is not a zip archive, or it is truncated") from None
 
     # -- export ---------------------------------------------------------------------------------
 

@@ -90,7 +90,6 @@ class Catalog:
 
     def record_import(self, result: ImportModelResult) -> None:
         ref = result.model
-        roles = {role: list(parties.party_ids) for role, parties in result.roles.items()}
         pm = self._party_model
         values = {
             "model_id": ref.model_id,
@@ -100,7 +99,7 @@ class Catalog:
             "manifest_digest": result.manifest_digest,
             "size_bytes": result.size_bytes,
             "file_count": result.file_count,
-            "roles_json": json.dumps(roles),
+            "roles_json": result.roles_json or "{}",
             "imported": True,
             "job_id": result.job_id,
             "create_time": now_ms(),

@@ -25,15 +25,13 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x66\x61te_registry/v1/common.proto\x12\x10\x66\x61te_registry.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\'\n\x05Party\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x10\n\x08party_id\x18\x02 \x01(\t\" \n\x0bRoleParties\x12\x11\n\tparty_ids\x18\x01 \x03(\t\"X\n\rPartyModelRef\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x10\n\x08party_id\x18\x02 \x01(\t\x12\x10\n\x08model_id\x18\x03 \x01(\t\x12\x15\n\rmodel_version\x18\x04 \x01(\t\"^\n\x0bPartyResult\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x10\n\x08party_id\x18\x02 \x01(\t\x12\x0f\n\x07retcode\x18\x03 \x01(\x05\x12\x0e\n\x06retmsg\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\"\x8b\x01\n\x11ImportModelHeader\x12/\n\x06target\x18\x01 \x01(\x0b\x32\x1f.fate_registry.v1.PartyModelRef\x12\x14\n\x0c\x66orce_update\x18\x02 \x01(\x08\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x0c\n\x04size\x18\x04 \x01(\x03\x12\x11\n\tfile_name\x18\x05 \x01(\t\"\xb8\x02\n\x11ImportModelResult\x12.\n\x05model\x18\x01 \x01(\x0b\x32\x1f.fate_registry.v1.PartyModelRef\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x17\n\x0fmanifest_digest\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12\x12\n\nfile_count\x18\x05 \x01(\x05\x12\x16\n\x0e\x61rchive_sha256\x18\x06 \x01(\t\x12=\n\x05roles\x18\x07 \x03(\x0b\x32..fate_registry.v1.ImportModelResult.RolesEntry\x1aK\n\nRolesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12,\n\x05value\x18\x02 \x01(\x0b\x32\x1d.fate_registry.v1.RoleParties:\x02\x38\x01\"m\n\x11\x45xportModelHeader\x12\x11\n\tfile_name\x18\x01 \x01(\t\x12\x16\n\x0eparty_model_id\x18\x02 \x01(\t\x12\x17\n\x0fmanifest_digest\x18\x03 \x01(\t\x12\x14\n\x0c\x63ontent_size\x18\x04 \x01(\x03\"2\n\x12\x45xportModelTrailer\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\";\n\rManifestEntry\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"\x96\x04\n\x0ePartyModelInfo\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x10\n\x08party_id\x18\x02 \x01(\t\x12\x10\n\x08model_id\x18\x03 \x01(\t\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x12\n\nroles_json\x18\x05 \x01(\t\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cloaded_times\x18\x07 \x01(\x05\x12\x10\n\x08size_kib\x18\x08 \x01(\x03\x12\x0e\n\x06parent\x18\t \x01(\x08\x12\x18\n\x10parent_info_json\x18\n \x01(\t\x12\x16\n\x0einitiator_role\x18\x0b \x01(\t\x12\x1a\n\x12initiator_party_id\x18\x0c \x01(\t\x12\x14\n\x0c\x66\x61te_version\x18\r \x01(\t\x12\x16\n\x0etrain_dsl_json\x18\x0e \x01(\t\x12\x1f\n\x17train_runtime_conf_json\x18\x0f \x01(\t\x12\x1a\n\x12inference_dsl_json\x18\x10 \x01(\t\x12\"\n\x1aruntime_conf_on_party_json\x18\x11 \x01(\t\x12\x10\n\x08imported\x18\x12 \x01(\x08\x12\x0e\n\x06job_id\x18\x13 \x01(\t\x12\x17\n\x0fmanifest_digest\x18\x14 \x01(\t\x12\x12\n\nfile_count\x18\x15 \x01(\x05\x12\x12\n\nsize_bytes\x18\x16 \x01(\x03\"\xf1\x01\n\nCheckpoint\x12/\n\x0b\x63reate_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nstep_index\x18\x02 \x01(\x03\x12\x11\n\tstep_name\x18\x03 \x01(\t\x12\x38\n\x06models\x18\x04 \x03(\x0b\x32(.fate_registry.v1.Checkpoint.ModelsEntry\x1aQ\n\x0bModelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x31\n\x05value\x18\x02 \x01(\x0b\x32\".fate_registry.v1.CheckpointBuffer:\x02\x38\x01\"5\n\x10\x43heckpointBuffer\x12\x13\n\x0b\x62uffer_name\x18\x01 \x01(\t\x12\x0c\n\x04sha1\x18\x02 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1d\x66\x61te_registry/v1/common.proto\x12\x10\x66\x61te_registry.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\'\n\x05Party\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x10\n\x08party_id\x18\x02 \x01(\t\" \n\x0bRoleParties\x12\x11\n\tparty_ids\x18\x01 \x03(\t\"X\n\rPartyModelRef\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x10\n\x08party_id\x18\x02 \x01(\t\x12\x10\n\x08model_id\x18\x03 \x01(\t\x12\x15\n\rmodel_version\x18\x04 \x01(\t\"^\n\x0bPartyResult\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x10\n\x08party_id\x18\x02 \x01(\t\x12\x0f\n\x07retcode\x18\x03 \x01(\x05\x12\x0e\n\x06retmsg\x18\x04 \x01(\t\x12\x0e\n\x06reason\x18\x05 \x01(\t\"\x8b\x01\n\x11ImportModelHeader\x12/\n\x06target\x18\x01 \x01(\x0b\x32\x1f.fate_registry.v1.PartyModelRef\x12\x14\n\x0c\x66orce_update\x18\x02 \x01(\x08\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x0c\n\x04size\x18\x04 \x01(\x03\x12\x11\n\tfile_name\x18\x05 \x01(\t\"\xc0\x01\n\x11ImportModelResult\x12.\n\x05model\x18\x01 \x01(\x0b\x32\x1f.fate_registry.v1.PartyModelRef\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x17\n\x0fmanifest_digest\x18\x03 \x01(\t\x12\x12\n\nsize_bytes\x18\x04 \x01(\x03\x12\x12\n\nfile_count\x18\x05 \x01(\x05\x12\x16\n\x0e\x61rchive_sha256\x18\x06 \x01(\t\x12\x12\n\nroles_json\x18\x07 \x01(\t\"m\n\x11\x45xportModelHeader\x12\x11\n\tfile_name\x18\x01 \x01(\t\x12\x16\n\x0eparty_model_id\x18\x02 \x01(\t\x12\x17\n\x0fmanifest_digest\x18\x03 \x01(\t\x12\x14\n\x0c\x63ontent_size\x18\x04 \x01(\x03\"2\n\x12\x45xportModelTrailer\x12\x0e\n\x06sha256\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\";\n\rManifestEntry\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04size\x18\x02 \x01(\x03\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"\x96\x04\n\x0ePartyModelInfo\x12\x0c\n\x04role\x18\x01 \x01(\t\x12\x10\n\x08party_id\x18\x02 \x01(\t\x12\x10\n\x08model_id\x18\x03 \x01(\t\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x12\n\nroles_json\x18\x05 \x01(\t\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0cloaded_times\x18\x07 \x01(\x05\x12\x10\n\x08size_kib\x18\x08 \x01(\x03\x12\x0e\n\x06parent\x18\t \x01(\x08\x12\x18\n\x10parent_info_json\x18\n \x01(\t\x12\x16\n\x0einitiator_role\x18\x0b \x01(\t\x12\x1a\n\x12initiator_party_id\x18\x0c \x01(\t\x12\x14\n\x0c\x66\x61te_version\x18\r \x01(\t\x12\x16\n\x0etrain_dsl_json\x18\x0e \x01(\t\x12\x1f\n\x17train_runtime_conf_json\x18\x0f \x01(\t\x12\x1a\n\x12inference_dsl_json\x18\x10 \x01(\t\x12\"\n\x1aruntime_conf_on_party_json\x18\x11 \x01(\t\x12\x10\n\x08imported\x18\x12 \x01(\x08\x12\x0e\n\x06job_id\x18\x13 \x01(\t\x12\x17\n\x0fmanifest_digest\x18\x14 \x01(\t\x12\x12\n\nfile_count\x18\x15 \x01(\x05\x12\x12\n\nsize_bytes\x18\x16 \x01(\x03\"\xf1\x01\n\nCheckpoint\x12/\n\x0b\x63reate_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\nstep_index\x18\x02 \x01(\x03\x12\x11\n\tstep_name\x18\x03 \x01(\t\x12\x38\n\x06models\x18\x04 \x03(\x0b\x32(.fate_registry.v1.Checkpoint.ModelsEntry\x1aQ\n\x0bModelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x31\n\x05value\x18\x02 \x01(\x0b\x32\".fate_registry.v1.CheckpointBuffer:\x02\x38\x01\"5\n\x10\x43heckpointBuffer\x12\x13\n\x0b\x62uffer_name\x18\x01 \x01(\t\x12\x0c\n\x04sha1\x18\x02 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'fate_registry.v1.common_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_IMPORTMODELRESULT_ROLESENTRY']._loaded_options = None
-  _globals['_IMPORTMODELRESULT_ROLESENTRY']._serialized_options = b'8\001'
   _globals['_CHECKPOINT_MODELSENTRY']._loaded_options = None
   _globals['_CHECKPOINT_MODELSENTRY']._serialized_options = b'8\001'
   _globals['_PARTY']._serialized_start=84
@@ -47,21 +45,19 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_IMPORTMODELHEADER']._serialized_start=346
   _globals['_IMPORTMODELHEADER']._serialized_end=485
   _globals['_IMPORTMODELRESULT']._serialized_start=488
-  _globals['_IMPORTMODELRESULT']._serialized_end=800
-  _globals['_IMPORTMODELRESULT_ROLESENTRY']._serialized_start=725
-  _globals['_IMPORTMODELRESULT_ROLESENTRY']._serialized_end=800
-  _globals['_EXPORTMODELHEADER']._serialized_start=802
-  _globals['_EXPORTMODELHEADER']._serialized_end=911
-  _globals['_EXPORTMODELTRAILER']._serialized_start=913
-  _globals['_EXPORTMODELTRAILER']._serialized_end=963
-  _globals['_MANIFESTENTRY']._serialized_start=965
-  _globals['_MANIFESTENTRY']._serialized_end=1024
-  _globals['_PARTYMODELINFO']._serialized_start=1027
-  _globals['_PARTYMODELINFO']._serialized_end=1561
-  _globals['_CHECKPOINT']._serialized_start=1564
-  _globals['_CHECKPOINT']._serialized_end=1805
-  _globals['_CHECKPOINT_MODELSENTRY']._serialized_start=1724
-  _globals['_CHECKPOINT_MODELSENTRY']._serialized_end=1805
-  _globals['_CHECKPOINTBUFFER']._serialized_start=1807
-  _globals['_CHECKPOINTBUFFER']._serialized_end=1860
+  _globals['_IMPORTMODELRESULT']._serialized_end=680
+  _globals['_EXPORTMODELHEADER']._serialized_start=682
+  _globals['_EXPORTMODELHEADER']._serialized_end=791
+  _globals['_EXPORTMODELTRAILER']._serialized_start=793
+  _globals['_EXPORTMODELTRAILER']._serialized_end=843
+  _globals['_MANIFESTENTRY']._serialized_start=845
+  _globals['_MANIFESTENTRY']._serialized_end=904
+  _globals['_PARTYMODELINFO']._serialized_start=907
+  _globals['_PARTYMODELINFO']._serialized_end=1441
+  _globals['_CHECKPOINT']._serialized_start=1444
+  _globals['_CHECKPOINT']._serialized_end=1685
+  _globals['_CHECKPOINT_MODELSENTRY']._serialized_start=1604
+  _globals['_CHECKPOINT_MODELSENTRY']._serialized_end=1685
+  _globals['_CHECKPOINTBUFFER']._serialized_start=1687
+  _globals['_CHECKPOINTBUFFER']._serialized_end=1740
 # @@protoc_insertion_point(module_scope)

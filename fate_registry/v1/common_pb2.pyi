@@ -181,34 +181,13 @@ class ImportModelResult(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    @_typing.final
-    class RolesEntry(_message.Message):
-        DESCRIPTOR: _descriptor.Descriptor
-
-        KEY_FIELD_NUMBER: _builtins.int
-        VALUE_FIELD_NUMBER: _builtins.int
-        key: _builtins.str
-        @_builtins.property
-        def value(self) -> Global___RoleParties: ...
-        def __init__(
-            self,
-            *,
-            key: _builtins.str = ...,
-            value: Global___RoleParties | None = ...,
-        ) -> None: ...
-        _HasFieldArgType: _TypeAlias = _typing.Literal["value", b"value"]  # noqa: Y015
-        def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-        _ClearFieldArgType: _TypeAlias = _typing.Literal["key", b"key", "value", b"value"]  # noqa: Y015
-        def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-        def WhichOneof(self, oneof_group: _Never) -> None: ...
-
     MODEL_FIELD_NUMBER: _builtins.int
     JOB_ID_FIELD_NUMBER: _builtins.int
     MANIFEST_DIGEST_FIELD_NUMBER: _builtins.int
     SIZE_BYTES_FIELD_NUMBER: _builtins.int
     FILE_COUNT_FIELD_NUMBER: _builtins.int
     ARCHIVE_SHA256_FIELD_NUMBER: _builtins.int
-    ROLES_FIELD_NUMBER: _builtins.int
+    ROLES_JSON_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     """FATE's job id for the import (a fresh job id, as FATE-Flow answers)."""
     manifest_digest: _builtins.str
@@ -218,12 +197,10 @@ class ImportModelResult(_message.Message):
     file_count: _builtins.int
     archive_sha256: _builtins.str
     """SHA-256 (hex) of the archive as received."""
+    roles_json: _builtins.str
+    """The role map of the imported model as JSON, party ids as the model has them: {"guest": [9999], ...}"""
     @_builtins.property
     def model(self) -> Global___PartyModelRef: ...
-    @_builtins.property
-    def roles(self) -> _containers.MessageMap[_builtins.str, Global___RoleParties]:
-        """The role map of the imported model (role name to party ids)."""
-
     def __init__(
         self,
         *,
@@ -233,11 +210,11 @@ class ImportModelResult(_message.Message):
         size_bytes: _builtins.int = ...,
         file_count: _builtins.int = ...,
         archive_sha256: _builtins.str = ...,
-        roles: _abc.Mapping[_builtins.str, Global___RoleParties] | None = ...,
+        roles_json: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["model", b"model"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["archive_sha256", b"archive_sha256", "file_count", b"file_count", "job_id", b"job_id", "manifest_digest", b"manifest_digest", "model", b"model", "roles", b"roles", "size_bytes", b"size_bytes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["archive_sha256", b"archive_sha256", "file_count", b"file_count", "job_id", b"job_id", "manifest_digest", b"manifest_digest", "model", b"model", "roles_json", b"roles_json", "size_bytes", b"size_bytes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

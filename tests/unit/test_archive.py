@@ -1,4 +1,4 @@
-"""Archive checks: everything hostile is refused before a byte is extracted."""
+"""Archives: extracted as they stream in, hostile entries refused, our exports readable by zipfile."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import io
 import stat
 import warnings
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -18,13 +19,19 @@ from party_agent.manifest import MANIFEST_ENTRY, Manifest, scan
 LIMITS = archive.ArchiveLimits(max_bytes=10 * 1024 * 1024, max_entries=100)
 
 
-def _zip(entries: list[tuple[zipfile.ZipInfo | str, bytes]]) -> zipfile.ZipFile:
+def _zip_bytes(entries: list[tuple[zipfile.ZipInfo | str, bytes]], compression: int = zipfile.ZIP_STORED) -> bytes:
     buf = io.BytesIO()
-    with warnings.catch_warnings(), zipfile.ZipFile(buf, "w") as zf:
+    with warnings.catch_warnings(), zipfile.ZipFile(buf, "w", compression) as zf:
         warnings.simplefilter("ignore")  # zipfile warns on the duplicate names we write on purpose
         for info, data in entries:
             zf.writestr(info, data)
-    return zipfile.ZipFile(io.BytesIO(buf.getvalue()))
+    return buf.getvalue()
+
+
+def _pieces(data: bytes, size: int = 7) -> Iterator[bytes]:
+    """Feed in awkward small pieces so every header straddles a boundary."""
+    for i in range(0, len(data), size):
+        yield data[i : i + size]
 
 
 def _symlink(name: str) -> zipfile.ZipInfo:
@@ -43,55 +50,110 @@ def _symlink(name: str) -> zipfile.ZipInfo:
         ([("a\\b", b"x")], "absolute"),
         ([(_symlink("link"), b"/etc/passwd")], "symbolic link"),
         ([("a", b"1"), ("a", b"2")], "twice"),
-        ([("a", b"1"), ("a/b", b"2")], "which is a file"),
+        ([("a", b"1"), ("a/b", b"2")], "conflicts"),
         ([("bad\x01name", b"1")], "control character"),
     ],
 )
-def test_hostile_entries_are_refused(entries: list[tuple[zipfile.ZipInfo | str, bytes]], needle: str) -> None:
-    zf = _zip(entries)
+def test_hostile_entries_are_refused(
+    tmp_path: Path, entries: list[tuple[zipfile.ZipInfo | str, bytes]], needle: str
+) -> None:
+    dest = tmp_path / "dest"
+    dest.mkdir()
     with pytest.raises(RegistryError) as info:
-        archive.inspect(zf, LIMITS)
+        archive.unpack(_pieces(_zip_bytes(entries)), dest, LIMITS)
     assert info.value.reason is Reason.BAD_ARCHIVE
     assert needle in info.value.message
+    assert not (tmp_path / "evil").exists() and not Path("/tmp/evil").exists()
 
 
-def test_size_and_entry_limits_refuse_bombs() -> None:
-    bomb = _zip([("zeros", b"\0" * (LIMITS.max_bytes + 1))])
+def test_size_and_entry_limits_refuse_bombs(tmp_path: Path) -> None:
+    bomb = _zip_bytes([("zeros", b"\0" * (LIMITS.max_bytes + 1))], zipfile.ZIP_DEFLATED)
+    assert len(bomb) < 100_000  # a small archive that would expand past the limit
     with pytest.raises(RegistryError) as info:
-        archive.inspect(bomb, LIMITS)
+        archive.unpack([bomb], tmp_path, LIMITS)
     assert info.value.reason is Reason.ARCHIVE_TOO_LARGE
-    many = _zip([(f"f{i}", b"") for i in range(LIMITS.max_entries + 1)])
+    many = _zip_bytes([(f"f{i}", b"") for i in range(LIMITS.max_entries + 1)])
     with pytest.raises(RegistryError) as info:
-        archive.inspect(many, LIMITS)
+        archive.unpack([many], tmp_path / "m", LIMITS)
     assert info.value.reason is Reason.ARCHIVE_TOO_LARGE
+
+
+def test_truncated_and_corrupt_archives_are_data_loss(tmp_path: Path) -> None:
+    data = _zip_bytes([("a", b"hello" * 1000)])
+    with pytest.raises(RegistryError) as info:
+        archive.unpack([data[: len(data) - 30]], tmp_path / "t", LIMITS)
+    assert info.value.reason is Reason.DATA_LOSS
+    flipped = bytearray(data)
+    flipped[100] ^= 0xFF  # inside the stored content: the CRC no longer matches
+    (tmp_path / "c").mkdir()
+    with pytest.raises(RegistryError) as info:
+        archive.unpack([bytes(flipped)], tmp_path / "c", LIMITS)
+    assert info.value.reason is Reason.DATA_LOSS
+    with pytest.raises(RegistryError) as info:
+        archive.unpack([b"not a zip at all"], tmp_path / "n", LIMITS)
+    assert info.value.reason is Reason.BAD_ARCHIVE
 
 
 def _version_dir(tmp_path: Path) -> Path:
     root = tmp_path / "v"
     (root / "variables/data/cpn/model").mkdir(parents=True)
     (root / "variables/data/cpn/model/Param").write_bytes(bytes(range(256)) * 5000)
+    (root / "variables/data/cpn/model/Empty").write_bytes(b"")
     (root / "define").mkdir()
     (root / "define/define_meta.yaml").write_text("component_define: {}\n")
     (root / "import_model.json").write_text("{}")  # archive-only: never in a manifest
     return root
 
 
-def test_stream_then_extract_round_trips_bytes_and_manifest(tmp_path: Path) -> None:
+def test_stream_then_unpack_round_trips_bytes_and_manifest(tmp_path: Path) -> None:
     source = _version_dir(tmp_path)
     manifest = scan(source)
-    assert [r.path for r in manifest.files] == ["define/define_meta.yaml", "variables/data/cpn/model/Param"]
-    data = b"".join(
-        archive.stream_archive(source, manifest, {MANIFEST_ENTRY: manifest.to_json().encode()}, chunk_bytes=4096)
-    )
-    with zipfile.ZipFile(io.BytesIO(data)) as zf:
-        assert all(i.compress_type == zipfile.ZIP_STORED for i in zf.infolist())
-        dest = tmp_path / "out"
-        dest.mkdir()
-        extracted = archive.extract(zf, archive.inspect(zf, LIMITS), dest)
-    assert extracted == manifest
-    assert extracted.digest == manifest.digest
+    assert [r.path for r in manifest.files] == [
+        "define/define_meta.yaml",
+        "variables/data/cpn/model/Empty",
+        "variables/data/cpn/model/Param",
+    ]
+    pieces = list(archive.stream_archive(source, manifest, {MANIFEST_ENTRY: manifest.to_json().encode()}, 4096))
+    data = b"".join(pieces)
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:  # any reader can read what we write
+        assert zf.testzip() is None
+        assert all(i.compress_type == zipfile.ZIP_STORED and not i.flag_bits & 0x8 for i in zf.infolist())
+        assert zf.read("variables/data/cpn/model/Param") == (source / "variables/data/cpn/model/Param").read_bytes()
+    dest = tmp_path / "out"
+    dest.mkdir()
+    extracted = archive.unpack(_pieces(data, 1000), dest, LIMITS)
+    assert extracted == manifest and extracted.digest == manifest.digest
     for record in manifest.files:
         assert (dest / record.path).read_bytes() == (source / record.path).read_bytes()
+
+
+def test_fate_style_deflated_archives_and_data_descriptors_unpack(tmp_path: Path) -> None:
+    payload = b"weights " * 20_000
+    fate = _zip_bytes([("define/", b""), ("define/define_meta.yaml", b"x: 1\n"), ("w", payload)], zipfile.ZIP_DEFLATED)
+    dest = tmp_path / "fate"
+    dest.mkdir()
+    manifest = archive.unpack(_pieces(fate, 333), dest, LIMITS)
+    assert (dest / "w").read_bytes() == payload
+    assert manifest.by_path()["w"].sha256 == hashlib.sha256(payload).hexdigest()
+
+    class Unseekable(io.RawIOBase):  # makes zipfile write data descriptors, as streaming writers do
+        def __init__(self) -> None:
+            self.data = bytearray()
+
+        def writable(self) -> bool:
+            return True
+
+        def write(self, b: bytes) -> int:  # type: ignore[override]
+            self.data += b
+            return len(b)
+
+    out = Unseekable()
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf, zf.open("w", "w") as w:
+        w.write(payload)
+    dest2 = tmp_path / "dd"
+    dest2.mkdir()
+    archive.unpack(_pieces(bytes(out.data), 4096), dest2, LIMITS)
+    assert (dest2 / "w").read_bytes() == payload
 
 
 def test_a_file_changed_on_disk_stops_the_export(tmp_path: Path) -> None:
@@ -105,12 +167,10 @@ def test_a_file_changed_on_disk_stops_the_export(tmp_path: Path) -> None:
     assert "variables/data/cpn/model/Param" in info.value.message
 
 
-def test_extract_checks_files_against_the_embedded_manifest(tmp_path: Path) -> None:
+def test_unpack_checks_files_against_the_embedded_manifest(tmp_path: Path) -> None:
     tampered = Manifest.from_json('{"files": [["data", 3, "' + hashlib.sha256(b"abd").hexdigest() + '"]]}')
-    zf = _zip([("data", b"abc"), (MANIFEST_ENTRY, tampered.to_json().encode())])
-    dest = tmp_path / "d"
-    dest.mkdir()
+    data = _zip_bytes([("data", b"abc"), (MANIFEST_ENTRY, tampered.to_json().encode())])
     with pytest.raises(RegistryError) as info:
-        archive.extract(zf, archive.inspect(zf, LIMITS), dest)
+        archive.unpack([data], tmp_path, LIMITS)
     assert info.value.reason is Reason.DATA_LOSS
     assert "does not match" in info.value.message

@@ -1,0 +1,513 @@
+"""Zip archives as streams: written without seeking, read and extracted as the bytes arrive.
+
+Python's :mod:`zipfile` needs the central directory, which sits at the end of an archive, so it
+can only extract once the whole archive is on disk; for a stored archive that doubles the bytes
+written and read. This module extracts each entry while it is received, then checks the central
+directory against what was extracted. It reads what FATE-Flow writes (deflated, sizes in the
+local headers), what we write (stored, sizes and CRC in the local headers) and what streaming
+writers produce (data descriptors). The writer emits stored entries whose local headers carry
+their final sizes and CRC, so our archives are streamable by any reader.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import stat
+import struct
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fate_registry.errors import Reason, RegistryError
+
+LOCAL_SIG = 0x04034B50
+CENTRAL_SIG = 0x02014B50
+DESCRIPTOR_SIG = b"PK\x07\x08"
+ZIP64_END_SIG = 0x06064B50
+ZIP64_LOCATOR_SIG = 0x07064B50
+END_SIG = 0x06054B50
+ZIP64_EXTRA = 0x0001
+STORED, DEFLATED = 0, 8
+FLAG_ENCRYPTED, FLAG_DESCRIPTOR, FLAG_UTF8 = 0x1, 0x8, 0x800
+MAX_32 = 0xFFFFFFFF
+MAX_TRAILER_BYTES = 64 * 1024 * 1024
+_LOCAL = struct.Struct("<IHHHHHIIIHH")
+_CENTRAL = struct.Struct("<IHHHHHHIIIHHHHHII")
+_END = struct.Struct("<IHHHHIIH")
+_ZIP64_END = struct.Struct("<IQHHIIQQQQ")
+_ZIP64_LOCATOR = struct.Struct("<IIQI")
+
+
+def _bad(message: str) -> RegistryError:
+    return RegistryError(Reason.BAD_ARCHIVE, message)
+
+
+def dos_time(mtime: float) -> tuple[int, int]:
+    """(time, date) in MS-DOS format; zip cannot say anything before 1980."""
+    t = time.localtime(max(mtime, 315532800))
+    return (t.tm_hour << 11) | (t.tm_min << 5) | (t.tm_sec // 2), ((t.tm_year - 1980) << 9) | (
+        t.tm_mon << 5
+    ) | t.tm_mday
+
+
+def _mtime(dos_t: int, dos_d: int) -> float:
+    fields = (
+        (dos_d >> 9) + 1980,
+        (dos_d >> 5) & 0xF,
+        dos_d & 0x1F,
+        dos_t >> 11,
+        (dos_t >> 5) & 0x3F,
+        (dos_t & 0x1F) * 2,
+    )
+    try:
+        return time.mktime((*fields, 0, 0, -1))
+    except (OverflowError, ValueError):
+        return 315532800.0
+
+
+# -- writing ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Written:
+    name: bytes
+    flags: int
+    crc: int
+    size: int
+    offset: int
+    dos: tuple[int, int]
+
+
+@dataclass
+class ZipWriter:
+    """Produces a stored zip piece by piece: ``header()`` before each file's bytes, ``finish()`` last."""
+
+    offset: int = 0
+    _entries: list[_Written] = field(default_factory=list)
+
+    def header(self, path: str, size: int, crc: int, mtime: float) -> bytes:
+        name = path.encode("utf-8")
+        flags = 0 if name.isascii() else FLAG_UTF8
+        dos = dos_time(mtime)
+        zip64 = size >= MAX_32
+        extra = struct.pack("<HHQQ", ZIP64_EXTRA, 16, size, size) if zip64 else b""
+        shown = MAX_32 if zip64 else size
+        version = 45 if zip64 else 20
+        local = _LOCAL.pack(LOCAL_SIG, version, flags, STORED, *dos, crc, shown, shown, len(name), len(extra))
+        self._entries.append(_Written(name, flags, crc, size, self.offset, dos))
+        self.offset += len(local) + len(name) + len(extra) + size
+        return local + name + extra
+
+    def finish(self) -> bytes:
+        parts = []
+        start = self.offset
+        for e in self._entries:
+            values = [e.size, e.size] if e.size >= MAX_32 else []
+            if e.offset >= MAX_32:
+                values.append(e.offset)
+            extra = struct.pack(f"<HH{len(values)}Q", ZIP64_EXTRA, 8 * len(values), *values) if values else b""
+            size = min(e.size, MAX_32)
+            attrs = (stat.S_IFREG | 0o644) << 16
+            parts.append(
+                _CENTRAL.pack(
+                    CENTRAL_SIG,
+                    (3 << 8) | 45,
+                    45 if values else 20,
+                    e.flags,
+                    STORED,
+                    *e.dos,
+                    e.crc,
+                    size,
+                    size,
+                    len(e.name),
+                    len(extra),
+                    0,
+                    0,
+                    0,
+                    attrs,
+                    min(e.offset, MAX_32),
+                )
+                + e.name
+                + extra
+            )
+        directory = b"".join(parts)
+        count = len(self._entries)
+        tail = b""
+        if count >= 0xFFFF or start >= MAX_32 or len(directory) >= MAX_32:
+            zip64_end = start + len(directory)
+            tail = _ZIP64_END.pack(
+                ZIP64_END_SIG, 44, (3 << 8) | 45, 45, 0, 0, count, count, len(directory), start
+            ) + _ZIP64_LOCATOR.pack(ZIP64_LOCATOR_SIG, 0, zip64_end, 1)
+        end = _END.pack(
+            END_SIG, 0, 0, min(count, 0xFFFF), min(count, 0xFFFF), min(len(directory), MAX_32), min(start, MAX_32), 0
+        )
+        self.offset += len(directory) + len(tail) + len(end)
+        return directory + tail + end
+
+
+# -- reading ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExtractedFile:
+    path: str
+    size: int
+    sha256: str
+    crc32: int
+
+
+@dataclass
+class _Entry:
+    name: str
+    flags: int
+    method: int
+    crc: int
+    csize: int | None  # None: unknown until the data descriptor
+    size: int | None
+    zip64: bool
+    mtime: float
+
+
+class _Sink:
+    """Where one entry's bytes go: a new file under the destination, hashed; or kept in memory."""
+
+    def __init__(self, target: Path | None, keep_limit: int) -> None:
+        self.sha = hashlib.sha256()
+        self.crc = 0
+        self.size = 0
+        self.kept = bytearray()
+        self.keep_limit = keep_limit
+        self.fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644) if target is not None else None
+
+    def write(self, data: memoryview | bytes) -> None:
+        self.size += len(data)
+        self.crc = zlib.crc32(data, self.crc)
+        if self.fd is None:
+            if len(self.kept) + len(data) > self.keep_limit:
+                raise _bad("an archive-only file (import_model.json or the manifest) is too large")
+            self.kept += data
+            return
+        self.sha.update(data)
+        view = memoryview(data)
+        while view:
+            written = os.write(self.fd, view)
+            view = view[written:]
+
+    def close(self, sync: bool) -> None:
+        if self.fd is not None:
+            try:
+                if sync:
+                    os.fsync(self.fd)
+            finally:
+                os.close(self.fd)
+                self.fd = None
+
+
+class StreamingUnzip:
+    """Extract a zip archive into ``dest`` while its bytes are fed in; :meth:`finish` checks the end.
+
+    ``keep`` names entries held in memory instead of written (archive-only files); their bytes
+    end up in :attr:`kept`. Every entry name passes ``check_name`` before a byte is written; the
+    running size and entry count are bounded by ``max_bytes`` and ``max_entries``.
+    """
+
+    def __init__(
+        self,
+        dest: Path,
+        check_name: Callable[[str], str],
+        keep: frozenset[str],
+        max_bytes: int,
+        max_entries: int,
+    ) -> None:
+        self.dest = dest
+        self.check_name = check_name
+        self.keep = keep
+        self.max_bytes = max_bytes
+        self.max_entries = max_entries
+        self.files: list[ExtractedFile] = []
+        self.kept: dict[str, bytes] = {}
+        self._extracted: list[tuple[_Entry, int, int]] = []  # entry, crc, size as read
+        self._buf = bytearray()
+        self._entry: _Entry | None = None
+        self._sink: _Sink | None = None
+        self._remaining = 0  # compressed bytes left in the current entry, when known
+        self._inflate: zlib._Decompress | None = None
+        self._in_trailer = False
+        self._awaiting_descriptor = False
+        self._total = 0
+        self._dirs: set[Path] = set()
+
+    # feeding -------------------------------------------------------------------------------------
+
+    def feed(self, chunk: bytes) -> None:
+        data = memoryview(chunk)
+        while data:
+            if self._in_trailer:
+                if len(self._buf) + len(data) > MAX_TRAILER_BYTES:
+                    raise _bad("the archive's central directory is implausibly large")
+                self._buf += data
+                return
+            if self._entry is None:
+                data = self._take_header(data)
+            elif self._awaiting_descriptor:
+                data = self._take_descriptor(data)
+            else:
+                data = self._take_data(data)
+
+    def _take_header(self, data: memoryview) -> memoryview:
+        self._buf += data
+        data = memoryview(b"")
+        if len(self._buf) < 4:
+            return data
+        (sig,) = struct.unpack_from("<I", self._buf)
+        if sig in (CENTRAL_SIG, END_SIG, ZIP64_END_SIG):
+            self._in_trailer = True
+            return data
+        if sig != LOCAL_SIG:
+            raise _bad("the data is not a zip archive, or it is corrupt")
+        if len(self._buf) < _LOCAL.size:
+            return data
+        _, _, flags, method, mt, md, crc, csize, size, nlen, xlen = _LOCAL.unpack_from(self._buf)
+        end = _LOCAL.size + nlen + xlen
+        if len(self._buf) < end:
+            return data
+        name_bytes = bytes(self._buf[_LOCAL.size : _LOCAL.size + nlen])
+        extra = bytes(self._buf[_LOCAL.size + nlen : end])
+        rest = memoryview(bytes(self._buf[end:]))
+        self._buf.clear()
+        self._start_entry(name_bytes, flags, method, mt, md, crc, csize, size, extra)
+        return rest
+
+    def _start_entry(
+        self, raw_name: bytes, flags: int, method: int, mt: int, md: int, crc: int, csize: int, size: int, extra: bytes
+    ) -> None:
+        name = raw_name.decode("utf-8" if flags & FLAG_UTF8 else "cp437")
+        if flags & FLAG_ENCRYPTED:
+            raise _bad(f"archive entry {name!r} is encrypted")
+        if method not in (STORED, DEFLATED):
+            raise _bad(f"archive entry {name!r} uses an unsupported compression method")
+        if len(self._extracted) >= self.max_entries:
+            raise RegistryError(
+                Reason.ARCHIVE_TOO_LARGE, f"the archive has more than {self.max_entries} entries, the limit"
+            )
+        zip64_values = _zip64_values(extra)
+        zip64 = zip64_values is not None
+        if csize == MAX_32 or size == MAX_32:
+            if not zip64_values or len(zip64_values) < 2:
+                raise _bad(f"archive entry {name!r} lacks its zip64 sizes")
+            size, csize = zip64_values[0], zip64_values[1]
+        descriptor = bool(flags & FLAG_DESCRIPTOR)
+        entry = _Entry(
+            name,
+            flags,
+            method,
+            crc,
+            None if descriptor and not csize else csize,
+            None if descriptor and not size else size,
+            zip64,
+            _mtime(mt, md),
+        )
+        path = self.check_name(name)
+        if name.endswith("/"):
+            if entry.size:
+                raise _bad(f"archive entry {name!r} is a directory with content")
+            self._mkdir(self.dest / path)
+            sink = None
+        elif path in self.keep:
+            sink = _Sink(None, MAX_TRAILER_BYTES)
+        else:
+            target = self.dest / path
+            self._mkdir(target.parent)
+            try:
+                sink = _Sink(target, 0)
+            except FileExistsError:
+                raise _bad(f"archive entry {path!r} appears twice") from None
+            except (NotADirectoryError, IsADirectoryError):
+                raise _bad(f"archive entry {path!r} conflicts with another entry") from None
+        self._entry, self._sink = entry, sink
+        self._remaining = entry.csize if entry.csize is not None else -1
+        self._inflate = zlib.decompressobj(-15) if method == DEFLATED else None
+        if entry.method == STORED and entry.csize is None:
+            raise _bad(f"archive entry {name!r} is stored with its size only after its data; it cannot be streamed")
+        if self._remaining == 0 and self._inflate is None:
+            self._data_done()
+
+    def _mkdir(self, directory: Path) -> None:
+        if directory in self._dirs:
+            return
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise _bad(f"archive directory {directory.relative_to(self.dest)} conflicts with a file") from None
+        self._dirs.add(directory)
+
+    def _take_data(self, data: memoryview) -> memoryview:
+        entry = self._entry
+        assert entry is not None
+        if self._remaining >= 0:
+            piece, data = data[: self._remaining], data[self._remaining :]
+            self._remaining -= len(piece)
+            self._emit(piece)
+            if self._remaining == 0:
+                if self._inflate is not None:
+                    tail = self._inflate.flush()
+                    if tail:
+                        self._write(tail)
+                    if not self._inflate.eof:
+                        raise RegistryError(Reason.DATA_LOSS, f"archive entry {entry.name!r} is truncated")
+                self._data_done()
+            return data
+        # deflated with the size in a data descriptor: the deflate stream ends itself
+        assert self._inflate is not None
+        self._emit(data)
+        if not self._inflate.eof:
+            return memoryview(b"")
+        rest = memoryview(self._inflate.unused_data)
+        self._data_done()
+        return rest
+
+    def _emit(self, piece: memoryview) -> None:
+        if self._inflate is None:
+            self._write(piece)
+            return
+        try:
+            out = self._inflate.decompress(piece, 4 * 1024 * 1024)
+            while out:
+                self._write(out)
+                out = self._inflate.decompress(self._inflate.unconsumed_tail, 4 * 1024 * 1024)
+        except zlib.error:
+            raise RegistryError(Reason.DATA_LOSS, "an archive entry's compressed data is corrupt") from None
+
+    def _write(self, data: memoryview | bytes) -> None:
+        self._total += len(data)
+        if self._total > self.max_bytes:
+            raise RegistryError(
+                Reason.ARCHIVE_TOO_LARGE, f"the archive expands to more than {self.max_bytes} bytes, the limit"
+            )
+        if self._sink is None:
+            if len(data):
+                assert self._entry is not None
+                raise _bad(f"archive entry {self._entry.name!r} is a directory with content")
+            return
+        self._sink.write(data)
+
+    def _data_done(self) -> None:
+        """The current entry's data is complete: read its descriptor next, or close it now."""
+        assert self._entry is not None
+        if self._entry.flags & FLAG_DESCRIPTOR:
+            self._awaiting_descriptor = True
+        else:
+            self._close_entry()
+
+    def _take_descriptor(self, data: memoryview) -> memoryview:
+        entry = self._entry
+        assert entry is not None
+        self._buf += data
+        if len(self._buf) < 4:
+            return memoryview(b"")
+        offset = 4 if self._buf[:4] == DESCRIPTOR_SIG else 0
+        fmt = "<IQQ" if entry.zip64 else "<III"
+        end = offset + struct.calcsize(fmt)
+        if len(self._buf) < end:
+            return memoryview(b"")
+        entry.crc, entry.csize, entry.size = struct.unpack_from(fmt, self._buf, offset)
+        rest = memoryview(bytes(self._buf[end:]))
+        self._buf.clear()
+        self._awaiting_descriptor = False
+        self._close_entry()
+        return rest
+
+    def _close_entry(self) -> None:
+        entry, sink = self._entry, self._sink
+        assert entry is not None
+        read_crc = sink.crc if sink is not None else 0
+        read_size = sink.size if sink is not None else 0
+        if sink is not None:
+            sink.close(sync=True)
+            if (entry.size is not None and read_size != entry.size) or read_crc != entry.crc:
+                raise RegistryError(Reason.DATA_LOSS, f"archive entry {entry.name!r} is corrupt (CRC or size mismatch)")
+            path = self.check_name(entry.name)
+            if path in self.keep:
+                self.kept[path] = bytes(sink.kept)
+            else:
+                self.files.append(ExtractedFile(path, read_size, sink.sha.hexdigest(), read_crc))
+                os.utime(self.dest / path, (entry.mtime, entry.mtime))
+        self._extracted.append((entry, read_crc, read_size))
+        self._entry, self._sink, self._inflate = None, None, None
+
+    # the end -------------------------------------------------------------------------------------
+
+    def finish(self) -> None:
+        """Check the central directory against the entries extracted; symbolic links and devices fail here."""
+        if self._entry is not None or not self._in_trailer:
+            raise RegistryError(Reason.DATA_LOSS, "the archive is truncated")
+        central = _parse_central(bytes(self._buf))
+        if len(central) != len(self._extracted):
+            raise _bad("the archive's central directory does not list the entries it holds")
+        for (name, crc, _csize, size, attrs), (entry, read_crc, read_size) in zip(
+            central, self._extracted, strict=True
+        ):
+            if name != entry.name:
+                raise _bad(f"the archive's central directory names {name!r} where the data holds {entry.name!r}")
+            mode = attrs >> 16
+            if stat.S_ISLNK(mode):
+                raise _bad(f"archive entry {name!r} is a symbolic link")
+            if stat.S_IFMT(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                raise _bad(f"archive entry {name!r} is a device, socket or pipe")
+            if crc != read_crc or size != read_size:
+                raise RegistryError(
+                    Reason.DATA_LOSS, f"archive entry {name!r} differs from its central directory record"
+                )
+        _fsync_tree(self.dest)
+
+
+def _parse_central(data: bytes) -> list[tuple[str, int, int, int, int]]:
+    records = []
+    pos = 0
+    while pos + 4 <= len(data) and struct.unpack_from("<I", data, pos)[0] == CENTRAL_SIG:
+        if pos + _CENTRAL.size > len(data):
+            break
+        fields = _CENTRAL.unpack_from(data, pos)
+        flags, crc, csize, size = fields[3], fields[7], fields[8], fields[9]
+        nlen, xlen, clen, attrs = fields[10], fields[11], fields[12], fields[15]
+        start = pos + _CENTRAL.size
+        raw = data[start : start + nlen]
+        extra = data[start + nlen : start + nlen + xlen]
+        if size == MAX_32 or csize == MAX_32:
+            values = _zip64_values(extra) or []
+            if len(values) < (size == MAX_32) + (csize == MAX_32):
+                raise _bad("an archive entry lacks its zip64 sizes")
+            if size == MAX_32:
+                size = values.pop(0)
+            if csize == MAX_32:
+                csize = values.pop(0)
+        records.append((raw.decode("utf-8" if flags & FLAG_UTF8 else "cp437"), crc, csize, size, attrs))
+        pos = start + nlen + xlen + clen
+    tail = data[pos:]
+    if not tail or struct.unpack_from("<I", tail)[0] not in (END_SIG, ZIP64_END_SIG):
+        raise RegistryError(Reason.DATA_LOSS, "the archive is truncated: its central directory is incomplete")
+    return records
+
+
+def _zip64_values(extra: bytes) -> list[int] | None:
+    """The 8-byte values of the zip64 extra field, or None when there is none."""
+    pos = 0
+    while pos + 4 <= len(extra):
+        kind, length = struct.unpack_from("<HH", extra, pos)
+        if kind == ZIP64_EXTRA:
+            count = min(length, len(extra) - pos - 4) // 8
+            return list(struct.unpack_from(f"<{count}Q", extra, pos + 4))
+        pos += 4 + length
+    return None
+
+
+def _fsync_tree(root: Path) -> None:
+    for directory, _dirs, _files in os.walk(root):
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)

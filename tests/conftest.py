@@ -1,0 +1,51 @@
+"""Shared fixtures: a federation of real processes and generated FATE models packed as FATE packs them."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from fate_registry.testing import ModelSpec, build_fate_archive, write_federation
+from fate_registry.testing.federation import LocalFederation
+
+
+@pytest.fixture(scope="module")
+def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFederation]:
+    """Coordinator + agents 9999 (guest) and 10000 (host and arbiter), each a process."""
+    with LocalFederation.start(tmp_path_factory.mktemp("federation")) as fed:
+        yield fed
+
+
+@dataclass(frozen=True)
+class GeneratedModel:
+    spec: ModelSpec
+    version_dirs: dict[tuple[str, str], Path]  # (role, party_id) -> the version directory written
+    archives: dict[tuple[str, str], Path]  # (role, party_id) -> FATE-Flow-layout archive of it
+
+    @property
+    def model_id(self) -> str:
+        return self.spec.model_id
+
+    @property
+    def version(self) -> str:
+        return self.spec.version
+
+
+def generate_model(root: Path, **spec_args: object) -> GeneratedModel:
+    spec = ModelSpec(**spec_args)  # type: ignore[arg-type]
+    parties = sorted({str(p) for ids in spec.roles.values() for p in ids})
+    written = write_federation({pid: root / "source" / pid for pid in parties}, spec)
+    archives = {
+        key: build_fate_archive(path, root / "archives", key[0], int(key[1]), spec.model_id, spec.version)
+        for key, path in written.items()
+    }
+    return GeneratedModel(spec, written, archives)
+
+
+@pytest.fixture
+def model(tmp_path: Path) -> GeneratedModel:
+    """A fresh HeteroLR model (guest 9999, host 10000, arbiter 10000) with two checkpoints."""
+    return generate_model(tmp_path, checkpoints=2)
