@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import logging
 import signal
-import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent import futures
@@ -177,9 +177,34 @@ def wait_for_signal(running: RunningServer, port_file: Path | None, host: str) -
         tmp = port_file.with_suffix(".tmp")
         tmp.write_text(f"{host}:{running.port}\n", encoding="utf-8")
         tmp.replace(port_file)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = StopFlag.install()
     stop.wait()
     log.info("stopping")
     running.stop()
+
+
+class StopFlag:
+    """Set by SIGTERM or SIGINT. The handler only assigns an attribute: taking a lock there (as
+    ``threading.Event.set`` does) deadlocks when a second signal lands while the first is handled."""
+
+    def __init__(self) -> None:
+        self.stopping = False
+
+    @classmethod
+    def install(cls) -> StopFlag:
+        flag = cls()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, flag._handle)
+        return flag
+
+    def _handle(self, signum: int, frame: object) -> None:
+        self.stopping = True
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Sleep until stopping (True) or ``timeout`` seconds passed (False)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while not self.stopping:
+            if deadline is not None and time.monotonic() >= deadline:
+                return False
+            time.sleep(0.1)
+        return True

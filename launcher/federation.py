@@ -6,7 +6,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fate_registry.config import ServiceConf
+from fate_registry.grpc_server import StopFlag
 
 STOP_GRACE_SECONDS = 10.0
 
@@ -105,9 +105,7 @@ def run_federation(conf: ServiceConf, conf_path: Path | None, ready_timeout: flo
     run_dir.mkdir(parents=True, exist_ok=True)
     log_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / "ready").unlink(missing_ok=True)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+    stop = StopFlag.install()
     base = _conf_args(conf_path, data_dir)
     children: list[Child] = []
     try:
