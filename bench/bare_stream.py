@@ -15,7 +15,7 @@ from pathlib import Path
 
 import grpc
 
-from fate_registry.grpc_server import CHANNEL_OPTIONS
+from fate_registry.channels import CHANNEL_OPTIONS
 
 SERVICE = "bench.BareStream"
 

@@ -7,6 +7,7 @@ move in chunks in both directions, so memory stays flat whatever the model size 
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import hashlib
 import os
@@ -15,10 +16,13 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import BinaryIO, TypeVar
+from typing import BinaryIO, Literal, TypeVar
 
 import grpc
+from grpc_health.v1.health_pb2 import HealthCheckRequest
+from grpc_health.v1.health_pb2_grpc import HealthStub
 
+from fate_registry.channels import CHANNEL_OPTIONS, TICKET_KEY
 from fate_registry.config import LimitsConf
 from fate_registry.errors import Reason, RegistryError, from_rpc_error
 from fate_registry.identity import party_model_id, validate_name
@@ -26,17 +30,30 @@ from fate_registry.v1 import common_pb2 as common
 from fate_registry.v1 import registry_pb2 as pb
 from fate_registry.v1.registry_pb2_grpc import RegistryServiceStub
 
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-DEFAULT_CHANNEL_OPTIONS: Sequence[tuple[str, int]] = (
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-)
+TransferMode = Literal["auto", "direct", "relay"]
+"""How archive bytes travel: one hop to the party's agent (direct), through the coordinator (relay),
+or direct when the agent can be reached and relayed otherwise (auto)."""
+AGENT_SERVICE = "/fate_registry.agent.v1.PartyAgentService/"
+AGENT_CONNECT_SECONDS = 2.0
 
 Progress = Callable[[int], None]
 """Called with the number of bytes just sent or received."""
 
 _Request = TypeVar("_Request")
 _Response = TypeVar("_Response")
+
+
+@dataclass(frozen=True)
+class _Route:
+    """A one-hop transfer the coordinator authorised: the agent's channel and the ticket to present."""
+
+    channel: grpc.Channel
+    address: str
+    ticket: str
+
+    @property
+    def metadata(self) -> tuple[tuple[str, str], ...]:
+        return ((TICKET_KEY, self.ticket),)
 
 
 @dataclass(frozen=True)
@@ -60,14 +77,20 @@ class RegistryClient:
         self,
         address: str,
         timeout: float = 60.0,
-        channel_options: Sequence[tuple[str, int]] = DEFAULT_CHANNEL_OPTIONS,
+        channel_options: Sequence[tuple[str, int]] = CHANNEL_OPTIONS,
+        transfer: TransferMode = "auto",
     ) -> None:
         self.address = address
         self.timeout = timeout
-        self._channel = grpc.insecure_channel(address, options=list(channel_options))
+        self.transfer = transfer
+        self._options = list(channel_options)
+        self._channel = grpc.insecure_channel(address, options=self._options)
         self._stub = RegistryServiceStub(self._channel)
+        self._agent_channels: dict[str, grpc.Channel] = {}
 
     def close(self) -> None:
+        for channel in self._agent_channels.values():
+            channel.close()
         self._channel.close()
 
     def __enter__(self) -> RegistryClient:
@@ -78,16 +101,55 @@ class RegistryClient:
     ) -> None:
         self.close()
 
-    def _error(self, exc: grpc.RpcError) -> RegistryError:
+    def _error(self, exc: grpc.RpcError, address: str = "") -> RegistryError:
         """The server's own error, or one naming the address when the call never got an answer."""
+        address = address or self.address
         code = exc.code()
         if code == grpc.StatusCode.UNAVAILABLE:
-            context = f"cannot reach the registry at {self.address}"
+            context = f"cannot reach the registry at {address}"
         elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
-            context = f"the registry at {self.address} did not answer in time"
+            context = f"the registry at {address} did not answer in time"
         else:
-            context = f"the registry at {self.address} failed"
+            context = f"the registry at {address} failed"
         return from_rpc_error(exc, context)
+
+    # One-hop transfers -----------------------------------------------------------------------------
+
+    def _route(self, begin: pb.BeginTransferRequest) -> _Route | None:
+        """Where archive bytes go: straight to the party's agent with a ticket, or through the coordinator.
+
+        ``auto`` takes the one hop when the coordinator offers it and the agent answers within a
+        moment, else relays.
+        """
+        if self.transfer == "relay":
+            return None
+        try:
+            granted = self._unary(self._stub.BeginTransfer, begin)
+        except RegistryError as exc:
+            if self.transfer == "auto" and exc.reason is Reason.NOT_IMPLEMENTED:  # an older coordinator
+                return None
+            raise
+        channel = self._agent_channels.get(granted.agent_address)
+        if channel is None:
+            channel = grpc.insecure_channel(granted.agent_address, options=self._options)
+            self._agent_channels[granted.agent_address] = channel
+        route = _Route(channel, granted.agent_address, granted.ticket)
+        if self.transfer == "auto":
+            try:
+                HealthStub(channel).Check(HealthCheckRequest(), timeout=AGENT_CONNECT_SECONDS)
+            except grpc.RpcError:
+                self._end_quietly(route, begin)
+                return None
+        return route
+
+    def _end(self, route: _Route, model: common.PartyModelRef) -> pb.EndTransferResponse:
+        return self._unary(self._stub.EndTransfer, pb.EndTransferRequest(ticket=route.ticket, model=model))
+
+    def _end_quietly(self, route: _Route, begin: pb.BeginTransferRequest) -> None:
+        """Close a transfer that failed or was not made; the error the caller sees is the first one."""
+        model = begin.import_header.target if begin.WhichOneof("transfer") == "import_header" else begin.export_model
+        with contextlib.suppress(RegistryError):
+            self._end(route, model)
 
     def _unary(self, method: grpc.UnaryUnaryMultiCallable[_Request, _Response], request: _Request) -> _Response:
         try:
@@ -127,20 +189,34 @@ class RegistryClient:
                 size=os.fstat(file.fileno()).st_size,
                 file_name=path.name,
             )
+            begin = pb.BeginTransferRequest(import_header=header)
+            route = self._route(begin)
             upload = _Upload(file, header, chunk_size, progress)
-            future = self._stub.ImportModel.future(iter(upload), timeout=timeout)
+            if route is None:
+                future = self._stub.ImportModel.future(iter(upload), timeout=timeout)
+            else:
+                call = route.channel.stream_unary(
+                    AGENT_SERVICE + "ImportModel",
+                    request_serializer=pb.ImportModelRequest.SerializeToString,
+                    response_deserializer=pb.ImportModelResponse.FromString,
+                )
+                future = call.future(iter(upload), timeout=timeout, metadata=route.metadata)
             upload.abort = future.cancel
             if upload.failure:  # it failed before ``abort`` was set
                 future.cancel()  # type: ignore[no-untyped-call]  # grpc-stubs leaves RpcContext.cancel untyped
             try:
                 response = future.result()
             except (grpc.RpcError, grpc.FutureCancelledError) as exc:
+                if route is not None:
+                    self._end_quietly(route, begin)
                 if upload.failure:
                     raise RegistryError(Reason.INVALID_ARGUMENT, f"{path}: {upload.failure}") from None
                 if isinstance(exc, grpc.RpcError):
-                    raise self._error(exc) from None
+                    raise self._error(exc, route.address if route else "") from None
                 raise RegistryError(Reason.CANCELLED, f"the import of {path} was cancelled") from None
-        return response
+        if route is None:
+            return response
+        return pb.ImportModelResponse(result=self._end(route, target).result)
 
     def export_model(
         self,
@@ -161,15 +237,35 @@ class RegistryClient:
             raise RegistryError(
                 Reason.INVALID_ARGUMENT, f"cannot create the output directory {output_dir}: {exc.strerror or exc}"
             ) from None
-        stream = self._stub.ExportModel(pb.ExportModelRequest(model=model), timeout=timeout)
+        begin = pb.BeginTransferRequest(export_model=model)
+        route = self._route(begin)
+        request = pb.ExportModelRequest(model=model)
+        if route is None:
+            stream = self._stub.ExportModel(request, timeout=timeout)
+        else:
+            call = route.channel.unary_stream(
+                AGENT_SERVICE + "ExportModel",
+                request_serializer=pb.ExportModelRequest.SerializeToString,
+                response_deserializer=pb.ExportModelResponse.FromString,
+            )
+            stream = call(request, timeout=timeout, metadata=route.metadata)
         what = f"{party_model_id(model.role, model.party_id, model.model_id)} {model.model_version}"
         try:
-            return receive_archive(iter(stream), output_dir, what, progress)
+            result = receive_archive(iter(stream), output_dir, what, progress)
         except grpc.RpcError as exc:
-            raise self._error(exc) from None
+            if route is not None:
+                self._end_quietly(route, begin)
+            raise self._error(exc, route.address if route else "") from None
+        except RegistryError:
+            if route is not None:
+                self._end_quietly(route, begin)
+            raise
         finally:
             # A no-op once the stream has ended; stops the sender after a local failure.
             stream.cancel()  # type: ignore[no-untyped-call]  # grpc-stubs leaves RpcContext.cancel untyped
+        if route is not None:
+            self._end(route, model)
+        return result
 
     # Unary calls, one per RPC ----------------------------------------------------------------------
 

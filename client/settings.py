@@ -16,12 +16,14 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
+from client.sdk import TransferMode
 from fate_registry import config
 from fate_registry.errors import Reason, RegistryError, Retcode
 
 ADDRESS_ENV = "FATE_REGISTRY_ADDRESS"
+TRANSFER_ENV = "FATE_REGISTRY_TRANSFER"
 CLIENT_CONF_ENV = "FATE_REGISTRY_CLIENT_CONF"
 DEFAULT_CLIENT_CONF = Path("~/.config/fate-registry/flow.json")
 
@@ -33,6 +35,9 @@ class ClientSettings:
     address: str
     # Deadline of each unary call, in seconds; archive transfers have none.
     timeout: float = 60.0
+    # How archive bytes travel ($FATE_REGISTRY_TRANSFER): straight to the party's agent when it can be
+    # reached (auto, the default), always straight (direct), or through the coordinator (relay).
+    transfer: TransferMode = "auto"
 
 
 def _settings_error(message: str) -> RegistryError:
@@ -84,7 +89,10 @@ def _saved_address(path: Path) -> str | None:
 def resolve(address: str | None = None, env: Mapping[str, str] = os.environ) -> ClientSettings:
     """The client settings: ``address`` (the ``--address`` option) wins, then the sources above."""
     chosen = address or env.get(ADDRESS_ENV) or _saved_address(client_conf_path(env)) or service_conf_address(None)
-    return ClientSettings(address=chosen)
+    transfer = env.get(TRANSFER_ENV, "auto")
+    if transfer not in get_args(TransferMode):
+        raise _settings_error(f"${TRANSFER_ENV} must be auto, direct or relay, not {transfer!r}")
+    return ClientSettings(address=chosen, transfer=transfer)  # type: ignore[arg-type]
 
 
 def save(saved: Mapping[str, Any], env: Mapping[str, str] = os.environ) -> Path:

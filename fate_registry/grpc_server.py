@@ -22,16 +22,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from fate_registry.channels import CHANNEL_OPTIONS
 from fate_registry.errors import Reason, RegistryError
 
 log = logging.getLogger(__name__)
-
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-CHANNEL_OPTIONS: list[tuple[str, Any]] = [
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-]
-OPERATION_ID_KEY = "x-operation-id"
 
 
 def _as_registry_error(exc: Exception, method: str) -> RegistryError:
@@ -154,7 +148,7 @@ def start_server(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
         interceptors=[ErrorInterceptor()],
-        options=CHANNEL_OPTIONS,
+        options=list(CHANNEL_OPTIONS),
     )
     register(server)
     health_servicer = health.HealthServicer()

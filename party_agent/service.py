@@ -93,7 +93,7 @@ class PartyAgent:
     def close(self) -> None:
         self.store.close()
 
-    def _check_party(self, ref: PartyModelRef) -> None:
+    def check_party(self, ref: PartyModelRef) -> None:
         if ref.party_id != self.party.party_id:
             raise RegistryError(
                 Reason.PERMISSION_DENIED,
@@ -105,7 +105,7 @@ class PartyAgent:
 
     def import_archive(self, header: ImportModelHeader, chunks: Iterator[bytes]) -> ImportModelResult:
         ref = header.target
-        self._check_party(ref)
+        self.check_party(ref)
         self.cache.version_dir(ref)  # validates every id before a byte is written
         if not header.force_update and self.cache.has_model(ref):
             raise RegistryError(Reason.MODEL_EXISTS, "Model already exists.", {"party_model_id": self._pmid(ref)})
@@ -173,7 +173,7 @@ class PartyAgent:
     # -- export ---------------------------------------------------------------------------------
 
     def export_archive(self, ref: PartyModelRef) -> Iterator[ExportPiece]:
-        self._check_party(ref)
+        self.check_party(ref)
         record = self.record(ref)
         name = archive_name(self._pmid(ref), ref.model_version)
         with self.cache.locks.read(self.cache.lock_key(ref)):
@@ -204,7 +204,7 @@ class PartyAgent:
 
     def record(self, ref: PartyModelRef) -> PartyModelRecord:
         """The version's record; a directory FATE-Flow wrote (no row yet) is adopted by hashing it."""
-        self._check_party(ref)
+        self.check_party(ref)
         found = self.store.get(ref)
         if found is not None:
             return found

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from fate_registry.agent.v1 import agent_pb2, agent_pb2_grpc
+from fate_registry.channels import TICKET_KEY
 from fate_registry.errors import Reason, RegistryError
 from fate_registry.unimplemented import fill_unimplemented
-from fate_registry.v1.common_pb2 import ManifestEntry, PartyModelInfo
+from fate_registry.v1.common_pb2 import ImportModelHeader, ManifestEntry, PartyModelInfo, PartyModelRef
 from party_agent.metadata import PartyModelRecord
 from party_agent.service import PartyAgent
+from party_agent.transfers import TicketBook
 
 
 def model_info(record: PartyModelRecord) -> PartyModelInfo:
@@ -51,9 +54,37 @@ def _chunks(first_done: Iterator[agent_pb2.ImportModelRequest]) -> Iterator[byte
         yield message.chunk
 
 
+def _ticket(context: grpc.ServicerContext) -> str | None:
+    for key, value in context.invocation_metadata():
+        if key == TICKET_KEY:
+            return str(value)
+    return None
+
+
 class AgentServicer(agent_pb2_grpc.PartyAgentServiceServicer):
     def __init__(self, agent: PartyAgent) -> None:
         self.agent = agent
+        self.tickets = TicketBook()
+
+    @contextlib.contextmanager
+    def _transfer(self, context: grpc.ServicerContext, presented: ImportModelHeader | PartyModelRef) -> Iterator[str]:
+        """Claim the call's transfer ticket, if it has one, and record how the transfer ended."""
+        ticket = _ticket(context)
+        if ticket is None:
+            yield ""
+            return
+        self.tickets.claim(ticket, presented)
+        try:
+            yield ticket
+        except RegistryError as exc:
+            self.tickets.fail(ticket, exc)
+            raise
+        except GeneratorExit:
+            self.tickets.fail(ticket, RegistryError(Reason.CANCELLED, "the client stopped the transfer"))
+            raise
+        except Exception:
+            self.tickets.fail(ticket, RegistryError(Reason.INTERNAL, "internal error during the transfer"))
+            raise
 
     def ImportModel(
         self, request_iterator: Iterator[agent_pb2.ImportModelRequest], context: grpc.ServicerContext
@@ -61,19 +92,48 @@ class AgentServicer(agent_pb2_grpc.PartyAgentServiceServicer):
         first = next(request_iterator, None)
         if first is None or first.WhichOneof("payload") != "header":
             raise RegistryError(Reason.MISSING_ARGUMENT, "an import starts with a header message")
-        result = self.agent.import_archive(first.header, _chunks(request_iterator))
+        with self._transfer(context, first.header) as ticket:
+            result = self.agent.import_archive(first.header, _chunks(request_iterator))
+            if ticket:
+                self.tickets.finish(ticket, result)
         return agent_pb2.ImportModelResponse(result=result)
 
     def ExportModel(
         self, request: agent_pb2.ExportModelRequest, context: grpc.ServicerContext
     ) -> Iterator[agent_pb2.ExportModelResponse]:
-        for piece in self.agent.export_archive(request.model):
-            if piece.header is not None:
-                yield agent_pb2.ExportModelResponse(header=piece.header)
-            elif piece.trailer is not None:
-                yield agent_pb2.ExportModelResponse(trailer=piece.trailer)
-            else:
-                yield agent_pb2.ExportModelResponse(chunk=piece.chunk)
+        with self._transfer(context, request.model) as ticket:
+            for piece in self.agent.export_archive(request.model):
+                if piece.header is not None:
+                    yield agent_pb2.ExportModelResponse(header=piece.header)
+                elif piece.trailer is not None:
+                    yield agent_pb2.ExportModelResponse(trailer=piece.trailer)
+                else:
+                    yield agent_pb2.ExportModelResponse(chunk=piece.chunk)
+            if ticket:
+                self.tickets.finish(ticket, None)
+
+    def ExpectTransfer(
+        self, request: agent_pb2.ExpectTransferRequest, context: grpc.ServicerContext
+    ) -> agent_pb2.ExpectTransferResponse:
+        kind = request.WhichOneof("transfer")
+        if not request.ticket or kind is None:
+            raise RegistryError(Reason.MISSING_ARGUMENT, "a transfer needs a ticket and what it is for")
+        expected = request.import_header if kind == "import_header" else request.export_model
+        self.agent.check_party(expected.target if isinstance(expected, ImportModelHeader) else expected)
+        self.tickets.expect(request.ticket, expected, max(1, request.ttl_seconds))
+        return agent_pb2.ExpectTransferResponse()
+
+    def GetTransferOutcome(
+        self, request: agent_pb2.GetTransferOutcomeRequest, context: grpc.ServicerContext
+    ) -> agent_pb2.GetTransferOutcomeResponse:
+        found = self.tickets.outcome(request.ticket)
+        answer = agent_pb2.GetTransferOutcomeResponse(state=found.state)  # type: ignore[arg-type]
+        if found.result is not None:
+            answer.result.CopyFrom(found.result)
+        if found.error is not None:
+            answer.retcode, answer.retmsg = found.error.fate_retcode, found.error.message
+            answer.reason = found.error.reason.name
+        return answer
 
     def GetModelInfo(
         self, request: agent_pb2.GetModelInfoRequest, context: grpc.ServicerContext

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 import grpc
 
 from fate_registry.agent.v1 import agent_pb2, agent_pb2_grpc
+from fate_registry.channels import CHANNEL_OPTIONS, OPERATION_ID_KEY
 from fate_registry.config import ServiceConf
 from fate_registry.errors import Reason, RegistryError, from_rpc_error
-from fate_registry.grpc_server import CHANNEL_OPTIONS, OPERATION_ID_KEY
 
 _SERVICE = "/fate_registry.agent.v1.PartyAgentService/"
 

@@ -73,6 +73,8 @@ class Catalog:
             results_json = peewee.TextField(default="[]")
             retcode = peewee.IntegerField(default=0)
             retmsg = peewee.TextField(default="")
+            # A one-hop transfer's ticket, while the agent's report of it is awaited.
+            ticket = peewee.CharField(max_length=128, default="", index=True)
 
             class Meta:
                 table_name = "t_registry_operation"
@@ -193,8 +195,16 @@ class Catalog:
 
     # -- operation log --------------------------------------------------------------------------
 
-    def start_operation(self, operation: str, caller: str, model_id: str, model_version: str) -> str:
-        operation_id = uuid.uuid4().hex
+    def start_operation(
+        self,
+        operation: str,
+        caller: str,
+        model_id: str,
+        model_version: str,
+        operation_id: str = "",
+        pending: Sequence[PartyResult] = (),
+    ) -> str:
+        operation_id = operation_id or uuid.uuid4().hex
         with self.db.connection_context():
             self._operation.insert(
                 operation_id=operation_id,
@@ -204,20 +214,43 @@ class Catalog:
                 model_id=model_id[:255],
                 model_version=model_version[:255],
                 start_time=now_ms(),
+                results_json=_results_json(pending),
             ).execute()
         return operation_id
+
+    def set_ticket(self, operation_id: str, ticket: str) -> None:
+        op = self._operation
+        with self.db.connection_context():
+            op.update(ticket=ticket).where(op.operation_id == operation_id).execute()
+
+    def open_transfer(self, ticket: str) -> Operation | None:
+        """The running operation a one-hop transfer ticket belongs to."""
+        op = self._operation
+        with self.db.connection_context():
+            row = op.get_or_none((op.ticket == ticket) & (op.status == "running"))
+        return None if row is None else _operation_entity(row)
+
+    def stale_transfers(self, started_before_ms: int) -> list[tuple[str, Operation]]:
+        """Running one-hop transfers started before the given time: (ticket, operation)."""
+        op = self._operation
+        with self.db.connection_context():
+            rows = list(
+                op.select().where((op.ticket != "") & (op.status == "running") & (op.start_time < started_before_ms))
+            )
+        return [(r.ticket, _operation_entity(r)) for r in rows]
 
     def finish_operation(
         self, operation_id: str, status: str, results: Sequence[PartyResult], retcode: int, retmsg: str
     ) -> None:
-        encoded = [
-            {"role": r.role, "party_id": r.party_id, "retcode": r.retcode, "retmsg": r.retmsg, "reason": r.reason}
-            for r in results
-        ]
         op = self._operation
         with self.db.connection_context():
             op.update(
-                status=status, end_time=now_ms(), results_json=json.dumps(encoded), retcode=retcode, retmsg=retmsg
+                status=status,
+                end_time=now_ms(),
+                results_json=_results_json(results),
+                retcode=retcode,
+                retmsg=retmsg,
+                ticket="",
             ).where(op.operation_id == operation_id).execute()
 
     def list_operations(
@@ -239,6 +272,15 @@ class Catalog:
         rows = rows[:size]
         token = _encode_token(rows[-1].start_time, rows[-1].operation_id) if more else ""
         return [_operation_entity(r) for r in rows], token
+
+
+def _results_json(results: Sequence[PartyResult]) -> str:
+    return json.dumps(
+        [
+            {"role": r.role, "party_id": r.party_id, "retcode": r.retcode, "retmsg": r.retmsg, "reason": r.reason}
+            for r in results
+        ]
+    )
 
 
 def _page_size(requested: int) -> int:

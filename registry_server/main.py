@@ -12,6 +12,7 @@ from registry_server.agents import AgentClients
 from registry_server.catalog import Catalog
 from registry_server.fanout import FanOut
 from registry_server.servicer import SERVICE, RegistryServicer
+from registry_server.transfers import TransferDesk
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +21,8 @@ def serve(conf: config.ServiceConf, port_file: Path | None = None) -> None:
     catalog = Catalog(conf.coordinator.database)
     agents = AgentClients(conf)
     fanout = FanOut()
-    servicer = RegistryServicer(catalog, agents, fanout)  # type: ignore[abstract]  # the rest answer UNIMPLEMENTED
+    transfers = TransferDesk(catalog, agents)
+    servicer = RegistryServicer(catalog, agents, fanout, transfers)  # type: ignore[abstract]  # the rest answer UNIMPLEMENTED
     address = conf.coordinator.address
     running = start_server(
         address.host,
@@ -38,6 +40,7 @@ def serve(conf: config.ServiceConf, port_file: Path | None = None) -> None:
     try:
         wait_for_signal(running, port_file, address.host)
     finally:
+        transfers.close()
         fanout.close()
         agents.close()
         catalog.close()

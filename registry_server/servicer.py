@@ -18,6 +18,7 @@ from registry_server.agents import AgentClients, party_error
 from registry_server.catalog import Catalog, ModelFilter
 from registry_server.fanout import FanOut
 from registry_server.oplog import OperationLog
+from registry_server.transfers import TransferDesk
 
 SERVICE = registry_pb2.DESCRIPTOR.services_by_name["RegistryService"]
 
@@ -38,10 +39,11 @@ def ok(ref: PartyModelRef, message: str = "success") -> PartyResult:
 
 
 class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
-    def __init__(self, catalog: Catalog, agents: AgentClients, fanout: FanOut) -> None:
+    def __init__(self, catalog: Catalog, agents: AgentClients, fanout: FanOut, transfers: TransferDesk) -> None:
         self.catalog = catalog
         self.agents = agents
         self.fanout = fanout
+        self.transfers = transfers
         self.oplog = OperationLog(catalog)
 
     # -- archives (raw relays, registered by raw_handlers) --------------------------------------
@@ -88,6 +90,21 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
                 response_serializer=None,
             ),
         }
+
+    def BeginTransfer(
+        self, request: registry_pb2.BeginTransferRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.BeginTransferResponse:
+        kind = request.WhichOneof("transfer")
+        if kind is None:
+            raise RegistryError(Reason.MISSING_ARGUMENT, "say which import or export the transfer is for")
+        ref = check_ref(request.import_header.target if kind == "import_header" else request.export_model)
+        self.agents.channel(ref.party_id)
+        return self.transfers.begin(request, context.peer(), ref)
+
+    def EndTransfer(
+        self, request: registry_pb2.EndTransferRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.EndTransferResponse:
+        return self.transfers.end(request)
 
     # -- model info -----------------------------------------------------------------------------
 

@@ -79,6 +79,13 @@ class LocalFederation:
         address = ready.read_text(encoding="utf-8").strip()
         return cls(root, process, address, tuple(parties), log_path)
 
+    def agent_address(self, party_id: str) -> str:
+        """The bound address of a party's agent, from ``up``'s banner."""
+        for line in self.log_path.read_text(encoding="utf-8").splitlines():
+            if line.startswith("agent ") and line.split()[1] == party_id:
+                return line.split()[2]
+        raise KeyError(party_id)
+
     def pids(self) -> dict[str, int]:
         """PIDs of the children, by name (``coordinator``, ``agent-9999``), from ``up``'s banner."""
         found = {}

@@ -118,6 +118,107 @@ class ExportModelResponse(_message.Message):
 Global___ExportModelResponse: _TypeAlias = ExportModelResponse  # noqa: Y015
 
 @_typing.final
+class BeginTransferRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IMPORT_HEADER_FIELD_NUMBER: _builtins.int
+    EXPORT_MODEL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def import_header(self) -> _common_pb2.ImportModelHeader:
+        """An import: the header the client will send to the agent, unchanged."""
+
+    @_builtins.property
+    def export_model(self) -> _common_pb2.PartyModelRef:
+        """An export of this party model version."""
+
+    def __init__(
+        self,
+        *,
+        import_header: _common_pb2.ImportModelHeader | None = ...,
+        export_model: _common_pb2.PartyModelRef | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["export_model", b"export_model", "import_header", b"import_header", "transfer", b"transfer"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["export_model", b"export_model", "import_header", b"import_header", "transfer", b"transfer"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_transfer: _TypeAlias = _typing.Literal["import_header", "export_model"]  # noqa: Y015
+    _WhichOneofArgType_transfer: _TypeAlias = _typing.Literal["transfer", b"transfer"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_transfer) -> _WhichOneofReturnType_transfer | None: ...
+
+Global___BeginTransferRequest: _TypeAlias = BeginTransferRequest  # noqa: Y015
+
+@_typing.final
+class BeginTransferResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AGENT_ADDRESS_FIELD_NUMBER: _builtins.int
+    TICKET_FIELD_NUMBER: _builtins.int
+    agent_address: _builtins.str
+    """The party agent's address, as the coordinator reaches it."""
+    ticket: _builtins.str
+    """Single use; sent to the agent in the "x-transfer-ticket" metadata key."""
+    def __init__(
+        self,
+        *,
+        agent_address: _builtins.str = ...,
+        ticket: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_address", b"agent_address", "ticket", b"ticket"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BeginTransferResponse: _TypeAlias = BeginTransferResponse  # noqa: Y015
+
+@_typing.final
+class EndTransferRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_FIELD_NUMBER: _builtins.int
+    MODEL_FIELD_NUMBER: _builtins.int
+    ticket: _builtins.str
+    @_builtins.property
+    def model(self) -> _common_pb2.PartyModelRef:
+        """The party model version the transfer was for."""
+
+    def __init__(
+        self,
+        *,
+        ticket: _builtins.str = ...,
+        model: _common_pb2.PartyModelRef | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["model", b"model"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model", b"model", "ticket", b"ticket"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EndTransferRequest: _TypeAlias = EndTransferRequest  # noqa: Y015
+
+@_typing.final
+class EndTransferResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RESULT_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def result(self) -> _common_pb2.ImportModelResult:
+        """For an import: what it produced on the party."""
+
+    def __init__(
+        self,
+        *,
+        result: _common_pb2.ImportModelResult | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EndTransferResponse: _TypeAlias = EndTransferResponse  # noqa: Y015
+
+@_typing.final
 class StoreModelRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

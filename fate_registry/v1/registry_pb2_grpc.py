@@ -44,6 +44,16 @@ class RegistryServiceStub:
                 request_serializer=fate__registry_dot_v1_dot_registry__pb2.ExportModelRequest.SerializeToString,
                 response_deserializer=fate__registry_dot_v1_dot_registry__pb2.ExportModelResponse.FromString,
                 _registered_method=True)
+        self.BeginTransfer = channel.unary_unary(
+                '/fate_registry.v1.RegistryService/BeginTransfer',
+                request_serializer=fate__registry_dot_v1_dot_registry__pb2.BeginTransferRequest.SerializeToString,
+                response_deserializer=fate__registry_dot_v1_dot_registry__pb2.BeginTransferResponse.FromString,
+                _registered_method=True)
+        self.EndTransfer = channel.unary_unary(
+                '/fate_registry.v1.RegistryService/EndTransfer',
+                request_serializer=fate__registry_dot_v1_dot_registry__pb2.EndTransferRequest.SerializeToString,
+                response_deserializer=fate__registry_dot_v1_dot_registry__pb2.EndTransferResponse.FromString,
+                _registered_method=True)
         self.StoreModel = channel.unary_unary(
                 '/fate_registry.v1.RegistryService/StoreModel',
                 request_serializer=fate__registry_dot_v1_dot_registry__pb2.StoreModelRequest.SerializeToString,
@@ -163,6 +173,21 @@ class RegistryServiceServicer:
 
     def ExportModel(self, request, context):
         """flow model export -c: a header, archive chunks, then a trailer with the SHA-256.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def BeginTransfer(self, request, context):
+        """Beyond FATE: authorise a one-hop transfer, so archive bytes go straight between the client
+        and the party's agent instead of through the coordinator.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EndTransfer(self, request, context):
+        """Beyond FATE: close a one-hop transfer; the coordinator records its outcome as the agent reports it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -328,6 +353,16 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     request_deserializer=fate__registry_dot_v1_dot_registry__pb2.ExportModelRequest.FromString,
                     response_serializer=fate__registry_dot_v1_dot_registry__pb2.ExportModelResponse.SerializeToString,
             ),
+            'BeginTransfer': grpc.unary_unary_rpc_method_handler(
+                    servicer.BeginTransfer,
+                    request_deserializer=fate__registry_dot_v1_dot_registry__pb2.BeginTransferRequest.FromString,
+                    response_serializer=fate__registry_dot_v1_dot_registry__pb2.BeginTransferResponse.SerializeToString,
+            ),
+            'EndTransfer': grpc.unary_unary_rpc_method_handler(
+                    servicer.EndTransfer,
+                    request_deserializer=fate__registry_dot_v1_dot_registry__pb2.EndTransferRequest.FromString,
+                    response_serializer=fate__registry_dot_v1_dot_registry__pb2.EndTransferResponse.SerializeToString,
+            ),
             'StoreModel': grpc.unary_unary_rpc_method_handler(
                     servicer.StoreModel,
                     request_deserializer=fate__registry_dot_v1_dot_registry__pb2.StoreModelRequest.FromString,
@@ -488,6 +523,60 @@ class RegistryService:
             '/fate_registry.v1.RegistryService/ExportModel',
             fate__registry_dot_v1_dot_registry__pb2.ExportModelRequest.SerializeToString,
             fate__registry_dot_v1_dot_registry__pb2.ExportModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def BeginTransfer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fate_registry.v1.RegistryService/BeginTransfer',
+            fate__registry_dot_v1_dot_registry__pb2.BeginTransferRequest.SerializeToString,
+            fate__registry_dot_v1_dot_registry__pb2.BeginTransferResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EndTransfer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fate_registry.v1.RegistryService/EndTransfer',
+            fate__registry_dot_v1_dot_registry__pb2.EndTransferRequest.SerializeToString,
+            fate__registry_dot_v1_dot_registry__pb2.EndTransferResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -38,6 +38,12 @@ class RegistryServiceStub:
     """flow model import -c: the first message is a header, then archive chunks."""
     ExportModel: _grpc.UnaryStreamMultiCallable[_registry_pb2.ExportModelRequest, _registry_pb2.ExportModelResponse]
     """flow model export -c: a header, archive chunks, then a trailer with the SHA-256."""
+    BeginTransfer: _grpc.UnaryUnaryMultiCallable[_registry_pb2.BeginTransferRequest, _registry_pb2.BeginTransferResponse]
+    """Beyond FATE: authorise a one-hop transfer, so archive bytes go straight between the client
+    and the party's agent instead of through the coordinator.
+    """
+    EndTransfer: _grpc.UnaryUnaryMultiCallable[_registry_pb2.EndTransferRequest, _registry_pb2.EndTransferResponse]
+    """Beyond FATE: close a one-hop transfer; the coordinator records its outcome as the agent reports it."""
     StoreModel: _grpc.UnaryUnaryMultiCallable[_registry_pb2.StoreModelRequest, _registry_pb2.StoreModelResponse]
     """flow model export --to-database"""
     RestoreModel: _grpc.UnaryUnaryMultiCallable[_registry_pb2.RestoreModelRequest, _registry_pb2.RestoreModelResponse]
@@ -88,6 +94,12 @@ class RegistryServiceAsyncStub(RegistryServiceStub):
     """flow model import -c: the first message is a header, then archive chunks."""
     ExportModel: _aio.UnaryStreamMultiCallable[_registry_pb2.ExportModelRequest, _registry_pb2.ExportModelResponse]  # type: ignore[assignment]
     """flow model export -c: a header, archive chunks, then a trailer with the SHA-256."""
+    BeginTransfer: _aio.UnaryUnaryMultiCallable[_registry_pb2.BeginTransferRequest, _registry_pb2.BeginTransferResponse]  # type: ignore[assignment]
+    """Beyond FATE: authorise a one-hop transfer, so archive bytes go straight between the client
+    and the party's agent instead of through the coordinator.
+    """
+    EndTransfer: _aio.UnaryUnaryMultiCallable[_registry_pb2.EndTransferRequest, _registry_pb2.EndTransferResponse]  # type: ignore[assignment]
+    """Beyond FATE: close a one-hop transfer; the coordinator records its outcome as the agent reports it."""
     StoreModel: _aio.UnaryUnaryMultiCallable[_registry_pb2.StoreModelRequest, _registry_pb2.StoreModelResponse]  # type: ignore[assignment]
     """flow model export --to-database"""
     RestoreModel: _aio.UnaryUnaryMultiCallable[_registry_pb2.RestoreModelRequest, _registry_pb2.RestoreModelResponse]  # type: ignore[assignment]
@@ -147,6 +159,24 @@ class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_registry_pb2.ExportModelResponse], _abc.AsyncIterator[_registry_pb2.ExportModelResponse]]:
         """flow model export -c: a header, archive chunks, then a trailer with the SHA-256."""
+
+    @_abc_1.abstractmethod
+    def BeginTransfer(
+        self,
+        request: _registry_pb2.BeginTransferRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.BeginTransferResponse, _abc.Awaitable[_registry_pb2.BeginTransferResponse]]:
+        """Beyond FATE: authorise a one-hop transfer, so archive bytes go straight between the client
+        and the party's agent instead of through the coordinator.
+        """
+
+    @_abc_1.abstractmethod
+    def EndTransfer(
+        self,
+        request: _registry_pb2.EndTransferRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.EndTransferResponse, _abc.Awaitable[_registry_pb2.EndTransferResponse]]:
+        """Beyond FATE: close a one-hop transfer; the coordinator records its outcome as the agent reports it."""
 
     @_abc_1.abstractmethod
     def StoreModel(

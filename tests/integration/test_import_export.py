@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from client.sdk import RegistryClient
+from client.sdk import RegistryClient, TransferMode
 from fate_registry.errors import Reason, RegistryError
 from fate_registry.testing.federation import LocalFederation
 from fate_registry.v1 import registry_pb2 as pb
@@ -27,10 +27,11 @@ def _ref(model: GeneratedModel, role: str, party_id: str) -> PartyModelRef:
     return PartyModelRef(role=role, party_id=party_id, model_id=model.model_id, model_version=model.version)
 
 
+@pytest.mark.parametrize("transfer", ["direct", "relay"])
 def test_import_every_party_then_info_then_byte_identical_export(
-    federation: LocalFederation, model: GeneratedModel, tmp_path: Path
+    federation: LocalFederation, model: GeneratedModel, tmp_path: Path, transfer: TransferMode
 ) -> None:
-    with RegistryClient(federation.address) as client:
+    with RegistryClient(federation.address, transfer=transfer) as client:
         for (role, party_id), archive in model.archives.items():
             result = client.import_model(archive, _ref(model, role, party_id)).result
             assert (result.model.role, result.model.party_id) == (role, party_id)
@@ -93,10 +94,13 @@ def test_import_may_rename_model_id_and_version_as_fate_does(
     assert conf["job_parameters"]["common"]["model_version"] == "foobar"
 
 
-def test_errors_change_nothing(federation: LocalFederation, model: GeneratedModel, tmp_path: Path) -> None:
+@pytest.mark.parametrize("transfer", ["direct", "relay"])
+def test_errors_change_nothing(
+    federation: LocalFederation, model: GeneratedModel, tmp_path: Path, transfer: TransferMode
+) -> None:
     cache = federation.model_cache("9999")
     guest = model.archives["guest", "9999"]
-    with RegistryClient(federation.address) as client:
+    with RegistryClient(federation.address, transfer=transfer) as client:
         before = sorted(p.as_posix() for p in cache.rglob("*") if ".staging" not in p.parts)
         cases: list[tuple[PartyModelRef, Path, str, Reason]] = [
             (_ref(model, "host", "9999"), guest, "", Reason.PARTY_NOT_IN_ROLE),

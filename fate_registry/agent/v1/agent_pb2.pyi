@@ -10,6 +10,7 @@ from fate_registry.v1 import common_pb2 as _common_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -20,6 +21,29 @@ else:
     from typing_extensions import TypeAlias as _TypeAlias, Never as _Never
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class _TransferState:
+    ValueType = _typing.NewType("ValueType", _builtins.int)
+    V: _TypeAlias = ValueType  # noqa: Y015
+
+class _TransferStateEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_TransferState.ValueType], _builtins.type):
+    DESCRIPTOR: _descriptor.EnumDescriptor
+    TRANSFER_STATE_UNSPECIFIED: _TransferState.ValueType  # 0
+    TRANSFER_STATE_PENDING: _TransferState.ValueType  # 1
+    """Announced, not used yet (or unknown to this agent)."""
+    TRANSFER_STATE_RUNNING: _TransferState.ValueType  # 2
+    TRANSFER_STATE_DONE: _TransferState.ValueType  # 3
+    TRANSFER_STATE_FAILED: _TransferState.ValueType  # 4
+
+class TransferState(_TransferState, metaclass=_TransferStateEnumTypeWrapper): ...
+
+TRANSFER_STATE_UNSPECIFIED: TransferState.ValueType  # 0
+TRANSFER_STATE_PENDING: TransferState.ValueType  # 1
+"""Announced, not used yet (or unknown to this agent)."""
+TRANSFER_STATE_RUNNING: TransferState.ValueType  # 2
+TRANSFER_STATE_DONE: TransferState.ValueType  # 3
+TRANSFER_STATE_FAILED: TransferState.ValueType  # 4
+Global___TransferState: _TypeAlias = TransferState  # noqa: Y015
 
 @_typing.final
 class ImportModelRequest(_message.Message):
@@ -114,6 +138,108 @@ class ExportModelResponse(_message.Message):
     def WhichOneof(self, oneof_group: _WhichOneofArgType_payload) -> _WhichOneofReturnType_payload | None: ...
 
 Global___ExportModelResponse: _TypeAlias = ExportModelResponse  # noqa: Y015
+
+@_typing.final
+class ExpectTransferRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_FIELD_NUMBER: _builtins.int
+    IMPORT_HEADER_FIELD_NUMBER: _builtins.int
+    EXPORT_MODEL_FIELD_NUMBER: _builtins.int
+    TTL_SECONDS_FIELD_NUMBER: _builtins.int
+    ticket: _builtins.str
+    ttl_seconds: _builtins.int
+    """How long the ticket may wait to be used."""
+    @_builtins.property
+    def import_header(self) -> _common_pb2.ImportModelHeader: ...
+    @_builtins.property
+    def export_model(self) -> _common_pb2.PartyModelRef: ...
+    def __init__(
+        self,
+        *,
+        ticket: _builtins.str = ...,
+        import_header: _common_pb2.ImportModelHeader | None = ...,
+        export_model: _common_pb2.PartyModelRef | None = ...,
+        ttl_seconds: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["export_model", b"export_model", "import_header", b"import_header", "transfer", b"transfer"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["export_model", b"export_model", "import_header", b"import_header", "ticket", b"ticket", "transfer", b"transfer", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType_transfer: _TypeAlias = _typing.Literal["import_header", "export_model"]  # noqa: Y015
+    _WhichOneofArgType_transfer: _TypeAlias = _typing.Literal["transfer", b"transfer"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType_transfer) -> _WhichOneofReturnType_transfer | None: ...
+
+Global___ExpectTransferRequest: _TypeAlias = ExpectTransferRequest  # noqa: Y015
+
+@_typing.final
+class ExpectTransferResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    def __init__(
+        self,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExpectTransferResponse: _TypeAlias = ExpectTransferResponse  # noqa: Y015
+
+@_typing.final
+class GetTransferOutcomeRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_FIELD_NUMBER: _builtins.int
+    ticket: _builtins.str
+    def __init__(
+        self,
+        *,
+        ticket: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["ticket", b"ticket"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTransferOutcomeRequest: _TypeAlias = GetTransferOutcomeRequest  # noqa: Y015
+
+@_typing.final
+class GetTransferOutcomeResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    STATE_FIELD_NUMBER: _builtins.int
+    RESULT_FIELD_NUMBER: _builtins.int
+    RETCODE_FIELD_NUMBER: _builtins.int
+    RETMSG_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
+    state: Global___TransferState.ValueType
+    retcode: _builtins.int
+    """For a failed transfer: FATE retcode, message and reason."""
+    retmsg: _builtins.str
+    reason: _builtins.str
+    @_builtins.property
+    def result(self) -> _common_pb2.ImportModelResult:
+        """For a finished import."""
+
+    def __init__(
+        self,
+        *,
+        state: Global___TransferState.ValueType = ...,
+        result: _common_pb2.ImportModelResult | None = ...,
+        retcode: _builtins.int = ...,
+        retmsg: _builtins.str = ...,
+        reason: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["result", b"result"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["reason", b"reason", "result", b"result", "retcode", b"retcode", "retmsg", b"retmsg", "state", b"state"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetTransferOutcomeResponse: _TypeAlias = GetTransferOutcomeResponse  # noqa: Y015
 
 @_typing.final
 class GetModelInfoRequest(_message.Message):

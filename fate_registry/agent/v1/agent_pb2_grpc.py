@@ -44,6 +44,16 @@ class PartyAgentServiceStub:
                 request_serializer=fate__registry_dot_agent_dot_v1_dot_agent__pb2.ExportModelRequest.SerializeToString,
                 response_deserializer=fate__registry_dot_agent_dot_v1_dot_agent__pb2.ExportModelResponse.FromString,
                 _registered_method=True)
+        self.ExpectTransfer = channel.unary_unary(
+                '/fate_registry.agent.v1.PartyAgentService/ExpectTransfer',
+                request_serializer=fate__registry_dot_agent_dot_v1_dot_agent__pb2.ExpectTransferRequest.SerializeToString,
+                response_deserializer=fate__registry_dot_agent_dot_v1_dot_agent__pb2.ExpectTransferResponse.FromString,
+                _registered_method=True)
+        self.GetTransferOutcome = channel.unary_unary(
+                '/fate_registry.agent.v1.PartyAgentService/GetTransferOutcome',
+                request_serializer=fate__registry_dot_agent_dot_v1_dot_agent__pb2.GetTransferOutcomeRequest.SerializeToString,
+                response_deserializer=fate__registry_dot_agent_dot_v1_dot_agent__pb2.GetTransferOutcomeResponse.FromString,
+                _registered_method=True)
         self.GetModelInfo = channel.unary_unary(
                 '/fate_registry.agent.v1.PartyAgentService/GetModelInfo',
                 request_serializer=fate__registry_dot_agent_dot_v1_dot_agent__pb2.GetModelInfoRequest.SerializeToString,
@@ -138,6 +148,20 @@ class PartyAgentServiceServicer:
 
     def ExportModel(self, request, context):
         """Send an archive: a header, chunks, then a trailer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExpectTransfer(self, request, context):
+        """The coordinator announces a one-hop transfer that a client will make with the ticket.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetTransferOutcome(self, request, context):
+        """What became of a one-hop transfer.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -263,6 +287,16 @@ def add_PartyAgentServiceServicer_to_server(servicer, server):
                     servicer.ExportModel,
                     request_deserializer=fate__registry_dot_agent_dot_v1_dot_agent__pb2.ExportModelRequest.FromString,
                     response_serializer=fate__registry_dot_agent_dot_v1_dot_agent__pb2.ExportModelResponse.SerializeToString,
+            ),
+            'ExpectTransfer': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExpectTransfer,
+                    request_deserializer=fate__registry_dot_agent_dot_v1_dot_agent__pb2.ExpectTransferRequest.FromString,
+                    response_serializer=fate__registry_dot_agent_dot_v1_dot_agent__pb2.ExpectTransferResponse.SerializeToString,
+            ),
+            'GetTransferOutcome': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetTransferOutcome,
+                    request_deserializer=fate__registry_dot_agent_dot_v1_dot_agent__pb2.GetTransferOutcomeRequest.FromString,
+                    response_serializer=fate__registry_dot_agent_dot_v1_dot_agent__pb2.GetTransferOutcomeResponse.SerializeToString,
             ),
             'GetModelInfo': grpc.unary_unary_rpc_method_handler(
                     servicer.GetModelInfo,
@@ -399,6 +433,60 @@ class PartyAgentService:
             '/fate_registry.agent.v1.PartyAgentService/ExportModel',
             fate__registry_dot_agent_dot_v1_dot_agent__pb2.ExportModelRequest.SerializeToString,
             fate__registry_dot_agent_dot_v1_dot_agent__pb2.ExportModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExpectTransfer(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fate_registry.agent.v1.PartyAgentService/ExpectTransfer',
+            fate__registry_dot_agent_dot_v1_dot_agent__pb2.ExpectTransferRequest.SerializeToString,
+            fate__registry_dot_agent_dot_v1_dot_agent__pb2.ExpectTransferResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetTransferOutcome(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fate_registry.agent.v1.PartyAgentService/GetTransferOutcome',
+            fate__registry_dot_agent_dot_v1_dot_agent__pb2.GetTransferOutcomeRequest.SerializeToString,
+            fate__registry_dot_agent_dot_v1_dot_agent__pb2.GetTransferOutcomeResponse.FromString,
             options,
             channel_credentials,
             insecure,

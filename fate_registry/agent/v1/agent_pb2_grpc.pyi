@@ -37,6 +37,10 @@ class PartyAgentServiceStub:
     """Receive an archive: a header, then chunks."""
     ExportModel: _grpc.UnaryStreamMultiCallable[_agent_pb2.ExportModelRequest, _agent_pb2.ExportModelResponse]
     """Send an archive: a header, chunks, then a trailer."""
+    ExpectTransfer: _grpc.UnaryUnaryMultiCallable[_agent_pb2.ExpectTransferRequest, _agent_pb2.ExpectTransferResponse]
+    """The coordinator announces a one-hop transfer that a client will make with the ticket."""
+    GetTransferOutcome: _grpc.UnaryUnaryMultiCallable[_agent_pb2.GetTransferOutcomeRequest, _agent_pb2.GetTransferOutcomeResponse]
+    """What became of a one-hop transfer."""
     GetModelInfo: _grpc.UnaryUnaryMultiCallable[_agent_pb2.GetModelInfoRequest, _agent_pb2.GetModelInfoResponse]
     """Everything this party knows about one of its model versions."""
     StoreModel: _grpc.UnaryUnaryMultiCallable[_agent_pb2.StoreModelRequest, _agent_pb2.StoreModelResponse]
@@ -73,6 +77,10 @@ class PartyAgentServiceAsyncStub(PartyAgentServiceStub):
     """Receive an archive: a header, then chunks."""
     ExportModel: _aio.UnaryStreamMultiCallable[_agent_pb2.ExportModelRequest, _agent_pb2.ExportModelResponse]  # type: ignore[assignment]
     """Send an archive: a header, chunks, then a trailer."""
+    ExpectTransfer: _aio.UnaryUnaryMultiCallable[_agent_pb2.ExpectTransferRequest, _agent_pb2.ExpectTransferResponse]  # type: ignore[assignment]
+    """The coordinator announces a one-hop transfer that a client will make with the ticket."""
+    GetTransferOutcome: _aio.UnaryUnaryMultiCallable[_agent_pb2.GetTransferOutcomeRequest, _agent_pb2.GetTransferOutcomeResponse]  # type: ignore[assignment]
+    """What became of a one-hop transfer."""
     GetModelInfo: _aio.UnaryUnaryMultiCallable[_agent_pb2.GetModelInfoRequest, _agent_pb2.GetModelInfoResponse]  # type: ignore[assignment]
     """Everything this party knows about one of its model versions."""
     StoreModel: _aio.UnaryUnaryMultiCallable[_agent_pb2.StoreModelRequest, _agent_pb2.StoreModelResponse]  # type: ignore[assignment]
@@ -118,6 +126,22 @@ class PartyAgentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_agent_pb2.ExportModelResponse], _abc.AsyncIterator[_agent_pb2.ExportModelResponse]]:
         """Send an archive: a header, chunks, then a trailer."""
+
+    @_abc_1.abstractmethod
+    def ExpectTransfer(
+        self,
+        request: _agent_pb2.ExpectTransferRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.ExpectTransferResponse, _abc.Awaitable[_agent_pb2.ExpectTransferResponse]]:
+        """The coordinator announces a one-hop transfer that a client will make with the ticket."""
+
+    @_abc_1.abstractmethod
+    def GetTransferOutcome(
+        self,
+        request: _agent_pb2.GetTransferOutcomeRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.GetTransferOutcomeResponse, _abc.Awaitable[_agent_pb2.GetTransferOutcomeResponse]]:
+        """What became of a one-hop transfer."""
 
     @_abc_1.abstractmethod
     def GetModelInfo(

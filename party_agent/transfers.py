@@ -1,0 +1,76 @@
+"""One-hop transfers: tickets the coordinator announces and a client then presents, once.
+
+A ticket names exactly one import (with its header) or one export (with its model); the agent
+refuses a ticket it was not told of, one used already, one past its time, or one presented for
+another model. Outcomes are kept for a while so the coordinator can record them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from fate_registry.agent.v1.agent_pb2 import TransferState
+from fate_registry.errors import Reason, RegistryError
+from fate_registry.v1.common_pb2 import ImportModelHeader, ImportModelResult, PartyModelRef
+
+OUTCOME_KEEP_SECONDS = 24 * 3600
+MAX_TICKETS = 10_000
+
+
+@dataclass
+class Ticket:
+    expected: ImportModelHeader | PartyModelRef
+    expires: float
+    state: int = TransferState.TRANSFER_STATE_PENDING
+    result: ImportModelResult | None = None
+    error: RegistryError | None = None
+
+
+class TicketBook:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._tickets: dict[str, Ticket] = {}
+
+    def expect(self, ticket: str, expected: ImportModelHeader | PartyModelRef, ttl_seconds: float) -> None:
+        now = time.monotonic()
+        with self._lock:
+            for key in [k for k, t in self._tickets.items() if t.expires < now]:
+                del self._tickets[key]
+            if len(self._tickets) >= MAX_TICKETS:
+                raise RegistryError(Reason.NO_SPACE, "too many transfers are open on this party; try again later")
+            self._tickets[ticket] = Ticket(expected, now + ttl_seconds)
+
+    def claim(self, ticket: str, presented: ImportModelHeader | PartyModelRef) -> None:
+        """Start the transfer a ticket allows, or refuse with PERMISSION_DENIED."""
+        with self._lock:
+            found = self._tickets.get(ticket)
+            if found is None or found.expires < time.monotonic():
+                raise RegistryError(Reason.PERMISSION_DENIED, "the transfer ticket is unknown or expired")
+            if found.state != TransferState.TRANSFER_STATE_PENDING:
+                raise RegistryError(Reason.PERMISSION_DENIED, "the transfer ticket was used already")
+            if type(found.expected) is not type(presented) or found.expected != presented:
+                raise RegistryError(Reason.PERMISSION_DENIED, "the transfer ticket was issued for another transfer")
+            found.state = TransferState.TRANSFER_STATE_RUNNING
+            found.expires = time.monotonic() + OUTCOME_KEEP_SECONDS
+
+    def finish(self, ticket: str, result: ImportModelResult | None) -> None:
+        with self._lock:
+            found = self._tickets[ticket]
+            found.state, found.result = TransferState.TRANSFER_STATE_DONE, result
+
+    def fail(self, ticket: str, error: RegistryError) -> None:
+        with self._lock:
+            found = self._tickets[ticket]
+            found.state, found.error = TransferState.TRANSFER_STATE_FAILED, error
+
+    def outcome(self, ticket: str) -> Ticket:
+        with self._lock:
+            found = self._tickets.get(ticket)
+            if found is None:
+                return Ticket(PartyModelRef(), 0.0)
+            if found.state == TransferState.TRANSFER_STATE_PENDING:
+                del self._tickets[ticket]  # asked about before use: the ticket is withdrawn
+                return Ticket(found.expected, 0.0)
+            return found
