@@ -25,6 +25,7 @@ from grpc_health.v1.health_pb2_grpc import HealthStub
 from fate_registry.channels import CHANNEL_OPTIONS, TICKET_KEY
 from fate_registry.config import LimitsConf
 from fate_registry.errors import Reason, RegistryError, from_rpc_error
+from fate_registry.files import WriteBehind, fsync_dir
 from fate_registry.identity import party_model_id, validate_name
 from fate_registry.v1 import common_pb2 as common
 from fate_registry.v1 import registry_pb2 as pb
@@ -394,6 +395,7 @@ def receive_archive(
         digest, size = hashlib.sha256(), 0
         trailer: common.ExportModelTrailer | None = None
         with os.fdopen(fd, "wb") as out:
+            behind = WriteBehind(fd)
             for message in messages:
                 kind = message.WhichOneof("payload")
                 if trailer is not None or kind not in ("chunk", "trailer"):
@@ -402,6 +404,7 @@ def receive_archive(
                     trailer = message.trailer
                     continue
                 out.write(message.chunk)
+                behind.wrote(len(message.chunk))
                 digest.update(message.chunk)
                 size += len(message.chunk)
                 if progress:
@@ -417,7 +420,7 @@ def receive_archive(
             os.fsync(out.fileno())
         target = output_dir / name
         os.replace(temp, target)
-        _fsync_directory(output_dir)
+        fsync_dir(output_dir)
     except OSError as exc:
         temp.unlink(missing_ok=True)
         reason = Reason.NO_SPACE if exc.errno in (errno.ENOSPC, errno.EDQUOT) else Reason.INVALID_ARGUMENT
@@ -426,12 +429,3 @@ def receive_archive(
         temp.unlink(missing_ok=True)
         raise
     return ExportResult(path=target, sha256=digest.hexdigest(), size=size)
-
-
-def _fsync_directory(directory: Path) -> None:
-    """Make a rename in ``directory`` durable."""
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

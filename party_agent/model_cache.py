@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from fate_registry.errors import Reason, RegistryError
+from fate_registry.files import fsync_dir
 from fate_registry.identity import party_model_id, validate_name
 from fate_registry.v1.common_pb2 import PartyModelRef
 from party_agent.metadata import MetadataStore, PartyModelRecord, PendingPublish
@@ -58,14 +59,6 @@ class VersionLocks:
             with self._cond:
                 self._writers.discard(key)
                 self._cond.notify_all()
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class ModelCache:
@@ -120,7 +113,7 @@ class ModelCache:
         if target.exists():
             os.rename(target, trash)
         os.rename(staged, target)
-        _fsync_dir(target.parent)
+        fsync_dir(target.parent)
         self.store.complete(pending.id, record)
         shutil.rmtree(trash, ignore_errors=True)
 

@@ -13,6 +13,7 @@ from fate_registry.config import PartyConf, ServiceConf
 from fate_registry.errors import Reason, RegistryError
 from fate_registry.fate.pipeline_pb2 import Pipeline
 from fate_registry.identity import archive_name, job_ids, party_model_id
+from fate_registry.prefetch import prefetch
 from fate_registry.v1.common_pb2 import (
     ExportModelHeader,
     ExportModelTrailer,
@@ -81,6 +82,12 @@ def import_model_json(ref: PartyModelRef, file_name: str) -> bytes:
     return json.dumps(body, indent=4).encode()
 
 
+def _hashed(pieces: Iterator[bytes], digest: hashlib._Hash) -> Iterator[bytes]:
+    for piece in pieces:
+        digest.update(piece)
+        yield piece
+
+
 class PartyAgent:
     def __init__(self, conf: ServiceConf, party: PartyConf) -> None:
         self.party = party
@@ -117,7 +124,7 @@ class PartyAgent:
             model_dir.mkdir()
             digest = hashlib.sha256() if header.sha256 else None
             limits = archive.ArchiveLimits(self.limits.max_archive_bytes, self.limits.max_archive_entries)
-            manifest = archive.unpack(self._received(chunks, digest), model_dir, limits)
+            manifest = archive.unpack(prefetch(self._received(chunks, digest)), model_dir, limits)
             archive_sha256 = digest.hexdigest() if digest else ""
             if header.sha256 and header.sha256.lower() != archive_sha256:
                 raise RegistryError(
@@ -186,7 +193,6 @@ class PartyAgent:
                 )
             )
             h = hashlib.sha256()
-            size = 0
             extra = {
                 "import_model.json": import_model_json(ref, name),
                 MANIFEST_ENTRY: record.manifest.to_json().encode(),
@@ -194,8 +200,8 @@ class PartyAgent:
             pieces = archive.stream_archive(
                 self.cache.version_dir(ref), record.manifest, extra, self.limits.download_chunk_bytes
             )
-            for piece in pieces:
-                h.update(piece)
+            size = 0
+            for piece in _hashed(pieces, h):
                 size += len(piece)
                 yield ExportPiece(chunk=piece)
         yield ExportPiece(trailer=ExportModelTrailer(sha256=h.hexdigest(), size=size))

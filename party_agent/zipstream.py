@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fate_registry.errors import Reason, RegistryError
+from fate_registry.files import WriteBehind, fsync_tree
 
 LOCAL_SIG = 0x04034B50
 CENTRAL_SIG = 0x02014B50
@@ -181,6 +182,7 @@ class _Sink:
         self.kept = bytearray()
         self.keep_limit = keep_limit
         self.fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644) if target is not None else None
+        self.behind = WriteBehind(self.fd) if self.fd is not None else None
 
     def write(self, data: memoryview | bytes) -> None:
         self.size += len(data)
@@ -195,6 +197,8 @@ class _Sink:
         while view:
             written = os.write(self.fd, view)
             view = view[written:]
+        assert self.behind is not None
+        self.behind.wrote(len(data))
 
     def close(self, sync: bool) -> None:
         if self.fd is not None:
@@ -461,7 +465,7 @@ class StreamingUnzip:
                 raise RegistryError(
                     Reason.DATA_LOSS, f"archive entry {name!r} differs from its central directory record"
                 )
-        _fsync_tree(self.dest)
+        fsync_tree(self.dest)
 
 
 def _parse_central(data: bytes) -> list[tuple[str, int, int, int, int]]:
@@ -502,12 +506,3 @@ def _zip64_values(extra: bytes) -> list[int] | None:
             return list(struct.unpack_from(f"<{count}Q", extra, pos + 4))
         pos += 4 + length
     return None
-
-
-def _fsync_tree(root: Path) -> None:
-    for directory, _dirs, _files in os.walk(root):
-        fd = os.open(directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
