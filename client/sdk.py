@@ -23,6 +23,7 @@ from grpc_health.v1.health_pb2 import HealthCheckRequest
 from grpc_health.v1.health_pb2_grpc import HealthStub
 
 from fate_registry.channels import CHANNEL_OPTIONS, TICKET_KEY
+from fate_registry.chunks import chunk_payload, encode_chunk
 from fate_registry.config import LimitsConf
 from fate_registry.errors import Reason, RegistryError, from_rpc_error
 from fate_registry.files import WriteBehind, fsync_dir
@@ -35,6 +36,7 @@ TransferMode = Literal["auto", "direct", "relay"]
 """How archive bytes travel: one hop to the party's agent (direct), through the coordinator (relay),
 or direct when the agent can be reached and relayed otherwise (auto)."""
 AGENT_SERVICE = "/fate_registry.agent.v1.PartyAgentService/"
+REGISTRY_SERVICE = "/fate_registry.v1.RegistryService/"
 AGENT_CONNECT_SECONDS = 2.0
 
 Progress = Callable[[int], None]
@@ -193,20 +195,18 @@ class RegistryClient:
             begin = pb.BeginTransferRequest(import_header=header)
             route = self._route(begin)
             upload = _Upload(file, header, chunk_size, progress)
-            if route is None:
-                future = self._stub.ImportModel.future(iter(upload), timeout=timeout)
-            else:
-                call = route.channel.stream_unary(
-                    AGENT_SERVICE + "ImportModel",
-                    request_serializer=pb.ImportModelRequest.SerializeToString,
-                    response_deserializer=pb.ImportModelResponse.FromString,
-                )
-                future = call.future(iter(upload), timeout=timeout, metadata=route.metadata)
+            channel, service = (self._channel, REGISTRY_SERVICE) if route is None else (route.channel, AGENT_SERVICE)
+            call = channel.stream_unary(
+                service + "ImportModel",
+                request_serializer=None,  # _Upload yields serialized messages
+                response_deserializer=pb.ImportModelResponse.FromString,
+            )
+            future = call.future(iter(upload), timeout=timeout, metadata=route.metadata if route else None)
             upload.abort = future.cancel
             if upload.failure:  # it failed before ``abort`` was set
                 future.cancel()  # type: ignore[no-untyped-call]  # grpc-stubs leaves RpcContext.cancel untyped
             try:
-                response = future.result()
+                response: pb.ImportModelResponse = future.result()
             except (grpc.RpcError, grpc.FutureCancelledError) as exc:
                 if route is not None:
                     self._end_quietly(route, begin)
@@ -240,16 +240,13 @@ class RegistryClient:
             ) from None
         begin = pb.BeginTransferRequest(export_model=model)
         route = self._route(begin)
-        request = pb.ExportModelRequest(model=model)
-        if route is None:
-            stream = self._stub.ExportModel(request, timeout=timeout)
-        else:
-            call = route.channel.unary_stream(
-                AGENT_SERVICE + "ExportModel",
-                request_serializer=pb.ExportModelRequest.SerializeToString,
-                response_deserializer=pb.ExportModelResponse.FromString,
-            )
-            stream = call(request, timeout=timeout, metadata=route.metadata)
+        channel, service = (self._channel, REGISTRY_SERVICE) if route is None else (route.channel, AGENT_SERVICE)
+        call = channel.unary_stream(
+            service + "ExportModel",
+            request_serializer=pb.ExportModelRequest.SerializeToString,
+            response_deserializer=None,  # receive_archive reads chunks without copying them
+        )
+        stream = call(pb.ExportModelRequest(model=model), timeout=timeout, metadata=route.metadata if route else None)
         what = f"{party_model_id(model.role, model.party_id, model.model_id)} {model.model_version}"
         try:
             result = receive_archive(iter(stream), output_dir, what, progress)
@@ -351,8 +348,8 @@ class _Upload:
         self.failure = ""
         self.abort: Callable[[], object] = lambda: None
 
-    def __iter__(self) -> Iterator[pb.ImportModelRequest]:
-        yield pb.ImportModelRequest(header=self.header)
+    def __iter__(self) -> Iterator[bytes]:
+        yield pb.ImportModelRequest(header=self.header).SerializeToString()
         sent = 0
         while True:
             try:
@@ -363,7 +360,7 @@ class _Upload:
             if not chunk:
                 break
             sent += len(chunk)
-            yield pb.ImportModelRequest(chunk=chunk)
+            yield encode_chunk(chunk)
             if self.progress:
                 self.progress(len(chunk))
         if sent != self.header.size:
@@ -379,10 +376,14 @@ def _data_loss(message: str) -> RegistryError:
 
 
 def receive_archive(
-    messages: Iterator[pb.ExportModelResponse], output_dir: Path, what: str, progress: Progress | None = None
+    messages: Iterator[bytes], output_dir: Path, what: str, progress: Progress | None = None
 ) -> ExportResult:
-    """Write an export stream (header, chunks, trailer) into ``output_dir`` atomically; ``what`` names the model."""
-    first = next(messages, None)
+    """Write an export stream (serialized header, chunks, trailer) into ``output_dir`` atomically.
+
+    ``what`` names the model in messages. Chunks are written straight from the received buffers.
+    """
+    first_raw = next(messages, None)
+    first = pb.ExportModelResponse.FromString(first_raw) if first_raw is not None else None
     if first is None or first.WhichOneof("payload") != "header":
         raise _data_loss(f"the export of {what} did not start with a header")
     try:
@@ -396,19 +397,21 @@ def receive_archive(
         trailer: common.ExportModelTrailer | None = None
         with os.fdopen(fd, "wb") as out:
             behind = WriteBehind(fd)
-            for message in messages:
-                kind = message.WhichOneof("payload")
-                if trailer is not None or kind not in ("chunk", "trailer"):
-                    raise _data_loss(f"the export of {what} sent an unexpected {kind or 'empty'} message")
-                if kind == "trailer":
+            for raw in messages:
+                chunk = chunk_payload(raw)
+                if chunk is None or trailer is not None:
+                    message = pb.ExportModelResponse.FromString(raw)
+                    kind = message.WhichOneof("payload")
+                    if trailer is not None or kind != "trailer":
+                        raise _data_loss(f"the export of {what} sent an unexpected {kind or 'empty'} message")
                     trailer = message.trailer
                     continue
-                out.write(message.chunk)
-                behind.wrote(len(message.chunk))
-                digest.update(message.chunk)
-                size += len(message.chunk)
+                out.write(chunk)
+                behind.wrote(len(chunk))
+                digest.update(chunk)
+                size += len(chunk)
                 if progress:
-                    progress(len(message.chunk))
+                    progress(len(chunk))
             if trailer is None:
                 raise _data_loss(f"the export of {what} ended after {size} bytes without its trailer; nothing was kept")
             if trailer.size != size or trailer.sha256.lower() != digest.hexdigest():

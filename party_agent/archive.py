@@ -43,7 +43,7 @@ def check_member_name(name: str) -> PurePosixPath:
     return PurePosixPath(*parts)
 
 
-def unpack(chunks: Iterable[bytes], dest: Path, limits: ArchiveLimits) -> Manifest:
+def unpack(chunks: Iterable[bytes | memoryview], dest: Path, limits: ArchiveLimits) -> Manifest:
     """Extract an archive from its byte stream into ``dest`` (new, empty) while it arrives.
 
     Names are checked before a byte is written; the central directory is checked at the end

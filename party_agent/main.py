@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fate_registry import config
 from fate_registry.agent.v1 import agent_pb2, agent_pb2_grpc
-from fate_registry.grpc_server import start_server, wait_for_signal
+from fate_registry.grpc_server import register_servicer, start_server, wait_for_signal
 from party_agent.service import PartyAgent
 from party_agent.servicer import AgentServicer
 
@@ -22,7 +22,13 @@ def serve(conf: config.ServiceConf, party_id: str, port_file: Path | None = None
     running = start_server(
         party.address.host,
         party.address.port,
-        lambda server: agent_pb2_grpc.add_PartyAgentServiceServicer_to_server(servicer, server),
+        lambda server: register_servicer(
+            server,
+            agent_pb2_grpc.add_PartyAgentServiceServicer_to_server,
+            servicer,
+            SERVICE_NAME,
+            servicer.raw_handlers(),
+        ),
         [SERVICE_NAME],
     )
     log.info(

@@ -110,7 +110,7 @@ class PartyAgent:
 
     # -- import ---------------------------------------------------------------------------------
 
-    def import_archive(self, header: ImportModelHeader, chunks: Iterator[bytes]) -> ImportModelResult:
+    def import_archive(self, header: ImportModelHeader, chunks: Iterator[bytes | memoryview]) -> ImportModelResult:
         ref = header.target
         self.check_party(ref)
         self.cache.version_dir(ref)  # validates every id before a byte is written
@@ -164,7 +164,9 @@ class PartyAgent:
             Reason.ARCHIVE_TOO_LARGE, f"the archive is larger than {self.limits.max_archive_bytes} bytes, the limit"
         )
 
-    def _received(self, chunks: Iterator[bytes], digest: hashlib._Hash | None) -> Iterator[bytes]:
+    def _received(
+        self, chunks: Iterator[bytes | memoryview], digest: hashlib._Hash | None
+    ) -> Iterator[bytes | memoryview]:
         """The archive's bytes as they arrive, bounded in size, hashed when the caller gave a hash."""
         size = 0
         for chunk in chunks:

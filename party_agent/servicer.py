@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import Any
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from fate_registry.agent.v1 import agent_pb2, agent_pb2_grpc
 from fate_registry.channels import TICKET_KEY
+from fate_registry.chunks import chunk_payload, encode_chunk
 from fate_registry.errors import Reason, RegistryError
 from fate_registry.unimplemented import fill_unimplemented
 from fate_registry.v1.common_pb2 import ImportModelHeader, ManifestEntry, PartyModelInfo, PartyModelRef
@@ -47,11 +49,12 @@ def model_info(record: PartyModelRecord) -> PartyModelInfo:
     )
 
 
-def _chunks(first_done: Iterator[agent_pb2.ImportModelRequest]) -> Iterator[bytes]:
-    for message in first_done:
-        if message.WhichOneof("payload") != "chunk":
+def _chunks(after_header: Iterator[bytes]) -> Iterator[memoryview]:
+    for raw in after_header:
+        chunk = chunk_payload(raw)
+        if chunk is None:
             raise RegistryError(Reason.INVALID_ARGUMENT, "only the first message of an import may be a header")
-        yield message.chunk
+        yield chunk
 
 
 def _ticket(context: grpc.ServicerContext) -> str | None:
@@ -86,11 +89,13 @@ class AgentServicer(agent_pb2_grpc.PartyAgentServiceServicer):
             self.tickets.fail(ticket, RegistryError(Reason.INTERNAL, "internal error during the transfer"))
             raise
 
-    def ImportModel(
-        self, request_iterator: Iterator[agent_pb2.ImportModelRequest], context: grpc.ServicerContext
+    def import_raw(
+        self, request_iterator: Iterator[bytes], context: grpc.ServicerContext
     ) -> agent_pb2.ImportModelResponse:
-        first = next(request_iterator, None)
-        if first is None or first.WhichOneof("payload") != "header":
+        """ImportModel on serialized messages: chunks reach the unzipper without being copied."""
+        first_raw = next(request_iterator, None)
+        first = agent_pb2.ImportModelRequest.FromString(first_raw or b"")
+        if first.WhichOneof("payload") != "header":
             raise RegistryError(Reason.MISSING_ARGUMENT, "an import starts with a header message")
         with self._transfer(context, first.header) as ticket:
             result = self.agent.import_archive(first.header, _chunks(request_iterator))
@@ -98,19 +103,32 @@ class AgentServicer(agent_pb2_grpc.PartyAgentServiceServicer):
                 self.tickets.finish(ticket, result)
         return agent_pb2.ImportModelResponse(result=result)
 
-    def ExportModel(
-        self, request: agent_pb2.ExportModelRequest, context: grpc.ServicerContext
-    ) -> Iterator[agent_pb2.ExportModelResponse]:
+    def export_raw(self, request: agent_pb2.ExportModelRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
+        """ExportModel as serialized messages: chunks are framed by hand, with one copy."""
         with self._transfer(context, request.model) as ticket:
             for piece in self.agent.export_archive(request.model):
                 if piece.header is not None:
-                    yield agent_pb2.ExportModelResponse(header=piece.header)
+                    yield agent_pb2.ExportModelResponse(header=piece.header).SerializeToString()
                 elif piece.trailer is not None:
-                    yield agent_pb2.ExportModelResponse(trailer=piece.trailer)
+                    yield agent_pb2.ExportModelResponse(trailer=piece.trailer).SerializeToString()
                 else:
-                    yield agent_pb2.ExportModelResponse(chunk=piece.chunk)
+                    yield encode_chunk(piece.chunk)
             if ticket:
                 self.tickets.finish(ticket, None)
+
+    def raw_handlers(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
+        return {
+            "ImportModel": grpc.stream_unary_rpc_method_handler(
+                self.import_raw,
+                request_deserializer=None,
+                response_serializer=agent_pb2.ImportModelResponse.SerializeToString,
+            ),
+            "ExportModel": grpc.unary_stream_rpc_method_handler(
+                self.export_raw,
+                request_deserializer=agent_pb2.ExportModelRequest.FromString,
+                response_serializer=None,
+            ),
+        }
 
     def ExpectTransfer(
         self, request: agent_pb2.ExpectTransferRequest, context: grpc.ServicerContext

@@ -246,7 +246,7 @@ class StreamingUnzip:
 
     # feeding -------------------------------------------------------------------------------------
 
-    def feed(self, chunk: bytes) -> None:
+    def feed(self, chunk: bytes | memoryview) -> None:
         data = memoryview(chunk)
         while data:
             if self._in_trailer:
