@@ -1,6 +1,6 @@
-"""Peak memory of benchmark processes: children reaped with ``os.wait4``, servers read from ``/proc``.
+"""Peak memory of benchmark processes, read from ``/proc``; children reaped with ``os.wait4``.
 
-A child we start ourselves reports its peak resident set through ``wait4``'s ``ru_maxrss`` (KiB),
+A child we start ourselves reports its peak resident set through ``VmHWM``, sampled while it runs (KiB),
 so :func:`run_reaped` starts it with ``Popen`` and reaps it itself. A long-lived server's peak is
 ``VmHWM`` in ``/proc/<pid>/status``; writing ``5`` to ``/proc/<pid>/clear_refs`` resets it to the
 current RSS (Linux ≥ 4.0, and only for a process we may ptrace: root or the same user), so a peak
@@ -87,7 +87,7 @@ class PeakWatch:
 
 @dataclass(frozen=True)
 class Reaped:
-    """A finished child: exit status, stdout, stderr, wall time, CPU time and peak RSS (``ru_maxrss``, KiB)."""
+    """A finished child: exit status, stdout, stderr, wall time, CPU time and peak RSS (``VmHWM``, KiB)."""
 
     returncode: int
     stdout: str
@@ -124,10 +124,12 @@ def run_reaped(
 
         watchdog = threading.Timer(timeout, kill)
         watchdog.start()
+        peak = _HighWater(process.pid)
         try:
             assert process.stdout is not None
             with process.stdout:
                 out = process.stdout.read()
+            peak.stop()
             _, status, usage = os.wait4(process.pid, 0)
             seconds = time.perf_counter() - start
         except BaseException:  # interrupted while the child runs: never leave it behind unreaped
@@ -148,8 +150,34 @@ def run_reaped(
         err.decode("utf-8", "replace"),
         seconds,
         usage.ru_utime + usage.ru_stime,
-        usage.ru_maxrss,
+        peak.kib,
     )
+
+
+class _HighWater:
+    """The child's own peak RSS (``VmHWM``), sampled until it ends.
+
+    ``wait4``'s ``ru_maxrss`` is no good here: it also counts the moment between fork and exec,
+    when the child still maps this (large) benchmark process, so it reports our size, not flow's.
+    ``VmHWM`` belongs to the program after exec; the last sample before exit is its peak.
+    """
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.kib = 0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._done.is_set():
+            with contextlib.suppress(OSError, ValueError):
+                self.kib = max(self.kib, status_kib(self.pid, "VmHWM"))
+            self._done.wait(0.02)
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
 
 
 @contextlib.contextmanager
