@@ -111,10 +111,12 @@ def _tag_list(args: argparse.Namespace) -> Answer:
 def _tag_model(args: argparse.Namespace) -> Answer:
     with _connect(args) as client:
         if args.remove:
-            client.remove_model_tag(pb.RemoveModelTagRequest(job_id=args.job_id, tag_name=args.tag_name))
+            message = client.remove_model_tag(
+                pb.RemoveModelTagRequest(job_id=args.job_id, tag_name=args.tag_name)
+            ).retmsg
         else:
-            client.add_model_tag(pb.AddModelTagRequest(job_id=args.job_id, tag_name=args.tag_name))
-    return render.tag_answer(args.job_id, args.tag_name, removed=args.remove)
+            message = client.add_model_tag(pb.AddModelTagRequest(job_id=args.job_id, tag_name=args.tag_name)).retmsg
+    return render.envelope(retmsg=message)
 
 
 def _deploy(args: argparse.Namespace) -> Answer:

@@ -280,13 +280,6 @@ def tag_list_answer(response: pb.ListModelTagsResponse) -> Answer:
     return envelope(data={"tags": tags, "count": len(tags)})
 
 
-def tag_answer(job_id: str, tag_name: str, removed: bool) -> Answer:
-    """FATE's messages; on removal FATE names the model id and version, which we know only by job id."""
-    if removed:
-        return envelope(retmsg=f"'{tag_name}' tag has been removed from tag list of model with job id: {job_id}.")
-    return envelope(retmsg=f"Adding {tag_name} tag for model with job id: {job_id} successfully.")
-
-
 def _checkpoint(checkpoint: common.Checkpoint, models: Mapping[str, Any]) -> dict[str, Any]:
     return _compact(
         {

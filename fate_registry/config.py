@@ -62,6 +62,10 @@ class PartyConf:
     data_dir: Path
     database: DatabaseConf
     servings: tuple[str, ...] = ()
+    # Where FATE-Serving pulls model bytes (POST /v1/model/transfer); port 0 picks a free port.
+    transfer_address: Address = Address("127.0.0.1", 0)
+    # The URL FATE-Serving is told to pull from, when it differs from http://<transfer_address>.
+    transfer_url: str = ""
 
     @property
     def model_cache_dir(self) -> Path:
@@ -75,6 +79,8 @@ class CoordinatorConf:
     database: DatabaseConf
     # Per-party call deadline for short calls, in seconds.
     call_timeout: float = 30.0
+    # Per-party deadline for a deploy's prepare step, which copies model files.
+    deploy_timeout: float = 600.0
 
 
 @dataclass(frozen=True)
@@ -205,12 +211,15 @@ def _party(parties: _Section, party_id: str, data_dir: Path, index: int) -> Part
     servings = section.data.get("servings") or []
     if not isinstance(servings, list) or not all(isinstance(s, str) for s in servings):
         raise ConfError(parties.path, f"parties.{party_id}.servings", "expected a list of host:port strings")
+    address = section.address("address", f"127.0.0.1:{9361 + index}")
     return PartyConf(
         party_id=party_id,
-        address=section.address("address", f"127.0.0.1:{9361 + index}"),
+        address=address,
         data_dir=party_dir,
         database=_database(section.section("database"), party_dir / "agent.db"),
         servings=tuple(servings),
+        transfer_address=section.address("transfer_address", f"{address.host}:0"),
+        transfer_url=section.text("transfer_url", ""),
     )
 
 
@@ -252,6 +261,7 @@ def parse(document: Any, path: Path | None = None, data_dir: Path | None = None)
             data_dir=coordinator_dir,
             database=_database(coordinator.section("database"), coordinator_dir / "registry.db"),
             call_timeout=coordinator.number("call_timeout", 30.0),
+            deploy_timeout=coordinator.number("deploy_timeout", 600.0),
         ),
         parties=parties,
         enable_model_store=enable_store,

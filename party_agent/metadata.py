@@ -58,7 +58,7 @@ class PendingPublish:
     record: PartyModelRecord | None
 
 
-def _record_to_json(record: PartyModelRecord | None) -> str:
+def record_to_json(record: PartyModelRecord | None) -> str:
     if record is None:
         return ""
     data = dataclasses.asdict(record)
@@ -66,7 +66,7 @@ def _record_to_json(record: PartyModelRecord | None) -> str:
     return json.dumps(data)
 
 
-def _record_from_json(text: str) -> PartyModelRecord | None:
+def record_from_json(text: str) -> PartyModelRecord | None:
     if not text:
         return None
     data = json.loads(text)
@@ -139,6 +139,12 @@ class MetadataStore:
             row = self._model.get_or_none(self._key(ref))
         return None if row is None else self._to_record(row)
 
+    def all_records(self, limit: int = 10_000) -> list[PartyModelRecord]:
+        m = self._model
+        with self.db.connection_context():
+            rows = list(m.select().order_by(m.f_create_time.desc()).limit(limit))
+        return [self._to_record(r) for r in rows]
+
     def _to_record(self, row: Any) -> PartyModelRecord:
         return PartyModelRecord(
             role=row.f_role,
@@ -198,6 +204,12 @@ class MetadataStore:
         with self.db.connection_context(), self.db.atomic():
             self._upsert(record)
 
+    def count_load(self, ref: PartyModelRef) -> None:
+        """FATE's f_loaded_times: +1 per successful load on this party."""
+        m = self._model
+        with self.db.connection_context():
+            m.update(f_loaded_times=m.f_loaded_times + 1, f_update_time=now_ms()).where(self._key(ref)).execute()
+
     def add_pending(self, pending: PendingPublish) -> None:
         with self.db.connection_context():
             self._pending.insert(
@@ -205,13 +217,13 @@ class MetadataStore:
                 f_target=pending.target,
                 f_staged=pending.staged,
                 f_trash=pending.trash,
-                f_record=_record_to_json(pending.record),
+                f_record=record_to_json(pending.record),
             ).execute()
 
     def pending(self) -> list[PendingPublish]:
         with self.db.connection_context():
             rows = list(self._pending.select())
-        return [PendingPublish(r.f_id, r.f_target, r.f_staged, r.f_trash, _record_from_json(r.f_record)) for r in rows]
+        return [PendingPublish(r.f_id, r.f_target, r.f_staged, r.f_trash, record_from_json(r.f_record)) for r in rows]
 
     def complete(self, pending_id: str, record: PartyModelRecord | None) -> None:
         """Finish a publish in one transaction: the model row (if any) and the journal entry go together."""

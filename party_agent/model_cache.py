@@ -24,6 +24,8 @@ from party_agent.metadata import MetadataStore, PartyModelRecord, PendingPublish
 
 STAGING = ".staging"
 TRASH = ".trash"
+# Marks a staged directory that a two-phase operation prepared: kept across restarts.
+PREPARED_MARKER = "prepared.json"
 
 
 class VersionLocks:
@@ -139,5 +141,7 @@ class ModelCache:
                 done.append(f"completed {pending.target}")
         for sub in (STAGING, TRASH):
             for leftover in (self.root / sub).iterdir():
+                if (leftover / PREPARED_MARKER).exists():
+                    continue  # a deploy prepared here waits for the coordinator's commit or abort
                 shutil.rmtree(leftover, ignore_errors=True)
         return done

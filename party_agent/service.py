@@ -6,11 +6,12 @@ import hashlib
 import json
 import logging
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from fate_registry.config import PartyConf, ServiceConf
-from fate_registry.errors import Reason, RegistryError
+from fate_registry.errors import Reason, RegistryError, Retcode
 from fate_registry.fate.pipeline_pb2 import Pipeline
 from fate_registry.identity import archive_name, job_ids, party_model_id
 from fate_registry.prefetch import prefetch
@@ -21,11 +22,15 @@ from fate_registry.v1.common_pb2 import (
     ImportModelResult,
     PartyModelRef,
 )
-from party_agent import archive
+from party_agent import archive, serving
+from party_agent.buffers import base64_length, buffers, verified_base64
+from party_agent.deploy import Deployer, DeployRequest
 from party_agent.manifest import MANIFEST_ENTRY, FileRecord, Manifest, hash_file, scan
 from party_agent.metadata import MetadataStore, PartyModelRecord
 from party_agent.model_cache import ModelCache
 from party_agent.pipeline import PIPELINE_PATH, json_of, party_in_role, read_pipeline, renamed, roles_of
+from party_agent.serving import ServingAnswer
+from party_agent.transfer_http import PATH as TRANSFER_PATH
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +87,17 @@ def import_model_json(ref: PartyModelRef, file_name: str) -> bytes:
     return json.dumps(body, indent=4).encode()
 
 
+def _dsl_version(record: PartyModelRecord) -> int:
+    try:
+        return int(json.loads(record.train_runtime_conf_json or "{}").get("dsl_version", 1))
+    except (ValueError, TypeError, AttributeError):
+        return 1
+
+
+def _newer_than(version: str, than: tuple[int, ...]) -> bool:
+    return tuple(int(p) for p in version.split(".") if p.isdigit()) > than
+
+
 def _hashed(pieces: Iterator[bytes], digest: hashlib._Hash) -> Iterator[bytes]:
     for piece in pieces:
         digest.update(piece)
@@ -94,8 +110,11 @@ class PartyAgent:
         self.limits = conf.limits
         self.store = MetadataStore(party.database)
         self.cache = ModelCache(party.model_cache_dir, self.store)
+        self.deployer = Deployer(self.cache)
         for action in self.cache.recover():
             log.info("recovery: %s", action)
+        # Set by the process that serves the transfer endpoint, once it is bound.
+        self.transfer_host, self.transfer_port = party.transfer_address.host, party.transfer_address.port
 
     def close(self) -> None:
         self.store.close()
@@ -207,6 +226,99 @@ class PartyAgent:
                 size += len(piece)
                 yield ExportPiece(chunk=piece)
         yield ExportPiece(trailer=ExportModelTrailer(sha256=h.hexdigest(), size=size))
+
+    # -- FATE-Serving -----------------------------------------------------------------------------
+
+    @property
+    def transfer_url(self) -> str:
+        """Where this party's FATE-Serving pulls model bytes from."""
+        return self.party.transfer_url or f"http://{self.transfer_host}:{self.transfer_port}{TRANSFER_PATH}"
+
+    def load(
+        self,
+        ref: PartyModelRef,
+        roles: Mapping[str, Sequence[str]],
+        load_type: str,
+        file_path: str,
+        use_transfer_url: bool,
+    ) -> ServingAnswer:
+        """FATE's /model/load/do: only a deployed version loads, on every FATE-Serving of the party."""
+        record = self._record_for_serving(ref)
+        if record.parent and _dsl_version(record) != 1 and _newer_than(record.fate_version, (1, 5, 0)):
+            return ServingAnswer(
+                Retcode.EXCEPTION_ERROR,
+                "Only deployed models could be used to execute process of loading. Please deploy model before loading.",
+            )
+        request = serving.publish_request(ref, roles)
+        request.loadType = load_type or "FATEFLOW"
+        request.filePath = file_path if use_transfer_url else self.transfer_url
+        answer = serving.load(self.party.servings, request)
+        if answer.retcode == 0:
+            self.store.count_load(ref)
+        return answer
+
+    def bind(
+        self, ref: PartyModelRef, roles: Mapping[str, Sequence[str]], service_id: str, servings: Sequence[str]
+    ) -> ServingAnswer:
+        self._record_for_serving(ref)
+        request = serving.publish_request(ref, roles, only_own_model=True)
+        request.serviceId = service_id
+        answer = serving.bind(list(servings) or self.party.servings, request)
+        return ServingAnswer(answer.retcode, f"service id is {service_id}") if answer.retcode == 0 else answer
+
+    def unload(self, ref: PartyModelRef) -> ServingAnswer:
+        self._record_for_serving(ref)
+        return serving.unload(self.party.servings, ref)
+
+    def unbind(self, ref: PartyModelRef, service_ids: Sequence[str]) -> ServingAnswer:
+        self._record_for_serving(ref)
+        return serving.unbind(self.party.servings, ref, service_ids)
+
+    def _record_for_serving(self, ref: PartyModelRef) -> PartyModelRecord:
+        try:
+            return self.record(ref)
+        except RegistryError as exc:
+            if exc.reason is Reason.MODEL_NOT_FOUND:
+                raise RegistryError(
+                    Reason.MODEL_NOT_FOUND,
+                    f"Model {self._pmid(ref)} {ref.model_version} not exists in model local cache.",
+                    retcode=Retcode.EXCEPTION_ERROR,
+                ) from None
+            raise
+
+    def transfer_body(self, ref: PartyModelRef) -> tuple[list[tuple[bytes, Iterator[bytes] | None]], int]:
+        """FATE-Flow's model-transfer answer for ``ref``, as pieces to stream, and its length."""
+        try:
+            record = self.record(ref)
+        except RegistryError as exc:
+            if exc.reason in (Reason.MODEL_NOT_FOUND, Reason.PERMISSION_DENIED, Reason.INVALID_ID):
+                raise RegistryError(Reason.MODEL_NOT_FOUND, "model not found") from None
+            raise
+        directory = self.cache.version_dir(ref)
+        sizes = record.manifest.by_path()
+        pieces: list[tuple[bytes, Iterator[bytes] | None]] = []
+        length = 0
+        opening = b'{"retcode": 0, "retmsg": "success", "data": {'
+        for i, buffer in enumerate(buffers(directory)):
+            if buffer.path not in sizes:
+                raise RegistryError(Reason.DATA_LOSS, f"{buffer.path} is in the proto index but not in the manifest")
+            prefix = (opening if i == 0 else b'", ') + json.dumps(buffer.key).encode() + b': "'
+            pieces.append((prefix, verified_base64(directory, record.manifest, buffer)))
+            length += len(prefix) + base64_length(sizes[buffer.path].size)
+        closing = b'"}}' if pieces else opening + b"}}"
+        pieces.append((closing, None))
+        return pieces, length + len(closing)
+
+    def version_dir_of(self, ref: PartyModelRef) -> Path:
+        """The directory of a version this party holds (MODEL_NOT_FOUND otherwise)."""
+        self.record(ref)
+        return self.cache.version_dir(ref)
+
+    # -- deploy -------------------------------------------------------------------------------------
+
+    def prepare_deploy(self, operation_id: str, request: DeployRequest) -> Manifest:
+        self.check_party(request.source)
+        return self.deployer.prepare(operation_id, request, self.record(request.source))
 
     # -- model info -----------------------------------------------------------------------------
 

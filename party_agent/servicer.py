@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-from typing import Any
+import json
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from fate_registry.agent.v1 import agent_pb2, agent_pb2_grpc
-from fate_registry.channels import TICKET_KEY
+from fate_registry.channels import OPERATION_ID_KEY, TICKET_KEY
 from fate_registry.chunks import chunk_payload, encode_chunk
 from fate_registry.errors import Reason, RegistryError
 from fate_registry.unimplemented import fill_unimplemented
 from fate_registry.v1.common_pb2 import ImportModelHeader, ManifestEntry, PartyModelInfo, PartyModelRef
+from party_agent.checkpoints import list_checkpoints, read_checkpoint
+from party_agent.deploy import DeployRequest
+from party_agent.idempotency import OnceByOperation
 from party_agent.metadata import PartyModelRecord
 from party_agent.service import PartyAgent
 from party_agent.transfers import TicketBook
+
+T = TypeVar("T")
 
 
 def model_info(record: PartyModelRecord) -> PartyModelInfo:
@@ -57,23 +63,24 @@ def _chunks(after_header: Iterator[bytes]) -> Iterator[memoryview]:
         yield chunk
 
 
-def _ticket(context: grpc.ServicerContext) -> str | None:
+def _metadata(context: grpc.ServicerContext, name: str) -> str:
     for key, value in context.invocation_metadata():
-        if key == TICKET_KEY:
+        if key == name:
             return str(value)
-    return None
+    return ""
 
 
 class AgentServicer(agent_pb2_grpc.PartyAgentServiceServicer):
     def __init__(self, agent: PartyAgent) -> None:
         self.agent = agent
         self.tickets = TicketBook()
+        self.once = OnceByOperation()
 
     @contextlib.contextmanager
     def _transfer(self, context: grpc.ServicerContext, presented: ImportModelHeader | PartyModelRef) -> Iterator[str]:
         """Claim the call's transfer ticket, if it has one, and record how the transfer ended."""
-        ticket = _ticket(context)
-        if ticket is None:
+        ticket = _metadata(context, TICKET_KEY)
+        if not ticket:
             yield ""
             return
         self.tickets.claim(ticket, presented)
@@ -152,6 +159,98 @@ class AgentServicer(agent_pb2_grpc.PartyAgentServiceServicer):
             answer.retcode, answer.retmsg = found.error.fate_retcode, found.error.message
             answer.reason = found.error.reason.name
         return answer
+
+    def _once(self, context: grpc.ServicerContext, method: str, request: Any, call: Callable[[], T]) -> T:
+        operation_id = _metadata(context, OPERATION_ID_KEY)
+        return self.once.run(operation_id, method, request.SerializeToString(), call)
+
+    def LoadModel(
+        self, request: agent_pb2.LoadModelRequest, context: grpc.ServicerContext
+    ) -> agent_pb2.LoadModelResponse:
+        roles = {role: list(parties.party_ids) for role, parties in request.role.items()}
+        answer = self._once(
+            context,
+            "LoadModel",
+            request,
+            lambda: self.agent.load(
+                request.model, roles, request.load_type, request.file_path, request.use_transfer_url_on_serving
+            ),
+        )
+        return agent_pb2.LoadModelResponse(retcode=answer.retcode, retmsg=answer.retmsg)
+
+    def BindModel(
+        self, request: agent_pb2.BindModelRequest, context: grpc.ServicerContext
+    ) -> agent_pb2.BindModelResponse:
+        roles = {role: list(parties.party_ids) for role, parties in request.role.items()}
+        answer = self._once(
+            context,
+            "BindModel",
+            request,
+            lambda: self.agent.bind(request.model, roles, request.service_id, list(request.servings)),
+        )
+        return agent_pb2.BindModelResponse(retcode=answer.retcode, retmsg=answer.retmsg)
+
+    def UnloadModel(
+        self, request: agent_pb2.UnloadModelRequest, context: grpc.ServicerContext
+    ) -> agent_pb2.UnloadModelResponse:
+        answer = self._once(context, "UnloadModel", request, lambda: self.agent.unload(request.model))
+        return agent_pb2.UnloadModelResponse(retcode=answer.retcode, retmsg=answer.retmsg)
+
+    def UnbindModel(
+        self, request: agent_pb2.UnbindModelRequest, context: grpc.ServicerContext
+    ) -> agent_pb2.UnbindModelResponse:
+        answer = self._once(
+            context, "UnbindModel", request, lambda: self.agent.unbind(request.model, list(request.service_ids))
+        )
+        return agent_pb2.UnbindModelResponse(retcode=answer.retcode, retmsg=answer.retmsg)
+
+    def PrepareDeploy(
+        self, request: agent_pb2.PrepareDeployRequest, context: grpc.ServicerContext
+    ) -> agent_pb2.PrepareDeployResponse:
+        operation_id = _metadata(context, OPERATION_ID_KEY)
+        if not operation_id:
+            raise RegistryError(Reason.MISSING_ARGUMENT, "a deploy is prepared under an operation id")
+        try:
+            predict_dsl = json.loads(request.predict_dsl_json)
+        except ValueError:
+            raise RegistryError(Reason.INVALID_ARGUMENT, "the predict DSL is not JSON") from None
+        steps: dict[str, dict[str, int | str]] = {c: {"step_index": i} for c, i in request.cpn_step_index.items()}
+        steps.update({c: {"step_name": n} for c, n in request.cpn_step_name.items() if c not in steps})
+        deploy = DeployRequest(request.model, request.child_model_version, predict_dsl, steps)
+        manifest = self.agent.prepare_deploy(operation_id, deploy)
+        return agent_pb2.PrepareDeployResponse(manifest_digest=manifest.digest)
+
+    def CommitOperation(
+        self, request: agent_pb2.CommitOperationRequest, context: grpc.ServicerContext
+    ) -> agent_pb2.CommitOperationResponse:
+        self.agent.deployer.commit(request.operation_id)
+        return agent_pb2.CommitOperationResponse()
+
+    def AbortOperation(
+        self, request: agent_pb2.AbortOperationRequest, context: grpc.ServicerContext
+    ) -> agent_pb2.AbortOperationResponse:
+        self.agent.deployer.abort(request.operation_id)
+        return agent_pb2.AbortOperationResponse()
+
+    def ListCheckpoints(
+        self, request: agent_pb2.ListCheckpointsRequest, context: grpc.ServicerContext
+    ) -> agent_pb2.ListCheckpointsResponse:
+        directory = self.agent.version_dir_of(request.model)
+        found = list_checkpoints(directory, request.component_name)
+        return agent_pb2.ListCheckpointsResponse(checkpoints=[c.to_proto() for c in found])
+
+    def GetCheckpoint(
+        self, request: agent_pb2.GetCheckpointRequest, context: grpc.ServicerContext
+    ) -> agent_pb2.GetCheckpointResponse:
+        directory = self.agent.version_dir_of(request.model)
+        step = request.WhichOneof("step")
+        info, models = read_checkpoint(
+            directory,
+            request.component_name,
+            request.step_index if step == "step_index" else None,
+            request.step_name if step == "step_name" else None,
+        )
+        return agent_pb2.GetCheckpointResponse(checkpoint=info.to_proto(), models=models)
 
     def GetModelInfo(
         self, request: agent_pb2.GetModelInfoRequest, context: grpc.ServicerContext

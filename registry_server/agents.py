@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from typing import Any
 
 import grpc
 
@@ -50,6 +51,14 @@ class AgentClients:
     @staticmethod
     def metadata(operation_id: str) -> tuple[tuple[str, str], ...]:
         return ((OPERATION_ID_KEY, operation_id),)
+
+    def unary(self, party_id: str, method: str, request: Any, operation_id: str, timeout: float) -> Any:
+        """One call of PartyAgentService ``method`` on a party, its failure as a RegistryError naming the party."""
+        call = getattr(self.stub(party_id), method)
+        try:
+            return call(request, timeout=timeout, metadata=self.metadata(operation_id))
+        except grpc.RpcError as exc:
+            raise party_error(exc, party_id) from None
 
     def import_raw(self, party_id: str, messages: Iterator[bytes], operation_id: str) -> agent_pb2.ImportModelResponse:
         call = self.channel(party_id).stream_unary(

@@ -18,8 +18,10 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from fate_registry.config import DatabaseConf
 from fate_registry.db import base_model, now_ms, open_database
 from fate_registry.errors import Reason, RegistryError
+from fate_registry.identity import job_ids
 from fate_registry.v1.common_pb2 import ImportModelResult, Party, PartyModelInfo, PartyResult
 from fate_registry.v1.registry_pb2 import ModelVersion, Operation
+from registry_server.tag_store import TagStore
 
 
 @dataclass(frozen=True)
@@ -75,15 +77,27 @@ class Catalog:
             retmsg = peewee.TextField(default="")
             # A one-hop transfer's ticket, while the agent's report of it is awaited.
             ticket = peewee.CharField(max_length=128, default="", index=True)
+            # What a two-phase operation needs to be finished or rolled back after a restart.
+            plan_json = peewee.TextField(default="")
 
             class Meta:
                 table_name = "t_registry_operation"
                 indexes = ((("model_id", "model_version"), False),)
 
+        class VersionId(base):  # type: ignore[misc, valid-type]
+            """Every version id handed out, so the database, not a clock, makes them unique."""
+
+            version = peewee.CharField(max_length=64, primary_key=True)
+
+            class Meta:
+                table_name = "t_registry_version_id"
+
         self._party_model = PartyModel
         self._operation = OperationRow
+        self._version_id = VersionId
         with self.db.connection_context():
-            self.db.create_tables([PartyModel, OperationRow])
+            self.db.create_tables([PartyModel, OperationRow, VersionId])
+        self.tags = TagStore(self.db)
 
     def close(self) -> None:
         self.db.close()
@@ -91,34 +105,63 @@ class Catalog:
     # -- party models ---------------------------------------------------------------------------
 
     def record_import(self, result: ImportModelResult) -> None:
-        ref = result.model
+        self.record(
+            PartyModelInfo(
+                role=result.model.role,
+                party_id=result.model.party_id,
+                model_id=result.model.model_id,
+                model_version=result.model.model_version,
+                manifest_digest=result.manifest_digest,
+                size_bytes=result.size_bytes,
+                file_count=result.file_count,
+                roles_json=result.roles_json or "{}",
+                imported=True,
+                parent=True,
+                job_id=result.job_id,
+            )
+        )
+
+    def record(self, info: PartyModelInfo) -> None:
+        """Insert or replace one party's row of a model version (its load count is kept)."""
         pm = self._party_model
         values = {
-            "model_id": ref.model_id,
-            "model_version": ref.model_version,
-            "role": ref.role,
-            "party_id": ref.party_id,
-            "manifest_digest": result.manifest_digest,
-            "size_bytes": result.size_bytes,
-            "file_count": result.file_count,
-            "roles_json": result.roles_json or "{}",
-            "imported": True,
-            "job_id": result.job_id,
+            "model_id": info.model_id,
+            "model_version": info.model_version,
+            "role": info.role,
+            "party_id": info.party_id,
+            "manifest_digest": info.manifest_digest,
+            "size_bytes": info.size_bytes,
+            "file_count": info.file_count,
+            "roles_json": info.roles_json or "{}",
+            "parent": info.parent,
+            "parent_info_json": info.parent_info_json or "{}",
+            "imported": info.imported,
+            "job_id": info.job_id,
             "create_time": now_ms(),
         }
+        replaced = [getattr(pm, k) for k in values if k not in ("model_id", "model_version", "role", "party_id")]
         with self.db.connection_context(), self.db.atomic():
             pm.insert(values).on_conflict(
-                conflict_target=[pm.model_id, pm.model_version, pm.role, pm.party_id],
-                preserve=[
-                    pm.manifest_digest,
-                    pm.size_bytes,
-                    pm.file_count,
-                    pm.roles_json,
-                    pm.imported,
-                    pm.job_id,
-                    pm.create_time,
-                ],
+                conflict_target=[pm.model_id, pm.model_version, pm.role, pm.party_id], preserve=replaced
             ).execute()
+
+    def count_load(self, model_id: str, model_version: str, role: str, party_id: str) -> None:
+        pm = self._party_model
+        where = (pm.model_id == model_id) & (pm.model_version == model_version) & (pm.role == role)
+        with self.db.connection_context():
+            pm.update(loaded_times=pm.loaded_times + 1).where(where & (pm.party_id == party_id)).execute()
+
+    def new_version_id(self) -> str:
+        """A FATE-style job id that no one else got: the database's primary key decides, not a clock."""
+        for _ in range(100):
+            candidate = job_ids.next()
+            try:
+                with self.db.connection_context():
+                    self._version_id.insert(version=candidate).execute()
+                return str(candidate)
+            except peewee.IntegrityError:
+                continue
+        raise RegistryError(Reason.INTERNAL, "could not allocate a unique version id")
 
     def find(self, where: ModelFilter) -> list[PartyModelInfo]:
         pm = self._party_model
@@ -217,6 +260,19 @@ class Catalog:
                 results_json=_results_json(pending),
             ).execute()
         return operation_id
+
+    def set_plan(self, operation_id: str, status: str, plan: dict[str, Any]) -> None:
+        """Persist a two-phase operation's state before acting on it."""
+        op = self._operation
+        with self.db.connection_context():
+            op.update(status=status, plan_json=json.dumps(plan)).where(op.operation_id == operation_id).execute()
+
+    def unfinished(self, statuses: Sequence[str]) -> list[tuple[str, str, dict[str, Any]]]:
+        """(operation id, status, plan) of the operations a restarted coordinator must finish or undo."""
+        op = self._operation
+        with self.db.connection_context():
+            rows = list(op.select().where(op.status.in_(list(statuses)) & (op.plan_json != "")))
+        return [(r.operation_id, r.status, json.loads(r.plan_json)) for r in rows]
 
     def set_ticket(self, operation_id: str, ticket: str) -> None:
         op = self._operation

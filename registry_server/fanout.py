@@ -1,14 +1,37 @@
-"""Call several parties at once; the answer takes as long as the slowest party, not the sum."""
+"""Call several parties at once; the answer takes as long as the slowest party, not the sum.
+
+Each call has its own deadline. A call marked idempotent is retried with backoff (tenacity) while
+its party is UNAVAILABLE, within that deadline; the operation id it carries makes the agent answer
+a repeat with the first answer, so nothing is done twice.
+"""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from concurrent import futures
-from typing import TypeVar
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from fate_registry.errors import Reason, RegistryError
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PartyCall(Generic[T]):
+    """One party's part of an operation: ``call(timeout)`` must finish within ``timeout`` seconds."""
+
+    role: str
+    party_id: str
+    call: Callable[[float], T]
+    idempotent: bool = False
+
+
+def _unavailable(exc: BaseException) -> bool:
+    return isinstance(exc, RegistryError) and exc.reason is Reason.PARTY_UNAVAILABLE
 
 
 class FanOut:
@@ -20,7 +43,30 @@ class FanOut:
 
     def run(self, calls: Sequence[Callable[[], T]]) -> list[T | RegistryError]:
         """Run every call in parallel; each result is the value or the RegistryError it raised."""
-        submitted = [self._pool.submit(call) for call in calls]
+        return self._collect([self._pool.submit(call) for call in calls])
+
+    def parties(self, calls: Sequence[PartyCall[T]], deadline: float) -> list[T | RegistryError]:
+        """Every party's call at once, each within ``deadline`` seconds (retries included)."""
+        return self._collect([self._pool.submit(self._one, call, deadline) for call in calls])
+
+    @staticmethod
+    def _one(call: PartyCall[T], deadline: float) -> T:
+        end = time.monotonic() + deadline
+        if not call.idempotent:
+            return call.call(deadline)
+        retrying = Retrying(
+            retry=retry_if_exception(_unavailable),
+            stop=stop_after_delay(deadline),
+            wait=wait_exponential(multiplier=0.1, max=2.0),
+            reraise=True,
+        )
+        for attempt in retrying:
+            with attempt:
+                return call.call(max(0.1, end - time.monotonic()))
+        raise AssertionError("tenacity ends by returning or raising")  # pragma: no cover
+
+    @staticmethod
+    def _collect(submitted: list[futures.Future[T]]) -> list[T | RegistryError]:
         results: list[T | RegistryError] = []
         for future in submitted:
             try:

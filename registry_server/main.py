@@ -11,6 +11,8 @@ from fate_registry.v1 import registry_pb2_grpc
 from registry_server.agents import AgentClients
 from registry_server.catalog import Catalog
 from registry_server.fanout import FanOut
+from registry_server.maintenance import Maintenance
+from registry_server.multiparty import MultiParty
 from registry_server.servicer import SERVICE, RegistryServicer
 from registry_server.transfers import TransferDesk
 
@@ -22,7 +24,9 @@ def serve(conf: config.ServiceConf, port_file: Path | None = None) -> None:
     agents = AgentClients(conf)
     fanout = FanOut()
     transfers = TransferDesk(catalog, agents)
-    servicer = RegistryServicer(catalog, agents, fanout, transfers)  # type: ignore[abstract]  # the rest answer UNIMPLEMENTED
+    multiparty = MultiParty(conf, catalog, agents, fanout)
+    multiparty.recover(at_start=True)
+    servicer = RegistryServicer(catalog, agents, fanout, transfers, multiparty)  # type: ignore[abstract]
     address = conf.coordinator.address
     running = start_server(
         address.host,
@@ -37,10 +41,11 @@ def serve(conf: config.ServiceConf, port_file: Path | None = None) -> None:
         [SERVICE.full_name],
     )
     log.info("coordinator listening on %s:%s with %d parties", address.host, running.port, len(conf.parties))
+    maintenance = Maintenance([transfers.sweep, lambda: multiparty.recover(at_start=False)])
     try:
         wait_for_signal(running, port_file, address.host)
     finally:
-        transfers.close()
+        maintenance.stop()
         fanout.close()
         agents.close()
         catalog.close()

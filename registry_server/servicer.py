@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import functools
+import json
 from collections.abc import Iterator
 from typing import Any
 
 import grpc
 
 from fate_registry.agent.v1 import agent_pb2
-from fate_registry.errors import Reason, RegistryError, missing_keys
+from fate_registry.errors import Reason, RegistryError, Retcode, missing_keys
 from fate_registry.identity import validate_name
 from fate_registry.unimplemented import fill_unimplemented
 from fate_registry.v1 import registry_pb2, registry_pb2_grpc
@@ -17,10 +18,14 @@ from fate_registry.v1.common_pb2 import PartyModelInfo, PartyModelRef, PartyResu
 from registry_server.agents import AgentClients, party_error
 from registry_server.catalog import Catalog, ModelFilter
 from registry_server.fanout import FanOut
+from registry_server.multiparty import MultiParty
 from registry_server.oplog import OperationLog
+from registry_server.predict_dsl import predict_conf_template
 from registry_server.transfers import TransferDesk
 
 SERVICE = registry_pb2.DESCRIPTOR.services_by_name["RegistryService"]
+# FATE-Flow answers "no model" for get-predict-dsl/conf with HTTP status 210.
+NO_MODEL_RETCODE = 210
 
 
 def check_ref(ref: PartyModelRef) -> PartyModelRef:
@@ -39,11 +44,14 @@ def ok(ref: PartyModelRef, message: str = "success") -> PartyResult:
 
 
 class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
-    def __init__(self, catalog: Catalog, agents: AgentClients, fanout: FanOut, transfers: TransferDesk) -> None:
+    def __init__(
+        self, catalog: Catalog, agents: AgentClients, fanout: FanOut, transfers: TransferDesk, multiparty: MultiParty
+    ) -> None:
         self.catalog = catalog
         self.agents = agents
         self.fanout = fanout
         self.transfers = transfers
+        self.multiparty = multiparty
         self.oplog = OperationLog(catalog)
 
     # -- archives (raw relays, registered by raw_handlers) --------------------------------------
@@ -164,6 +172,133 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
     ) -> registry_pb2.ListModelVersionsResponse:
         versions, token = self.catalog.list_versions(request.model_id, request.page_size, request.page_token)
         return registry_pb2.ListModelVersionsResponse(versions=versions, next_page_token=token)
+
+    # -- multi-party operations -----------------------------------------------------------------------
+
+    def LoadModel(
+        self, request: registry_pb2.LoadModelRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.LoadModelResponse:
+        return self.multiparty.load(request, context.peer())
+
+    def BindModel(
+        self, request: registry_pb2.BindModelRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.BindModelResponse:
+        return self.multiparty.bind(request, context.peer())
+
+    def UnloadModel(
+        self, request: registry_pb2.UnloadModelRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.UnloadModelResponse:
+        return self.multiparty.unload(request, context.peer())
+
+    def UnbindModel(
+        self, request: registry_pb2.UnbindModelRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.UnbindModelResponse:
+        return self.multiparty.unbind(request, context.peer())
+
+    def DeployModel(
+        self, request: registry_pb2.DeployModelRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.DeployModelResponse:
+        return self.multiparty.deploy(request, context.peer())
+
+    # -- predict DSL and conf ------------------------------------------------------------------------
+
+    def _serving_detail(self, model_id: str, model_version: str, role: str, party_id: str) -> PartyModelInfo:
+        """FATE's lookup for get-predict-dsl/conf: the first guest or host row, its detail from the agent."""
+        rows = self.catalog.find(ModelFilter(model_id, model_version, role, party_id))
+        if not rows:
+            raise RegistryError(
+                Reason.MODEL_NOT_FOUND,
+                "No model found, please check if arguments are specified correctly.",
+                retcode=NO_MODEL_RETCODE,
+            )
+        serving_rows = [r for r in rows if r.role in ("guest", "host")]
+        if not serving_rows:
+            raise RegistryError(
+                Reason.MODEL_NOT_FOUND,
+                "Cannot found guest or host model, please get predict dsl on guest or host.",
+                retcode=NO_MODEL_RETCODE,
+            )
+        return self._with_detail(serving_rows[:1]).models[0]
+
+    def GetPredictDsl(
+        self, request: registry_pb2.GetPredictDslRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.GetPredictDslResponse:
+        detail = self._serving_detail(request.model_id, request.model_version, request.role, request.party_id)
+        return registry_pb2.GetPredictDslResponse(predict_dsl_json=detail.inference_dsl_json or "{}")
+
+    def GetPredictConf(
+        self, request: registry_pb2.GetPredictConfRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.GetPredictConfResponse:
+        detail = self._serving_detail(request.model_id, request.model_version, request.role, request.party_id)
+        conf = predict_conf_template(
+            json.loads(detail.train_runtime_conf_json or "{}"),
+            json.loads(detail.inference_dsl_json or "{}"),
+            detail.model_id,
+            detail.model_version,
+        )
+        return registry_pb2.GetPredictConfResponse(predict_conf_json=json.dumps(conf))
+
+    # -- tags -----------------------------------------------------------------------------------------
+
+    def _model_of_job(self, job_id: str) -> str:
+        rows = self.catalog.find(ModelFilter(model_version=job_id)) if job_id else []
+        if not rows:
+            raise RegistryError(
+                Reason.MODEL_NOT_FOUND, f"Can not found model by job id: '{job_id}'.", retcode=Retcode.EXCEPTION_ERROR
+            )
+        return rows[0].model_id
+
+    def ListModelTags(
+        self, request: registry_pb2.ListModelTagsRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.ListModelTagsResponse:
+        self._model_of_job(request.job_id)
+        return registry_pb2.ListModelTagsResponse(tags=self.catalog.tags.tags_of(request.job_id))
+
+    def AddModelTag(
+        self, request: registry_pb2.AddModelTagRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.AddModelTagResponse:
+        model_id = self._model_of_job(request.job_id)
+        with self.oplog.track("tag", context.peer(), model_id, request.job_id):
+            message = self.catalog.tags.add(request.job_id, request.tag_name, model_id)
+        return registry_pb2.AddModelTagResponse(retmsg=message)
+
+    def RemoveModelTag(
+        self, request: registry_pb2.RemoveModelTagRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.RemoveModelTagResponse:
+        model_id = self._model_of_job(request.job_id)
+        with self.oplog.track("untag", context.peer(), model_id, request.job_id):
+            message = self.catalog.tags.remove(request.job_id, request.tag_name, model_id)
+        return registry_pb2.RemoveModelTagResponse(retmsg=message)
+
+    # -- checkpoints ----------------------------------------------------------------------------------
+
+    def ListCheckpoints(
+        self, request: registry_pb2.ListCheckpointsRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.ListCheckpointsResponse:
+        ref = check_ref(request.model)
+        answer = self.agents.unary(
+            ref.party_id,
+            "ListCheckpoints",
+            agent_pb2.ListCheckpointsRequest(model=ref, component_name=request.component_name),
+            "",
+            self.agents.conf.coordinator.call_timeout,
+        )
+        return registry_pb2.ListCheckpointsResponse(checkpoints=answer.checkpoints)
+
+    def GetCheckpoint(
+        self, request: registry_pb2.GetCheckpointRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.GetCheckpointResponse:
+        ref = check_ref(request.model)
+        forward = agent_pb2.GetCheckpointRequest(model=ref, component_name=request.component_name)
+        step = request.WhichOneof("step")
+        if step == "step_index":
+            forward.step_index = request.step_index
+        elif step == "step_name":
+            forward.step_name = request.step_name
+        answer = self.agents.unary(
+            ref.party_id, "GetCheckpoint", forward, "", self.agents.conf.coordinator.call_timeout
+        )
+        return registry_pb2.GetCheckpointResponse(checkpoint=answer.checkpoint, models=dict(answer.models))
 
     # -- operation history ----------------------------------------------------------------------
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import threading
 
 import grpc
 
@@ -26,19 +25,12 @@ from registry_server.catalog import Catalog
 
 log = logging.getLogger(__name__)
 TICKET_TTL_SECONDS = 300
-SWEEP_SECONDS = 60.0
 
 
 class TransferDesk:
     def __init__(self, catalog: Catalog, agents: AgentClients) -> None:
         self.catalog = catalog
         self.agents = agents
-        self._stop = threading.Event()
-        self._sweeper = threading.Thread(target=self._sweep_forever, name="transfer-sweep", daemon=True)
-        self._sweeper.start()
-
-    def close(self) -> None:
-        self._stop.set()
 
     def begin(
         self, request: registry_pb2.BeginTransferRequest, caller: str, ref: PartyModelRef
@@ -123,10 +115,3 @@ class TransferDesk:
                 self._settle(ticket, operation)
             except RegistryError as exc:
                 log.info("transfer %s: %s", operation.operation_id, exc.message)
-
-    def _sweep_forever(self) -> None:
-        while not self._stop.wait(SWEEP_SECONDS):
-            try:
-                self.sweep()
-            except Exception as exc:  # the sweep must outlive a database hiccup
-                log.error("transfer sweep failed: %s", exc.__class__.__name__)

@@ -1176,12 +1176,17 @@ Global___AddModelTagRequest: _TypeAlias = AddModelTagRequest  # noqa: Y015
 class AddModelTagResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    RETMSG_FIELD_NUMBER: _builtins.int
+    retmsg: _builtins.str
+    """FATE's message for the change."""
     def __init__(
         self,
+        *,
+        retmsg: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["retmsg", b"retmsg"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1213,12 +1218,17 @@ Global___RemoveModelTagRequest: _TypeAlias = RemoveModelTagRequest  # noqa: Y015
 class RemoveModelTagResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    RETMSG_FIELD_NUMBER: _builtins.int
+    retmsg: _builtins.str
+    """FATE's message for the change."""
     def __init__(
         self,
+        *,
+        retmsg: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["retmsg", b"retmsg"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

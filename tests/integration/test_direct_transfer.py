@@ -102,6 +102,5 @@ def test_a_transfer_the_client_never_ended_is_recorded_by_the_sweep(
         assert sorted(o.status for o in operations) == ["cancelled", "success"]
         assert catalog.open_transfer(unused.ticket) is None
     finally:
-        desk.close()
         agents.close()
         catalog.close()

@@ -283,14 +283,11 @@ def test_homo_convert_rows_from_converted_paths() -> None:
     ]
 
 
-def test_tag_answers() -> None:
+def test_tag_list_answer() -> None:
     assert render.tag_list_answer(pb.ListModelTagsResponse(tags=[pb.Tag(name="a", description="b")]))["data"] == {
         "tags": [{"name": "a", "description": "b"}],
         "count": 1,
     }
-    assert render.tag_answer("2021", "prod", removed=False)["retmsg"] == (
-        "Adding prod tag for model with job id: 2021 successfully."
-    )
 
 
 def test_paged_answers_carry_the_next_page_token() -> None:

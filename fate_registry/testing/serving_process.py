@@ -1,0 +1,147 @@
+"""Start and stop the FATE-Serving test server (:mod:`fate_registry.testing.serving`) as a process.
+
+Usage in a test::
+
+    with ServingTestServer.start(tmp_path / "serving") as serving:
+        stub = model_service_pb2_grpc.ModelServiceStub(grpc.insecure_channel(serving.address))
+        ...
+        serving.set_control(Faults(fail_load=123))   # from now on publishLoad answers 123
+        serving.clear_control()                       # back to the faults given at start
+        assert serving.records("publishLoad")[0]["request"]["loadType"] == "FATEFLOW"
+
+Everything the process writes lives under ``root`` (one server at a time per root): ``serving.port``,
+``requests.jsonl`` (the record), ``control.json`` and ``serving.log`` (its stdout and stderr). Starting
+again on the same root (a restarted FATE-Serving: nothing loaded) removes a leftover control file but
+keeps appending to the record and the log.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fate_registry.testing.serving import Faults
+
+_POLL_INTERVAL = 0.05
+
+
+@dataclass
+class ServingTestServer:
+    """One running FATE-Serving test server process, on a free loopback port."""
+
+    root: Path
+    process: subprocess.Popen[bytes]
+    address: str
+    """``127.0.0.1:<port>``, for ``grpc.insecure_channel``."""
+    record_path: Path
+    control_path: Path
+    log_path: Path
+    _stopped: bool = field(default=False, repr=False)
+
+    @classmethod
+    def start(
+        cls,
+        root: Path,
+        *,
+        faults: Faults | None = None,
+        transfer_url: str | None = None,
+        pull_timeout: float | None = None,
+        timeout: float = 30.0,
+    ) -> ServingTestServer:
+        """Start the server with ``faults`` given as command-line flags; wait up to ``timeout`` s until it serves."""
+        root.mkdir(parents=True, exist_ok=True)
+        port_file = root / "serving.port"
+        record_path = root / "requests.jsonl"
+        control_path = root / "control.json"
+        log_path = root / "serving.log"
+        port_file.unlink(missing_ok=True)
+        control_path.unlink(missing_ok=True)  # a restart on the same root starts with the faults given here
+        command = [
+            sys.executable,
+            "-m",
+            "fate_registry.testing.serving",
+            f"--port-file={port_file}",
+            f"--record={record_path}",
+            f"--control={control_path}",
+            *(faults or Faults()).to_args(),
+        ]
+        if transfer_url is not None:
+            command.append(f"--transfer-url={transfer_url}")
+        if pull_timeout is not None:
+            command.append(f"--pull-timeout={pull_timeout}")
+        with log_path.open("ab") as log:
+            process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+            )
+        deadline = time.monotonic() + timeout
+        while not port_file.exists():
+            if process.poll() is not None:
+                raise RuntimeError(f"the serving test server exited with {process.returncode}: {_tail(log_path)}")
+            if time.monotonic() > deadline:
+                process.kill()
+                process.wait()
+                raise RuntimeError(f"the serving test server was not ready within {timeout} s: {_tail(log_path)}")
+            time.sleep(_POLL_INTERVAL)  # poll interval under a deadline
+        address = port_file.read_text(encoding="utf-8").strip()
+        return cls(root, process, address, record_path, control_path, log_path)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def records(self, method: str | None = None) -> list[dict[str, Any]]:
+        """The requests received so far, oldest first; only ``method``'s when given.
+
+        Each is ``{"method", "request", "raw", "metadata", "time"}`` (see :mod:`fate_registry.testing.serving`).
+        A line still being written is left out.
+        """
+        if not self.record_path.exists():
+            return []
+        complete = self.record_path.read_text(encoding="utf-8").split("\n")[:-1]
+        entries = [json.loads(line) for line in complete]
+        return [entry for entry in entries if method is None or entry["method"] == method]
+
+    def set_control(self, faults: Faults) -> None:
+        """Replace the faults in force from the next request on (atomically: the server never sees half a file)."""
+        tmp = self.control_path.with_name(self.control_path.name + ".tmp")
+        tmp.write_text(faults.to_json(), encoding="utf-8")
+        tmp.replace(self.control_path)
+
+    def clear_control(self) -> None:
+        """Go back to the faults given at start."""
+        self.control_path.unlink(missing_ok=True)
+
+    def wait_exit(self, timeout: float) -> int:
+        """Wait for the process to end by itself (after a ``drop="crash"`` fault); return its exit status."""
+        return self.process.wait(timeout=timeout)
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM by PID, then SIGKILL if it has not ended within ``timeout`` s. Idempotent."""
+        if self._stopped:
+            return
+        self._stopped = True
+        if self.process.poll() is not None:
+            return
+        os.kill(self.process.pid, signal.SIGTERM)
+        try:
+            self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def __enter__(self) -> ServingTestServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _tail(path: Path, size: int = 2000) -> str:
+    return path.read_text(encoding="utf-8", errors="replace")[-size:]

@@ -1,0 +1,200 @@
+"""Deploy on one party, in two phases: prepare the child version in staging, then commit or abort.
+
+Prepare builds the whole child (chosen components, checkpoint substitutions, the rewritten
+Pipeline, define_meta, manifest) under ``.staging/prep-<operation>-<role>/`` with a
+``prepared.json`` beside it; nothing is visible. Commit publishes it through the journalled rename
+of :class:`ModelCache`; abort deletes it. Both are idempotent, and a prepared child survives an
+agent restart, so the coordinator alone decides its fate (fate_flow.md §6.9, DESIGN §5.1).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+from google.protobuf import json_format
+
+from fate_registry.errors import Reason, RegistryError
+from fate_registry.files import fsync_tree
+from fate_registry.identity import validate_name
+from fate_registry.v1.common_pb2 import PartyModelRef
+from party_agent.buffers import DEFINE_META, read_define_meta
+from party_agent.checkpoints import substitute_checkpoint
+from party_agent.manifest import Manifest, scan
+from party_agent.metadata import PartyModelRecord, record_from_json, record_to_json
+from party_agent.model_cache import PREPARED_MARKER, STAGING, ModelCache
+from party_agent.pipeline import PIPELINE_PATH, json_of, read_pipeline
+
+PIPELINE_COMPONENT = "pipeline"
+
+
+def _version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in version.split(".") if p.isdigit())
+
+
+@dataclasses.dataclass(frozen=True)
+class DeployRequest:
+    source: PartyModelRef
+    child_version: str
+    predict_dsl: Mapping[str, Any]
+    steps: Mapping[str, Mapping[str, int | str]]  # component -> {"step_index": n} or {"step_name": s}
+
+
+class Deployer:
+    def __init__(self, cache: ModelCache) -> None:
+        self.cache = cache
+
+    def _prepared_dir(self, operation_id: str, role: str) -> Path:
+        validate_name(operation_id, "operation id")
+        return self.cache.root / STAGING / f"prep-{operation_id}-{role}"
+
+    def prepare(self, operation_id: str, request: DeployRequest, source_record: PartyModelRecord) -> Manifest:
+        source, child = request.source, request.child_version
+        validate_name(child, "child model version")
+        if not source_record.parent or _version_tuple(source_record.fate_version) < (1, 5, 0):
+            raise RegistryError(Reason.INVALID_ARGUMENT, "Child model could not be deployed.")
+        child_ref = PartyModelRef(
+            role=source.role, party_id=source.party_id, model_id=source.model_id, model_version=child
+        )
+        if self.cache.has_model(child_ref):
+            raise RegistryError(Reason.MODEL_EXISTS, f"the child version {child} exists already on this party")
+        place = self._prepared_dir(operation_id, source.role)
+        marker = place / PREPARED_MARKER
+        if marker.exists():  # a retried prepare: the first one finished
+            prepared = record_from_json(marker.read_text(encoding="utf-8"))
+            assert prepared is not None
+            return prepared.manifest
+        shutil.rmtree(place, ignore_errors=True)
+        target = place / "model"
+        target.mkdir(parents=True)
+        try:
+            source_dir = self.cache.version_dir(source)
+            with self.cache.locks.read(self.cache.lock_key(source)):
+                self._build(source_dir, target, request)
+            fsync_tree(target)
+            manifest = scan(target)
+            pipeline = read_pipeline(target)
+            record = dataclasses.replace(
+                source_record,
+                model_version=child,
+                job_id=child,
+                manifest=manifest,
+                parent=False,
+                parent_info_json=pipeline.parent_info.decode() or "{}",
+                inference_dsl_json=json.dumps(json_of(pipeline.inference_dsl)),
+                train_runtime_conf_json=json.dumps(json_of(pipeline.train_runtime_conf)),
+                runtime_conf_on_party_json=json.dumps(json_of(pipeline.runtime_conf_on_party)),
+                loaded_times=0,
+                imported=False,
+                create_time_ms=0,
+            )
+            marker.write_text(record_to_json(record), encoding="utf-8")
+        except BaseException:
+            shutil.rmtree(place, ignore_errors=True)
+            raise
+        return manifest
+
+    def _build(self, source_dir: Path, target: Path, request: DeployRequest) -> None:
+        meta = read_define_meta(source_dir)
+        deployed = set(request.predict_dsl.get("components", {}))
+        model_proto = {
+            cpn: aliases
+            for cpn, aliases in (meta.get("model_proto") or {}).items()
+            if cpn in deployed or cpn == PIPELINE_COMPONENT
+        }
+        unknown = set(request.steps) - set(model_proto)
+        if unknown:
+            raise RegistryError(
+                Reason.INVALID_ARGUMENT,
+                f"checkpoints were asked for components that are not deployed or hold no model: {sorted(unknown)}",
+            )
+        for cpn in model_proto:
+            for sub in (f"variables/data/{cpn}", f"run_parameters/{cpn}"):
+                if (source_dir / sub).is_dir():
+                    shutil.copytree(source_dir / sub, target / sub, ignore=shutil.ignore_patterns(".lock"))
+        for cpn, step in request.steps.items():
+            for alias in model_proto[cpn]:
+                substitute_checkpoint(
+                    target,
+                    source_dir,
+                    cpn,
+                    str(alias),
+                    step_index=int(step["step_index"]) if "step_index" in step else None,
+                    step_name=str(step["step_name"]) if "step_name" in step and "step_index" not in step else None,
+                )
+        defined = {c: v for c, v in (meta.get("component_define") or {}).items() if c in model_proto}
+        (target / DEFINE_META).parent.mkdir(parents=True, exist_ok=True)
+        (target / DEFINE_META).write_text(
+            yaml.safe_dump({"component_define": defined, "model_proto": model_proto}, sort_keys=False),
+            encoding="utf-8",
+        )
+        self._write_pipeline(source_dir, target, request)
+
+    @staticmethod
+    def _write_pipeline(source_dir: Path, target: Path, request: DeployRequest) -> None:
+        """FATE's child Pipeline: the predict DSL (CodePath kept from the source), the child version, parent info."""
+        pipeline = read_pipeline(source_dir)
+        child, source = request.child_version, request.source
+        inference = json.loads(json.dumps(request.predict_dsl))
+        source_dsl = json_of(pipeline.inference_dsl).get("components", {})
+        for name, component in inference.get("components", {}).items():
+            code_path = source_dsl.get(name, {}).get("CodePath")
+            if code_path and "CodePath" not in component:
+                component["CodePath"] = code_path
+        pipeline.inference_dsl = json.dumps(inference).encode()
+        pipeline.model_version = child
+        train_conf = json_of(pipeline.train_runtime_conf)
+        if train_conf:
+            params = train_conf.setdefault("job_parameters", {})
+            common = params.setdefault("common", {}) if int(train_conf.get("dsl_version", 1)) == 2 else params
+            common["model_version"] = child
+            pipeline.train_runtime_conf = json.dumps(train_conf).encode()
+        on_party = json_of(pipeline.runtime_conf_on_party)
+        if on_party:
+            on_party.setdefault("job_parameters", {})["model_version"] = child
+            pipeline.runtime_conf_on_party = json.dumps(on_party).encode()
+        pipeline.parent = False
+        pipeline.parent_info = json.dumps(
+            {"parent_model_id": source.model_id, "parent_model_version": source.model_version}
+        ).encode()
+        path = target / PIPELINE_PATH
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(pipeline.SerializeToString())
+        path.with_name("Pipeline.json").write_text(
+            json.dumps(json_format.MessageToDict(pipeline, always_print_fields_with_no_presence=True)),
+            encoding="utf-8",
+        )
+
+    def commit(self, operation_id: str) -> list[PartyModelRef]:
+        """Publish every child this operation prepared here; already published ones are skipped."""
+        published = []
+        for place in self._prepared(operation_id):
+            record = record_from_json((place / PREPARED_MARKER).read_text(encoding="utf-8"))
+            assert record is not None
+            ref = PartyModelRef(
+                role=record.role,
+                party_id=record.party_id,
+                model_id=record.model_id,
+                model_version=record.model_version,
+            )
+            if (place / "model").exists():
+                with self.cache.locks.write(self.cache.lock_key(ref)):
+                    self.cache.publish(place / "model", record, replace=False)
+            shutil.rmtree(place)
+            published.append(ref)
+        return published
+
+    def abort(self, operation_id: str) -> int:
+        places = self._prepared(operation_id)
+        for place in places:
+            shutil.rmtree(place, ignore_errors=True)
+        return len(places)
+
+    def _prepared(self, operation_id: str) -> list[Path]:
+        validate_name(operation_id, "operation id")
+        return sorted((self.cache.root / STAGING).glob(f"prep-{operation_id}-*"))

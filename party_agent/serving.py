@@ -1,0 +1,88 @@
+"""The party's FATE-Serving instances, called as FATE-Flow calls them (fate_flow.md §10)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import grpc
+
+from fate_registry.channels import CHANNEL_OPTIONS
+from fate_registry.errors import Retcode
+from fate_registry.fate import model_service_pb2 as ms
+from fate_registry.fate.model_service_pb2_grpc import ModelServiceStub
+from fate_registry.identity import party_model_id
+from fate_registry.v1.common_pb2 import PartyModelRef
+
+SERVING_TIMEOUT_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class ServingAnswer:
+    """FATE's (retcode, retmsg) for one party: FATE-Serving's statusCode and message, or ours."""
+
+    retcode: int
+    retmsg: str
+
+
+def publish_request(
+    model: PartyModelRef, roles: Mapping[str, Sequence[str]], *, only_own_model: bool = False
+) -> ms.PublishRequest:
+    """The PublishRequest FATE-Flow builds: ``local`` = this party; the whole role map; the model of
+    every role and party (load), or only this party's own (bind)."""
+    request = ms.PublishRequest(local=ms.LocalInfo(role=model.role, partyId=model.party_id))
+    for role, parties in roles.items():
+        request.role[role].partyId.extend(str(p) for p in parties)
+        for party in parties:
+            if only_own_model and (role, str(party)) != (model.role, model.party_id):
+                continue
+            request.model[role].roleModelInfo[str(party)].CopyFrom(
+                ms.ModelInfo(tableName=model.model_version, namespace=party_model_id(role, party, model.model_id))
+            )
+    return request
+
+
+Answer = ms.PublishResponse | ms.UnloadResponse | ms.UnbindResponse
+
+
+def call_servings(servings: Sequence[str], call: Callable[[ModelServiceStub], Answer]) -> ServingAnswer:
+    """Call each serving in turn; the first non-zero statusCode stops and answers for the party."""
+    if not servings:
+        return ServingAnswer(Retcode.EXCEPTION_ERROR, "Please configure servings address")
+    for address in servings:
+        with grpc.insecure_channel(address, options=list(CHANNEL_OPTIONS)) as channel:
+            try:
+                answer = call(ModelServiceStub(channel))
+            except grpc.RpcError as exc:
+                code = exc.code()
+                return ServingAnswer(
+                    Retcode.CONNECTION_ERROR, f"FATE-Serving at {address} did not answer ({code.name.lower()})"
+                )
+        if answer.statusCode != 0:
+            error = getattr(answer, "error", "")
+            return ServingAnswer(answer.statusCode, f"{answer.message} {error}".strip())
+    return ServingAnswer(0, "success")
+
+
+def load(servings: Sequence[str], request: ms.PublishRequest) -> ServingAnswer:
+    return call_servings(servings, lambda stub: stub.publishLoad(request, timeout=SERVING_TIMEOUT_SECONDS))
+
+
+def bind(servings: Sequence[str], request: ms.PublishRequest) -> ServingAnswer:
+    return call_servings(servings, lambda stub: stub.publishBind(request, timeout=SERVING_TIMEOUT_SECONDS))
+
+
+def unload(servings: Sequence[str], model: PartyModelRef) -> ServingAnswer:
+    request = ms.UnloadRequest(
+        tableName=model.model_version, namespace=party_model_id(model.role, model.party_id, model.model_id)
+    )
+    return call_servings(servings, lambda stub: stub.unload(request, timeout=SERVING_TIMEOUT_SECONDS))
+
+
+def unbind(servings: Sequence[str], model: PartyModelRef, service_ids: Sequence[str]) -> ServingAnswer:
+    request = ms.UnbindRequest(
+        serviceIds=list(service_ids),
+        tableName=model.model_version,
+        namespace=party_model_id(model.role, model.party_id, model.model_id),
+    )
+    return call_servings(servings, lambda stub: stub.unbind(request, timeout=SERVING_TIMEOUT_SECONDS))

@@ -1,0 +1,100 @@
+"""The HTTP endpoint FATE-Serving pulls model bytes from: ``POST /v1/model/transfer``.
+
+Body ``{"namespace": <party_model_id>, "name": <model_version>}`` (or the path form
+``/v1/model/transfer/<party_model_id with # as ~>/<model_version>``); the answer is FATE-Flow's
+``{"retcode": 0, "retmsg": "success", "data": {"<cpn>.<alias>:<ModelName>": base64}}``, streamed
+with a Content-Length computed from the manifest, every buffer checked against it first.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote
+
+from fate_registry.errors import Reason, RegistryError
+from fate_registry.identity import parse_party_model_id
+from fate_registry.v1.common_pb2 import PartyModelRef
+
+log = logging.getLogger(__name__)
+PATH = "/v1/model/transfer"
+MAX_BODY = 64 * 1024
+
+# (the version's body pieces in order, their total length) for a party model version
+Source = Callable[[PartyModelRef], tuple[list[tuple[bytes, Iterator[bytes] | None]], int]]
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: TransferServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: object) -> None:
+        log.info("transfer %s", format % args)
+
+    def _answer(self, status: int, retcode: int, retmsg: str) -> None:
+        body = json.dumps({"retcode": retcode, "retmsg": retmsg}).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json;charset=UTF-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_POST(self) -> None:
+        try:
+            ref = self._model()
+            pieces, length = self.server.source(ref)
+        except RegistryError as exc:
+            status = 404 if exc.reason is Reason.MODEL_NOT_FOUND else 400 if exc.fate_retcode < 500 else 500
+            self._answer(status, status if status != 500 else 100, exc.message)
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json;charset=UTF-8")
+        self.send_header("Content-Length", str(length))
+        self.end_headers()
+        try:
+            for prefix, body in pieces:
+                self.wfile.write(prefix)
+                for piece in body or ():
+                    self.wfile.write(piece)
+        except RegistryError as exc:  # a buffer failed its check: the answer cannot be completed
+            log.error("transfer of %s %s stopped: %s", ref.model_id, ref.model_version, exc.message)
+            self.close_connection = True
+
+    def _model(self) -> PartyModelRef:
+        if self.path.rstrip("/") == PATH:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_BODY:
+                raise RegistryError(Reason.INVALID_ARGUMENT, "the request body is too large")
+            try:
+                body = json.loads(self.rfile.read(length) or b"{}")
+            except ValueError:
+                raise RegistryError(Reason.INVALID_ARGUMENT, "the request body is not JSON") from None
+            namespace, name = (body.get("namespace"), body.get("name")) if isinstance(body, dict) else (None, None)
+        elif self.path.startswith(PATH + "/"):
+            namespace, _, name = unquote(self.path[len(PATH) + 1 :]).rstrip("/").rpartition("/")
+            namespace = namespace.replace("~", "#")
+        else:
+            raise RegistryError(Reason.MODEL_NOT_FOUND, "model not found")
+        if not namespace or not name or not isinstance(namespace, str) or not isinstance(name, str):
+            raise RegistryError(Reason.INVALID_ARGUMENT, "namespace and name are required")
+        role, party_id, model_id = parse_party_model_id(namespace)
+        return PartyModelRef(role=role, party_id=party_id, model_id=model_id, model_version=name)
+
+
+class TransferServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, host: str, port: int, source: Source) -> None:
+        super().__init__((host, port), _Handler)
+        self.source = source
+        self._thread = threading.Thread(target=self.serve_forever, name="transfer-http", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()

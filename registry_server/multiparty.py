@@ -1,0 +1,388 @@
+"""The coordinator's multi-party operations: load, bind, unload, unbind and deploy.
+
+Every party is called at once (:class:`FanOut`), each answer becomes a typed PartyResult, and the
+operation log records them. Deploy is all or nothing: every party prepares the child version in
+staging; only when all have prepared does the coordinator commit; otherwise every party aborts.
+The decision is written to the operation log before it is sent, so a restarted coordinator
+finishes a commit or an abort it had started, and aborts a deploy caught while preparing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from fate_registry.agent.v1 import agent_pb2
+from fate_registry.config import ServiceConf
+from fate_registry.errors import Reason, RegistryError, Retcode, missing_keys
+from fate_registry.identity import job_ids, validate_name
+from fate_registry.v1 import registry_pb2 as pb
+from fate_registry.v1.common_pb2 import Party, PartyModelInfo, PartyModelRef, PartyResult, RoleParties
+from registry_server.agents import AgentClients
+from registry_server.catalog import Catalog, ModelFilter
+from registry_server.fanout import FanOut, PartyCall
+from registry_server.oplog import OperationLog
+from registry_server.predict_dsl import derive_predict_dsl, validate_predict_dsl
+
+log = logging.getLogger(__name__)
+DEPLOY_ROLES = ("arbiter", "host", "guest")
+SERVING_ROLES = ("guest", "host")  # FATE-Flow loads on every party but the arbiter
+Roles = dict[str, list[str]]
+
+
+@dataclass(frozen=True)
+class Resolved:
+    model_id: str
+    model_version: str
+    roles: Roles
+
+
+def _roles_json(text: str) -> Roles:
+    try:
+        roles = json.loads(text or "{}")
+    except ValueError:
+        return {}
+    return {str(r): [str(p) for p in ids] for r, ids in roles.items()} if isinstance(roles, dict) else {}
+
+
+def _roles_message(roles: Roles) -> dict[str, RoleParties]:
+    return {role: RoleParties(party_ids=parties) for role, parties in roles.items()}
+
+
+def _result(role: str, party_id: str, answer: Any) -> PartyResult:
+    if isinstance(answer, RegistryError):
+        return PartyResult(
+            role=role, party_id=party_id, retcode=answer.fate_retcode, retmsg=answer.message, reason=answer.reason.name
+        )
+    return PartyResult(role=role, party_id=party_id, retcode=answer.retcode, retmsg=answer.retmsg)
+
+
+class MultiParty:
+    def __init__(self, conf: ServiceConf, catalog: Catalog, agents: AgentClients, fanout: FanOut) -> None:
+        self.conf = conf
+        self.catalog = catalog
+        self.agents = agents
+        self.fanout = fanout
+        self.oplog = OperationLog(catalog)
+
+    # -- resolving a model --------------------------------------------------------------------------
+
+    def resolve(self, model_id: str, model_version: str, job_id: str, role: Mapping[str, RoleParties]) -> Resolved:
+        """FATE's two ways to name a model: a job id (the deployed version) or model id and version."""
+        if job_id:
+            rows = [r for r in self.catalog.find(ModelFilter(model_version=job_id)) if r.role == "guest"]
+            if not rows:
+                raise RegistryError(
+                    Reason.MODEL_NOT_FOUND,
+                    f"Model with version {job_id} can not be found in database. "
+                    "Please check if the model version is valid.",
+                    retcode=Retcode.ARGUMENT_ERROR,
+                )
+            return Resolved(rows[0].model_id, job_id, _roles_json(rows[0].roles_json))
+        missing = [k for k, v in (("model_id", model_id), ("model_version", model_version)) if not v]
+        if missing:
+            raise missing_keys(missing)
+        roles = {r: list(p.party_ids) for r, p in role.items() if p.party_ids}
+        if not roles:
+            rows = self.catalog.find(ModelFilter(model_id=model_id, model_version=model_version))
+            roles = _roles_json(rows[0].roles_json) if rows else {}
+        if not roles:
+            raise missing_keys(["role"])
+        return Resolved(model_id, model_version, roles)
+
+    def _ref(self, model: Resolved, role: str, party_id: str) -> PartyModelRef:
+        return PartyModelRef(role=role, party_id=party_id, model_id=model.model_id, model_version=model.model_version)
+
+    def _serving_parties(self, model: Resolved) -> list[tuple[str, str]]:
+        return [(role, p) for role in model.roles if role in SERVING_ROLES for p in dict.fromkeys(model.roles[role])]
+
+    def _fan(
+        self,
+        operation: str,
+        caller: str,
+        model: Resolved,
+        parties: Sequence[tuple[str, str]],
+        make: Callable[[str, str, str], Callable[[float], Any]],
+        idempotent: bool,
+    ) -> list[PartyResult]:
+        """Call ``make(role, party, operation_id)`` on every party at once; log and return the results."""
+        with self.oplog.track(operation, caller, model.model_id, model.model_version) as op:
+            calls = [PartyCall(role, party, make(role, party, op.operation_id), idempotent) for role, party in parties]
+            answers = self.fanout.parties(calls, self.conf.coordinator.call_timeout)
+            op.results.extend(_result(role, party, a) for (role, party), a in zip(parties, answers, strict=True))
+            return list(op.results)
+
+    # -- FATE-Serving operations --------------------------------------------------------------------
+
+    def load(self, request: pb.LoadModelRequest, caller: str) -> pb.LoadModelResponse:
+        model = self.resolve(request.model_id, request.model_version, request.job_id, request.role)
+        roles = _roles_message(model.roles)
+
+        def make(role: str, party: str, operation_id: str) -> Callable[[float], Any]:
+            message = agent_pb2.LoadModelRequest(
+                model=self._ref(model, role, party),
+                role=roles,
+                load_type=request.load_type,
+                file_path=request.file_path,
+                use_transfer_url_on_serving=request.use_transfer_url_on_serving,
+            )
+            return lambda timeout: self.agents.unary(party, "LoadModel", message, operation_id, timeout)
+
+        results = self._fan("load", caller, model, self._serving_parties(model), make, idempotent=True)
+        for r in results:
+            if r.retcode == 0:
+                self.catalog.count_load(model.model_id, model.model_version, r.role, r.party_id)
+        return pb.LoadModelResponse(job_id=job_ids.next(), results=results)
+
+    def bind(self, request: pb.BindModelRequest, caller: str) -> pb.BindModelResponse:
+        if not request.service_id:
+            raise RegistryError(Reason.MISSING_ARGUMENT, "no service id", retcode=Retcode.ARGUMENT_ERROR)
+        if any(c in request.service_id for c in "?:/& ") or len(request.service_id) > 255:
+            raise RegistryError(
+                Reason.INVALID_ARGUMENT,
+                f"service id {request.service_id!r} may not contain '?', ':', '/', '&' or spaces",
+            )
+        model = self.resolve(request.model_id, request.model_version, request.job_id, request.role)
+        initiator = (
+            request.initiator if request.initiator.role else Party(role="guest", party_id=model.roles["guest"][0])
+        )
+        message = agent_pb2.BindModelRequest(
+            model=self._ref(model, initiator.role, initiator.party_id),
+            role=_roles_message(model.roles),
+            service_id=request.service_id,
+            servings=list(request.servings),
+        )
+        results = self._fan(
+            "bind",
+            caller,
+            model,
+            [(initiator.role, initiator.party_id)],
+            lambda role, party, op_id: lambda t: self.agents.unary(party, "BindModel", message, op_id, t),
+            idempotent=True,
+        )
+        return pb.BindModelResponse(service_id=request.service_id, results=results)
+
+    def unload(self, request: pb.UnloadModelRequest, caller: str) -> pb.UnloadModelResponse:
+        model = self.resolve(request.model_id, request.model_version, "", {})
+
+        def make(role: str, party: str, operation_id: str) -> Callable[[float], Any]:
+            message = agent_pb2.UnloadModelRequest(model=self._ref(model, role, party))
+            return lambda timeout: self.agents.unary(party, "UnloadModel", message, operation_id, timeout)
+
+        return pb.UnloadModelResponse(
+            results=self._fan("unload", caller, model, self._serving_parties(model), make, idempotent=True)
+        )
+
+    def unbind(self, request: pb.UnbindModelRequest, caller: str) -> pb.UnbindModelResponse:
+        if not request.service_ids:
+            raise missing_keys(["service_ids"])
+        model = self.resolve(request.model_id, request.model_version, "", {})
+        guests = [("guest", p) for p in model.roles.get("guest", [])]
+
+        def make(role: str, party: str, operation_id: str) -> Callable[[float], Any]:
+            message = agent_pb2.UnbindModelRequest(
+                model=self._ref(model, role, party), service_ids=list(request.service_ids)
+            )
+            return lambda timeout: self.agents.unary(party, "UnbindModel", message, operation_id, timeout)
+
+        return pb.UnbindModelResponse(results=self._fan("unbind", caller, model, guests, make, idempotent=True))
+
+    # -- deploy ------------------------------------------------------------------------------------
+
+    def deploy(self, request: pb.DeployModelRequest, caller: str) -> pb.DeployModelResponse:
+        missing = [k for k in ("model_id", "model_version") if not getattr(request, k)]
+        if missing:
+            raise missing_keys(missing)
+        rows = self.catalog.find(ModelFilter(model_id=request.model_id, model_version=request.model_version))
+        if not rows:
+            raise RegistryError(
+                Reason.MODEL_NOT_FOUND,
+                f"Deploy model failed. Model {request.model_id} {request.model_version} not found.",
+                retcode=Retcode.HTTP_NOT_FOUND,
+            )
+        roles = _roles_json(rows[0].roles_json)
+        parties = [(r, p) for r in DEPLOY_ROLES for p in dict.fromkeys(roles.get(r, []))]
+        if not parties:
+            raise RegistryError(
+                Reason.MODEL_NOT_FOUND,
+                "Deploy model failed. Cannot found roles of model.",
+                retcode=Retcode.HTTP_NOT_FOUND,
+            )
+        source = self._detail(rows, roles)
+        if not source.parent:
+            raise RegistryError(Reason.INVALID_ARGUMENT, "Child model could not be deployed.")
+        predict_dsl = self._predict_dsl(request, json.loads(source.train_dsl_json or "{}"))
+        both = set(request.cpn_step_index) & set(request.cpn_step_name)
+        if both:
+            raise RegistryError(
+                Reason.INVALID_ARGUMENT, f"give a step index or a step name, not both, for {', '.join(sorted(both))}"
+            )
+        unknown = (set(request.cpn_step_index) | set(request.cpn_step_name)) - set(predict_dsl["components"])
+        if unknown:
+            raise RegistryError(
+                Reason.INVALID_ARGUMENT, f"checkpoints were asked for components not deployed: {sorted(unknown)}"
+            )
+        child = self.catalog.new_version_id()
+        model = Resolved(request.model_id, request.model_version, roles)
+        pending = [PartyResult(role=r, party_id=p, retcode=Retcode.RUNNING, retmsg="running") for r, p in parties]
+        operation_id = self.catalog.start_operation(
+            "deploy", caller, request.model_id, request.model_version, pending=pending
+        )
+        plan = {
+            "model_id": model.model_id,
+            "model_version": model.model_version,
+            "child": child,
+            "roles": roles,
+            "parties": parties,
+            "parent_info": {"parent_model_id": model.model_id, "parent_model_version": model.model_version},
+        }
+        self.catalog.set_plan(operation_id, "preparing", plan)
+
+        def make(role: str, party: str) -> Callable[[float], Any]:
+            message = agent_pb2.PrepareDeployRequest(
+                model=self._ref(model, role, party),
+                child_model_version=child,
+                predict_dsl_json=json.dumps(predict_dsl),
+                cpn_step_index=dict(request.cpn_step_index),
+                cpn_step_name=dict(request.cpn_step_name),
+            )
+            return lambda timeout: self.agents.unary(party, "PrepareDeploy", message, operation_id, timeout)
+
+        answers = self.fanout.parties(
+            [PartyCall(r, p, make(r, p), idempotent=True) for r, p in parties], self.conf.coordinator.deploy_timeout
+        )
+        prepared = [a for a in answers if not isinstance(a, RegistryError)]
+        if len(prepared) == len(answers):
+            plan["digests"] = {f"{r}#{p}": a.manifest_digest for (r, p), a in zip(parties, prepared, strict=True)}
+            results = self._commit(operation_id, plan)
+        else:
+            results = self._abort(operation_id, plan, answers)
+        return pb.DeployModelResponse(model_id=model.model_id, model_version=child, results=results)
+
+    def _detail(self, rows: Sequence[PartyModelInfo], roles: Roles) -> PartyModelInfo:
+        """The initiator's (else a guest's, else any) party detail: its train DSL and whether it is a parent."""
+        order = sorted(rows, key=lambda r: (r.role != "guest", r.role != "host"))
+        last: RegistryError | None = None
+        for row in order:
+            ref = PartyModelRef(
+                role=row.role, party_id=row.party_id, model_id=row.model_id, model_version=row.model_version
+            )
+            try:
+                answer = self.agents.unary(
+                    row.party_id,
+                    "GetModelInfo",
+                    agent_pb2.GetModelInfoRequest(model=ref),
+                    "",
+                    self.conf.coordinator.call_timeout,
+                )
+            except RegistryError as exc:
+                last = exc
+                continue
+            info: PartyModelInfo = answer.info
+            return info
+        assert last is not None
+        raise last
+
+    @staticmethod
+    def _predict_dsl(request: pb.DeployModelRequest, train_dsl: Mapping[str, Any]) -> dict[str, Any]:
+        if request.predict_dsl_json:
+            if request.cpn_list:
+                raise RegistryError(Reason.INVALID_ARGUMENT, "'cpn_list' should not be set when 'predict_dsl' is set")
+            return validate_predict_dsl(request.predict_dsl_json, train_dsl)
+        for name in request.cpn_list:
+            validate_name(name, "component name")
+        return derive_predict_dsl(train_dsl, list(request.cpn_list) or None)
+
+    def _party_ids(self, plan: Mapping[str, Any]) -> list[str]:
+        return list(dict.fromkeys(p for _, p in plan["parties"]))
+
+    def _decide(self, operation_id: str, plan: Mapping[str, Any], method: str) -> list[RegistryError | Any]:
+        """Send the decision (commit or abort) to every party, retrying while one is unavailable."""
+        request = (
+            agent_pb2.CommitOperationRequest if method == "CommitOperation" else agent_pb2.AbortOperationRequest
+        )(operation_id=operation_id)
+
+        def make(party: str) -> Callable[[float], Any]:
+            return lambda timeout: self.agents.unary(party, method, request, operation_id, timeout)
+
+        return self.fanout.parties(
+            [PartyCall("", p, make(p), idempotent=True) for p in self._party_ids(plan)],
+            self.conf.coordinator.deploy_timeout,
+        )
+
+    def _commit(self, operation_id: str, plan: dict[str, Any]) -> list[PartyResult]:
+        self.catalog.set_plan(operation_id, "committing", plan)
+        answers = dict(zip(self._party_ids(plan), self._decide(operation_id, plan, "CommitOperation"), strict=True))
+        if any(isinstance(a, RegistryError) for a in answers.values()):
+            failed = ", ".join(p for p, a in answers.items() if isinstance(a, RegistryError))
+            log.error("deploy %s: commit not yet acknowledged by %s; it will be resent", operation_id, failed)
+            raise RegistryError(
+                Reason.PARTY_UNAVAILABLE,
+                f"every party prepared the deploy and it is committed, but {failed} did not confirm yet; "
+                "the coordinator resends the commit until it does",
+            )
+        return self._finish_commit(operation_id, plan)
+
+    def _finish_commit(self, operation_id: str, plan: Mapping[str, Any]) -> list[PartyResult]:
+        results = []
+        for role, party in plan["parties"]:
+            self.catalog.record(
+                PartyModelInfo(
+                    role=role,
+                    party_id=party,
+                    model_id=plan["model_id"],
+                    model_version=plan["child"],
+                    roles_json=json.dumps(plan["roles"]),
+                    parent=False,
+                    parent_info_json=json.dumps(plan["parent_info"]),
+                    manifest_digest=plan.get("digests", {}).get(f"{role}#{party}", ""),
+                    job_id=plan["child"],
+                )
+            )
+            results.append(
+                PartyResult(role=role, party_id=party, retcode=0, retmsg=f"deploy model of role {role} {party} success")
+            )
+        self.catalog.finish_operation(operation_id, "success", results, Retcode.SUCCESS, "success")
+        return results
+
+    def _abort(self, operation_id: str, plan: dict[str, Any], answers: Sequence[Any]) -> list[PartyResult]:
+        self.catalog.set_plan(operation_id, "aborting", plan)
+        self._decide(operation_id, plan, "AbortOperation")
+        results = []
+        for (role, party), answer in zip(plan["parties"], answers, strict=True):
+            if isinstance(answer, RegistryError):
+                results.append(_result(role, party, answer))
+            else:
+                results.append(
+                    PartyResult(
+                        role=role,
+                        party_id=party,
+                        retcode=Retcode.FEDERATED_ERROR,
+                        retmsg=f"deploy model of role {role} {party} rolled back: another party failed",
+                        reason="ABORTED",
+                    )
+                )
+        self.catalog.finish_operation(operation_id, "failed", results, Retcode.ARGUMENT_ERROR, "failed")
+        return results
+
+    def recover(self, at_start: bool) -> None:
+        """Finish decided deploys (commit or abort again); at start, also abort those caught preparing."""
+        statuses = ["committing", "aborting", *(["preparing"] if at_start else [])]
+        for operation_id, status, plan in self.catalog.unfinished(statuses):
+            try:
+                if status == "committing":
+                    self._commit(operation_id, plan)
+                    log.info("deploy %s: commit finished after a restart", operation_id)
+                else:
+                    self.catalog.set_plan(operation_id, "aborting", plan)
+                    answers = self._decide(operation_id, plan, "AbortOperation")
+                    if any(isinstance(a, RegistryError) for a in answers):
+                        continue  # an agent is away: try again on the next pass
+                    message = "rolled back: the coordinator stopped before every party had prepared"
+                    self.catalog.finish_operation(operation_id, "rolled_back", [], Retcode.OPERATING_ERROR, message)
+                    log.info("deploy %s: %s", operation_id, message)
+            except RegistryError as exc:
+                log.info("deploy %s: recovery deferred: %s", operation_id, exc.message)
