@@ -158,7 +158,11 @@ def load_answer(response: pb.LoadModelResponse) -> Answer:
 
 
 def bind_answer(response: pb.BindModelResponse) -> Answer:
-    return multi_party_answer(response.results, success_msg=f"service id is {response.service_id}")
+    """FATE's bind answers the initiator's FATE-Serving status alone: ``{"retcode", "retmsg"}``."""
+    if not response.results:
+        return envelope(retmsg=f"service id is {response.service_id}")
+    result = response.results[0]
+    return envelope(retcode=result.retcode, retmsg=result.retmsg)
 
 
 def deploy_answer(response: pb.DeployModelResponse) -> Answer:

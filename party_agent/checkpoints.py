@@ -300,7 +300,8 @@ def _check_proto_index(child_dir: Path, component: str, alias: str, info: Checkp
     try:
         define_meta = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise RegistryError(Reason.DATA_LOSS, f"cannot read the proto index {path}: {exc}") from exc
+        problem = "is missing" if isinstance(exc, FileNotFoundError) else f"cannot be read ({exc.__class__.__name__})"
+        raise RegistryError(Reason.DATA_LOSS, f"the deployed model's define/define_meta.yaml {problem}") from None
     proto_index = _lookup(define_meta, "model_proto", component, alias)
     if not isinstance(proto_index, dict):
         raise RegistryError(

@@ -117,6 +117,12 @@ class Deployer:
             for sub in (f"variables/data/{cpn}", f"run_parameters/{cpn}"):
                 if (source_dir / sub).is_dir():
                     shutil.copytree(source_dir / sub, target / sub, ignore=shutil.ignore_patterns(".lock"))
+        defined = {c: v for c, v in (meta.get("component_define") or {}).items() if c in model_proto}
+        (target / DEFINE_META).parent.mkdir(parents=True, exist_ok=True)
+        (target / DEFINE_META).write_text(
+            yaml.safe_dump({"component_define": defined, "model_proto": model_proto}, sort_keys=False),
+            encoding="utf-8",
+        )
         for cpn, step in request.steps.items():
             for alias in model_proto[cpn]:
                 substitute_checkpoint(
@@ -127,12 +133,6 @@ class Deployer:
                     step_index=int(step["step_index"]) if "step_index" in step else None,
                     step_name=str(step["step_name"]) if "step_name" in step and "step_index" not in step else None,
                 )
-        defined = {c: v for c, v in (meta.get("component_define") or {}).items() if c in model_proto}
-        (target / DEFINE_META).parent.mkdir(parents=True, exist_ok=True)
-        (target / DEFINE_META).write_text(
-            yaml.safe_dump({"component_define": defined, "model_proto": model_proto}, sort_keys=False),
-            encoding="utf-8",
-        )
         self._write_pipeline(source_dir, target, request)
 
     @staticmethod
