@@ -159,10 +159,10 @@ def load_answer(response: pb.LoadModelResponse) -> Answer:
 
 def bind_answer(response: pb.BindModelResponse) -> Answer:
     """FATE's bind answers the initiator's FATE-Serving status alone: ``{"retcode", "retmsg"}``."""
-    if not response.results:
+    failed = [r for r in response.results if r.retcode != 0]
+    if not failed:
         return envelope(retmsg=f"service id is {response.service_id}")
-    result = response.results[0]
-    return envelope(retcode=result.retcode, retmsg=result.retmsg)
+    return envelope(retcode=failed[0].retcode, retmsg=failed[0].retmsg)
 
 
 def deploy_answer(response: pb.DeployModelResponse) -> Answer:
