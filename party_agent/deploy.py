@@ -27,7 +27,7 @@ from party_agent.buffers import DEFINE_META, read_define_meta
 from party_agent.checkpoints import substitute_checkpoint
 from party_agent.manifest import Manifest, scan
 from party_agent.metadata import PartyModelRecord, record_from_json, record_to_json
-from party_agent.model_cache import PREPARED_MARKER, STAGING, ModelCache
+from party_agent.model_cache import ABORTED_PREFIX, PREPARED_MARKER, STAGING, ModelCache
 from party_agent.pipeline import PIPELINE_PATH, json_of, read_pipeline
 
 PIPELINE_COMPONENT = "pipeline"
@@ -69,6 +69,7 @@ class Deployer:
             prepared = record_from_json(marker.read_text(encoding="utf-8"))
             assert prepared is not None
             return prepared.manifest
+        self._refuse_if_aborted(operation_id)
         shutil.rmtree(place, ignore_errors=True)
         target = place / "model"
         target.mkdir(parents=True)
@@ -76,6 +77,7 @@ class Deployer:
             source_dir = self.cache.version_dir(source)
             with self.cache.locks.read(self.cache.lock_key(source)):
                 self._build(source_dir, target, request)
+            self._refuse_if_aborted(operation_id)  # the abort came while this prepare ran late
             fsync_tree(target)
             manifest = scan(target)
             pipeline = read_pipeline(target)
@@ -190,10 +192,16 @@ class Deployer:
         return published
 
     def abort(self, operation_id: str) -> int:
+        """Drop what this operation prepared here, and remember the abort so a late prepare stops too."""
+        (self.cache.root / STAGING / f"{ABORTED_PREFIX}{operation_id}").touch()
         places = self._prepared(operation_id)
         for place in places:
             shutil.rmtree(place, ignore_errors=True)
         return len(places)
+
+    def _refuse_if_aborted(self, operation_id: str) -> None:
+        if (self.cache.root / STAGING / f"{ABORTED_PREFIX}{operation_id}").exists():
+            raise RegistryError(Reason.CANCELLED, "the coordinator aborted this deploy; nothing was kept")
 
     def _prepared(self, operation_id: str) -> list[Path]:
         validate_name(operation_id, "operation id")

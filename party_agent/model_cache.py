@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,6 +27,9 @@ STAGING = ".staging"
 TRASH = ".trash"
 # Marks a staged directory that a two-phase operation prepared: kept across restarts.
 PREPARED_MARKER = "prepared.json"
+# Remembers an aborted two-phase operation in staging, so a prepare arriving late does not stay.
+ABORTED_PREFIX = "aborted-"
+ABORTED_KEEP_SECONDS = 7 * 24 * 3600
 
 
 class VersionLocks:
@@ -143,5 +147,9 @@ class ModelCache:
             for leftover in (self.root / sub).iterdir():
                 if (leftover / PREPARED_MARKER).exists():
                     continue  # a deploy prepared here waits for the coordinator's commit or abort
+                if leftover.name.startswith(ABORTED_PREFIX):
+                    if time.time() - leftover.stat().st_mtime > ABORTED_KEEP_SECONDS:
+                        leftover.unlink()
+                    continue
                 shutil.rmtree(leftover, ignore_errors=True)
         return done

@@ -362,5 +362,5 @@ def test_bad_input_is_refused_and_changes_nothing(
         assert needle in json.dumps(answer), (args, answer)
     after = {p: _versions(fed, p, "guest" if p == "9999" else "host", model.model_id) for p in ("9999", "10000")}
     assert after == before
-    staging = [p for party in ("9999", "10000") for p in (fed.model_cache(party) / ".staging").iterdir()]
+    staging = [p for party in ("9999", "10000") for p in (fed.model_cache(party) / ".staging").glob("prep-*")]
     assert staging == []
