@@ -126,6 +126,27 @@ def register_servicer(
     server.add_registered_method_handlers(service_name, handlers)  # type: ignore[attr-defined]  # grpc-stubs lag
 
 
+def archive_handlers(
+    import_raw: Callable[[Any, grpc.ServicerContext], Any],
+    import_response: Any,
+    export_raw: Callable[[Any, grpc.ServicerContext], Any],
+    export_request: Any,
+) -> dict[str, Handler]:
+    """ImportModel and ExportModel handlers that take and give serialized archive messages.
+
+    The import handler receives raw request bytes and the export handler yields raw response
+    bytes, so archive chunks cross the server without protobuf decoding or encoding them.
+    """
+    return {
+        "ImportModel": grpc.stream_unary_rpc_method_handler(
+            import_raw, request_deserializer=None, response_serializer=import_response.SerializeToString
+        ),
+        "ExportModel": grpc.unary_stream_rpc_method_handler(
+            export_raw, request_deserializer=export_request.FromString, response_serializer=None
+        ),
+    }
+
+
 @dataclass
 class RunningServer:
     server: grpc.Server

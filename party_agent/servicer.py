@@ -14,6 +14,7 @@ from fate_registry.agent.v1 import agent_pb2, agent_pb2_grpc
 from fate_registry.channels import OPERATION_ID_KEY, TICKET_KEY
 from fate_registry.chunks import chunk_payload, encode_chunk
 from fate_registry.errors import Reason, RegistryError
+from fate_registry.grpc_server import archive_handlers
 from fate_registry.unimplemented import fill_unimplemented
 from fate_registry.v1.common_pb2 import ImportModelHeader, ManifestEntry, PartyModelInfo, PartyModelRef
 from party_agent.checkpoints import list_checkpoints, read_checkpoint
@@ -124,18 +125,9 @@ class AgentServicer(agent_pb2_grpc.PartyAgentServiceServicer):
                 self.tickets.finish(ticket, None)
 
     def raw_handlers(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
-        return {
-            "ImportModel": grpc.stream_unary_rpc_method_handler(
-                self.import_raw,
-                request_deserializer=None,
-                response_serializer=agent_pb2.ImportModelResponse.SerializeToString,
-            ),
-            "ExportModel": grpc.unary_stream_rpc_method_handler(
-                self.export_raw,
-                request_deserializer=agent_pb2.ExportModelRequest.FromString,
-                response_serializer=None,
-            ),
-        }
+        return archive_handlers(
+            self.import_raw, agent_pb2.ImportModelResponse, self.export_raw, agent_pb2.ExportModelRequest
+        )
 
     def ExpectTransfer(
         self, request: agent_pb2.ExpectTransferRequest, context: grpc.ServicerContext

@@ -11,6 +11,7 @@ import grpc
 
 from fate_registry.agent.v1 import agent_pb2
 from fate_registry.errors import Reason, RegistryError, Retcode, missing_keys
+from fate_registry.grpc_server import archive_handlers
 from fate_registry.identity import validate_name
 from fate_registry.unimplemented import fill_unimplemented
 from fate_registry.v1 import registry_pb2, registry_pb2_grpc
@@ -85,19 +86,9 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             op.results.append(ok(ref))
 
     def raw_handlers(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
-        """Import and export handlers that move chunks without decoding them."""
-        return {
-            "ImportModel": grpc.stream_unary_rpc_method_handler(
-                self.import_raw,
-                request_deserializer=None,
-                response_serializer=registry_pb2.ImportModelResponse.SerializeToString,
-            ),
-            "ExportModel": grpc.unary_stream_rpc_method_handler(
-                self.export_raw,
-                request_deserializer=registry_pb2.ExportModelRequest.FromString,
-                response_serializer=None,
-            ),
-        }
+        return archive_handlers(
+            self.import_raw, registry_pb2.ImportModelResponse, self.export_raw, registry_pb2.ExportModelRequest
+        )
 
     def BeginTransfer(
         self, request: registry_pb2.BeginTransferRequest, context: grpc.ServicerContext
