@@ -10,9 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 import yaml
 
+from fate_registry.fate import model_service_pb2 as ms
+from fate_registry.fate.model_service_pb2_grpc import ModelServiceStub
 from fate_registry.fate.pipeline_pb2 import Pipeline
 from fate_registry.testing.federation import LocalFederation
 from fate_registry.testing.serving import Faults
@@ -225,6 +228,24 @@ def test_deploy_load_bind_dsl_tags_checkpoints(
     code, by_job = flow(fed, "model", "bind", "-c", _conf(tmp_path, "bindj.json", bind), "-j", child)
     assert code == 0, by_job
 
+    # FATE-Serving's own stubs fetch and list models from an agent as from a peer serving
+    agent = fed.agent_address("10000")
+    with grpc.insecure_channel(agent) as channel:
+        stub = ModelServiceStub(channel)
+        namespace = f"host#10000#{model.model_id}"
+        fetched = stub.modelTransfer(ms.ModelTransferRequest(tableName=child, namespace=namespace), timeout=30)
+        listed_models = stub.queryModel(ms.QueryModelRequest(queryType=0), timeout=30)
+        missing = stub.modelTransfer(ms.ModelTransferRequest(tableName="nosuch", namespace=namespace), timeout=30)
+    assert fetched.statusCode == 0
+    cache = json.loads(fetched.cacheData)
+    assert "pipeline.pipeline:Pipeline" in cache and "hetero_lr_0.model:HeteroLogisticRegressionParam" in cache
+    assert Pipeline.FromString(base64.b64decode(cache["pipeline.pipeline:Pipeline"])).model_version == child
+    assert {(i.tableName, i.namespace) for i in listed_models.modelInfos} >= {
+        (child, namespace),
+        (model.version, namespace),
+    }
+    assert missing.statusCode == 104
+
     # predict DSL and conf files, named as FATE names them
     out = tmp_path / "dsl"
     code, written = flow(
@@ -256,19 +277,30 @@ def test_deploy_load_bind_dsl_tags_checkpoints(
     code, nothing = flow(fed, "model", "tag-model", "-j", child, "-t", "nosuch", "--remove")
     assert code != 0 and nothing["retmsg"] == "Can not found 'nosuch' tag."
 
+    # beyond FATE: unbind and unload through FATE-Serving's own calls
+    code, unbound = flow(
+        fed, "model", "unbind", "--model-id", model.model_id, "--model-version", child, "--service-id", "svc-1"
+    )
+    assert code == 0 and unbound["data"]["guest"] == {"9999": 0}, unbound
+    code, unloaded = flow(fed, "model", "unload", "--model-id", model.model_id, "--model-version", child)
+    assert code == 0 and unloaded["data"] == {
+        "guest": {"9999": 0},
+        "host": {"10000": 0},
+        "detail": unloaded["data"]["detail"],
+    }
+    with pytest.raises(KeyError):
+        _queried(servings["10000"], child, f"host#10000#{model.model_id}")
+
 
 def _queried(server: ServingTestServer, table: str, namespace: str) -> dict[str, Any]:
-    import grpc
-
-    from fate_registry.fate import model_service_pb2 as ms
-    from fate_registry.fate.model_service_pb2_grpc import ModelServiceStub
-
+    """What a FATE-Serving test server holds for a model (KeyError when it holds nothing)."""
     with grpc.insecure_channel(server.address) as channel:
         answer = ModelServiceStub(channel).queryModel(
             ms.QueryModelRequest(queryType=2, tableName=table, namespace=namespace), timeout=10
         )
-    (info,) = answer.modelInfos
-    content: dict[str, Any] = json.loads(info.content)
+    if not answer.modelInfos:
+        raise KeyError(namespace)
+    content: dict[str, Any] = json.loads(answer.modelInfos[0].content)
     return content
 
 
