@@ -266,8 +266,10 @@ class Series:
     def median(self) -> float:
         return statistics.median(self.seconds)
 
-    def median_cpu(self) -> dict[str, float]:
-        return {name: statistics.median(used) for name, used in self.cpu.items()}
+    def mean_cpu(self) -> dict[str, float]:
+        """CPU seconds per run of each process group, averaged: /proc counts in clock ticks (10 ms), too coarse
+        for one run of a few tens of milliseconds, so a median would mostly show the rounding."""
+        return {name: statistics.fmean(used) for name, used in self.cpu.items()}
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -278,7 +280,7 @@ class Series:
             "median_s": round(self.median, 4),
             "min_s": round(min(self.seconds), 4),
             "max_s": round(max(self.seconds), 4),
-            "median_cpu_s": {name: round(used, 3) for name, used in self.median_cpu().items()},
+            "mean_cpu_s": {name: round(used, 4) for name, used in self.mean_cpu().items()},
         }
 
 
@@ -470,11 +472,21 @@ def report(results: Sequence[SizeResult], runs: int, delay: float, total_seconds
                 f"  {'own delay, not the sum' if run.ok else 'OVER'}"
             )
         lines.append("  (k x D: what k slow parties would cost if they were waited for one after another)")
-    lines += ["", "CPU seconds per operation, median across runs (compare with the wall time):"]
+    cpus = os.cpu_count() or 1
+    lines += [
+        "",
+        f"CPU seconds per operation, mean across runs (clock ticks of 10 ms); all / {cpus} CPUs is the least wall"
+        " time that CPU work could take here:",
+    ]
     for r in results:
         for s in (r.deploy, r.load):
-            cells = "  ".join(f"{name} {used:.3f}" for name, used in s.median_cpu().items())
-            lines.append(f"  {r.size:>2} parties {s.operation:<7} {cells}   (wall {s.median:.3f})")
+            used = s.mean_cpu()
+            cells = "  ".join(f"{name} {seconds:.3f}" for name, seconds in used.items())
+            total = sum(used.values())
+            lines.append(
+                f"  {r.size:>2} parties {s.operation:<7} {cells}  | all {total:.3f}, / {cpus} = {total / cpus:.3f}"
+                f"  (wall median {s.median:.3f})"
+            )
     lines += ["", "start-up and memory (RSS after start-up, MiB):"]
     for r in results:
         started = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in r.start_seconds.items())

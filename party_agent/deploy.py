@@ -1,10 +1,7 @@
-"""Deploy on one party, in two phases: prepare the child version in staging, then commit or abort.
+"""Deploy on one party: prepare the child version (fate_flow.md §6.9) for a two-phase commit.
 
-Prepare builds the whole child (chosen components, checkpoint substitutions, the rewritten
-Pipeline, define_meta, manifest) under ``.staging/prep-<operation>-<role>/`` with a
-``prepared.json`` beside it; nothing is visible. Commit publishes it through the journalled rename
-of :class:`ModelCache`; abort deletes it. Both are idempotent, and a prepared child survives an
-agent restart, so the coordinator alone decides its fate (fate_flow.md §6.9, DESIGN §5.1).
+The child holds the chosen components, checkpoint substitutions, the rewritten Pipeline and a
+define_meta of its own; :class:`TwoPhase` keeps it invisible until the coordinator commits.
 """
 
 from __future__ import annotations
@@ -20,15 +17,15 @@ import yaml
 from google.protobuf import json_format
 
 from fate_registry.errors import Reason, RegistryError
-from fate_registry.files import fsync_tree
 from fate_registry.identity import validate_name
 from fate_registry.v1.common_pb2 import PartyModelRef
 from party_agent.buffers import DEFINE_META, read_define_meta
 from party_agent.checkpoints import substitute_checkpoint
 from party_agent.manifest import Manifest, scan
-from party_agent.metadata import PartyModelRecord, record_from_json, record_to_json
-from party_agent.model_cache import ABORTED_PREFIX, PREPARED_MARKER, STAGING, ModelCache
+from party_agent.metadata import PartyModelRecord
+from party_agent.model_cache import ModelCache
 from party_agent.pipeline import PIPELINE_PATH, json_of, read_pipeline
+from party_agent.two_phase import TwoPhase
 
 PIPELINE_COMPONENT = "pipeline"
 
@@ -48,10 +45,7 @@ class DeployRequest:
 class Deployer:
     def __init__(self, cache: ModelCache) -> None:
         self.cache = cache
-
-    def _prepared_dir(self, operation_id: str, role: str) -> Path:
-        validate_name(operation_id, "operation id")
-        return self.cache.root / STAGING / f"prep-{operation_id}-{role}"
+        self.phases = TwoPhase(cache)
 
     def prepare(self, operation_id: str, request: DeployRequest, source_record: PartyModelRecord) -> Manifest:
         source, child = request.source, request.child_version
@@ -63,29 +57,21 @@ class Deployer:
         )
         if self.cache.has_model(child_ref):
             raise RegistryError(Reason.MODEL_EXISTS, f"the child version {child} exists already on this party")
-        place = self._prepared_dir(operation_id, source.role)
-        marker = place / PREPARED_MARKER
-        if marker.exists():  # a retried prepare: the first one finished
-            prepared = record_from_json(marker.read_text(encoding="utf-8"))
-            assert prepared is not None
-            return prepared.manifest
-        self._refuse_if_aborted(operation_id)
-        shutil.rmtree(place, ignore_errors=True)
-        target = place / "model"
-        target.mkdir(parents=True)
+        place = self.phases.place(operation_id, source.role)
+        done = self.phases.prepared(place)
+        if done is not None:  # a retried prepare: the first one finished
+            return done.manifest
+        target = self.phases.start(operation_id, place)
         try:
             source_dir = self.cache.version_dir(source)
             with self.cache.locks.read(self.cache.lock_key(source)):
                 self._build(source_dir, target, request)
-            self._refuse_if_aborted(operation_id)  # the abort came while this prepare ran late
-            fsync_tree(target)
-            manifest = scan(target)
             pipeline = read_pipeline(target)
             record = dataclasses.replace(
                 source_record,
                 model_version=child,
                 job_id=child,
-                manifest=manifest,
+                manifest=scan(target),
                 parent=False,
                 parent_info_json=pipeline.parent_info.decode() or "{}",
                 inference_dsl_json=json.dumps(json_of(pipeline.inference_dsl)),
@@ -95,11 +81,11 @@ class Deployer:
                 imported=False,
                 create_time_ms=0,
             )
-            marker.write_text(record_to_json(record), encoding="utf-8")
+            self.phases.seal(operation_id, place, record)
         except BaseException:
             shutil.rmtree(place, ignore_errors=True)
             raise
-        return manifest
+        return record.manifest
 
     def _build(self, source_dir: Path, target: Path, request: DeployRequest) -> None:
         meta = read_define_meta(source_dir)
@@ -171,38 +157,3 @@ class Deployer:
             json.dumps(json_format.MessageToDict(pipeline, always_print_fields_with_no_presence=True)),
             encoding="utf-8",
         )
-
-    def commit(self, operation_id: str) -> list[PartyModelRef]:
-        """Publish every child this operation prepared here; already published ones are skipped."""
-        published = []
-        for place in self._prepared(operation_id):
-            record = record_from_json((place / PREPARED_MARKER).read_text(encoding="utf-8"))
-            assert record is not None
-            ref = PartyModelRef(
-                role=record.role,
-                party_id=record.party_id,
-                model_id=record.model_id,
-                model_version=record.model_version,
-            )
-            if (place / "model").exists():
-                with self.cache.locks.write(self.cache.lock_key(ref)):
-                    self.cache.publish(place / "model", record, replace=False)
-            shutil.rmtree(place)
-            published.append(ref)
-        return published
-
-    def abort(self, operation_id: str) -> int:
-        """Drop what this operation prepared here, and remember the abort so a late prepare stops too."""
-        (self.cache.root / STAGING / f"{ABORTED_PREFIX}{operation_id}").touch()
-        places = self._prepared(operation_id)
-        for place in places:
-            shutil.rmtree(place, ignore_errors=True)
-        return len(places)
-
-    def _refuse_if_aborted(self, operation_id: str) -> None:
-        if (self.cache.root / STAGING / f"{ABORTED_PREFIX}{operation_id}").exists():
-            raise RegistryError(Reason.CANCELLED, "the coordinator aborted this deploy; nothing was kept")
-
-    def _prepared(self, operation_id: str) -> list[Path]:
-        validate_name(operation_id, "operation id")
-        return sorted((self.cache.root / STAGING).glob(f"prep-{operation_id}-*"))

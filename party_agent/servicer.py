@@ -215,13 +215,13 @@ class AgentServicer(agent_pb2_grpc.PartyAgentServiceServicer):
     def CommitOperation(
         self, request: agent_pb2.CommitOperationRequest, context: grpc.ServicerContext
     ) -> agent_pb2.CommitOperationResponse:
-        self.agent.deployer.commit(request.operation_id)
+        self.agent.deployer.phases.commit(request.operation_id)
         return agent_pb2.CommitOperationResponse()
 
     def AbortOperation(
         self, request: agent_pb2.AbortOperationRequest, context: grpc.ServicerContext
     ) -> agent_pb2.AbortOperationResponse:
-        self.agent.deployer.abort(request.operation_id)
+        self.agent.deployer.phases.abort(request.operation_id)
         return agent_pb2.AbortOperationResponse()
 
     def ListCheckpoints(

@@ -1,0 +1,101 @@
+"""Two-phase changes on one party: prepare a version in staging, then commit or abort it.
+
+A prepared version lives in ``.staging/prep-<operation>-<role>/model`` with ``prepared.json`` (its
+record) beside it, and optionally ``archive.zip`` to be moved to a destination at commit; nothing
+is visible until the commit publishes it through the journalled rename of :class:`ModelCache`.
+Commit and abort are idempotent; a prepared version survives an agent restart, so the coordinator
+alone decides its fate (DESIGN §5.1). An abort is remembered, so a prepare that arrives after it
+leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from fate_registry.errors import Reason, RegistryError
+from fate_registry.files import fsync_dir, fsync_tree
+from fate_registry.identity import validate_name
+from fate_registry.v1.common_pb2 import PartyModelRef
+from party_agent.metadata import PartyModelRecord, record_from_json, record_to_json
+from party_agent.model_cache import ABORTED_PREFIX, PREPARED_MARKER, STAGING, ModelCache
+
+ARCHIVE = "archive.zip"
+ARCHIVE_TARGET = "archive_target"
+
+
+def _ref(record: PartyModelRecord) -> PartyModelRef:
+    return PartyModelRef(
+        role=record.role, party_id=record.party_id, model_id=record.model_id, model_version=record.model_version
+    )
+
+
+class TwoPhase:
+    def __init__(self, cache: ModelCache) -> None:
+        self.cache = cache
+
+    def place(self, operation_id: str, role: str) -> Path:
+        validate_name(operation_id, "operation id")
+        return self.cache.root / STAGING / f"prep-{operation_id}-{role}"
+
+    def prepared(self, place: Path) -> PartyModelRecord | None:
+        """The record of a prepare that finished already (a retried prepare answers with it)."""
+        marker = place / PREPARED_MARKER
+        return record_from_json(marker.read_text(encoding="utf-8")) if marker.exists() else None
+
+    def start(self, operation_id: str, place: Path) -> Path:
+        """A fresh, empty directory to build the version in."""
+        self.refuse_if_aborted(operation_id)
+        shutil.rmtree(place, ignore_errors=True)
+        target = place / "model"
+        target.mkdir(parents=True)
+        return target
+
+    def seal(
+        self, operation_id: str, place: Path, record: PartyModelRecord, archive_target: Path | None = None
+    ) -> None:
+        """Mark the built version prepared; the record's manifest is computed here from the files."""
+        self.refuse_if_aborted(operation_id)  # the abort came while this prepare ran late
+        fsync_tree(place / "model")
+        if archive_target is not None:
+            (place / ARCHIVE_TARGET).write_text(str(archive_target), encoding="utf-8")
+        (place / PREPARED_MARKER).write_text(record_to_json(record), encoding="utf-8")
+        fsync_dir(place)
+
+    def commit(self, operation_id: str) -> list[PartyModelRef]:
+        """Publish every version this operation prepared here; one already published is skipped."""
+        published = []
+        for place in self._places(operation_id):
+            record = self.prepared(place)
+            if record is None:  # a prepare that never finished: nothing to publish
+                shutil.rmtree(place, ignore_errors=True)
+                continue
+            ref = _ref(record)
+            if (place / "model").exists():
+                with self.cache.locks.write(self.cache.lock_key(ref)):
+                    self.cache.publish(place / "model", record, replace=False)
+            target_file = place / ARCHIVE_TARGET
+            if target_file.exists() and (place / ARCHIVE).exists():
+                target = Path(target_file.read_text(encoding="utf-8"))
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(place / ARCHIVE, target)
+                fsync_dir(target.parent)
+            shutil.rmtree(place)
+            published.append(ref)
+        return published
+
+    def abort(self, operation_id: str) -> int:
+        (self.cache.root / STAGING / f"{ABORTED_PREFIX}{operation_id}").touch()
+        places = self._places(operation_id)
+        for place in places:
+            shutil.rmtree(place, ignore_errors=True)
+        return len(places)
+
+    def refuse_if_aborted(self, operation_id: str) -> None:
+        if (self.cache.root / STAGING / f"{ABORTED_PREFIX}{operation_id}").exists():
+            raise RegistryError(Reason.CANCELLED, "the coordinator aborted this operation; nothing was kept")
+
+    def _places(self, operation_id: str) -> list[Path]:
+        validate_name(operation_id, "operation id")
+        return sorted((self.cache.root / STAGING).glob(f"prep-{operation_id}-*"))
