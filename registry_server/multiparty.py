@@ -18,7 +18,8 @@ from typing import Any
 from fate_registry.agent.v1 import agent_pb2
 from fate_registry.config import ServiceConf
 from fate_registry.errors import Reason, RegistryError, Retcode, missing_keys
-from fate_registry.identity import job_ids, validate_name
+from fate_registry.identity import gen_model_id, job_ids, validate_name
+from fate_registry.migration_roles import party_map
 from fate_registry.v1 import registry_pb2 as pb
 from fate_registry.v1.common_pb2 import Party, PartyModelInfo, PartyModelRef, PartyResult, RoleParties
 from registry_server.agents import AgentClients
@@ -227,11 +228,8 @@ class MultiParty:
             )
         child = self.catalog.new_version_id()
         model = Resolved(request.model_id, request.model_version, roles)
-        pending = [PartyResult(role=r, party_id=p, retcode=Retcode.RUNNING, retmsg="running") for r, p in parties]
-        operation_id = self.catalog.start_operation(
-            "deploy", caller, request.model_id, request.model_version, pending=pending
-        )
-        plan = {
+        plan: dict[str, Any] = {
+            "kind": "deploy",
             "model_id": model.model_id,
             "model_version": model.model_version,
             "child": child,
@@ -239,28 +237,117 @@ class MultiParty:
             "parties": parties,
             "parent_info": {"parent_model_id": model.model_id, "parent_model_version": model.model_version},
         }
-        self.catalog.set_plan(operation_id, "preparing", plan)
 
-        def make(role: str, party: str) -> Callable[[float], Any]:
-            message = agent_pb2.PrepareDeployRequest(
+        def make(role: str, party: str) -> agent_pb2.PrepareDeployRequest:
+            return agent_pb2.PrepareDeployRequest(
                 model=self._ref(model, role, party),
                 child_model_version=child,
                 predict_dsl_json=json.dumps(predict_dsl),
                 cpn_step_index=dict(request.cpn_step_index),
                 cpn_step_name=dict(request.cpn_step_name),
             )
-            return lambda timeout: self.agents.unary(party, "PrepareDeploy", message, operation_id, timeout)
+
+        results = self._two_phase("deploy", caller, plan, "PrepareDeploy", make)
+        return pb.DeployModelResponse(model_id=model.model_id, model_version=child, results=results)
+
+    def migrate(self, request: pb.MigrateModelRequest, caller: str) -> pb.MigrateModelResponse:
+        """FATE's migrate (fate_flow.md §6.8), all or nothing: every executing party prepares its
+        rewritten slice and its archive; only when all have are they committed."""
+        missing = [
+            k
+            for k, present in (
+                ("migrate_initiator", request.migrate_initiator.role and request.migrate_initiator.party_id),
+                ("role", request.role),
+                ("migrate_role", request.migrate_role),
+                ("model_id", request.model_id),
+                ("model_version", request.model_version),
+                ("execute_party", request.execute_party),
+            )
+            if not present
+        ]
+        if missing:
+            raise missing_keys(missing)
+        old = {r: list(p.party_ids) for r, p in request.role.items()}
+        new = {r: list(p.party_ids) for r, p in request.migrate_role.items()}
+        party_map(old, new)  # FATE's checks of the two role maps, with FATE's messages
+        execute = {r: list(dict.fromkeys(p.party_ids)) for r, p in request.execute_party.items()}
+        for role, ids in execute.items():
+            outside = [i for i in ids if i not in old.get(role, [])]
+            if outside:
+                raise RegistryError(
+                    Reason.INVALID_ARGUMENT,
+                    f"execute_party {role} {', '.join(outside)} is not in the model's role {role}: {old.get(role, [])}",
+                )
+        job_id = self.catalog.new_version_id()
+        unify = request.unify_model_version or job_id
+        validate_name(unify, "unify_model_version")
+        new_model_id = gen_model_id(new)
+        parties = [(r, p) for r, ids in execute.items() for p in ids]
+        plan: dict[str, Any] = {
+            "kind": "migrate",
+            "model_id": request.model_id,
+            "model_version": request.model_version,
+            "new_model_id": new_model_id,
+            "child": unify,
+            "parties": parties,
+        }
+
+        def make(role: str, party: str) -> agent_pb2.PrepareMigrateRequest:
+            return agent_pb2.PrepareMigrateRequest(
+                model=PartyModelRef(
+                    role=role, party_id=party, model_id=request.model_id, model_version=request.model_version
+                ),
+                role=request.role,
+                migrate_role=request.migrate_role,
+                migrate_initiator=request.migrate_initiator,
+                new_model_version=unify,
+            )
+
+        results = self._two_phase("migrate", caller, plan, "PrepareMigrate", make)
+        prepared: dict[str, dict[str, str]] = plan.get("prepared", {})
+        archives = [
+            pb.MigratedArchive(party=Party(role=r, party_id=p), path=prepared[f"{r}#{p}"]["archive"])
+            for r, p in parties
+            if f"{r}#{p}" in prepared and all(x.retcode == 0 for x in results)
+        ]
+        return pb.MigrateModelResponse(
+            job_id=job_id, model_id=new_model_id, model_version=unify, results=results, archives=archives
+        )
+
+    def _two_phase(
+        self,
+        operation: str,
+        caller: str,
+        plan: dict[str, Any],
+        prepare: str,
+        make: Callable[[str, str], Any],
+    ) -> list[PartyResult]:
+        """Prepare on every party at once; commit everywhere if all prepared, else abort everywhere.
+
+        The plan, and then the decision, are written to the operation log before they are acted on.
+        """
+        parties = plan["parties"]
+        pending = [PartyResult(role=r, party_id=p, retcode=Retcode.RUNNING, retmsg="running") for r, p in parties]
+        operation_id = self.catalog.start_operation(
+            operation, caller, plan["model_id"], plan["model_version"], pending=pending
+        )
+        self.catalog.set_plan(operation_id, "preparing", plan)
+
+        def call(role: str, party: str) -> Callable[[float], Any]:
+            message = make(role, party)
+            return lambda timeout: self.agents.unary(party, prepare, message, operation_id, timeout)
 
         answers = self.fanout.parties(
-            [PartyCall(r, p, make(r, p), idempotent=True) for r, p in parties], self.conf.coordinator.deploy_timeout
+            [PartyCall(r, p, call(r, p), idempotent=True) for r, p in parties], self.conf.coordinator.deploy_timeout
         )
         prepared = [a for a in answers if not isinstance(a, RegistryError)]
-        if len(prepared) == len(answers):
-            plan["digests"] = {f"{r}#{p}": a.manifest_digest for (r, p), a in zip(parties, prepared, strict=True)}
-            results = self._commit(operation_id, plan)
-        else:
-            results = self._abort(operation_id, plan, answers)
-        return pb.DeployModelResponse(model_id=model.model_id, model_version=child, results=results)
+        if len(prepared) < len(answers):
+            return self._abort(operation_id, plan, answers)
+        plan["prepared"] = {
+            f"{r}#{p}": {"digest": a.manifest_digest, "archive": getattr(a, "archive_path", "")}
+            for (r, p), a in zip(parties, prepared, strict=True)
+        }
+        return self._commit(operation_id, plan)
 
     def _detail(self, rows: Sequence[PartyModelInfo], roles: Roles) -> PartyModelInfo:
         """The initiator's (else a guest's, else any) party detail: its train DSL and whether it is a parent."""
@@ -327,6 +414,8 @@ class MultiParty:
         return self._finish_commit(operation_id, plan)
 
     def _finish_commit(self, operation_id: str, plan: Mapping[str, Any]) -> list[PartyResult]:
+        if plan.get("kind") == "migrate":
+            return self._finish_migrate(operation_id, plan)
         results = []
         for role, party in plan["parties"]:
             self.catalog.record(
@@ -338,13 +427,27 @@ class MultiParty:
                     roles_json=json.dumps(plan["roles"]),
                     parent=False,
                     parent_info_json=json.dumps(plan["parent_info"]),
-                    manifest_digest=plan.get("digests", {}).get(f"{role}#{party}", ""),
+                    manifest_digest=plan.get("prepared", {}).get(f"{role}#{party}", {}).get("digest", ""),
                     job_id=plan["child"],
                 )
             )
             results.append(
                 PartyResult(role=role, party_id=party, retcode=0, retmsg=f"deploy model of role {role} {party} success")
             )
+        self.catalog.finish_operation(operation_id, "success", results, Retcode.SUCCESS, "success")
+        return results
+
+    def _finish_migrate(self, operation_id: str, plan: Mapping[str, Any]) -> list[PartyResult]:
+        """FATE's answer text per party; the migrated slices belong to another federation, not this catalog."""
+        results = []
+        for role, party in plan["parties"]:
+            archive = plan.get("prepared", {}).get(f"{role}#{party}", {}).get("archive", "")
+            message = (
+                "Migrating model successfully. The configuration of model has been modified automatically. "
+                f"New model id is: {plan['new_model_id']}, model version is: {plan['child']}. "
+                f"Model files can be found at '{archive}'."
+            )
+            results.append(PartyResult(role=role, party_id=party, retcode=0, retmsg=message))
         self.catalog.finish_operation(operation_id, "success", results, Retcode.SUCCESS, "success")
         return results
 
@@ -361,7 +464,7 @@ class MultiParty:
                         role=role,
                         party_id=party,
                         retcode=Retcode.FEDERATED_ERROR,
-                        retmsg=f"deploy model of role {role} {party} rolled back: another party failed",
+                        retmsg=f"{plan.get('kind', 'deploy')} on role {role} {party} rolled back: another party failed",
                         reason="ABORTED",
                     )
                 )

@@ -186,6 +186,11 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
     ) -> registry_pb2.UnbindModelResponse:
         return self.multiparty.unbind(request, context.peer())
 
+    def MigrateModel(
+        self, request: registry_pb2.MigrateModelRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.MigrateModelResponse:
+        return self.multiparty.migrate(request, context.peer())
+
     def DeployModel(
         self, request: registry_pb2.DeployModelRequest, context: grpc.ServicerContext
     ) -> registry_pb2.DeployModelResponse:

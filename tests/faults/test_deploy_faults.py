@@ -47,6 +47,15 @@ FEDERATED_ERROR = 104  # a party that prepared and was rolled back because anoth
 NOT_FOUND = "cannot find model"
 
 
+class KnownGap(AssertionError):
+    """The symptom of a bug named in a test's xfail reason; any other failure still fails the test."""
+
+
+def expect_fixed(condition: bool, symptom: str) -> None:
+    if not condition:
+        raise KnownGap(symptom)
+
+
 # -- fixtures ---------------------------------------------------------------------------------------
 
 
@@ -113,7 +122,15 @@ def deploy(cluster: Cluster, model: GeneratedModel) -> tuple[int, dict[str, Any]
 def deploy_operations(cluster: Cluster, model: GeneratedModel) -> list[dict[str, Any]]:
     """The deploys of ``model`` in the coordinator's operation log, newest first."""
     code, answer = flow(
-        cluster, "operation", "list", "--model-version", model.version, "--operation", "deploy", "--model-id", model.model_id
+        cluster,
+        "operation",
+        "list",
+        "--model-version",
+        model.version,
+        "--operation",
+        "deploy",
+        "--model-id",
+        model.model_id,
     )
     assert code == 0, answer
     operations: list[dict[str, Any]] = answer["data"]
@@ -148,6 +165,12 @@ def has_prepared(cluster: Cluster, role: str) -> Path | None:
     party = PARTY_OF[role]
     found = sorted((cluster.model_cache(party) / ".staging").glob(f"prep-*-{role}/prepared.json"))
     return found[0] if found else None
+
+
+def all_prepared(cluster: Cluster, *roles: str) -> list[Path]:
+    """The prepared.json of each role, once every one of them has prepared (else empty)."""
+    found = [has_prepared(cluster, role) for role in roles]
+    return [p for p in found if p is not None] if all(found) else []
 
 
 def assert_no_child_anywhere(cluster: Cluster, model: GeneratedModel, child: str) -> None:
@@ -209,9 +232,7 @@ def test_agent_killed_deploy_rolls_back_then_succeeds_after_restart(
     else:  # while its prepare is in flight: the others have prepared, the host never answers
         cluster.pause(host)
         with flow_in_background(cluster, *deploy_args(parent)) as running:
-            wait_until(
-                lambda: has_prepared(cluster, "guest") and has_prepared(cluster, "arbiter"), WAIT, "guest and arbiter prepared"
-            )
+            wait_until(lambda: all_prepared(cluster, "guest", "arbiter"), WAIT, "guest and arbiter prepared")
             cluster.kill(host)
             out, err = running.communicate(timeout=WAIT)
         assert "Traceback" not in out + err, err
@@ -274,6 +295,7 @@ def test_agent_slower_than_its_deadline(cluster: Cluster, parent: GeneratedModel
 
 @pytest.mark.xfail(
     strict=True,
+    raises=KnownGap,
     reason=(
         "MultiParty._abort marks the deploy 'failed' even when a party did not acknowledge the abort, "
         "so neither the maintenance loop nor a restarted coordinator ever resends it, and the agent "
@@ -300,31 +322,38 @@ def test_abort_missed_by_a_slow_party_is_resent(cluster: Cluster, parent: Genera
     refresh_party(cluster, parent, "host")
     cluster.restart(host)
     cluster.restart(COORDINATOR)  # the recovery that should resend the unacknowledged abort
-    assert prepared_dirs(cluster, PARTY_OF["host"]) == []  # ... but the host still holds it
+    for role in PARTY_OF:
+        assert versions(cluster, parent, role) == {parent.version}, role  # no child published
+    expect_fixed(
+        prepared_dirs(cluster, PARTY_OF["host"]) == [],
+        f"the host still holds the prepared child: {prepared_dirs(cluster, PARTY_OF['host'])}",
+    )
     assert_no_child_anywhere(cluster, parent, child)
 
 
 # -- c. the coordinator killed between prepare and commit ---------------------------------------------
 
 
+@pytest.mark.xfail(
+    strict=True,
+    raises=KnownGap,
+    reason=(
+        "MultiParty.recover finishes a rolled back deploy with an empty result list "
+        "(catalog.finish_operation(operation_id, 'rolled_back', [], ...)), so `flow operation list` "
+        "loses every party's result; everything else in this case is checked and passes"
+    ),
+)
 def test_coordinator_killed_between_prepare_and_commit_rolls_back_on_restart(
     cluster: Cluster, parent: GeneratedModel
 ) -> None:
     arbiter, host = agent_name(PARTY_OF["arbiter"]), agent_name(PARTY_OF["host"])
     cluster.pause(arbiter)  # its prepare hangs: the deploy stays between prepare and commit
     with flow_in_background(cluster, *deploy_args(parent)) as running:
-        prepared = wait_until(
-            lambda: (has_prepared(cluster, "guest"), has_prepared(cluster, "host"))
-            if has_prepared(cluster, "guest") and has_prepared(cluster, "host")
-            else None,
-            WAIT,
-            "guest and host prepared",
-        )
+        prepared = wait_until(lambda: all_prepared(cluster, "guest", "host"), WAIT, "guest and host prepared")
         cluster.kill(COORDINATOR)
         out, err = running.communicate(timeout=WAIT)
     assert running.returncode != 0 and "Traceback" not in out + err, err
-    children = {json.loads(p.read_text(encoding="utf-8"))["model_version"] for p in prepared if p is not None}
-    (child,) = children
+    (child,) = {json.loads(p.read_text(encoding="utf-8"))["model_version"] for p in prepared}
     cluster.resume(arbiter)
 
     # in doubt: the prepared children wait for the coordinator, across an agent restart too
@@ -339,11 +368,13 @@ def test_coordinator_killed_between_prepare_and_commit_rolls_back_on_restart(
     (operation,) = deploy_operations(cluster, parent)
     assert operation["status"] == "rolled_back" and operation["end_date"], operation
     assert operation["retcode"] != 0 and "rolled back" in operation["retmsg"], operation
-    parties = operation.get("parties", {})
-    for role, party in PARTY_OF.items():
-        assert parties.get(role) == {party: FEDERATED_ERROR}, operation
-        assert "rolled back" in parties["detail"][role][party]["retmsg"], operation
 
-    code, again = deploy(cluster, parent)
+    code, again = deploy(cluster, parent)  # the federation deploys again after the recovery
     assert code == 0, again
     assert_deployed_everywhere(cluster, parent, again)
+
+    parties = operation.get("parties") or {}
+    expect_fixed(
+        all(parties.get(role) == {party: FEDERATED_ERROR} for role, party in PARTY_OF.items()),
+        f"the rolled back deploy carries no per-party results in the operation log: {operation}",
+    )
