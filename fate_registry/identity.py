@@ -43,6 +43,12 @@ def _sorted_ids(ids: Iterable[PartyId]) -> list[str]:
     return sorted(str(i) for i in unique)
 
 
+def typed_ids(ids: Iterable[PartyId]) -> list[PartyId]:
+    """Party ids as FATE would have them from a JSON conf: numeric strings become ints, so that
+    :func:`gen_model_id` sorts ``["99", "100"]`` as FATE sorts ``[99, 100]``."""
+    return [int(i) if isinstance(i, str) and i.isdigit() else i for i in ids]
+
+
 def gen_model_id(roles: RoleMap) -> str:
     """``arbiter-10000#guest-9999#host-10000#model`` from ``{"guest": [9999], ...}``."""
     if not roles:

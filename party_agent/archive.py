@@ -8,6 +8,7 @@ file; FATE-Flow ignores the extra file, and FATE's own archives simply lack it.
 from __future__ import annotations
 
 import hashlib
+import json
 import time
 import zlib
 from collections.abc import Iterable, Iterator, Mapping
@@ -16,6 +17,7 @@ from pathlib import Path, PurePosixPath
 
 from fate_registry.errors import Reason, RegistryError
 from fate_registry.identity import MAX_NAME_LENGTH
+from fate_registry.v1.common_pb2 import PartyModelRef
 from party_agent.manifest import ARCHIVE_ONLY_FILES, MANIFEST_ENTRY, FileRecord, Manifest, hash_file
 from party_agent.zipstream import StreamingUnzip, ZipWriter
 
@@ -124,3 +126,17 @@ def stream_archive(
         pending += writer.header(name, len(data), zlib.crc32(data), now) + data
     pending += writer.finish()
     yield bytes(pending)
+
+
+def import_model_json(ref: PartyModelRef, file_name: str) -> bytes:
+    """FATE's ``import_model.json``, written into every archive (fate_flow.md §3.4)."""
+    party: int | str = int(ref.party_id) if ref.party_id.isdigit() else ref.party_id
+    body = {
+        "role": ref.role,
+        "party_id": party,
+        "model_id": ref.model_id,
+        "model_version": ref.model_version,
+        "file": file_name,
+        "force_update": False,
+    }
+    return json.dumps(body, indent=4).encode()

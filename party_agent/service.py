@@ -23,6 +23,7 @@ from fate_registry.v1.common_pb2 import (
     PartyModelRef,
 )
 from party_agent import archive, serving
+from party_agent.archive import import_model_json
 from party_agent.buffers import base64_length, buffers, verified_base64
 from party_agent.deploy import Deployer, DeployRequest
 from party_agent.manifest import MANIFEST_ENTRY, FileRecord, Manifest, hash_file, scan
@@ -71,20 +72,6 @@ class ExportPiece:
     header: ExportModelHeader | None = None
     chunk: bytes = b""
     trailer: ExportModelTrailer | None = None
-
-
-def import_model_json(ref: PartyModelRef, file_name: str) -> bytes:
-    """FATE's ``import_model.json``, written into every archive (fate_flow.md §3.4)."""
-    party: int | str = int(ref.party_id) if ref.party_id.isdigit() else ref.party_id
-    body = {
-        "role": ref.role,
-        "party_id": party,
-        "model_id": ref.model_id,
-        "model_version": ref.model_version,
-        "file": file_name,
-        "force_update": False,
-    }
-    return json.dumps(body, indent=4).encode()
 
 
 def _dsl_version(record: PartyModelRecord) -> int:

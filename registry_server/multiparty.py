@@ -452,40 +452,77 @@ class MultiParty:
         return results
 
     def _abort(self, operation_id: str, plan: dict[str, Any], answers: Sequence[Any]) -> list[PartyResult]:
-        self.catalog.set_plan(operation_id, "aborting", plan)
-        self._decide(operation_id, plan, "AbortOperation")
-        results = []
+        """Abort everywhere. Each party's outcome is kept in the plan, so that an abort a party did not
+        confirm is resent by the maintenance loop (and after a restart) until it is."""
+        kind = plan.get("kind", "deploy")
+        outcome = []
         for (role, party), answer in zip(plan["parties"], answers, strict=True):
             if isinstance(answer, RegistryError):
-                results.append(_result(role, party, answer))
+                outcome.append(_result(role, party, answer))
             else:
-                results.append(
+                message = f"{kind} on role {role} {party} rolled back: another party failed"
+                outcome.append(
                     PartyResult(
-                        role=role,
-                        party_id=party,
-                        retcode=Retcode.FEDERATED_ERROR,
-                        retmsg=f"{plan.get('kind', 'deploy')} on role {role} {party} rolled back: another party failed",
-                        reason="ABORTED",
+                        role=role, party_id=party, retcode=Retcode.FEDERATED_ERROR, retmsg=message, reason="ABORTED"
                     )
                 )
-        self.catalog.finish_operation(operation_id, "failed", results, Retcode.ARGUMENT_ERROR, "failed")
+        plan["outcome"] = [_result_dict(r) for r in outcome]
+        self.catalog.set_plan(operation_id, "aborting", plan)
+        return self._finish_abort(operation_id, plan, "failed")
+
+    def _finish_abort(self, operation_id: str, plan: dict[str, Any], status: str) -> list[PartyResult]:
+        acks = dict(zip(self._party_ids(plan), self._decide(operation_id, plan, "AbortOperation"), strict=True))
+        results = [PartyResult(**r) for r in plan["outcome"]]
+        unconfirmed = [p for p, a in acks.items() if isinstance(a, RegistryError)]
+        if unconfirmed:
+            for r in results:
+                if r.party_id in unconfirmed:
+                    r.retmsg += "; the abort is not confirmed yet and is resent until it is"
+            log.info("%s %s: abort not yet confirmed by %s", plan.get("kind"), operation_id, ", ".join(unconfirmed))
+            return results  # stays "aborting": the maintenance loop resends it
+        retcode = Retcode.ARGUMENT_ERROR if status == "failed" else Retcode.OPERATING_ERROR
+        message = (
+            "failed" if status == "failed" else "rolled back: the coordinator stopped before every party had prepared"
+        )
+        self.catalog.finish_operation(operation_id, status, results, retcode, message)
         return results
 
     def recover(self, at_start: bool) -> None:
-        """Finish decided deploys (commit or abort again); at start, also abort those caught preparing."""
+        """Finish decided operations (commit or abort again); at start, also abort those caught preparing."""
         statuses = ["committing", "aborting", *(["preparing"] if at_start else [])]
         for operation_id, status, plan in self.catalog.unfinished(statuses):
             try:
                 if status == "committing":
                     self._commit(operation_id, plan)
-                    log.info("deploy %s: commit finished after a restart", operation_id)
-                else:
+                    log.info("%s %s: commit finished", plan.get("kind"), operation_id)
+                    continue
+                if "outcome" not in plan:  # caught preparing: every party is rolled back
+                    kind = plan.get("kind", "deploy")
+                    plan["outcome"] = [
+                        _result_dict(
+                            PartyResult(
+                                role=role,
+                                party_id=party,
+                                retcode=Retcode.FEDERATED_ERROR,
+                                reason="ABORTED",
+                                retmsg=f"{kind} on role {role} {party} rolled back: the coordinator stopped "
+                                "before every party had prepared",
+                            )
+                        )
+                        for role, party in plan["parties"]
+                    ]
+                    plan["rolled_back"] = True
                     self.catalog.set_plan(operation_id, "aborting", plan)
-                    answers = self._decide(operation_id, plan, "AbortOperation")
-                    if any(isinstance(a, RegistryError) for a in answers):
-                        continue  # an agent is away: try again on the next pass
-                    message = "rolled back: the coordinator stopped before every party had prepared"
-                    self.catalog.finish_operation(operation_id, "rolled_back", [], Retcode.OPERATING_ERROR, message)
-                    log.info("deploy %s: %s", operation_id, message)
+                self._finish_abort(operation_id, plan, "rolled_back" if plan.get("rolled_back") else "failed")
             except RegistryError as exc:
-                log.info("deploy %s: recovery deferred: %s", operation_id, exc.message)
+                log.info("%s %s: recovery deferred: %s", plan.get("kind"), operation_id, exc.message)
+
+
+def _result_dict(result: PartyResult) -> dict[str, Any]:
+    return {
+        "role": result.role,
+        "party_id": result.party_id,
+        "retcode": result.retcode,
+        "retmsg": result.retmsg,
+        "reason": result.reason,
+    }

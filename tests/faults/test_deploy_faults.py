@@ -47,15 +47,6 @@ FEDERATED_ERROR = 104  # a party that prepared and was rolled back because anoth
 NOT_FOUND = "cannot find model"
 
 
-class KnownGap(AssertionError):
-    """The symptom of a bug named in a test's xfail reason; any other failure still fails the test."""
-
-
-def expect_fixed(condition: bool, symptom: str) -> None:
-    if not condition:
-        raise KnownGap(symptom)
-
-
 # -- fixtures ---------------------------------------------------------------------------------------
 
 
@@ -108,7 +99,15 @@ def flow_in_background(cluster: Cluster, *args: str) -> Iterator[subprocess.Pope
     finally:
         if process.poll() is None:
             process.kill()
-        process.communicate(timeout=WAIT)
+            process.communicate(timeout=WAIT)
+
+
+def answer_of(running: subprocess.Popen[str]) -> tuple[int, dict[str, Any]]:
+    """Wait (bounded) for a background ``flow`` to end; its exit code and JSON answer."""
+    out, err = running.communicate(timeout=WAIT)
+    assert "Traceback" not in out + err, err
+    answer: dict[str, Any] = json.loads(out)
+    return running.returncode, answer
 
 
 def deploy_args(model: GeneratedModel) -> list[str]:
@@ -234,9 +233,7 @@ def test_agent_killed_deploy_rolls_back_then_succeeds_after_restart(
         with flow_in_background(cluster, *deploy_args(parent)) as running:
             wait_until(lambda: all_prepared(cluster, "guest", "arbiter"), WAIT, "guest and arbiter prepared")
             cluster.kill(host)
-            out, err = running.communicate(timeout=WAIT)
-        assert "Traceback" not in out + err, err
-        code, answer = running.returncode, json.loads(out)
+            code, answer = answer_of(running)
 
     assert code != 0
     assert_rolled_back_answer(answer, "host", {"PARTY_UNAVAILABLE", "DEADLINE_EXCEEDED"})
@@ -293,15 +290,6 @@ def test_agent_slower_than_its_deadline(cluster: Cluster, parent: GeneratedModel
     assert_deployed_everywhere(cluster, parent, again)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=KnownGap,
-    reason=(
-        "MultiParty._abort marks the deploy 'failed' even when a party did not acknowledge the abort, "
-        "so neither the maintenance loop nor a restarted coordinator ever resends it, and the agent "
-        "keeps its prepared child in .staging/prep-<op>-<role>/ for ever (it survives agent restarts)"
-    ),
-)
 def test_abort_missed_by_a_slow_party_is_resent(cluster: Cluster, parent: GeneratedModel) -> None:
     """The arbiter is stopped before the deploy, so it fails; the host prepares, then is stopped
     before the coordinator's abort reaches it, so the abort passes its deadline there. Resumed,
@@ -311,9 +299,8 @@ def test_abort_missed_by_a_slow_party_is_resent(cluster: Cluster, parent: Genera
     with flow_in_background(cluster, *deploy_args(parent)) as running:
         wait_until(lambda: has_prepared(cluster, "host"), WAIT, "the host prepared")
         cluster.pause(host)
-        out, err = running.communicate(timeout=WAIT)
-    answer = json.loads(out)
-    assert running.returncode != 0 and answer["data"]["arbiter"] == {"10001": CONNECTION_ERROR}, answer
+        code, answer = answer_of(running)
+    assert code != 0 and answer["data"]["arbiter"] == {"10001": CONNECTION_ERROR}, answer
     assert answer["data"]["host"] == {"10000": FEDERATED_ERROR}, answer  # reported rolled back ...
     child = answer["data"]["model_version"]
 
@@ -324,25 +311,13 @@ def test_abort_missed_by_a_slow_party_is_resent(cluster: Cluster, parent: Genera
     cluster.restart(COORDINATOR)  # the recovery that should resend the unacknowledged abort
     for role in PARTY_OF:
         assert versions(cluster, parent, role) == {parent.version}, role  # no child published
-    expect_fixed(
-        prepared_dirs(cluster, PARTY_OF["host"]) == [],
-        f"the host still holds the prepared child: {prepared_dirs(cluster, PARTY_OF['host'])}",
-    )
+    assert prepared_dirs(cluster, PARTY_OF["host"]) == [], "the abort was resent: the host holds no prepared child"
     assert_no_child_anywhere(cluster, parent, child)
 
 
 # -- c. the coordinator killed between prepare and commit ---------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=KnownGap,
-    reason=(
-        "MultiParty.recover finishes a rolled back deploy with an empty result list "
-        "(catalog.finish_operation(operation_id, 'rolled_back', [], ...)), so `flow operation list` "
-        "loses every party's result; everything else in this case is checked and passes"
-    ),
-)
 def test_coordinator_killed_between_prepare_and_commit_rolls_back_on_restart(
     cluster: Cluster, parent: GeneratedModel
 ) -> None:
@@ -351,8 +326,9 @@ def test_coordinator_killed_between_prepare_and_commit_rolls_back_on_restart(
     with flow_in_background(cluster, *deploy_args(parent)) as running:
         prepared = wait_until(lambda: all_prepared(cluster, "guest", "host"), WAIT, "guest and host prepared")
         cluster.kill(COORDINATOR)
-        out, err = running.communicate(timeout=WAIT)
-    assert running.returncode != 0 and "Traceback" not in out + err, err
+        code, answer = answer_of(running)
+    assert code != 0 and answer["retcode"] == CONNECTION_ERROR, answer  # the coordinator went away mid-call
+    assert "cannot reach the registry" in answer["retmsg"], answer
     (child,) = {json.loads(p.read_text(encoding="utf-8"))["model_version"] for p in prepared}
     cluster.resume(arbiter)
 
@@ -374,7 +350,4 @@ def test_coordinator_killed_between_prepare_and_commit_rolls_back_on_restart(
     assert_deployed_everywhere(cluster, parent, again)
 
     parties = operation.get("parties") or {}
-    expect_fixed(
-        all(parties.get(role) == {party: FEDERATED_ERROR} for role, party in PARTY_OF.items()),
-        f"the rolled back deploy carries no per-party results in the operation log: {operation}",
-    )
+    assert all(parties.get(role) == {party: FEDERATED_ERROR} for role, party in PARTY_OF.items()), operation
