@@ -5,18 +5,18 @@ Run from the repository root::
     .venv/bin/python -m bench.fanout [--runs 5] [--parties 1,3,16] [--delay 1.0] [--workdir DIR] [--keep]
 
 For each federation size N it starts N FATE-Serving test servers (one per party, each its own process)
-and a real federation (``fate-registry up``: a coordinator and one agent per party, each a process),
-generates a small HeteroLR model with guest ``9999`` and hosts ``10000`` … ``10000+N-2`` (for N = 1
-the one party plays guest and host: the model factory needs both roles), imports every party's slice
-through the SDK (untimed), warms up with one untimed deploy and load, then times ``--runs`` times the
-SDK's ``deploy_model`` (the whole two-phase operation: a new child of the same parent each time) and
-``load_model`` of that child (every guest and host agent calls ``publishLoad`` on its FATE-Serving,
-which pulls the model back from the agent). For N > 1 it adds single slow runs: deploy while one host
-agent is paused with SIGSTOP for ``--delay`` seconds (SIGCONT from a timer thread), load while that
-host's FATE-Serving delays each answer by ``--delay`` seconds, and load while every FATE-Serving does.
-It prints a table (median, min, max, ratio to the single-party median, the slow runs beside the delay
-and the no-slow median, CPU seconds per process group, start-up time and memory) and, last, one JSON
-line with every figure.
+and a real federation (``fate-registry up``: a coordinator and one agent per party, each a process);
+all sizes stay up together and their runs are interleaved. It generates a small HeteroLR model with
+guest ``9999`` and hosts ``10000`` … ``10000+N-2`` (for N = 1 the one party plays guest and host: the
+model factory needs both roles), imports every party's slice through the SDK (untimed), warms up with
+one untimed deploy and load, then times ``--runs`` rounds of the SDK's ``deploy_model`` (the whole
+two-phase operation: a new child of the same parent each time) and ``load_model`` of that child (every
+guest and host agent calls ``publishLoad`` on its FATE-Serving, which pulls the model back from the
+agent). For N > 1 it adds single slow runs: deploy while one host agent is paused with SIGSTOP for
+``--delay`` seconds (SIGCONT from a timer thread), load while that host's FATE-Serving delays each
+answer by ``--delay`` seconds, and load while every FATE-Serving does. It prints a table (median, min,
+max, ratio to the single-party median, the slow runs beside the delay and the no-slow median, CPU
+seconds per process group, start-up time and memory) and, last, one JSON line with every figure.
 """
 
 from __future__ import annotations
@@ -63,6 +63,7 @@ CALL_TIMEOUT: Final = 120.0
 """SDK deadline of every call, so a hung operation cannot stall the run."""
 START_TIMEOUT: Final = 180.0
 PAUSE_CHECK_SECONDS: Final = 2.0
+IDLE_SAMPLE_SECONDS: Final = 2.0
 
 
 def _log(message: str) -> None:
@@ -388,36 +389,70 @@ class SizeResult:
     slow: list[SlowRun]
 
 
-def measure_size(setup: Setup, runs: int, delay: float) -> SizeResult:
-    deploys = Series("deploy", setup.size, setup.deploy_slices)
-    loads = Series("load", setup.size, setup.deploy_slices)
-    rss = setup.groups.rss_mib()
-    load(setup, deploy(setup))  # warm-up, untimed: channels, first-call imports, the serving's first pull
+def slow_runs(setup: Setup, delay: float, deploys: Series, loads: Series) -> list[SlowRun]:
+    """One deploy with the last host's agent paused, one load with its serving slow, one with every serving slow."""
+    party = setup.slow_party
+    with paused(setup.agent_pid(party), delay):
+        seconds, child, _ = measure(setup, lambda: deploy(setup))
+    slow = [SlowRun(setup.size, "deploy", f"agent {party} SIGSTOPped D s", 1, delay, seconds, deploys.median)]
+    with delayed([setup.servings[party]], delay):
+        seconds, _, _ = measure(setup, functools.partial(load, setup, child))
+    slow.append(SlowRun(setup.size, "load", f"serving of {party} delays D", 1, delay, seconds, loads.median))
+    child = deploy(setup)  # a fresh child, loaded for the first time like every timed run's
+    with delayed(list(setup.servings.values()), delay):
+        seconds, _, _ = measure(setup, functools.partial(load, setup, child))
+    slow.append(SlowRun(setup.size, "load", "every serving delays D", setup.size, delay, seconds, loads.median))
+    for run in slow:
+        _log(f"{setup.size} parties, slow {run.operation} ({run.how}): {run.seconds:.3f} s")
+    return slow
+
+
+def idle_cpu(setups: Sequence[Setup], seconds: float = IDLE_SAMPLE_SECONDS) -> float:
+    """CPU seconds per second that every started process uses while nothing is asked of it."""
+    for setup in setups:
+        setup.groups.reset()
+    time.sleep(seconds)  # a sampling window, not a wait for readiness
+    used = sum(v for setup in setups for name, v in setup.groups.used().items() if name != "bench client")
+    return used / seconds
+
+
+def measure_sizes(setups: Sequence[Setup], runs: int, delay: float) -> tuple[list[SizeResult], float]:
+    """Every size's runs interleaved, each round in a rotated order, so a disturbance on this shared machine
+    falls on all sizes alike instead of on whichever size happened to be measured then."""
+    rss = {setup.size: setup.groups.rss_mib() for setup in setups}
+    deploys = {setup.size: Series("deploy", setup.size, setup.deploy_slices) for setup in setups}
+    loads = {setup.size: Series("load", setup.size, setup.deploy_slices) for setup in setups}
+    for setup in setups:
+        load(setup, deploy(setup))  # warm-up, untimed: channels, first-call imports, the serving's first pull
+    idle = idle_cpu(setups)
     for index in range(runs):
-        seconds, child, cpu = measure(setup, lambda: deploy(setup))
-        deploys.add(seconds, cpu)
-        seconds, _, cpu = measure(setup, functools.partial(load, setup, child))
-        loads.add(seconds, cpu)
-        _log(
-            f"{setup.size} parties, run {index + 1}/{runs}: deploy {deploys.seconds[-1]:.3f} s,"
-            f" load {loads.seconds[-1]:.3f} s"
+        shift = index % len(setups)
+        for setup in [*setups[shift:], *setups[:shift]]:
+            seconds, child, cpu = measure(setup, functools.partial(deploy, setup))
+            deploys[setup.size].add(seconds, cpu)
+            seconds, _, cpu = measure(setup, functools.partial(load, setup, child))
+            loads[setup.size].add(seconds, cpu)
+            _log(
+                f"{setup.size} parties, run {index + 1}/{runs}: deploy {deploys[setup.size].seconds[-1]:.3f} s,"
+                f" load {loads[setup.size].seconds[-1]:.3f} s"
+            )
+    results = []
+    for setup in setups:
+        size = setup.size
+        slow = slow_runs(setup, delay, deploys[size], loads[size]) if size > 1 else []
+        results.append(
+            SizeResult(
+                size,
+                setup.parties,
+                setup.deploy_slices,
+                setup.start_seconds,
+                rss[size],
+                deploys[size],
+                loads[size],
+                slow,
+            )
         )
-    slow: list[SlowRun] = []
-    if setup.size > 1:
-        party = setup.slow_party
-        with paused(setup.agent_pid(party), delay):
-            seconds, child, _ = measure(setup, lambda: deploy(setup))
-        slow.append(SlowRun(setup.size, "deploy", f"agent {party} SIGSTOPped D s", 1, delay, seconds, deploys.median))
-        with delayed([setup.servings[party]], delay):
-            seconds, _, _ = measure(setup, functools.partial(load, setup, child))
-        slow.append(SlowRun(setup.size, "load", f"serving of {party} delays D", 1, delay, seconds, loads.median))
-        child = deploy(setup)  # a fresh child, loaded for the first time like every timed run's
-        with delayed(list(setup.servings.values()), delay):
-            seconds, _, _ = measure(setup, functools.partial(load, setup, child))
-        slow.append(SlowRun(setup.size, "load", "every serving delays D", setup.size, delay, seconds, loads.median))
-        for run in slow:
-            _log(f"{setup.size} parties, slow {run.operation} ({run.how}): {run.seconds:.3f} s")
-    return SizeResult(setup.size, setup.parties, setup.deploy_slices, setup.start_seconds, rss, deploys, loads, slow)
+    return results, idle
 
 
 # Report ------------------------------------------------------------------------------------------
@@ -431,7 +466,7 @@ def _verdict(size: int, ratio: float, baseline: int) -> str:
     return ""
 
 
-def report(results: Sequence[SizeResult], runs: int, delay: float, total_seconds: float) -> dict[str, Any]:
+def report(results: Sequence[SizeResult], runs: int, delay: float, idle: float, total_seconds: float) -> dict[str, Any]:
     base = results[0]
     baselines = {"deploy": base.deploy.median, "load": base.load.median}
     ratios = {
@@ -441,8 +476,9 @@ def report(results: Sequence[SizeResult], runs: int, delay: float, total_seconds
     }
     lines = [
         "",
-        f"fan-out: deploy and load through the SDK, {runs} runs each after one warm-up; {os.cpu_count()} CPUs;"
-        " one FATE-Serving test server per party; baseline = the single-party figure of this run",
+        f"fan-out: deploy and load through the SDK, {runs} runs each after one warm-up, the sizes interleaved;"
+        f" {os.cpu_count()} CPUs; one FATE-Serving test server per party; baseline = the single-party figure"
+        " of this run",
         "",
         f"{'parties':>7} {'slices':>6}  {'operation':<9} {'runs':>4} {'median s':>9} {'min s':>8} {'max s':>8}"
         f" {'x base':>7}  vs baseline",
@@ -492,6 +528,9 @@ def report(results: Sequence[SizeResult], runs: int, delay: float, total_seconds
         started = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in r.start_seconds.items())
         memory = "  ".join(f"{name} {mib:.0f}" for name, mib in r.rss_mib.items())
         lines.append(f"  {r.size:>2} parties: {started}; {memory}")
+    lines.append(
+        f"all {len(results)} federations stay up for the whole run; idle, they use {idle:.3f} CPU s per second together"
+    )
     lines.append(f"whole benchmark {total_seconds:.1f} s")
     print("\n".join(lines), flush=True)
     figures: dict[str, Any] = {
@@ -514,6 +553,7 @@ def report(results: Sequence[SizeResult], runs: int, delay: float, total_seconds
         "ratios": {name: round(value, 4) for name, value in ratios.items()},
         "ratio_target": {"parties": RATIO_TARGET_PARTIES, "max": RATIO_TARGET},
         "slow": [run.summary() for run in slow],
+        "idle_cpu_s_per_s": round(idle, 4),
         "total_s": round(total_seconds, 1),
     }
     print(json.dumps(figures), flush=True)
@@ -526,11 +566,10 @@ def report(results: Sequence[SizeResult], runs: int, delay: float, total_seconds
 def run(sizes: Sequence[int], runs: int, delay: float, workdir: Path) -> dict[str, Any]:
     began = time.perf_counter()
     _log(f"workdir {workdir}; sizes {', '.join(map(str, sizes))}; {runs} runs; D = {delay} s")
-    results = []
-    for size in sizes:
-        with federation_of(size, workdir) as setup:
-            results.append(measure_size(setup, runs, delay))
-    return report(results, runs, delay, time.perf_counter() - began)
+    with contextlib.ExitStack() as stack:
+        setups = [stack.enter_context(federation_of(size, workdir)) for size in sizes]
+        results, idle = measure_sizes(setups, runs, delay)
+    return report(results, runs, delay, idle, time.perf_counter() - began)
 
 
 def _sizes(text: str) -> list[int]:

@@ -123,6 +123,15 @@ class Catalog:
 
     def record(self, info: PartyModelInfo) -> None:
         """Insert or replace one party's row of a model version (its load count is kept)."""
+        self.record_all([info])
+
+    def record_all(self, infos: Sequence[PartyModelInfo]) -> None:
+        """Insert or replace several parties' rows in one transaction."""
+        with self.db.connection_context(), self.db.atomic():
+            for info in infos:
+                self._upsert(info)
+
+    def _upsert(self, info: PartyModelInfo) -> None:
         pm = self._party_model
         values = {
             "model_id": info.model_id,
@@ -140,16 +149,21 @@ class Catalog:
             "create_time": now_ms(),
         }
         replaced = [getattr(pm, k) for k in values if k not in ("model_id", "model_version", "role", "party_id")]
-        with self.db.connection_context(), self.db.atomic():
-            pm.insert(values).on_conflict(
-                conflict_target=[pm.model_id, pm.model_version, pm.role, pm.party_id], preserve=replaced
-            ).execute()
+        pm.insert(values).on_conflict(
+            conflict_target=[pm.model_id, pm.model_version, pm.role, pm.party_id], preserve=replaced
+        ).execute()
 
-    def count_load(self, model_id: str, model_version: str, role: str, party_id: str) -> None:
+    def count_loads(self, model_id: str, model_version: str, parties: Sequence[tuple[str, str]]) -> None:
+        """FATE's loaded_times: +1 for each (role, party) that loaded, in one transaction."""
         pm = self._party_model
-        where = (pm.model_id == model_id) & (pm.model_version == model_version) & (pm.role == role)
-        with self.db.connection_context():
-            pm.update(loaded_times=pm.loaded_times + 1).where(where & (pm.party_id == party_id)).execute()
+        with self.db.connection_context(), self.db.atomic():
+            for role, party_id in parties:
+                pm.update(loaded_times=pm.loaded_times + 1).where(
+                    (pm.model_id == model_id)
+                    & (pm.model_version == model_version)
+                    & (pm.role == role)
+                    & (pm.party_id == party_id)
+                ).execute()
 
     def new_version_id(self) -> str:
         """A FATE-style job id that no one else got: the database's primary key decides, not a clock."""

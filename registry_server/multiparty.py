@@ -133,9 +133,8 @@ class MultiParty:
             return lambda timeout: self.agents.unary(party, "LoadModel", message, operation_id, timeout)
 
         results = self._fan("load", caller, model, self._serving_parties(model), make, idempotent=True)
-        for r in results:
-            if r.retcode == 0:
-                self.catalog.count_load(model.model_id, model.model_version, r.role, r.party_id)
+        loaded = [(r.role, r.party_id) for r in results if r.retcode == 0]
+        self.catalog.count_loads(model.model_id, model.model_version, loaded)
         return pb.LoadModelResponse(job_id=job_ids.next(), results=results)
 
     def bind(self, request: pb.BindModelRequest, caller: str) -> pb.BindModelResponse:
@@ -417,8 +416,9 @@ class MultiParty:
         if plan.get("kind") == "migrate":
             return self._finish_migrate(operation_id, plan)
         results = []
+        rows = []
         for role, party in plan["parties"]:
-            self.catalog.record(
+            rows.append(
                 PartyModelInfo(
                     role=role,
                     party_id=party,
@@ -434,6 +434,7 @@ class MultiParty:
             results.append(
                 PartyResult(role=role, party_id=party, retcode=0, retmsg=f"deploy model of role {role} {party} success")
             )
+        self.catalog.record_all(rows)
         self.catalog.finish_operation(operation_id, "success", results, Retcode.SUCCESS, "success")
         return results
 
