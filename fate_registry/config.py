@@ -81,6 +81,8 @@ class CoordinatorConf:
     call_timeout: float = 30.0
     # Per-party deadline for a deploy's prepare step, which copies model files.
     deploy_timeout: float = 600.0
+    # Seconds between passes of the background duties (resending unconfirmed decisions, settling transfers).
+    maintenance_period: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -262,6 +264,7 @@ def parse(document: Any, path: Path | None = None, data_dir: Path | None = None)
             database=_database(coordinator.section("database"), coordinator_dir / "registry.db"),
             call_timeout=coordinator.number("call_timeout", 30.0),
             deploy_timeout=coordinator.number("deploy_timeout", 600.0),
+            maintenance_period=coordinator.number("maintenance_period", 60.0),
         ),
         parties=parties,
         enable_model_store=enable_store,

@@ -28,6 +28,7 @@ from party_agent.buffers import base64_length, buffers, verified_base64
 from party_agent.deploy import Deployer, DeployRequest
 from party_agent.manifest import MANIFEST_ENTRY, FileRecord, Manifest, hash_file, scan
 from party_agent.metadata import MetadataStore, PartyModelRecord
+from party_agent.migrate import Migrated, MigrateRequest, Migrator
 from party_agent.model_cache import ModelCache
 from party_agent.pipeline import PIPELINE_PATH, json_of, party_in_role, read_pipeline, renamed, roles_of
 from party_agent.serving import ServingAnswer
@@ -98,6 +99,9 @@ class PartyAgent:
         self.store = MetadataStore(party.database)
         self.cache = ModelCache(party.model_cache_dir, self.store)
         self.deployer = Deployer(self.cache)
+        self.migrator = Migrator(
+            self.cache, self.deployer.phases, party.data_dir / "migrated", conf.limits.download_chunk_bytes
+        )
         for action in self.cache.recover():
             log.info("recovery: %s", action)
         # Set by the process that serves the transfer endpoint, once it is bound.
@@ -306,6 +310,10 @@ class PartyAgent:
     def prepare_deploy(self, operation_id: str, request: DeployRequest) -> Manifest:
         self.check_party(request.source)
         return self.deployer.prepare(operation_id, request, self.record(request.source))
+
+    def prepare_migrate(self, operation_id: str, request: MigrateRequest) -> Migrated:
+        self.check_party(request.source)
+        return self.migrator.prepare(operation_id, request, self.record(request.source))
 
     # -- model info -----------------------------------------------------------------------------
 

@@ -21,6 +21,7 @@ from party_agent.checkpoints import list_checkpoints, read_checkpoint
 from party_agent.deploy import DeployRequest
 from party_agent.idempotency import OnceByOperation
 from party_agent.metadata import PartyModelRecord
+from party_agent.migrate import MigrateRequest
 from party_agent.service import PartyAgent
 from party_agent.transfers import TicketBook
 
@@ -211,6 +212,24 @@ class AgentServicer(agent_pb2_grpc.PartyAgentServiceServicer):
         deploy = DeployRequest(request.model, request.child_model_version, predict_dsl, steps)
         manifest = self.agent.prepare_deploy(operation_id, deploy)
         return agent_pb2.PrepareDeployResponse(manifest_digest=manifest.digest)
+
+    def PrepareMigrate(
+        self, request: agent_pb2.PrepareMigrateRequest, context: grpc.ServicerContext
+    ) -> agent_pb2.PrepareMigrateResponse:
+        operation_id = _metadata(context, OPERATION_ID_KEY)
+        if not operation_id:
+            raise RegistryError(Reason.MISSING_ARGUMENT, "a migration is prepared under an operation id")
+        migrate = MigrateRequest(
+            source=request.model,
+            old_roles={role: list(p.party_ids) for role, p in request.role.items()},
+            new_roles={role: list(p.party_ids) for role, p in request.migrate_role.items()},
+            new_initiator=(request.migrate_initiator.role, request.migrate_initiator.party_id),
+            new_version=request.new_model_version,
+        )
+        done = self.agent.prepare_migrate(operation_id, migrate)
+        return agent_pb2.PrepareMigrateResponse(
+            new_model=done.model, manifest_digest=done.manifest.digest, archive_path=str(done.archive)
+        )
 
     def CommitOperation(
         self, request: agent_pb2.CommitOperationRequest, context: grpc.ServicerContext

@@ -288,6 +288,14 @@ class Catalog:
             rows = list(op.select().where(op.status.in_(list(statuses)) & (op.plan_json != "")))
         return [(r.operation_id, r.status, json.loads(r.plan_json)) for r in rows]
 
+    def set_results(self, operation_id: str, results: Sequence[PartyResult], retcode: int, retmsg: str) -> None:
+        """Record the parties' results of an operation that is not finished yet."""
+        op = self._operation
+        with self.db.connection_context():
+            op.update(results_json=_results_json(results), retcode=retcode, retmsg=retmsg).where(
+                op.operation_id == operation_id
+            ).execute()
+
     def set_ticket(self, operation_id: str, ticket: str) -> None:
         op = self._operation
         with self.db.connection_context():

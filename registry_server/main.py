@@ -41,7 +41,9 @@ def serve(conf: config.ServiceConf, port_file: Path | None = None) -> None:
         [SERVICE.full_name],
     )
     log.info("coordinator listening on %s:%s with %d parties", address.host, running.port, len(conf.parties))
-    maintenance = Maintenance([transfers.sweep, lambda: multiparty.recover(at_start=False)])
+    maintenance = Maintenance(
+        [transfers.sweep, lambda: multiparty.recover(at_start=False)], conf.coordinator.maintenance_period
+    )
     try:
         wait_for_signal(running, port_file, address.host)
     finally:

@@ -1,5 +1,5 @@
-"""The coordinator's background duties, run every minute: settle abandoned one-hop transfers,
-resend deploy decisions that a party has not acknowledged yet."""
+"""The coordinator's background duties, run every ``coordinator.maintenance_period`` seconds:
+settle abandoned one-hop transfers, resend two-phase decisions a party has not confirmed yet."""
 
 from __future__ import annotations
 
@@ -8,11 +8,10 @@ import threading
 from collections.abc import Callable, Sequence
 
 log = logging.getLogger(__name__)
-PERIOD_SECONDS = 60.0
 
 
 class Maintenance:
-    def __init__(self, duties: Sequence[Callable[[], None]], period: float = PERIOD_SECONDS) -> None:
+    def __init__(self, duties: Sequence[Callable[[], None]], period: float) -> None:
         self._duties = list(duties)
         self._period = period
         self._stop = threading.Event()

@@ -476,10 +476,9 @@ class MultiParty:
         results = [PartyResult(**r) for r in plan["outcome"]]
         unconfirmed = [p for p, a in acks.items() if isinstance(a, RegistryError)]
         if unconfirmed:
-            for r in results:
-                if r.party_id in unconfirmed:
-                    r.retmsg += "; the abort is not confirmed yet and is resent until it is"
             log.info("%s %s: abort not yet confirmed by %s", plan.get("kind"), operation_id, ", ".join(unconfirmed))
+            message = f"failed; the abort is resent until {', '.join(unconfirmed)} confirm"
+            self.catalog.set_results(operation_id, results, Retcode.ARGUMENT_ERROR, message)
             return results  # stays "aborting": the maintenance loop resends it
         retcode = Retcode.ARGUMENT_ERROR if status == "failed" else Retcode.OPERATING_ERROR
         message = (

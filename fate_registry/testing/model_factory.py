@@ -10,10 +10,19 @@ One call writes one party's slice of a trained model into a ``model_local_cache`
       run_parameters/<cpn>/run_parameters.json one per component of the proto index
       checkpoint/<cpn>/<step_index>#step_name/ <name>.pb, <name>.json, .lock, database.yaml (last)
 
-The content follows FATE's own examples (``hetero_lr_normal`` and ``homo_lr_train``): guest 9999,
-host 10000 and arbiter 10000 by default, 10 guest and 20 host features for HeteroLR, 30 features
-for HomoLR. Which party holds which buffer is FATE 1.11's: Reader, Intersection and Evaluation save
-nothing; the arbiter holds only ``hetero_lr_0`` (HeteroLR) or nothing but the Pipeline (HomoLR).
+The content follows FATE's own examples (``hetero_lr_normal``, ``homo_lr_train`` and the
+HeteroSecureBoost binary example, here behind a HeteroFeatureBinning): guest 9999, host 10000 and
+arbiter 10000 by default, 10 guest and 20 host features for the hetero algorithms, 30 features for
+HomoLR. Which party holds which buffer is FATE 1.11's: Reader, Intersection and Evaluation save
+nothing; the arbiter holds only ``hetero_lr_0`` (HeteroLR) or nothing but the Pipeline (HomoLR,
+HeteroSecureBoost, whose binning and boosting run on guest and host only).
+
+HeteroSecureBoost models carry party ids the way FATE 1.11 writes them (fate_buffers.md §1.6, §1.8,
+§4.3): tree node and feature-importance sitenames ``guest:9999`` / ``host:10000``, the guest's
+names for host features ``host_10000_x<n>``, the host's ``anonymous_name_mapping``, binning results
+tagged with role and party id (``host_party_ids`` in the multi-class result) and the anonymous
+headers of DataTransform and binning. All parties draw the trees from one generator, so the
+guest's and the hosts' copies agree node for node.
 
 ``ModelSpec.target_bytes`` grows the LR Param buffer of guests and hosts (and of their
 checkpoints) with extra features ``x<n>`` until the party's version directory reaches about that
@@ -27,13 +36,18 @@ Where FATE's exact bytes could not be checked, the choices are: ``run_parameters
 the conf gave that component on that party (common parameters overridden by the party's role entry;
 ``{}`` for the pipeline); checkpoints are the last ``checkpoints`` epochs of a ``save_freq`` 1 run,
 their weights scaled linearly towards the final ones; growth adds features to the LR Param only, so
-a grown model's DataTransform header stays at FATE's example width.
+a grown model's DataTransform header stays at FATE's example width. For HeteroSecureBoost: full trees
+of depth 3, each split owned by the guest or one host at random; a host's copy of a tree knows its
+own thresholds (``split_maskdict``) and no leaf weights; the guest's binning results for host
+features carry IV but no split points, the host's own carry split points but no IV; generated
+floats are rounded to 6 decimals.
 """
 
 from __future__ import annotations
 
 import copy
 import hashlib
+import itertools
 import json
 import math
 import random
@@ -50,16 +64,24 @@ from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from fate_registry.fate import (
+    boosting_tree_model_meta_pb2,
+    boosting_tree_model_param_pb2,
     data_transform_meta_pb2,
     data_transform_param_pb2,
     default_empty_fill_pb2,
+    feature_binning_meta_pb2,
+    feature_binning_param_pb2,
+    feature_selection_meta_pb2,
+    feature_selection_param_pb2,
     lr_model_meta_pb2,
     lr_model_param_pb2,
+    pearson_model_meta_pb2,
+    pearson_model_param_pb2,
     pipeline_pb2,
 )
 from fate_registry.identity import PartyId, gen_model_id, job_ids, party_model_id
 
-Algorithm = Literal["hetero_lr", "homo_lr"]
+Algorithm = Literal["hetero_lr", "homo_lr", "hetero_secureboost"]
 
 PIPELINE_COMPONENT: Final = "pipeline"
 PIPELINE_ALIAS: Final = "pipeline"
@@ -79,6 +101,14 @@ BUFFER_CLASSES: Final[Mapping[str, type[Message]]] = MappingProxyType(
             data_transform_meta_pb2.DataTransformMeta,
             data_transform_param_pb2.DataTransformParam,
             default_empty_fill_pb2.DefaultEmptyFillMessage,
+            feature_binning_meta_pb2.FeatureBinningMeta,
+            feature_binning_param_pb2.FeatureBinningParam,
+            feature_selection_meta_pb2.FeatureSelectionMeta,
+            feature_selection_param_pb2.FeatureSelectionParam,
+            boosting_tree_model_meta_pb2.BoostingTreeModelMeta,
+            boosting_tree_model_param_pb2.BoostingTreeModelParam,
+            pearson_model_meta_pb2.PearsonModelMeta,
+            pearson_model_param_pb2.PearsonModelParam,
         )
     }
 )
@@ -88,6 +118,9 @@ _DEFAULT_ROLES: Final[Mapping[str, tuple[PartyId, ...]]] = {"guest": (9999,), "h
 _DEFAULT_MAX_ITER: Final = 30
 _DATA_TRANSFORM: Final = "data_transform_0"
 _DATA_TRANSFORM_ROLES: Final = frozenset({"guest", "host"})
+_INTERSECTION: Final = "intersection_0"
+_BINNING: Final = "hetero_feature_binning_0"
+_SECURE_BOOST: Final = "hetero_secure_boost_0"
 _GROWING_ROLES: Final = frozenset({"guest", "host"})
 _CHUNK_FEATURES: Final = 50_000
 _INITIAL_FEATURE_COST: Final = 96
@@ -98,51 +131,67 @@ _INITIAL_FEATURE_COST: Final = 96
 class _Recipe:
     """What one algorithm's training job looks like in FATE 1.11."""
 
-    lr_component: str
-    lr_module: str
-    meta_name: str
-    param_name: str
-    lr_roles: frozenset[str]
-    """Roles whose LR ``export_model`` is non-empty, hence that hold LR buffers and checkpoints."""
+    model_component: str
+    model_module: str
+    upstream: tuple[tuple[str, str], ...]
+    """(component, module) of the stages between DataTransform and the model component, each feeding the next."""
+    model_roles: frozenset[str]
+    """Roles whose model ``export_model`` is non-empty, hence that hold its buffers (and LR checkpoints)."""
+    model_names: Mapping[str, tuple[str, str]]
+    """role → (Meta key, Param key) of the model component in the proto index."""
     code_paths: Mapping[str, Mapping[str, str]]
     """role → component → run class, the ``CodePath`` FATE-Flow fills into the inference DSL."""
     features: Mapping[str, int]
     tables: Mapping[str, str]
 
+    @property
+    def is_lr(self) -> bool:
+        return self.model_module in ("HeteroLR", "HomoLR")
+
+
+def _same_keys(meta: str, param: str) -> Mapping[str, tuple[str, str]]:
+    return {role: (meta, param) for role in ("guest", "host", "arbiter")}
+
+
+_HETERO_TABLES: Final = {"guest": "breast_hetero_guest", "host": "breast_hetero_host"}
+_MODEL_OUTPUT_MODULES: Final = frozenset(
+    {"DataTransform", "HeteroFeatureBinning", "HeteroLR", "HomoLR", "HeteroSecureBoost"}
+)
+"""DSL modules whose components declare ``output.model``."""
 
 _RECIPES: Final[Mapping[Algorithm, _Recipe]] = {
     "hetero_lr": _Recipe(
-        lr_component="hetero_lr_0",
-        lr_module="HeteroLR",
-        meta_name="HeteroLogisticRegressionMeta",
-        param_name="HeteroLogisticRegressionParam",
-        lr_roles=frozenset({"guest", "host", "arbiter"}),
+        model_component="hetero_lr_0",
+        model_module="HeteroLR",
+        upstream=((_INTERSECTION, "Intersection"),),
+        model_roles=frozenset({"guest", "host", "arbiter"}),
+        model_names=_same_keys("HeteroLogisticRegressionMeta", "HeteroLogisticRegressionParam"),
         code_paths={
             "guest": {
                 "reader_0": "Reader",
                 _DATA_TRANSFORM: "DataTransform",
-                "intersection_0": "IntersectGuest",
+                _INTERSECTION: "IntersectGuest",
                 "hetero_lr_0": "HeteroLRGuest",
                 "evaluation_0": "Evaluation",
             },
             "host": {
                 "reader_0": "Reader",
                 _DATA_TRANSFORM: "DataTransform",
-                "intersection_0": "IntersectHost",
+                _INTERSECTION: "IntersectHost",
                 "hetero_lr_0": "HeteroLRHost",
                 "evaluation_0": "Evaluation",
             },
             "arbiter": {"hetero_lr_0": "HeteroLRArbiter", "evaluation_0": "Evaluation"},
         },
         features={"guest": 10, "host": 20},
-        tables={"guest": "breast_hetero_guest", "host": "breast_hetero_host"},
+        tables=_HETERO_TABLES,
     ),
     "homo_lr": _Recipe(
-        lr_component="homo_lr_0",
-        lr_module="HomoLR",
-        meta_name="HomoLogisticRegressionMeta",
-        param_name="HomoLogisticRegressionParam",
-        lr_roles=frozenset({"guest", "host"}),
+        model_component="homo_lr_0",
+        model_module="HomoLR",
+        upstream=(),
+        model_roles=frozenset({"guest", "host"}),
+        model_names=_same_keys("HomoLogisticRegressionMeta", "HomoLogisticRegressionParam"),
         code_paths={
             "guest": {
                 "reader_0": "Reader",
@@ -160,6 +209,37 @@ _RECIPES: Final[Mapping[Algorithm, _Recipe]] = {
         },
         features={"guest": 30, "host": 30},
         tables={"guest": "breast_homo_guest", "host": "breast_homo_host"},
+    ),
+    "hetero_secureboost": _Recipe(
+        model_component=_SECURE_BOOST,
+        model_module="HeteroSecureBoost",
+        upstream=((_INTERSECTION, "Intersection"), (_BINNING, "HeteroFeatureBinning")),
+        model_roles=frozenset({"guest", "host"}),
+        model_names={
+            "guest": ("HeteroSecureBoostingTreeGuestMeta", "HeteroSecureBoostingTreeGuestParam"),
+            "host": ("HeteroSecureBoostingTreeHostMeta", "HeteroSecureBoostingTreeHostParam"),
+        },
+        code_paths={
+            "guest": {
+                "reader_0": "Reader",
+                _DATA_TRANSFORM: "DataTransform",
+                _INTERSECTION: "IntersectGuest",
+                _BINNING: "HeteroFeatureBinningGuest",
+                _SECURE_BOOST: "HeteroSecureBoostingTreeGuest",
+                "evaluation_0": "Evaluation",
+            },
+            "host": {
+                "reader_0": "Reader",
+                _DATA_TRANSFORM: "DataTransform",
+                _INTERSECTION: "IntersectHost",
+                _BINNING: "HeteroFeatureBinningHost",
+                _SECURE_BOOST: "HeteroSecureBoostingTreeHost",
+                "evaluation_0": "Evaluation",
+            },
+            "arbiter": {"evaluation_0": "Evaluation"},
+        },
+        features={"guest": 10, "host": 20},
+        tables=_HETERO_TABLES,
     ),
 }
 
@@ -180,9 +260,9 @@ class ModelSpec:
     model_version: str | None = None
     fate_version: str = "1.11.4"
     checkpoints: int = 0
-    """Checkpoint steps kept for the LR component: the last ones of a ``save_freq`` 1 run."""
+    """Checkpoint steps kept for the LR component: the last ones of a ``save_freq`` 1 run (LR only)."""
     target_bytes: int = 0
-    """When > 0, guests' and hosts' version directories are grown to about this many bytes."""
+    """When > 0, guests' and hosts' version directories are grown to about this many bytes (LR only)."""
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -202,6 +282,8 @@ class ModelSpec:
             raise ValueError(f"initiator party {initiator!r} is not a {self.initiator_role}")
         if self.checkpoints < 0 or self.target_bytes < 0:
             raise ValueError("checkpoints and target_bytes must not be negative")
+        if (self.checkpoints or self.target_bytes) and not _RECIPES[self.algorithm].is_lr:
+            raise ValueError("checkpoints and target_bytes apply to the LR algorithms only")
         object.__setattr__(self, "roles", MappingProxyType(roles))
         object.__setattr__(self, "initiator_party_id", initiator)
         object.__setattr__(self, "model_version", self.model_version or job_ids.next())
@@ -241,28 +323,56 @@ def train_dsl(algorithm: Algorithm) -> dict[str, Any]:
         },
     }
     upstream = _DATA_TRANSFORM
-    if algorithm == "hetero_lr":
-        components["intersection_0"] = {
-            "module": "Intersection",
-            "input": {"data": {"data": [f"{_DATA_TRANSFORM}.data"]}},
-            "output": {"data": ["data"]},
-        }
-        upstream = "intersection_0"
-    components[recipe.lr_component] = {
-        "module": recipe.lr_module,
-        "input": {"data": {"train_data": [f"{upstream}.data"]}},
-        "output": {"data": ["data"], "model": [MODEL_ALIAS]},
-    }
-    components["evaluation_0"] = {
-        "module": "Evaluation",
-        "input": {"data": {"data": [f"{recipe.lr_component}.data"]}},
-        "output": {"data": ["data"]},
-    }
+    for component, module in recipe.upstream:
+        components[component] = _dsl_component(module, {"data": [f"{upstream}.data"]})
+        upstream = component
+    components[recipe.model_component] = _dsl_component(recipe.model_module, {"train_data": [f"{upstream}.data"]})
+    components["evaluation_0"] = _dsl_component("Evaluation", {"data": [f"{recipe.model_component}.data"]})
     return {"components": components}
 
 
-def _lr_parameters(spec: ModelSpec) -> dict[str, Any]:
-    """The LR component's common parameters in the example conf; the LR Meta buffer echoes them."""
+def _dsl_component(module: str, data_input: dict[str, list[str]]) -> dict[str, Any]:
+    output: dict[str, list[str]] = {"data": ["data"]}
+    if module in _MODEL_OUTPUT_MODULES:
+        output["model"] = [MODEL_ALIAS]
+    return {"module": module, "input": {"data": data_input}, "output": output}
+
+
+_BINNING_PARAMETERS: Final[Mapping[str, Any]] = MappingProxyType(
+    {
+        "method": "quantile",
+        "compress_thres": 10000,
+        "head_size": 10000,
+        "error": 0.001,
+        "bin_num": 10,
+        "bin_indexes": -1,
+        "adjustment_factor": 0.5,
+        "local_only": False,
+        "transform_param": {"transform_cols": -1, "transform_type": "bin_num"},
+    }
+)
+"""HeteroFeatureBinning's parameters in the conf (FATE's defaults, spelled out); its Meta echoes them."""
+
+_SECURE_BOOST_PARAMETERS: Final[Mapping[str, Any]] = MappingProxyType(
+    {
+        "task_type": "classification",
+        "objective_param": {"objective": "cross_entropy"},
+        "num_trees": 5,
+        "learning_rate": 0.3,
+        "bin_num": 32,
+        "tree_param": {"max_depth": 3},
+        "n_iter_no_change": True,
+        "tol": 0.0001,
+        "encrypt_param": {"method": "Paillier"},
+    }
+)
+"""HeteroSecureBoost's parameters in the conf (fate_buffers.md §4.3); its Meta echoes them."""
+
+
+def _model_parameters(spec: ModelSpec) -> dict[str, Any]:
+    """The model component's common parameters in the example conf; its Meta buffer echoes them."""
+    if spec.algorithm == "hetero_secureboost":
+        return copy.deepcopy(dict(_SECURE_BOOST_PARAMETERS))
     params: dict[str, Any]
     if spec.algorithm == "hetero_lr":
         params = {
@@ -336,16 +446,19 @@ def _job_parameters(spec: ModelSpec, *, initiator_baseline: bool) -> dict[str, A
 def train_runtime_conf(spec: ModelSpec) -> dict[str, Any]:
     """The runtime conf v2 as FATE-Flow stores it: the submitted conf with ``job_parameters.common`` filled."""
     recipe = _RECIPES[spec.algorithm]
+    hetero = spec.algorithm != "homo_lr"
     common: dict[str, Any] = {}
-    if spec.algorithm == "hetero_lr":
+    if hetero:
         common[_DATA_TRANSFORM] = {"output_format": "dense"}
-        common["intersection_0"] = {
+        common[_INTERSECTION] = {
             "intersect_method": "rsa",
             "rsa_params": {"hash_method": "sha256", "final_hash_method": "sha256", "key_length": 1024},
         }
     else:
         common[_DATA_TRANSFORM] = {"with_label": True, "output_format": "dense"}
-    common[recipe.lr_component] = _lr_parameters(spec)
+    if spec.algorithm == "hetero_secureboost":
+        common[_BINNING] = copy.deepcopy(dict(_BINNING_PARAMETERS))
+    common[recipe.model_component] = _model_parameters(spec)
     common["evaluation_0"] = {"eval_type": "binary"}
 
     role_parameters: dict[str, Any] = {}
@@ -353,7 +466,7 @@ def train_runtime_conf(spec: ModelSpec) -> dict[str, Any]:
         per_party: dict[str, Any] = {}
         for index in range(len(spec.roles[role])):
             entry: dict[str, Any] = {"reader_0": {"table": {"name": recipe.tables[role], "namespace": "experiment"}}}
-            if spec.algorithm == "hetero_lr":
+            if hetero:
                 entry[_DATA_TRANSFORM] = {"with_label": role == "guest"}
             per_party[str(index)] = entry
         role_parameters[role] = per_party
@@ -415,7 +528,7 @@ def _loss_curve(rng: random.Random, epochs: int) -> list[float]:
 
 
 def _lr_meta(spec: ModelSpec, role: str) -> lr_model_meta_pb2.LRModelMeta:
-    params = _lr_parameters(spec)
+    params = _model_parameters(spec)
     return lr_model_meta_pb2.LRModelMeta(
         penalty=params["penalty"],
         tol=params["tol"],
@@ -484,6 +597,231 @@ def _data_transform(
         outlier_param=data_transform_param_pb2.DataTransformOutlierParam(),
         anonymous_header=[f"{role}_{party_id}_{name}" for name in header],
     )
+    return meta, param
+
+
+_BREAST_LABELS: Final = (357, 212)
+"""Rows of breast_hetero_guest labelled 1 and 0 (569 in all): the binning's event and non-event totals."""
+
+
+def _spread(rng: random.Random, total: int, bins: int) -> list[int]:
+    """``total`` samples spread over ``bins`` bins at random."""
+    shares = [rng.random() + 0.05 for _ in range(bins)]
+    counts = [int(total * share / sum(shares)) for share in shares]
+    counts[rng.randrange(bins)] += total - sum(counts)
+    return counts
+
+
+def _iv_param(rng: random.Random, bins: int, *, split_points: bool, woe: bool) -> feature_binning_param_pb2.IVParam:
+    """One feature's binning result: its quantile split points, its WOE and IV per bin, or both."""
+    param = feature_binning_param_pb2.IVParam(bin_nums=bins)
+    if split_points:
+        point = rng.uniform(-3.0, 0.0)
+        for _ in range(bins):
+            point += rng.uniform(0.05, 1.0)
+            param.split_points.append(round(point, 6))
+    if woe:
+        adjustment = float(_BINNING_PARAMETERS["adjustment_factor"])
+        event_total, non_event_total = _BREAST_LABELS
+        events, non_events = _spread(rng, event_total, bins), _spread(rng, non_event_total, bins)
+        for event, non_event in zip(events, non_events, strict=True):
+            if event and non_event:
+                event_rate, non_event_rate = event / event_total, non_event / non_event_total
+            else:  # FATE's adjustment keeps an empty bin's WOE finite
+                event_rate = (event + adjustment) / event_total
+                non_event_rate = (non_event + adjustment) / non_event_total
+            woe_value = math.log(event_rate / non_event_rate)
+            param.event_count_array.append(event)
+            param.non_event_count_array.append(non_event)
+            param.event_rate_array.append(round(event_rate, 6))
+            param.non_event_rate_array.append(round(non_event_rate, 6))
+            param.woe_array.append(round(woe_value, 6))
+            param.iv_array.append(round((event_rate - non_event_rate) * woe_value, 6))
+        param.iv = round(sum(param.iv_array), 6)
+        steps = [b - a for a, b in itertools.pairwise(param.woe_array)]
+        param.is_woe_monotonic = all(d >= 0 for d in steps) or all(d <= 0 for d in steps)
+    return param
+
+
+def _feature_binning(spec: ModelSpec, role: str, party_id: PartyId) -> dict[str, Message]:
+    """HeteroFeatureBinning's buffers on a guest or host, fit stage (no ``transform_*`` results).
+
+    The guest bins its own features (split points and IV) and holds, per host, the IV of the host's
+    features under their anonymous names; a host holds its own split points only. Each result
+    carries its party's role and party id; ``host_party_ids`` lists every host on both sides.
+    """
+    header = _names(0, _RECIPES[spec.algorithm].features[role])
+    params = _BINNING_PARAMETERS
+    bins = int(params["bin_num"])
+    meta = feature_binning_meta_pb2.FeatureBinningMeta(
+        need_run=True,
+        compress_thres=params["compress_thres"],
+        head_size=params["head_size"],
+        error=params["error"],
+        bin_num=bins,
+        cols=header,
+        adjustment_factor=params["adjustment_factor"],
+        local_only=params["local_only"],
+        transform_param=feature_binning_meta_pb2.TransformMeta(
+            transform_cols=range(len(header)), transform_type=params["transform_param"]["transform_type"]
+        ),
+        method=params["method"],
+        skip_static=False,
+    )
+    is_guest = role == "guest"
+    rng = _rng(spec, "binning", role, party_id)
+    own = feature_binning_param_pb2.FeatureBinningResult(role=role, party_id=str(party_id))
+    for name in header:
+        own.binning_result[name].CopyFrom(_iv_param(rng, bins, split_points=True, woe=is_guest))
+    host_results = []
+    if is_guest:
+        for host in spec.roles["host"]:
+            result = feature_binning_param_pb2.FeatureBinningResult(role="host", party_id=str(host))
+            for name in _names(0, _RECIPES[spec.algorithm].features["host"]):
+                result.binning_result[f"host_{host}_{name}"].CopyFrom(
+                    _iv_param(rng, bins, split_points=False, woe=True)
+                )
+            host_results.append(result)
+    param = feature_binning_param_pb2.FeatureBinningParam(
+        binning_result=own,
+        host_results=host_results,
+        header=header,
+        header_anonymous=[f"{role}_{party_id}_{name}" for name in header],
+        model_name="binning_model",
+        multi_class_result=feature_binning_param_pb2.MultiClassResult(
+            results=[own],
+            labels=["0", "1"] if is_guest else [],
+            host_results=host_results,
+            host_party_ids=[str(host) for host in spec.roles["host"]],
+            has_host_result=bool(host_results),
+        ),
+    )
+    return {"FeatureBinningMeta": meta, "FeatureBinningParam": param}
+
+
+@dataclass(frozen=True)
+class _Split:
+    """One internal node of a boosting tree: the party owning the split, its feature and threshold."""
+
+    role: str
+    party_id: PartyId
+    fid: int
+    threshold: float
+    gain: float
+    weight: float
+
+
+def _boosting_trees(spec: ModelSpec) -> list[tuple[list[_Split], list[float]]]:
+    """The federation's trees, identical for every party: full trees, internal nodes in BFS order, leaf weights."""
+    params = _SECURE_BOOST_PARAMETERS
+    depth = int(params["tree_param"]["max_depth"])
+    features = _RECIPES[spec.algorithm].features
+    guest = ("guest", spec.roles["guest"][0])
+    hosts = [("host", host) for host in spec.roles["host"]]
+    rng = _rng(spec, "boosting_trees")
+    trees = []
+    for index in range(int(params["num_trees"])):
+        shrink = 1 / (index + 1)
+        splits = []
+        for _ in range(2**depth - 1):
+            role, party = guest if rng.random() < 0.5 else rng.choice(hosts)
+            splits.append(
+                _Split(
+                    role=role,
+                    party_id=party,
+                    fid=rng.randrange(features[role]),
+                    threshold=round(rng.uniform(-1.5, 2.5), 6),
+                    gain=round(rng.uniform(1.0, 40.0) * shrink, 6),
+                    weight=round(rng.uniform(-0.6, 0.6) * shrink, 6),
+                )
+            )
+        leaves = [round(rng.uniform(-1.2, 1.2) * shrink, 6) for _ in range(2**depth)]
+        trees.append((splits, leaves))
+    return trees
+
+
+def _secure_boost(
+    spec: ModelSpec, role: str, party_id: PartyId
+) -> tuple[boosting_tree_model_meta_pb2.BoostingTreeModelMeta, boosting_tree_model_param_pb2.BoostingTreeModelParam]:
+    """HeteroSecureBoost's Meta and Param on a guest or host (fate_buffers.md §1.8, §4.3)."""
+    params = _SECURE_BOOST_PARAMETERS
+    is_guest = role == "guest"
+    tree_meta = boosting_tree_model_meta_pb2.DecisionTreeModelMeta(
+        criterion_meta=boosting_tree_model_meta_pb2.CriterionMeta(criterion_method="xgboost", criterion_param=[0.1, 0]),
+        max_depth=params["tree_param"]["max_depth"],
+        min_sample_split=2,
+        min_impurity_split=0.001,
+        min_leaf_node=1,
+        use_missing=False,
+        zero_as_missing=False,
+    )
+    meta = boosting_tree_model_meta_pb2.BoostingTreeModelMeta(
+        tree_meta=tree_meta,
+        num_trees=params["num_trees"],
+        quantile_meta=boosting_tree_model_meta_pb2.QuantileMeta(bin_num=params["bin_num"]),
+        module="HeteroSecureBoost",
+        boosting_strategy="std",
+    )
+    if is_guest:  # the host's Meta carries only the fields above
+        meta.learning_rate = params["learning_rate"]
+        meta.objective_meta.objective = params["objective_param"]["objective"]
+        meta.task_type = params["task_type"]
+        meta.n_iter_no_change = params["n_iter_no_change"]
+        meta.tol = params["tol"]
+
+    guest_site = f"guest:{spec.roles['guest'][0]}"
+    param = boosting_tree_model_param_pb2.BoostingTreeModelParam(
+        tree_num=params["num_trees"], best_iteration=-1, model_name="hetero_sbt"
+    )
+    importance: dict[tuple[str, PartyId, int], tuple[int, float]] = {}  # (role, party, fid) → (splits, total gain)
+    for splits, leaves in _boosting_trees(spec):
+        tree = param.trees_.add()
+        for node_id, split in enumerate(splits):
+            own = split.role == role and str(split.party_id) == str(party_id)
+            tree.tree_.add(
+                id=node_id,
+                sitename=f"{split.role}:{split.party_id}",
+                fid=split.fid if is_guest or own else 0,
+                weight=split.weight if is_guest else 0.0,
+                left_nodeid=2 * node_id + 1,
+                right_nodeid=2 * node_id + 2,
+            )
+            if own:  # the owner keeps the real threshold and missing direction aside
+                tree.split_maskdict[node_id] = split.threshold
+                tree.missing_dir_maskdict[node_id] = 1
+            if is_guest or own:
+                count, gain = importance.get((split.role, split.party_id, split.fid), (0, 0.0))
+                importance[(split.role, split.party_id, split.fid)] = (count + 1, gain + split.gain)
+        for offset, weight in enumerate(leaves):
+            tree.tree_.add(
+                id=len(splits) + offset,
+                sitename=guest_site,
+                fid=-1,
+                weight=weight if is_guest else 0.0,
+                is_leaf=True,
+                left_nodeid=-1,
+                right_nodeid=-1,
+                missing_dir=1,
+            )
+    for (owner, owner_id, fid), (count, gain) in sorted(importance.items(), key=lambda kv: (-kv[1][0], -kv[1][1])):
+        entry = param.feature_importances.add(importance=count, importance2=round(gain, 6), main="split")
+        if not is_guest:
+            entry.sitename, entry.fid, entry.fullname = "hostLocal", fid, f"x{fid}"
+        elif owner == "guest":
+            entry.sitename, entry.fid, entry.fullname = f"guest:{owner_id}", fid, f"x{fid}"
+        else:  # the guest knows a host feature by its anonymous name only
+            entry.sitename, entry.fid, entry.fullname = f"host:{owner_id}", 0, f"host_{owner_id}_x{fid}"
+    names = _names(0, _RECIPES[spec.algorithm].features[role])
+    param.feature_name_fid_mapping.update(enumerate(names))
+    if is_guest:
+        event_total, non_event_total = _BREAST_LABELS
+        param.init_score.append(round(math.log(event_total / non_event_total), 6))
+        rng = _rng(spec, "boosting_losses")
+        param.losses.extend(round(0.12 + 0.45 * 0.7**k + rng.uniform(-0.003, 0.003), 6) for k in range(param.tree_num))
+        param.tree_dim, param.num_classes = 1, 2
+        param.classes_.extend(["0", "1"])
+    else:
+        param.anonymous_name_mapping.update({f"host_{party_id}_{name}": name for name in names})
     return meta, param
 
 
@@ -668,18 +1006,25 @@ def write_party_model(cache_dir: Path, spec: ModelSpec, role: str, party_id: Par
     # In FATE's save order (it is the define_meta order): component → (module, alias, proto index).
     components: dict[str, tuple[str, str, dict[str, str]]] = {}
     if role in _DATA_TRANSFORM_ROLES:
-        directory = data_dir / _DATA_TRANSFORM / MODEL_ALIAS
-        directory.mkdir(parents=True)
         meta, param = _data_transform(spec, role, party_id)
-        _write_buffer(directory, "DataTransformMeta", meta)
-        _write_buffer(directory, "DataTransformParam", param)
-        proto_index = {"DataTransformMeta": "DataTransformMeta", "DataTransformParam": "DataTransformParam"}
+        proto_index = _write_component(
+            data_dir / _DATA_TRANSFORM, {"DataTransformMeta": meta, "DataTransformParam": param}
+        )
         components[_DATA_TRANSFORM] = ("DataTransform", MODEL_ALIAS, proto_index)
-    lr_dir = data_dir / recipe.lr_component / MODEL_ALIAS
-    if role in recipe.lr_roles:
+    if spec.algorithm == "hetero_secureboost" and role in recipe.model_roles:
+        binning = _feature_binning(spec, role, party_id)
+        components[_BINNING] = ("HeteroFeatureBinning", MODEL_ALIAS, _write_component(data_dir / _BINNING, binning))
+        meta_name, param_name = recipe.model_names[role]
+        boost_meta, boost_param = _secure_boost(spec, role, party_id)
+        proto_index = _write_component(data_dir / _SECURE_BOOST, {meta_name: boost_meta, param_name: boost_param})
+        components[_SECURE_BOOST] = (recipe.model_module, MODEL_ALIAS, proto_index)
+    lr_dir = data_dir / recipe.model_component / MODEL_ALIAS
+    writes_lr = recipe.is_lr and role in recipe.model_roles
+    if writes_lr:
         lr_dir.mkdir(parents=True)
-        proto_index = {recipe.meta_name: "LRModelMeta", recipe.param_name: "LRModelParam"}
-        components[recipe.lr_component] = (recipe.lr_module, MODEL_ALIAS, proto_index)
+        meta_name, param_name = recipe.model_names[role]
+        proto_index = {meta_name: "LRModelMeta", param_name: "LRModelParam"}
+        components[recipe.model_component] = (recipe.model_module, MODEL_ALIAS, proto_index)
     pipeline_dir = data_dir / PIPELINE_COMPONENT / PIPELINE_ALIAS
     pipeline_dir.mkdir(parents=True)
     _write_buffer(pipeline_dir, PIPELINE_MODEL_NAME, _pipeline(spec, role, party_id, conf))
@@ -698,9 +1043,18 @@ def write_party_model(cache_dir: Path, spec: ModelSpec, role: str, party_id: Par
         path.parent.mkdir(parents=True)
         path.write_text(json.dumps(run_parameters), encoding="utf-8")
 
-    if role in recipe.lr_roles:
+    if writes_lr:
         _write_lr(spec, role, party_id, version_dir, lr_dir)
     return version_dir
+
+
+def _write_component(component_dir: Path, buffers: Mapping[str, Message]) -> dict[str, str]:
+    """Write a component's buffers under its ``model`` alias; return its proto index (model_name → class)."""
+    directory = component_dir / MODEL_ALIAS
+    directory.mkdir(parents=True)
+    for model_name, message in buffers.items():
+        _write_buffer(directory, model_name, message)
+    return {model_name: message.DESCRIPTOR.name for model_name, message in buffers.items()}
 
 
 def _write_lr(spec: ModelSpec, role: str, party_id: PartyId, version_dir: Path, lr_dir: Path) -> None:
@@ -710,33 +1064,34 @@ def _write_lr(spec: ModelSpec, role: str, party_id: PartyId, version_dir: Path, 
     are known; each checkpoint's ``database.yaml`` is written last, once its Param's SHA-1 is known.
     """
     recipe = _RECIPES[spec.algorithm]
+    meta_name, param_name = recipe.model_names[role]
     meta = _lr_meta(spec, role)
-    meta_sha1 = _write_buffer(lr_dir, recipe.meta_name, meta)
+    meta_sha1 = _write_buffer(lr_dir, meta_name, meta)
     stream_key = ("weights", "global") if spec.algorithm == "homo_lr" else ("weights", role, party_id)
     features = _FeatureStream(_rng(spec, *stream_key))
     names, weights = features.take(recipe.features.get(role, 0))
 
     checkpoints: list[tuple[int, Path, str]] = []  # (step_index, directory, create_time)
     for step in range(spec.max_iter - spec.checkpoints, spec.max_iter):
-        directory = version_dir / "checkpoint" / recipe.lr_component / f"{step}#{STEP_NAME}"
+        directory = version_dir / "checkpoint" / recipe.model_component / f"{step}#{STEP_NAME}"
         directory.mkdir(parents=True)
         (directory / ".lock").touch()
-        _write_buffer(directory, recipe.meta_name, meta, suffix=".pb")
+        _write_buffer(directory, meta_name, meta, suffix=".pb")
         checkpoints.append((step, directory, _utc_now_iso()))
 
     def database(step: int, created: str, param_sha1: str) -> str:
-        models = {recipe.meta_name: (meta_sha1, "LRModelMeta"), recipe.param_name: (param_sha1, "LRModelParam")}
+        models = {meta_name: (meta_sha1, "LRModelMeta"), param_name: (param_sha1, "LRModelParam")}
         return _checkpoint_database(step, created, models)
 
     # A SHA-1 placeholder has the length of the real one, so the databases' size is known now.
     size_elsewhere = _dir_size(version_dir) + sum(len(database(s, c, "0" * 40)) for s, _, c in checkpoints)
     with ExitStack() as stack:
         final = _lr_param(spec, role, party_id, names, weights, spec.max_iter)
-        param_path = lr_dir / recipe.param_name
-        writers = [_ParamWriter(stack, param_path, param_path.with_name(f"{recipe.param_name}.json"), final, 1.0)]
+        param_path = lr_dir / param_name
+        writers = [_ParamWriter(stack, param_path, param_path.with_name(f"{param_name}.json"), final, 1.0)]
         for step, directory, _ in checkpoints:
             base = _lr_param(spec, role, party_id, names, weights, step + 1)
-            pb_path, json_path = directory / f"{recipe.param_name}.pb", directory / f"{recipe.param_name}.json"
+            pb_path, json_path = directory / f"{param_name}.pb", directory / f"{param_name}.json"
             writers.append(_ParamWriter(stack, pb_path, json_path, base, (step + 1) / spec.max_iter))
         budget = 0
         if spec.target_bytes and role in _GROWING_ROLES:

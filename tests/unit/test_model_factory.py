@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import zipfile
 from pathlib import Path
 from typing import Any, TypeVar
@@ -13,7 +14,15 @@ import yaml
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from fate_registry.fate import data_transform_param_pb2, lr_model_meta_pb2, lr_model_param_pb2
+from fate_registry.fate import (
+    boosting_tree_model_meta_pb2,
+    boosting_tree_model_param_pb2,
+    data_transform_param_pb2,
+    feature_binning_meta_pb2,
+    feature_binning_param_pb2,
+    lr_model_meta_pb2,
+    lr_model_param_pb2,
+)
 from fate_registry.identity import party_model_id
 from fate_registry.testing import (
     BUFFER_CLASSES,
@@ -329,3 +338,208 @@ def test_several_hosts_each_get_their_own_slice(tmp_path: Path) -> None:
     first = _parse_param(dirs[("host", "10000")] / "variables/data/hetero_lr_0/model/HeteroLogisticRegressionParam")
     second = _parse_param(second_host / "variables/data/hetero_lr_0/model/HeteroLogisticRegressionParam")
     assert first.weight != second.weight
+
+
+# --- HeteroSecureBoost -------------------------------------------------------------------------
+
+SBT_PARAM = "variables/data/hetero_secure_boost_0/model/HeteroSecureBoostingTree{}Param"
+SBT_META = "variables/data/hetero_secure_boost_0/model/HeteroSecureBoostingTree{}Meta"
+BINNING_PARAM = "variables/data/hetero_feature_binning_0/model/FeatureBinningParam"
+
+
+@pytest.fixture
+def secureboost(tmp_path: Path) -> tuple[ModelSpec, dict[tuple[str, str], Path]]:
+    spec = ModelSpec(algorithm="hetero_secureboost", seed=3)
+    return spec, write_federation({"9999": tmp_path / "9999", "10000": tmp_path / "10000"}, spec)
+
+
+def _sbt_param(version_dir: Path, side: str) -> boosting_tree_model_param_pb2.BoostingTreeModelParam:
+    return _parse(version_dir / SBT_PARAM.format(side), boosting_tree_model_param_pb2.BoostingTreeModelParam)
+
+
+def _binning_param(version_dir: Path) -> feature_binning_param_pb2.FeatureBinningParam:
+    return _parse(version_dir / BINNING_PARAM, feature_binning_param_pb2.FeatureBinningParam)
+
+
+def test_secureboost_buffers_per_role_match_fate(
+    secureboost: tuple[ModelSpec, dict[tuple[str, str], Path]],
+) -> None:
+    spec, dirs = secureboost
+    guest, host, arbiter = dirs[("guest", "9999")], dirs[("host", "10000")], dirs[("arbiter", "10000")]
+    for version_dir, side in ((guest, "Guest"), (host, "Host")):
+        define_meta = read_define_meta(version_dir)
+        assert define_meta["component_define"] == {
+            "data_transform_0": {"module_name": "DataTransform"},
+            "hetero_feature_binning_0": {"module_name": "HeteroFeatureBinning"},
+            "hetero_secure_boost_0": {"module_name": "HeteroSecureBoost"},
+            "pipeline": {"module_name": "Pipeline"},
+        }
+        assert define_meta["model_proto"]["hetero_feature_binning_0"] == {
+            "model": {"FeatureBinningMeta": "FeatureBinningMeta", "FeatureBinningParam": "FeatureBinningParam"}
+        }
+        assert define_meta["model_proto"]["hetero_secure_boost_0"] == {
+            "model": {
+                f"HeteroSecureBoostingTree{side}Meta": "BoostingTreeModelMeta",
+                f"HeteroSecureBoostingTree{side}Param": "BoostingTreeModelParam",
+            }
+        }
+    assert list(read_define_meta(arbiter)["model_proto"]) == ["pipeline"]
+    assert not (arbiter / "run_parameters" / "hetero_secure_boost_0").exists()
+
+    pipeline = read_pipeline(guest)
+    assert list(json.loads(pipeline.train_dsl)["components"]) == [
+        "reader_0",
+        "data_transform_0",
+        "intersection_0",
+        "hetero_feature_binning_0",
+        "hetero_secure_boost_0",
+        "evaluation_0",
+    ]
+    dsl = json.loads(pipeline.train_dsl)["components"]
+    assert dsl["hetero_feature_binning_0"]["input"] == {"data": {"data": ["intersection_0.data"]}}
+    assert dsl["hetero_feature_binning_0"]["output"] == {"data": ["data"], "model": ["model"]}
+    assert dsl["hetero_secure_boost_0"]["input"] == {"data": {"train_data": ["hetero_feature_binning_0.data"]}}
+    inference = json.loads(read_pipeline(host).inference_dsl)["components"]
+    assert inference["hetero_secure_boost_0"]["CodePath"] == "HeteroSecureBoostingTreeHost"
+    assert inference["hetero_feature_binning_0"]["CodePath"] == "HeteroFeatureBinningHost"
+    run_parameters = json.loads((host / "run_parameters/hetero_secure_boost_0/run_parameters.json").read_text())
+    assert (run_parameters["num_trees"], run_parameters["learning_rate"]) == (5, 0.3)
+    assert spec.model_id == MODEL_ID
+
+    for (role, _), version_dir in dirs.items():
+        for component, aliases in read_define_meta(version_dir)["model_proto"].items():
+            for alias, proto_index in aliases.items():
+                for model_name, class_name in proto_index.items():
+                    path = version_dir / "variables" / "data" / component / alias / model_name
+                    message = _parse(path, BUFFER_CLASSES[class_name])
+                    assert message.SerializeToString(), f"{role} {component} {model_name} is empty"
+                    assert json.loads(path.with_name(f"{model_name}.json").read_text()) == _as_json(message)
+
+
+def test_secureboost_meta_follows_fate(secureboost: tuple[ModelSpec, dict[tuple[str, str], Path]]) -> None:
+    _, dirs = secureboost
+    meta = _parse(
+        dirs[("guest", "9999")] / SBT_META.format("Guest"), boosting_tree_model_meta_pb2.BoostingTreeModelMeta
+    )
+    assert (meta.learning_rate, meta.num_trees, meta.quantile_meta.bin_num) == (0.3, 5, 32)
+    assert (meta.tree_meta.max_depth, meta.tree_meta.min_sample_split, meta.tree_meta.min_leaf_node) == (3, 2, 1)
+    assert meta.tree_meta.criterion_meta.criterion_method == "xgboost"
+    assert list(meta.tree_meta.criterion_meta.criterion_param) == [0.1, 0]
+    assert (meta.objective_meta.objective, meta.task_type, meta.n_iter_no_change) == (
+        "cross_entropy",
+        "classification",
+        True,
+    )
+    assert (meta.module, meta.boosting_strategy, meta.tol) == ("HeteroSecureBoost", "std", 0.0001)
+    host_meta = _parse(
+        dirs[("host", "10000")] / SBT_META.format("Host"), boosting_tree_model_meta_pb2.BoostingTreeModelMeta
+    )
+    assert (host_meta.num_trees, host_meta.module, host_meta.learning_rate, host_meta.task_type) == (
+        5,
+        "HeteroSecureBoost",
+        0.0,
+        "",
+    )
+    assert not host_meta.HasField("objective_meta")
+
+
+def test_secureboost_trees_carry_sitenames_and_agree(
+    secureboost: tuple[ModelSpec, dict[tuple[str, str], Path]],
+) -> None:
+    _, dirs = secureboost
+    guest, host = _sbt_param(dirs[("guest", "9999")], "Guest"), _sbt_param(dirs[("host", "10000")], "Host")
+    assert (guest.tree_num, guest.tree_dim, guest.num_classes, list(guest.classes_)) == (5, 1, 2, ["0", "1"])
+    assert guest.model_name == host.model_name == "hetero_sbt"
+    assert list(guest.tree_plan) == list(host.tree_plan) == []
+    assert len(guest.losses) == 5 and guest.init_score[0] == pytest.approx(math.log(357 / 212), abs=1e-6)
+    assert dict(guest.feature_name_fid_mapping) == {i: f"x{i}" for i in range(10)}
+    assert dict(host.feature_name_fid_mapping) == {i: f"x{i}" for i in range(20)}
+    assert not guest.anonymous_name_mapping
+    assert dict(host.anonymous_name_mapping) == {f"host_10000_x{i}": f"x{i}" for i in range(20)}
+
+    sitenames = set()
+    for guest_tree, host_tree in zip(guest.trees_, host.trees_, strict=True):
+        assert len(guest_tree.tree_) == 15
+        for guest_node, host_node in zip(guest_tree.tree_, host_tree.tree_, strict=True):
+            shape = ("id", "sitename", "is_leaf", "left_nodeid", "right_nodeid")
+            assert [getattr(guest_node, f) for f in shape] == [getattr(host_node, f) for f in shape]
+            sitenames.add(guest_node.sitename)
+            if guest_node.is_leaf:
+                assert guest_node.sitename == "guest:9999" and guest_node.fid == -1
+                assert host_node.weight == 0.0
+            elif guest_node.sitename == "guest:9999":
+                assert guest_node.id in guest_tree.split_maskdict and guest_node.id not in host_tree.split_maskdict
+            else:
+                assert guest_node.id in host_tree.split_maskdict and guest_node.id not in guest_tree.split_maskdict
+                assert host_node.fid == guest_node.fid
+            assert guest_node.bid == host_node.bid == 0.0
+    assert sitenames == {"guest:9999", "host:10000"}
+
+    assert {fi.sitename for fi in guest.feature_importances} == {"guest:9999", "host:10000"}
+    for fi in guest.feature_importances:
+        assert fi.main == "split" and fi.importance >= 1
+        if fi.sitename == "host:10000":
+            assert fi.fid == 0 and fi.fullname.startswith("host_10000_x")
+        else:
+            assert fi.fullname == f"x{fi.fid}"
+    assert {fi.sitename for fi in host.feature_importances} == {"hostLocal"}
+    assert {fi.fullname for fi in host.feature_importances} <= set(host.feature_name_fid_mapping.values())
+
+
+def test_secureboost_binning_carries_party_ids(secureboost: tuple[ModelSpec, dict[tuple[str, str], Path]]) -> None:
+    _, dirs = secureboost
+    guest, host = _binning_param(dirs[("guest", "9999")]), _binning_param(dirs[("host", "10000")])
+    assert (guest.binning_result.role, guest.binning_result.party_id) == ("guest", "9999")
+    assert list(guest.header) == [f"x{i}" for i in range(10)]
+    assert list(guest.header_anonymous) == [f"guest_9999_x{i}" for i in range(10)]
+    assert guest.model_name == "binning_model"
+    [host_result] = guest.host_results
+    assert (host_result.role, host_result.party_id) == ("host", "10000")
+    assert set(host_result.binning_result) == {f"host_10000_x{i}" for i in range(20)}
+    column = host_result.binning_result["host_10000_x0"]
+    assert not column.split_points and len(column.woe_array) == 10
+    assert sum(column.event_count_array) == 357 and sum(column.non_event_count_array) == 212
+    assert column.iv == pytest.approx(sum(column.iv_array))
+    own = guest.binning_result.binning_result["x0"]
+    assert len(own.split_points) == 10 and list(own.split_points) == sorted(own.split_points) and own.iv > 0
+    multi = guest.multi_class_result
+    assert (list(multi.labels), list(multi.host_party_ids), multi.has_host_result) == (["0", "1"], ["10000"], True)
+    assert list(multi.results) == [guest.binning_result] and list(multi.host_results) == [host_result]
+    assert not guest.HasField("transform_binning_result")
+
+    assert (host.binning_result.role, host.binning_result.party_id) == ("host", "10000")
+    assert list(host.header_anonymous) == [f"host_10000_x{i}" for i in range(20)]
+    assert not host.host_results and not host.binning_result.binning_result["x3"].woe_array
+    assert list(host.multi_class_result.host_party_ids) == ["10000"] and not host.multi_class_result.has_host_result
+    meta = _parse(
+        dirs[("host", "10000")] / "variables/data/hetero_feature_binning_0/model/FeatureBinningMeta",
+        feature_binning_meta_pb2.FeatureBinningMeta,
+    )
+    assert (meta.method, meta.bin_num, meta.need_run, list(meta.cols)) == ("quantile", 10, True, list(host.header))
+    assert list(meta.transform_param.transform_cols) == list(range(20))
+
+
+def test_secureboost_with_two_hosts_and_string_ids(tmp_path: Path) -> None:
+    spec = ModelSpec(
+        algorithm="hetero_secureboost", roles={"guest": ["9999"], "host": ["10000", "10001"], "arbiter": ["10000"]}
+    )
+    dirs = write_federation({p: tmp_path / p for p in ("9999", "10000", "10001")}, spec)
+    guest = _binning_param(dirs[("guest", "9999")])
+    assert [r.party_id for r in guest.host_results] == ["10000", "10001"]
+    assert list(guest.multi_class_result.host_party_ids) == ["10000", "10001"]
+    second = _sbt_param(dirs[("host", "10001")], "Host")
+    assert set(second.anonymous_name_mapping) == {f"host_10001_x{i}" for i in range(20)}
+    guest_sbt = _sbt_param(dirs[("guest", "9999")], "Guest")
+    sites = {node.sitename for tree in guest_sbt.trees_ for node in tree.tree_}
+    assert sites == {"guest:9999", "host:10000", "host:10001"}
+    for tree, second_tree in zip(guest_sbt.trees_, second.trees_, strict=True):
+        owned = {node.id for node in tree.tree_ if node.sitename == "host:10001"}
+        assert set(second_tree.split_maskdict) == owned
+    assert json.loads(read_pipeline(dirs[("host", "10001")]).roles)["host"] == ["10000", "10001"]
+
+
+def test_secureboost_rejects_lr_only_options() -> None:
+    with pytest.raises(ValueError, match="LR"):
+        ModelSpec(algorithm="hetero_secureboost", checkpoints=1)
+    with pytest.raises(ValueError, match="LR"):
+        ModelSpec(algorithm="hetero_secureboost", target_bytes=1024)
