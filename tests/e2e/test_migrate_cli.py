@@ -189,3 +189,15 @@ def test_round_trip_into_a_federation_of_the_new_party_ids(
     finally:
         for server in servings.values():
             server.stop()
+
+
+def test_a_unify_version_that_exists_is_refused(source: tuple[LocalFederation, GeneratedModel], tmp_path: Path) -> None:
+    fed, model = source
+    body = _migrate_conf(model, unify_model_version="unified-1")
+    code, first = flow(fed, "model", "migrate", "-c", _conf(tmp_path, "m1.json", body))
+    assert code == 0, first
+    before = sorted(_migrated_dirs(fed))
+    code, again = flow(fed, "model", "migrate", "-c", _conf(tmp_path, "m2.json", body))
+    assert code != 0 and again["retcode"] == 101, again
+    assert "Unify model version unified-1 has been occupied" in json.dumps(again), again
+    assert sorted(_migrated_dirs(fed)) == before
