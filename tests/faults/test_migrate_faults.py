@@ -1,0 +1,293 @@
+"""Migrate is all or nothing under faults (issue 4), on separately started processes.
+
+A coordinator and three agents (guest 9999, host 10000, arbiter 10001), each its own process
+(:class:`Cluster`), with a generated HeteroSecureBoost model imported on every party. Migrate is
+two-phase like deploy: every executing party prepares its rewritten slice and archive under
+``model_local_cache/.staging/prep-<operation>-<role>/``; only a commit registers the slice under
+the new party model id and moves the archive to ``<party data_dir>/migrated/``.
+
+One agent is killed (SIGKILL) before the migrate, or while the others have prepared. After the
+fault every party's disk is checked: no ``<role>#<new party>#<new model id>/`` directory in its
+model_local_cache, no file in its ``migrated/`` directory, no ``.staging/prep-*`` once the abort
+is confirmed; the imported model stays as it was. The operation log holds the migrate as
+"aborting" while the dead party cannot confirm the abort, and "failed" once it is back and the
+coordinator's maintenance loop (every second here) has resent it. Then the same migrate
+succeeds: every party has exactly one migrated version and one archive.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from client.sdk import RegistryClient
+from fate_registry.identity import gen_model_id
+from fate_registry.testing.cluster import Cluster, agent_name, wait_until
+from fate_registry.v1.common_pb2 import PartyModelRef
+from tests.conftest import GeneratedModel, generate_model
+
+PARTY_OF = {"guest": "9999", "host": "10000", "arbiter": "10001"}
+NEW_PARTY_OF = {"guest": "99", "host": "100", "arbiter": "101"}
+OLD_ROLES = {role: [int(party)] for role, party in PARTY_OF.items()}
+NEW_ROLES = {role: [int(party)] for role, party in NEW_PARTY_OF.items()}
+NEW_MODEL_ID = gen_model_id(NEW_ROLES)
+DEPLOY_TIMEOUT = 3.0  # each party's deadline for prepare, commit and abort
+CALL_TIMEOUT = 5.0
+WAIT = 30.0  # bound of every wait for a state to appear
+FLOW = str(Path(sys.executable).parent / "flow")
+MULTI_PARTY_FAILED = 101
+CONNECTION_ERROR = 105  # a party that did not answer (unreachable or past its deadline)
+FEDERATED_ERROR = 104  # a party that prepared and was rolled back because another failed
+DEAD_REASONS = {"PARTY_UNAVAILABLE", "DEADLINE_EXCEEDED"}
+
+
+# -- fixtures ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    parties: dict[str, dict[str, Any]] = {party: {} for party in PARTY_OF.values()}
+    # maintenance every second: an abort a party did not confirm is resent within the test's time
+    timeouts = {"deploy_timeout": DEPLOY_TIMEOUT, "call_timeout": CALL_TIMEOUT, "maintenance_period": 1}
+    with Cluster.start(tmp_path / "cluster", parties, timeouts) as started:  # stopped by PID on exit
+        yield started
+
+
+@pytest.fixture
+def source(cluster: Cluster, tmp_path: Path) -> GeneratedModel:
+    """A HeteroSecureBoost + DataTransform + FeatureBinning model imported on every party."""
+    model = generate_model(tmp_path / "model", roles=OLD_ROLES, algorithm="hetero_secureboost")
+    with RegistryClient(cluster.address) as client:
+        for (role, party), archive in model.archives.items():
+            target = PartyModelRef(role=role, party_id=party, model_id=model.model_id, model_version=model.version)
+            client.import_model(archive, target)
+    return model
+
+
+@pytest.fixture
+def migrate_conf(source: GeneratedModel, tmp_path: Path) -> Path:
+    """FATE's migrate conf: every old party executes, guest 99 initiates the new federation."""
+    body = {
+        "job_parameters": {"federated_mode": "MULTIPLE"},
+        "role": OLD_ROLES,
+        "execute_party": OLD_ROLES,
+        "migrate_initiator": {"role": "guest", "party_id": int(NEW_PARTY_OF["guest"])},
+        "migrate_role": NEW_ROLES,
+        "model_id": source.model_id,
+        "model_version": source.version,
+    }
+    path = tmp_path / "migrate.json"
+    path.write_text(json.dumps(body), encoding="utf-8")
+    return path
+
+
+# -- driving `flow` ---------------------------------------------------------------------------------
+
+
+def _env(cluster: Cluster) -> dict[str, str]:
+    return {**os.environ, "FATE_REGISTRY_ADDRESS": cluster.address}
+
+
+def flow(cluster: Cluster, *args: str) -> tuple[int, dict[str, Any]]:
+    done = subprocess.run([FLOW, *args], capture_output=True, text=True, env=_env(cluster), timeout=120, check=False)
+    assert "Traceback" not in done.stdout + done.stderr, done.stderr
+    answer: dict[str, Any] = json.loads(done.stdout)
+    return done.returncode, answer
+
+
+@contextlib.contextmanager
+def flow_in_background(cluster: Cluster, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """``flow`` as its own process while the test acts; killed by PID if still running at the end."""
+    process = subprocess.Popen(
+        [FLOW, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=_env(cluster),
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=WAIT)
+
+
+def answer_of(running: subprocess.Popen[str]) -> tuple[int, dict[str, Any]]:
+    """Wait (bounded) for a background ``flow`` to end; its exit code and JSON answer."""
+    out, err = running.communicate(timeout=WAIT)
+    assert "Traceback" not in out + err, err
+    answer: dict[str, Any] = json.loads(out)
+    return running.returncode, answer
+
+
+def migrate(cluster: Cluster, conf: Path) -> tuple[int, dict[str, Any]]:
+    return flow(cluster, "model", "migrate", "-c", str(conf))
+
+
+def migrate_operations(cluster: Cluster, model: GeneratedModel) -> list[dict[str, Any]]:
+    """The migrates of ``model`` in the coordinator's operation log, newest first."""
+    args = ["--model-id", model.model_id, "--model-version", model.version, "--operation", "migrate"]
+    code, answer = flow(cluster, "operation", "list", *args)
+    assert code == 0, answer
+    operations: list[dict[str, Any]] = answer["data"]
+    return operations
+
+
+# -- every party's state ----------------------------------------------------------------------------
+
+
+def party_dir(cluster: Cluster, party: str) -> Path:
+    return cluster.data_dir / "parties" / party
+
+
+def migrated_versions(cluster: Cluster, role: str) -> set[str]:
+    """The version directories under model_local_cache/<role>#<new party>#<new model id>/ of the role's party."""
+    directory = cluster.model_cache(PARTY_OF[role]) / f"{role}#{NEW_PARTY_OF[role]}#{NEW_MODEL_ID}"
+    return {p.name for p in directory.iterdir()} if directory.exists() else set()
+
+
+def migrated_dir_exists(cluster: Cluster, role: str) -> bool:
+    return (cluster.model_cache(PARTY_OF[role]) / f"{role}#{NEW_PARTY_OF[role]}#{NEW_MODEL_ID}").exists()
+
+
+def archives(cluster: Cluster, party: str) -> list[str]:
+    """Every file in the party's <data_dir>/migrated/ (archives, and anything half-written)."""
+    directory = party_dir(cluster, party) / "migrated"
+    return sorted(p.name for p in directory.iterdir()) if directory.exists() else []
+
+
+def prepared_dirs(cluster: Cluster, party: str) -> list[str]:
+    return sorted(p.name for p in (cluster.model_cache(party) / ".staging").glob("prep-*"))
+
+
+def has_prepared(cluster: Cluster, role: str) -> Path | None:
+    """The prepared.json of an operation this role's party has prepared, if any."""
+    found = sorted((cluster.model_cache(PARTY_OF[role]) / ".staging").glob(f"prep-*-{role}/prepared.json"))
+    return found[0] if found else None
+
+
+def all_prepared(cluster: Cluster, *roles: str) -> list[Path]:
+    """The prepared.json of each role, once every one of them has prepared (else empty)."""
+    found = [has_prepared(cluster, role) for role in roles]
+    return [p for p in found if p is not None] if all(found) else []
+
+
+def source_versions(cluster: Cluster, model: GeneratedModel, role: str) -> set[str]:
+    directory = cluster.model_cache(PARTY_OF[role]) / f"{role}#{PARTY_OF[role]}#{model.model_id}"
+    return {p.name for p in directory.iterdir()} if directory.is_dir() else set()
+
+
+def assert_nothing_migrated(cluster: Cluster, model: GeneratedModel, staged_allowed: frozenset[str]) -> None:
+    """No party has a migrated version or archive; the source is untouched; nothing is staged except
+    on the parties in ``staged_allowed`` (a dead party's disk can only be cleaned once it is back)."""
+    for role, party in PARTY_OF.items():
+        assert not migrated_dir_exists(cluster, role), (role, party, migrated_versions(cluster, role))
+        assert archives(cluster, party) == [], (role, party)
+        assert source_versions(cluster, model, role) == {model.version}, (role, party)
+        if party not in staged_allowed:
+            assert prepared_dirs(cluster, party) == [], (role, party)
+
+
+def assert_rolled_back_answer(answer: dict[str, Any], failed_role: str) -> None:
+    """Overall 101; the dead party's connection error; every other party rolled back; no archive."""
+    assert answer["retcode"] == MULTI_PARTY_FAILED and answer["retmsg"] == "failed", answer
+    data = answer["data"]
+    detail = data["detail"]
+    assert "archives" not in data, answer
+    assert data["model_id"] == NEW_MODEL_ID, answer
+    for role, party in PARTY_OF.items():
+        if role == failed_role:
+            assert data[role] == {party: CONNECTION_ERROR}, answer
+            assert detail[role][party]["reason"] in DEAD_REASONS, answer
+            assert f"party {party}" in detail[role][party]["retmsg"], answer
+        else:
+            assert data[role] == {party: FEDERATED_ERROR}, answer
+            assert detail[role][party]["reason"] == "ABORTED", answer
+            assert "rolled back" in detail[role][party]["retmsg"], answer
+
+
+def assert_logged(operation: dict[str, Any], answer: dict[str, Any], status: str) -> None:
+    """The operation log holds the migrate with the status and the per-party results the caller got."""
+    assert operation["operation"] == "migrate", operation
+    assert operation["status"] == status and operation["retcode"] == MULTI_PARTY_FAILED, operation
+    parties = operation["parties"]
+    for role, party in PARTY_OF.items():
+        assert parties[role] == answer["data"][role], operation
+        assert parties["detail"][role][party] == answer["data"]["detail"][role][party], operation
+    if status == "failed":
+        assert operation["end_date"], operation
+
+
+def assert_migrated_everywhere(cluster: Cluster, answer: dict[str, Any]) -> None:
+    """Every party has exactly one migrated version and exactly one archive, where the answer says."""
+    assert answer["retcode"] == 0, answer
+    data = answer["data"]
+    version = data["model_version"]
+    assert data["model_id"] == NEW_MODEL_ID, answer
+    for role, party in PARTY_OF.items():
+        new_pmid = f"{role}#{NEW_PARTY_OF[role]}#{NEW_MODEL_ID}"
+        assert data[role] == {party: 0}, answer
+        assert migrated_versions(cluster, role) == {version}, (role, party)
+        assert archives(cluster, party) == [f"{new_pmid}_{version}.zip"], (role, party)
+        expected = party_dir(cluster, party) / "migrated" / f"{new_pmid}_{version}.zip"
+        assert Path(data["archives"][role][party]) == expected, answer
+        assert prepared_dirs(cluster, party) == [], (role, party)
+
+
+# -- an agent killed --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("when", "victim"), [("before", "host"), ("during", "arbiter")])
+def test_agent_killed_migrate_leaves_no_migrated_version_then_succeeds_after_restart(
+    cluster: Cluster, source: GeneratedModel, migrate_conf: Path, when: str, victim: str
+) -> None:
+    """``before``: the victim is dead when the migrate starts. ``during``: it is stopped so its prepare
+    hangs, killed once every other party has prepared (its slice and archive staged)."""
+    name = agent_name(PARTY_OF[victim])
+    others = [role for role in PARTY_OF if role != victim]
+    if when == "before":
+        cluster.kill(name)
+        code, answer = migrate(cluster, migrate_conf)
+    else:
+        cluster.pause(name)
+        with flow_in_background(cluster, "model", "migrate", "-c", str(migrate_conf)) as running:
+            prepared = wait_until(lambda: all_prepared(cluster, *others), WAIT, f"{' and '.join(others)} prepared")
+            for marker in prepared:  # what they prepared: the new slice and its archive, staged only
+                assert (marker.parent / "archive.zip").is_file(), marker
+                assert (marker.parent / "model").is_dir(), marker
+            assert_nothing_migrated(cluster, source, staged_allowed=frozenset(PARTY_OF.values()))
+            cluster.kill(name)
+            code, answer = answer_of(running)
+
+    assert code != 0
+    assert_rolled_back_answer(answer, victim)
+    failed_version = answer["data"]["model_version"]
+    assert failed_version
+    # every live party confirmed the abort: nothing staged there; the dead party never prepared
+    assert_nothing_migrated(cluster, source, staged_allowed=frozenset())
+    (operation,) = migrate_operations(cluster, source)
+    assert_logged(operation, answer, "aborting")  # the dead party cannot confirm the abort
+
+    cluster.restart(name)  # on its old port: the maintenance loop reaches it again
+    wait_until(lambda: migrate_operations(cluster, source)[0]["status"] == "failed", WAIT, "the abort confirmed by all")
+    (operation,) = migrate_operations(cluster, source)
+    assert_logged(operation, answer, "failed")
+    assert_nothing_migrated(cluster, source, staged_allowed=frozenset())  # the restarted party too
+
+    code, again = migrate(cluster, migrate_conf)
+    assert code == 0, again
+    assert again["data"]["model_version"] != failed_version, again
+    assert_migrated_everywhere(cluster, again)
+    latest, first = migrate_operations(cluster, source)
+    assert latest["status"] == "success" and latest["retcode"] == 0, latest
+    assert first["operation_id"] == operation["operation_id"] and first["status"] == "failed", first
