@@ -225,6 +225,12 @@ class MetadataStore:
             rows = list(self._pending.select())
         return [PendingPublish(r.f_id, r.f_target, r.f_staged, r.f_trash, record_from_json(r.f_record)) for r in rows]
 
+    def remove(self, ref: PartyModelRef, pending_id: str) -> None:
+        """Finish a delete in one transaction: the model row and the journal entry go together."""
+        with self.db.connection_context(), self.db.atomic():
+            self._model.delete().where(self._key(ref)).execute()
+            self._pending.delete().where(self._pending.f_id == pending_id).execute()
+
     def complete(self, pending_id: str, record: PartyModelRecord | None) -> None:
         """Finish a publish in one transaction: the model row (if any) and the journal entry go together."""
         with self.db.connection_context(), self.db.atomic():

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from fate_registry.errors import Reason, RegistryError
 from fate_registry.files import fsync_dir
-from fate_registry.identity import party_model_id, validate_name
+from fate_registry.identity import parse_party_model_id, party_model_id, validate_name
 from fate_registry.v1.common_pb2 import PartyModelRef
 from party_agent.metadata import MetadataStore, PartyModelRecord, PendingPublish
 
@@ -30,6 +30,12 @@ PREPARED_MARKER = "prepared.json"
 # Remembers an aborted two-phase operation in staging, so a prepare arriving late does not stay.
 ABORTED_PREFIX = "aborted-"
 ABORTED_KEEP_SECONDS = 7 * 24 * 3600
+
+
+def _ref_of(relative_target: str) -> PartyModelRef:
+    pmid, _, version = relative_target.rpartition("/")
+    role, party_id, model_id = parse_party_model_id(pmid)
+    return PartyModelRef(role=role, party_id=party_id, model_id=model_id, model_version=version)
 
 
 class VersionLocks:
@@ -123,6 +129,23 @@ class ModelCache:
         self.store.complete(pending.id, record)
         shutil.rmtree(trash, ignore_errors=True)
 
+    def delete(self, ref: PartyModelRef) -> None:
+        """Remove a version: journalled, renamed aside, its row deleted, then its files."""
+        target = self.version_dir(ref)
+        if not target.exists():
+            raise RegistryError(
+                Reason.MODEL_NOT_FOUND, f"Model {self.relative(target.parent)} {ref.model_version} does not exist."
+            )
+        trash = self.root / TRASH / uuid.uuid4().hex
+        pending = PendingPublish(uuid.uuid4().hex, self.relative(target), "", self.relative(trash), None)
+        self.store.add_pending(pending)
+        os.rename(target, trash)
+        fsync_dir(target.parent)
+        self.store.remove(ref, pending.id)
+        shutil.rmtree(trash, ignore_errors=True)
+        with contextlib.suppress(OSError):
+            target.parent.rmdir()  # the party model id's directory, when this was its last version
+
     def relative(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
 
@@ -132,6 +155,16 @@ class ModelCache:
         for pending in self.store.pending():
             target, staged = self.root / pending.target, self.root / pending.staged
             trash = self.root / pending.trash if pending.trash else None
+            if not pending.staged:  # a delete
+                if target.exists():  # stopped before the rename: nothing happened
+                    self.store.complete(pending.id, None)
+                    done.append(f"kept {pending.target}")
+                else:
+                    self.store.remove(_ref_of(pending.target), pending.id)
+                    if trash is not None:
+                        shutil.rmtree(trash, ignore_errors=True)
+                    done.append(f"deleted {pending.target}")
+                continue
             if staged.exists():
                 if trash is not None and trash.exists() and not target.exists():
                     os.rename(trash, target)

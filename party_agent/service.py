@@ -300,6 +300,11 @@ class PartyAgent:
         pieces.append((closing, None))
         return pieces, length + len(closing)
 
+    def delete(self, ref: PartyModelRef) -> None:
+        self.check_party(ref)
+        with self.cache.locks.write(self.cache.lock_key(ref)):
+            self.cache.delete(ref)
+
     def version_dir_of(self, ref: PartyModelRef) -> Path:
         """The directory of a version this party holds (MODEL_NOT_FOUND otherwise)."""
         self.record(ref)

@@ -231,6 +231,14 @@ class AgentServicer(agent_pb2_grpc.PartyAgentServiceServicer):
             new_model=done.model, manifest_digest=done.manifest.digest, archive_path=str(done.archive)
         )
 
+    def DeleteModel(
+        self, request: agent_pb2.DeleteModelRequest, context: grpc.ServicerContext
+    ) -> agent_pb2.DeleteModelResponse:
+        if request.delete_from_store:
+            raise RegistryError(Reason.NOT_IMPLEMENTED, "deleting from the model store is not in this release yet")
+        self.agent.delete(request.model)
+        return agent_pb2.DeleteModelResponse(deleted_local=True)
+
     def CommitOperation(
         self, request: agent_pb2.CommitOperationRequest, context: grpc.ServicerContext
     ) -> agent_pb2.CommitOperationResponse:

@@ -153,6 +153,17 @@ class Catalog:
             conflict_target=[pm.model_id, pm.model_version, pm.role, pm.party_id], preserve=replaced
         ).execute()
 
+    def forget(self, model_id: str, model_version: str, role: str, party_id: str) -> None:
+        """Drop one party's row of a version (after the party deleted it)."""
+        pm = self._party_model
+        with self.db.connection_context():
+            pm.delete().where(
+                (pm.model_id == model_id)
+                & (pm.model_version == model_version)
+                & (pm.role == role)
+                & (pm.party_id == party_id)
+            ).execute()
+
     def count_loads(self, model_id: str, model_version: str, parties: Sequence[tuple[str, str]]) -> None:
         """FATE's loaded_times: +1 for each (role, party) that loaded, in one transaction."""
         pm = self._party_model

@@ -296,6 +296,24 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         )
         return registry_pb2.GetCheckpointResponse(checkpoint=answer.checkpoint, models=dict(answer.models))
 
+    def DeleteModel(
+        self, request: registry_pb2.DeleteModelRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.DeleteModelResponse:
+        ref = check_ref(request.model)
+        with self.oplog.track("delete", context.peer(), ref.model_id, ref.model_version) as op:
+            answer = self.agents.unary(
+                ref.party_id,
+                "DeleteModel",
+                agent_pb2.DeleteModelRequest(model=ref, delete_from_store=request.delete_from_store),
+                op.operation_id,
+                self.agents.conf.coordinator.call_timeout,
+            )
+            self.catalog.forget(ref.model_id, ref.model_version, ref.role, ref.party_id)
+            op.results.append(ok(ref))
+        return registry_pb2.DeleteModelResponse(
+            model=ref, deleted_local=answer.deleted_local, deleted_store=answer.deleted_store
+        )
+
     # -- operation history ----------------------------------------------------------------------
 
     def ListOperations(

@@ -11,8 +11,6 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from fate_registry.testing.federation import LocalFederation
 from tests.conftest import GeneratedModel
 
@@ -201,11 +199,8 @@ def test_bad_input_gets_a_clear_error_and_changes_nothing(
     assert not (tmp_path.parent / "escaped").exists()
 
 
-@pytest.mark.parametrize(
-    "command",
-    [["model", "delete", "--model-id", "m", "--model-version", "v", "-r", "guest", "-p", "9999"]],
-)
-def test_operations_of_later_releases_say_so(federation: LocalFederation, command: list[str]) -> None:
-    code, answer = flow(federation, *command)
+def test_operations_of_later_releases_say_so(federation: LocalFederation, tmp_path: Path) -> None:
+    conf = _conf(tmp_path, "restore.json", {"role": "guest", "party_id": 9999, "model_id": "m", "model_version": "v"})
+    code, answer = flow(federation, "model", "import", "-c", conf, "--from-database")
     assert code != 0 and answer["retcode"] == 100, answer
     assert "not implemented in this release" in answer["retmsg"]

@@ -175,3 +175,24 @@ def test_a_tampered_export_is_refused_on_import(
         assert info.value.reason is Reason.DATA_LOSS
         with pytest.raises(RegistryError):
             client.get_model_info(pb.GetModelInfoRequest(model_version="tampered"))
+
+
+def test_delete_removes_files_row_and_catalog_entry(
+    federation: LocalFederation, model: GeneratedModel, tmp_path: Path
+) -> None:
+    ref = _ref(model, "guest", "9999")
+    version_dir = federation.model_cache("9999") / f"guest#9999#{model.model_id}" / model.version
+    with RegistryClient(federation.address) as client:
+        client.import_model(model.archives["guest", "9999"], ref)
+        assert version_dir.is_dir()
+        deleted = client.delete_model(pb.DeleteModelRequest(model=ref))
+        assert deleted.deleted_local and not deleted.deleted_store
+        assert not version_dir.exists()
+        with pytest.raises(RegistryError) as info:
+            client.get_model_info(pb.GetModelInfoRequest(model_id=model.model_id, model_version=model.version))
+        assert info.value.reason is Reason.MODEL_NOT_FOUND
+        with pytest.raises(RegistryError) as info:
+            client.delete_model(pb.DeleteModelRequest(model=ref))
+        assert info.value.reason is Reason.MODEL_NOT_FOUND
+        client.import_model(model.archives["guest", "9999"], ref)  # and it can come back
+        assert version_dir.is_dir()

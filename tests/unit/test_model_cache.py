@@ -78,3 +78,20 @@ def test_crash_after_rename_completes_the_row(tmp_path: Path) -> None:
     stored = cache.store.get(REF)
     assert stored is not None and stored.manifest == record.manifest
     assert cache.store.pending() == []
+
+
+def test_delete_and_a_crash_half_way_through_it(tmp_path: Path) -> None:
+    cache = _cache(tmp_path)
+    staged, record = _staged(cache, b"v1")
+    cache.publish(staged, record, replace=False)
+    cache.delete(REF)
+    assert not cache.version_dir(REF).exists() and cache.store.get(REF) is None
+    staged, record = _staged(cache, b"v1")
+    cache.publish(staged, record, replace=False)
+    target = cache.version_dir(REF)
+    trash = cache.root / ".trash" / "t1"
+    # the crash: journalled and renamed aside, the row not yet deleted
+    cache.store.add_pending(PendingPublish("d1", cache.relative(target), "", cache.relative(trash), None))
+    os.rename(target, trash)
+    assert _cache(tmp_path).recover() == [f"deleted {cache.relative(target)}"]
+    assert cache.store.get(REF) is None and not trash.exists() and cache.store.pending() == []
