@@ -3,6 +3,14 @@
 # Usage: scripts/test.sh [pytest args...]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# --- backing services for tests/contract (MariaDB, redis-server): install from the OS packages when missing.
+if ! PATH="$PATH:/usr/sbin" command -v mariadbd >/dev/null || ! command -v redis-server >/dev/null; then
+  echo "installing mariadb-server and redis-server (apt-get)" >&2
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mariadb-server redis-server >/dev/null
+fi
+# ---
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip

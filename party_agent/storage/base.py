@@ -192,7 +192,7 @@ def access_denied(engine: str, address: str, who: str) -> RegistryError:
     """The engine refused our credentials. Names the user or key id, never the secret."""
     return RegistryError(
         Reason.PERMISSION_DENIED,
-        f"the {engine} model store at {address} refused the credentials of {who}: check model_store_address",
+        f"the {engine} model store at {address} refused {who}: check model_store_address",
         {"engine": engine},
     )
 

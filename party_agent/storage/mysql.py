@@ -124,7 +124,11 @@ class _Pool:
             if stale is not None and time.monotonic() - since > stale:
                 _close_quietly(conn)
                 continue
-            conn.ping(reconnect=True)
+            try:
+                conn.ping(reconnect=False)
+            except pymysql.MySQLError:  # the server restarted, or closed an idle connection
+                _close_quietly(conn)
+                continue
             return conn
 
     @contextlib.contextmanager
@@ -209,7 +213,9 @@ class MySQLModelStore(ModelStore):
         address = self.config.address
         code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
         if code in _ACCESS_DENIED:
-            return access_denied(self.engine, address, f"user {self.config.user!r} on database {self.config.database}")
+            return access_denied(
+                self.engine, address, f"user {self.config.user!r} on database {self.config.database!r}"
+            )
         if code == _UNKNOWN_DATABASE:
             return misconfigured(self.engine, f"database {self.config.database!r} does not exist at {address}")
         if isinstance(exc, pymysql.OperationalError | pymysql.InterfaceError) and (code >= 2000 or code == 0):

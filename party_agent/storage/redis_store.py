@@ -25,6 +25,8 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from fate_registry.errors import Reason, RegistryError
 from party_agent.storage.base import (
@@ -50,6 +52,8 @@ CHUNK_BYTES = 1024 * 1024
 PIPELINE_BYTES = 16 * 1024 * 1024
 READ_BATCH = 4
 COMMIT_ATTEMPTS = 5
+# redis-py's default retries a refused password ten times too; two quick retries cover a blip.
+CONNECT_RETRIES = 2
 _GLOB_SPECIALS = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 
 
@@ -76,6 +80,7 @@ class RedisModelStore(ModelStore):
             protocol=2,
             socket_connect_timeout=10,
             socket_timeout=120,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), CONNECT_RETRIES),
         )
 
     @contextlib.contextmanager
@@ -84,10 +89,10 @@ class RedisModelStore(ModelStore):
         try:
             yield
         except redis.AuthenticationError:
-            raise access_denied(self.engine, self.config.address, "the configured password") from None
+            raise access_denied(self.engine, self.config.address, "the password") from None
         except redis.ResponseError as exc:
             if "AUTH" in str(exc) or "NOAUTH" in str(exc) or "WRONGPASS" in str(exc):
-                raise access_denied(self.engine, self.config.address, "the configured password") from None
+                raise access_denied(self.engine, self.config.address, "the password") from None
             raise RegistryError(Reason.INTERNAL, f"redis model store at {self.config.address}: {exc}") from exc
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             raise unavailable(self.engine, self.config.address, type(exc).__name__) from exc
