@@ -32,6 +32,7 @@ from party_agent.migrate import Migrated, MigrateRequest, Migrator
 from party_agent.model_cache import ModelCache
 from party_agent.pipeline import PIPELINE_PATH, json_of, party_in_role, read_pipeline, renamed, roles_of
 from party_agent.serving import ServingAnswer
+from party_agent.storage import ModelStore, StoredObject, StoreKey, open_store
 from party_agent.transfer_http import PATH as TRANSFER_PATH
 
 log = logging.getLogger(__name__)
@@ -99,6 +100,8 @@ class PartyAgent:
         self.store = MetadataStore(party.database)
         self.cache = ModelCache(party.model_cache_dir, self.store)
         self.deployer = Deployer(self.cache)
+        self.model_store_engine = conf.model_store.storage if conf.model_store else ""
+        self.model_store = open_store(conf.model_store.storage, conf.model_store.settings) if conf.model_store else None
         self.migrator = Migrator(
             self.cache, self.deployer.phases, party.data_dir / "migrated", conf.limits.download_chunk_bytes
         )
@@ -108,6 +111,8 @@ class PartyAgent:
         self.transfer_host, self.transfer_port = party.transfer_address.host, party.transfer_address.port
 
     def close(self) -> None:
+        if self.model_store is not None:
+            self.model_store.close()
         self.store.close()
 
     def check_party(self, ref: PartyModelRef) -> None:
@@ -300,10 +305,53 @@ class PartyAgent:
         pieces.append((closing, None))
         return pieces, length + len(closing)
 
-    def delete(self, ref: PartyModelRef) -> None:
+    def delete(self, ref: PartyModelRef, from_store: bool) -> tuple[bool, bool]:
+        """Delete the version here (if it is here) and, when asked, in the model store."""
         self.check_party(ref)
-        with self.cache.locks.write(self.cache.lock_key(ref)):
-            self.cache.delete(ref)
+        deleted_local = False
+        if self.cache.has_model(ref) or self.store.get(ref) is not None:
+            with self.cache.locks.write(self.cache.lock_key(ref)):
+                self.cache.delete(ref)
+            deleted_local = True
+        deleted_store = self._model_store().delete(self._store_key(ref)) if from_store else False
+        if not deleted_local and not deleted_store:
+            raise RegistryError(Reason.MODEL_NOT_FOUND, f"Model {self._pmid(ref)} {ref.model_version} does not exist.")
+        return deleted_local, deleted_store
+
+    # -- the model store ----------------------------------------------------------------------------
+
+    def _model_store(self) -> ModelStore:
+        if self.model_store is None:
+            raise RegistryError(
+                Reason.INVALID_ARGUMENT,
+                "no model store is configured: set model_store_address in the service conf",
+                retcode=Retcode.ARGUMENT_ERROR,
+            )
+        return self.model_store
+
+    def _store_key(self, ref: PartyModelRef) -> StoreKey:
+        return StoreKey(self._pmid(ref), ref.model_version)
+
+    def store_model(self, ref: PartyModelRef, force: bool) -> tuple[StoredObject, str]:
+        """FATE's store: the version's archive (ours, with its manifest) streamed into the engine."""
+        store = self._model_store()
+        key = self._store_key(ref)
+        if not force and store.exists(key):
+            raise RegistryError(
+                Reason.MODEL_EXISTS,
+                f"The model {key.party_model_id} {key.model_version} already "
+                "exists in the model store; use force_update to replace it.",
+            )
+        chunks = (piece.chunk for piece in self.export_archive(ref) if piece.chunk)
+        stored = store.put(key, chunks, force=force)
+        return stored, f"{self.model_store_engine}:{key.party_model_id}/{key.model_version}"
+
+    def restore_model(self, ref: PartyModelRef, force: bool, sha256: str) -> ImportModelResult:
+        """FATE's restore, plus what FATE forgets: the restored version is verified file by file and registered."""
+        store = self._model_store()
+        stream = store.open(self._store_key(ref))
+        header = ImportModelHeader(target=ref, force_update=force, sha256=sha256)
+        return self.import_archive(header, stream)
 
     def version_dir_of(self, ref: PartyModelRef) -> Path:
         """The directory of a version this party holds (MODEL_NOT_FOUND otherwise)."""

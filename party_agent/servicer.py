@@ -234,10 +234,20 @@ class AgentServicer(agent_pb2_grpc.PartyAgentServiceServicer):
     def DeleteModel(
         self, request: agent_pb2.DeleteModelRequest, context: grpc.ServicerContext
     ) -> agent_pb2.DeleteModelResponse:
-        if request.delete_from_store:
-            raise RegistryError(Reason.NOT_IMPLEMENTED, "deleting from the model store is not in this release yet")
-        self.agent.delete(request.model)
-        return agent_pb2.DeleteModelResponse(deleted_local=True)
+        local, stored = self.agent.delete(request.model, request.delete_from_store)
+        return agent_pb2.DeleteModelResponse(deleted_local=local, deleted_store=stored)
+
+    def StoreModel(
+        self, request: agent_pb2.StoreModelRequest, context: grpc.ServicerContext
+    ) -> agent_pb2.StoreModelResponse:
+        stored, location = self.agent.store_model(request.model, request.force_update)
+        return agent_pb2.StoreModelResponse(sha256=stored.sha256, location=location)
+
+    def RestoreModel(
+        self, request: agent_pb2.RestoreModelRequest, context: grpc.ServicerContext
+    ) -> agent_pb2.RestoreModelResponse:
+        result = self.agent.restore_model(request.model, request.force_update, request.sha256)
+        return agent_pb2.RestoreModelResponse(result=result)
 
     def CommitOperation(
         self, request: agent_pb2.CommitOperationRequest, context: grpc.ServicerContext

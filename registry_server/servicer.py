@@ -296,6 +296,37 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         )
         return registry_pb2.GetCheckpointResponse(checkpoint=answer.checkpoint, models=dict(answer.models))
 
+    def StoreModel(
+        self, request: registry_pb2.StoreModelRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.StoreModelResponse:
+        ref = check_ref(request.model)
+        with self.oplog.track("store", context.peer(), ref.model_id, ref.model_version) as op:
+            answer = self.agents.unary(
+                ref.party_id,
+                "StoreModel",
+                agent_pb2.StoreModelRequest(model=ref, force_update=request.force_update),
+                op.operation_id,
+                self.agents.conf.coordinator.deploy_timeout,
+            )
+            op.results.append(ok(ref))
+        return registry_pb2.StoreModelResponse(model=ref, sha256=answer.sha256, location=answer.location)
+
+    def RestoreModel(
+        self, request: registry_pb2.RestoreModelRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.RestoreModelResponse:
+        ref = check_ref(request.model)
+        with self.oplog.track("restore", context.peer(), ref.model_id, ref.model_version) as op:
+            answer = self.agents.unary(
+                ref.party_id,
+                "RestoreModel",
+                agent_pb2.RestoreModelRequest(model=ref, force_update=request.force_update, sha256=request.sha256),
+                op.operation_id,
+                self.agents.conf.coordinator.deploy_timeout,
+            )
+            self.catalog.record_import(answer.result)
+            op.results.append(ok(ref))
+        return registry_pb2.RestoreModelResponse(result=answer.result)
+
     def DeleteModel(
         self, request: registry_pb2.DeleteModelRequest, context: grpc.ServicerContext
     ) -> registry_pb2.DeleteModelResponse:
@@ -308,7 +339,8 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
                 op.operation_id,
                 self.agents.conf.coordinator.call_timeout,
             )
-            self.catalog.forget(ref.model_id, ref.model_version, ref.role, ref.party_id)
+            if answer.deleted_local:
+                self.catalog.forget(ref.model_id, ref.model_version, ref.role, ref.party_id)
             op.results.append(ok(ref))
         return registry_pb2.DeleteModelResponse(
             model=ref, deleted_local=answer.deleted_local, deleted_store=answer.deleted_store

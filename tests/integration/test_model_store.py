@@ -1,0 +1,136 @@
+"""Store → delete local → restore through `flow`, on every engine, each on a real server on loopback."""
+
+from __future__ import annotations
+
+import json
+import zipfile
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from fate_registry.testing import services
+from fate_registry.testing.federation import LocalFederation
+from tests.conftest import GeneratedModel, generate_model
+from tests.e2e.test_flow_cli import flow
+
+SECRET = "s3cret-pw-that-must-not-leak"
+
+
+def _server(engine: str, root: Path) -> AbstractContextManager[Any]:
+    if engine == "mysql":
+        return services.mariadb(root, password=SECRET)
+    if engine == "redis":
+        return services.redis_server(root, password=SECRET)
+    return services.cos_emulator(root)
+
+
+@pytest.fixture(scope="module", params=["mysql", "redis", "tencent_cos"])
+def stored_federation(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, LocalFederation]]:
+    engine: str = request.param
+    root = tmp_path_factory.mktemp(engine)
+    with _server(engine, root / "server") as server:
+        settings = {"storage": engine, **server.settings()}
+        with LocalFederation.start(root / "fed", extra_conf={"model_store_address": settings}) as fed:
+            yield engine, fed
+
+
+def _conf(tmp_path: Path, name: str, body: dict[str, Any]) -> str:
+    path = tmp_path / name
+    path.write_text(json.dumps(body))
+    return str(path)
+
+
+def _keys(model: GeneratedModel) -> dict[str, Any]:
+    return {"role": "guest", "party_id": 9999, "model_id": model.model_id, "model_version": model.version}
+
+
+def _files(archive: Path) -> dict[str, bytes]:
+    with zipfile.ZipFile(archive) as zf:
+        return {n: zf.read(n) for n in zf.namelist() if n != "import_model.json"}
+
+
+def test_store_delete_restore_gives_the_same_files(
+    stored_federation: tuple[str, LocalFederation], tmp_path: Path
+) -> None:
+    engine, fed = stored_federation
+    model = generate_model(tmp_path)
+    keys = _keys(model)
+    code, answer = flow(
+        fed,
+        "model",
+        "import",
+        "-c",
+        _conf(tmp_path, "i.json", {**keys, "file": str(model.archives["guest", "9999"]), "force_update": False}),
+    )
+    assert code == 0, answer
+    code, first = flow(
+        fed, "model", "export", "-c", _conf(tmp_path, "e1.json", {**keys, "output_path": str(tmp_path / "a")})
+    )
+    assert code == 0, first
+
+    code, stored = flow(
+        fed, "model", "export", "-c", _conf(tmp_path, "s.json", {**keys, "force_update": False}), "--to-database"
+    )
+    assert code == 0 and len(stored["data"]["sha256"]) == 64, stored
+    assert stored["data"]["location"].startswith(engine) and SECRET not in json.dumps(stored)
+    code, again = flow(
+        fed, "model", "export", "-c", _conf(tmp_path, "s.json", {**keys, "force_update": False}), "--to-database"
+    )
+    assert code != 0 and again["retcode"] == 409, again  # no overwrite without force_update
+
+    code, deleted = flow(
+        fed,
+        "model",
+        "delete",
+        "--model-id",
+        model.model_id,
+        "--model-version",
+        model.version,
+        "-r",
+        "guest",
+        "-p",
+        "9999",
+    )
+    assert code == 0, deleted
+    version_dir = fed.model_cache("9999") / f"guest#9999#{model.model_id}" / model.version
+    assert not version_dir.exists()
+
+    code, restored = flow(fed, "model", "import", "-c", _conf(tmp_path, "r.json", keys), "--from-database")
+    assert code == 0, restored
+    assert version_dir.is_dir()
+    code, info = flow(fed, "model", "get-model-info", "--model-id", model.model_id, "--model-version", model.version)
+    assert code == 0 and [r["f_party_id"] for r in info["data"]] == ["9999"], info  # registered, unlike FATE
+    code, second = flow(
+        fed, "model", "export", "-c", _conf(tmp_path, "e2.json", {**keys, "output_path": str(tmp_path / "b")})
+    )
+    assert code == 0, second
+    assert _files(Path(second["file"])) == _files(Path(first["file"]))
+
+    code, refused = flow(fed, "model", "import", "-c", _conf(tmp_path, "r.json", keys), "--from-database")
+    assert code != 0 and refused["retcode"] == 409, refused  # the local copy exists: force_update needed
+
+    code, both = flow(
+        fed,
+        "model",
+        "delete",
+        "--model-id",
+        model.model_id,
+        "--model-version",
+        model.version,
+        "-r",
+        "guest",
+        "-p",
+        "9999",
+        "--from-store",
+    )
+    assert code == 0, both
+    code, gone = flow(fed, "model", "import", "-c", _conf(tmp_path, "r2.json", keys), "--from-database")
+    assert code != 0 and gone["retcode"] in (100, 404), gone
+    assert not version_dir.exists()
+    for log in (fed.root / "data" / "logs").glob("*.log"):
+        assert SECRET not in log.read_text(errors="replace"), log
