@@ -100,6 +100,8 @@ class MetadataStore:
             f_size = peewee.BigIntegerField(default=0)
             f_manifest = peewee.TextField()
             f_manifest_digest = peewee.CharField(max_length=64)
+            # SHA-256 of the archive last stored in, or restored from, the model store (FATE's column).
+            f_archive_sha256 = peewee.CharField(max_length=64, default="")
             f_create_time = peewee.BigIntegerField()
             f_update_time = peewee.BigIntegerField()
 
@@ -203,6 +205,16 @@ class MetadataStore:
     def save(self, record: PartyModelRecord) -> None:
         with self.db.connection_context(), self.db.atomic():
             self._upsert(record)
+
+    def archive_sha256(self, ref: PartyModelRef) -> str:
+        with self.db.connection_context():
+            row = self._model.get_or_none(self._key(ref))
+        return str(row.f_archive_sha256) if row is not None else ""
+
+    def set_archive_sha256(self, ref: PartyModelRef, sha256: str) -> None:
+        m = self._model
+        with self.db.connection_context():
+            m.update(f_archive_sha256=sha256, f_update_time=now_ms()).where(self._key(ref)).execute()
 
     def count_load(self, ref: PartyModelRef) -> None:
         """FATE's f_loaded_times: +1 per successful load on this party."""

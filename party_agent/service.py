@@ -101,6 +101,7 @@ class PartyAgent:
         self.cache = ModelCache(party.model_cache_dir, self.store)
         self.deployer = Deployer(self.cache)
         self.model_store_engine = conf.model_store.storage if conf.model_store else ""
+        self.enable_model_store = conf.enable_model_store
         self.model_store = open_store(conf.model_store.storage, conf.model_store.settings) if conf.model_store else None
         self.migrator = Migrator(
             self.cache, self.deployer.phases, party.data_dir / "migrated", conf.limits.download_chunk_bytes
@@ -239,6 +240,7 @@ class PartyAgent:
         use_transfer_url: bool,
     ) -> ServingAnswer:
         """FATE's /model/load/do: only a deployed version loads, on every FATE-Serving of the party."""
+        self.sync_with_store(ref)
         record = self._record_for_serving(ref)
         if record.parent and _dsl_version(record) != 1 and _newer_than(record.fate_version, (1, 5, 0)):
             return ServingAnswer(
@@ -344,14 +346,36 @@ class PartyAgent:
             )
         chunks = (piece.chunk for piece in self.export_archive(ref) if piece.chunk)
         stored = store.put(key, chunks, force=force)
+        self.store.set_archive_sha256(ref, stored.sha256)
         return stored, f"{self.model_store_engine}:{key.party_model_id}/{key.model_version}"
 
     def restore_model(self, ref: PartyModelRef, force: bool, sha256: str) -> ImportModelResult:
         """FATE's restore, plus what FATE forgets: the restored version is verified file by file and registered."""
         store = self._model_store()
-        stream = store.open(self._store_key(ref))
+        key = self._store_key(ref)
+        remote = store.stat(key)
         header = ImportModelHeader(target=ref, force_update=force, sha256=sha256)
-        return self.import_archive(header, stream)
+        result = self.import_archive(header, store.open(key))
+        if remote is not None:
+            self.store.set_archive_sha256(ref, remote.sha256)
+        return result
+
+    def sync_with_store(self, ref: PartyModelRef) -> None:
+        """``enable_model_store``: a version only here is uploaded, one only in the store is downloaded
+        (and verified), one in both that differs from what was last stored or restored is replaced by
+        the store's copy, as FATE-Flow does; an identical copy is left alone."""
+        if not self.enable_model_store or self.model_store is None:
+            return
+        self.check_party(ref)
+        remote = self.model_store.stat(self._store_key(ref))
+        local = self.cache.has_model(ref)
+        if local and remote is None:
+            self.record(ref)
+            self.store_model(ref, force=False)
+        elif remote is not None and not local:
+            self.restore_model(ref, force=False, sha256=remote.sha256)
+        elif remote is not None and self.store.archive_sha256(ref) != remote.sha256:
+            self.restore_model(ref, force=True, sha256=remote.sha256)
 
     def version_dir_of(self, ref: PartyModelRef) -> Path:
         """The directory of a version this party holds (MODEL_NOT_FOUND otherwise)."""
@@ -361,11 +385,11 @@ class PartyAgent:
     # -- deploy -------------------------------------------------------------------------------------
 
     def prepare_deploy(self, operation_id: str, request: DeployRequest) -> Manifest:
-        self.check_party(request.source)
+        self.sync_with_store(request.source)
         return self.deployer.prepare(operation_id, request, self.record(request.source))
 
     def prepare_migrate(self, operation_id: str, request: MigrateRequest) -> Migrated:
-        self.check_party(request.source)
+        self.sync_with_store(request.source)
         return self.migrator.prepare(operation_id, request, self.record(request.source))
 
     # -- model info -----------------------------------------------------------------------------

@@ -115,6 +115,7 @@ class AgentServicer(agent_pb2_grpc.PartyAgentServiceServicer):
     def export_raw(self, request: agent_pb2.ExportModelRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
         """ExportModel as serialized messages: chunks are framed by hand, with one copy."""
         with self._transfer(context, request.model) as ticket:
+            self.agent.sync_with_store(request.model)
             for piece in self.agent.export_archive(request.model):
                 if piece.header is not None:
                     yield agent_pb2.ExportModelResponse(header=piece.header).SerializeToString()

@@ -60,6 +60,10 @@ class AgentClients:
         except grpc.RpcError as exc:
             raise party_error(exc, party_id) from None
 
+    def catalog_row(self, ref: Any, timeout: float) -> Any:
+        """A party's own account of one of its versions (PartyModelInfo), for the catalog."""
+        return self.unary(ref.party_id, "GetModelInfo", agent_pb2.GetModelInfoRequest(model=ref), "", timeout).info
+
     def import_raw(self, party_id: str, messages: Iterator[bytes], operation_id: str) -> agent_pb2.ImportModelResponse:
         call = self.channel(party_id).stream_unary(
             _SERVICE + "ImportModel",

@@ -104,6 +104,9 @@ class Catalog:
 
     # -- party models ---------------------------------------------------------------------------
 
+    def knows(self, model_id: str, model_version: str, role: str, party_id: str) -> bool:
+        return bool(self.find(ModelFilter(model_id, model_version, role, party_id)))
+
     def record_import(self, result: ImportModelResult) -> None:
         self.record(
             PartyModelInfo(

@@ -88,6 +88,15 @@ class TransferDesk:
         if outcome.state == TransferState.TRANSFER_STATE_DONE:
             if operation.operation == "import":
                 self.catalog.record_import(outcome.result)
+            else:
+                self.learn(
+                    PartyModelRef(
+                        role=party.role,
+                        party_id=party.party_id,
+                        model_id=operation.model_id,
+                        model_version=operation.model_version,
+                    )
+                )
             done = PartyResult(role=party.role, party_id=party.party_id, retcode=0, retmsg="success")
             self.catalog.finish_operation(op_id, "success", [done], Retcode.SUCCESS, "success")
             return registry_pb2.EndTransferResponse(result=outcome.result)
@@ -107,6 +116,18 @@ class TransferDesk:
         message = "the transfer was authorised but never made"
         self.catalog.finish_operation(op_id, "cancelled", [], Retcode.OPERATING_ERROR, message)
         raise RegistryError(Reason.CANCELLED, message)
+
+    def learn(self, ref: PartyModelRef) -> None:
+        """Catalog a version a party holds that the catalog does not know: the party brought it back
+        from the model store on its own (``enable_model_store``) while serving an export."""
+        if self.catalog.knows(ref.model_id, ref.model_version, ref.role, ref.party_id):
+            return
+        try:
+            self.catalog.record(self.agents.catalog_row(ref, self.agents.conf.coordinator.call_timeout))
+        except RegistryError as exc:
+            log.info(
+                "could not catalog %s %s of party %s: %s", ref.model_id, ref.model_version, ref.party_id, exc.message
+            )
 
     def sweep(self) -> None:
         """Settle the transfers whose client never ended them (a failed one stays open for the next sweep)."""

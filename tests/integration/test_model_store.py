@@ -134,3 +134,69 @@ def test_store_delete_restore_gives_the_same_files(
     assert not version_dir.exists()
     for log in (fed.root / "data" / "logs").glob("*.log"):
         assert SECRET not in log.read_text(errors="replace"), log
+
+
+@pytest.fixture(scope="module")
+def synced_federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFederation]:
+    root = tmp_path_factory.mktemp("sync")
+    with services.redis_server(root / "redis") as server:
+        extra = {"enable_model_store": True, "model_store_address": {"storage": "redis", **server.settings()}}
+        with LocalFederation.start(root / "fed", extra_conf=extra) as fed:
+            yield fed
+
+
+def test_enable_model_store_uploads_downloads_and_leaves_identical_copies(
+    synced_federation: LocalFederation, tmp_path: Path
+) -> None:
+    fed = synced_federation
+    model = generate_model(tmp_path)
+    keys = _keys(model)
+    version_dir = fed.model_cache("9999") / f"guest#9999#{model.model_id}" / model.version
+    code, answer = flow(
+        fed,
+        "model",
+        "import",
+        "-c",
+        _conf(tmp_path, "i.json", {**keys, "file": str(model.archives["guest", "9999"]), "force_update": False}),
+    )
+    assert code == 0, answer
+
+    # only here: an export uploads it first
+    code, first = flow(
+        fed, "model", "export", "-c", _conf(tmp_path, "e1.json", {**keys, "output_path": str(tmp_path / "a")})
+    )
+    assert code == 0, first
+    code, stored = flow(
+        fed, "model", "export", "-c", _conf(tmp_path, "s.json", {**keys, "force_update": False}), "--to-database"
+    )
+    assert code != 0 and stored["retcode"] == 409, stored  # it is in the store already
+
+    # identical in both places: left alone (the same directory, not a re-downloaded one)
+    inode = version_dir.stat().st_ino
+    code, again = flow(
+        fed, "model", "export", "-c", _conf(tmp_path, "e2.json", {**keys, "output_path": str(tmp_path / "b")})
+    )
+    assert code == 0 and version_dir.stat().st_ino == inode, again
+
+    # only in the store: the export downloads it, verified, and registers it
+    code, deleted = flow(
+        fed,
+        "model",
+        "delete",
+        "--model-id",
+        model.model_id,
+        "--model-version",
+        model.version,
+        "-r",
+        "guest",
+        "-p",
+        "9999",
+    )
+    assert code == 0 and not version_dir.exists(), deleted
+    code, third = flow(
+        fed, "model", "export", "-c", _conf(tmp_path, "e3.json", {**keys, "output_path": str(tmp_path / "c")})
+    )
+    assert code == 0 and version_dir.is_dir(), third
+    assert _files(Path(third["file"])) == _files(Path(first["file"]))
+    code, info = flow(fed, "model", "get-model-info", "--model-id", model.model_id, "--model-version", model.version)
+    assert code == 0 and len(info["data"]) == 1, info
