@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import stat
-import subprocess
-import sys
 import zipfile
 from pathlib import Path
 from typing import Any
 
 from fate_registry.testing.federation import LocalFederation
 from tests.conftest import GeneratedModel
-
-
-def flow(federation: LocalFederation, *args: str) -> tuple[int, dict[str, Any]]:
-    env = {**os.environ, "FATE_REGISTRY_ADDRESS": federation.address}
-    exe = Path(sys.executable).parent / "flow"
-    done = subprocess.run([str(exe), *args], capture_output=True, text=True, env=env, timeout=120, check=False)
-    assert "Traceback" not in done.stdout + done.stderr
-    return done.returncode, json.loads(done.stdout)
+from tests.flow_cli import flow
 
 
 def _conf(tmp_path: Path, name: str, body: dict[str, Any]) -> str:

@@ -21,7 +21,7 @@ from fate_registry.testing.federation import LocalFederation
 from fate_registry.testing.serving import Faults
 from fate_registry.testing.serving_process import ServingTestServer
 from tests.conftest import GeneratedModel, generate_model
-from tests.e2e.test_flow_cli import flow
+from tests.flow_cli import flow
 
 ROLES = {"guest": [9999], "host": [10000], "arbiter": [10000]}
 

@@ -19,11 +19,7 @@ prepare finish before its directory is checked.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,13 +31,13 @@ from client.sdk import RegistryClient
 from fate_registry.testing.cluster import COORDINATOR, Cluster, agent_name, wait_until
 from fate_registry.v1.common_pb2 import PartyModelRef
 from tests.conftest import GeneratedModel, generate_model
+from tests.flow_cli import answer_of, flow, flow_in_background
 
 PARTY_OF = {"guest": "9999", "host": "10000", "arbiter": "10001"}
 ROLES = {role: [int(party)] for role, party in PARTY_OF.items()}
 DEPLOY_TIMEOUT = 3.0
 CALL_TIMEOUT = 5.0
 WAIT = 30.0  # bound of every wait for a state to appear
-FLOW = str(Path(sys.executable).parent / "flow")
 CONNECTION_ERROR = 105  # a party that did not answer (unreachable or past its deadline)
 FEDERATED_ERROR = 104  # a party that prepared and was rolled back because another failed
 NOT_FOUND = "cannot find model"
@@ -71,44 +67,6 @@ def parent(cluster: Cluster, tmp_path: Path) -> GeneratedModel:
 
 
 # -- driving `flow` ---------------------------------------------------------------------------------
-
-
-def _env(cluster: Cluster) -> dict[str, str]:
-    return {**os.environ, "FATE_REGISTRY_ADDRESS": cluster.address}
-
-
-def flow(cluster: Cluster, *args: str) -> tuple[int, dict[str, Any]]:
-    done = subprocess.run([FLOW, *args], capture_output=True, text=True, env=_env(cluster), timeout=120, check=False)
-    assert "Traceback" not in done.stdout + done.stderr, done.stderr
-    answer: dict[str, Any] = json.loads(done.stdout)
-    return done.returncode, answer
-
-
-@contextlib.contextmanager
-def flow_in_background(cluster: Cluster, *args: str) -> Iterator[subprocess.Popen[str]]:
-    """``flow`` as its own process while the test acts; killed by PID if still running at the end."""
-    process = subprocess.Popen(
-        [FLOW, *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        env=_env(cluster),
-    )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate(timeout=WAIT)
-
-
-def answer_of(running: subprocess.Popen[str]) -> tuple[int, dict[str, Any]]:
-    """Wait (bounded) for a background ``flow`` to end; its exit code and JSON answer."""
-    out, err = running.communicate(timeout=WAIT)
-    assert "Traceback" not in out + err, err
-    answer: dict[str, Any] = json.loads(out)
-    return running.returncode, answer
 
 
 def deploy_args(model: GeneratedModel) -> list[str]:

@@ -17,11 +17,7 @@ succeeds: every party has exactly one migrated version and one archive.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +29,7 @@ from fate_registry.identity import gen_model_id
 from fate_registry.testing.cluster import Cluster, agent_name, wait_until
 from fate_registry.v1.common_pb2 import PartyModelRef
 from tests.conftest import GeneratedModel, generate_model
+from tests.flow_cli import answer_of, flow, flow_in_background
 
 PARTY_OF = {"guest": "9999", "host": "10000", "arbiter": "10001"}
 NEW_PARTY_OF = {"guest": "99", "host": "100", "arbiter": "101"}
@@ -42,7 +39,6 @@ NEW_MODEL_ID = gen_model_id(NEW_ROLES)
 DEPLOY_TIMEOUT = 3.0  # each party's deadline for prepare, commit and abort
 CALL_TIMEOUT = 5.0
 WAIT = 30.0  # bound of every wait for a state to appear
-FLOW = str(Path(sys.executable).parent / "flow")
 MULTI_PARTY_FAILED = 101
 CONNECTION_ERROR = 105  # a party that did not answer (unreachable or past its deadline)
 FEDERATED_ERROR = 104  # a party that prepared and was rolled back because another failed
@@ -90,44 +86,6 @@ def migrate_conf(source: GeneratedModel, tmp_path: Path) -> Path:
 
 
 # -- driving `flow` ---------------------------------------------------------------------------------
-
-
-def _env(cluster: Cluster) -> dict[str, str]:
-    return {**os.environ, "FATE_REGISTRY_ADDRESS": cluster.address}
-
-
-def flow(cluster: Cluster, *args: str) -> tuple[int, dict[str, Any]]:
-    done = subprocess.run([FLOW, *args], capture_output=True, text=True, env=_env(cluster), timeout=120, check=False)
-    assert "Traceback" not in done.stdout + done.stderr, done.stderr
-    answer: dict[str, Any] = json.loads(done.stdout)
-    return done.returncode, answer
-
-
-@contextlib.contextmanager
-def flow_in_background(cluster: Cluster, *args: str) -> Iterator[subprocess.Popen[str]]:
-    """``flow`` as its own process while the test acts; killed by PID if still running at the end."""
-    process = subprocess.Popen(
-        [FLOW, *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        stdin=subprocess.DEVNULL,
-        text=True,
-        env=_env(cluster),
-    )
-    try:
-        yield process
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate(timeout=WAIT)
-
-
-def answer_of(running: subprocess.Popen[str]) -> tuple[int, dict[str, Any]]:
-    """Wait (bounded) for a background ``flow`` to end; its exit code and JSON answer."""
-    out, err = running.communicate(timeout=WAIT)
-    assert "Traceback" not in out + err, err
-    answer: dict[str, Any] = json.loads(out)
-    return running.returncode, answer
 
 
 def migrate(cluster: Cluster, conf: Path) -> tuple[int, dict[str, Any]]:

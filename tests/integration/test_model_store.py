@@ -14,7 +14,7 @@ import pytest
 from fate_registry.testing import services
 from fate_registry.testing.federation import LocalFederation
 from tests.conftest import GeneratedModel, generate_model
-from tests.e2e.test_flow_cli import flow
+from tests.flow_cli import flow
 
 SECRET = "s3cret-pw-that-must-not-leak"
 

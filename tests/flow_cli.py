@@ -1,0 +1,61 @@
+"""Running `flow` as a user does: a separate process, the coordinator's address in the environment."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+FLOW = str(Path(sys.executable).parent / "flow")
+WAIT = 120.0  # bound of one `flow` run
+
+
+class Reachable(Protocol):
+    @property
+    def address(self) -> str: ...
+
+
+def _env(target: Reachable) -> dict[str, str]:
+    return {**os.environ, "FATE_REGISTRY_ADDRESS": target.address}
+
+
+def _answer(code: int, out: str, err: str) -> tuple[int, dict[str, Any]]:
+    assert "Traceback" not in out + err, err
+    answer: dict[str, Any] = json.loads(out)
+    return code, answer
+
+
+def flow(target: Reachable, *args: str) -> tuple[int, dict[str, Any]]:
+    """Run `flow ARGS`; its exit code and JSON answer (never a traceback)."""
+    done = subprocess.run([FLOW, *args], capture_output=True, text=True, env=_env(target), timeout=WAIT, check=False)
+    return _answer(done.returncode, done.stdout, done.stderr)
+
+
+@contextlib.contextmanager
+def flow_in_background(target: Reachable, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """``flow`` as its own process while the test acts; killed by PID if still running at the end."""
+    process = subprocess.Popen(
+        [FLOW, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env=_env(target),
+    )
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=WAIT)
+
+
+def answer_of(running: subprocess.Popen[str], timeout: float = WAIT) -> tuple[int, dict[str, Any]]:
+    """Wait (bounded) for a background ``flow`` to end; its exit code and JSON answer."""
+    out, err = running.communicate(timeout=timeout)
+    return _answer(running.returncode, out, err)
