@@ -116,6 +116,18 @@ class MultiParty:
             op.results.extend(_result(role, party, a) for (role, party), a in zip(parties, answers, strict=True))
             return list(op.results)
 
+    def learn(self, ref: PartyModelRef) -> None:
+        """Catalog a version a party holds that the catalog does not know: the party brought it back
+        from the model store on its own (``enable_model_store``) while serving an export or a load."""
+        if self.catalog.knows(ref.model_id, ref.model_version, ref.role, ref.party_id):
+            return
+        try:
+            self.catalog.record(self.agents.catalog_row(ref, self.conf.coordinator.call_timeout))
+        except RegistryError as exc:
+            log.info(
+                "could not catalog %s %s of party %s: %s", ref.model_id, ref.model_version, ref.party_id, exc.message
+            )
+
     # -- FATE-Serving operations --------------------------------------------------------------------
 
     def load(self, request: pb.LoadModelRequest, caller: str) -> pb.LoadModelResponse:
@@ -134,6 +146,8 @@ class MultiParty:
 
         results = self._fan("load", caller, model, self._serving_parties(model), make, idempotent=True)
         loaded = [(r.role, r.party_id) for r in results if r.retcode == 0]
+        for role, party in loaded:  # a party may have brought the version back from the model store
+            self.learn(self._ref(model, role, party))
         self.catalog.count_loads(model.model_id, model.model_version, loaded)
         return pb.LoadModelResponse(job_id=job_ids.next(), results=results)
 

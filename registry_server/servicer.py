@@ -84,7 +84,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         with self.oplog.track("export", context.peer(), ref.model_id, ref.model_version) as op:
             yield from self.agents.export_raw(ref.party_id, agent_pb2.ExportModelRequest(model=ref), op.operation_id)
             op.results.append(ok(ref))
-        self.transfers.learn(ref)
+        self.multiparty.learn(ref)
 
     def raw_handlers(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
         return archive_handlers(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 
 import grpc
 
@@ -28,9 +29,10 @@ TICKET_TTL_SECONDS = 300
 
 
 class TransferDesk:
-    def __init__(self, catalog: Catalog, agents: AgentClients) -> None:
+    def __init__(self, catalog: Catalog, agents: AgentClients, learn: Callable[[PartyModelRef], None]) -> None:
         self.catalog = catalog
         self.agents = agents
+        self.learn = learn
 
     def begin(
         self, request: registry_pb2.BeginTransferRequest, caller: str, ref: PartyModelRef
@@ -116,18 +118,6 @@ class TransferDesk:
         message = "the transfer was authorised but never made"
         self.catalog.finish_operation(op_id, "cancelled", [], Retcode.OPERATING_ERROR, message)
         raise RegistryError(Reason.CANCELLED, message)
-
-    def learn(self, ref: PartyModelRef) -> None:
-        """Catalog a version a party holds that the catalog does not know: the party brought it back
-        from the model store on its own (``enable_model_store``) while serving an export."""
-        if self.catalog.knows(ref.model_id, ref.model_version, ref.role, ref.party_id):
-            return
-        try:
-            self.catalog.record(self.agents.catalog_row(ref, self.agents.conf.coordinator.call_timeout))
-        except RegistryError as exc:
-            log.info(
-                "could not catalog %s %s of party %s: %s", ref.model_id, ref.model_version, ref.party_id, exc.message
-            )
 
     def sweep(self) -> None:
         """Settle the transfers whose client never ended them (a failed one stays open for the next sweep)."""

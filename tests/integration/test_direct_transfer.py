@@ -87,7 +87,7 @@ def test_a_transfer_the_client_never_ended_is_recorded_by_the_sweep(
     conf = parse({"parties": {"9999": {"address": federation.agent_address("9999")}}}, None, tmp_path)
     catalog = Catalog(DatabaseConf(engine="sqlite", path=tmp_path / "catalog.db"))
     agents = AgentClients(conf)
-    desk = transfers.TransferDesk(catalog, agents)
+    desk = transfers.TransferDesk(catalog, agents, lambda ref: None)
     try:
         archive = model.archives["guest", "9999"]
         header = ImportModelHeader(target=_ref(model, "swept"), size=archive.stat().st_size)
