@@ -171,7 +171,7 @@ class _HighWater:
 
     def _sample(self) -> None:
         while not self._done.is_set():
-            with contextlib.suppress(OSError, ValueError):
+            with contextlib.suppress(OSError, ValueError, KeyError):
                 self.kib = max(self.kib, status_kib(self.pid, "VmHWM"))
             self._done.wait(0.02)
 

@@ -355,7 +355,16 @@ class PartyAgent:
         key = self._store_key(ref)
         remote = store.stat(key)
         header = ImportModelHeader(target=ref, force_update=force, sha256=sha256)
-        result = self.import_archive(header, store.open(key))
+        try:
+            result = self.import_archive(header, store.open(key))
+        except RegistryError as exc:
+            if exc.reason not in (Reason.DATA_LOSS, Reason.BAD_ARCHIVE):
+                raise
+            raise RegistryError(
+                Reason.DATA_LOSS,
+                f"the stored copy of model {key.party_model_id} {key.model_version} in the "
+                f"{self.model_store_engine} model store is corrupt, nothing was changed here: {exc.message}",
+            ) from None
         if remote is not None:
             self.store.set_archive_sha256(ref, remote.sha256)
         return result

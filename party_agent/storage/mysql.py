@@ -55,7 +55,9 @@ from party_agent.storage.config import MySQLConfig
 
 TABLE = "t_machine_learning_model"
 COMPLETION_SLICE = -1
-MAX_SLICE_BYTES = 8 * 1024 * 1024
+# Each slice is held a few times over while pymysql escapes it into a statement: 4 MiB keeps the agent's
+# peak memory well under 200 MiB (8 MiB slices peaked at 221 MiB on a 1 GiB store).
+MAX_SLICE_BYTES = 4 * 1024 * 1024
 SLICE_ALIGN = 64 * 1024
 # Room in a packet for the INSERT statement around an escaped slice.
 STATEMENT_OVERHEAD = 16 * 1024
