@@ -57,11 +57,10 @@ class FateModelService(ModelServiceServicer):
         record = self._record(request.tableName, request.namespace)
         if record is None:
             return ms.ModelTransferResponse(statusCode=MODEL_NULL, message="model not found")
-        directory = self.agent.cache.version_dir(
-            PartyModelRef(
-                role=record.role, party_id=record.party_id, model_id=record.model_id, model_version=record.model_version
-            )
+        ref = PartyModelRef(
+            role=record.role, party_id=record.party_id, model_id=record.model_id, model_version=record.model_version
         )
+        directory = self.agent.cache.version_dir(ref)
         found = buffers(directory)
         size = sum(record.manifest.by_path()[b.path].size for b in found if b.path in record.manifest.by_path())
         if size * 4 // 3 > MAX_CACHE_DATA:
@@ -69,7 +68,8 @@ class FateModelService(ModelServiceServicer):
                 statusCode=MODEL_SYNC_ERROR,
                 message=f"the model has {size} bytes of buffers, too many for one message; pull it over HTTP",
             )
-        cache = {b.key: b"".join(verified_base64(directory, record.manifest, b)).decode() for b in found}
+        with self.agent.cache.locks.read(self.agent.cache.lock_key(ref)):
+            cache = {b.key: b"".join(verified_base64(directory, record.manifest, b)).decode() for b in found}
         return ms.ModelTransferResponse(
             statusCode=0,
             message="success",

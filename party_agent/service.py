@@ -24,7 +24,7 @@ from fate_registry.v1.common_pb2 import (
 )
 from party_agent import archive, serving
 from party_agent.archive import import_model_json
-from party_agent.buffers import base64_length, buffers, verified_base64
+from party_agent.buffers import Buffer, base64_length, buffers, verified_base64
 from party_agent.deploy import Deployer, DeployRequest
 from party_agent.manifest import MANIFEST_ENTRY, FileRecord, Manifest, hash_file, scan
 from party_agent.metadata import MetadataStore, PartyModelRecord
@@ -284,8 +284,10 @@ class PartyAgent:
                 ) from None
             raise
 
-    def transfer_body(self, ref: PartyModelRef) -> tuple[list[tuple[bytes, Iterator[bytes] | None]], int]:
-        """FATE-Flow's model-transfer answer for ``ref``, as pieces to stream, and its length."""
+    def transfer_body(self, ref: PartyModelRef) -> tuple[Iterator[bytes], int]:
+        """FATE-Flow's model-transfer answer for ``ref``, as pieces to stream, and its length.
+
+        The pieces are read under the version's read lock, so a forced re-import waits for the pull."""
         try:
             record = self.record(ref)
         except RegistryError as exc:
@@ -294,18 +296,25 @@ class PartyAgent:
             raise
         directory = self.cache.version_dir(ref)
         sizes = record.manifest.by_path()
-        pieces: list[tuple[bytes, Iterator[bytes] | None]] = []
+        parts: list[tuple[bytes, Buffer]] = []
         length = 0
         opening = b'{"retcode": 0, "retmsg": "success", "data": {'
         for i, buffer in enumerate(buffers(directory)):
             if buffer.path not in sizes:
                 raise RegistryError(Reason.DATA_LOSS, f"{buffer.path} is in the proto index but not in the manifest")
             prefix = (opening if i == 0 else b'", ') + json.dumps(buffer.key).encode() + b': "'
-            pieces.append((prefix, verified_base64(directory, record.manifest, buffer)))
+            parts.append((prefix, buffer))
             length += len(prefix) + base64_length(sizes[buffer.path].size)
-        closing = b'"}}' if pieces else opening + b"}}"
-        pieces.append((closing, None))
-        return pieces, length + len(closing)
+        closing = b'"}}' if parts else opening + b"}}"
+
+        def body() -> Iterator[bytes]:
+            with self.cache.locks.read(self.cache.lock_key(ref)):
+                for prefix, buffer in parts:
+                    yield prefix
+                    yield from verified_base64(directory, record.manifest, buffer)
+                yield closing
+
+        return body(), length + len(closing)
 
     def delete(self, ref: PartyModelRef, from_store: bool) -> tuple[bool, bool]:
         """Delete the version here (if it is here) and, when asked, in the model store."""

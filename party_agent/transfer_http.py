@@ -23,8 +23,8 @@ log = logging.getLogger(__name__)
 PATH = "/v1/model/transfer"
 MAX_BODY = 64 * 1024
 
-# (the version's body pieces in order, their total length) for a party model version
-Source = Callable[[PartyModelRef], tuple[list[tuple[bytes, Iterator[bytes] | None]], int]]
+# (the answer's pieces in order, their total length) for a party model version
+Source = Callable[[PartyModelRef], tuple[Iterator[bytes], int]]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -55,10 +55,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(length))
         self.end_headers()
         try:
-            for prefix, body in pieces:
-                self.wfile.write(prefix)
-                for piece in body or ():
-                    self.wfile.write(piece)
+            for piece in pieces:
+                self.wfile.write(piece)
         except RegistryError as exc:  # a buffer failed its check: the answer cannot be completed
             log.error("transfer of %s %s stopped: %s", ref.model_id, ref.model_version, exc.message)
             self.close_connection = True
