@@ -133,9 +133,12 @@ class ModelCache:
         """Remove a version: journalled, renamed aside, its row deleted, then its files."""
         target = self.version_dir(ref)
         if not target.exists():
-            raise RegistryError(
-                Reason.MODEL_NOT_FOUND, f"Model {self.relative(target.parent)} {ref.model_version} does not exist."
-            )
+            if self.store.get(ref) is None:
+                raise RegistryError(
+                    Reason.MODEL_NOT_FOUND, f"Model {self.relative(target.parent)} {ref.model_version} does not exist."
+                )
+            self.store.remove(ref, "")  # a row whose files are gone: only the row goes
+            return
         trash = self.root / TRASH / uuid.uuid4().hex
         pending = PendingPublish(uuid.uuid4().hex, self.relative(target), "", self.relative(trash), None)
         self.store.add_pending(pending)
