@@ -24,14 +24,10 @@ from party_agent.checkpoints import substitute_checkpoint
 from party_agent.manifest import Manifest, scan
 from party_agent.metadata import PartyModelRecord
 from party_agent.model_cache import ModelCache
-from party_agent.pipeline import PIPELINE_PATH, json_of, read_pipeline
+from party_agent.pipeline import PIPELINE_PATH, fate_version, json_of, read_pipeline
 from party_agent.two_phase import TwoPhase
 
 PIPELINE_COMPONENT = "pipeline"
-
-
-def _version_tuple(version: str) -> tuple[int, ...]:
-    return tuple(int(p) for p in version.split(".") if p.isdigit())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +46,7 @@ class Deployer:
     def prepare(self, operation_id: str, request: DeployRequest, source_record: PartyModelRecord) -> Manifest:
         source, child = request.source, request.child_version
         validate_name(child, "child model version")
-        if not source_record.parent or _version_tuple(source_record.fate_version) < (1, 5, 0):
+        if not source_record.parent or fate_version(source_record.fate_version) < (1, 5, 0):
             raise RegistryError(Reason.INVALID_ARGUMENT, "Child model could not be deployed.")
         child_ref = PartyModelRef(
             role=source.role, party_id=source.party_id, model_id=source.model_id, model_version=child

@@ -56,7 +56,7 @@ from fate_registry.fate.pearson_model_param_pb2 import PearsonModelParam
 from fate_registry.fate.pipeline_pb2 import Pipeline
 from fate_registry.identity import PartyId
 from fate_registry.migration_roles import PartyMap, party_map
-from party_agent.pipeline import json_of, renamed
+from party_agent.pipeline import fate_version, json_of, renamed
 
 __all__ = [
     "MIGRATED_MODULES",
@@ -372,10 +372,6 @@ def _listed(party_id: PartyId, ids: Sequence[PartyId]) -> PartyId:
     return next((candidate for candidate in ids if str(candidate) == str(party_id)), party_id)
 
 
-def _after_1_5_0(fate_version: str) -> bool:
-    return tuple(int(p) for p in fate_version.split(".") if p.isdigit()) > (1, 5, 0)
-
-
 def rewrite_pipeline(
     pipeline_bytes: bytes,
     new_model_id: str,
@@ -403,7 +399,7 @@ def rewrite_pipeline(
     if train_conf:
         train_conf.update(role=roles, initiator=initiator)
         pipeline.train_runtime_conf = json.dumps(train_conf).encode()
-    if _after_1_5_0(pipeline.fate_version):
+    if fate_version(pipeline.fate_version) > (1, 5, 0):
         if not _is_party_id(initiator_party) or int(initiator_party) > _INT32_MAX:
             raise _refuse(
                 f"migrate_initiator party_id {initiator_party!r} must be an integer (the Pipeline stores int32)"

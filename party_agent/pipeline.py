@@ -49,7 +49,8 @@ def party_in_role(pipeline: Pipeline, role: str, party_id: str) -> bool:
     return party_id in {str(p) for p in conf_roles.get(role, [])}
 
 
-def _version_tuple(version: str) -> tuple[int, ...]:
+def fate_version(version: str) -> tuple[int, ...]:
+    """A FATE version string as a comparable tuple: ``"1.11.4"`` → ``(1, 11, 4)``."""
     return tuple(int(p) for p in version.split(".") if p.isdigit())
 
 
@@ -66,7 +67,7 @@ def renamed(pipeline: Pipeline, model_id: str, model_version: str) -> Pipeline:
         target["model_id"], target["model_version"] = model_id, model_version
         out.train_runtime_conf = json.dumps(train_conf).encode()
     on_party = json_of(pipeline.runtime_conf_on_party)
-    if on_party and _version_tuple(pipeline.fate_version) > (1, 5, 0):
+    if on_party and fate_version(pipeline.fate_version) > (1, 5, 0):
         on_party.setdefault("job_parameters", {}).update(model_id=model_id, model_version=model_version)
         out.runtime_conf_on_party = json.dumps(on_party).encode()
     return out

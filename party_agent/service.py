@@ -30,7 +30,7 @@ from party_agent.manifest import MANIFEST_ENTRY, FileRecord, Manifest, hash_file
 from party_agent.metadata import MetadataStore, PartyModelRecord
 from party_agent.migrate import Migrated, MigrateRequest, Migrator
 from party_agent.model_cache import ModelCache
-from party_agent.pipeline import PIPELINE_PATH, json_of, party_in_role, read_pipeline, renamed, roles_of
+from party_agent.pipeline import PIPELINE_PATH, fate_version, json_of, party_in_role, read_pipeline, renamed, roles_of
 from party_agent.serving import ServingAnswer
 from party_agent.storage import ModelStore, StoredObject, StoreKey, open_store
 from party_agent.transfer_http import PATH as TRANSFER_PATH
@@ -81,10 +81,6 @@ def _dsl_version(record: PartyModelRecord) -> int:
         return int(json.loads(record.train_runtime_conf_json or "{}").get("dsl_version", 1))
     except (ValueError, TypeError, AttributeError):
         return 1
-
-
-def _newer_than(version: str, than: tuple[int, ...]) -> bool:
-    return tuple(int(p) for p in version.split(".") if p.isdigit()) > than
 
 
 def _hashed(pieces: Iterator[bytes], digest: hashlib._Hash) -> Iterator[bytes]:
@@ -242,7 +238,7 @@ class PartyAgent:
         """FATE's /model/load/do: only a deployed version loads, on every FATE-Serving of the party."""
         self.sync_with_store(ref)
         record = self._record_for_serving(ref)
-        if record.parent and _dsl_version(record) != 1 and _newer_than(record.fate_version, (1, 5, 0)):
+        if record.parent and _dsl_version(record) != 1 and fate_version(record.fate_version) > (1, 5, 0):
             return ServingAnswer(
                 Retcode.EXCEPTION_ERROR,
                 "Only deployed models could be used to execute process of loading. Please deploy model before loading.",

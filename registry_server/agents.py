@@ -16,6 +16,7 @@ from fate_registry.agent.v1 import agent_pb2, agent_pb2_grpc
 from fate_registry.channels import CHANNEL_OPTIONS, OPERATION_ID_KEY
 from fate_registry.config import ServiceConf
 from fate_registry.errors import Reason, RegistryError, from_rpc_error
+from fate_registry.v1.common_pb2 import PartyModelInfo, PartyModelRef
 
 _SERVICE = "/fate_registry.agent.v1.PartyAgentService/"
 
@@ -60,9 +61,17 @@ class AgentClients:
         except grpc.RpcError as exc:
             raise party_error(exc, party_id) from None
 
-    def catalog_row(self, ref: Any, timeout: float) -> Any:
-        """A party's own account of one of its versions (PartyModelInfo), for the catalog."""
-        return self.unary(ref.party_id, "GetModelInfo", agent_pb2.GetModelInfoRequest(model=ref), "", timeout).info
+    def party_info(self, ref: PartyModelRef) -> PartyModelInfo:
+        """A party's own account of one of its versions: every column, from its Pipeline and manifest."""
+        answer = self.unary(
+            ref.party_id,
+            "GetModelInfo",
+            agent_pb2.GetModelInfoRequest(model=ref),
+            "",
+            self.conf.coordinator.call_timeout,
+        )
+        info: PartyModelInfo = answer.info
+        return info
 
     def import_raw(self, party_id: str, messages: Iterator[bytes], operation_id: str) -> agent_pb2.ImportModelResponse:
         call = self.channel(party_id).stream_unary(
@@ -89,6 +98,12 @@ class AgentClients:
             raise party_error(exc, party_id) from None
         finally:
             stream.cancel()  # type: ignore[no-untyped-call]
+
+
+def ref_of(info: PartyModelInfo) -> PartyModelRef:
+    return PartyModelRef(
+        role=info.role, party_id=info.party_id, model_id=info.model_id, model_version=info.model_version
+    )
 
 
 def party_error(exc: grpc.RpcError, party_id: str) -> RegistryError:

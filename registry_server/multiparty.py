@@ -22,7 +22,7 @@ from fate_registry.identity import gen_model_id, job_ids, validate_name
 from fate_registry.migration_roles import party_map
 from fate_registry.v1 import registry_pb2 as pb
 from fate_registry.v1.common_pb2 import Party, PartyModelInfo, PartyModelRef, PartyResult, RoleParties
-from registry_server.agents import AgentClients
+from registry_server.agents import AgentClients, ref_of
 from registry_server.catalog import Catalog, ModelFilter
 from registry_server.fanout import FanOut, PartyCall
 from registry_server.oplog import OperationLog
@@ -122,7 +122,7 @@ class MultiParty:
         if self.catalog.knows(ref.model_id, ref.model_version, ref.role, ref.party_id):
             return
         try:
-            self.catalog.record(self.agents.catalog_row(ref, self.conf.coordinator.call_timeout))
+            self.catalog.record(self.agents.party_info(ref))
         except RegistryError as exc:
             log.info(
                 "could not catalog %s %s of party %s: %s", ref.model_id, ref.model_version, ref.party_id, exc.message
@@ -225,7 +225,7 @@ class MultiParty:
                 "Deploy model failed. Cannot found roles of model.",
                 retcode=Retcode.HTTP_NOT_FOUND,
             )
-        source = self._detail(rows, roles)
+        source = self._detail(rows)
         if not source.parent:
             raise RegistryError(Reason.INVALID_ARGUMENT, "Child model could not be deployed.")
         predict_dsl = self._predict_dsl(request, json.loads(source.train_dsl_json or "{}"))
@@ -362,27 +362,14 @@ class MultiParty:
         }
         return self._commit(operation_id, plan)
 
-    def _detail(self, rows: Sequence[PartyModelInfo], roles: Roles) -> PartyModelInfo:
-        """The initiator's (else a guest's, else any) party detail: its train DSL and whether it is a parent."""
-        order = sorted(rows, key=lambda r: (r.role != "guest", r.role != "host"))
+    def _detail(self, rows: Sequence[PartyModelInfo]) -> PartyModelInfo:
+        """A guest's (else a host's, else any) party detail: its train DSL and whether it is a parent."""
         last: RegistryError | None = None
-        for row in order:
-            ref = PartyModelRef(
-                role=row.role, party_id=row.party_id, model_id=row.model_id, model_version=row.model_version
-            )
+        for row in sorted(rows, key=lambda r: (r.role != "guest", r.role != "host")):
             try:
-                answer = self.agents.unary(
-                    row.party_id,
-                    "GetModelInfo",
-                    agent_pb2.GetModelInfoRequest(model=ref),
-                    "",
-                    self.conf.coordinator.call_timeout,
-                )
+                return self.agents.party_info(ref_of(row))
             except RegistryError as exc:
                 last = exc
-                continue
-            info: PartyModelInfo = answer.info
-            return info
         assert last is not None
         raise last
 

@@ -16,7 +16,7 @@ from fate_registry.identity import validate_name
 from fate_registry.unimplemented import fill_unimplemented
 from fate_registry.v1 import registry_pb2, registry_pb2_grpc
 from fate_registry.v1.common_pb2 import PartyModelInfo, PartyModelRef, PartyResult
-from registry_server.agents import AgentClients, party_error
+from registry_server.agents import AgentClients, ref_of
 from registry_server.catalog import Catalog, ModelFilter
 from registry_server.fanout import FanOut
 from registry_server.multiparty import MultiParty
@@ -128,17 +128,8 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
 
     def _with_detail(self, rows: list[PartyModelInfo]) -> registry_pb2.GetModelInfoResponse:
         def fetch(row: PartyModelInfo) -> PartyModelInfo:
-            ref = PartyModelRef(
-                role=row.role, party_id=row.party_id, model_id=row.model_id, model_version=row.model_version
-            )
-            try:
-                answer = self.agents.stub(row.party_id).GetModelInfo(
-                    agent_pb2.GetModelInfoRequest(model=ref), timeout=self.agents.conf.coordinator.call_timeout
-                )
-            except grpc.RpcError as exc:
-                raise party_error(exc, row.party_id) from None
-            info: PartyModelInfo = answer.info
-            info.loaded_times = max(info.loaded_times, row.loaded_times)
+            info = self.agents.party_info(ref_of(row))
+            info.loaded_times = max(info.loaded_times, row.loaded_times)  # the catalog counts loads too
             return info
 
         response = registry_pb2.GetModelInfoResponse()

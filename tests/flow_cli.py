@@ -59,3 +59,10 @@ def answer_of(running: subprocess.Popen[str], timeout: float = WAIT) -> tuple[in
     """Wait (bounded) for a background ``flow`` to end; its exit code and JSON answer."""
     out, err = running.communicate(timeout=timeout)
     return _answer(running.returncode, out, err)
+
+
+def write_conf(directory: Path, name: str, body: dict[str, Any]) -> str:
+    """A `-c` conf file for `flow`, written into ``directory``; its path."""
+    path = directory / name
+    path.write_text(json.dumps(body))
+    return str(path)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import stat
 import zipfile
 from pathlib import Path
@@ -10,13 +9,7 @@ from typing import Any
 
 from fate_registry.testing.federation import LocalFederation
 from tests.conftest import GeneratedModel
-from tests.flow_cli import flow
-
-
-def _conf(tmp_path: Path, name: str, body: dict[str, Any]) -> str:
-    path = tmp_path / name
-    path.write_text(json.dumps(body))
-    return str(path)
+from tests.flow_cli import flow, write_conf
 
 
 def _import_conf(model: GeneratedModel, role: str, party: str, archive: Path, **extra: Any) -> dict[str, Any]:
@@ -40,7 +33,7 @@ def test_import_info_export_as_a_user_types_it(
             "model",
             "import",
             "-c",
-            _conf(tmp_path, f"i-{role}.json", _import_conf(model, role, party, archive)),
+            write_conf(tmp_path, f"i-{role}.json", _import_conf(model, role, party, archive)),
         )
         assert code == 0 and answer["retcode"] == 0, answer
         assert answer["data"]["model_version"] == model.version and answer["data"]["role"] == role
@@ -72,7 +65,7 @@ def test_import_info_export_as_a_user_types_it(
         "model_version": model.version,
         "output_path": str(tmp_path / "out"),
     }
-    code, answer = flow(federation, "model", "export", "-c", _conf(tmp_path, "e.json", export))
+    code, answer = flow(federation, "model", "export", "-c", write_conf(tmp_path, "e.json", export))
     assert code == 0 and answer["retcode"] == 0
     assert answer["retmsg"] == f"download successfully, please check {answer['file']}"
     assert zipfile.ZipFile(answer["file"]).testzip() is None
@@ -96,7 +89,7 @@ def test_bad_input_gets_a_clear_error_and_changes_nothing(
     cache = federation.model_cache("9999")
     guest = model.archives["guest", "9999"]
     ok_conf = _import_conf(model, "guest", "9999", guest)
-    code, answer = flow(federation, "model", "import", "-c", _conf(tmp_path, "ok.json", ok_conf))
+    code, answer = flow(federation, "model", "import", "-c", write_conf(tmp_path, "ok.json", ok_conf))
     assert code == 0, answer
     before = sorted(p.as_posix() for p in cache.rglob("*"))
 
@@ -106,10 +99,19 @@ def test_bad_input_gets_a_clear_error_and_changes_nothing(
     cases: list[tuple[list[str], int, str]] = [
         (["model", "import", "-c", str(tmp_path / "nope.json")], 100, "nope.json"),
         (["model", "import", "-c", str(invalid)], 100, "line 2"),
-        (["model", "import", "-c", _conf(tmp_path, "mk.json", missing_key)], 101, "model_version"),
-        (["model", "import", "-c", _conf(tmp_path, "dup.json", ok_conf)], 409, "Model already exists."),
+        (["model", "import", "-c", write_conf(tmp_path, "mk.json", missing_key)], 101, "model_version"),
+        (["model", "import", "-c", write_conf(tmp_path, "dup.json", ok_conf)], 409, "Model already exists."),
         (
-            ["model", "import", "-c", _conf(tmp_path, "role.json", {**ok_conf, "role": "host", "model_version": "x1"})],
+            [
+                "model",
+                "import",
+                "-c",
+                write_conf(
+                    tmp_path,
+                    "role.json",
+                    {**ok_conf, "role": "host", "model_version": "x1"},
+                ),
+            ],
             400,
             'Party id "9999" is not in role "host"',
         ),
@@ -118,7 +120,7 @@ def test_bad_input_gets_a_clear_error_and_changes_nothing(
                 "model",
                 "import",
                 "-c",
-                _conf(tmp_path, "sha.json", {**ok_conf, "model_version": "x2", "sha256": "0" * 64}),
+                write_conf(tmp_path, "sha.json", {**ok_conf, "model_version": "x2", "sha256": "0" * 64}),
             ],
             102,
             "hash mismatch",
@@ -128,7 +130,7 @@ def test_bad_input_gets_a_clear_error_and_changes_nothing(
                 "model",
                 "import",
                 "-c",
-                _conf(
+                write_conf(
                     tmp_path,
                     "slip.json",
                     {**ok_conf, "model_version": "x3", "file": str(_hostile_archive(tmp_path, "zip-slip"))},
@@ -142,7 +144,7 @@ def test_bad_input_gets_a_clear_error_and_changes_nothing(
                 "model",
                 "import",
                 "-c",
-                _conf(
+                write_conf(
                     tmp_path,
                     "link.json",
                     {**ok_conf, "model_version": "x4", "file": str(_hostile_archive(tmp_path, "link"))},
@@ -151,13 +153,26 @@ def test_bad_input_gets_a_clear_error_and_changes_nothing(
             102,
             "symbolic link",
         ),
-        (["model", "import", "-c", _conf(tmp_path, "slash.json", {**ok_conf, "model_version": "a/b"})], 101, "'/'"),
         (
             [
                 "model",
                 "import",
                 "-c",
-                _conf(tmp_path, "dots.json", {**ok_conf, "model_id": "..", "model_version": "x5"}),
+                write_conf(
+                    tmp_path,
+                    "slash.json",
+                    {**ok_conf, "model_version": "a/b"},
+                ),
+            ],
+            101,
+            "'/'",
+        ),
+        (
+            [
+                "model",
+                "import",
+                "-c",
+                write_conf(tmp_path, "dots.json", {**ok_conf, "model_id": "..", "model_version": "x5"}),
             ],
             101,
             "'..'",
@@ -167,7 +182,7 @@ def test_bad_input_gets_a_clear_error_and_changes_nothing(
                 "model",
                 "export",
                 "-c",
-                _conf(
+                write_conf(
                     tmp_path, "unknown.json", {**ok_conf, "model_version": "nosuch", "output_path": str(tmp_path / "o")}
                 ),
             ],
@@ -191,7 +206,7 @@ def test_bad_input_gets_a_clear_error_and_changes_nothing(
 
 def test_operations_of_later_releases_say_so(federation: LocalFederation, tmp_path: Path) -> None:
     keys = {"role": "guest", "party_id": 9999, "model_id": "m", "model_version": "v"}
-    code, answer = flow(federation, "model", "homo-convert", "-c", _conf(tmp_path, "convert.json", keys))
+    code, answer = flow(federation, "model", "homo-convert", "-c", write_conf(tmp_path, "convert.json", keys))
     assert code != 0 and answer["retcode"] == 100, answer
     assert "not implemented in this release" in answer["retmsg"]
 
@@ -202,7 +217,7 @@ def test_restore_without_a_model_store_says_so(federation: LocalFederation, tmp_
         "model",
         "import",
         "-c",
-        _conf(tmp_path, "r.json", {"role": "guest", "party_id": 9999, "model_id": "m", "model_version": "v"}),
+        write_conf(tmp_path, "r.json", {"role": "guest", "party_id": 9999, "model_id": "m", "model_version": "v"}),
         "--from-database",
     )
     assert code != 0 and answer["retcode"] == 101 and "no model store is configured" in answer["retmsg"], answer

@@ -19,17 +19,11 @@ from fate_registry.testing import BUFFER_CLASSES
 from fate_registry.testing.federation import LocalFederation
 from fate_registry.testing.serving_process import ServingTestServer
 from tests.conftest import GeneratedModel, generate_model
-from tests.flow_cli import flow
+from tests.flow_cli import flow, write_conf
 
 OLD = {"guest": [9999], "host": [10000], "arbiter": [10000]}
 NEW = {"guest": [99], "host": [100], "arbiter": [100]}
 OLD_IDS = ("9999", "10000")
-
-
-def _conf(tmp_path: Path, name: str, body: dict[str, Any]) -> str:
-    path = tmp_path / name
-    path.write_text(json.dumps(body))
-    return str(path)
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +40,7 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalFede
                 "file": str(archive),
                 "force_update": False,
             }
-            code, answer = flow(fed, "model", "import", "-c", _conf(root, f"import-{role}.json", body))
+            code, answer = flow(fed, "model", "import", "-c", write_conf(root, f"import-{role}.json", body))
             assert code == 0, answer
         yield fed, model
 
@@ -85,7 +79,7 @@ def test_validation_gives_fates_messages_and_changes_nothing(
         ({k: v for k, v in _migrate_conf(model).items() if k != "migrate_role"}, "migrate_role"),
     ]
     for body, needle in cases:
-        code, answer = flow(fed, "model", "migrate", "-c", _conf(tmp_path, "m.json", body))
+        code, answer = flow(fed, "model", "migrate", "-c", write_conf(tmp_path, "m.json", body))
         assert code != 0 and answer["retcode"] != 0, (body, answer)
         assert needle in json.dumps(answer), (body, answer)
     assert _migrated_dirs(fed) == []
@@ -132,7 +126,7 @@ def test_round_trip_into_a_federation_of_the_new_party_ids(
 ) -> None:
     fed, model = source
     tmp = tmp_path_factory.mktemp("migrate")
-    code, answer = flow(fed, "model", "migrate", "-c", _conf(tmp, "migrate.json", _migrate_conf(model)))
+    code, answer = flow(fed, "model", "migrate", "-c", write_conf(tmp, "migrate.json", _migrate_conf(model)))
     assert code == 0 and answer["retcode"] == 0, answer
     new_model_id = gen_model_id(NEW)
     version = answer["data"]["model_version"]
@@ -174,7 +168,7 @@ def test_round_trip_into_a_federation_of_the_new_party_ids(
                     "file": str(archive),
                     "force_update": False,
                 }
-                code, imported = flow(new_fed, "model", "import", "-c", _conf(tmp, f"i-{role}.json", body))
+                code, imported = flow(new_fed, "model", "import", "-c", write_conf(tmp, f"i-{role}.json", body))
                 assert code == 0, imported
             code, deployed = flow(new_fed, "model", "deploy", "--model-id", new_model_id, "--model-version", version)
             assert code == 0, deployed
@@ -184,7 +178,7 @@ def test_round_trip_into_a_federation_of_the_new_party_ids(
                 "role": {r: [str(p) for p in ids] for r, ids in NEW.items()},
                 "job_parameters": {"model_id": new_model_id, "model_version": child},
             }
-            code, loaded = flow(new_fed, "model", "load", "-c", _conf(tmp, "load.json", load))
+            code, loaded = flow(new_fed, "model", "load", "-c", write_conf(tmp, "load.json", load))
             assert code == 0 and loaded["data"]["guest"] == {"99": 0} and loaded["data"]["host"] == {"100": 0}
     finally:
         for server in servings.values():
@@ -194,10 +188,10 @@ def test_round_trip_into_a_federation_of_the_new_party_ids(
 def test_a_unify_version_that_exists_is_refused(source: tuple[LocalFederation, GeneratedModel], tmp_path: Path) -> None:
     fed, model = source
     body = _migrate_conf(model, unify_model_version="unified-1")
-    code, first = flow(fed, "model", "migrate", "-c", _conf(tmp_path, "m1.json", body))
+    code, first = flow(fed, "model", "migrate", "-c", write_conf(tmp_path, "m1.json", body))
     assert code == 0, first
     before = sorted(_migrated_dirs(fed))
-    code, again = flow(fed, "model", "migrate", "-c", _conf(tmp_path, "m2.json", body))
+    code, again = flow(fed, "model", "migrate", "-c", write_conf(tmp_path, "m2.json", body))
     assert code != 0 and again["retcode"] == 101, again
     assert "Unify model version unified-1 has been occupied" in json.dumps(again), again
     assert sorted(_migrated_dirs(fed)) == before

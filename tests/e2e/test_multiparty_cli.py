@@ -21,7 +21,7 @@ from fate_registry.testing.federation import LocalFederation
 from fate_registry.testing.serving import Faults
 from fate_registry.testing.serving_process import ServingTestServer
 from tests.conftest import GeneratedModel, generate_model
-from tests.flow_cli import flow
+from tests.flow_cli import flow, write_conf
 
 ROLES = {"guest": [9999], "host": [10000], "arbiter": [10000]}
 
@@ -76,12 +76,6 @@ def _versions(fed: LocalFederation, party: str, role: str, model_id: str) -> lis
 
 def _deploy(fed: LocalFederation, model: GeneratedModel, *extra: str) -> tuple[int, dict[str, Any]]:
     return flow(fed, "model", "deploy", "--model-id", model.model_id, "--model-version", model.version, *extra)
-
-
-def _conf(tmp_path: Path, name: str, body: dict[str, Any]) -> str:
-    path = tmp_path / name
-    path.write_text(json.dumps(body))
-    return str(path)
 
 
 def _load_conf(model_id: str, version: str) -> dict[str, Any]:
@@ -175,7 +169,9 @@ def test_deploy_load_bind_dsl_tags_checkpoints(
     assert code != 0 and "Child model could not be deployed." in again["retmsg"]
 
     # load: FATE-Serving gets FATE-Flow's request and pulls the child back from the agent
-    code, loaded = flow(fed, "model", "load", "-c", _conf(tmp_path, "load.json", _load_conf(model.model_id, child)))
+    code, loaded = flow(
+        fed, "model", "load", "-c", write_conf(tmp_path, "load.json", _load_conf(model.model_id, child))
+    )
     assert code == 0 and loaded["retcode"] == 0, loaded
     assert loaded["data"]["guest"] == {"9999": 0} and loaded["data"]["host"] == {"10000": 0}
     assert "arbiter" not in loaded["data"] and loaded["jobId"]
@@ -211,21 +207,21 @@ def test_deploy_load_bind_dsl_tags_checkpoints(
 
     # a training version does not load
     code, refused = flow(
-        fed, "model", "load", "-c", _conf(tmp_path, "load-train.json", _load_conf(model.model_id, model.version))
+        fed, "model", "load", "-c", write_conf(tmp_path, "load-train.json", _load_conf(model.model_id, model.version))
     )
     assert code != 0 and refused["retcode"] == 101
     assert refused["data"]["detail"]["guest"]["9999"]["retmsg"].startswith("Only deployed models could be used")
 
     # bind: the initiator's FATE-Serving only, with its own model only
     bind = {**_load_conf(model.model_id, child), "service_id": "svc-1"}
-    code, bound = flow(fed, "model", "bind", "-c", _conf(tmp_path, "bind.json", bind))
+    code, bound = flow(fed, "model", "bind", "-c", write_conf(tmp_path, "bind.json", bind))
     assert code == 0 and bound == {"retcode": 0, "retmsg": "service id is svc-1"}, bound
     bind_record = servings["9999"].records("publishBind")[-1]["request"]
     assert bind_record["serviceId"] == "svc-1" and list(bind_record["model"]) == ["guest"]
     assert not servings["10000"].records("publishBind")
-    code, no_id = flow(fed, "model", "bind", "-c", _conf(tmp_path, "bind0.json", {**bind, "service_id": ""}))
+    code, no_id = flow(fed, "model", "bind", "-c", write_conf(tmp_path, "bind0.json", {**bind, "service_id": ""}))
     assert code != 0 and no_id["retcode"] == 101 and no_id["retmsg"] == "no service id"
-    code, by_job = flow(fed, "model", "bind", "-c", _conf(tmp_path, "bindj.json", bind), "-j", child)
+    code, by_job = flow(fed, "model", "bind", "-c", write_conf(tmp_path, "bindj.json", bind), "-j", child)
     assert code == 0, by_job
 
     # FATE-Serving's own stubs fetch and list models from an agent as from a peer serving
@@ -320,7 +316,7 @@ def test_serving_answering_123_on_one_party(
             "model",
             "load",
             "-c",
-            _conf(tmp_path, "load.json", _load_conf(imported.model_id, child)),
+            write_conf(tmp_path, "load.json", _load_conf(imported.model_id, child)),
         )
     finally:
         servings["10000"].clear_control()

@@ -14,7 +14,7 @@ import pytest
 from fate_registry.testing import services
 from fate_registry.testing.federation import LocalFederation
 from tests.conftest import GeneratedModel, generate_model
-from tests.flow_cli import flow
+from tests.flow_cli import flow, write_conf
 
 SECRET = "s3cret-pw-that-must-not-leak"
 
@@ -39,12 +39,6 @@ def stored_federation(
             yield engine, fed
 
 
-def _conf(tmp_path: Path, name: str, body: dict[str, Any]) -> str:
-    path = tmp_path / name
-    path.write_text(json.dumps(body))
-    return str(path)
-
-
 def _keys(model: GeneratedModel) -> dict[str, Any]:
     return {"role": "guest", "party_id": 9999, "model_id": model.model_id, "model_version": model.version}
 
@@ -65,21 +59,21 @@ def test_store_delete_restore_gives_the_same_files(
         "model",
         "import",
         "-c",
-        _conf(tmp_path, "i.json", {**keys, "file": str(model.archives["guest", "9999"]), "force_update": False}),
+        write_conf(tmp_path, "i.json", {**keys, "file": str(model.archives["guest", "9999"]), "force_update": False}),
     )
     assert code == 0, answer
     code, first = flow(
-        fed, "model", "export", "-c", _conf(tmp_path, "e1.json", {**keys, "output_path": str(tmp_path / "a")})
+        fed, "model", "export", "-c", write_conf(tmp_path, "e1.json", {**keys, "output_path": str(tmp_path / "a")})
     )
     assert code == 0, first
 
     code, stored = flow(
-        fed, "model", "export", "-c", _conf(tmp_path, "s.json", {**keys, "force_update": False}), "--to-database"
+        fed, "model", "export", "-c", write_conf(tmp_path, "s.json", {**keys, "force_update": False}), "--to-database"
     )
     assert code == 0 and len(stored["data"]["sha256"]) == 64, stored
     assert stored["data"]["location"].startswith(engine) and SECRET not in json.dumps(stored)
     code, again = flow(
-        fed, "model", "export", "-c", _conf(tmp_path, "s.json", {**keys, "force_update": False}), "--to-database"
+        fed, "model", "export", "-c", write_conf(tmp_path, "s.json", {**keys, "force_update": False}), "--to-database"
     )
     assert code != 0 and again["retcode"] == 409, again  # no overwrite without force_update
 
@@ -100,18 +94,18 @@ def test_store_delete_restore_gives_the_same_files(
     version_dir = fed.model_cache("9999") / f"guest#9999#{model.model_id}" / model.version
     assert not version_dir.exists()
 
-    code, restored = flow(fed, "model", "import", "-c", _conf(tmp_path, "r.json", keys), "--from-database")
+    code, restored = flow(fed, "model", "import", "-c", write_conf(tmp_path, "r.json", keys), "--from-database")
     assert code == 0, restored
     assert version_dir.is_dir()
     code, info = flow(fed, "model", "get-model-info", "--model-id", model.model_id, "--model-version", model.version)
     assert code == 0 and [r["f_party_id"] for r in info["data"]] == ["9999"], info  # registered, unlike FATE
     code, second = flow(
-        fed, "model", "export", "-c", _conf(tmp_path, "e2.json", {**keys, "output_path": str(tmp_path / "b")})
+        fed, "model", "export", "-c", write_conf(tmp_path, "e2.json", {**keys, "output_path": str(tmp_path / "b")})
     )
     assert code == 0, second
     assert _files(Path(second["file"])) == _files(Path(first["file"]))
 
-    code, refused = flow(fed, "model", "import", "-c", _conf(tmp_path, "r.json", keys), "--from-database")
+    code, refused = flow(fed, "model", "import", "-c", write_conf(tmp_path, "r.json", keys), "--from-database")
     assert code != 0 and refused["retcode"] == 409, refused  # the local copy exists: force_update needed
 
     code, both = flow(
@@ -129,7 +123,7 @@ def test_store_delete_restore_gives_the_same_files(
         "--from-store",
     )
     assert code == 0, both
-    code, gone = flow(fed, "model", "import", "-c", _conf(tmp_path, "r2.json", keys), "--from-database")
+    code, gone = flow(fed, "model", "import", "-c", write_conf(tmp_path, "r2.json", keys), "--from-database")
     assert code != 0 and gone["retcode"] in (100, 404), gone
     assert not version_dir.exists()
     for log in (fed.root / "data" / "logs").glob("*.log"):
@@ -157,24 +151,24 @@ def test_enable_model_store_uploads_downloads_and_leaves_identical_copies(
         "model",
         "import",
         "-c",
-        _conf(tmp_path, "i.json", {**keys, "file": str(model.archives["guest", "9999"]), "force_update": False}),
+        write_conf(tmp_path, "i.json", {**keys, "file": str(model.archives["guest", "9999"]), "force_update": False}),
     )
     assert code == 0, answer
 
     # only here: an export uploads it first
     code, first = flow(
-        fed, "model", "export", "-c", _conf(tmp_path, "e1.json", {**keys, "output_path": str(tmp_path / "a")})
+        fed, "model", "export", "-c", write_conf(tmp_path, "e1.json", {**keys, "output_path": str(tmp_path / "a")})
     )
     assert code == 0, first
     code, stored = flow(
-        fed, "model", "export", "-c", _conf(tmp_path, "s.json", {**keys, "force_update": False}), "--to-database"
+        fed, "model", "export", "-c", write_conf(tmp_path, "s.json", {**keys, "force_update": False}), "--to-database"
     )
     assert code != 0 and stored["retcode"] == 409, stored  # it is in the store already
 
     # identical in both places: left alone (the same directory, not a re-downloaded one)
     inode = version_dir.stat().st_ino
     code, again = flow(
-        fed, "model", "export", "-c", _conf(tmp_path, "e2.json", {**keys, "output_path": str(tmp_path / "b")})
+        fed, "model", "export", "-c", write_conf(tmp_path, "e2.json", {**keys, "output_path": str(tmp_path / "b")})
     )
     assert code == 0 and version_dir.stat().st_ino == inode, again
 
@@ -194,7 +188,7 @@ def test_enable_model_store_uploads_downloads_and_leaves_identical_copies(
     )
     assert code == 0 and not version_dir.exists(), deleted
     code, third = flow(
-        fed, "model", "export", "-c", _conf(tmp_path, "e3.json", {**keys, "output_path": str(tmp_path / "c")})
+        fed, "model", "export", "-c", write_conf(tmp_path, "e3.json", {**keys, "output_path": str(tmp_path / "c")})
     )
     assert code == 0 and version_dir.is_dir(), third
     assert _files(Path(third["file"])) == _files(Path(first["file"]))

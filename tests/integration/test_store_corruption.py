@@ -28,7 +28,7 @@ from fate_registry.testing.federation import LocalFederation
 from fate_registry.v1 import common_pb2 as common
 from fate_registry.v1 import registry_pb2 as pb
 from tests.conftest import GeneratedModel, generate_model
-from tests.flow_cli import flow
+from tests.flow_cli import flow, write_conf
 
 ROLE = "guest"
 PARTY = "9999"
@@ -147,12 +147,6 @@ def _corrupt(server: Server, pmid: str, version: str, fraction: float) -> None:
 # -- the flow side ------------------------------------------------------------------------------
 
 
-def _conf(tmp_path: Path, name: str, body: dict[str, Any]) -> str:
-    path = tmp_path / name
-    path.write_text(json.dumps(body))
-    return str(path)
-
-
 def _keys(model: GeneratedModel) -> dict[str, Any]:
     return {"role": ROLE, "party_id": int(PARTY), "model_id": model.model_id, "model_version": model.version}
 
@@ -161,11 +155,11 @@ def _import_and_store(fed: LocalFederation, model: GeneratedModel, tmp_path: Pat
     keys = _keys(model)
     archive = str(model.archives[ROLE, PARTY])
     code, imported = flow(
-        fed, "model", "import", "-c", _conf(tmp_path, "i.json", {**keys, "file": archive, "force_update": False})
+        fed, "model", "import", "-c", write_conf(tmp_path, "i.json", {**keys, "file": archive, "force_update": False})
     )
     assert code == 0, imported
     code, stored = flow(
-        fed, "model", "export", "-c", _conf(tmp_path, "s.json", {**keys, "force_update": False}), "--to-database"
+        fed, "model", "export", "-c", write_conf(tmp_path, "s.json", {**keys, "force_update": False}), "--to-database"
     )
     assert code == 0 and stored["retcode"] == 0, stored
 
@@ -248,7 +242,7 @@ def test_corrupted_copy_is_refused_and_nothing_local_appears(
     staging_before = _staging(fed)
     listed_before = _listed_versions(fed, model)
 
-    code, restored = flow(fed, "model", "import", "-c", _conf(tmp_path, "r.json", _keys(model)), "--from-database")
+    code, restored = flow(fed, "model", "import", "-c", write_conf(tmp_path, "r.json", _keys(model)), "--from-database")
 
     _assert_data_loss(restored, code, engine, _sdk_restore_reason(fed, model, force=False))
     assert not version_dir.exists()
@@ -279,7 +273,7 @@ def test_corrupted_forced_restore_leaves_the_local_copy_identical(
         "model",
         "import",
         "-c",
-        _conf(tmp_path, "r.json", {**_keys(model), "force_update": True}),
+        write_conf(tmp_path, "r.json", {**_keys(model), "force_update": True}),
         "--from-database",
     )
 
