@@ -23,7 +23,7 @@ from party_agent.archive import import_model_json, stream_archive
 from party_agent.buffers import read_define_meta
 from party_agent.manifest import MANIFEST_ENTRY, Manifest, scan
 from party_agent.metadata import PartyModelRecord
-from party_agent.migration import message_json, rewrite_component, rewrite_pipeline
+from party_agent.migration import MIGRATED_MODULES, message_json, rewrite_component, rewrite_pipeline
 from party_agent.model_cache import ModelCache
 from party_agent.pipeline import PIPELINE_PATH, json_of, read_pipeline
 from party_agent.two_phase import ARCHIVE, TwoPhase
@@ -128,12 +128,13 @@ class Migrator:
         meta = read_define_meta(target)
         modules = {c: (d or {}).get("module_name", "") for c, d in (meta.get("component_define") or {}).items()}
         for component, aliases in (meta.get("model_proto") or {}).items():
-            if component == PIPELINE_COMPONENT:
-                continue
+            module = str(modules.get(component, ""))
+            if component == PIPELINE_COMPONENT or module not in MIGRATED_MODULES:
+                continue  # carried over as copied, never read: an LR Param can be gigabytes
             for alias, classes in (aliases or {}).items():
                 directory = target / "variables" / "data" / str(component) / str(alias)
                 buffers = {name: (directory / name).read_bytes() for name in classes}
-                rewritten = rewrite_component(str(modules.get(component, "")), buffers, dict(classes), mapping)
+                rewritten = rewrite_component(module, buffers, dict(classes), mapping)
                 for name, data in rewritten.items():
                     if data is not buffers[name]:
                         (directory / name).write_bytes(data)
