@@ -11,11 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
 from fate_registry.config import ServiceConf
 from fate_registry.grpc_server import StopFlag
+from fate_registry.health import is_serving
 
 STOP_GRACE_SECONDS = 10.0
 
@@ -65,7 +63,7 @@ def _wait_ready(children: list[Child], deadline: float) -> dict[str, str]:
                 raise RuntimeError(f"{child.name} exited with code {child.process.returncode}; see its log")
             if child.port_file.exists():
                 address = child.port_file.read_text(encoding="utf-8").strip()
-                if _serving(address):
+                if is_serving(address):
                     addresses[child.name] = address
                     pending.remove(child)
         if pending and time.monotonic() > deadline:
@@ -74,15 +72,6 @@ def _wait_ready(children: list[Child], deadline: float) -> dict[str, str]:
         if pending:
             time.sleep(0.05)  # a poll interval with a deadline, not a wait for readiness
     return addresses
-
-
-def _serving(address: str) -> bool:
-    with grpc.insecure_channel(address) as channel:
-        try:
-            answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=1.0)
-        except grpc.RpcError:
-            return False
-    return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
 
 
 def _stop(children: list[Child]) -> None:

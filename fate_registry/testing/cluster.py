@@ -33,10 +33,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-import grpc
 import yaml
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from fate_registry.health import is_serving
 from fate_registry.testing.federation import fate_registry_command
 
 T = TypeVar("T")
@@ -60,16 +59,6 @@ def wait_until(condition: Callable[[], T], timeout: float, what: str, interval: 
 
 def agent_name(party_id: str) -> str:
     return f"agent-{party_id}"
-
-
-def _serving(address: str, timeout: float = 1.0) -> bool:
-    """Whether the gRPC server at ``address`` answers its health check with SERVING."""
-    with grpc.insecure_channel(address) as channel:
-        try:
-            answer = health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=timeout)
-        except grpc.RpcError:
-            return False
-    return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
 
 
 def _tail(path: Path, size: int = 3000) -> str:
@@ -212,7 +201,7 @@ class Cluster:
                 raise RuntimeError(f"{name} exited with {code}: {_tail(process.log_path)}")
             if process.port_file.exists():
                 address = process.port_file.read_text(encoding="utf-8").strip()
-                if address and _serving(address):
+                if address and is_serving(address):
                     if process.address and address != process.address:
                         raise RuntimeError(f"{name} came back on {address}, not {process.address}")
                     process.address = address

@@ -7,13 +7,14 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from fate_registry.testing.processes import wait_for_port_file
 
 DEFAULT_PARTIES: Mapping[str, Mapping[str, Any]] = {"9999": {}, "10000": {}}
 
@@ -68,15 +69,7 @@ class LocalFederation:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + timeout
-        while not ready.exists():
-            if process.poll() is not None:
-                raise RuntimeError(f"fate-registry up exited with {process.returncode}: {log_path.read_text()[-2000:]}")
-            if time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"the federation was not ready within {timeout} s: {log_path.read_text()[-2000:]}")
-            time.sleep(0.05)  # poll interval under a deadline
-        address = ready.read_text(encoding="utf-8").strip()
+        address = wait_for_port_file(process, ready, timeout, "fate-registry up", log_path)
         return cls(root, process, address, tuple(parties), log_path)
 
     def agent_address(self, party_id: str) -> str:

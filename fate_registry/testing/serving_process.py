@@ -22,11 +22,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fate_registry.testing.processes import wait_for_port_file
 from fate_registry.testing.serving import Faults
 
 _POLL_INTERVAL = 0.05
@@ -80,16 +80,7 @@ class ServingTestServer:
             process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
             )
-        deadline = time.monotonic() + timeout
-        while not port_file.exists():
-            if process.poll() is not None:
-                raise RuntimeError(f"the serving test server exited with {process.returncode}: {_tail(log_path)}")
-            if time.monotonic() > deadline:
-                process.kill()
-                process.wait()
-                raise RuntimeError(f"the serving test server was not ready within {timeout} s: {_tail(log_path)}")
-            time.sleep(_POLL_INTERVAL)  # poll interval under a deadline
-        address = port_file.read_text(encoding="utf-8").strip()
+        address = wait_for_port_file(process, port_file, timeout, "the serving test server", log_path)
         return cls(root, process, address, record_path, control_path, log_path)
 
     @property
@@ -141,7 +132,3 @@ class ServingTestServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
-
-
-def _tail(path: Path, size: int = 2000) -> str:
-    return path.read_text(encoding="utf-8", errors="replace")[-size:]

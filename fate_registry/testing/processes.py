@@ -1,0 +1,30 @@
+"""Waiting for a child process to be ready: its port file under a deadline, failing fast if it dies."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+POLL_INTERVAL = 0.05
+
+
+def tail(path: Path, size: int = 2000) -> str:
+    """The end of a log, for an error message."""
+    return path.read_text(encoding="utf-8", errors="replace")[-size:] if path.exists() else ""
+
+
+def wait_for_port_file(
+    process: subprocess.Popen[bytes], port_file: Path, timeout: float, what: str, log_path: Path
+) -> str:
+    """The address ``process`` writes to ``port_file`` once it serves; the process is killed on a timeout."""
+    deadline = time.monotonic() + timeout
+    while not port_file.exists():
+        if process.poll() is not None:
+            raise RuntimeError(f"{what} exited with {process.returncode}: {tail(log_path)}")
+        if time.monotonic() > deadline:
+            process.kill()
+            process.wait()
+            raise RuntimeError(f"{what} was not ready within {timeout} s: {tail(log_path)}")
+        time.sleep(POLL_INTERVAL)  # a poll interval under a deadline
+    return port_file.read_text(encoding="utf-8").strip()
