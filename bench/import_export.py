@@ -27,8 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
-import zipfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -38,6 +37,7 @@ from bench.bare_stream import download_seconds, upload_seconds
 from bench.memory import KIB, MIB, PeakWatch, Reaped, kill_after, run_reaped
 from fate_registry.identity import archive_name, job_ids
 from fate_registry.testing import ModelSpec, write_party_model
+from fate_registry.testing.fate_archive import build_stored_archive, walk_sorted
 from fate_registry.testing.federation import LocalFederation
 
 REPO: Final = Path(__file__).resolve().parents[1]
@@ -68,35 +68,8 @@ class Prepared:
     archive_bytes: int
 
 
-def _walk(root: Path) -> Iterator[tuple[Path, list[str], list[str]]]:
-    """``os.walk`` in a stable order (FATE's ``make_archive`` walks the same way, unsorted)."""
-    for dirpath, dirnames, filenames in os.walk(root):
-        dirnames.sort()
-        yield Path(dirpath), dirnames, sorted(filenames)
-
-
-def pack_stored_archive(version_dir: Path, archive: Path, import_config: Mapping[str, Any]) -> None:
-    """Zip ``version_dir`` as FATE-Flow does (paths relative to it, directory entries, ``import_model.json``
-    at the top) but stored, not deflated, and streamed: each file is copied in blocks into its entry."""
-    with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
-        info = zipfile.ZipInfo("import_model.json", date_time=time.localtime()[:6])
-        info.external_attr = 0o644 << 16
-        zf.writestr(info, json.dumps(dict(import_config), indent=4), compress_type=zipfile.ZIP_STORED)
-        for dirpath, dirnames, filenames in _walk(version_dir):
-            for name in dirnames:
-                path = dirpath / name
-                zf.write(path, path.relative_to(version_dir).as_posix())  # a directory entry, no content
-            for name in filenames:
-                path = dirpath / name
-                entry = zipfile.ZipInfo.from_file(path, path.relative_to(version_dir).as_posix())
-                entry.compress_type = zipfile.ZIP_STORED
-                # file_size is known from stat, so zipfile picks zip64 by itself for entries over 2 GiB.
-                with path.open("rb") as source, zf.open(entry, "w") as target:
-                    shutil.copyfileobj(source, target, COPY_BLOCK)
-
-
 def _tree_bytes(root: Path) -> int:
-    return sum((dirpath / name).stat().st_size for dirpath, _, names in _walk(root) for name in names)
+    return sum((dirpath / name).stat().st_size for dirpath, _, names in walk_sorted(root) for name in names)
 
 
 def prepare(workdir: Path, target_bytes: int) -> Prepared:
@@ -113,7 +86,7 @@ def prepare(workdir: Path, target_bytes: int) -> Prepared:
         "file": str(archive),
         "force_update": False,
     }
-    pack_stored_archive(version_dir, archive, import_config)
+    build_stored_archive(version_dir, archive, import_config)
     return Prepared(spec, version_dir, _tree_bytes(version_dir), archive, archive.stat().st_size)
 
 
@@ -239,7 +212,7 @@ class Flow:
 def evict_page_cache(root: Path) -> None:
     """Drop the (clean, already synced) page cache of every file under ``root``; the files stay as they are."""
     os.sync()
-    for dirpath, _, filenames in _walk(root):
+    for dirpath, _, filenames in walk_sorted(root):
         for name in filenames:
             fd = os.open(dirpath / name, os.O_RDONLY)
             try:
@@ -287,7 +260,7 @@ def import_export_once(
 def copy_fsync_seconds(source: Path, target: Path) -> float:
     """A plain copy of every file of ``source`` into ``target``, each file fsynced: what a local write costs."""
     start = time.perf_counter()
-    for dirpath, _, filenames in _walk(source):
+    for dirpath, _, filenames in walk_sorted(source):
         directory = target / dirpath.relative_to(source)
         directory.mkdir(parents=True, exist_ok=True)
         for name in filenames:

@@ -210,7 +210,7 @@ def export_answer(result: ExportResult) -> Answer:
     return envelope(
         retmsg=f"download successfully, please check {result.path}",
         file=str(result.path),
-        data={"sha256": result.sha256, "size": result.size},
+        data={"size": result.size, "crc32": f"{result.crc32:08x}"},
     )
 
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fate_registry.checksums import crc32
 from fate_registry.errors import Reason, RegistryError
 
 HASH_BLOCK = 1024 * 1024
@@ -78,7 +78,7 @@ def hash_file(path: Path) -> tuple[int, str, int]:
     with path.open("rb") as f:
         while block := f.read(HASH_BLOCK):
             h.update(block)
-            crc = zlib.crc32(block, crc)
+            crc = crc32(block, crc)
             size += len(block)
     return size, h.hexdigest(), crc
 

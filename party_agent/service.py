@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -10,6 +9,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from fate_registry.checksums import BackgroundSha256, crc32
 from fate_registry.config import PartyConf, ServiceConf
 from fate_registry.errors import Reason, RegistryError, Retcode
 from fate_registry.fate.pipeline_pb2 import Pipeline
@@ -83,12 +83,6 @@ def _dsl_version(record: PartyModelRecord) -> int:
         return 1
 
 
-def _hashed(pieces: Iterator[bytes], digest: hashlib._Hash) -> Iterator[bytes]:
-    for piece in pieces:
-        digest.update(piece)
-        yield piece
-
-
 class PartyAgent:
     def __init__(self, conf: ServiceConf, party: PartyConf) -> None:
         self.party = party
@@ -134,7 +128,7 @@ class PartyAgent:
         try:
             model_dir = staging / "model"
             model_dir.mkdir()
-            digest = hashlib.sha256() if header.sha256 else None
+            digest = BackgroundSha256() if header.sha256 else None
             limits = archive.ArchiveLimits(self.limits.max_archive_bytes, self.limits.max_archive_entries)
             manifest = archive.unpack(prefetch(self._received(chunks, digest)), model_dir, limits)
             archive_sha256 = digest.hexdigest() if digest else ""
@@ -177,7 +171,7 @@ class PartyAgent:
         )
 
     def _received(
-        self, chunks: Iterator[bytes | memoryview], digest: hashlib._Hash | None
+        self, chunks: Iterator[bytes | memoryview], digest: BackgroundSha256 | None
     ) -> Iterator[bytes | memoryview]:
         """The archive's bytes as they arrive, bounded in size, hashed when the caller gave a hash."""
         size = 0
@@ -206,7 +200,6 @@ class PartyAgent:
                     content_size=record.manifest.total_size,
                 )
             )
-            h = hashlib.sha256()
             extra = {
                 "import_model.json": import_model_json(ref, name),
                 MANIFEST_ENTRY: record.manifest.to_json().encode(),
@@ -214,11 +207,12 @@ class PartyAgent:
             pieces = archive.stream_archive(
                 self.cache.version_dir(ref), record.manifest, extra, self.limits.download_chunk_bytes
             )
-            size = 0
-            for piece in _hashed(pieces, h):
+            size, crc = 0, 0
+            for piece in pieces:
                 size += len(piece)
+                crc = crc32(piece, crc)
                 yield ExportPiece(chunk=piece)
-        yield ExportPiece(trailer=ExportModelTrailer(sha256=h.hexdigest(), size=size))
+        yield ExportPiece(trailer=ExportModelTrailer(crc32=crc, size=size))
 
     # -- FATE-Serving -----------------------------------------------------------------------------
 

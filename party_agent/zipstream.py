@@ -11,7 +11,6 @@ their final sizes and CRC, so our archives are streamable by any reader.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import struct
@@ -21,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from fate_registry.checksums import BackgroundSha256, crc32
 from fate_registry.errors import Reason, RegistryError
 from fate_registry.files import WriteBehind, fsync_tree
 
@@ -176,7 +176,7 @@ class _Sink:
     """Where one entry's bytes go: a new file under the destination, hashed; or kept in memory."""
 
     def __init__(self, target: Path | None, keep_limit: int) -> None:
-        self.sha = hashlib.sha256()
+        self.sha = BackgroundSha256() if target is not None else None
         self.crc = 0
         self.size = 0
         self.kept = bytearray()
@@ -186,8 +186,8 @@ class _Sink:
 
     def write(self, data: memoryview | bytes) -> None:
         self.size += len(data)
-        self.crc = zlib.crc32(data, self.crc)
-        if self.fd is None:
+        self.crc = crc32(data, self.crc)
+        if self.fd is None or self.sha is None:
             if len(self.kept) + len(data) > self.keep_limit:
                 raise _bad("an archive-only file (import_model.json or the manifest) is too large")
             self.kept += data
@@ -208,6 +208,10 @@ class _Sink:
             finally:
                 os.close(self.fd)
                 self.fd = None
+
+    def sha256(self) -> str:
+        assert self.sha is not None
+        return self.sha.hexdigest()
 
 
 class StreamingUnzip:
@@ -437,12 +441,18 @@ class StreamingUnzip:
             if path in self.keep:
                 self.kept[path] = bytes(sink.kept)
             else:
-                self.files.append(ExtractedFile(path, read_size, sink.sha.hexdigest(), read_crc))
+                self.files.append(ExtractedFile(path, read_size, sink.sha256(), read_crc))
                 os.utime(self.dest / path, (entry.mtime, entry.mtime))
         self._extracted.append((entry, read_crc, read_size))
         self._entry, self._sink, self._inflate = None, None, None
 
     # the end -------------------------------------------------------------------------------------
+
+    def discard(self) -> None:
+        """After a failure: close the entry being written (its file and its hashing thread)."""
+        if self._sink is not None:
+            self._sink.close(sync=False)
+            self._sink = None
 
     def finish(self) -> None:
         """Check the central directory against the entries extracted; symbolic links and devices fail here."""

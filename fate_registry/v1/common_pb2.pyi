@@ -258,19 +258,20 @@ class ExportModelTrailer(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
-    SHA256_FIELD_NUMBER: _builtins.int
     SIZE_FIELD_NUMBER: _builtins.int
-    sha256: _builtins.str
+    CRC32_FIELD_NUMBER: _builtins.int
     size: _builtins.int
+    crc32: _builtins.int
+    """CRC-32 (as zip's) of the whole archive."""
     def __init__(
         self,
         *,
-        sha256: _builtins.str = ...,
         size: _builtins.int = ...,
+        crc32: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["sha256", b"sha256", "size", b"size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["crc32", b"crc32", "size", b"size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -9,10 +9,10 @@ was there before it.
 from __future__ import annotations
 
 import abc
-import hashlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
+from fate_registry.checksums import BackgroundSha256
 from fate_registry.errors import Reason, RegistryError
 
 
@@ -90,10 +90,10 @@ class ModelStore(abc.ABC):
 
 
 class HashingCounter:
-    """sha256 and byte count of what passes through :meth:`update`."""
+    """sha256 (hashed beside the stream, on a thread of its own) and byte count of what goes through :meth:`update`."""
 
     def __init__(self) -> None:
-        self._hash = hashlib.sha256()
+        self._hash = BackgroundSha256()
         self.size = 0
 
     def update(self, data: bytes | memoryview) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import zipfile
 from collections.abc import Iterator
 from contextlib import AbstractContextManager
@@ -11,12 +12,15 @@ from typing import Any
 
 import pytest
 
-from fate_registry.testing import services
+from fate_registry.identity import archive_name
+from fate_registry.testing import ModelSpec, services, write_party_model
+from fate_registry.testing.fate_archive import build_stored_archive, sha256_file
 from fate_registry.testing.federation import LocalFederation
 from tests.conftest import GeneratedModel, generate_model
 from tests.flow_cli import flow, write_conf
 
 SECRET = "s3cret-pw-that-must-not-leak"
+BIG_BYTES = 512 * 1024 * 1024
 
 
 def _server(engine: str, root: Path) -> AbstractContextManager[Any]:
@@ -128,6 +132,57 @@ def test_store_delete_restore_gives_the_same_files(
     assert not version_dir.exists()
     for log in (fed.root / "data" / "logs").glob("*.log"):
         assert SECRET not in log.read_text(errors="replace"), log
+
+
+@pytest.fixture(scope="session")
+def big_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModelSpec, Path]:
+    """A 512 MiB guest slice in a stored archive (FATE's layout), written once for every engine."""
+    root = tmp_path_factory.mktemp("big")
+    spec = ModelSpec(target_bytes=BIG_BYTES)
+    version_dir = write_party_model(root / "model_local_cache", spec, "guest", 9999)
+    archive = root / archive_name(spec.party_model_id("guest", 9999), spec.version)
+    conf = {"role": "guest", "party_id": 9999, "model_id": spec.model_id, "model_version": spec.version}
+    build_stored_archive(version_dir, archive, {**conf, "file": str(archive), "force_update": False})
+    shutil.rmtree(version_dir)
+    return spec, archive
+
+
+def _tree_digests(root: Path) -> dict[str, str]:
+    return {p.relative_to(root).as_posix(): sha256_file(p) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_512_mib_model_store_delete_restore_is_byte_identical(
+    stored_federation: tuple[str, LocalFederation], big_model: tuple[ModelSpec, Path], tmp_path: Path
+) -> None:
+    engine, fed = stored_federation
+    spec, archive = big_model
+    keys = {"role": "guest", "party_id": 9999, "model_id": spec.model_id, "model_version": spec.version}
+    code, answer = flow(
+        fed,
+        "model",
+        "import",
+        "-c",
+        write_conf(tmp_path, "i.json", {**keys, "file": str(archive), "force_update": True}),
+    )
+    assert code == 0, answer
+    version_dir = fed.model_cache("9999") / spec.party_model_id("guest", 9999) / spec.version
+    before = _tree_digests(version_dir)
+    assert sum((version_dir / p).stat().st_size for p in before) >= BIG_BYTES
+
+    code, stored = flow(
+        fed, "model", "export", "-c", write_conf(tmp_path, "s.json", {**keys, "force_update": True}), "--to-database"
+    )
+    assert code == 0, stored
+    assert stored["data"]["location"].startswith(engine)
+    delete = ["model", "delete", "--model-id", spec.model_id, "--model-version", spec.version, "-r", "guest"]
+    code, deleted = flow(fed, *delete, "-p", "9999")
+    assert code == 0 and not version_dir.exists(), deleted
+
+    code, restored = flow(fed, "model", "import", "-c", write_conf(tmp_path, "r.json", keys), "--from-database")
+    assert code == 0, restored
+    assert _tree_digests(version_dir) == before
+    code, both = flow(fed, *delete, "-p", "9999", "--from-store")  # leave the engine's disk to the next test
+    assert code == 0, both
 
 
 @pytest.fixture(scope="module")

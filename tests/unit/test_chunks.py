@@ -19,7 +19,7 @@ def test_hand_made_chunks_are_what_protobuf_makes(size: int) -> None:
 
 
 def test_other_messages_are_not_taken_for_chunks() -> None:
-    trailer = registry_pb2.ExportModelResponse(trailer=ExportModelTrailer(sha256="ab", size=3)).SerializeToString()
+    trailer = registry_pb2.ExportModelResponse(trailer=ExportModelTrailer(crc32=0xAB, size=3)).SerializeToString()
     assert chunk_payload(trailer) is None
     assert chunk_payload(b"") is None
     assert chunk_payload(encode_chunk(b"abc")[:-1]) is None  # truncated

@@ -236,8 +236,9 @@ def test_import_answer() -> None:
 
 
 def test_export_answer() -> None:
-    answer = render.export_answer(ExportResult(path=Path("/out/m.zip"), sha256="e" * 64, size=10))
+    answer = render.export_answer(ExportResult(path=Path("/out/m.zip"), size=10, crc32=0xE))
     assert answer["retcode"] == 0
+    assert answer["data"] == {"size": 10, "crc32": "0000000e"}
     assert answer["file"] == "/out/m.zip"
     assert answer["retmsg"] == "download successfully, please check /out/m.zip"
 

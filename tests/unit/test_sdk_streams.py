@@ -6,6 +6,7 @@ import hashlib
 import json
 import socket
 import sys
+import zlib
 from collections.abc import Iterator
 from concurrent import futures
 from pathlib import Path
@@ -73,11 +74,11 @@ def registry() -> Iterator[tuple[FakeRegistry, str]]:
         server.stop(grace=None)
 
 
-def export_stream(payload: bytes, sha256: str | None = None, size: int | None = None) -> list[pb.ExportModelResponse]:
+def export_stream(payload: bytes, crc32: int | None = None, size: int | None = None) -> list[pb.ExportModelResponse]:
     header = common.ExportModelHeader(file_name=ARCHIVE_NAME, party_model_id="p", content_size=len(payload))
     chunks = [pb.ExportModelResponse(chunk=payload[i : i + CHUNK]) for i in range(0, len(payload), CHUNK)]
     trailer = common.ExportModelTrailer(
-        sha256=hashlib.sha256(payload).hexdigest() if sha256 is None else sha256,
+        crc32=zlib.crc32(payload) if crc32 is None else crc32,
         size=len(payload) if size is None else size,
     )
     return [pb.ExportModelResponse(header=header), *chunks, pb.ExportModelResponse(trailer=trailer)]
@@ -149,7 +150,7 @@ def test_export_writes_the_verified_archive(registry: tuple[FakeRegistry, str], 
         result = client.export_model(TARGET, tmp_path / "out", progress=received.append)
     assert result.path == tmp_path / "out" / ARCHIVE_NAME
     assert result.path.read_bytes() == PAYLOAD
-    assert (result.sha256, result.size) == (hashlib.sha256(PAYLOAD).hexdigest(), len(PAYLOAD))
+    assert (result.crc32, result.size) == (zlib.crc32(PAYLOAD), len(PAYLOAD))
     assert sum(received) == len(PAYLOAD)
     assert [p.name for p in (tmp_path / "out").iterdir()] == [ARCHIVE_NAME]
 
@@ -157,7 +158,7 @@ def test_export_writes_the_verified_archive(registry: tuple[FakeRegistry, str], 
 @pytest.mark.parametrize(
     "stream",
     [
-        pytest.param(export_stream(PAYLOAD, sha256="0" * 64), id="bad-sha256"),
+        pytest.param(export_stream(PAYLOAD, crc32=zlib.crc32(PAYLOAD) ^ 1), id="bad-crc32"),
         pytest.param(export_stream(PAYLOAD, size=len(PAYLOAD) + 1), id="bad-size"),
         pytest.param(export_stream(PAYLOAD)[:-1], id="no-trailer"),
         pytest.param([*export_stream(b"")[:2], pb.ExportModelResponse(chunk=b"x")], id="chunk-after-trailer"),
@@ -246,6 +247,7 @@ def test_cli_import_and_export(
     path = str(tmp_path / "out" / ARCHIVE_NAME)
     assert status == 0
     assert (answer["file"], answer["retmsg"]) == (path, f"download successfully, please check {path}")
+    assert answer["data"]["crc32"] == f"{zlib.crc32(PAYLOAD):08x}"
 
 
 def test_cli_prints_server_errors_as_fate_json(
