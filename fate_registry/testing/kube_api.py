@@ -204,12 +204,13 @@ class FakeKubeApi:
                 raise ApiError(
                     422,
                     "Invalid",
-                    f'InferenceService.{group} "{metadata.get("name", "")}" is invalid: {where}: '
-                    f"{problems[0].message}",
+                    f'InferenceService.{group} "{metadata.get("name", "")}" is invalid: {where}: {problems[0].message}',
                 )
         return body
 
-    def _store(self, key: tuple[str, str, str], body: dict[str, Any], previous: dict[str, Any] | None) -> dict[str, Any]:
+    def _store(
+        self, key: tuple[str, str, str], body: dict[str, Any], previous: dict[str, Any] | None
+    ) -> dict[str, Any]:
         resource, namespace, name = key
         stored = copy.deepcopy(body)
         if resource == "v1/secrets" and "stringData" in stored:
@@ -263,7 +264,7 @@ class FakeKubeApi:
 class _Handler(BaseHTTPRequestHandler):
     api: FakeKubeApi
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  # the server stays quiet
+    def log_message(self, format: str, *args: Any) -> None:  # the server stays quiet
         return
 
     def _serve(self) -> None:

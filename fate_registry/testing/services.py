@@ -409,7 +409,12 @@ class S3Server:
 
     def minio_parameters(self) -> dict[str, Any]:
         """FATE's ``model_storage_parameters`` of ``model_storage_type: minio`` for this server."""
-        return {"endpoint": self.endpoint, "access_key": self.access_key, "secret_key": self.secret_key, "secure": False}
+        return {
+            "endpoint": self.endpoint,
+            "access_key": self.access_key,
+            "secret_key": self.secret_key,
+            "secure": False,
+        }
 
     def client(self) -> Any:
         import boto3

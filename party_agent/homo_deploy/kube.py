@@ -149,6 +149,4 @@ class KubeClient:
             if any(s.get("name") == secret_name for s in secrets):
                 return
             patch = {"secrets": [*secrets, {"name": secret_name}]}
-            self._core.patch_namespaced_service_account(
-                account, namespace, patch, _request_timeout=TIMEOUT_SECONDS
-            )
+            self._core.patch_namespaced_service_account(account, namespace, patch, _request_timeout=TIMEOUT_SECONDS)

@@ -84,7 +84,9 @@ class MinioStore(ObjectStore):
                 reason, f"{where}: HTTP {status} {error.get('Code', '')}", retcode=Retcode.EXCEPTION_ERROR
             )
         return RegistryError(
-            Reason.PARTY_UNAVAILABLE, f"{where} cannot be reached ({type(exc).__name__})", retcode=Retcode.EXCEPTION_ERROR
+            Reason.PARTY_UNAVAILABLE,
+            f"{where} cannot be reached ({type(exc).__name__})",
+            retcode=Retcode.EXCEPTION_ERROR,
         )
 
     def upload(self, uploads: Sequence[Upload]) -> None:

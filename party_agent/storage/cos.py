@@ -230,7 +230,6 @@ class CosModelStore(ModelStore):
             self._client.delete_object(Bucket=self.config.bucket, Key=object_key(key))
         return True
 
-
     def upload_file(self, name: str, path: Path) -> None:
         """Put the local file ``path`` at the object key ``name`` of the bucket (homo-deploy's upload)."""
         with self._errors():

@@ -115,7 +115,9 @@ def test_kserve_deploy_uploads_to_cos_and_creates_a_valid_inference_service(
     joblib = b"sklearn joblib stand-in: the deploy uploads bytes, it does not read them\n" * 50
     model = _imported_guest(federation, tmp_path, converted={"sklearn.joblib": joblib})
 
-    code, answer = flow(federation, "model", "homo-deploy", "-c", _deploy_conf(tmp_path, model, kube, _cos_storage(cos)))
+    code, answer = flow(
+        federation, "model", "homo-deploy", "-c", _deploy_conf(tmp_path, model, kube, _cos_storage(cos))
+    )
 
     assert code == 0 and answer["retcode"] == 0, answer
     assert answer["retmsg"] == "An online serving service is started in the kfserving system."
@@ -181,9 +183,10 @@ def test_kfserving_spelling_replaces_only_when_asked(
     assert code == 0 and answer["retcode"] == 0, answer
     replaced = kube.inference_service(NAMESPACE, "homo-lr-guest", group="serving.kubeflow.org")
     assert replaced is not None and replaced["metadata"]["generation"] == 2
-    assert replaced["metadata"]["annotations"]["fate.fedai.org/uuid"] != first["metadata"]["annotations"][
-        "fate.fedai.org/uuid"
-    ]
+    assert (
+        replaced["metadata"]["annotations"]["fate.fedai.org/uuid"]
+        != first["metadata"]["annotations"]["fate.fedai.org/uuid"]
+    )
     assert s3.objects(BUCKET, prefix) == {f"{prefix}/model.joblib": b"v1 model"}
 
 
@@ -194,23 +197,23 @@ def test_kfserving_spelling_replaces_only_when_asked(
 def test_bad_input_is_a_clear_error_and_changes_nothing(
     federation: LocalFederation, cos: CosEmulator, kube: FakeKubeApi, tmp_path: Path, case: str
 ) -> None:
+    bad_confs: dict[str, tuple[dict[str, Any], str]] = {
+        "hetero model": ({"component_name": "hetero_lr_0"}, "is HeteroLR, not a homo (horizontally trained) model"),
+        "never converted": ({}, "Component homo_lr_0 in Model"),
+        "unknown framework": ({"framework_name": "caffe"}, "framework_name 'caffe' is not supported"),
+        "unknown deployment type": ({"deployment_type": "seldon"}, "deployment_type 'seldon' is not supported"),
+        "missing kubeconfig": (
+            {"deployment_parameters": {"config_file": None}},
+            "config_file_content (or config_file, read by the CLI) must hold the kubeconfig",
+        ),
+    }
+    overrides, expected = bad_confs[case]
     if case == "hetero model":
         model = _imported_guest(federation, tmp_path, algorithm="hetero_lr")
-        overrides: dict[str, Any] = {"component_name": "hetero_lr_0"}
-        expected = "is HeteroLR, not a homo (horizontally trained) model"
-    elif case == "never converted":
-        model = _imported_guest(federation, tmp_path)
-        overrides, expected = {}, "Component homo_lr_0 in Model"
     else:
-        model = _imported_guest(federation, tmp_path, converted={"sklearn.joblib": b"m"})
-        overrides, expected = {
-            "unknown framework": ({"framework_name": "caffe"}, "framework_name 'caffe' is not supported"),
-            "unknown deployment type": ({"deployment_type": "seldon"}, "deployment_type 'seldon' is not supported"),
-            "missing kubeconfig": (
-                {"deployment_parameters": {"config_file": None}},
-                "config_file_content (or config_file, read by the CLI) must hold the kubeconfig",
-            ),
-        }[case]
+        model = _imported_guest(
+            federation, tmp_path, converted={} if case == "never converted" else {"sklearn.joblib": b"m"}
+        )
     conf = _deploy_conf(tmp_path, model, kube, _cos_storage(cos), **overrides)
 
     code, answer = flow(federation, "model", "homo-deploy", "-c", conf)
