@@ -40,6 +40,28 @@ def _server_message(exc: ApiException) -> str:
     return str(exc.reason or "")
 
 
+# Kubeconfig entries that would make the agent run a command or read its own files: a kubeconfig
+# comes in a request, so only inline credentials are accepted.
+_LOCAL_ONLY = {
+    "users": ("exec", "auth-provider", "client-certificate", "client-key", "tokenFile", "token-file"),
+    "clusters": ("certificate-authority",),
+}
+
+
+def _check_inline(config: dict[str, Any]) -> None:
+    for section, keys in _LOCAL_ONLY.items():
+        for entry in config.get(section) or []:
+            body = entry.get(section[:-1]) if isinstance(entry, dict) else None
+            used = sorted(k for k in keys if isinstance(body, dict) and k in body)
+            if used:
+                raise invalid(
+                    f"deployment_parameters.config_file_content: {section[:-1]} {entry.get('name', '')!r} uses "
+                    f"{', '.join(used)}, which would make the agent run a command or read its own files; "
+                    "give the credentials inline (token, client-certificate-data, client-key-data, "
+                    "certificate-authority-data)"
+                )
+
+
 def _context_namespace(config: dict[str, Any]) -> str:
     current = config.get("current-context")
     for entry in config.get("contexts") or []:
@@ -57,6 +79,7 @@ class KubeClient:
             config = None
         if not isinstance(config, dict):
             raise invalid("deployment_parameters.config_file_content is not a kubeconfig (YAML mapping)")
+        _check_inline(config)
         try:
             self._api = k8s_config.new_client_from_config_dict(config)
         except (ConfigException, ValueError, TypeError, KeyError):

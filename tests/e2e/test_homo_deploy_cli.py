@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from fate_registry.identity import party_model_id
 from fate_registry.testing import build_fate_archive
 from fate_registry.testing.federation import LocalFederation
 from fate_registry.testing.kube_api import FakeKubeApi, fake_kube_api
-from fate_registry.testing.services import CosEmulator, S3Server, cos_emulator, s3_server
+from fate_registry.testing.services import CosEmulator, S3Server, cos_emulator, free_port, s3_server
 from tests.conftest import GeneratedModel, generate_model
 from tests.flow_cli import flow, write_conf
 
@@ -190,36 +191,114 @@ def test_kfserving_spelling_replaces_only_when_asked(
     assert s3.objects(BUCKET, prefix) == {f"{prefix}/model.joblib": b"v1 model"}
 
 
+@pytest.fixture(scope="module")
+def converted(federation: LocalFederation, tmp_path_factory: pytest.TempPathFactory) -> GeneratedModel:
+    """One imported HomoLR guest slice converted to sklearn, shared by the refused deploys (they change nothing)."""
+    return _imported_guest(federation, tmp_path_factory.mktemp("converted"), converted={"sklearn.joblib": b"m"})
+
+
+def _refused(federation: LocalFederation, cos: CosEmulator, kube: FakeKubeApi, conf: str, model: GeneratedModel) -> str:
+    """Run the deploy; check it failed with retcode 100 and changed nothing. Its retmsg."""
+    code, answer = flow(federation, "model", "homo-deploy", "-c", conf)
+    assert code == 1 and answer["retcode"] == 100, answer
+    assert "Traceback" not in json.dumps(answer) and kube.token not in json.dumps(answer)
+    assert _cos_objects(cos, _prefix(model, "refused")) == {}
+    assert kube.writes() == []
+    return str(answer["retmsg"])
+
+
 @pytest.mark.parametrize(
-    "case",
-    ["hetero model", "never converted", "unknown framework", "unknown deployment type", "missing kubeconfig"],
-)
-def test_bad_input_is_a_clear_error_and_changes_nothing(
-    federation: LocalFederation, cos: CosEmulator, kube: FakeKubeApi, tmp_path: Path, case: str
-) -> None:
-    bad_confs: dict[str, tuple[dict[str, Any], str]] = {
-        "hetero model": ({"component_name": "hetero_lr_0"}, "is HeteroLR, not a homo (horizontally trained) model"),
-        "never converted": ({}, "Component homo_lr_0 in Model"),
-        "unknown framework": ({"framework_name": "caffe"}, "framework_name 'caffe' is not supported"),
-        "unknown deployment type": ({"deployment_type": "seldon"}, "deployment_type 'seldon' is not supported"),
-        "missing kubeconfig": (
+    ("overrides", "expected"),
+    [
+        ({"framework_name": "caffe"}, "framework_name 'caffe' is not supported"),
+        ({"framework_name": "lightgbm"}, "converted_model holds no lgb.txt (lightgbm)"),
+        ({"deployment_type": "seldon"}, "deployment_type 'seldon' is not supported: use 'kserve' or 'kfserving'"),
+        ({"component_name": "no_such_0"}, "does not contain component no_such_0"),
+        ({"service_id": "Homo_LR"}, "service_id 'Homo_LR' cannot name an InferenceService"),
+        (
             {"deployment_parameters": {"config_file": None}},
             "config_file_content (or config_file, read by the CLI) must hold the kubeconfig",
         ),
-    }
-    overrides, expected = bad_confs[case]
-    if case == "hetero model":
-        model = _imported_guest(federation, tmp_path, algorithm="hetero_lr")
+        ({"deployment_parameters": {"tls": True}}, "unknown keys deployment_parameters.tls"),
+        (
+            {"deployment_parameters": {"model_storage_parameters": {"Region": "ap-guangzhou"}}},
+            "deployment_parameters.model_storage_parameters (tencent_cos): SecretId is required",
+        ),
+    ],
+)
+def test_a_refused_conf_is_a_clear_error_and_changes_nothing(
+    federation: LocalFederation,
+    cos: CosEmulator,
+    kube: FakeKubeApi,
+    converted: GeneratedModel,
+    tmp_path: Path,
+    overrides: dict[str, Any],
+    expected: str,
+) -> None:
+    conf = _deploy_conf(tmp_path, converted, kube, _cos_storage(cos), **{"service_id": "refused", **overrides})
+    assert expected in _refused(federation, cos, kube, conf, converted)
+
+
+@pytest.mark.parametrize("algorithm", ["hetero_lr", "homo_lr"])
+def test_a_hetero_or_unconverted_component_is_refused(
+    federation: LocalFederation, cos: CosEmulator, kube: FakeKubeApi, tmp_path: Path, algorithm: str
+) -> None:
+    model = _imported_guest(federation, tmp_path, algorithm=algorithm)
+    component = "hetero_lr_0" if algorithm == "hetero_lr" else "homo_lr_0"
+    conf = _deploy_conf(tmp_path, model, kube, _cos_storage(cos), service_id="refused", component_name=component)
+    message = _refused(federation, cos, kube, conf, model)
+    if algorithm == "hetero_lr":
+        assert "hetero_lr_0 of model" in message and "is HeteroLR, not a homo (horizontally trained) model" in message
     else:
-        model = _imported_guest(
-            federation, tmp_path, converted={} if case == "never converted" else {"sklearn.joblib": b"m"}
+        assert message.startswith("Component homo_lr_0 in Model guest#9999#") and "isn't converted" in message
+
+
+def _kubeconfig_with(kube: FakeKubeApi, **user: Any) -> dict[str, Any]:
+    config: dict[str, Any] = yaml.safe_load(kube.kubeconfig())
+    config["users"][0]["user"] = user
+    return config
+
+
+@pytest.mark.parametrize("case", ["exec plugin", "wrong token", "unreachable server"])
+def test_a_kubeconfig_that_cannot_serve_changes_nothing(
+    federation: LocalFederation,
+    cos: CosEmulator,
+    kube: FakeKubeApi,
+    converted: GeneratedModel,
+    tmp_path: Path,
+    case: str,
+) -> None:
+    marker = tmp_path / "exec-ran"
+    if case == "exec plugin":  # a kubeconfig from a request must not make the agent run a command
+        config = _kubeconfig_with(
+            kube, exec={"apiVersion": "client.authentication.k8s.io/v1", "command": "touch", "args": [str(marker)]}
         )
-    conf = _deploy_conf(tmp_path, model, kube, _cos_storage(cos), **overrides)
+        expected = "user 'fate' uses exec, which would make the agent run a command or read its own files"
+    elif case == "wrong token":
+        config = _kubeconfig_with(kube, token="not-the-token")
+        expected = (
+            f"reading InferenceService {NAMESPACE}/refused: the Kubernetes API server at {kube.server} answered 401"
+        )
+    else:
+        config = yaml.safe_load(kube.kubeconfig())
+        config["clusters"][0]["cluster"]["server"] = f"http://127.0.0.1:{free_port()}"
+        expected = "cannot reach the Kubernetes API server at http://127.0.0.1:"
+    conf = _deploy_conf(tmp_path, converted, kube, _cos_storage(cos), service_id="refused")
+    (tmp_path / "kubeconfig.yaml").write_text(yaml.safe_dump(config))
+    message = _refused(federation, cos, kube, conf, converted)
+    assert expected in message and "not-the-token" not in message
+    assert not marker.exists()
 
+
+def test_a_converted_file_that_no_longer_matches_the_manifest_is_not_uploaded(
+    federation: LocalFederation, cos: CosEmulator, kube: FakeKubeApi, tmp_path: Path
+) -> None:
+    model = _imported_guest(federation, tmp_path, converted={"sklearn.joblib": b"the converted model"})
+    pmid = party_model_id("guest", 9999, model.model_id)
+    stored = federation.model_cache("9999") / pmid / model.version / CONVERTED / "sklearn.joblib"
+    stored.write_bytes(b"the converted model, altered")
+    conf = _deploy_conf(tmp_path, model, kube, _cos_storage(cos), service_id="refused")
     code, answer = flow(federation, "model", "homo-deploy", "-c", conf)
-
-    assert code == 1 and answer["retcode"] == 100, answer
-    assert expected in answer["retmsg"]
-    assert "Traceback" not in json.dumps(answer) and kube.token not in json.dumps(answer)
-    assert _cos_objects(cos, _prefix(model)) == {}
-    assert kube.writes() == []
+    assert code == 1 and answer["retcode"] == 102, answer
+    assert answer["retmsg"] == f"{CONVERTED}/sklearn.joblib does not match the model's manifest"
+    assert _cos_objects(cos, _prefix(model, "refused")) == {} and kube.writes() == []
