@@ -191,6 +191,46 @@ def test_kfserving_spelling_replaces_only_when_asked(
     assert s3.objects(BUCKET, prefix) == {f"{prefix}/model.joblib": b"v1 model"}
 
 
+def test_each_framework_is_uploaded_where_its_model_server_looks(
+    federation: LocalFederation, cos: CosEmulator, kube: FakeKubeApi, tmp_path: Path
+) -> None:
+    """One model holding every converted form; framework_name picks one. No namespace: the kubeconfig's."""
+    files = {
+        "sklearn.joblib": b"joblib",
+        "pytorch.pth": b"state dict",
+        "lgb.txt": b"tree\nversion=v3\n",
+        "tensorflow_saved_model/saved_model.pb": b"graph",
+        "tensorflow_saved_model/variables/variables.index": b"index",
+    }
+    model = _imported_guest(federation, tmp_path, converted=files)
+    expected = {
+        "scikit-learn": ("sklearn", {"model.joblib": b"joblib"}),
+        "torch": ("pytorch", {"model.pth": b"state dict"}),
+        "lightgbm": ("lightgbm", {"model.bst": b"tree\nversion=v3\n"}),
+        "tf": ("tensorflow", {"1/saved_model.pb": b"graph", "1/variables/variables.index": b"index"}),
+    }
+    for framework_name, (model_format, uploaded) in expected.items():
+        service = f"homo-{model_format}"
+        conf = _deploy_conf(
+            tmp_path,
+            model,
+            kube,
+            _cos_storage(cos),
+            service_id=service,
+            framework_name=framework_name,
+            deployment_parameters={"namespace": ""},
+        )
+        code, answer = flow(federation, "model", "homo-deploy", "-c", conf)
+        assert code == 0 and answer["retcode"] == 0, answer
+        prefix = _prefix(model, service)
+        assert _cos_objects(cos, prefix) == {f"{prefix}/{name}": data for name, data in uploaded.items()}
+        stored = kube.inference_service("default", service)
+        assert stored is not None and stored["spec"]["predictor"]["model"] == {
+            "modelFormat": {"name": model_format},
+            "storageUri": f"s3://{BUCKET}/{prefix}",
+        }
+
+
 @pytest.fixture(scope="module")
 def converted(federation: LocalFederation, tmp_path_factory: pytest.TempPathFactory) -> GeneratedModel:
     """One imported HomoLR guest slice converted to sklearn, shared by the refused deploys (they change nothing)."""
