@@ -27,7 +27,7 @@ from party_agent import archive, serving
 from party_agent.archive import import_model_json
 from party_agent.buffers import Buffer, base64_length, buffers, verified_base64
 from party_agent.deploy import Deployer, DeployRequest
-from party_agent.homo_deploy.deploy import HomoDeployRequest, homo_deploy
+from party_agent.homo_deploy.request import HomoDeployRequest
 from party_agent.manifest import MANIFEST_ENTRY, FileRecord, Manifest, hash_file, scan
 from party_agent.metadata import MetadataStore, PartyModelRecord
 from party_agent.migrate import Migrated, MigrateRequest, Migrator
@@ -412,6 +412,9 @@ class PartyAgent:
 
     def homo_deploy(self, ref: PartyModelRef, request: HomoDeployRequest) -> dict[str, Any]:
         """Serve the version's converted component in KServe; the InferenceService created or replaced."""
+        # Imported here: the kubernetes and boto3 clients are most of an agent's import time otherwise.
+        from party_agent.homo_deploy.deploy import homo_deploy
+
         record = self.record(ref)
         with self.cache.locks.read(self.cache.lock_key(ref)):
             return homo_deploy(self.cache.version_dir(ref), record, self._pmid(ref), request)

@@ -19,7 +19,7 @@ from fate_registry.unimplemented import fill_unimplemented
 from fate_registry.v1.common_pb2 import ImportModelHeader, ManifestEntry, PartyModelInfo, PartyModelRef
 from party_agent.checkpoints import list_checkpoints, read_checkpoint
 from party_agent.deploy import DeployRequest
-from party_agent.homo_deploy.deploy import HomoDeployRequest
+from party_agent.homo_deploy.request import HomoDeployRequest
 from party_agent.idempotency import OnceByOperation
 from party_agent.metadata import PartyModelRecord
 from party_agent.migrate import MigrateRequest

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -29,19 +28,11 @@ from party_agent.homo_deploy.inference_service import (
 from party_agent.homo_deploy.kube import KubeClient
 from party_agent.homo_deploy.objects import Upload, object_prefix, open_object_store
 from party_agent.homo_deploy.params import DeploymentParameters, Flavour, check_service_id, invalid
+from party_agent.homo_deploy.request import HomoDeployRequest
 from party_agent.manifest import Manifest, hash_file
 from party_agent.metadata import PartyModelRecord
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class HomoDeployRequest:
-    component: str
-    service_id: str
-    deployment_type: str
-    parameters_json: str
-    framework_name: str
 
 
 def _not_deployable(message: str) -> RegistryError:
