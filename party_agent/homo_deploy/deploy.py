@@ -35,19 +35,15 @@ from party_agent.metadata import PartyModelRecord
 log = logging.getLogger(__name__)
 
 
-def _not_deployable(message: str) -> RegistryError:
-    return RegistryError(Reason.INVALID_ARGUMENT, message, retcode=Retcode.EXCEPTION_ERROR)
-
-
 def _component(record: PartyModelRecord, name: str, model: str) -> tuple[str, str]:
     """The component's module and its first output model alias, from the train DSL (FATE's checks)."""
     dsl = json.loads(record.train_dsl_json or "{}")
     component = (dsl.get("components") or {}).get(name)
     if not isinstance(component, dict):
-        raise _not_deployable(f"Model {model} does not contain component {name}.")
+        raise invalid(f"Model {model} does not contain component {name}.")
     aliases = (component.get("output") or {}).get("model") or []
     if not aliases:
-        raise _not_deployable(f"Component {name} of model {model} does not have output model.")
+        raise invalid(f"Component {name} of model {model} does not have output model.")
     return str(component.get("module", "")), str(aliases[0])
 
 
@@ -61,7 +57,7 @@ def _converted_files(
     else:
         found = [source] if source.is_file() else []
     if not found:
-        raise _not_deployable(f"{converted} holds no {framework.converted} ({framework.name})")
+        raise invalid(f"{converted} holds no {framework.converted} ({framework.name})")
     recorded = manifest.by_path()
     uploads = []
     for path in found:
@@ -90,14 +86,14 @@ def homo_deploy(
     model = f"{party_model_id} {record.model_version}"
     module, alias = _component(record, request.component, model)
     if not is_homo(module):
-        raise _not_deployable(
+        raise invalid(
             f"Component {request.component} of model {model} is {module or 'of no module'}, not a homo "
             "(horizontally trained) model: only HomoLR, HomoNN and HomoSecureBoost can be deployed"
         )
     framework = framework_for(module, request.framework_name)
     converted = f"variables/data/{request.component}/{alias}/converted_model"
     if not (version_dir / converted).is_dir():
-        raise _not_deployable(
+        raise invalid(
             f"Component {request.component} in Model {model} isn't converted: run flow model homo-convert first"
         )
     prefix = object_prefix(party_model_id, record.model_version, service_id)
