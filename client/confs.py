@@ -242,6 +242,7 @@ def homo_deploy_request(conf: Conf) -> pb.HomoDeployModelRequest:
         service_id=conf.text("service_id"),
         deployment_type=conf.text("deployment_type"),
         deployment_parameters_json=json.dumps(parameters),
+        framework_name=conf.text("framework_name"),
     )
 
 

@@ -8,6 +8,7 @@ import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from fate_registry.checksums import BackgroundSha256, crc32
 from fate_registry.config import PartyConf, ServiceConf
@@ -26,6 +27,7 @@ from party_agent import archive, serving
 from party_agent.archive import import_model_json
 from party_agent.buffers import Buffer, base64_length, buffers, verified_base64
 from party_agent.deploy import Deployer, DeployRequest
+from party_agent.homo_deploy.request import HomoDeployRequest
 from party_agent.manifest import MANIFEST_ENTRY, FileRecord, Manifest, hash_file, scan
 from party_agent.metadata import MetadataStore, PartyModelRecord
 from party_agent.migrate import Migrated, MigrateRequest, Migrator
@@ -401,6 +403,15 @@ class PartyAgent:
         return self.migrator.prepare(operation_id, request, self.record(request.source))
 
     # -- model info -----------------------------------------------------------------------------
+
+    def homo_deploy(self, ref: PartyModelRef, request: HomoDeployRequest) -> dict[str, Any]:
+        """Serve the version's converted component in KServe; the InferenceService created or replaced."""
+        # Imported here: the kubernetes and boto3 clients are most of an agent's import time otherwise.
+        from party_agent.homo_deploy.deploy import homo_deploy
+
+        record = self.record(ref)
+        with self.cache.locks.read(self.cache.lock_key(ref)):
+            return homo_deploy(self.cache.version_dir(ref), record, self._pmid(ref), request)
 
     def record(self, ref: PartyModelRef) -> PartyModelRecord:
         """The version's record; a directory FATE-Flow wrote (no row yet) is adopted by hashing it."""

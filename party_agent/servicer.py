@@ -19,6 +19,7 @@ from fate_registry.unimplemented import fill_unimplemented
 from fate_registry.v1.common_pb2 import ImportModelHeader, ManifestEntry, PartyModelInfo, PartyModelRef
 from party_agent.checkpoints import list_checkpoints, read_checkpoint
 from party_agent.deploy import DeployRequest
+from party_agent.homo_deploy.request import HomoDeployRequest
 from party_agent.idempotency import OnceByOperation
 from party_agent.metadata import PartyModelRecord
 from party_agent.migrate import MigrateRequest
@@ -281,6 +282,19 @@ class AgentServicer(agent_pb2_grpc.PartyAgentServiceServicer):
             request.step_name if step == "step_name" else None,
         )
         return agent_pb2.GetCheckpointResponse(checkpoint=info.to_proto(), models=models)
+
+    def HomoDeployModel(
+        self, request: agent_pb2.HomoDeployModelRequest, context: grpc.ServicerContext
+    ) -> agent_pb2.HomoDeployModelResponse:
+        deploy = HomoDeployRequest(
+            component=request.component_name,
+            service_id=request.service_id,
+            deployment_type=request.deployment_type,
+            parameters_json=request.deployment_parameters_json,
+            framework_name=request.framework_name,
+        )
+        service = self.agent.homo_deploy(request.model, deploy)
+        return agent_pb2.HomoDeployModelResponse(status_json=json.dumps(service))
 
     def GetModelInfo(
         self, request: agent_pb2.GetModelInfoRequest, context: grpc.ServicerContext

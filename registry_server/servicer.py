@@ -338,6 +338,27 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             model=ref, deleted_local=answer.deleted_local, deleted_store=answer.deleted_store
         )
 
+    # -- homo models ------------------------------------------------------------------------------
+
+    def HomoDeployModel(
+        self, request: registry_pb2.HomoDeployModelRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.HomoDeployModelResponse:
+        ref = check_ref(request.model)
+        forward = agent_pb2.HomoDeployModelRequest(
+            model=ref,
+            component_name=request.component_name,
+            service_id=request.service_id,
+            deployment_type=request.deployment_type,
+            deployment_parameters_json=request.deployment_parameters_json,
+            framework_name=request.framework_name,
+        )
+        with self.oplog.track("homo_deploy", context.peer(), ref.model_id, ref.model_version) as op:
+            answer = self.agents.unary(
+                ref.party_id, "HomoDeployModel", forward, op.operation_id, self.agents.conf.coordinator.deploy_timeout
+            )
+            op.results.append(ok(ref))
+        return registry_pb2.HomoDeployModelResponse(service_id=request.service_id, status_json=answer.status_json)
+
     # -- operation history ----------------------------------------------------------------------
 
     def ListOperations(

@@ -386,6 +386,75 @@ def cos_emulator(root: Path, *, bucket: str = "fate-model", secret_id: str = "AK
         server.stop()
 
 
+# ----------------------------------------------------------------------------------- plain S3 server
+
+
+@dataclass
+class S3Server:
+    """moto's S3 server as it is (AWS's protocol, path-style): what FATE's ``minio`` storage type talks to.
+
+    moto accepts any key pair: unlike the COS emulator, this server does not check signatures.
+    """
+
+    root: Path
+    port: int
+    process: ServerProcess
+    access_key: str = "fate-access-key"
+    secret_key: str = field(default="fate-secret-key", repr=False)
+    host: str = HOST
+
+    @property
+    def endpoint(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def minio_parameters(self) -> dict[str, Any]:
+        """FATE's ``model_storage_parameters`` of ``model_storage_type: minio`` for this server."""
+        return {
+            "endpoint": self.endpoint,
+            "access_key": self.access_key,
+            "secret_key": self.secret_key,
+            "secure": False,
+        }
+
+    def client(self) -> Any:
+        import boto3
+
+        return boto3.session.Session().client(
+            "s3",
+            endpoint_url=f"http://{self.endpoint}",
+            aws_access_key_id=self.access_key,
+            aws_secret_access_key=self.secret_key,
+            region_name="us-east-1",
+        )
+
+    def objects(self, bucket: str, prefix: str) -> dict[str, bytes]:
+        """Every object under ``prefix`` and its bytes (none when the bucket does not exist)."""
+        client = self.client()
+        if bucket not in {b["Name"] for b in client.list_buckets().get("Buckets", [])}:
+            return {}
+        listed = client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents") or []
+        return {o["Key"]: client.get_object(Bucket=bucket, Key=o["Key"])["Body"].read() for o in listed}
+
+    def delete(self, bucket: str, key: str) -> None:
+        self.client().delete_object(Bucket=bucket, Key=key)
+
+
+@contextlib.contextmanager
+def s3_server(root: Path) -> Iterator[S3Server]:
+    """A fresh, empty S3 server on a free loopback port; stopped on exit."""
+    root = root.resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    argv = [sys.executable, "-m", "fate_registry.testing.services", "s3-server", "--port", str(port)]
+    server = S3Server(root, port, ServerProcess("s3-server", argv, root / "s3.log"))
+    try:
+        server.process.start()
+        server.process.wait_ready(lambda: _tcp_open(port))
+        yield server
+    finally:
+        server.process.stop()
+
+
 _AUTH_FIELD = re.compile(r"(q-[a-z-]+)=([^&]*)")
 
 
@@ -506,11 +575,14 @@ def _canonical(name: str) -> str:
     return "-".join(part.capitalize() for part in lower.split("-"))
 
 
-def _serve_cos(port: int) -> None:
+def _serve_s3(port: int, shim: bool) -> None:
+    """moto's S3 app on ``port``; behind :class:`CosShim` (credentials from the env) when ``shim``."""
     from moto.moto_server.werkzeug_app import MotoRequestHandler, create_backend_app
     from werkzeug.serving import make_server
 
-    app = CosShim(create_backend_app("s3"), os.environ["COS_EMULATOR_SECRET_ID"], os.environ["COS_EMULATOR_SECRET_KEY"])
+    app: Callable[..., Iterable[bytes]] = create_backend_app("s3")
+    if shim:
+        app = CosShim(app, os.environ["COS_EMULATOR_SECRET_ID"], os.environ["COS_EMULATOR_SECRET_KEY"])
     server = make_server(HOST, port, app, threaded=True, request_handler=MotoRequestHandler)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     server.serve_forever()
@@ -521,9 +593,10 @@ def main(argv: list[str] | None = None) -> None:
     sub = parser.add_subparsers(dest="command", required=True)
     cos = sub.add_parser("cos-emulator", help="serve the COS emulator on 127.0.0.1:PORT (credentials from the env)")
     cos.add_argument("--port", type=int, required=True)
+    s3 = sub.add_parser("s3-server", help="serve moto's plain S3 on 127.0.0.1:PORT (no signature checks)")
+    s3.add_argument("--port", type=int, required=True)
     args = parser.parse_args(argv)
-    if args.command == "cos-emulator":
-        _serve_cos(args.port)
+    _serve_s3(args.port, shim=args.command == "cos-emulator")
 
 
 if __name__ == "__main__":

@@ -1295,11 +1295,14 @@ class HomoDeployModelRequest(_message.Message):
     SERVICE_ID_FIELD_NUMBER: _builtins.int
     DEPLOYMENT_TYPE_FIELD_NUMBER: _builtins.int
     DEPLOYMENT_PARAMETERS_JSON_FIELD_NUMBER: _builtins.int
+    FRAMEWORK_NAME_FIELD_NUMBER: _builtins.int
     component_name: _builtins.str
     service_id: _builtins.str
     deployment_type: _builtins.str
     deployment_parameters_json: _builtins.str
     """deployment_parameters of FATE's conf, as JSON."""
+    framework_name: _builtins.str
+    """FATE's optional framework_name; empty picks the module's default framework."""
     @_builtins.property
     def model(self) -> _common_pb2.PartyModelRef: ...
     def __init__(
@@ -1310,10 +1313,11 @@ class HomoDeployModelRequest(_message.Message):
         service_id: _builtins.str = ...,
         deployment_type: _builtins.str = ...,
         deployment_parameters_json: _builtins.str = ...,
+        framework_name: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["model", b"model"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["component_name", b"component_name", "deployment_parameters_json", b"deployment_parameters_json", "deployment_type", b"deployment_type", "model", b"model", "service_id", b"service_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["component_name", b"component_name", "deployment_parameters_json", b"deployment_parameters_json", "deployment_type", b"deployment_type", "framework_name", b"framework_name", "model", b"model", "service_id", b"service_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

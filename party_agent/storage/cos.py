@@ -21,6 +21,7 @@ import contextlib
 import secrets
 import threading
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -228,6 +229,12 @@ class CosModelStore(ModelStore):
                 return False
             self._client.delete_object(Bucket=self.config.bucket, Key=object_key(key))
         return True
+
+    def upload_file(self, name: str, path: Path) -> None:
+        """Put the local file ``path`` at the object key ``name`` of the bucket (homo-deploy's upload)."""
+        with self._errors():
+            self._check_bucket()
+            self._client.upload_file(Bucket=self.config.bucket, Key=name, LocalFilePath=str(path), PartSize=8)
 
 
 def _chain(head: list[bytes], rest: Iterator[bytes]) -> Iterator[bytes]:

@@ -1,0 +1,1 @@
+"""homo-deploy: converted homo models served by KServe / KFServing (``flow model homo-deploy``)."""

@@ -1,0 +1,14 @@
+"""What a homo-deploy asks of the agent (kept apart from the deployer, which imports heavy clients)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class HomoDeployRequest:
+    component: str
+    service_id: str
+    deployment_type: str
+    parameters_json: str  # FATE's deployment_parameters, kubeconfig included: never logged
+    framework_name: str
