@@ -26,6 +26,7 @@ from party_agent import archive, serving
 from party_agent.archive import import_model_json
 from party_agent.buffers import Buffer, base64_length, buffers, verified_base64
 from party_agent.deploy import Deployer, DeployRequest
+from party_agent.homo_convert.convert import Conversion, convert_version
 from party_agent.manifest import MANIFEST_ENTRY, FileRecord, Manifest, hash_file, scan
 from party_agent.metadata import MetadataStore, PartyModelRecord
 from party_agent.migrate import Migrated, MigrateRequest, Migrator
@@ -405,6 +406,17 @@ class PartyAgent:
     def prepare_migrate(self, operation_id: str, request: MigrateRequest) -> Migrated:
         self.sync_with_store(request.source)
         return self.migrator.prepare(operation_id, request, self.record(request.source))
+
+    # -- homo-convert ---------------------------------------------------------------------------
+
+    def homo_convert(self, ref: PartyModelRef, framework_name: str) -> Conversion:
+        """Convert the version's homo components; with the model store on, the store gets the new version."""
+        self.sync_with_store(ref)
+        self.record(ref)  # a version FATE-Flow wrote gets its record (and manifest) first
+        conversion = convert_version(self.cache, ref, framework_name)
+        if self.enable_model_store and self.model_store is not None:
+            self.store_model(ref, force=True)
+        return conversion
 
     # -- model info -----------------------------------------------------------------------------
 
