@@ -15,7 +15,7 @@ import numpy.typing as npt
 from fate_registry.fate.boosting_tree_model_meta_pb2 import BoostingTreeModelMeta
 from fate_registry.fate.boosting_tree_model_param_pb2 import BoostingTreeModelParam
 from fate_registry.fate.homo_nn_model_param_pb2 import HomoNNParam
-from fate_registry.fate.lr_model_param_pb2 import LRModelParam
+from fate_registry.fate.lr_model_param_pb2 import LRModelParam, SingleModel
 
 Array = npt.NDArray[np.float64]
 ROWS = 1000
@@ -34,7 +34,7 @@ def _sigmoid(z: Array) -> Array:
 def lr_scores(param_path: Path, x: Array) -> Array:
     """w·x + b per row: one column for a binary model, one per class for a one-vs-rest model."""
     param = LRModelParam.FromString(param_path.read_bytes())
-    models = list(param.one_vs_rest_result.completed_models) or [param]
+    models: list[LRModelParam | SingleModel] = [*param.one_vs_rest_result.completed_models] or [param]
     columns = [x @ np.array([m.weight[h] for h in m.header]) + m.intercept for m in models]
     return np.stack(columns, axis=1)
 

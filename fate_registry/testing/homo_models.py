@@ -17,6 +17,7 @@ filled; one tree per class per round when there are more than two classes (``tre
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import math
@@ -40,7 +41,7 @@ SBT_LEARNING_RATE: Final = 0.3
 SBT_TREES: Final = 5
 SBT_DEPTH: Final = 3
 
-_NN_DEFINE: Final = {
+_NN_DEFINE: Final[dict[str, Any]] = {
     "0-0": {
         "bias": True,
         "device": None,
@@ -76,7 +77,7 @@ _NN_LOSS: Final = {"size_average": None, "reduce": None, "reduction": "mean", "l
 
 def nn_define() -> dict[str, Any]:
     """The ``nn_define`` of the conf (and, as JSON, of ``HomoNNMeta``)."""
-    return json.loads(json.dumps(_NN_DEFINE))
+    return copy.deepcopy(_NN_DEFINE)
 
 
 def _torch_bytes(value: Any) -> bytes:
@@ -90,7 +91,9 @@ def _torch_bytes(value: Any) -> bytes:
 def homo_nn(rng: random.Random, trained: bool) -> dict[str, Message]:
     """HomoNN's Meta and Param: a client's trained model, or the server's empty export."""
     if not trained:
-        meta = homo_nn_model_meta_pb2.HomoNNMeta(nn_define=["null"], optimizer_define=["null"], loss_func_define=["null"])
+        meta = homo_nn_model_meta_pb2.HomoNNMeta(
+            nn_define=["null"], optimizer_define=["null"], loss_func_define=["null"]
+        )
         param = homo_nn_model_param_pb2.HomoNNParam(
             model_bytes=_torch_bytes({"model": None, "optimizer": None}),
             extra_data_bytes=_torch_bytes({}),

@@ -171,6 +171,8 @@ _HOMO_SECURE_BOOST: Final = "homo_secureboost_0"
 def _homo_code_paths(component: str, client: str, server: str) -> Mapping[str, Mapping[str, str]]:
     clients = {"reader_0": "Reader", _DATA_TRANSFORM: "DataTransform", component: client, "evaluation_0": "Evaluation"}
     return {"guest": clients, "host": clients, "arbiter": {component: server, "evaluation_0": "Evaluation"}}
+
+
 _MODEL_OUTPUT_MODULES: Final = frozenset(
     {"DataTransform", "HeteroFeatureBinning", "HeteroLR", "HomoLR", "HeteroSecureBoost", "HomoNN", "HomoSecureBoost"}
 )

@@ -33,8 +33,8 @@ ALIASES = {
 SKLEARN_FILENAME = "sklearn.joblib"
 PYTORCH_FILENAME = "pytorch.pth"
 LGB_FILENAME = "lgb.txt"
-# Ours, beside FATE's state-dict container: the network itself, as TorchScript.
-PYTORCH_MODULE_FILENAME = "pytorch_module.pt"
+# Ours, beside FATE's state-dict container: the network itself, as a torch.export program.
+PYTORCH_MODULE_FILENAME = "pytorch_module.pt2"
 
 _DEFAULTS = {"homolr": SKLEARN, "homonn": PYTORCH, "homosecureboost": LIGHTGBM}
 # Which modules each framework converts (compared case-insensitively, as FATE does).

@@ -154,7 +154,7 @@ def model_text(model: ComponentModel) -> str:
         value = int(importance.importance) if importance.main == "split" else importance.importance
         lines.append(f"{names.get(importance.fid, f'Column_{importance.fid}')}={value}")
     tree_meta = meta.tree_meta
-    criterion = list(tree_meta.criterion_meta.criterion_param) + [0.0, 0.0]
+    criterion = [*tree_meta.criterion_meta.criterion_param, 0.0, 0.0]
     parameters = {
         "boosting": "gbdt",
         "objective": objective.split()[0],

@@ -3,8 +3,9 @@
 ``pytorch.pth`` is FATE's file: ``{"model": state_dict, "optimizer": optimizer state or None}``.
 Beyond FATE: when ``HomoNNMeta.nn_define`` describes a Sequential of ``torch.nn`` layers (the form
 FATE's pipeline writes: ``{"<index>-<name>": {"layer": "Linear", ...}}``), the network is rebuilt,
-the trained weights loaded into it strictly, and it is saved as TorchScript in
-``pytorch_module.pt``, a model ``torch.jit.load`` runs without any FATE code. The buffer's torch
+the trained weights loaded into it strictly, and, when its first layer gives the input width, it
+is saved with ``torch.export`` in ``pytorch_module.pt2``: ``torch.export.load(path).module()`` runs
+it without any FATE code (batch size free). The buffer's torch
 pickle is read with ``weights_only=True``: a model file cannot run code in the agent.
 """
 
@@ -74,8 +75,11 @@ def convert(model: ComponentModel, directory: Path) -> list[Path]:
     torch.save({"model": state, "optimizer": saved.get("optimizer")}, path)
     written = [path]
     network = _network(model, meta, state)
-    if network is not None:
+    width = getattr(network[0], "in_features", None) if network is not None else None
+    if isinstance(width, int):  # the input's width is known: the network can be exported
         module_path = directory / PYTORCH_MODULE_FILENAME
-        torch.jit.save(torch.jit.script(network), str(module_path))
+        batch = torch.export.Dim("batch")
+        exported = torch.export.export(network, (torch.zeros(2, width),), dynamic_shapes=({0: batch},))
+        torch.export.save(exported, module_path)
         written.append(module_path)
     return written

@@ -47,7 +47,11 @@ def _buffers(model: GeneratedModel, component: str) -> Path:
 
 
 def _files(root: Path) -> dict[str, str]:
-    return {p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() for p in root.rglob("*") if p.is_file()}
+    return {
+        p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in root.rglob("*")
+        if p.is_file()
+    }
 
 
 def _digest(federation: LocalFederation, model: GeneratedModel, role: str = "guest", party_id: str = "9999") -> str:
@@ -100,13 +104,13 @@ def test_homo_nn_to_pytorch(federation: LocalFederation, tmp_path: Path) -> None
     directory = version_dir / "variables/data/homo_nn_0/model/converted_model"
     assert answer.components[0].converted_model_path == "variables/data/homo_nn_0/model/converted_model/pytorch.pth"
     assert sorted(answer.converted_files) == sorted(
-        f"variables/data/homo_nn_0/model/converted_model/{n}" for n in ("pytorch.pth", "pytorch_module.pt")
+        f"variables/data/homo_nn_0/model/converted_model/{n}" for n in ("pytorch.pth", "pytorch_module.pt2")
     )
     fate_form = torch.load(directory / "pytorch.pth", weights_only=True)
     assert sorted(fate_form["model"]) == ["0.bias", "0.weight", "2.bias", "2.weight"]
     assert fate_form["optimizer"]["param_groups"][0]["lr"] == 0.01
 
-    network = torch.jit.load(str(directory / "pytorch_module.pt"))
+    network = torch.export.load(directory / "pytorch_module.pt2").module()
     x = ref.rows(30)
     with torch.no_grad():
         out = network(torch.tensor(x, dtype=torch.float32)).double().numpy()[:, 0]
@@ -127,7 +131,7 @@ def test_homo_secureboost_to_lightgbm_with_its_init_score(
     raw = ref.sbt_raw_scores(
         buffers / "HomoSecureBoostingTreeGuestMeta", buffers / "HomoSecureBoostingTreeGuestParam", x
     )
-    predicted_raw = booster.predict(x, raw_score=True).reshape(len(x), -1)
+    predicted_raw = np.asarray(booster.predict(x, raw_score=True)).reshape(len(x), -1)
     assert np.abs(predicted_raw - raw).max() <= LR_TOLERANCE
     probabilities = ref.sigmoid(raw[:, 0]) if num_classes == 2 else ref.softmax(raw)
     assert np.abs(booster.predict(x) - probabilities).max() <= LR_TOLERANCE
