@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import joblib
@@ -16,6 +17,7 @@ import torch
 
 from client.sdk import RegistryClient
 from fate_registry.errors import Reason, RegistryError
+from fate_registry.testing import services
 from fate_registry.testing.federation import LocalFederation
 from fate_registry.v1 import registry_pb2 as pb
 from fate_registry.v1.common_pb2 import PartyModelRef
@@ -230,3 +232,33 @@ def test_bad_input_is_a_clear_error_and_changes_nothing(
     assert _files(version_dir) == files
     assert _digest(federation, model, role, party_id) == digest
     assert not list(version_dir.rglob("converted_model"))
+
+
+@pytest.fixture(scope="module")
+def synced_federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFederation]:
+    root = tmp_path_factory.mktemp("sync")
+    with services.redis_server(root / "redis") as server:
+        extra = {"enable_model_store": True, "model_store_address": {"storage": "redis", **server.settings()}}
+        with LocalFederation.start(root / "fed", extra_conf=extra) as fed:
+            yield fed
+
+
+def test_with_enable_model_store_the_store_gets_the_converted_version(
+    synced_federation: LocalFederation, tmp_path: Path
+) -> None:
+    """Otherwise the next load or export would replace the local version by the store's older copy."""
+    fed = synced_federation
+    model = generate_model(tmp_path, algorithm="homo_lr")
+    version_dir = _imported(fed, model)
+    answer = _convert(fed, model)
+    converted = version_dir / answer.components[0].converted_model_path
+    inode = version_dir.stat().st_ino
+    (tmp_path / "a").mkdir()
+    with RegistryClient(fed.address) as client:
+        client.export_model(_ref(model), tmp_path / "a")
+        assert version_dir.stat().st_ino == inode and converted.is_file()  # in step with the store: left alone
+        client.delete_model(pb.DeleteModelRequest(model=_ref(model)))
+        assert not version_dir.exists()
+        client.export_model(_ref(model), tmp_path / "a")  # downloads the store's copy
+    assert converted.is_file()
+    assert _digest(fed, model) == answer.manifest_digest
