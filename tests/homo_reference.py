@@ -62,7 +62,9 @@ def nn_output(param_path: Path, x: Array) -> Array:
 
 
 def sbt_raw_scores(meta_path: Path, param_path: Path, x: Array) -> Array:
-    """init_score + learning_rate x leaf weight over the trees, one column per tree dimension."""
+    """init_score + learning_rate x leaf weight over the trees, one column per tree dimension.
+
+    A missing value (NaN) goes the node's ``missing_dir`` way (the models here use missing values)."""
     meta = BoostingTreeModelMeta.FromString(meta_path.read_bytes())
     param = BoostingTreeModelParam.FromString(param_path.read_bytes())
     dim = max(param.tree_dim, 1)
@@ -72,7 +74,9 @@ def sbt_raw_scores(meta_path: Path, param_path: Path, x: Array) -> Array:
         for row in range(len(x)):
             node = nodes[0]
             while not node.is_leaf:
-                node = nodes[node.left_nodeid if x[row, node.fid] <= node.bid else node.right_nodeid]
+                value = x[row, node.fid]
+                left = node.missing_dir == -1 if np.isnan(value) else value <= node.bid
+                node = nodes[node.left_nodeid if left else node.right_nodeid]
             raw[row, index % dim] += node.weight * meta.learning_rate
     return raw
 

@@ -9,7 +9,7 @@ described by ``nn_define`` as FATE's pipeline writes it, trained weights in ``mo
 ``torch.save({"model": state_dict, "optimizer": Adam's state dict})``; the server (arbiter) holds
 FATE's "empty" export (``{"model": None, "optimizer": None}``, epochs -1, metas ``["null"]``).
 
-HomoSecureBoost (§1.8): full trees of depth 3, node ids in BFS order, sitenames the client's role,
+HomoSecureBoost (§1.8): full trees, node ids in BFS order, sitenames the client's role,
 real thresholds in ``bid``, leaf weights not yet multiplied by the learning rate, ``leaf_count``
 filled; one tree per class per round when there are more than two classes (``tree_dim``), an
 ``init_score`` per class.
@@ -39,7 +39,6 @@ NN_HIDDEN: Final = 8
 NN_EPOCHS: Final = 20
 SBT_LEARNING_RATE: Final = 0.3
 SBT_TREES: Final = 5
-SBT_DEPTH: Final = 3
 
 _NN_DEFINE: Final[dict[str, Any]] = {
     "0-0": {
@@ -145,17 +144,16 @@ def homo_nn(rng: random.Random, trained: bool) -> dict[str, Message]:
     return {"HomoNNMeta": meta, "HomoNNParam": param}
 
 
-def homo_secureboost(rng: random.Random, role: str, features: int, num_classes: int) -> dict[str, Message]:
-    """HomoSecureBoost's Meta and Param of a client (guest and host both use the "Guest" keys)."""
-    tree_meta = boosting_tree_model_meta_pb2.DecisionTreeModelMeta(
-        criterion_meta=boosting_tree_model_meta_pb2.CriterionMeta(criterion_method="xgboost", criterion_param=[0.1, 0]),
-        max_depth=SBT_DEPTH,
-        min_sample_split=2,
-        min_impurity_split=0.001,
-        min_leaf_node=1,
-        use_missing=False,
-        zero_as_missing=False,
-    )
+def homo_secureboost(
+    rng: random.Random,
+    role: str,
+    features: int,
+    num_classes: int,
+    tree_meta: boosting_tree_model_meta_pb2.DecisionTreeModelMeta,
+) -> dict[str, Message]:
+    """HomoSecureBoost's Meta and Param of a client (guest and host both use the "Guest" keys);
+    the trees are full to ``tree_meta.max_depth``."""
+    depth = tree_meta.max_depth
     meta = boosting_tree_model_meta_pb2.BoostingTreeModelMeta(
         tree_meta=tree_meta,
         learning_rate=SBT_LEARNING_RATE,
@@ -180,7 +178,7 @@ def homo_secureboost(rng: random.Random, role: str, features: int, num_classes: 
     param.init_score.extend(rng.uniform(-1.0, 1.0) for _ in range(tree_dim))
     param.losses.extend(0.12 + 0.45 * 0.7**k for k in range(SBT_TREES))
     splits: dict[int, int] = {}
-    internal = 2**SBT_DEPTH - 1
+    internal = 2**depth - 1
     for _ in range(SBT_TREES * tree_dim):
         tree = param.trees_.add()
         for node_id in range(internal):
@@ -194,7 +192,7 @@ def homo_secureboost(rng: random.Random, role: str, features: int, num_classes: 
                 weight=rng.uniform(-0.6, 0.6),
                 left_nodeid=2 * node_id + 1,
                 right_nodeid=2 * node_id + 2,
-                missing_dir=1,
+                missing_dir=rng.choice((-1, 1)),
             )
         for leaf in range(internal + 1):
             node_id = internal + leaf

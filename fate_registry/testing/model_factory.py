@@ -814,23 +814,27 @@ def _boosting_trees(spec: ModelSpec) -> list[tuple[list[_Split], list[float]]]:
     return trees
 
 
-def _secure_boost(
-    spec: ModelSpec, role: str, party_id: PartyId
-) -> tuple[boosting_tree_model_meta_pb2.BoostingTreeModelMeta, boosting_tree_model_param_pb2.BoostingTreeModelParam]:
-    """HeteroSecureBoost's Meta and Param on a guest or host (fate_buffers.md §1.8, §4.3)."""
-    params = _SECURE_BOOST_PARAMETERS
-    is_guest = role == "guest"
-    tree_meta = boosting_tree_model_meta_pb2.DecisionTreeModelMeta(
+def _tree_meta() -> boosting_tree_model_meta_pb2.DecisionTreeModelMeta:
+    """The tree parameters of both SecureBoosts (FATE's defaults, the example's depth), as their Meta holds them."""
+    return boosting_tree_model_meta_pb2.DecisionTreeModelMeta(
         criterion_meta=boosting_tree_model_meta_pb2.CriterionMeta(criterion_method="xgboost", criterion_param=[0.1, 0]),
-        max_depth=params["tree_param"]["max_depth"],
+        max_depth=_SECURE_BOOST_PARAMETERS["tree_param"]["max_depth"],
         min_sample_split=2,
         min_impurity_split=0.001,
         min_leaf_node=1,
         use_missing=False,
         zero_as_missing=False,
     )
+
+
+def _secure_boost(
+    spec: ModelSpec, role: str, party_id: PartyId
+) -> tuple[boosting_tree_model_meta_pb2.BoostingTreeModelMeta, boosting_tree_model_param_pb2.BoostingTreeModelParam]:
+    """HeteroSecureBoost's Meta and Param on a guest or host (fate_buffers.md §1.8, §4.3)."""
+    params = _SECURE_BOOST_PARAMETERS
+    is_guest = role == "guest"
     meta = boosting_tree_model_meta_pb2.BoostingTreeModelMeta(
-        tree_meta=tree_meta,
+        tree_meta=_tree_meta(),
         num_trees=params["num_trees"],
         quantile_meta=boosting_tree_model_meta_pb2.QuantileMeta(bin_num=params["bin_num"]),
         module="HeteroSecureBoost",
@@ -1097,7 +1101,7 @@ def write_party_model(cache_dir: Path, spec: ModelSpec, role: str, party_id: Par
         components[_HOMO_NN] = (recipe.model_module, MODEL_ALIAS, _write_component(data_dir / _HOMO_NN, buffers))
     if spec.algorithm == "homo_secureboost" and role in recipe.model_roles:
         rng = _rng(spec, "homo_secureboost")
-        buffers = homo_models.homo_secureboost(rng, role, recipe.features[role], spec.num_classes)
+        buffers = homo_models.homo_secureboost(rng, role, recipe.features[role], spec.num_classes, _tree_meta())
         proto_index = _write_component(data_dir / _HOMO_SECURE_BOOST, buffers)
         components[_HOMO_SECURE_BOOST] = (recipe.model_module, MODEL_ALIAS, proto_index)
     lr_dir = data_dir / recipe.model_component / MODEL_ALIAS

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fate_registry.errors import Reason, RegistryError, Retcode
-from fate_registry.files import fsync_tree
+from fate_registry.files import fsync_file, fsync_tree
 from fate_registry.identity import party_model_id
 from fate_registry.v1.common_pb2 import PartyModelRef
 from party_agent.buffers import read_define_meta
@@ -79,14 +79,6 @@ def _convertible(directory: Path, manifest: Manifest, requested: str) -> list[tu
     return found
 
 
-def _fsync_file(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def convert_version(cache: ModelCache, ref: PartyModelRef, framework_name: str) -> Conversion:
     """Convert every convertible component of the version ``ref`` (which must have a record)."""
     requested = canonical(framework_name)
@@ -114,7 +106,7 @@ def convert_version(cache: ModelCache, ref: PartyModelRef, framework_name: str) 
                 (staged / relative).mkdir()
                 written = CONVERTERS[framework](model, staged / relative)
                 for path in written:
-                    _fsync_file(path)
+                    fsync_file(path)
                 files = tuple(path.relative_to(staged).as_posix() for path in written)
                 converted.append(Converted(model.component, model.alias, framework, files))
             fsync_tree(staged)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import joblib
@@ -17,7 +16,6 @@ import torch
 
 from client.sdk import RegistryClient
 from fate_registry.errors import Reason, RegistryError
-from fate_registry.testing import services
 from fate_registry.testing.federation import LocalFederation
 from fate_registry.v1 import registry_pb2 as pb
 from fate_registry.v1.common_pb2 import PartyModelRef
@@ -232,15 +230,6 @@ def test_bad_input_is_a_clear_error_and_changes_nothing(
     assert _files(version_dir) == files
     assert _digest(federation, model, role, party_id) == digest
     assert not list(version_dir.rglob("converted_model"))
-
-
-@pytest.fixture(scope="module")
-def synced_federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFederation]:
-    root = tmp_path_factory.mktemp("sync")
-    with services.redis_server(root / "redis") as server:
-        extra = {"enable_model_store": True, "model_store_address": {"storage": "redis", **server.settings()}}
-        with LocalFederation.start(root / "fed", extra_conf=extra) as fed:
-            yield fed
 
 
 def test_with_enable_model_store_the_store_gets_the_converted_version(

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from fate_registry.errors import Reason, RegistryError
+from fate_registry.fate.boosting_tree_model_meta_pb2 import DecisionTreeModelMeta
 from fate_registry.fate.boosting_tree_model_param_pb2 import BoostingTreeModelParam
 from fate_registry.fate.lr_model_param_pb2 import LRModelParam
 from fate_registry.testing import homo_models
@@ -51,7 +52,8 @@ def test_a_missing_framework_names_the_extra() -> None:
 
 
 def _sbt(num_classes: int) -> ComponentModel:
-    buffers = homo_models.homo_secureboost(random.Random(3), "guest", 30, num_classes)
+    tree_meta = DecisionTreeModelMeta(max_depth=3, use_missing=True)  # missing values go to missing_dir
+    buffers = homo_models.homo_secureboost(random.Random(3), "guest", 30, num_classes, tree_meta)
     return ComponentModel(
         "homo_secureboost_0", "model", "HomoSecureBoost", {k: v.SerializeToString() for k, v in buffers.items()}
     )
@@ -61,8 +63,8 @@ def test_trees_are_read_by_node_id_and_the_buffer_is_not_changed(tmp_path: Path)
     """FATE's converter needs node id == list position and rewrites leaf counts of 0 in the message."""
     model = _sbt(2)
     param = BoostingTreeModelParam.FromString(model.buffers[lightgbm_sbt.PARAM])
-    assert 0 in {c for tree in param.trees_ for c in tree.leaf_count.values()}
     for tree in param.trees_:  # the root stays first; the other nodes are stored in reverse
+        tree.leaf_count[tree.tree_[-1].id] = 0
         nodes = list(tree.tree_)
         del tree.tree_[:]
         tree.tree_.extend([nodes[0], *reversed(nodes[1:])])
@@ -75,6 +77,7 @@ def test_trees_are_read_by_node_id_and_the_buffer_is_not_changed(tmp_path: Path)
     for name, data in model.buffers.items():
         (tmp_path / name).write_bytes(data)
     x = ref.rows(30)
+    x[::7, ::3] = np.nan
     raw = ref.sbt_raw_scores(tmp_path / lightgbm_sbt.META, tmp_path / lightgbm_sbt.PARAM, x)
     booster = lightgbm.Booster(model_file=str(path))
     assert np.abs(np.asarray(booster.predict(x, raw_score=True)) - raw[:, 0]).max() <= 1e-6
