@@ -412,7 +412,12 @@ class PartyAgent:
     def homo_convert(self, ref: PartyModelRef, framework_name: str) -> Conversion:
         """Convert the version's homo components; with the model store on, the store gets the new version."""
         self.sync_with_store(ref)
-        self.record(ref)  # a version FATE-Flow wrote gets its record (and manifest) first
+        try:
+            self.record(ref)  # a version FATE-Flow wrote gets its record (and manifest) first
+        except RegistryError as exc:
+            if exc.reason is Reason.MODEL_NOT_FOUND:  # FATE answers 100 here
+                raise RegistryError(exc.reason, exc.message, exc.metadata, Retcode.EXCEPTION_ERROR) from None
+            raise
         conversion = convert_version(self.cache, ref, framework_name)
         if self.enable_model_store and self.model_store is not None:
             self.store_model(ref, force=True)

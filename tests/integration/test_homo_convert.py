@@ -4,7 +4,6 @@ framework, predicts on 1,000 rows what the federated model's buffers predict; ba
 from __future__ import annotations
 
 import hashlib
-import json
 import zipfile
 from pathlib import Path
 
@@ -21,7 +20,7 @@ from fate_registry.v1 import registry_pb2 as pb
 from fate_registry.v1.common_pb2 import PartyModelRef
 from tests import homo_reference as ref
 from tests.conftest import GeneratedModel, generate_model
-from tests.flow_cli import flow
+from tests.flow_cli import flow, write_conf
 
 LR_TOLERANCE = 1e-6
 NN_TOLERANCE = 1e-5
@@ -158,20 +157,14 @@ def test_converted_files_are_in_the_manifest_and_go_out_with_exports(
 def test_flow_cli_homo_convert(federation: LocalFederation, tmp_path: Path) -> None:
     model = generate_model(tmp_path, algorithm="homo_lr")
     _imported(federation, model)
-    conf = tmp_path / "homo_convert_model.json"
-    conf.write_text(
-        json.dumps(
-            {
-                "model_id": model.model_id,
-                "model_version": model.version,
-                "role": "guest",
-                "party_id": 9999,
-                "framework_name": "sklearn",
-            }
-        ),
-        encoding="utf-8",
-    )
-    code, answer = flow(federation, "model", "homo-convert", "-c", str(conf))
+    conf = {
+        "model_id": model.model_id,
+        "model_version": model.version,
+        "role": "guest",
+        "party_id": 9999,
+        "framework_name": "sklearn",
+    }
+    code, answer = flow(federation, "model", "homo-convert", "-c", write_conf(tmp_path, "homo_convert.json", conf))
     assert code == 0, answer
     pmid = f"guest#9999#{model.model_id}"
     assert answer == {
@@ -211,20 +204,14 @@ def test_bad_input_is_a_clear_error_and_changes_nothing(
     model = generate_model(tmp_path, algorithm=algorithm)
     version_dir = _imported(federation, model, role, party_id)
     files, digest = _files(version_dir), _digest(federation, model, role, party_id)
-    conf = tmp_path / "conf.json"
-    conf.write_text(
-        json.dumps(
-            {
-                "model_id": model.model_id,
-                "model_version": model.version,
-                "role": role,
-                "party_id": party_id,
-                "framework_name": framework,
-            }
-        ),
-        encoding="utf-8",
-    )
-    code, answer = flow(federation, "model", "homo-convert", "-c", str(conf))
+    conf = {
+        "model_id": model.model_id,
+        "model_version": model.version,
+        "role": role,
+        "party_id": party_id,
+        "framework_name": framework,
+    }
+    code, answer = flow(federation, "model", "homo-convert", "-c", write_conf(tmp_path, "homo_convert.json", conf))
     assert (code, answer["retcode"]) == (1, retcode), answer
     assert message in answer["retmsg"]
     assert _files(version_dir) == files
@@ -251,3 +238,10 @@ def test_with_enable_model_store_the_store_gets_the_converted_version(
         client.export_model(_ref(model), tmp_path / "a")  # downloads the store's copy
     assert converted.is_file()
     assert _digest(fed, model) == answer.manifest_digest
+
+
+def test_an_unknown_model_is_fates_retcode_100(federation: LocalFederation, tmp_path: Path) -> None:
+    conf = {"model_id": "guest-9999#host-10000#model", "model_version": "1", "role": "guest", "party_id": 9999}
+    code, answer = flow(federation, "model", "homo-convert", "-c", write_conf(tmp_path, "c.json", conf))
+    assert (code, answer["retcode"]) == (1, 100), answer
+    assert answer["retmsg"] == "Model guest#9999#guest-9999#host-10000#model 1 does not exist."
