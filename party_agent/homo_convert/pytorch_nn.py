@@ -46,12 +46,13 @@ def _network(model: ComponentModel, meta: HomoNNMeta, state: Any) -> Any:
             return None
         arguments = {k: v for k, v in spec.items() if k not in _NOT_ARGUMENTS}
         try:
-            layers.append((int(index), name or index, layer(**arguments)))
+            with torch.device("meta"):  # no memory yet: the sizes come from the file, the weights from the buffer
+                layers.append((int(index), name or index, layer(**arguments)))
         except (TypeError, ValueError):
             raise model.error(f"has a layer {key} that torch.nn.{spec['layer']} does not accept") from None
     network = torch.nn.Sequential(OrderedDict((name, layer) for _, name, layer in sorted(layers, key=lambda x: x[0])))
     try:
-        network.load_state_dict(state, strict=True)
+        network.load_state_dict(state, strict=True, assign=True)
     except (RuntimeError, TypeError):
         raise model.error("holds weights that do not fit the network of its nn_define") from None
     return network.eval()
@@ -71,10 +72,10 @@ def convert(model: ComponentModel, directory: Path) -> list[Path]:
     state = saved.get("model") if isinstance(saved, dict) else None
     if not isinstance(state, dict) or not state:
         raise model.error("holds no trained weights (was it trained?)")
+    network = _network(model, meta, state)
     path = directory / PYTORCH_FILENAME
     torch.save({"model": state, "optimizer": saved.get("optimizer")}, path)
     written = [path]
-    network = _network(model, meta, state)
     width = getattr(network[0], "in_features", None) if network is not None else None
     if isinstance(width, int):  # the input's width is known: the network can be exported
         module_path = directory / PYTORCH_MODULE_FILENAME

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from pathlib import Path
 
@@ -12,10 +13,11 @@ import pytest
 from fate_registry.errors import Reason, RegistryError
 from fate_registry.fate.boosting_tree_model_meta_pb2 import DecisionTreeModelMeta
 from fate_registry.fate.boosting_tree_model_param_pb2 import BoostingTreeModelParam
+from fate_registry.fate.homo_nn_model_meta_pb2 import HomoNNMeta
 from fate_registry.fate.lr_model_param_pb2 import LRModelParam
 from fate_registry.testing import homo_models
 from fate_registry.testing.model_factory import ModelSpec, write_party_model
-from party_agent.homo_convert import lightgbm_sbt, sklearn_lr
+from party_agent.homo_convert import lightgbm_sbt, pytorch_nn, sklearn_lr
 from party_agent.homo_convert.buffers import ComponentModel
 from party_agent.homo_convert.frameworks import canonical, needs, target_for
 from tests import homo_reference as ref
@@ -96,3 +98,17 @@ def test_homo_lr_weight_missing_from_the_header_is_an_error(tmp_path: Path) -> N
         sklearn_lr.convert(model, tmp_path / "out")
     assert "no weight for feature x7" in failed.value.message
     assert not list((tmp_path / "out").iterdir())
+
+
+def test_homo_nn_weights_that_do_not_fit_nn_define_are_an_error(tmp_path: Path) -> None:
+    buffers = homo_models.homo_nn(random.Random(5), trained=True)
+    meta = HomoNNMeta()
+    meta.CopyFrom(buffers["HomoNNMeta"])
+    define = homo_models.nn_define()
+    define["0-0"]["in_features"] = 31
+    meta.nn_define[0] = json.dumps(define)
+    data = {"HomoNNMeta": meta.SerializeToString(), "HomoNNParam": buffers["HomoNNParam"].SerializeToString()}
+    with pytest.raises(RegistryError) as failed:
+        pytorch_nn.convert(ComponentModel("homo_nn_0", "model", "HomoNN", data), tmp_path)
+    assert "do not fit the network of its nn_define" in failed.value.message
+    assert not list(tmp_path.iterdir())
