@@ -102,8 +102,7 @@ def test_homo_lr_weight_missing_from_the_header_is_an_error(tmp_path: Path) -> N
 
 def test_homo_nn_weights_that_do_not_fit_nn_define_are_an_error(tmp_path: Path) -> None:
     buffers = homo_models.homo_nn(random.Random(5), trained=True)
-    meta = HomoNNMeta()
-    meta.CopyFrom(buffers["HomoNNMeta"])
+    meta = HomoNNMeta.FromString(buffers["HomoNNMeta"].SerializeToString())
     define = homo_models.nn_define()
     define["0-0"]["in_features"] = 31
     meta.nn_define[0] = json.dumps(define)
