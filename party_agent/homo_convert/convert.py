@@ -20,7 +20,7 @@ from pathlib import Path
 
 from fate_registry.errors import Reason, RegistryError, Retcode
 from fate_registry.files import fsync_file, fsync_tree
-from fate_registry.identity import party_model_id
+from fate_registry.identity import party_model_id, validate_name
 from fate_registry.v1.common_pb2 import PartyModelRef
 from party_agent.buffers import read_define_meta
 from party_agent.homo_convert import lightgbm_sbt, pytorch_nn, sklearn_lr
@@ -70,6 +70,8 @@ def _convertible(directory: Path, manifest: Manifest, requested: str) -> list[tu
         for alias, names in (aliases or {}).items():
             buffers = {}
             for name in names or {}:
+                for value, what in ((component, "component name"), (alias, "model alias"), (name, "model name")):
+                    validate_name(str(value), what)  # they come from the model's define_meta and reach paths
                 path = f"variables/data/{component}/{alias}/{name}"
                 data = (directory / path).read_bytes() if path in recorded else None
                 if data is None or hashlib.sha256(data).hexdigest() != recorded[path].sha256:
@@ -85,7 +87,12 @@ def convert_version(cache: ModelCache, ref: PartyModelRef, framework_name: str) 
     with cache.locks.write(cache.lock_key(ref)):
         record = cache.store.get(ref)
         if record is None:
-            raise RegistryError(Reason.MODEL_NOT_FOUND, f"Model {_name(ref)} does not exist", retcode=100)
+            pmid = party_model_id(ref.role, ref.party_id, ref.model_id)
+            raise RegistryError(
+                Reason.MODEL_NOT_FOUND,
+                f"Model {pmid} {ref.model_version} does not exist.",
+                retcode=Retcode.EXCEPTION_ERROR,
+            )
         source = cache.version_dir(ref)
         components = _convertible(source, record.manifest, requested)
         if not components:

@@ -3,8 +3,9 @@
 The text model is FATE's: same header, trees, feature importances and parameters. Fixed here:
 the classification ``init_score`` (one per class) is folded into the leaves of the first
 iteration's trees, as FATE already does for regression, so raw scores and probabilities equal the
-federated model's; nodes are found by id, not by list position; the message is never modified
-(FATE bumps leaf counts of 0 to 1 in the buffer itself; here only in the text).
+federated model's; nodes are found by id, not by list position (the root is the node no other
+node points to); the message is never modified (FATE bumps leaf counts of 0 to 1 in the buffer
+itself; here only in the text).
 """
 
 from __future__ import annotations
@@ -52,9 +53,11 @@ def _decision_type(meta: BoostingTreeModelMeta, node: NodeParam) -> int:
 
 def _tree(model: ComponentModel, meta: BoostingTreeModelMeta, tree: DecisionTreeModelParam, offset: float) -> _Tree:
     nodes = {node.id: node for node in tree.tree_}
-    if not nodes:
-        raise model.error("has an empty tree")
-    root = tree.tree_[0]
+    children = {i for n in tree.tree_ if not n.is_leaf for i in (n.left_nodeid, n.right_nodeid)}
+    roots = [node for node in tree.tree_ if node.id not in children]
+    if len(roots) != 1:
+        raise model.error("has a tree without a single root node")
+    root = roots[0]
     counts = dict(tree.leaf_count)
     out = _Tree()
     if root.is_leaf:

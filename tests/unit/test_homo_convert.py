@@ -65,11 +65,11 @@ def test_trees_are_read_by_node_id_and_the_buffer_is_not_changed(tmp_path: Path)
     """FATE's converter needs node id == list position and rewrites leaf counts of 0 in the message."""
     model = _sbt(2)
     param = BoostingTreeModelParam.FromString(model.buffers[lightgbm_sbt.PARAM])
-    for tree in param.trees_:  # the root stays first; the other nodes are stored in reverse
+    for tree in param.trees_:  # the nodes stored in reverse: the root last
         tree.leaf_count[tree.tree_[-1].id] = 0
         nodes = list(tree.tree_)
         del tree.tree_[:]
-        tree.tree_.extend([nodes[0], *reversed(nodes[1:])])
+        tree.tree_.extend(reversed(nodes))
     shuffled_bytes = param.SerializeToString()
     shuffled = ComponentModel(
         model.component, model.alias, model.module, {**model.buffers, lightgbm_sbt.PARAM: shuffled_bytes}
