@@ -56,13 +56,23 @@ def _estimator(meta: LRModelMeta, iters: int) -> Any:
     return estimator
 
 
-def convert(model: ComponentModel, directory: Path) -> list[Path]:
+def _binary(model: ComponentModel, meta: LRModelMeta, single: LRModelParam | SingleModel, what: str) -> Any:
+    """A fitted binary ``LogisticRegression``: a binary HomoLR, or one class of a one-vs-rest model."""
     with needs("numpy", SKLEARN):
         import numpy as np
+    estimator = _estimator(meta, single.iters)
+    estimator.coef_ = np.array([_coefficients(model, single, what)])
+    estimator.intercept_ = np.array([single.intercept])
+    estimator.classes_ = np.array([0, 1])  # binary HomoLR trains on labels 0 and 1, as does each class model
+    estimator.n_features_in_ = len(single.header)
+    return estimator
 
+
+def convert(model: ComponentModel, directory: Path) -> list[Path]:
     meta = model.parse(META, LRModelMeta)
     param = model.parse(PARAM, LRModelParam)
     ovr = param.one_vs_rest_result
+    converted: Any
     if param.need_one_vs_rest or meta.need_one_vs_rest or len(ovr.completed_models):
         classes = _labels(list(ovr.one_vs_rest_classes))
         if len(classes) != len(ovr.completed_models) or len(classes) < 3:
@@ -72,25 +82,17 @@ def convert(model: ComponentModel, directory: Path) -> list[Path]:
         with needs("scikit-learn", SKLEARN):
             from sklearn.multiclass import OneVsRestClassifier
             from sklearn.preprocessing import LabelBinarizer
-        estimators = []
-        for label, single in zip(classes, ovr.completed_models, strict=True):
-            estimator = _estimator(meta, single.iters)
-            estimator.coef_ = np.array([_coefficients(model, single, f"class {label}")])
-            estimator.intercept_ = np.array([single.intercept])
-            estimator.classes_ = np.array([0, 1])
-            estimator.n_features_in_ = len(single.header)
-            estimators.append(estimator)
-        converted: Any = OneVsRestClassifier(_estimator(meta, param.iters))
+        estimators = [
+            _binary(model, meta, single, f"class {label}")
+            for label, single in zip(classes, ovr.completed_models, strict=True)
+        ]
+        converted = OneVsRestClassifier(_estimator(meta, param.iters))
         converted.estimators_ = estimators
         converted.label_binarizer_ = LabelBinarizer(sparse_output=True).fit(classes)
         converted.classes_ = converted.label_binarizer_.classes_
         converted.n_features_in_ = estimators[0].n_features_in_
     else:
-        converted = _estimator(meta, param.iters)
-        converted.coef_ = np.array([_coefficients(model, param, "binary model")])
-        converted.intercept_ = np.array([param.intercept])
-        converted.classes_ = np.array([0, 1])  # a binary HomoLR trains on labels 0 and 1
-        converted.n_features_in_ = len(param.header)
+        converted = _binary(model, meta, param, "binary model")
     with needs("joblib", SKLEARN):
         import joblib
     path = directory / SKLEARN_FILENAME
