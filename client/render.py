@@ -317,17 +317,15 @@ def checkpoint_answer(response: pb.GetCheckpointResponse) -> Answer:
 
 
 def homo_convert_answer(response: pb.HomoConvertModelResponse) -> Answer:
-    """FATE's rows ``{component_name, model_alias, converted_model_path}``, read off each converted path.
-
-    Converted files sit at ``variables/data/<component>/<alias>/converted_model/...``.
-    """
-    rows = []
-    for path in response.converted_files:
-        parts = path.split("/")
-        if len(parts) >= 5 and parts[:2] == ["variables", "data"] and parts[4] == "converted_model":
-            rows.append({"component_name": parts[2], "model_alias": parts[3], "converted_model_path": path})
-        else:
-            rows.append({"converted_model_path": path})
+    """FATE's rows ``{component_name, model_alias, converted_model_path}``; the path is relative to the version."""
+    rows = [
+        {
+            "component_name": c.component_name,
+            "model_alias": c.model_alias,
+            "converted_model_path": c.converted_model_path,
+        }
+        for c in response.components
+    ]
     model = response.model
     name = f"{party_model_id(model.role, model.party_id, model.model_id)}:{model.model_version}"
     return envelope(

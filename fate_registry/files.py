@@ -8,13 +8,22 @@ from pathlib import Path
 WRITE_BEHIND_BYTES = 16 * 1024 * 1024
 
 
-def fsync_dir(path: Path) -> None:
-    """Make the creation, rename or removal of entries in ``path`` durable."""
+def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def fsync_dir(path: Path) -> None:
+    """Make the creation, rename or removal of entries in ``path`` durable."""
+    _fsync(path)
+
+
+def fsync_file(path: Path) -> None:
+    """Make the content of a file that a library wrote (and closed) durable."""
+    _fsync(path)
 
 
 def fsync_tree(root: Path) -> None:

@@ -27,6 +27,7 @@ from party_agent import archive, serving
 from party_agent.archive import import_model_json
 from party_agent.buffers import Buffer, base64_length, buffers, verified_base64
 from party_agent.deploy import Deployer, DeployRequest
+from party_agent.homo_convert.convert import Conversion, convert_version
 from party_agent.homo_deploy.request import HomoDeployRequest
 from party_agent.manifest import MANIFEST_ENTRY, FileRecord, Manifest, hash_file, scan
 from party_agent.metadata import MetadataStore, PartyModelRecord
@@ -401,6 +402,22 @@ class PartyAgent:
     def prepare_migrate(self, operation_id: str, request: MigrateRequest) -> Migrated:
         self.sync_with_store(request.source)
         return self.migrator.prepare(operation_id, request, self.record(request.source))
+
+    # -- homo-convert ---------------------------------------------------------------------------
+
+    def homo_convert(self, ref: PartyModelRef, framework_name: str) -> Conversion:
+        """Convert the version's homo components; with the model store on, the store gets the new version."""
+        self.sync_with_store(ref)
+        try:
+            self.record(ref)  # a version FATE-Flow wrote gets its record (and manifest) first
+        except RegistryError as exc:
+            if exc.reason is Reason.MODEL_NOT_FOUND:  # FATE answers 100 here
+                raise RegistryError(exc.reason, exc.message, exc.metadata, Retcode.EXCEPTION_ERROR) from None
+            raise
+        conversion = convert_version(self.cache, ref, framework_name)
+        if self.enable_model_store and self.model_store is not None:
+            self.store_model(ref, force=True)
+        return conversion
 
     # -- model info -----------------------------------------------------------------------------
 

@@ -16,7 +16,13 @@ from fate_registry.chunks import chunk_payload, encode_chunk
 from fate_registry.errors import Reason, RegistryError
 from fate_registry.grpc_server import archive_handlers
 from fate_registry.unimplemented import fill_unimplemented
-from fate_registry.v1.common_pb2 import ImportModelHeader, ManifestEntry, PartyModelInfo, PartyModelRef
+from fate_registry.v1.common_pb2 import (
+    ConvertedComponent,
+    ImportModelHeader,
+    ManifestEntry,
+    PartyModelInfo,
+    PartyModelRef,
+)
 from party_agent.checkpoints import list_checkpoints, read_checkpoint
 from party_agent.deploy import DeployRequest
 from party_agent.homo_deploy.request import HomoDeployRequest
@@ -295,6 +301,25 @@ class AgentServicer(agent_pb2_grpc.PartyAgentServiceServicer):
         )
         service = self.agent.homo_deploy(request.model, deploy)
         return agent_pb2.HomoDeployModelResponse(status_json=json.dumps(service))
+
+    def HomoConvertModel(
+        self, request: agent_pb2.HomoConvertModelRequest, context: grpc.ServicerContext
+    ) -> agent_pb2.HomoConvertModelResponse:
+        done = self.agent.homo_convert(request.model, request.framework_name)
+        return agent_pb2.HomoConvertModelResponse(
+            framework_name=done.framework,
+            converted_files=[path for c in done.converted for path in c.files],
+            components=[
+                ConvertedComponent(
+                    component_name=c.component,
+                    model_alias=c.alias,
+                    framework_name=c.framework,
+                    converted_model_path=c.files[0],
+                )
+                for c in done.converted
+            ],
+            info=model_info(done.record),
+        )
 
     def GetModelInfo(
         self, request: agent_pb2.GetModelInfoRequest, context: grpc.ServicerContext

@@ -319,6 +319,28 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             op.results.append(ok(ref))
         return registry_pb2.RestoreModelResponse(result=answer.result)
 
+    def HomoConvertModel(
+        self, request: registry_pb2.HomoConvertModelRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.HomoConvertModelResponse:
+        ref = check_ref(request.model)
+        with self.oplog.track("homo_convert", context.peer(), ref.model_id, ref.model_version) as op:
+            answer = self.agents.unary(
+                ref.party_id,
+                "HomoConvertModel",
+                agent_pb2.HomoConvertModelRequest(model=ref, framework_name=request.framework_name),
+                op.operation_id,
+                self.agents.conf.coordinator.deploy_timeout,
+            )
+            self.catalog.record(answer.info)  # the party's manifest digest changed
+            op.results.append(ok(ref))
+        return registry_pb2.HomoConvertModelResponse(
+            model=ref,
+            framework_name=answer.framework_name,
+            converted_files=answer.converted_files,
+            components=answer.components,
+            manifest_digest=answer.info.manifest_digest,
+        )
+
     def DeleteModel(
         self, request: registry_pb2.DeleteModelRequest, context: grpc.ServicerContext
     ) -> registry_pb2.DeleteModelResponse:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from fate_registry.testing import ModelSpec, build_fate_archive, write_federation
+from fate_registry.testing import ModelSpec, build_fate_archive, services, write_federation
 from fate_registry.testing.federation import LocalFederation
 
 
@@ -17,6 +17,16 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFedera
     """Coordinator + agents 9999 (guest) and 10000 (host and arbiter), each a process."""
     with LocalFederation.start(tmp_path_factory.mktemp("federation")) as fed:
         yield fed
+
+
+@pytest.fixture(scope="module")
+def synced_federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFederation]:
+    """A federation with ``enable_model_store`` on a redis model store."""
+    root = tmp_path_factory.mktemp("sync")
+    with services.redis_server(root / "redis") as server:
+        extra = {"enable_model_store": True, "model_store_address": {"storage": "redis", **server.settings()}}
+        with LocalFederation.start(root / "fed", extra_conf=extra) as fed:
+            yield fed
 
 
 @dataclass(frozen=True)

@@ -73,6 +73,8 @@ from fate_registry.fate import (
     feature_binning_param_pb2,
     feature_selection_meta_pb2,
     feature_selection_param_pb2,
+    homo_nn_model_meta_pb2,
+    homo_nn_model_param_pb2,
     lr_model_meta_pb2,
     lr_model_param_pb2,
     pearson_model_meta_pb2,
@@ -80,8 +82,9 @@ from fate_registry.fate import (
     pipeline_pb2,
 )
 from fate_registry.identity import PartyId, gen_model_id, job_ids, party_model_id
+from fate_registry.testing import homo_models
 
-Algorithm = Literal["hetero_lr", "homo_lr", "hetero_secureboost"]
+Algorithm = Literal["hetero_lr", "homo_lr", "hetero_secureboost", "homo_nn", "homo_secureboost"]
 
 PIPELINE_COMPONENT: Final = "pipeline"
 PIPELINE_ALIAS: Final = "pipeline"
@@ -109,6 +112,8 @@ BUFFER_CLASSES: Final[Mapping[str, type[Message]]] = MappingProxyType(
             boosting_tree_model_param_pb2.BoostingTreeModelParam,
             pearson_model_meta_pb2.PearsonModelMeta,
             pearson_model_param_pb2.PearsonModelParam,
+            homo_nn_model_meta_pb2.HomoNNMeta,
+            homo_nn_model_param_pb2.HomoNNParam,
         )
     }
 )
@@ -148,14 +153,28 @@ class _Recipe:
     def is_lr(self) -> bool:
         return self.model_module in ("HeteroLR", "HomoLR")
 
+    @property
+    def hetero(self) -> bool:
+        return not self.model_module.startswith("Homo")
+
 
 def _same_keys(meta: str, param: str) -> Mapping[str, tuple[str, str]]:
     return {role: (meta, param) for role in ("guest", "host", "arbiter")}
 
 
 _HETERO_TABLES: Final = {"guest": "breast_hetero_guest", "host": "breast_hetero_host"}
+_HOMO_TABLES: Final = {"guest": "breast_homo_guest", "host": "breast_homo_host"}
+_HOMO_NN: Final = "homo_nn_0"
+_HOMO_SECURE_BOOST: Final = "homo_secureboost_0"
+
+
+def _homo_code_paths(component: str, client: str, server: str) -> Mapping[str, Mapping[str, str]]:
+    clients = {"reader_0": "Reader", _DATA_TRANSFORM: "DataTransform", component: client, "evaluation_0": "Evaluation"}
+    return {"guest": clients, "host": clients, "arbiter": {component: server, "evaluation_0": "Evaluation"}}
+
+
 _MODEL_OUTPUT_MODULES: Final = frozenset(
-    {"DataTransform", "HeteroFeatureBinning", "HeteroLR", "HomoLR", "HeteroSecureBoost"}
+    {"DataTransform", "HeteroFeatureBinning", "HeteroLR", "HomoLR", "HeteroSecureBoost", "HomoNN", "HomoSecureBoost"}
 )
 """DSL modules whose components declare ``output.model``."""
 
@@ -208,7 +227,7 @@ _RECIPES: Final[Mapping[Algorithm, _Recipe]] = {
             "arbiter": {"homo_lr_0": "HomoLRArbiter", "evaluation_0": "Evaluation"},
         },
         features={"guest": 30, "host": 30},
-        tables={"guest": "breast_homo_guest", "host": "breast_homo_host"},
+        tables=_HOMO_TABLES,
     ),
     "hetero_secureboost": _Recipe(
         model_component=_SECURE_BOOST,
@@ -241,6 +260,28 @@ _RECIPES: Final[Mapping[Algorithm, _Recipe]] = {
         features={"guest": 10, "host": 20},
         tables=_HETERO_TABLES,
     ),
+    "homo_nn": _Recipe(
+        model_component=_HOMO_NN,
+        model_module="HomoNN",
+        upstream=(),
+        model_roles=frozenset({"guest", "host", "arbiter"}),
+        model_names=_same_keys("HomoNNMeta", "HomoNNParam"),
+        code_paths=_homo_code_paths(_HOMO_NN, "HomoNNClient", "HomoNNServer"),
+        features={"guest": homo_models.NN_FEATURES, "host": homo_models.NN_FEATURES},
+        tables=_HOMO_TABLES,
+    ),
+    "homo_secureboost": _Recipe(
+        model_component=_HOMO_SECURE_BOOST,
+        model_module="HomoSecureBoost",
+        upstream=(),
+        model_roles=frozenset({"guest", "host"}),
+        model_names=_same_keys("HomoSecureBoostingTreeGuestMeta", "HomoSecureBoostingTreeGuestParam"),
+        code_paths=_homo_code_paths(
+            _HOMO_SECURE_BOOST, "HomoSecureBoostingTreeClient", "HomoSecureBoostingTreeArbiter"
+        ),
+        features={"guest": 30, "host": 30},
+        tables=_HOMO_TABLES,
+    ),
 }
 
 
@@ -264,6 +305,8 @@ class ModelSpec:
     target_bytes: int = 0
     """When > 0, guests' and hosts' version directories are grown to about this many bytes (LR only)."""
     seed: int = 0
+    num_classes: int = 2
+    """Label classes: more than 2 makes HomoLR one-vs-rest and HomoSecureBoost multiclass."""
 
     def __post_init__(self) -> None:
         if self.algorithm not in _RECIPES:
@@ -284,6 +327,10 @@ class ModelSpec:
             raise ValueError("checkpoints and target_bytes must not be negative")
         if (self.checkpoints or self.target_bytes) and not _RECIPES[self.algorithm].is_lr:
             raise ValueError("checkpoints and target_bytes apply to the LR algorithms only")
+        if self.num_classes < 2 or (self.num_classes > 2 and self.algorithm not in ("homo_lr", "homo_secureboost")):
+            raise ValueError("num_classes is 2, or more for homo_lr and homo_secureboost")
+        if self.num_classes > 2 and self.target_bytes:
+            raise ValueError("a one-vs-rest model is not grown")
         object.__setattr__(self, "roles", MappingProxyType(roles))
         object.__setattr__(self, "initiator_party_id", initiator)
         object.__setattr__(self, "model_version", self.model_version or job_ids.next())
@@ -371,8 +418,10 @@ _SECURE_BOOST_PARAMETERS: Final[Mapping[str, Any]] = MappingProxyType(
 
 def _model_parameters(spec: ModelSpec) -> dict[str, Any]:
     """The model component's common parameters in the example conf; its Meta buffer echoes them."""
-    if spec.algorithm == "hetero_secureboost":
+    if spec.algorithm in ("hetero_secureboost", "homo_secureboost"):
         return copy.deepcopy(dict(_SECURE_BOOST_PARAMETERS))
+    if spec.algorithm == "homo_nn":
+        return {"max_iter": homo_models.NN_EPOCHS, "batch_size": -1, "nn_define": homo_models.nn_define()}
     params: dict[str, Any]
     if spec.algorithm == "hetero_lr":
         params = {
@@ -446,7 +495,7 @@ def _job_parameters(spec: ModelSpec, *, initiator_baseline: bool) -> dict[str, A
 def train_runtime_conf(spec: ModelSpec) -> dict[str, Any]:
     """The runtime conf v2 as FATE-Flow stores it: the submitted conf with ``job_parameters.common`` filled."""
     recipe = _RECIPES[spec.algorithm]
-    hetero = spec.algorithm != "homo_lr"
+    hetero = recipe.hetero
     common: dict[str, Any] = {}
     if hetero:
         common[_DATA_TRANSFORM] = {"output_format": "dense"}
@@ -459,7 +508,7 @@ def train_runtime_conf(spec: ModelSpec) -> dict[str, Any]:
     if spec.algorithm == "hetero_secureboost":
         common[_BINNING] = copy.deepcopy(dict(_BINNING_PARAMETERS))
     common[recipe.model_component] = _model_parameters(spec)
-    common["evaluation_0"] = {"eval_type": "binary"}
+    common["evaluation_0"] = {"eval_type": "multi" if spec.num_classes > 2 else "binary"}
 
     role_parameters: dict[str, Any] = {}
     for role in ("guest", "host"):
@@ -539,7 +588,7 @@ def _lr_meta(spec: ModelSpec, role: str) -> lr_model_meta_pb2.LRModelMeta:
         max_iter=params["max_iter"],
         early_stop=params["early_stop"],
         fit_intercept=spec.algorithm == "homo_lr" or role != "host",  # a HeteroLR host forces its intercept off
-        need_one_vs_rest=False,
+        need_one_vs_rest=spec.num_classes > 2,
         module="HomoLR" if spec.algorithm == "homo_lr" else "",
     )
 
@@ -564,15 +613,40 @@ def _lr_param(
         param.iters = len(losses) - 1
         param.best_iteration = losses.index(min(losses))
         param.intercept = (_rng(spec, "intercept").random() - 0.5) * scale
+        if spec.num_classes > 2:
+            return _one_vs_rest(spec, param, names, weights, scale)
     param.weight.update(zip(names, (w * scale for w in weights), strict=True))
     param.header.extend(names)
+    return param
+
+
+def _one_vs_rest(
+    spec: ModelSpec,
+    param: lr_model_param_pb2.LRModelParam,
+    names: Sequence[str],
+    weights: Sequence[float],
+    scale: float,
+) -> lr_model_param_pb2.LRModelParam:
+    """A one-vs-rest HomoLR Param: the top-level weights stay empty, one model per class sits in
+    ``one_vs_rest_result``, each class's weights the common ones moved at random."""
+    param.need_one_vs_rest = True
+    param.intercept = 0.0
+    rng = _rng(spec, "one_vs_rest")
+    result = param.one_vs_rest_result
+    for label in range(spec.num_classes):
+        single = result.completed_models.add(iters=param.iters, is_converged=False, best_iteration=param.best_iteration)
+        single.loss_history.extend(param.loss_history)
+        single.weight.update({n: (w + rng.uniform(-0.5, 0.5)) * scale for n, w in zip(names, weights, strict=True)})
+        single.intercept = (rng.random() - 0.5) * scale
+        single.header.extend(names)
+        result.one_vs_rest_classes.append(str(label))
     return param
 
 
 def _data_transform(
     spec: ModelSpec, role: str, party_id: PartyId
 ) -> tuple[data_transform_meta_pb2.DataTransformMeta, data_transform_param_pb2.DataTransformParam]:
-    with_label = spec.algorithm == "homo_lr" or role == "guest"
+    with_label = not _RECIPES[spec.algorithm].hetero or role == "guest"
     header = _names(0, _RECIPES[spec.algorithm].features[role])
     meta = data_transform_meta_pb2.DataTransformMeta(
         input_format="dense",
@@ -740,23 +814,27 @@ def _boosting_trees(spec: ModelSpec) -> list[tuple[list[_Split], list[float]]]:
     return trees
 
 
-def _secure_boost(
-    spec: ModelSpec, role: str, party_id: PartyId
-) -> tuple[boosting_tree_model_meta_pb2.BoostingTreeModelMeta, boosting_tree_model_param_pb2.BoostingTreeModelParam]:
-    """HeteroSecureBoost's Meta and Param on a guest or host (fate_buffers.md §1.8, §4.3)."""
-    params = _SECURE_BOOST_PARAMETERS
-    is_guest = role == "guest"
-    tree_meta = boosting_tree_model_meta_pb2.DecisionTreeModelMeta(
+def _tree_meta() -> boosting_tree_model_meta_pb2.DecisionTreeModelMeta:
+    """The tree parameters of both SecureBoosts (FATE's defaults, the example's depth), as their Meta holds them."""
+    return boosting_tree_model_meta_pb2.DecisionTreeModelMeta(
         criterion_meta=boosting_tree_model_meta_pb2.CriterionMeta(criterion_method="xgboost", criterion_param=[0.1, 0]),
-        max_depth=params["tree_param"]["max_depth"],
+        max_depth=_SECURE_BOOST_PARAMETERS["tree_param"]["max_depth"],
         min_sample_split=2,
         min_impurity_split=0.001,
         min_leaf_node=1,
         use_missing=False,
         zero_as_missing=False,
     )
+
+
+def _secure_boost(
+    spec: ModelSpec, role: str, party_id: PartyId
+) -> tuple[boosting_tree_model_meta_pb2.BoostingTreeModelMeta, boosting_tree_model_param_pb2.BoostingTreeModelParam]:
+    """HeteroSecureBoost's Meta and Param on a guest or host (fate_buffers.md §1.8, §4.3)."""
+    params = _SECURE_BOOST_PARAMETERS
+    is_guest = role == "guest"
     meta = boosting_tree_model_meta_pb2.BoostingTreeModelMeta(
-        tree_meta=tree_meta,
+        tree_meta=_tree_meta(),
         num_trees=params["num_trees"],
         quantile_meta=boosting_tree_model_meta_pb2.QuantileMeta(bin_num=params["bin_num"]),
         module="HeteroSecureBoost",
@@ -1018,6 +1096,14 @@ def write_party_model(cache_dir: Path, spec: ModelSpec, role: str, party_id: Par
         boost_meta, boost_param = _secure_boost(spec, role, party_id)
         proto_index = _write_component(data_dir / _SECURE_BOOST, {meta_name: boost_meta, param_name: boost_param})
         components[_SECURE_BOOST] = (recipe.model_module, MODEL_ALIAS, proto_index)
+    if spec.algorithm == "homo_nn" and role in recipe.model_roles:
+        buffers = homo_models.homo_nn(_rng(spec, "homo_nn"), trained=role != "arbiter")
+        components[_HOMO_NN] = (recipe.model_module, MODEL_ALIAS, _write_component(data_dir / _HOMO_NN, buffers))
+    if spec.algorithm == "homo_secureboost" and role in recipe.model_roles:
+        rng = _rng(spec, "homo_secureboost")
+        buffers = homo_models.homo_secureboost(rng, role, recipe.features[role], spec.num_classes, _tree_meta())
+        proto_index = _write_component(data_dir / _HOMO_SECURE_BOOST, buffers)
+        components[_HOMO_SECURE_BOOST] = (recipe.model_module, MODEL_ALIAS, proto_index)
     lr_dir = data_dir / recipe.model_component / MODEL_ALIAS
     writes_lr = recipe.is_lr and role in recipe.model_roles
     if writes_lr:

@@ -469,3 +469,35 @@ class CheckpointBuffer(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CheckpointBuffer: _TypeAlias = CheckpointBuffer  # noqa: Y015
+
+@_typing.final
+class ConvertedComponent(_message.Message):
+    """One component that homo-convert turned into another framework's model."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    COMPONENT_NAME_FIELD_NUMBER: _builtins.int
+    MODEL_ALIAS_FIELD_NUMBER: _builtins.int
+    FRAMEWORK_NAME_FIELD_NUMBER: _builtins.int
+    CONVERTED_MODEL_PATH_FIELD_NUMBER: _builtins.int
+    component_name: _builtins.str
+    model_alias: _builtins.str
+    framework_name: _builtins.str
+    """Canonical framework name: sklearn, pytorch or lightgbm."""
+    converted_model_path: _builtins.str
+    """The converted model's main file, relative to the version directory (FATE's converted_model_path)."""
+    def __init__(
+        self,
+        *,
+        component_name: _builtins.str = ...,
+        model_alias: _builtins.str = ...,
+        framework_name: _builtins.str = ...,
+        converted_model_path: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["component_name", b"component_name", "converted_model_path", b"converted_model_path", "framework_name", b"framework_name", "model_alias", b"model_alias"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ConvertedComponent: _TypeAlias = ConvertedComponent  # noqa: Y015

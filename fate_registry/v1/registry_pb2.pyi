@@ -1264,12 +1264,21 @@ class HomoConvertModelResponse(_message.Message):
     MODEL_FIELD_NUMBER: _builtins.int
     FRAMEWORK_NAME_FIELD_NUMBER: _builtins.int
     CONVERTED_FILES_FIELD_NUMBER: _builtins.int
+    COMPONENTS_FIELD_NUMBER: _builtins.int
+    MANIFEST_DIGEST_FIELD_NUMBER: _builtins.int
     framework_name: _builtins.str
+    """The framework asked for (canonical name); empty when each component got its module's default."""
+    manifest_digest: _builtins.str
+    """The party's manifest digest after the conversion."""
     @_builtins.property
     def model(self) -> _common_pb2.PartyModelRef: ...
     @_builtins.property
     def converted_files(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Paths of the converted files, relative to the version directory."""
+
+    @_builtins.property
+    def components(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.ConvertedComponent]:
+        """One row per converted component: FATE's answer data."""
 
     def __init__(
         self,
@@ -1277,10 +1286,12 @@ class HomoConvertModelResponse(_message.Message):
         model: _common_pb2.PartyModelRef | None = ...,
         framework_name: _builtins.str = ...,
         converted_files: _abc.Iterable[_builtins.str] | None = ...,
+        components: _abc.Iterable[_common_pb2.ConvertedComponent] | None = ...,
+        manifest_digest: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["model", b"model"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["converted_files", b"converted_files", "framework_name", b"framework_name", "model", b"model"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["components", b"components", "converted_files", b"converted_files", "framework_name", b"framework_name", "manifest_digest", b"manifest_digest", "model", b"model"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -204,13 +204,6 @@ def test_bad_input_gets_a_clear_error_and_changes_nothing(
     assert not (tmp_path.parent / "escaped").exists()
 
 
-def test_operations_of_later_releases_say_so(federation: LocalFederation, tmp_path: Path) -> None:
-    keys = {"role": "guest", "party_id": 9999, "model_id": "m", "model_version": "v"}
-    code, answer = flow(federation, "model", "homo-convert", "-c", write_conf(tmp_path, "convert.json", keys))
-    assert code != 0 and answer["retcode"] == 100, answer
-    assert "not implemented in this release" in answer["retmsg"]
-
-
 def test_restore_without_a_model_store_says_so(federation: LocalFederation, tmp_path: Path) -> None:
     code, answer = flow(
         federation,

@@ -185,15 +185,6 @@ def test_512_mib_model_store_delete_restore_is_byte_identical(
     assert code == 0, both
 
 
-@pytest.fixture(scope="module")
-def synced_federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFederation]:
-    root = tmp_path_factory.mktemp("sync")
-    with services.redis_server(root / "redis") as server:
-        extra = {"enable_model_store": True, "model_store_address": {"storage": "redis", **server.settings()}}
-        with LocalFederation.start(root / "fed", extra_conf=extra) as fed:
-            yield fed
-
-
 def test_enable_model_store_uploads_downloads_and_leaves_identical_copies(
     synced_federation: LocalFederation, tmp_path: Path
 ) -> None:

@@ -20,6 +20,7 @@ from fate_registry.fate import (
     data_transform_param_pb2,
     feature_binning_meta_pb2,
     feature_binning_param_pb2,
+    homo_nn_model_param_pb2,
     lr_model_meta_pb2,
     lr_model_param_pb2,
 )
@@ -543,3 +544,36 @@ def test_secureboost_rejects_lr_only_options() -> None:
         ModelSpec(algorithm="hetero_secureboost", checkpoints=1)
     with pytest.raises(ValueError, match="LR"):
         ModelSpec(algorithm="hetero_secureboost", target_bytes=1024)
+
+
+def test_homo_models_hold_their_buffers_where_fate_puts_them(tmp_path: Path) -> None:
+    written = write_federation(
+        {"9999": tmp_path / "9999", "10000": tmp_path / "10000"}, ModelSpec(algorithm="homo_secureboost")
+    )
+    host = read_define_meta(written["host", "10000"])
+    assert host["component_define"]["homo_secureboost_0"] == {"module_name": "HomoSecureBoost"}
+    assert host["model_proto"]["homo_secureboost_0"]["model"] == {  # a host uses the "Guest" keys too
+        "HomoSecureBoostingTreeGuestMeta": "BoostingTreeModelMeta",
+        "HomoSecureBoostingTreeGuestParam": "BoostingTreeModelParam",
+    }
+    assert "homo_secureboost_0" not in read_define_meta(written["arbiter", "10000"])["model_proto"]
+    guest_param = written["guest", "9999"] / "variables/data/homo_secureboost_0/model/HomoSecureBoostingTreeGuestParam"
+    host_param = written["host", "10000"] / "variables/data/homo_secureboost_0/model/HomoSecureBoostingTreeGuestParam"
+    guest = _parse(guest_param, boosting_tree_model_param_pb2.BoostingTreeModelParam)
+    host_trees = _parse(host_param, boosting_tree_model_param_pb2.BoostingTreeModelParam).trees_
+    assert [[n.bid for n in t.tree_] for t in guest.trees_] == [[n.bid for n in t.tree_] for t in host_trees]
+    assert {n.sitename for t in guest.trees_ for n in t.tree_} == {"guest"}
+
+    nn = write_party_model(tmp_path / "nn", ModelSpec(algorithm="homo_nn"), "arbiter", 10000)
+    server = _parse(nn / "variables/data/homo_nn_0/model/HomoNNParam", homo_nn_model_param_pb2.HomoNNParam)
+    assert (server.epoch_idx, server.best_epoch) == (-1, -1) and server.model_bytes  # FATE's "empty" export
+
+
+def test_one_vs_rest_homo_lr_keeps_its_class_models_aside(tmp_path: Path) -> None:
+    version = write_party_model(tmp_path, ModelSpec(algorithm="homo_lr", num_classes=3), "guest", 9999)
+    model = version / "variables/data/homo_lr_0/model"
+    assert _parse(model / "HomoLogisticRegressionMeta", lr_model_meta_pb2.LRModelMeta).need_one_vs_rest
+    param = _parse_param(model / "HomoLogisticRegressionParam")
+    assert not param.weight and param.intercept == 0.0
+    assert list(param.one_vs_rest_result.one_vs_rest_classes) == ["0", "1", "2"]
+    assert [len(m.weight) for m in param.one_vs_rest_result.completed_models] == [30, 30, 30]

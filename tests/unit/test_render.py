@@ -265,23 +265,21 @@ def test_checkpoint_answers() -> None:
     assert got["data"]["models"] == {"LRParam": "AQI="}
 
 
-def test_homo_convert_rows_from_converted_paths() -> None:
+def test_homo_convert_rows_are_the_converted_components() -> None:
     ref = common.PartyModelRef(role="guest", party_id="9999", model_id=MODEL_ID, model_version="v1")
+    path = "variables/data/homo_lr_0/model/converted_model/sklearn.joblib"
     response = pb.HomoConvertModelResponse(
         model=ref,
-        framework_name="sklearn",
-        converted_files=["variables/data/homo_lr_0/model/converted_model/sklearn.joblib", "elsewhere.bin"],
+        converted_files=[path],
+        components=[
+            common.ConvertedComponent(
+                component_name="homo_lr_0", model_alias="model", framework_name="sklearn", converted_model_path=path
+            )
+        ],
     )
     answer = render.homo_convert_answer(response)
     assert f"in model guest#9999#{MODEL_ID}:v1 completed" in answer["retmsg"]
-    assert answer["data"] == [
-        {
-            "component_name": "homo_lr_0",
-            "model_alias": "model",
-            "converted_model_path": "variables/data/homo_lr_0/model/converted_model/sklearn.joblib",
-        },
-        {"converted_model_path": "elsewhere.bin"},
-    ]
+    assert answer["data"] == [{"component_name": "homo_lr_0", "model_alias": "model", "converted_model_path": path}]
 
 
 def test_tag_list_answer() -> None:

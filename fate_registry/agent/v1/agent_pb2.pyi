@@ -1079,18 +1079,31 @@ class HomoConvertModelResponse(_message.Message):
 
     FRAMEWORK_NAME_FIELD_NUMBER: _builtins.int
     CONVERTED_FILES_FIELD_NUMBER: _builtins.int
+    COMPONENTS_FIELD_NUMBER: _builtins.int
+    INFO_FIELD_NUMBER: _builtins.int
     framework_name: _builtins.str
+    """The framework asked for (canonical name); empty when each component got its module's default."""
     @_builtins.property
-    def converted_files(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def converted_files(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Every file written, relative to the version directory."""
+
+    @_builtins.property
+    def components(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.ConvertedComponent]: ...
+    @_builtins.property
+    def info(self) -> _common_pb2.PartyModelInfo:
+        """The version as it is now (its manifest digest and size include the converted files)."""
+
     def __init__(
         self,
         *,
         framework_name: _builtins.str = ...,
         converted_files: _abc.Iterable[_builtins.str] | None = ...,
+        components: _abc.Iterable[_common_pb2.ConvertedComponent] | None = ...,
+        info: _common_pb2.PartyModelInfo | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["info", b"info"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["converted_files", b"converted_files", "framework_name", b"framework_name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["components", b"components", "converted_files", b"converted_files", "framework_name", b"framework_name", "info", b"info"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
