@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from fate_registry import faultpoints
 from fate_registry.agent.v1 import agent_pb2
 from fate_registry.config import ServiceConf
 from fate_registry.errors import Reason, RegistryError, Retcode, missing_keys
@@ -345,6 +346,7 @@ class MultiParty:
             operation, caller, plan["model_id"], plan["model_version"], pending=pending
         )
         self.catalog.set_plan(operation_id, "preparing", plan)
+        faultpoints.reached("coordinator.two_phase.preparing")
 
         def call(role: str, party: str) -> Callable[[float], Any]:
             message = make(role, party)
@@ -402,6 +404,7 @@ class MultiParty:
 
     def _commit(self, operation_id: str, plan: dict[str, Any]) -> list[PartyResult]:
         self.catalog.set_plan(operation_id, "committing", plan)
+        faultpoints.reached("coordinator.two_phase.committing")
         answers = dict(zip(self._party_ids(plan), self._decide(operation_id, plan, "CommitOperation"), strict=True))
         if any(isinstance(a, RegistryError) for a in answers.values()):
             failed = ", ".join(p for p, a in answers.items() if isinstance(a, RegistryError))
@@ -411,6 +414,7 @@ class MultiParty:
                 f"every party prepared the deploy and it is committed, but {failed} did not confirm yet; "
                 "the coordinator resends the commit until it does",
             )
+        faultpoints.reached("coordinator.two_phase.committed")
         return self._finish_commit(operation_id, plan)
 
     def _finish_commit(self, operation_id: str, plan: Mapping[str, Any]) -> list[PartyResult]:
