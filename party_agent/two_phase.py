@@ -4,9 +4,9 @@ A prepared version lives in ``.staging/prep-<operation>-<role>/model`` with ``pr
 record) beside it, and optionally ``archive.zip`` to be moved to a destination at commit; nothing
 is visible until the commit publishes it through the journalled rename of :class:`ModelCache`.
 Commit and abort are idempotent and run one at a time (the coordinator's maintenance loop may resend
-a decision while the first sending is still being carried out); a prepared version survives an agent restart, so the coordinator
-alone decides its fate (DESIGN §5.1). An abort is remembered, so a prepare that arrives after it
-leaves nothing behind.
+a decision while the first sending is still being carried out); a prepared version survives an
+agent restart, so the coordinator alone decides its fate (DESIGN §5.1). An abort is remembered, so
+a prepare that arrives after it leaves nothing behind.
 """
 
 from __future__ import annotations

@@ -73,7 +73,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             yield first_raw
             yield from request_iterator
 
-        with self.oplog.track("import", context.peer(), ref.model_id, ref.model_version) as op:
+        with self.oplog.track("import", context.peer(), ref.model_id, ref.model_version, ref) as op:
             response = self.agents.import_raw(ref.party_id, relay(), op.operation_id)
             faultpoints.reached("coordinator.import.answered")
             self.catalog.record_import(response.result)
@@ -309,7 +309,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         self, request: registry_pb2.RestoreModelRequest, context: grpc.ServicerContext
     ) -> registry_pb2.RestoreModelResponse:
         ref = check_ref(request.model)
-        with self.oplog.track("restore", context.peer(), ref.model_id, ref.model_version) as op:
+        with self.oplog.track("restore", context.peer(), ref.model_id, ref.model_version, ref) as op:
             answer = self.agents.unary(
                 ref.party_id,
                 "RestoreModel",

@@ -109,9 +109,7 @@ def assert_rolled_back(answer: dict[str, Any], failed_role: str) -> None:
 
 
 @pytest.mark.parametrize("operation", ["deploy", "migrate"])
-def test_agent_killed_while_preparing(
-    cluster: Cluster, parent: GeneratedModel, tmp_path: Path, operation: str
-) -> None:
+def test_agent_killed_while_preparing(cluster: Cluster, parent: GeneratedModel, tmp_path: Path, operation: str) -> None:
     args = command(operation, parent, tmp_path)
     code, answer = run_until_stopped(cluster, HOST, "agent.prepare.built", args)
     assert code != 0
