@@ -18,6 +18,13 @@ from registry_server.catalog import Catalog
 ANSWER_LOST = frozenset({Reason.PARTY_UNAVAILABLE, Reason.DEADLINE_EXCEEDED})
 
 
+def failed_result(role: str, party_id: str, error: RegistryError) -> PartyResult:
+    """One party's result: the error it answered, or the failure to get its answer."""
+    return PartyResult(
+        role=role, party_id=party_id, retcode=error.fate_retcode, retmsg=error.message, reason=error.reason.name
+    )
+
+
 @dataclass
 class TrackedOperation:
     operation_id: str
@@ -43,15 +50,7 @@ class OperationLog:
             status, results = "failed", op.results
             if party is not None and exc.reason in ANSWER_LOST:
                 status = "in_doubt"
-                results = [
-                    PartyResult(
-                        role=party.role,
-                        party_id=party.party_id,
-                        retcode=exc.fate_retcode,
-                        retmsg=exc.message,
-                        reason=exc.reason.name,
-                    )
-                ]
+                results = [failed_result(party.role, party.party_id, exc)]
             self.catalog.finish_operation(op.operation_id, status, results, exc.fate_retcode, exc.message)
             raise
         except GeneratorExit:  # the client stopped reading a stream

@@ -23,7 +23,7 @@ from fate_registry.v1.common_pb2 import PartyModelRef, PartyResult
 from fate_registry.v1.registry_pb2 import Operation
 from registry_server.agents import AgentClients, party_error
 from registry_server.catalog import Catalog
-from registry_server.oplog import ANSWER_LOST
+from registry_server.oplog import ANSWER_LOST, failed_result
 
 log = logging.getLogger(__name__)
 TICKET_TTL_SECONDS = 300
@@ -89,9 +89,7 @@ class TransferDesk:
             error = party_error(exc, party.party_id)
             if operation.operation == "import" and error.reason in ANSWER_LOST:
                 # the client's stream has ended: the party imported the version or not, it may tell later
-                lost = PartyResult(
-                    role=party.role, party_id=party.party_id, retcode=error.fate_retcode, retmsg=error.message
-                )
+                lost = failed_result(party.role, party.party_id, error)
                 self.catalog.finish_operation(
                     operation.operation_id, "in_doubt", [lost], error.fate_retcode, error.message
                 )

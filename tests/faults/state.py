@@ -85,6 +85,24 @@ def operations(cluster: Cluster, model: GeneratedModel, operation: str) -> list[
     return found
 
 
+# -- what the user saw ------------------------------------------------------------------------------
+
+
+def assert_rolled_back_answer(answer: dict[str, Any], failed_role: str, reasons: set[str]) -> None:
+    """Overall 101; the failed party's own error (one of ``reasons``), naming it; every other party rolled back."""
+    assert answer["retcode"] == MULTI_PARTY_FAILED and answer["retmsg"] == "failed", answer
+    data, detail = answer["data"], answer["data"]["detail"]
+    for role, party in PARTY_OF.items():
+        if role == failed_role:
+            assert data[role] == {party: CONNECTION_ERROR}, answer
+            assert detail[role][party]["reason"] in reasons, answer
+            assert f"party {party}" in detail[role][party]["retmsg"], answer
+        else:
+            assert data[role] == {party: FEDERATED_ERROR}, answer
+            assert detail[role][party]["reason"] == "ABORTED", answer
+            assert "rolled back" in detail[role][party]["retmsg"], answer
+
+
 # -- staging ----------------------------------------------------------------------------------------
 
 

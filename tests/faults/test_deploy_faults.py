@@ -37,6 +37,7 @@ from tests.faults.state import (
     WAIT,
     all_prepared,
     assert_consistent,
+    assert_rolled_back_answer,
     has_prepared,
     import_everywhere,
     operations,
@@ -112,21 +113,6 @@ def assert_deployed_everywhere(cluster: Cluster, model: GeneratedModel, answer: 
     code, info = flow(cluster, "model", "get-model-info", "--model-id", model.model_id, "--model-version", child)
     assert code == 0 and sorted(r["f_role"] for r in info["data"]) == sorted(PARTY_OF), info
     return child
-
-
-def assert_rolled_back_answer(answer: dict[str, Any], failed_role: str, reasons: set[str]) -> None:
-    """Overall 101; the failed party's own error; every other party rolled back."""
-    assert answer["retcode"] == 101 and answer["retmsg"] == "failed", answer
-    data, detail = answer["data"], answer["data"]["detail"]
-    for role, party in PARTY_OF.items():
-        if role == failed_role:
-            assert data[role] == {party: CONNECTION_ERROR}, answer
-            assert detail[role][party]["reason"] in reasons, answer
-            assert f"party {party}" in detail[role][party]["retmsg"], answer
-        else:
-            assert data[role] == {party: FEDERATED_ERROR}, answer
-            assert detail[role][party]["reason"] == "ABORTED", answer
-            assert "rolled back" in detail[role][party]["retmsg"], answer
 
 
 def assert_failed_in_log(operation: dict[str, Any], answer: dict[str, Any]) -> None:

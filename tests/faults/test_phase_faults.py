@@ -26,13 +26,12 @@ from fate_registry.testing.cluster import COORDINATOR, Cluster, agent_name, wait
 from tests.conftest import GeneratedModel, generate_model
 from tests.faults.state import (
     CONNECTION_ERROR,
-    FEDERATED_ERROR,
-    MULTI_PARTY_FAILED,
     NEW_MODEL_ID,
     PARTY_OF,
     ROLES,
     WAIT,
     assert_consistent,
+    assert_rolled_back_answer,
     import_everywhere,
     operations,
     versions_of,
@@ -94,26 +93,12 @@ def assert_everywhere_or_nowhere(cluster: Cluster, model: GeneratedModel, operat
     return next(iter(child), "")
 
 
-def assert_rolled_back(answer: dict[str, Any], failed_role: str) -> None:
-    """Overall 101; the dead party's own error, naming it; every other party rolled back."""
-    assert answer["retcode"] == MULTI_PARTY_FAILED, answer
-    data, detail = answer["data"], answer["data"]["detail"]
-    for role, party in PARTY_OF.items():
-        if role == failed_role:
-            assert data[role] == {party: CONNECTION_ERROR}, answer
-            assert detail[role][party]["reason"] in DEAD_REASONS, answer
-            assert f"party {party}" in detail[role][party]["retmsg"], answer
-        else:
-            assert data[role] == {party: FEDERATED_ERROR}, answer
-            assert "rolled back" in detail[role][party]["retmsg"], answer
-
-
 @pytest.mark.parametrize("operation", ["deploy", "migrate"])
 def test_agent_killed_while_preparing(cluster: Cluster, parent: GeneratedModel, tmp_path: Path, operation: str) -> None:
     args = command(operation, parent, tmp_path)
     code, answer = run_until_stopped(cluster, HOST, "agent.prepare.built", args)
     assert code != 0
-    assert_rolled_back(answer, "host")
+    assert_rolled_back_answer(answer, "host", DEAD_REASONS)
     settled(cluster, parent, operation, "failed")
     assert_everywhere_or_nowhere(cluster, parent, operation, done=False)
 
