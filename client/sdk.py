@@ -106,16 +106,18 @@ class RegistryClient:
     ) -> None:
         self.close()
 
-    def _error(self, exc: grpc.RpcError, address: str = "") -> RegistryError:
-        """The server's own error, or one naming the address when the call never got an answer."""
-        address = address or self.address
+    def _error(self, exc: grpc.RpcError, route: _Route | None = None, party_id: str = "") -> RegistryError:
+        """The server's own error, or one naming the server (the registry, or the party's agent on a
+        one-hop ``route``) and its address when the call never got an answer."""
+        server = f"the agent of party {party_id}" if route else "the registry"
+        address = route.address if route else self.address
         code = exc.code()
         if code == grpc.StatusCode.UNAVAILABLE:
-            context = f"cannot reach the registry at {address}"
+            context = f"cannot reach {server} at {address}"
         elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
-            context = f"the registry at {address} did not answer in time"
+            context = f"{server} at {address} did not answer in time"
         else:
-            context = f"the registry at {address} failed"
+            context = f"{server} at {address} failed"
         return from_rpc_error(exc, context)
 
     # One-hop transfers -----------------------------------------------------------------------------
@@ -215,7 +217,7 @@ class RegistryClient:
                 if upload.failure:
                     raise RegistryError(Reason.INVALID_ARGUMENT, f"{path}: {upload.failure}") from None
                 if isinstance(exc, grpc.RpcError):
-                    raise self._error(exc, route.address if route else "") from None
+                    raise self._error(exc, route, target.party_id) from None
                 raise RegistryError(Reason.CANCELLED, f"the import of {path} was cancelled") from None
         if route is None:
             return response
@@ -255,7 +257,7 @@ class RegistryClient:
         except grpc.RpcError as exc:
             if route is not None:
                 self._end_quietly(route, begin)
-            raise self._error(exc, route.address if route else "") from None
+            raise self._error(exc, route, model.party_id) from None
         except RegistryError:
             if route is not None:
                 self._end_quietly(route, begin)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import grpc
+import peewee
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
@@ -26,6 +27,8 @@ from fate_registry.channels import CHANNEL_OPTIONS
 from fate_registry.errors import Reason, RegistryError
 
 log = logging.getLogger(__name__)
+# What SQLite says when a write, or the shared-memory file of a WAL database, finds the disk full.
+SQLITE_DISK_ERRORS = frozenset({"database or disk is full", "disk I/O error"})
 
 
 def _as_registry_error(exc: Exception, method: str) -> RegistryError:
@@ -33,6 +36,10 @@ def _as_registry_error(exc: Exception, method: str) -> RegistryError:
         return exc
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return RegistryError(Reason.NO_SPACE, "no space left on the party's disk; nothing was changed")
+    if isinstance(exc, peewee.OperationalError) and str(exc) in SQLITE_DISK_ERRORS:
+        # SQLite keeps no errno: on a full disk it cannot even recreate the shared-memory file to read
+        log.error("database error in %s: %s", method, exc)
+        return RegistryError(Reason.NO_SPACE, f"the database cannot write to its disk ({exc}: no space left?)")
     error_id = uuid.uuid4().hex[:12]
     log.error("internal error %s in %s: %s: %s", error_id, method, exc.__class__.__name__, exc)
     return RegistryError(Reason.INTERNAL, f"internal error in {method} (error id {error_id}, see the server log)")

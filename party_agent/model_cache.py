@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from fate_registry import faultpoints
 from fate_registry.errors import Reason, RegistryError
 from fate_registry.files import fsync_dir
 from fate_registry.identity import parse_party_model_id, party_model_id, validate_name
@@ -121,11 +122,13 @@ class ModelCache:
             record,
         )
         self.store.add_pending(pending)
+        faultpoints.reached("agent.publish.journalled")
         target.parent.mkdir(parents=True, exist_ok=True)
         if target.exists():
             os.rename(target, trash)
         os.rename(staged, target)
         fsync_dir(target.parent)
+        faultpoints.reached("agent.publish.renamed")
         self.store.complete(pending.id, record)
         shutil.rmtree(trash, ignore_errors=True)
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from fate_registry import faultpoints
 from fate_registry.checksums import BackgroundSha256, crc32
 from fate_registry.config import PartyConf, ServiceConf
 from fate_registry.errors import Reason, RegistryError, Retcode
@@ -133,7 +134,8 @@ class PartyAgent:
             model_dir.mkdir()
             digest = BackgroundSha256() if header.sha256 else None
             limits = archive.ArchiveLimits(self.limits.max_archive_bytes, self.limits.max_archive_entries)
-            manifest = archive.unpack(prefetch(self._received(chunks, digest)), model_dir, limits)
+            received = faultpoints.midway(self._received(chunks, digest), "agent.import.receiving")
+            manifest = archive.unpack(prefetch(received), model_dir, limits)
             archive_sha256 = digest.hexdigest() if digest else ""
             if header.sha256 and header.sha256.lower() != archive_sha256:
                 raise RegistryError(
@@ -347,7 +349,7 @@ class PartyAgent:
                 "exists in the model store; use force_update to replace it.",
             )
         chunks = (piece.chunk for piece in self.export_archive(ref) if piece.chunk)
-        stored = store.put(key, chunks, force=force)
+        stored = store.put(key, faultpoints.midway(chunks, "agent.store.writing"), force=force)
         self.store.set_archive_sha256(ref, stored.sha256)
         return stored, f"{self.model_store_engine}:{key.party_model_id}/{key.model_version}"
 

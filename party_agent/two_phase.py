@@ -3,17 +3,20 @@
 A prepared version lives in ``.staging/prep-<operation>-<role>/model`` with ``prepared.json`` (its
 record) beside it, and optionally ``archive.zip`` to be moved to a destination at commit; nothing
 is visible until the commit publishes it through the journalled rename of :class:`ModelCache`.
-Commit and abort are idempotent; a prepared version survives an agent restart, so the coordinator
-alone decides its fate (DESIGN §5.1). An abort is remembered, so a prepare that arrives after it
-leaves nothing behind.
+Commit and abort are idempotent and run one at a time (the coordinator's maintenance loop may resend
+a decision while the first sending is still being carried out); a prepared version survives an
+agent restart, so the coordinator alone decides its fate (DESIGN §5.1). An abort is remembered, so
+a prepare that arrives after it leaves nothing behind.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import threading
 from pathlib import Path
 
+from fate_registry import faultpoints
 from fate_registry.errors import Reason, RegistryError
 from fate_registry.files import fsync_dir, fsync_tree
 from fate_registry.identity import validate_name
@@ -34,6 +37,7 @@ def _ref(record: PartyModelRecord) -> PartyModelRef:
 class TwoPhase:
     def __init__(self, cache: ModelCache) -> None:
         self.cache = cache
+        self._deciding = threading.Lock()
 
     def place(self, operation_id: str, role: str) -> Path:
         validate_name(operation_id, "operation id")
@@ -58,6 +62,7 @@ class TwoPhase:
         """Mark the built version prepared; the record's manifest is computed here from the files."""
         self.refuse_if_aborted(operation_id)  # the abort came while this prepare ran late
         fsync_tree(place / "model")
+        faultpoints.reached("agent.prepare.built")
         if archive_target is not None:
             (place / ARCHIVE_TARGET).write_text(str(archive_target), encoding="utf-8")
         (place / PREPARED_MARKER).write_text(record_to_json(record), encoding="utf-8")
@@ -65,6 +70,10 @@ class TwoPhase:
 
     def commit(self, operation_id: str) -> list[PartyModelRef]:
         """Publish every version this operation prepared here; one already published is skipped."""
+        with self._deciding:
+            return self._commit(operation_id)
+
+    def _commit(self, operation_id: str) -> list[PartyModelRef]:
         published = []
         for place in self._places(operation_id):
             record = self.prepared(place)
@@ -75,6 +84,7 @@ class TwoPhase:
             if (place / "model").exists():
                 with self.cache.locks.write(self.cache.lock_key(ref)):
                     self.cache.publish(place / "model", record, replace=False)
+                faultpoints.reached("agent.commit.published")
             target_file = place / ARCHIVE_TARGET
             if target_file.exists() and (place / ARCHIVE).exists():
                 target = Path(target_file.read_text(encoding="utf-8"))
@@ -86,6 +96,10 @@ class TwoPhase:
         return published
 
     def abort(self, operation_id: str) -> int:
+        with self._deciding:
+            return self._abort(operation_id)
+
+    def _abort(self, operation_id: str) -> int:
         (self.cache.root / STAGING / f"{ABORTED_PREFIX}{operation_id}").touch()
         places = self._places(operation_id)
         for place in places:

@@ -302,6 +302,18 @@ class Catalog:
             rows = list(op.select().where(op.status.in_(list(statuses)) & (op.plan_json != "")))
         return [(r.operation_id, r.status, json.loads(r.plan_json)) for r in rows]
 
+    def in_doubt(self, interrupted: Sequence[str] = ()) -> list[Operation]:
+        """Operations in doubt: their party's answer was lost. ``interrupted``: kinds of operation whose
+        relayed calls (no ticket) still "running" were cut by a stop of this coordinator; they join them."""
+        op = self._operation
+        with self.db.connection_context():
+            if interrupted:
+                op.update(status="in_doubt").where(
+                    (op.status == "running") & op.operation.in_(list(interrupted)) & (op.ticket == "")
+                ).execute()
+            rows = list(op.select().where(op.status == "in_doubt"))
+        return [_operation_entity(r) for r in rows]
+
     def set_results(self, operation_id: str, results: Sequence[PartyResult], retcode: int, retmsg: str) -> None:
         """Record the parties' results of an operation that is not finished yet."""
         op = self._operation

@@ -26,6 +26,7 @@ def serve(conf: config.ServiceConf, port_file: Path | None = None) -> None:
     multiparty = MultiParty(conf, catalog, agents, fanout)
     transfers = TransferDesk(catalog, agents, multiparty.learn)
     multiparty.recover(at_start=True)
+    multiparty.settle_in_doubt(at_start=True)
     servicer = RegistryServicer(catalog, agents, fanout, transfers, multiparty)  # type: ignore[abstract]
     address = conf.coordinator.address
     running = start_server(
@@ -42,7 +43,12 @@ def serve(conf: config.ServiceConf, port_file: Path | None = None) -> None:
     )
     log.info("coordinator listening on %s:%s with %d parties", address.host, running.port, len(conf.parties))
     maintenance = Maintenance(
-        [transfers.sweep, lambda: multiparty.recover(at_start=False)], conf.coordinator.maintenance_period
+        [
+            transfers.sweep,
+            lambda: multiparty.recover(at_start=False),
+            lambda: multiparty.settle_in_doubt(at_start=False),
+        ],
+        conf.coordinator.maintenance_period,
     )
     try:
         wait_for_signal(running, port_file, address.host)

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from fate_registry import faultpoints
 from fate_registry.agent.v1 import agent_pb2
 from fate_registry.config import ServiceConf
 from fate_registry.errors import Reason, RegistryError, Retcode, missing_keys
@@ -31,6 +32,7 @@ from registry_server.predict_dsl import derive_predict_dsl, validate_predict_dsl
 log = logging.getLogger(__name__)
 DEPLOY_ROLES = ("arbiter", "host", "guest")
 SERVING_ROLES = ("guest", "host")  # FATE-Flow loads on every party but the arbiter
+IN_DOUBT_AT_START = ("import", "restore")  # relayed, they write the catalog after the party's answer
 Roles = dict[str, list[str]]
 
 
@@ -127,6 +129,35 @@ class MultiParty:
             log.info(
                 "could not catalog %s %s of party %s: %s", ref.model_id, ref.model_version, ref.party_id, exc.message
             )
+
+    def settle_in_doubt(self, at_start: bool) -> None:
+        """Ask the party of every operation in doubt whether it holds the version, and catalog what it
+        says; at start, imports and restores this coordinator was relaying when it stopped are in doubt."""
+        for operation in self.catalog.in_doubt(IN_DOUBT_AT_START if at_start else ()):
+            if not operation.results:  # logged before operations named their party: nobody to ask
+                message = "interrupted by a stop of the coordinator"
+                self.catalog.finish_operation(operation.operation_id, "failed", [], Retcode.OPERATING_ERROR, message)
+                continue
+            party = operation.results[0]
+            ref = PartyModelRef(
+                role=party.role,
+                party_id=party.party_id,
+                model_id=operation.model_id,
+                model_version=operation.model_version,
+            )
+            try:
+                self.catalog.record(self.agents.party_info(ref))
+            except RegistryError as exc:
+                if exc.reason is not Reason.MODEL_NOT_FOUND:
+                    continue  # the party is still away: asked again next time
+                done = PartyResult(role=ref.role, party_id=ref.party_id, retcode=exc.fate_retcode, retmsg=exc.message)
+                message = f"the answer of party {ref.party_id} was lost; it does not hold the version"
+                self.catalog.finish_operation(operation.operation_id, "failed", [done], exc.fate_retcode, message)
+                continue
+            message = f"the answer of party {ref.party_id} was lost; it holds the version, now in the catalog"
+            done = PartyResult(role=ref.role, party_id=ref.party_id, retcode=0, retmsg=message)
+            self.catalog.finish_operation(operation.operation_id, "success", [done], Retcode.SUCCESS, message)
+            log.info("%s %s: %s", operation.operation, operation.operation_id, message)
 
     # -- FATE-Serving operations --------------------------------------------------------------------
 
@@ -345,6 +376,7 @@ class MultiParty:
             operation, caller, plan["model_id"], plan["model_version"], pending=pending
         )
         self.catalog.set_plan(operation_id, "preparing", plan)
+        faultpoints.reached("coordinator.two_phase.preparing")
 
         def call(role: str, party: str) -> Callable[[float], Any]:
             message = make(role, party)
@@ -402,6 +434,7 @@ class MultiParty:
 
     def _commit(self, operation_id: str, plan: dict[str, Any]) -> list[PartyResult]:
         self.catalog.set_plan(operation_id, "committing", plan)
+        faultpoints.reached("coordinator.two_phase.committing")
         answers = dict(zip(self._party_ids(plan), self._decide(operation_id, plan, "CommitOperation"), strict=True))
         if any(isinstance(a, RegistryError) for a in answers.values()):
             failed = ", ".join(p for p, a in answers.items() if isinstance(a, RegistryError))
@@ -411,6 +444,7 @@ class MultiParty:
                 f"every party prepared the deploy and it is committed, but {failed} did not confirm yet; "
                 "the coordinator resends the commit until it does",
             )
+        faultpoints.reached("coordinator.two_phase.committed")
         return self._finish_commit(operation_id, plan)
 
     def _finish_commit(self, operation_id: str, plan: Mapping[str, Any]) -> list[PartyResult]:

@@ -1,4 +1,8 @@
-"""Every operation is written to the catalog's operation log: who, what, per-party results, when."""
+"""Every operation is written to the catalog's operation log: who, what, per-party results, when.
+
+An operation on one party's version whose answer was lost (the party or the link went down) is
+"in_doubt": the party may have done it. The coordinator asks the party later (MultiParty.settle_in_doubt).
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,19 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from fate_registry.errors import RegistryError, Retcode
-from fate_registry.v1.common_pb2 import PartyResult
+from fate_registry.errors import Reason, RegistryError, Retcode
+from fate_registry.v1.common_pb2 import PartyModelRef, PartyResult
 from registry_server.catalog import Catalog
+
+# A failure after which the party may still have done what it was asked.
+ANSWER_LOST = frozenset({Reason.PARTY_UNAVAILABLE, Reason.DEADLINE_EXCEEDED})
+
+
+def failed_result(role: str, party_id: str, error: RegistryError) -> PartyResult:
+    """One party's result: the error it answered, or the failure to get its answer."""
+    return PartyResult(
+        role=role, party_id=party_id, retcode=error.fate_retcode, retmsg=error.message, reason=error.reason.name
+    )
 
 
 @dataclass
@@ -22,12 +36,22 @@ class OperationLog:
         self.catalog = catalog
 
     @contextlib.contextmanager
-    def track(self, operation: str, caller: str, model_id: str, model_version: str) -> Iterator[TrackedOperation]:
-        op = TrackedOperation(self.catalog.start_operation(operation, caller, model_id, model_version))
+    def track(
+        self, operation: str, caller: str, model_id: str, model_version: str, party: PartyModelRef | None = None
+    ) -> Iterator[TrackedOperation]:
+        """``party``: the one party whose version the operation changes; named in the log from the start."""
+        pending = (
+            [] if party is None else [PartyResult(role=party.role, party_id=party.party_id, retcode=Retcode.RUNNING)]
+        )
+        op = TrackedOperation(self.catalog.start_operation(operation, caller, model_id, model_version, pending=pending))
         try:
             yield op
         except RegistryError as exc:
-            self.catalog.finish_operation(op.operation_id, "failed", op.results, exc.fate_retcode, exc.message)
+            status, results = "failed", op.results
+            if party is not None and exc.reason in ANSWER_LOST:
+                status = "in_doubt"
+                results = [failed_result(party.role, party.party_id, exc)]
+            self.catalog.finish_operation(op.operation_id, status, results, exc.fate_retcode, exc.message)
             raise
         except GeneratorExit:  # the client stopped reading a stream
             self.catalog.finish_operation(

@@ -9,6 +9,7 @@ from typing import Any
 
 import grpc
 
+from fate_registry import faultpoints
 from fate_registry.agent.v1 import agent_pb2
 from fate_registry.errors import Reason, RegistryError, Retcode, missing_keys
 from fate_registry.grpc_server import archive_handlers
@@ -72,8 +73,9 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             yield first_raw
             yield from request_iterator
 
-        with self.oplog.track("import", context.peer(), ref.model_id, ref.model_version) as op:
+        with self.oplog.track("import", context.peer(), ref.model_id, ref.model_version, ref) as op:
             response = self.agents.import_raw(ref.party_id, relay(), op.operation_id)
+            faultpoints.reached("coordinator.import.answered")
             self.catalog.record_import(response.result)
             op.results.append(ok(ref))
         return registry_pb2.ImportModelResponse(result=response.result)
@@ -307,7 +309,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         self, request: registry_pb2.RestoreModelRequest, context: grpc.ServicerContext
     ) -> registry_pb2.RestoreModelResponse:
         ref = check_ref(request.model)
-        with self.oplog.track("restore", context.peer(), ref.model_id, ref.model_version) as op:
+        with self.oplog.track("restore", context.peer(), ref.model_id, ref.model_version, ref) as op:
             answer = self.agents.unary(
                 ref.party_id,
                 "RestoreModel",

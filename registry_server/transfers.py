@@ -23,6 +23,7 @@ from fate_registry.v1.common_pb2 import PartyModelRef, PartyResult
 from fate_registry.v1.registry_pb2 import Operation
 from registry_server.agents import AgentClients, party_error
 from registry_server.catalog import Catalog
+from registry_server.oplog import ANSWER_LOST, failed_result
 
 log = logging.getLogger(__name__)
 TICKET_TTL_SECONDS = 300
@@ -85,7 +86,14 @@ class TransferDesk:
                 agent_pb2.GetTransferOutcomeRequest(ticket=ticket), timeout=self.agents.conf.coordinator.call_timeout
             )
         except grpc.RpcError as exc:
-            raise party_error(exc, party.party_id) from None
+            error = party_error(exc, party.party_id)
+            if operation.operation == "import" and error.reason in ANSWER_LOST:
+                # the client's stream has ended: the party imported the version or not, it may tell later
+                lost = failed_result(party.role, party.party_id, error)
+                self.catalog.finish_operation(
+                    operation.operation_id, "in_doubt", [lost], error.fate_retcode, error.message
+                )
+            raise error from None
         op_id = operation.operation_id
         if outcome.state == TransferState.TRANSFER_STATE_DONE:
             if operation.operation == "import":

@@ -14,6 +14,9 @@ Usage in a test::
         cluster.kill("agent-10000")         # SIGKILL, reaped
         cluster.restart("agent-10000")      # on the port it had, so the coordinator's address stays valid
         cluster.restart("coordinator")      # same port, same agent addresses
+        cluster.restart("agent-10000", {"FATE_REGISTRY_FAULTPOINT": "agent.commit.published"})
+        cluster.wait_stopped("agent-10000") # it stopped itself at that fault point (fate_registry.faultpoints)
+        cluster.route("10000", "127.0.0.1:7000")  # the coordinator reaches the agent there (a proxy) from its restart
 
 Processes are named ``coordinator`` and ``agent-<party_id>``. Each writes its log to
 ``<root>/logs/<name>.log`` (appended across restarts). Every wait is bounded by a deadline, and
@@ -72,6 +75,7 @@ class _Process:
     conf_path: Path
     port_file: Path
     log_path: Path
+    env: Mapping[str, str] = field(default_factory=dict)  # added to this process's environment
     popen: subprocess.Popen[bytes] | None = None
     address: str = ""  # host:port it bound the first time; kept on restart
 
@@ -87,6 +91,7 @@ class Cluster:
     conf: dict[str, Any]
     ready_timeout: float = 60.0
     _processes: dict[str, _Process] = field(default_factory=dict, repr=False)
+    _routes: dict[str, str] = field(default_factory=dict, repr=False)  # party id -> address the coordinator uses
 
     # -- starting -----------------------------------------------------------------------------------
 
@@ -97,17 +102,20 @@ class Cluster:
         parties: Mapping[str, Mapping[str, Any]] = DEFAULT_PARTIES,
         coordinator_conf: Mapping[str, Any] | None = None,
         ready_timeout: float = 60.0,
+        extra_conf: Mapping[str, Any] | None = None,
     ) -> Cluster:
         """Write the conf, start every agent, wait until each serves, then start the coordinator.
 
         ``parties`` maps each party id to extra settings of its agent (e.g. ``{"servings": [...]}``);
-        ``coordinator_conf`` adds coordinator settings (e.g. ``{"call_timeout": 5, "deploy_timeout": 3}``).
+        ``coordinator_conf`` adds coordinator settings (e.g. ``{"call_timeout": 5, "deploy_timeout": 3}``);
+        ``extra_conf`` adds top-level settings (e.g. ``{"model_store_address": {...}}``).
         Every port is 0 (chosen by the system); the data lives under ``root/data``.
         """
         root.mkdir(parents=True, exist_ok=True)
         conf: dict[str, Any] = {
             "coordinator": {"address": "127.0.0.1:0", **(coordinator_conf or {})},
             "parties": {str(pid): {"address": "127.0.0.1:0", **settings} for pid, settings in parties.items()},
+            **(extra_conf or {}),
         }
         cluster = cls(root, conf, ready_timeout)
         try:
@@ -145,7 +153,13 @@ class Cluster:
         return self.root / "logs" / f"{name}.log"
 
     def _agent_overrides(self) -> list[str]:
-        return [f"--agent-address={pid}={self.agent_address(pid)}" for pid in self.parties]
+        return [f"--agent-address={pid}={self._routes.get(pid) or self.agent_address(pid)}" for pid in self.parties]
+
+    def route(self, party_id: str, address: str | None) -> None:
+        """From the coordinator's next (re)start, it reaches the party's agent at ``address`` (None: directly)."""
+        self._routes.pop(party_id, None)
+        if address:
+            self._routes[party_id] = address
 
     def _write_conf(self, name: str, address: str) -> Path:
         """The shared conf, with this process's own address pinned once it has one (for restarts)."""
@@ -160,7 +174,7 @@ class Cluster:
         path.write_text(yaml.safe_dump(document), encoding="utf-8")
         return path
 
-    def _spawn(self, name: str, args: list[str]) -> None:
+    def _spawn(self, name: str, args: list[str], env: Mapping[str, str] | None = None) -> None:
         previous = self._processes.get(name)
         address = previous.address if previous else ""
         process = _Process(
@@ -170,6 +184,7 @@ class Cluster:
             port_file=self.root / "run" / f"{name}.addr",
             log_path=self.log_path(name),
             address=address,
+            env=dict(env or {}),
         )
         process.port_file.parent.mkdir(parents=True, exist_ok=True)
         process.port_file.unlink(missing_ok=True)
@@ -187,7 +202,12 @@ class Cluster:
         ]
         with process.log_path.open("ab") as log:
             process.popen = subprocess.Popen(
-                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+                env={**os.environ, **process.env},
             )
         self._processes[name] = process
 
@@ -236,6 +256,18 @@ class Cluster:
         if sig == signal.SIGKILL:
             process.popen.wait(timeout=timeout)
 
+    def wait_stopped(self, name: str, timeout: float = 60.0) -> None:
+        """Wait until the process is stopped (SIGSTOP, e.g. by itself at a fault point); fail if it exits."""
+
+        def stopped() -> bool:
+            process = self._process(name)
+            if not process.alive():
+                raise RuntimeError(f"{name} exited instead of stopping: {_tail(process.log_path)}")
+            stat = Path(f"/proc/{self.pid(name)}/stat").read_text(encoding="ascii")
+            return stat.rpartition(")")[2].split()[0] == "T"
+
+        wait_until(stopped, timeout, f"{name} stopped")
+
     def pause(self, name: str) -> None:
         """SIGSTOP: the process holds its port but answers nothing until :meth:`resume`."""
         self.kill(name, signal.SIGSTOP)
@@ -260,8 +292,10 @@ class Cluster:
                 popen.kill()
                 popen.wait(timeout=timeout)
 
-    def restart(self, name: str) -> None:
+    def restart(self, name: str, env: Mapping[str, str] | None = None) -> None:
         """Stop the process if it runs, start it again on the same port, wait until it serves.
+
+        ``env`` is added to its environment for this run only (e.g. a fault point to stop at).
 
         An agent keeps its address (so the coordinator's stays valid); the coordinator keeps its
         address and is given the same agent addresses. It has recovered once it serves: the
@@ -270,7 +304,7 @@ class Cluster:
         process = self._process(name)
         self.stop(name)
         args = ["server", *self._agent_overrides()] if name == COORDINATOR else process.args
-        self._spawn(name, args)
+        self._spawn(name, args, env)
         self._wait_ready(name)
 
     def stop_all(self, timeout: float = STOP_GRACE_SECONDS) -> None:

@@ -21,25 +21,30 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from client.sdk import RegistryClient
 from fate_registry.testing.cluster import COORDINATOR, Cluster, agent_name, wait_until
-from fate_registry.v1.common_pb2 import PartyModelRef
 from tests.conftest import GeneratedModel, generate_model
+from tests.faults.state import (
+    CONNECTION_ERROR,
+    DEPLOY_TIMEOUT,
+    FEDERATED_ERROR,
+    PARTY_OF,
+    ROLES,
+    WAIT,
+    all_prepared,
+    assert_consistent,
+    assert_rolled_back_answer,
+    has_prepared,
+    import_everywhere,
+    operations,
+    prepared_dirs,
+)
 from tests.flow_cli import answer_of, flow, flow_in_background
 
-PARTY_OF = {"guest": "9999", "host": "10000", "arbiter": "10001"}
-ROLES = {role: [int(party)] for role, party in PARTY_OF.items()}
-DEPLOY_TIMEOUT = 3.0
-CALL_TIMEOUT = 5.0
-WAIT = 30.0  # bound of every wait for a state to appear
-CONNECTION_ERROR = 105  # a party that did not answer (unreachable or past its deadline)
-FEDERATED_ERROR = 104  # a party that prepared and was rolled back because another failed
 NOT_FOUND = "cannot find model"
 
 
@@ -47,23 +52,9 @@ NOT_FOUND = "cannot find model"
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    parties: dict[str, dict[str, Any]] = {party: {} for party in PARTY_OF.values()}
-    # maintenance every second: a decision a party did not confirm is resent within the test's time
-    timeouts = {"deploy_timeout": DEPLOY_TIMEOUT, "call_timeout": CALL_TIMEOUT, "maintenance_period": 1}
-    with Cluster.start(tmp_path / "cluster", parties, timeouts) as started:  # stopped by PID on exit
-        yield started
-
-
-@pytest.fixture
 def parent(cluster: Cluster, tmp_path: Path) -> GeneratedModel:
     """A trained HeteroLR model imported on every party: the parent every deploy starts from."""
-    model = generate_model(tmp_path / "model", roles=ROLES)
-    with RegistryClient(cluster.address) as client:
-        for (role, party), archive in model.archives.items():
-            target = PartyModelRef(role=role, party_id=party, model_id=model.model_id, model_version=model.version)
-            client.import_model(archive, target)
-    return model
+    return import_everywhere(cluster, generate_model(tmp_path / "model", roles=ROLES))
 
 
 # -- driving `flow` ---------------------------------------------------------------------------------
@@ -79,20 +70,7 @@ def deploy(cluster: Cluster, model: GeneratedModel) -> tuple[int, dict[str, Any]
 
 def deploy_operations(cluster: Cluster, model: GeneratedModel) -> list[dict[str, Any]]:
     """The deploys of ``model`` in the coordinator's operation log, newest first."""
-    code, answer = flow(
-        cluster,
-        "operation",
-        "list",
-        "--model-version",
-        model.version,
-        "--operation",
-        "deploy",
-        "--model-id",
-        model.model_id,
-    )
-    assert code == 0, answer
-    operations: list[dict[str, Any]] = answer["data"]
-    return operations
+    return operations(cluster, model, "deploy")
 
 
 def refresh_party(cluster: Cluster, model: GeneratedModel, role: str) -> None:
@@ -114,25 +92,9 @@ def versions(cluster: Cluster, model: GeneratedModel, role: str) -> set[str]:
     return {p.name for p in directory.iterdir()} if directory.is_dir() else set()
 
 
-def prepared_dirs(cluster: Cluster, party: str) -> list[str]:
-    return sorted(p.name for p in (cluster.model_cache(party) / ".staging").glob("prep-*"))
-
-
-def has_prepared(cluster: Cluster, role: str) -> Path | None:
-    """The prepared.json of a deploy this role's party has prepared, if any."""
-    party = PARTY_OF[role]
-    found = sorted((cluster.model_cache(party) / ".staging").glob(f"prep-*-{role}/prepared.json"))
-    return found[0] if found else None
-
-
-def all_prepared(cluster: Cluster, *roles: str) -> list[Path]:
-    """The prepared.json of each role, once every one of them has prepared (else empty)."""
-    found = [has_prepared(cluster, role) for role in roles]
-    return [p for p in found if p is not None] if all(found) else []
-
-
 def assert_no_child_anywhere(cluster: Cluster, model: GeneratedModel, child: str) -> None:
     """Every party holds the parent only, nothing staged for a deploy; the catalog does not know the child."""
+    assert_consistent(cluster, [model.model_id])  # files, manifests, rows and catalog agree
     for role, party in PARTY_OF.items():
         assert versions(cluster, model, role) == {model.version}, (role, party)
         assert prepared_dirs(cluster, party) == [], (role, party)
@@ -143,6 +105,7 @@ def assert_no_child_anywhere(cluster: Cluster, model: GeneratedModel, child: str
 def assert_deployed_everywhere(cluster: Cluster, model: GeneratedModel, answer: dict[str, Any]) -> str:
     assert answer["retcode"] == 0, answer
     child: str = answer["data"]["model_version"]
+    assert_consistent(cluster, [model.model_id])
     for role, party in PARTY_OF.items():
         assert answer["data"][role] == {party: 0}, answer
         assert versions(cluster, model, role) == {model.version, child}, (role, party)
@@ -150,21 +113,6 @@ def assert_deployed_everywhere(cluster: Cluster, model: GeneratedModel, answer: 
     code, info = flow(cluster, "model", "get-model-info", "--model-id", model.model_id, "--model-version", child)
     assert code == 0 and sorted(r["f_role"] for r in info["data"]) == sorted(PARTY_OF), info
     return child
-
-
-def assert_rolled_back_answer(answer: dict[str, Any], failed_role: str, reasons: set[str]) -> None:
-    """Overall 101; the failed party's own error; every other party rolled back."""
-    assert answer["retcode"] == 101 and answer["retmsg"] == "failed", answer
-    data, detail = answer["data"], answer["data"]["detail"]
-    for role, party in PARTY_OF.items():
-        if role == failed_role:
-            assert data[role] == {party: CONNECTION_ERROR}, answer
-            assert detail[role][party]["reason"] in reasons, answer
-            assert f"party {party}" in detail[role][party]["retmsg"], answer
-        else:
-            assert data[role] == {party: FEDERATED_ERROR}, answer
-            assert detail[role][party]["reason"] == "ABORTED", answer
-            assert "rolled back" in detail[role][party]["retmsg"], answer
 
 
 def assert_failed_in_log(operation: dict[str, Any], answer: dict[str, Any]) -> None:

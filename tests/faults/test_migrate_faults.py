@@ -17,31 +17,30 @@ succeeds: every party has exactly one migrated version and one archive.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from client.sdk import RegistryClient
-from fate_registry.identity import gen_model_id
 from fate_registry.testing.cluster import Cluster, agent_name, wait_until
-from fate_registry.v1.common_pb2 import PartyModelRef
 from tests.conftest import GeneratedModel, generate_model
+from tests.faults.state import (
+    MULTI_PARTY_FAILED,
+    NEW_MODEL_ID,
+    NEW_PARTY_OF,
+    PARTY_OF,
+    ROLES,
+    WAIT,
+    all_prepared,
+    assert_consistent,
+    assert_rolled_back_answer,
+    import_everywhere,
+    operations,
+    prepared_dirs,
+    write_migrate_conf,
+)
 from tests.flow_cli import answer_of, flow, flow_in_background
 
-PARTY_OF = {"guest": "9999", "host": "10000", "arbiter": "10001"}
-NEW_PARTY_OF = {"guest": "99", "host": "100", "arbiter": "101"}
-OLD_ROLES = {role: [int(party)] for role, party in PARTY_OF.items()}
-NEW_ROLES = {role: [int(party)] for role, party in NEW_PARTY_OF.items()}
-NEW_MODEL_ID = gen_model_id(NEW_ROLES)
-DEPLOY_TIMEOUT = 3.0  # each party's deadline for prepare, commit and abort
-CALL_TIMEOUT = 5.0
-WAIT = 30.0  # bound of every wait for a state to appear
-MULTI_PARTY_FAILED = 101
-CONNECTION_ERROR = 105  # a party that did not answer (unreachable or past its deadline)
-FEDERATED_ERROR = 104  # a party that prepared and was rolled back because another failed
 DEAD_REASONS = {"PARTY_UNAVAILABLE", "DEADLINE_EXCEEDED"}
 
 
@@ -49,40 +48,15 @@ DEAD_REASONS = {"PARTY_UNAVAILABLE", "DEADLINE_EXCEEDED"}
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[Cluster]:
-    parties: dict[str, dict[str, Any]] = {party: {} for party in PARTY_OF.values()}
-    # maintenance every second: an abort a party did not confirm is resent within the test's time
-    timeouts = {"deploy_timeout": DEPLOY_TIMEOUT, "call_timeout": CALL_TIMEOUT, "maintenance_period": 1}
-    with Cluster.start(tmp_path / "cluster", parties, timeouts) as started:  # stopped by PID on exit
-        yield started
-
-
-@pytest.fixture
 def source(cluster: Cluster, tmp_path: Path) -> GeneratedModel:
     """A HeteroSecureBoost + DataTransform + FeatureBinning model imported on every party."""
-    model = generate_model(tmp_path / "model", roles=OLD_ROLES, algorithm="hetero_secureboost")
-    with RegistryClient(cluster.address) as client:
-        for (role, party), archive in model.archives.items():
-            target = PartyModelRef(role=role, party_id=party, model_id=model.model_id, model_version=model.version)
-            client.import_model(archive, target)
-    return model
+    return import_everywhere(cluster, generate_model(tmp_path / "model", roles=ROLES, algorithm="hetero_secureboost"))
 
 
 @pytest.fixture
 def migrate_conf(source: GeneratedModel, tmp_path: Path) -> Path:
     """FATE's migrate conf: every old party executes, guest 99 initiates the new federation."""
-    body = {
-        "job_parameters": {"federated_mode": "MULTIPLE"},
-        "role": OLD_ROLES,
-        "execute_party": OLD_ROLES,
-        "migrate_initiator": {"role": "guest", "party_id": int(NEW_PARTY_OF["guest"])},
-        "migrate_role": NEW_ROLES,
-        "model_id": source.model_id,
-        "model_version": source.version,
-    }
-    path = tmp_path / "migrate.json"
-    path.write_text(json.dumps(body), encoding="utf-8")
-    return path
+    return write_migrate_conf(source, tmp_path / "migrate.json")
 
 
 # -- driving `flow` ---------------------------------------------------------------------------------
@@ -94,11 +68,7 @@ def migrate(cluster: Cluster, conf: Path) -> tuple[int, dict[str, Any]]:
 
 def migrate_operations(cluster: Cluster, model: GeneratedModel) -> list[dict[str, Any]]:
     """The migrates of ``model`` in the coordinator's operation log, newest first."""
-    args = ["--model-id", model.model_id, "--model-version", model.version, "--operation", "migrate"]
-    code, answer = flow(cluster, "operation", "list", *args)
-    assert code == 0, answer
-    operations: list[dict[str, Any]] = answer["data"]
-    return operations
+    return operations(cluster, model, "migrate")
 
 
 # -- every party's state ----------------------------------------------------------------------------
@@ -124,22 +94,6 @@ def archives(cluster: Cluster, party: str) -> list[str]:
     return sorted(p.name for p in directory.iterdir()) if directory.exists() else []
 
 
-def prepared_dirs(cluster: Cluster, party: str) -> list[str]:
-    return sorted(p.name for p in (cluster.model_cache(party) / ".staging").glob("prep-*"))
-
-
-def has_prepared(cluster: Cluster, role: str) -> Path | None:
-    """The prepared.json of an operation this role's party has prepared, if any."""
-    found = sorted((cluster.model_cache(PARTY_OF[role]) / ".staging").glob(f"prep-*-{role}/prepared.json"))
-    return found[0] if found else None
-
-
-def all_prepared(cluster: Cluster, *roles: str) -> list[Path]:
-    """The prepared.json of each role, once every one of them has prepared (else empty)."""
-    found = [has_prepared(cluster, role) for role in roles]
-    return [p for p in found if p is not None] if all(found) else []
-
-
 def source_versions(cluster: Cluster, model: GeneratedModel, role: str) -> set[str]:
     directory = cluster.model_cache(PARTY_OF[role]) / f"{role}#{PARTY_OF[role]}#{model.model_id}"
     return {p.name for p in directory.iterdir()} if directory.is_dir() else set()
@@ -148,6 +102,7 @@ def source_versions(cluster: Cluster, model: GeneratedModel, role: str) -> set[s
 def assert_nothing_migrated(cluster: Cluster, model: GeneratedModel, staged_allowed: frozenset[str]) -> None:
     """No party has a migrated version or archive; the source is untouched; nothing is staged except
     on the parties in ``staged_allowed`` (a dead party's disk can only be cleaned once it is back)."""
+    assert_consistent(cluster, [model.model_id], prepared_allowed=staged_allowed)
     for role, party in PARTY_OF.items():
         assert not migrated_dir_exists(cluster, role), (role, party, migrated_versions(cluster, role))
         assert archives(cluster, party) == [], (role, party)
@@ -156,22 +111,10 @@ def assert_nothing_migrated(cluster: Cluster, model: GeneratedModel, staged_allo
             assert prepared_dirs(cluster, party) == [], (role, party)
 
 
-def assert_rolled_back_answer(answer: dict[str, Any], failed_role: str) -> None:
-    """Overall 101; the dead party's connection error; every other party rolled back; no archive."""
-    assert answer["retcode"] == MULTI_PARTY_FAILED and answer["retmsg"] == "failed", answer
-    data = answer["data"]
-    detail = data["detail"]
-    assert "archives" not in data, answer
-    assert data["model_id"] == NEW_MODEL_ID, answer
-    for role, party in PARTY_OF.items():
-        if role == failed_role:
-            assert data[role] == {party: CONNECTION_ERROR}, answer
-            assert detail[role][party]["reason"] in DEAD_REASONS, answer
-            assert f"party {party}" in detail[role][party]["retmsg"], answer
-        else:
-            assert data[role] == {party: FEDERATED_ERROR}, answer
-            assert detail[role][party]["reason"] == "ABORTED", answer
-            assert "rolled back" in detail[role][party]["retmsg"], answer
+def assert_migrate_rolled_back(answer: dict[str, Any], failed_role: str) -> None:
+    """Rolled back everywhere (the dead party's connection error, every other party aborted); no archive."""
+    assert_rolled_back_answer(answer, failed_role, DEAD_REASONS)
+    assert "archives" not in answer["data"] and answer["data"]["model_id"] == NEW_MODEL_ID, answer
 
 
 def assert_logged(operation: dict[str, Any], answer: dict[str, Any], status: str) -> None:
@@ -188,6 +131,7 @@ def assert_logged(operation: dict[str, Any], answer: dict[str, Any], status: str
 
 def assert_migrated_everywhere(cluster: Cluster, answer: dict[str, Any]) -> None:
     """Every party has exactly one migrated version and exactly one archive, where the answer says."""
+    assert_consistent(cluster, [])  # a migrated slice is on its party, in its rows, not in this catalog
     assert answer["retcode"] == 0, answer
     data = answer["data"]
     version = data["model_version"]
@@ -228,7 +172,7 @@ def test_agent_killed_migrate_leaves_no_migrated_version_then_succeeds_after_res
             code, answer = answer_of(running)
 
     assert code != 0
-    assert_rolled_back_answer(answer, victim)
+    assert_migrate_rolled_back(answer, victim)
     failed_version = answer["data"]["model_version"]
     assert failed_version
     # every live party confirmed the abort: nothing staged there; the dead party never prepared
