@@ -33,10 +33,12 @@ ALIASES = {
 SKLEARN_FILENAME = "sklearn.joblib"
 PYTORCH_FILENAME = "pytorch.pth"
 LGB_FILENAME = "lgb.txt"
+TF_DIRECTORY = "tensorflow_saved_model"
 # Ours, beside FATE's state-dict container: the network itself, as a torch.export program.
 PYTORCH_MODULE_FILENAME = "pytorch_module.pt2"
 
-_DEFAULTS = {"homolr": SKLEARN, "homonn": PYTORCH, "homosecureboost": LIGHTGBM}
+#: FATE's default framework of each homo module (lower-cased).
+DEFAULT_BY_MODULE = {"homolr": SKLEARN, "homonn": PYTORCH, "homosecureboost": LIGHTGBM}
 # Which modules each framework converts (compared case-insensitively, as FATE does).
 TARGETS = {SKLEARN: frozenset({"homolr"}), PYTORCH: frozenset({"homonn"}), LIGHTGBM: frozenset({"homosecureboost"})}
 
@@ -67,7 +69,7 @@ def canonical(framework_name: str) -> str:
 def target_for(module_name: str, requested: str) -> str:
     """The framework a component of ``module_name`` converts to, or "" when it is not convertible."""
     module = module_name.lower()
-    framework = requested or _DEFAULTS.get(module, "")
+    framework = requested or DEFAULT_BY_MODULE.get(module, "")
     return framework if module in TARGETS.get(framework, frozenset()) else ""
 
 

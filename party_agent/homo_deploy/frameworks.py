@@ -15,9 +15,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from party_agent.homo_convert.frameworks import (
+    ALIASES,
+    DEFAULT_BY_MODULE,
+    LGB_FILENAME,
+    LIGHTGBM,
+    PYTORCH,
+    PYTORCH_FILENAME,
+    SKLEARN,
+    SKLEARN_FILENAME,
+    TF_DIRECTORY,
+    TF_KERAS,
+)
 from party_agent.homo_deploy.params import invalid
-
-HOMO_MODULES = {"homolr": "sklearn", "homonn": "pytorch", "homosecureboost": "lightgbm"}
 
 
 @dataclass(frozen=True)
@@ -30,25 +40,15 @@ class Framework:
 
 
 FRAMEWORKS = {
-    "sklearn": Framework("sklearn", "sklearn.joblib", "model.joblib", "sklearn"),
-    "pytorch": Framework("pytorch", "pytorch.pth", "model.pth", "pytorch"),
-    "tf_keras": Framework("tf_keras", "tensorflow_saved_model", "1", "tensorflow", directory=True),
-    "lightgbm": Framework("lightgbm", "lgb.txt", "model.bst", "lightgbm"),
-}
-ALIASES = {
-    "sklearn": "sklearn",
-    "scikit-learn": "sklearn",
-    "pytorch": "pytorch",
-    "torch": "pytorch",
-    "tf_keras": "tf_keras",
-    "tf": "tf_keras",
-    "tensorflow": "tf_keras",
-    "lightgbm": "lightgbm",
+    SKLEARN: Framework(SKLEARN, SKLEARN_FILENAME, "model.joblib", "sklearn"),
+    PYTORCH: Framework(PYTORCH, PYTORCH_FILENAME, "model.pth", "pytorch"),
+    TF_KERAS: Framework(TF_KERAS, TF_DIRECTORY, "1", "tensorflow", directory=True),
+    LIGHTGBM: Framework(LIGHTGBM, LGB_FILENAME, "model.bst", "lightgbm"),
 }
 
 
 def is_homo(module: str) -> bool:
-    return module.lower() in HOMO_MODULES
+    return module.lower() in DEFAULT_BY_MODULE
 
 
 def framework_for(module: str, framework_name: str) -> Framework:
@@ -59,4 +59,4 @@ def framework_for(module: str, framework_name: str) -> Framework:
                 f"framework_name {framework_name!r} is not supported: use one of {', '.join(sorted(ALIASES))}"
             )
         return FRAMEWORKS[ALIASES[framework_name.lower()]]
-    return FRAMEWORKS[HOMO_MODULES[module.lower()]]
+    return FRAMEWORKS[DEFAULT_BY_MODULE[module.lower()]]

@@ -13,7 +13,8 @@ import pytest
 
 from fate_registry.errors import RegistryError
 from fate_registry.testing.kube_api import inference_service_validator
-from party_agent.homo_deploy.frameworks import ALIASES, FRAMEWORKS, framework_for
+from party_agent.homo_convert.frameworks import ALIASES
+from party_agent.homo_deploy.frameworks import FRAMEWORKS, framework_for
 from party_agent.homo_deploy.inference_service import ServiceSpec, inference_service
 from party_agent.homo_deploy.params import DeploymentParameters, Flavour
 
