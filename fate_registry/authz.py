@@ -45,7 +45,7 @@ def peer_names(context: grpc.ServicerContext) -> frozenset[str]:
     return frozenset(_text(value) for key in PEER_NAME_KEYS for value in auth.get(key, ()))
 
 
-def _text(value: bytes | str) -> str:
+def _text(value: object) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 

@@ -123,6 +123,11 @@ def _code_number(code: grpc.StatusCode) -> int:
     return number
 
 
+CLOSED_WHILE_CONNECTING = (
+    "a server that requires TLS, or a client certificate signed by a CA it trusts, closes the connection this way"
+)
+
+
 def tls_refusal(details: str, tls: bool) -> str:
     """What TLS did, when a transport failure's ``details`` show the handshake refused; else ``""``.
 
@@ -133,12 +138,16 @@ def tls_refusal(details: str, tls: bool) -> str:
     lowered = details.lower()
     if "handshake failed" in lowered:
         return "the TLS handshake failed: the peer's certificate is not signed by the trusted CA or does not name it"
-    if tls and "failed to connect" in lowered and "socket closed" in lowered:
+    if tls and _closed_while_connecting(lowered):
         return (
             "the server closed the connection during the TLS handshake: it requires a client certificate "
             "signed by a CA it trusts (or it does not speak TLS)"
         )
     return ""
+
+
+def _closed_while_connecting(lowered: str) -> bool:
+    return "failed to connect" in lowered and "socket closed" in lowered
 
 
 def from_rpc_error(error: grpc.RpcError, context: str = "", tls: bool = False) -> RegistryError:
@@ -163,6 +172,8 @@ def from_rpc_error(error: grpc.RpcError, context: str = "", tls: bool = False) -
     refusal = tls_refusal(details, tls) if code == grpc.StatusCode.UNAVAILABLE else ""
     if refusal:
         reason, details = Reason.UNAUTHENTICATED, f"{refusal} ({details})"
+    elif code == grpc.StatusCode.UNAVAILABLE and _closed_while_connecting(details.lower()):
+        details = f"{details} ({CLOSED_WHILE_CONNECTING})"  # it may be TLS: this side cannot tell
     message = f"{context}: {details}" if context else details
     return RegistryError(reason, message)
 

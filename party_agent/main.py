@@ -40,7 +40,7 @@ def serve(conf: config.ServiceConf, party_id: str, port_file: Path | None = None
     agent = PartyAgent(conf, party)
     servicer = AgentServicer(agent)  # type: ignore[abstract]  # the rest answer UNIMPLEMENTED
     fate_service = FateModelService(agent)  # type: ignore[abstract]  # FATE-Serving's other methods too
-    transfer = TransferServer(party.transfer_address.host, party.transfer_address.port, agent.transfer_body)
+    transfer = TransferServer(party.transfer_address.host, party.transfer_address.port, agent.transfer_body, party.tls)
     agent.transfer_host, agent.transfer_port = party.transfer_address.host, transfer.server_address[1]
     transfer.start()
 
