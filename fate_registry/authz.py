@@ -26,7 +26,7 @@ from google.protobuf.message import DecodeError, Message
 
 from fate_registry.channels import TICKET_KEY
 from fate_registry.errors import Reason, RegistryError
-from fate_registry.grpc_server import Behavior, Interceptor, wrap_handler
+from fate_registry.grpc_server import Behavior, HandlerInterceptor, wrap_handler
 from fate_registry.v1.common_pb2 import ImportModelHeader, PartyModelRef
 
 if TYPE_CHECKING:
@@ -81,7 +81,7 @@ def _checked(
     return unary, stream
 
 
-class CallerAllowList(Interceptor):
+class CallerAllowList(HandlerInterceptor):
     """Admits a call only from a caller whose certificate names one of ``allow``."""
 
     def __init__(
@@ -94,13 +94,8 @@ class CallerAllowList(Interceptor):
         self.open_services = frozenset(open_services)
         self.ticketed_methods = frozenset(ticketed_methods)
 
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Handler | None],
-        details: grpc.HandlerCallDetails,
-    ) -> Handler | None:
-        handler = continuation(details)
-        if handler is None or _service(details.method) in self.open_services:
+    def rewrite(self, handler: Handler, details: grpc.HandlerCallDetails) -> Handler:
+        if _service(details.method) in self.open_services:
             return handler
         method = details.method
         ticketed = method in self.ticketed_methods and any(key == TICKET_KEY for key, _ in details.invocation_metadata)
@@ -133,7 +128,7 @@ def named_parties(request: Message) -> set[str]:
     return found
 
 
-class PartyGuard(Interceptor):
+class PartyGuard(HandlerInterceptor):
     """Refuses every request of ``services`` that names a party id other than ``party_id``.
 
     ``raw_decoders`` parse the first message of the methods whose handlers take serialized bytes
@@ -170,13 +165,8 @@ class PartyGuard(Interceptor):
         yield first
         yield from messages
 
-    def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Handler | None],
-        details: grpc.HandlerCallDetails,
-    ) -> Handler | None:
-        handler = continuation(details)
-        if handler is None or _service(details.method) not in self.services:
+    def rewrite(self, handler: Handler, details: grpc.HandlerCallDetails) -> Handler:
+        if _service(details.method) not in self.services:
             return handler
         decode = self.raw_decoders.get(details.method)
         if handler.request_streaming:

@@ -75,8 +75,8 @@ def wrap_handler(
     )
 
 
-class ErrorInterceptor(Interceptor):
-    """Maps exceptions raised by handlers (also mid-stream) to rich gRPC statuses."""
+class HandlerInterceptor(Interceptor):
+    """An interceptor that rewrites the handler of each call it has one for (:meth:`rewrite`)."""
 
     def intercept_service(
         self,
@@ -84,8 +84,16 @@ class ErrorInterceptor(Interceptor):
         details: grpc.HandlerCallDetails,
     ) -> Handler | None:
         handler = continuation(details)
-        if handler is None:
-            return None
+        return None if handler is None else self.rewrite(handler, details)
+
+    def rewrite(self, handler: Handler, details: grpc.HandlerCallDetails) -> Handler:
+        raise NotImplementedError
+
+
+class ErrorInterceptor(HandlerInterceptor):
+    """Maps exceptions raised by handlers (also mid-stream) to rich gRPC statuses."""
+
+    def rewrite(self, handler: Handler, details: grpc.HandlerCallDetails) -> Handler:
         method = details.method.rsplit("/", 1)[-1]
 
         def wrap_unary(behavior: Behavior) -> Behavior:

@@ -27,6 +27,7 @@ from fate_registry.testing.certs import Authority, CertFiles, FederationCerts, m
 from fate_registry.testing.cluster import Cluster
 from fate_registry.testing.federation import fate_registry_command
 from fate_registry.testing.processes import wait_for_port_file
+from fate_registry.testing.serving import PullError, pull_model
 from fate_registry.testing.serving_process import ServingTestServer
 from fate_registry.v1 import registry_pb2 as pb
 from fate_registry.v1.common_pb2 import ImportModelHeader, PartyModelRef
@@ -163,7 +164,13 @@ def test_import_export_deploy_load_over_mutual_tls_on_every_hop(
     code, loaded = flow(cluster, "model", "load", "-c", write_conf(tmp_path, "load.json", load), env=alice)
     assert code == 0 and loaded["data"]["guest"] == {"9999": 0} and loaded["data"]["host"] == {"10000": 0}, loaded
     # FATE-Serving was called over TLS and (its load answered 0) pulled the model from the agent over HTTPS
-    assert servings["9999"].records("publishLoad")[-1]["request"]["filePath"].startswith("https://")
+    url = servings["9999"].records("publishLoad")[-1]["request"]["filePath"]
+    assert url.startswith("https://")
+    namespace = f"guest#9999#{model.model_id}"
+    assert pull_model(url, child, namespace, 10, pki.certs.clients["serving"].tls(pki.ca))  # a holder of a CA cert
+    for refused in (pki.client(None), pki.client(pki.rogue_alice)):  # no client certificate, another CA's
+        with pytest.raises(PullError):
+            pull_model(url, child, namespace, 10, refused)
 
 
 # -- who is refused at the coordinator ------------------------------------------------------------------
