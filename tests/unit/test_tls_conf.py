@@ -42,7 +42,7 @@ def test_an_agent_admits_the_coordinator_by_default_and_the_conf_can_name_anothe
         (
             "coordinator: {tls: {cert: c.pem, key: c.key, require_client_cert: true}}",
             "coordinator.tls.ca",
-            "needs a ca",
+            "needs the ca",
         ),
         (
             "coordinator: {tls: {cert: c.pem, key: c.key, ca: ca.pem, require_client_cert: true}}",
