@@ -17,6 +17,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote
 
+from fate_registry.channels import read_pem
 from fate_registry.config import PLAINTEXT, TlsConf
 from fate_registry.errors import Reason, RegistryError
 from fate_registry.identity import parse_party_model_id
@@ -96,10 +97,11 @@ class TransferServer(ThreadingHTTPServer):
         super().__init__((host, port), _Handler)
         self.source = source
         if tls.cert and tls.key:
+            read_pem(tls.cert, "cert"), read_pem(tls.key, "key")  # a missing file is named, as for gRPC
             context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             context.load_cert_chain(tls.cert, tls.key)
             if tls.require_client_cert and tls.ca:
-                context.load_verify_locations(tls.ca)
+                context.load_verify_locations(cadata=read_pem(tls.ca, "ca").decode("ascii", "replace"))
                 context.verify_mode = ssl.CERT_REQUIRED
             # The handshake runs in the request's own thread (finish_request), never in the accept loop.
             self.socket = context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
