@@ -4,7 +4,7 @@
 # Names: CN=coordinator, CN=party-<id> (also a SAN DNS entry), CN=<client>; all valid for localhost/127.0.0.1/::1.
 # For tests and demos only: the CA key is written next to the certificates.
 set -euo pipefail
-cd "$(dirname "$0")/.."
-PY=.venv/bin/python
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+PY="$repo/.venv/bin/python"
 [ -x "$PY" ] || PY=python3
-exec "$PY" -m fate_registry.testing.certs "$@"
+PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" exec "$PY" -m fate_registry.testing.certs "$@"
