@@ -17,12 +17,16 @@ from typing import Any
 import grpc
 import pytest
 import yaml
+from grpc_health.v1.health_pb2 import HealthCheckRequest, HealthCheckResponse
+from grpc_health.v1.health_pb2_grpc import HealthStub
 
 from client.sdk import RegistryClient
 from fate_registry.agent.v1 import agent_pb2, agent_pb2_grpc
-from fate_registry.channels import open_channel
+from fate_registry.channels import TICKET_KEY, open_channel
 from fate_registry.config import TlsConf
 from fate_registry.errors import Reason, RegistryError, Retcode, from_rpc_error
+from fate_registry.fate import model_service_pb2 as ms
+from fate_registry.fate.model_service_pb2_grpc import ModelServiceStub
 from fate_registry.testing.certs import Authority, CertFiles, FederationCerts, make_federation_certs
 from fate_registry.testing.cluster import Cluster
 from fate_registry.testing.federation import fate_registry_command
@@ -225,6 +229,28 @@ def test_an_agent_takes_calls_only_from_the_coordinator(cluster: Cluster, pki: P
         with pytest.raises(RegistryError) as info:
             _agent_call(cluster.agent_address("9999"), tls, request)
         assert info.value.reason is Reason.UNAUTHENTICATED and "TLS handshake" in info.value.message
+
+
+def test_a_ticket_admits_a_client_only_for_the_transfer_it_names(
+    cluster: Cluster, pki: Pki, model: GeneratedModel
+) -> None:
+    """Any certificate of the CA reaches the archive methods with a ticket; the ticket book then decides."""
+    with open_channel(cluster.agent_address("9999"), pki.client(pki.certs.clients["alice"])) as channel:
+        stub = agent_pb2_grpc.PartyAgentServiceStub(channel)
+        request = agent_pb2.ExportModelRequest(model=_ref(model))
+        with pytest.raises(grpc.RpcError) as rpc:
+            list(stub.ExportModel(request, metadata=((TICKET_KEY, "forged"),), timeout=10))
+    assert rpc.value.code() is grpc.StatusCode.PERMISSION_DENIED
+    assert rpc.value.details() == "the transfer ticket is unknown or expired"
+
+
+def test_fate_model_service_and_health_stay_open_to_any_certificate_of_the_ca(
+    cluster: Cluster, pki: Pki, model: GeneratedModel
+) -> None:
+    with open_channel(cluster.agent_address("9999"), pki.client(pki.certs.clients["serving"])) as channel:
+        answer = ModelServiceStub(channel).queryModel(ms.QueryModelRequest(queryType=0), timeout=10)
+        health = HealthStub(channel).Check(HealthCheckRequest(), timeout=10)
+    assert answer.retcode == 0 and health.status == HealthCheckResponse.SERVING
 
 
 def test_an_agent_acts_only_for_its_own_party(cluster: Cluster, pki: Pki, model: GeneratedModel) -> None:
