@@ -35,7 +35,7 @@ Handler = Callable[[argparse.Namespace], Answer]
 
 def _connect(args: argparse.Namespace) -> RegistryClient:
     chosen = settings.resolve(args.address)
-    return RegistryClient(chosen.address, timeout=chosen.timeout, transfer=chosen.transfer)
+    return RegistryClient(chosen.address, timeout=chosen.timeout, transfer=chosen.transfer, tls=chosen.tls)
 
 
 @contextlib.contextmanager

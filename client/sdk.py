@@ -21,10 +21,10 @@ import grpc
 from grpc_health.v1.health_pb2 import HealthCheckRequest
 from grpc_health.v1.health_pb2_grpc import HealthStub
 
-from fate_registry.channels import CHANNEL_OPTIONS, TICKET_KEY
+from fate_registry.channels import CHANNEL_OPTIONS, TICKET_KEY, open_channel
 from fate_registry.checksums import crc32
 from fate_registry.chunks import chunk_payload, encode_chunk
-from fate_registry.config import LimitsConf
+from fate_registry.config import PLAINTEXT, LimitsConf, TlsConf
 from fate_registry.errors import Reason, RegistryError, from_rpc_error
 from fate_registry.files import WriteBehind, fsync_dir
 from fate_registry.identity import party_model_id, validate_name
@@ -75,7 +75,8 @@ class RegistryClient:
 
     ``timeout`` is the deadline of each unary call, in seconds. Archive transfers have no deadline by
     default (a large model may take long); pass ``timeout`` to :meth:`import_model` or
-    :meth:`export_model` to bound them.
+    :meth:`export_model` to bound them. ``tls`` (its ``ca``, and ``cert``/``key`` for mutual TLS) secures the
+    channel to the coordinator and those to agents for one-hop transfers; plain text by default.
     """
 
     def __init__(
@@ -84,12 +85,14 @@ class RegistryClient:
         timeout: float = 60.0,
         channel_options: Sequence[tuple[str, int]] = CHANNEL_OPTIONS,
         transfer: TransferMode = "auto",
+        tls: TlsConf = PLAINTEXT,
     ) -> None:
         self.address = address
         self.timeout = timeout
         self.transfer = transfer
+        self.tls = tls
         self._options = list(channel_options)
-        self._channel = grpc.insecure_channel(address, options=self._options)
+        self._channel = open_channel(address, tls, self._options)
         self._stub = RegistryServiceStub(self._channel)
         self._agent_channels: dict[str, grpc.Channel] = {}
 
@@ -118,7 +121,7 @@ class RegistryClient:
             context = f"{server} at {address} did not answer in time"
         else:
             context = f"{server} at {address} failed"
-        return from_rpc_error(exc, context)
+        return from_rpc_error(exc, context, tls=self.tls.enabled)
 
     # One-hop transfers -----------------------------------------------------------------------------
 
@@ -138,7 +141,7 @@ class RegistryClient:
             raise
         channel = self._agent_channels.get(granted.agent_address)
         if channel is None:
-            channel = grpc.insecure_channel(granted.agent_address, options=self._options)
+            channel = open_channel(granted.agent_address, self.tls, self._options)
             self._agent_channels[granted.agent_address] = channel
         route = _Route(channel, granted.agent_address, granted.ticket)
         if self.transfer == "auto":

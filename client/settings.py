@@ -7,6 +7,10 @@ last the coordinator address of the service conf (``$FATE_REGISTRY_CONF``,
 
 ``flow init`` saves either ``{"ip", "port"}`` or, like FATE's ``flow init -c``,
 ``{"server_conf_path"}`` naming a service conf whose coordinator address is used.
+
+TLS: ``$FATE_REGISTRY_TLS_CA`` (the CA that signed the coordinator's certificate) turns it on;
+``$FATE_REGISTRY_TLS_CERT`` and ``$FATE_REGISTRY_TLS_KEY`` (the client's own certificate and key)
+add mutual TLS. Without them the CLI talks plain text, the embedded default on loopback.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from fate_registry.errors import Reason, RegistryError, Retcode
 ADDRESS_ENV = "FATE_REGISTRY_ADDRESS"
 TRANSFER_ENV = "FATE_REGISTRY_TRANSFER"
 CLIENT_CONF_ENV = "FATE_REGISTRY_CLIENT_CONF"
+TLS_CA_ENV, TLS_CERT_ENV, TLS_KEY_ENV = "FATE_REGISTRY_TLS_CA", "FATE_REGISTRY_TLS_CERT", "FATE_REGISTRY_TLS_KEY"
 DEFAULT_CLIENT_CONF = Path("~/.config/fate-registry/flow.json")
 
 
@@ -38,6 +43,8 @@ class ClientSettings:
     # How archive bytes travel ($FATE_REGISTRY_TRANSFER): straight to the party's agent when it can be
     # reached (auto, the default), always straight (direct), or through the coordinator (relay).
     transfer: TransferMode = "auto"
+    # The client side of TLS ($FATE_REGISTRY_TLS_CA, _CERT, _KEY); plain text when none is set.
+    tls: config.TlsConf = config.PLAINTEXT
 
 
 def _settings_error(message: str) -> RegistryError:
@@ -92,7 +99,15 @@ def resolve(address: str | None = None, env: Mapping[str, str] = os.environ) -> 
     transfer = env.get(TRANSFER_ENV, "auto")
     if transfer not in get_args(TransferMode):
         raise _settings_error(f"${TRANSFER_ENV} must be auto, direct or relay, not {transfer!r}")
-    return ClientSettings(address=chosen, transfer=transfer)  # type: ignore[arg-type]
+    return ClientSettings(address=chosen, transfer=transfer, tls=client_tls(env))  # type: ignore[arg-type]
+
+
+def client_tls(env: Mapping[str, str] = os.environ) -> config.TlsConf:
+    """The client's TLS settings from the environment; a certificate needs its key."""
+    ca, cert, key = (Path(env[name]) if env.get(name) else None for name in (TLS_CA_ENV, TLS_CERT_ENV, TLS_KEY_ENV))
+    if (cert is None) != (key is None):
+        raise _settings_error(f"${TLS_CERT_ENV} and ${TLS_KEY_ENV} go together: set both or neither")
+    return config.TlsConf(cert=cert, key=key, ca=ca)
 
 
 def save(saved: Mapping[str, Any], env: Mapping[str, str] = os.environ) -> Path:

@@ -1,6 +1,15 @@
-"""What every gRPC channel and call of the registry shares: message limits and metadata keys."""
+"""What every gRPC channel and call of the registry shares: message limits, metadata keys, and the
+one function that opens a channel, in plain text or TLS as the program's ``tls`` conf says."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import grpc
+
+from fate_registry.config import PLAINTEXT, TlsConf
+from fate_registry.errors import Reason, RegistryError
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 # gRPC waits up to 120 s between reconnection attempts after a peer went away, failing every call
@@ -16,3 +25,28 @@ CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
 OPERATION_ID_KEY = "x-operation-id"
 # A one-hop transfer's ticket, issued by the coordinator and presented to an agent by a client.
 TICKET_KEY = "x-transfer-ticket"
+
+
+def read_pem(path: Path, what: str) -> bytes:
+    """A PEM file named by a ``tls`` conf, or an error naming the file (never its content)."""
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise RegistryError(
+            Reason.INVALID_ARGUMENT, f"cannot read the TLS {what} {path}: {exc.strerror or exc.__class__.__name__}"
+        ) from None
+
+
+def open_channel(
+    address: str, tls: TlsConf = PLAINTEXT, options: Sequence[tuple[str, int | str]] = CHANNEL_OPTIONS
+) -> grpc.Channel:
+    """A channel to ``address``: plain text when ``tls`` is off; else TLS verifying the server against
+    ``tls.ca`` (the system's roots when unset) and presenting ``tls.cert`` when set (mutual TLS)."""
+    if not tls.enabled:
+        return grpc.insecure_channel(address, options=list(options))
+    credentials = grpc.ssl_channel_credentials(
+        root_certificates=read_pem(tls.ca, "ca") if tls.ca else None,
+        private_key=read_pem(tls.key, "key") if tls.key else None,
+        certificate_chain=read_pem(tls.cert, "cert") if tls.cert else None,
+    )
+    return grpc.secure_channel(address, credentials, options=list(options))

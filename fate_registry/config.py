@@ -41,6 +41,32 @@ class Address:
 
 
 @dataclass(frozen=True)
+class TlsConf:
+    """TLS for one program; no ``cert`` and no ``ca`` means plain text (the default, for loopback).
+
+    As a server: ``cert`` and ``key`` are its own PEM certificate chain and key; with
+    ``require_client_cert`` every caller must present a certificate signed by ``ca``, and the
+    program's API admits only callers whose certificate names one of ``allow`` (its subject CN or a
+    SAN entry). As a client: ``ca`` verifies the server, and ``cert``/``key`` are presented when set.
+    """
+
+    cert: Path | None = None
+    key: Path | None = None
+    ca: Path | None = None
+    require_client_cert: bool = False
+    allow: tuple[str, ...] = ()
+
+    @property
+    def enabled(self) -> bool:
+        return self.cert is not None or self.ca is not None
+
+
+PLAINTEXT = TlsConf()
+# The name an agent admits by default: the subject CN that scripts/make_test_certs.sh gives the coordinator.
+COORDINATOR_IDENTITY = "coordinator"
+
+
+@dataclass(frozen=True)
 class DatabaseConf:
     """SQLite by default; MySQL with FATE's keys (name, user, password, host, port, ...)."""
 
@@ -64,8 +90,12 @@ class PartyConf:
     servings: tuple[str, ...] = ()
     # Where FATE-Serving pulls model bytes (POST /v1/model/transfer); port 0 picks a free port.
     transfer_address: Address = Address("127.0.0.1", 0)
-    # The URL FATE-Serving is told to pull from, when it differs from http://<transfer_address>.
+    # The URL FATE-Serving is told to pull from, when it differs from http(s)://<transfer_address>.
     transfer_url: str = ""
+    # The agent's gRPC server and (with a cert) its HTTPS transfer endpoint; ``allow`` names the coordinator.
+    tls: TlsConf = PLAINTEXT
+    # How the agent reaches its FATE-Serving instances (a client side: ca, and cert/key for mutual TLS).
+    serving_tls: TlsConf = PLAINTEXT
 
     @property
     def model_cache_dir(self) -> Path:
@@ -83,6 +113,8 @@ class CoordinatorConf:
     deploy_timeout: float = 600.0
     # Seconds between passes of the background duties (resending unconfirmed decisions, settling transfers).
     maintenance_period: float = 60.0
+    # The client API's server, and the client side of every call to the agents (same cert, key and ca).
+    tls: TlsConf = PLAINTEXT
 
 
 @dataclass(frozen=True)
@@ -181,6 +213,32 @@ class _Section:
         text = self.text(key, "")
         return Path(text) if text else default
 
+    def names(self, key: str) -> tuple[str, ...]:
+        value = self.data.get(key) or []
+        if not isinstance(value, list) or not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
+            raise self._fail(key, "expected a list of names")
+        return tuple(str(v) for v in value)
+
+
+def tls_section(section: _Section, default_allow: tuple[str, ...] = ()) -> TlsConf:
+    """A ``tls`` mapping: a cert needs its key, mutual TLS needs a ca. The files are read by the program
+    that uses them (:mod:`fate_registry.tls`), so one conf can name files that exist on one machine only."""
+    files = {key: Path(text) if (text := section.text(key, "")) else None for key in ("cert", "key", "ca")}
+    if (files["cert"] is None) != (files["key"] is None):
+        raise ConfError(section.path, section.key, "cert and key go together: set both or neither")
+    require = section.flag("require_client_cert", False)
+    if require and files["ca"] is None:
+        raise ConfError(
+            section.path, section._name("ca"), "require_client_cert needs the ca of the client certificates"
+        )
+    return TlsConf(
+        cert=files["cert"],
+        key=files["key"],
+        ca=files["ca"],
+        require_client_cert=require,
+        allow=section.names("allow") or (default_allow if require else ()),
+    )
+
 
 def _database(section: _Section, default_path: Path) -> DatabaseConf:
     engine = section.text("engine", "sqlite")
@@ -222,6 +280,8 @@ def _party(parties: _Section, party_id: str, data_dir: Path, index: int) -> Part
         servings=tuple(servings),
         transfer_address=section.address("transfer_address", f"{address.host}:0"),
         transfer_url=section.text("transfer_url", ""),
+        tls=tls_section(section.section("tls"), (COORDINATOR_IDENTITY,)),
+        serving_tls=tls_section(section.section("serving_tls")),
     )
 
 
@@ -255,6 +315,9 @@ def parse(document: Any, path: Path | None = None, data_dir: Path | None = None)
     if enable_store and store is None:
         raise ConfError(path, "enable_model_store", "is true but model_store_address is not set")
     limits = top.section("limits")
+    coordinator_tls = tls_section(coordinator.section("tls"))
+    if coordinator_tls.require_client_cert and not coordinator_tls.allow:
+        raise ConfError(path, "coordinator.tls.allow", "require_client_cert needs the names of the clients allowed")
     return ServiceConf(
         path=path,
         data_dir=base,
@@ -265,6 +328,7 @@ def parse(document: Any, path: Path | None = None, data_dir: Path | None = None)
             call_timeout=coordinator.number("call_timeout", 30.0),
             deploy_timeout=coordinator.number("deploy_timeout", 600.0),
             maintenance_period=coordinator.number("maintenance_period", 60.0),
+            tls=coordinator_tls,
         ),
         parties=parties,
         enable_model_store=enable_store,

@@ -123,8 +123,38 @@ def _code_number(code: grpc.StatusCode) -> int:
     return number
 
 
-def from_rpc_error(error: grpc.RpcError, context: str = "") -> RegistryError:
-    """Rebuild the :class:`RegistryError` a server sent; ``context`` prefixes transport failures."""
+CLOSED_WHILE_CONNECTING = (
+    "a server that requires TLS, or a client certificate signed by a CA it trusts, closes the connection this way"
+)
+
+
+def tls_refusal(details: str, tls: bool) -> str:
+    """What TLS did, when a transport failure's ``details`` show the handshake refused; else ``""``.
+
+    A certificate this side cannot verify fails the handshake here ("handshake failed"). A server
+    requiring a client certificate that this side lacks, or that another CA signed, completes its
+    half of TLS 1.3 and then closes the socket: over TLS, "Socket closed" while connecting means that.
+    """
+    lowered = details.lower()
+    if "handshake failed" in lowered:
+        return "the TLS handshake failed: the peer's certificate is not signed by the trusted CA or does not name it"
+    if tls and _closed_while_connecting(lowered):
+        return (
+            "the server closed the connection during the TLS handshake: it requires a client certificate "
+            "signed by a CA it trusts (or it does not speak TLS)"
+        )
+    return ""
+
+
+def _closed_while_connecting(lowered: str) -> bool:
+    return "failed to connect" in lowered and "socket closed" in lowered
+
+
+def from_rpc_error(error: grpc.RpcError, context: str = "", tls: bool = False) -> RegistryError:
+    """Rebuild the :class:`RegistryError` a server sent; ``context`` prefixes transport failures.
+
+    A handshake TLS refused becomes UNAUTHENTICATED (``tls``: the caller spoke TLS) with what to check.
+    """
     call: grpc.Call = error  # type: ignore[assignment]
     status = rpc_status.from_call(call)
     if status is not None:
@@ -139,6 +169,11 @@ def from_rpc_error(error: grpc.RpcError, context: str = "") -> RegistryError:
     code = call.code()
     reason = _REASON_BY_CODE.get(code, Reason.INTERNAL)
     details = call.details() or code.name
+    refusal = tls_refusal(details, tls) if code == grpc.StatusCode.UNAVAILABLE else ""
+    if refusal:
+        reason, details = Reason.UNAUTHENTICATED, f"{refusal} ({details})"
+    elif code == grpc.StatusCode.UNAVAILABLE and _closed_while_connecting(details.lower()):
+        details = f"{details} ({CLOSED_WHILE_CONNECTING})"  # it may be TLS: this side cannot tell
     message = f"{context}: {details}" if context else details
     return RegistryError(reason, message)
 

@@ -12,7 +12,7 @@ import logging
 import signal
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent import futures
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +23,8 @@ import peewee
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from fate_registry.channels import CHANNEL_OPTIONS
+from fate_registry.channels import CHANNEL_OPTIONS, read_pem
+from fate_registry.config import PLAINTEXT, TlsConf
 from fate_registry.errors import Reason, RegistryError
 
 log = logging.getLogger(__name__)
@@ -51,13 +52,38 @@ def _abort(context: grpc.ServicerContext, exc: Exception, method: str) -> None:
 
 if TYPE_CHECKING:
     Handler = grpc.RpcMethodHandler[Any, Any]
-    _Interceptor = grpc.ServerInterceptor[Any, Any]
+    Interceptor = grpc.ServerInterceptor[Any, Any]
 else:
-    _Interceptor = grpc.ServerInterceptor
+    Interceptor = grpc.ServerInterceptor
 
 
-class ErrorInterceptor(_Interceptor):
-    """Maps exceptions raised by handlers (also mid-stream) to rich gRPC statuses."""
+Behavior = Callable[[Any, grpc.ServicerContext], Any]
+
+
+def wrap_handler(
+    handler: Handler, unary: Callable[[Behavior], Behavior], stream: Callable[[Behavior], Behavior]
+) -> Handler:
+    """The same handler with its behaviour wrapped: ``unary`` for unary responses, ``stream`` for streamed ones."""
+    if handler.unary_unary:
+        return grpc.unary_unary_rpc_method_handler(
+            unary(handler.unary_unary), handler.request_deserializer, handler.response_serializer
+        )
+    if handler.stream_unary:
+        return grpc.stream_unary_rpc_method_handler(
+            unary(handler.stream_unary), handler.request_deserializer, handler.response_serializer
+        )
+    if handler.unary_stream:
+        return grpc.unary_stream_rpc_method_handler(
+            stream(handler.unary_stream), handler.request_deserializer, handler.response_serializer
+        )
+    assert handler.stream_stream is not None
+    return grpc.stream_stream_rpc_method_handler(
+        stream(handler.stream_stream), handler.request_deserializer, handler.response_serializer
+    )
+
+
+class HandlerInterceptor(Interceptor):
+    """An interceptor that rewrites the handler of each call it has one for (:meth:`rewrite`)."""
 
     def intercept_service(
         self,
@@ -65,11 +91,19 @@ class ErrorInterceptor(_Interceptor):
         details: grpc.HandlerCallDetails,
     ) -> Handler | None:
         handler = continuation(details)
-        if handler is None:
-            return None
+        return None if handler is None else self.rewrite(handler, details)
+
+    def rewrite(self, handler: Handler, details: grpc.HandlerCallDetails) -> Handler:
+        raise NotImplementedError
+
+
+class ErrorInterceptor(HandlerInterceptor):
+    """Maps exceptions raised by handlers (also mid-stream) to rich gRPC statuses."""
+
+    def rewrite(self, handler: Handler, details: grpc.HandlerCallDetails) -> Handler:
         method = details.method.rsplit("/", 1)[-1]
 
-        def wrap_unary(behavior: Callable[..., Any]) -> Callable[..., Any]:
+        def wrap_unary(behavior: Behavior) -> Behavior:
             def run(request: Any, context: grpc.ServicerContext) -> Any:
                 try:
                     return behavior(request, context)
@@ -78,7 +112,7 @@ class ErrorInterceptor(_Interceptor):
 
             return run
 
-        def wrap_stream(behavior: Callable[..., Iterator[Any]]) -> Callable[..., Iterator[Any]]:
+        def wrap_stream(behavior: Behavior) -> Behavior:
             def run(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
                 try:
                     yield from behavior(request, context)
@@ -87,22 +121,7 @@ class ErrorInterceptor(_Interceptor):
 
             return run
 
-        if handler.unary_unary:
-            return grpc.unary_unary_rpc_method_handler(
-                wrap_unary(handler.unary_unary), handler.request_deserializer, handler.response_serializer
-            )
-        if handler.stream_unary:
-            return grpc.stream_unary_rpc_method_handler(
-                wrap_unary(handler.stream_unary), handler.request_deserializer, handler.response_serializer
-            )
-        if handler.unary_stream:
-            return grpc.unary_stream_rpc_method_handler(
-                wrap_stream(handler.unary_stream), handler.request_deserializer, handler.response_serializer
-            )
-        assert handler.stream_stream is not None
-        return grpc.stream_stream_rpc_method_handler(
-            wrap_stream(handler.stream_stream), handler.request_deserializer, handler.response_serializer
-        )
+        return wrap_handler(handler, wrap_unary, wrap_stream)
 
 
 class _HandlerCapture:
@@ -165,17 +184,34 @@ class RunningServer:
         self.server.stop(grace).wait()
 
 
+def server_credentials(tls: TlsConf) -> grpc.ServerCredentials:
+    """The server side of ``tls``: its certificate and key; with ``require_client_cert``, only callers
+    presenting a certificate signed by ``tls.ca`` complete the handshake."""
+    assert tls.cert is not None and tls.key is not None
+    return grpc.ssl_server_credentials(
+        [(read_pem(tls.key, "key"), read_pem(tls.cert, "cert"))],
+        root_certificates=read_pem(tls.ca, "ca") if tls.ca else None,
+        require_client_auth=tls.require_client_cert,
+    )
+
+
 def start_server(
     host: str,
     port: int,
     register: Callable[[grpc.Server], None],
     service_names: list[str],
     max_workers: int = 32,
+    tls: TlsConf = PLAINTEXT,
+    interceptors: Sequence[Interceptor] = (),
 ) -> RunningServer:
-    """Start a server on ``host:port`` (0 picks a free port) with health and reflection."""
+    """Start a server on ``host:port`` (0 picks a free port) with health and reflection.
+
+    TLS when ``tls`` names a certificate, plain text otherwise. ``interceptors`` (authorisation) run
+    inside the error interceptor, so what they refuse reaches the caller as a status with a reason.
+    """
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
-        interceptors=[ErrorInterceptor()],
+        interceptors=[ErrorInterceptor(), *interceptors],
         options=list(CHANNEL_OPTIONS),
     )
     register(server)
@@ -183,7 +219,8 @@ def start_server(
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
     names = [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
     reflection.enable_server_reflection(names, server)
-    bound = server.add_insecure_port(f"{host}:{port}")
+    target = f"{host}:{port}"
+    bound = server.add_secure_port(target, server_credentials(tls)) if tls.cert else server.add_insecure_port(target)
     if bound == 0:
         raise OSError(f"cannot listen on {host}:{port}")
     server.start()

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from fate_registry.config import ServiceConf
+from fate_registry.config import ServiceConf, TlsConf
 from fate_registry.grpc_server import StopFlag
 from fate_registry.health import is_serving
 
@@ -53,8 +53,8 @@ def _spawn(name: str, args: list[str], run_dir: Path, log_dir: Path) -> Child:
     return Child(name, process, port_file, log)
 
 
-def _wait_ready(children: list[Child], deadline: float) -> dict[str, str]:
-    """Poll each child's port file, then its gRPC health check, until all serve or one dies."""
+def _wait_ready(children: list[Child], deadline: float, tls: TlsConf) -> dict[str, str]:
+    """Poll each child's port file, then its gRPC health check (over ``tls``), until all serve or one dies."""
     addresses: dict[str, str] = {}
     pending = list(children)
     while pending:
@@ -63,7 +63,7 @@ def _wait_ready(children: list[Child], deadline: float) -> dict[str, str]:
                 raise RuntimeError(f"{child.name} exited with code {child.process.returncode}; see its log")
             if child.port_file.exists():
                 address = child.port_file.read_text(encoding="utf-8").strip()
-                if is_serving(address):
+                if is_serving(address, tls=tls):
                     addresses[child.name] = address
                     pending.remove(child)
         if pending and time.monotonic() > deadline:
@@ -103,11 +103,11 @@ def run_federation(conf: ServiceConf, conf_path: Path | None, ready_timeout: flo
             pid: _spawn(f"agent-{pid}", ["agent", *base, "--party-id", pid], run_dir, log_dir) for pid in conf.parties
         }
         children.extend(agent_children.values())
-        agents = _wait_ready(children, deadline)
+        agents = _wait_ready(children, deadline, conf.coordinator.tls)
         overrides = [f"--agent-address={pid}={agents[f'agent-{pid}']}" for pid in conf.parties]
         coordinator = _spawn("coordinator", ["server", *base, *overrides], run_dir, log_dir)
         children.append(coordinator)
-        coordinator_address = _wait_ready([coordinator], deadline)["coordinator"]
+        coordinator_address = _wait_ready([coordinator], deadline, conf.coordinator.tls)["coordinator"]
         print(f"coordinator  {coordinator_address}  (pid {coordinator.process.pid})")
         for party_id, child in agent_children.items():
             print(f"agent {party_id:<6} {agents[child.name]}  (pid {child.process.pid})")

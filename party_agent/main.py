@@ -9,8 +9,9 @@ import grpc
 
 from fate_registry import config
 from fate_registry.agent.v1 import agent_pb2, agent_pb2_grpc
+from fate_registry.authz import HEALTH_SERVICE, REFLECTION_SERVICES, CallerAllowList, PartyGuard
 from fate_registry.fate.model_service_pb2_grpc import add_ModelServiceServicer_to_server
-from fate_registry.grpc_server import register_servicer, start_server, wait_for_signal
+from fate_registry.grpc_server import Interceptor, register_servicer, start_server, wait_for_signal
 from party_agent.fate_model_service import SERVICE as FATE_SERVICE
 from party_agent.fate_model_service import FateModelService
 from party_agent.service import PartyAgent
@@ -19,6 +20,19 @@ from party_agent.transfer_http import TransferServer
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = agent_pb2.DESCRIPTOR.services_by_name["PartyAgentService"].full_name
+# A client's one-hop archive transfer: admitted from any certificate of the CA with the coordinator's ticket.
+TICKETED_METHODS = (f"/{SERVICE_NAME}/ImportModel", f"/{SERVICE_NAME}/ExportModel")
+
+
+def authorisation(party: config.PartyConf) -> list[Interceptor]:
+    """The agent's interceptors: with mutual TLS, only ``tls.allow`` (the coordinator) calls its API, while
+    FATE's read-only ModelService, health and reflection stay open to any caller the CA vouches for; with
+    or without TLS, it acts only for its own party id."""
+    guard = PartyGuard(party.party_id, [SERVICE_NAME], {TICKETED_METHODS[0]: agent_pb2.ImportModelRequest.FromString})
+    if not party.tls.require_client_cert:
+        return [guard]
+    open_services = (HEALTH_SERVICE, *REFLECTION_SERVICES, FATE_SERVICE.full_name)
+    return [CallerAllowList(party.tls.allow, open_services, TICKETED_METHODS), guard]
 
 
 def serve(conf: config.ServiceConf, party_id: str, port_file: Path | None = None) -> None:
@@ -26,7 +40,7 @@ def serve(conf: config.ServiceConf, party_id: str, port_file: Path | None = None
     agent = PartyAgent(conf, party)
     servicer = AgentServicer(agent)  # type: ignore[abstract]  # the rest answer UNIMPLEMENTED
     fate_service = FateModelService(agent)  # type: ignore[abstract]  # FATE-Serving's other methods too
-    transfer = TransferServer(party.transfer_address.host, party.transfer_address.port, agent.transfer_body)
+    transfer = TransferServer(party.transfer_address.host, party.transfer_address.port, agent.transfer_body, party.tls)
     agent.transfer_host, agent.transfer_port = party.transfer_address.host, transfer.server_address[1]
     transfer.start()
 
@@ -40,7 +54,14 @@ def serve(conf: config.ServiceConf, party_id: str, port_file: Path | None = None
         )
         add_ModelServiceServicer_to_server(fate_service, server)
 
-    running = start_server(party.address.host, party.address.port, register, [SERVICE_NAME, FATE_SERVICE.full_name])
+    running = start_server(
+        party.address.host,
+        party.address.port,
+        register,
+        [SERVICE_NAME, FATE_SERVICE.full_name],
+        tls=party.tls,
+        interceptors=authorisation(party),
+    )
     log.info(
         "agent of party %s listening on %s:%s, models in %s",
         party_id,

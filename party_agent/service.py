@@ -223,8 +223,9 @@ class PartyAgent:
 
     @property
     def transfer_url(self) -> str:
-        """Where this party's FATE-Serving pulls model bytes from."""
-        return self.party.transfer_url or f"http://{self.transfer_host}:{self.transfer_port}{TRANSFER_PATH}"
+        """Where this party's FATE-Serving pulls model bytes from (HTTPS when the agent has a certificate)."""
+        scheme = "https" if self.party.tls.cert else "http"
+        return self.party.transfer_url or f"{scheme}://{self.transfer_host}:{self.transfer_port}{TRANSFER_PATH}"
 
     def load(
         self,
@@ -245,7 +246,7 @@ class PartyAgent:
         request = serving.publish_request(ref, roles)
         request.loadType = load_type or "FATEFLOW"
         request.filePath = file_path if use_transfer_url else self.transfer_url
-        answer = serving.load(self.party.servings, request)
+        answer = serving.load(self.party.servings, self.party.serving_tls, request)
         if answer.retcode == 0:
             self.store.count_load(ref)
         return answer
@@ -256,16 +257,16 @@ class PartyAgent:
         self._record_for_serving(ref)
         request = serving.publish_request(ref, roles, only_own_model=True)
         request.serviceId = service_id
-        answer = serving.bind(list(servings) or self.party.servings, request)
+        answer = serving.bind(list(servings) or self.party.servings, self.party.serving_tls, request)
         return ServingAnswer(answer.retcode, f"service id is {service_id}") if answer.retcode == 0 else answer
 
     def unload(self, ref: PartyModelRef) -> ServingAnswer:
         self._record_for_serving(ref)
-        return serving.unload(self.party.servings, ref)
+        return serving.unload(self.party.servings, self.party.serving_tls, ref)
 
     def unbind(self, ref: PartyModelRef, service_ids: Sequence[str]) -> ServingAnswer:
         self._record_for_serving(ref)
-        return serving.unbind(self.party.servings, ref, service_ids)
+        return serving.unbind(self.party.servings, self.party.serving_tls, ref, service_ids)
 
     def _record_for_serving(self, ref: PartyModelRef) -> PartyModelRecord:
         try:

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import grpc
 
-from fate_registry.channels import CHANNEL_OPTIONS
+from fate_registry.channels import open_channel
+from fate_registry.config import TlsConf
 from fate_registry.errors import Retcode
 from fate_registry.fate import model_service_pb2 as ms
 from fate_registry.fate.model_service_pb2_grpc import ModelServiceStub
@@ -45,12 +46,13 @@ def publish_request(
 Answer = ms.PublishResponse | ms.UnloadResponse | ms.UnbindResponse
 
 
-def call_servings(servings: Sequence[str], call: Callable[[ModelServiceStub], Answer]) -> ServingAnswer:
-    """Call each serving in turn; the first non-zero statusCode stops and answers for the party."""
+def call_servings(servings: Sequence[str], tls: TlsConf, call: Callable[[ModelServiceStub], Answer]) -> ServingAnswer:
+    """Call each serving in turn (over the party's ``serving_tls``); the first non-zero statusCode stops and
+    answers for the party."""
     if not servings:
         return ServingAnswer(Retcode.EXCEPTION_ERROR, "Please configure servings address")
     for address in servings:
-        with grpc.insecure_channel(address, options=list(CHANNEL_OPTIONS)) as channel:
+        with open_channel(address, tls) as channel:
             try:
                 answer = call(ModelServiceStub(channel))
             except grpc.RpcError as exc:
@@ -64,25 +66,25 @@ def call_servings(servings: Sequence[str], call: Callable[[ModelServiceStub], An
     return ServingAnswer(0, "success")
 
 
-def load(servings: Sequence[str], request: ms.PublishRequest) -> ServingAnswer:
-    return call_servings(servings, lambda stub: stub.publishLoad(request, timeout=SERVING_TIMEOUT_SECONDS))
+def load(servings: Sequence[str], tls: TlsConf, request: ms.PublishRequest) -> ServingAnswer:
+    return call_servings(servings, tls, lambda stub: stub.publishLoad(request, timeout=SERVING_TIMEOUT_SECONDS))
 
 
-def bind(servings: Sequence[str], request: ms.PublishRequest) -> ServingAnswer:
-    return call_servings(servings, lambda stub: stub.publishBind(request, timeout=SERVING_TIMEOUT_SECONDS))
+def bind(servings: Sequence[str], tls: TlsConf, request: ms.PublishRequest) -> ServingAnswer:
+    return call_servings(servings, tls, lambda stub: stub.publishBind(request, timeout=SERVING_TIMEOUT_SECONDS))
 
 
-def unload(servings: Sequence[str], model: PartyModelRef) -> ServingAnswer:
+def unload(servings: Sequence[str], tls: TlsConf, model: PartyModelRef) -> ServingAnswer:
     request = ms.UnloadRequest(
         tableName=model.model_version, namespace=party_model_id(model.role, model.party_id, model.model_id)
     )
-    return call_servings(servings, lambda stub: stub.unload(request, timeout=SERVING_TIMEOUT_SECONDS))
+    return call_servings(servings, tls, lambda stub: stub.unload(request, timeout=SERVING_TIMEOUT_SECONDS))
 
 
-def unbind(servings: Sequence[str], model: PartyModelRef, service_ids: Sequence[str]) -> ServingAnswer:
+def unbind(servings: Sequence[str], tls: TlsConf, model: PartyModelRef, service_ids: Sequence[str]) -> ServingAnswer:
     request = ms.UnbindRequest(
         serviceIds=list(service_ids),
         tableName=model.model_version,
         namespace=party_model_id(model.role, model.party_id, model.model_id),
     )
-    return call_servings(servings, lambda stub: stub.unbind(request, timeout=SERVING_TIMEOUT_SECONDS))
+    return call_servings(servings, tls, lambda stub: stub.unbind(request, timeout=SERVING_TIMEOUT_SECONDS))

@@ -10,11 +10,15 @@ from __future__ import annotations
 
 import json
 import logging
+import ssl
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import unquote
 
+from fate_registry.channels import read_pem
+from fate_registry.config import PLAINTEXT, TlsConf
 from fate_registry.errors import Reason, RegistryError
 from fate_registry.identity import parse_party_model_id
 from fate_registry.v1.common_pb2 import PartyModelRef
@@ -22,6 +26,7 @@ from fate_registry.v1.common_pb2 import PartyModelRef
 log = logging.getLogger(__name__)
 PATH = "/v1/model/transfer"
 MAX_BODY = 64 * 1024
+HANDSHAKE_SECONDS = 30.0
 
 # (the answer's pieces in order, their total length) for a party model version
 Source = Callable[[PartyModelRef], tuple[Iterator[bytes], int]]
@@ -83,12 +88,35 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class TransferServer(ThreadingHTTPServer):
+    """Plain HTTP, or HTTPS with the agent's certificate when ``tls`` names one; with
+    ``tls.require_client_cert`` only a caller presenting a certificate signed by ``tls.ca`` is served."""
+
     daemon_threads = True
 
-    def __init__(self, host: str, port: int, source: Source) -> None:
+    def __init__(self, host: str, port: int, source: Source, tls: TlsConf = PLAINTEXT) -> None:
         super().__init__((host, port), _Handler)
         self.source = source
+        if tls.cert and tls.key:
+            read_pem(tls.cert, "cert"), read_pem(tls.key, "key")  # a missing file is named, as for gRPC
+            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            context.load_cert_chain(tls.cert, tls.key)
+            if tls.require_client_cert and tls.ca:
+                context.load_verify_locations(cadata=read_pem(tls.ca, "ca").decode("ascii", "replace"))
+                context.verify_mode = ssl.CERT_REQUIRED
+            # The handshake runs in the request's own thread (finish_request), never in the accept loop.
+            self.socket = context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
         self._thread = threading.Thread(target=self.serve_forever, name="transfer-http", daemon=True)
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        if isinstance(request, ssl.SSLSocket):
+            request.settimeout(HANDSHAKE_SECONDS)
+            try:
+                request.do_handshake()
+            except (ssl.SSLError, OSError) as exc:
+                log.info("transfer: TLS handshake with %s refused: %s", client_address[0], exc.__class__.__name__)
+                return
+            request.settimeout(None)
+        super().finish_request(request, client_address)
 
     def start(self) -> None:
         self._thread.start()

@@ -13,7 +13,7 @@ from typing import Any
 import grpc
 
 from fate_registry.agent.v1 import agent_pb2, agent_pb2_grpc
-from fate_registry.channels import CHANNEL_OPTIONS, OPERATION_ID_KEY
+from fate_registry.channels import OPERATION_ID_KEY, open_channel
 from fate_registry.config import ServiceConf
 from fate_registry.errors import Reason, RegistryError, from_rpc_error
 from fate_registry.v1.common_pb2 import PartyModelInfo, PartyModelRef
@@ -43,7 +43,7 @@ class AgentClients:
             )
         with self._lock:
             if party_id not in self._channels:
-                self._channels[party_id] = grpc.insecure_channel(str(party.address), options=CHANNEL_OPTIONS)
+                self._channels[party_id] = open_channel(str(party.address), self.conf.coordinator.tls)
             return self._channels[party_id]
 
     def stub(self, party_id: str) -> agent_pb2_grpc.PartyAgentServiceStub:

@@ -6,6 +6,7 @@ import logging
 from pathlib import Path
 
 from fate_registry import config
+from fate_registry.authz import CallerAllowList
 from fate_registry.grpc_server import register_servicer, start_server, wait_for_signal
 from fate_registry.v1 import registry_pb2_grpc
 from registry_server.agents import AgentClients
@@ -40,6 +41,8 @@ def serve(conf: config.ServiceConf, port_file: Path | None = None) -> None:
             servicer.raw_handlers(),
         ),
         [SERVICE.full_name],
+        tls=conf.coordinator.tls,
+        interceptors=[CallerAllowList(conf.coordinator.tls.allow)] if conf.coordinator.tls.require_client_cert else [],
     )
     log.info("coordinator listening on %s:%s with %d parties", address.host, running.port, len(conf.parties))
     maintenance = Maintenance(

@@ -7,7 +7,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,8 +20,8 @@ class Reachable(Protocol):
     def address(self) -> str: ...
 
 
-def _env(target: Reachable) -> dict[str, str]:
-    return {**os.environ, "FATE_REGISTRY_ADDRESS": target.address}
+def _env(target: Reachable, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    return {**os.environ, "FATE_REGISTRY_ADDRESS": target.address, **(extra or {})}
 
 
 def _answer(code: int, out: str, err: str) -> tuple[int, dict[str, Any]]:
@@ -30,9 +30,11 @@ def _answer(code: int, out: str, err: str) -> tuple[int, dict[str, Any]]:
     return code, answer
 
 
-def flow(target: Reachable, *args: str) -> tuple[int, dict[str, Any]]:
-    """Run `flow ARGS`; its exit code and JSON answer (never a traceback)."""
-    done = subprocess.run([FLOW, *args], capture_output=True, text=True, env=_env(target), timeout=WAIT, check=False)
+def flow(target: Reachable, *args: str, env: Mapping[str, str] | None = None) -> tuple[int, dict[str, Any]]:
+    """Run `flow ARGS` (with ``env`` added to the environment); its exit code and JSON answer (never a traceback)."""
+    done = subprocess.run(
+        [FLOW, *args], capture_output=True, text=True, env=_env(target, env), timeout=WAIT, check=False
+    )
     return _answer(done.returncode, done.stdout, done.stderr)
 
 

@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from fate_registry import config
 from fate_registry.health import is_serving
 from fate_registry.testing.federation import fate_registry_command
 
@@ -221,7 +222,7 @@ class Cluster:
                 raise RuntimeError(f"{name} exited with {code}: {_tail(process.log_path)}")
             if process.port_file.exists():
                 address = process.port_file.read_text(encoding="utf-8").strip()
-                if address and is_serving(address):
+                if address and is_serving(address, tls=config.parse(self.conf).coordinator.tls):
                     if process.address and address != process.address:
                         raise RuntimeError(f"{name} came back on {address}, not {process.address}")
                     process.address = address

@@ -47,6 +47,7 @@ import json
 import logging
 import math
 import os
+import ssl
 import threading
 import time
 import urllib.error
@@ -62,9 +63,10 @@ import grpc
 from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 
+from fate_registry.config import PLAINTEXT, TlsConf
 from fate_registry.fate import model_service_pb2 as pb
 from fate_registry.fate import model_service_pb2_grpc, pipeline_pb2
-from fate_registry.grpc_server import StopFlag
+from fate_registry.grpc_server import StopFlag, server_credentials
 
 log = logging.getLogger(__name__)
 R = TypeVar("R", bound=Message)
@@ -167,6 +169,9 @@ class ServingOptions:
     transfer_url: str = DEFAULT_TRANSFER_URL
     pull_timeout: float = 30.0
     """Socket timeout of the model pull, in seconds (for the connect and for each read)."""
+    tls: TlsConf = PLAINTEXT
+    """With a cert: gRPC over TLS (with ``require_client_cert``, callers need a certificate signed by
+    ``ca``); the same cert, key and ca serve the HTTPS model pull as its client side."""
 
     def __post_init__(self) -> None:
         if self.host != "localhost":
@@ -274,7 +279,14 @@ class LoadedModel:
         return json.dumps(summary, sort_keys=True)
 
 
-def pull_model(url: str, table_name: str, namespace: str, timeout: float) -> dict[str, bytes]:
+def _https_context(tls: TlsConf) -> ssl.SSLContext:
+    context = ssl.create_default_context(cafile=tls.ca)
+    if tls.cert and tls.key:
+        context.load_cert_chain(tls.cert, tls.key)
+    return context
+
+
+def pull_model(url: str, table_name: str, namespace: str, timeout: float, tls: TlsConf = PLAINTEXT) -> dict[str, bytes]:
     """POST FATE-Serving's model request to ``url``; return the decoded ``key → buffer`` map.
 
     Raises :class:`PullError` on anything FATE-Serving's ``FateFlowModelLoader`` treats as a failed
@@ -285,7 +297,10 @@ def pull_model(url: str, table_name: str, namespace: str, timeout: float) -> dic
         raise PullError(f"the transfer URL {url!r} is not http(s)")
     body = json.dumps({"name": table_name, "namespace": namespace}).encode("utf-8")
     request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": TRANSFER_CONTENT_TYPE})
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    handlers: list[urllib.request.BaseHandler] = [urllib.request.ProxyHandler({})]
+    if tls.enabled:
+        handlers.append(urllib.request.HTTPSHandler(context=_https_context(tls)))
+    opener = urllib.request.build_opener(*handlers)
     try:
         with opener.open(request, timeout=timeout) as response:
             payload = response.read()
@@ -496,7 +511,7 @@ class ServingServicer(model_service_pb2_grpc.ModelServiceServicer):
             raise ServingError(SYSTEM_ERROR, f"load type {request.loadType!r} is not supported by this test server")
         url = urllib.parse.unquote(request.filePath) if request.filePath.strip() else self._options.transfer_url
         try:
-            buffers = pull_model(url, own.tableName, own.namespace, self._options.pull_timeout)
+            buffers = pull_model(url, own.tableName, own.namespace, self._options.pull_timeout, self._options.tls)
             pipeline = parse_pipeline(buffers)
         except PullError as exc:
             log.warning("publishLoad %s: %s", model_key(own.tableName, own.namespace), exc)
@@ -637,7 +652,9 @@ def serve(options: ServingOptions, port_file: Path) -> None:
     """Serve until SIGTERM/SIGINT; ``host:port`` goes to ``port_file`` (atomically) once serving."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=16, thread_name_prefix="serving"))
     model_service_pb2_grpc.add_ModelServiceServicer_to_server(ServingServicer(options), server)
-    port = server.add_insecure_port(f"{options.host}:{options.port}")
+    target = f"{options.host}:{options.port}"
+    tls = options.tls
+    port = server.add_secure_port(target, server_credentials(tls)) if tls.cert else server.add_insecure_port(target)
     if port == 0:
         raise OSError(f"cannot listen on {options.host}:{options.port}")
     stop = StopFlag.install()
@@ -663,6 +680,9 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[ServingOptions, Path]
     parser.add_argument("--control", type=Path, help="JSON faults file, re-read on every request")
     parser.add_argument("--transfer-url", default=DEFAULT_TRANSFER_URL, help="model pull URL when filePath is empty")
     parser.add_argument("--pull-timeout", type=float, default=30.0, help="seconds a model pull may take")
+    parser.add_argument("--tls-cert", type=Path, help="serve gRPC over TLS with this certificate (and --tls-key)")
+    parser.add_argument("--tls-key", type=Path, help="the key of --tls-cert")
+    parser.add_argument("--tls-ca", type=Path, help="require client certificates of this CA; verify HTTPS pulls")
     defaults = Faults()
     parser.add_argument("--fail-load", type=int, default=0, metavar="CODE", help="publishLoad answers CODE")
     parser.add_argument("--fail-load-message", default=defaults.fail_load_message)
@@ -690,6 +710,9 @@ def parse_args(argv: Sequence[str] | None = None) -> tuple[ServingOptions, Path]
             faults=faults,
             transfer_url=args.transfer_url,
             pull_timeout=args.pull_timeout,
+            tls=TlsConf(
+                cert=args.tls_cert, key=args.tls_key, ca=args.tls_ca, require_client_cert=args.tls_ca is not None
+            ),
         )
     except ValueError as exc:
         parser.error(str(exc))

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fate_registry.config import PLAINTEXT, TlsConf
 from fate_registry.testing.processes import wait_for_port_file
 from fate_registry.testing.serving import Faults
 
@@ -39,7 +40,7 @@ class ServingTestServer:
     root: Path
     process: subprocess.Popen[bytes]
     address: str
-    """``127.0.0.1:<port>``, for ``grpc.insecure_channel``."""
+    """``127.0.0.1:<port>``, for ``grpc.insecure_channel`` (``open_channel`` with the CA when it serves TLS)."""
     record_path: Path
     control_path: Path
     log_path: Path
@@ -54,6 +55,7 @@ class ServingTestServer:
         transfer_url: str | None = None,
         pull_timeout: float | None = None,
         timeout: float = 30.0,
+        tls: TlsConf = PLAINTEXT,
     ) -> ServingTestServer:
         """Start the server with ``faults`` given as command-line flags; wait up to ``timeout`` s until it serves."""
         root.mkdir(parents=True, exist_ok=True)
@@ -76,6 +78,9 @@ class ServingTestServer:
             command.append(f"--transfer-url={transfer_url}")
         if pull_timeout is not None:
             command.append(f"--pull-timeout={pull_timeout}")
+        for flag, path in (("--tls-cert", tls.cert), ("--tls-key", tls.key), ("--tls-ca", tls.ca)):
+            if path is not None:
+                command.append(f"{flag}={path}")
         with log_path.open("ab") as log:
             process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
