@@ -83,6 +83,11 @@ class CoordinatorConf:
     deploy_timeout: float = 600.0
     # Seconds between passes of the background duties (resending unconfirmed decisions, settling transfers).
     maintenance_period: float = 60.0
+    # Replicas sharing one MySQL catalog: each names itself (default: host name and port) and renews a
+    # lease every third of ``lease_seconds``; another replica takes over its unfinished operations
+    # only once the lease has expired.
+    replica_id: str = ""
+    lease_seconds: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -265,6 +270,8 @@ def parse(document: Any, path: Path | None = None, data_dir: Path | None = None)
             call_timeout=coordinator.number("call_timeout", 30.0),
             deploy_timeout=coordinator.number("deploy_timeout", 600.0),
             maintenance_period=coordinator.number("maintenance_period", 60.0),
+            replica_id=coordinator.text("replica_id", ""),
+            lease_seconds=coordinator.number("lease_seconds", 30.0),
         ),
         parties=parties,
         enable_model_store=enable_store,

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import datetime
-from typing import Any
+import random
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import peewee
 from playhouse.pool import PooledMySQLDatabase
@@ -47,3 +50,33 @@ def base_model(db: peewee.Database) -> Any:
             database = db
 
     return Base
+
+
+def db_now_ms(db: peewee.Database) -> peewee.Node:
+    """The database server's clock in epoch milliseconds, as SQL: replicas on several hosts compare
+    leases against one clock instead of each against its own."""
+    if isinstance(db, peewee.MySQLDatabase):
+        return peewee.SQL("CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)")
+    return peewee.SQL("CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)")
+
+
+T = TypeVar("T")
+CONFLICT_ATTEMPTS = 8
+# MySQL's "deadlock found" (1213) and "lock wait timeout" (1205): the transaction was rolled back whole.
+_RETRYABLE_MYSQL = (1213, 1205)
+
+
+def in_transaction(db: peewee.Database, work: Callable[[], T]) -> T:
+    """Run ``work`` in one transaction, again from the start when the database rolled it back for a
+    deadlock or lock timeout (concurrent replicas writing the same rows); other errors pass through."""
+    for attempt in range(CONFLICT_ATTEMPTS):
+        try:
+            with db.connection_context(), db.atomic():
+                return work()
+        except peewee.OperationalError as exc:
+            code = exc.args[0] if exc.args else None
+            retryable = code in _RETRYABLE_MYSQL or "database is locked" in str(exc)
+            if not retryable or attempt == CONFLICT_ATTEMPTS - 1:
+                raise
+            time.sleep(random.uniform(0.005, 0.05) * (attempt + 1))  # back off before the retry
+    raise AssertionError("unreachable")

@@ -15,6 +15,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import peewee
+
 from fate_registry.agent.v1 import agent_pb2
 from fate_registry.config import ServiceConf
 from fate_registry.errors import Reason, RegistryError, Retcode, missing_keys
@@ -488,35 +490,57 @@ class MultiParty:
         self.catalog.finish_operation(operation_id, status, results, retcode, message)
         return results
 
-    def recover(self, at_start: bool) -> None:
-        """Finish decided operations (commit or abort again); at start, also abort those caught preparing."""
-        statuses = ["committing", "aborting", *(["preparing"] if at_start else [])]
-        for operation_id, status, plan in self.catalog.unfinished(statuses):
+    def recover(self, at_start: bool, live: peewee.SelectQuery) -> None:
+        """Finish or undo the unfinished operations of this replica and of replicas not in ``live``.
+
+        Decided operations (committing, aborting) are sent their decision again. One caught preparing
+        is rolled back, and a single-phase one caught running is closed as interrupted, when its
+        owner is gone: another replica whose lease expired, or this replica's previous run (at start).
+        An operation this replica is running right now is left alone.
+        """
+        for unfinished in self.catalog.unfinished(["running", "preparing", "committing", "aborting"], live):
+            operation_id, status, plan = unfinished.operation_id, unfinished.status, unfinished.plan
+            orphaned = at_start or unfinished.owner != self.catalog.owner
+            if status in ("running", "preparing") and not orphaned:
+                continue
+            if not self.catalog.claim(unfinished):
+                continue  # another replica took it over first
+            if unfinished.owner != self.catalog.owner:
+                log.info("operation %s: taken over from replica %s", operation_id, unfinished.owner)
+            if not plan:
+                self.catalog.interrupt(
+                    operation_id,
+                    f"the coordinator replica {unfinished.owner} stopped before the operation finished",
+                )
+                continue
             try:
-                if status == "committing":
-                    self._commit(operation_id, plan)
-                    log.info("%s %s: commit finished", plan.get("kind"), operation_id)
-                    continue
-                if "outcome" not in plan:  # caught preparing: every party is rolled back
-                    kind = plan.get("kind", "deploy")
-                    plan["outcome"] = [
-                        _result_dict(
-                            PartyResult(
-                                role=role,
-                                party_id=party,
-                                retcode=Retcode.FEDERATED_ERROR,
-                                reason="ABORTED",
-                                retmsg=f"{kind} on role {role} {party} rolled back: the coordinator stopped "
-                                "before every party had prepared",
-                            )
-                        )
-                        for role, party in plan["parties"]
-                    ]
-                    plan["rolled_back"] = True
-                    self.catalog.set_plan(operation_id, "aborting", plan)
-                self._finish_abort(operation_id, plan, "rolled_back" if plan.get("rolled_back") else "failed")
+                self._recover_two_phase(operation_id, status, plan)
             except RegistryError as exc:
                 log.info("%s %s: recovery deferred: %s", plan.get("kind"), operation_id, exc.message)
+
+    def _recover_two_phase(self, operation_id: str, status: str, plan: dict[str, Any]) -> None:
+        if status == "committing":
+            self._commit(operation_id, plan)
+            log.info("%s %s: commit finished", plan.get("kind"), operation_id)
+            return
+        if "outcome" not in plan:  # caught preparing: every party is rolled back
+            kind = plan.get("kind", "deploy")
+            plan["outcome"] = [
+                _result_dict(
+                    PartyResult(
+                        role=role,
+                        party_id=party,
+                        retcode=Retcode.FEDERATED_ERROR,
+                        reason="ABORTED",
+                        retmsg=f"{kind} on role {role} {party} rolled back: the coordinator stopped "
+                        "before every party had prepared",
+                    )
+                )
+                for role, party in plan["parties"]
+            ]
+            plan["rolled_back"] = True
+            self.catalog.set_plan(operation_id, "aborting", plan)
+        self._finish_abort(operation_id, plan, "rolled_back" if plan.get("rolled_back") else "failed")
 
 
 def _result_dict(result: PartyResult) -> dict[str, Any]:
