@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import peewee
 from playhouse.pool import PooledMySQLDatabase
+from pymysql.constants import CLIENT
 
 from fate_registry.config import DatabaseConf
 
@@ -34,6 +35,9 @@ def open_database(conf: DatabaseConf) -> peewee.Database:
         charset="utf8mb4",
         max_connections=conf.max_connections,
         stale_timeout=conf.stale_timeout,
+        # An UPDATE's row count is the rows it matched, as on SQLite, not only those it changed:
+        # a compare-and-set that rewrites identical values still reports that it held.
+        client_flag=CLIENT.FOUND_ROWS,
     )
     return mysql
 
@@ -58,6 +62,11 @@ def db_now_ms(db: peewee.Database) -> peewee.Node:
     if isinstance(db, peewee.MySQLDatabase):
         return peewee.SQL("CAST(UNIX_TIMESTAMP(NOW(3)) * 1000 AS SIGNED)")
     return peewee.SQL("CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)")
+
+
+def conflict_target(db: peewee.Database, columns: list[Any]) -> list[Any] | None:
+    """The unique key an upsert names: SQLite needs it, MySQL refuses it (it uses whichever key clashed)."""
+    return None if isinstance(db, peewee.MySQLDatabase) else columns
 
 
 T = TypeVar("T")

@@ -17,7 +17,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from playhouse.migrate import SchemaMigrator, migrate
 
 from fate_registry.config import DatabaseConf
-from fate_registry.db import base_model, in_transaction, now_ms, open_database
+from fate_registry.db import base_model, conflict_target, in_transaction, now_ms, open_database
 from fate_registry.errors import Reason, RegistryError, Retcode
 from fate_registry.identity import job_ids
 from fate_registry.v1.common_pb2 import ImportModelResult, Party, PartyModelInfo, PartyResult
@@ -206,7 +206,8 @@ class Catalog:
         }
         replaced = [getattr(pm, k) for k in values if k not in ("model_id", "model_version", "role", "party_id")]
         pm.insert(values).on_conflict(
-            conflict_target=[pm.model_id, pm.model_version, pm.role, pm.party_id], preserve=replaced
+            conflict_target=conflict_target(self.db, [pm.model_id, pm.model_version, pm.role, pm.party_id]),
+            preserve=replaced,
         ).execute()
         self._version.insert(
             model_id=info.model_id, model_version=info.model_version, create_time=values["create_time"]

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -70,6 +72,9 @@ class MultiParty:
         self.agents = agents
         self.fanout = fanout
         self.oplog = OperationLog(catalog)
+        # The two-phase operations a request of this process is carrying out: recovery leaves them alone.
+        self._active: set[str] = set()
+        self._active_lock = threading.Lock()
 
     # -- resolving a model --------------------------------------------------------------------------
 
@@ -341,10 +346,28 @@ class MultiParty:
 
         The plan, and then the decision, are written to the operation log before they are acted on.
         """
+        operation_id = uuid.uuid4().hex
+        with self._active_lock:
+            self._active.add(operation_id)
+        try:
+            return self._run_two_phase(operation_id, operation, caller, plan, prepare, make)
+        finally:
+            with self._active_lock:
+                self._active.discard(operation_id)
+
+    def _run_two_phase(
+        self,
+        operation_id: str,
+        operation: str,
+        caller: str,
+        plan: dict[str, Any],
+        prepare: str,
+        make: Callable[[str, str], Any],
+    ) -> list[PartyResult]:
         parties = plan["parties"]
         pending = [PartyResult(role=r, party_id=p, retcode=Retcode.RUNNING, retmsg="running") for r, p in parties]
-        operation_id = self.catalog.start_operation(
-            operation, caller, plan["model_id"], plan["model_version"], pending=pending
+        self.catalog.start_operation(
+            operation, caller, plan["model_id"], plan["model_version"], operation_id=operation_id, pending=pending
         )
         self.catalog.set_plan(operation_id, "preparing", plan)
 
@@ -407,7 +430,8 @@ class MultiParty:
         answers = dict(zip(self._party_ids(plan), self._decide(operation_id, plan, "CommitOperation"), strict=True))
         if any(isinstance(a, RegistryError) for a in answers.values()):
             failed = ", ".join(p for p, a in answers.items() if isinstance(a, RegistryError))
-            log.error("deploy %s: commit not yet acknowledged by %s; it will be resent", operation_id, failed)
+            why = "; ".join(f"{p}: {a.message}" for p, a in answers.items() if isinstance(a, RegistryError))
+            log.error("deploy %s: commit not yet acknowledged (%s); it will be resent", operation_id, why)
             raise RegistryError(
                 Reason.PARTY_UNAVAILABLE,
                 f"every party prepared the deploy and it is committed, but {failed} did not confirm yet; "
@@ -501,7 +525,9 @@ class MultiParty:
         for unfinished in self.catalog.unfinished(["running", "preparing", "committing", "aborting"], live):
             operation_id, status, plan = unfinished.operation_id, unfinished.status, unfinished.plan
             orphaned = at_start or unfinished.owner != self.catalog.owner
-            if status in ("running", "preparing") and not orphaned:
+            with self._active_lock:
+                active = operation_id in self._active
+            if active or (status in ("running", "preparing") and not orphaned):
                 continue
             if not self.catalog.claim(unfinished):
                 continue  # another replica took it over first

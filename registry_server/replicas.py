@@ -15,7 +15,7 @@ import uuid
 import peewee
 
 from fate_registry.config import CoordinatorConf
-from fate_registry.db import base_model, db_now_ms, in_transaction
+from fate_registry.db import base_model, conflict_target, db_now_ms, in_transaction
 
 
 def replica_name(conf: CoordinatorConf) -> str:
@@ -53,7 +53,7 @@ class Leases:
 
         def write() -> None:
             row.insert(replica_id=self.replica_id, expires_ms=expires).on_conflict(
-                conflict_target=[row.replica_id], update={row.expires_ms: expires}
+                conflict_target=conflict_target(self.db, [row.replica_id]), update={row.expires_ms: expires}
             ).execute()
 
         in_transaction(self.db, write)
