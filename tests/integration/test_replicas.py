@@ -11,11 +11,13 @@ finished, single-phase operations are closed as interrupted.
 Checked afterwards, through replica 1 and the CLI's SDK: no version id handed out twice, every
 successful deploy's child version in the catalog on both parties and every other one nowhere, every
 tag that was added is listed, each raced tag was added once, and every operation in the log has a
-final status and a final result from every party.
+final status and a final result from every party. Then ``flow`` and the SDK, given both replicas'
+addresses with the dead one first, fail over to the live one.
 """
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +33,7 @@ from fate_registry.testing.services import mariadb
 from fate_registry.v1 import registry_pb2 as pb
 from fate_registry.v1.common_pb2 import PartyModelRef
 from tests.conftest import GeneratedModel, generate_model
+from tests.flow_cli import flow
 
 REPLICA_2 = "coordinator-2"
 PARTIES = ("9999", "10000")
@@ -209,3 +212,20 @@ def test_two_replicas_share_one_catalog_and_take_over_a_killed_one(cluster: Clus
         assert all(r.retcode != Retcode.RUNNING for r in op.results), op
     for op in deploys:
         assert {r.party_id for r in op.results} == set(PARTIES), op
+
+    # the CLI and the SDK, given both replicas with the dead one first, fail over to the live one:
+    # a read, and a tag (not safe to repeat, but the dead replica refused the connection)
+    both = _Addresses(f"{cluster.address_of(REPLICA_2)},{cluster.address}")
+    code, added = flow(both, "model", "tag-model", "-j", parent.version, "-t", "after-failover")
+    assert (code, added["retcode"]) == (0, 0), added
+    code, listed_tags = flow(both, "model", "tag-list", "-j", parent.version)
+    assert code == 0 and "after-failover" in json.dumps(listed_tags["data"]), listed_tags
+    with RegistryClient(both.address) as client:
+        info = client.get_model_info(pb.GetModelInfoRequest(model_id=parent.model_id, model_version=parent.version))
+        assert client.address == cluster.address
+    assert {m.party_id for m in info.models} == set(PARTIES)
+
+
+@dataclass(frozen=True)
+class _Addresses:
+    address: str
