@@ -105,7 +105,7 @@ def _migrate(args: argparse.Namespace) -> Answer:
 
 def _tag_list(args: argparse.Namespace) -> Answer:
     with _connect(args) as client:
-        return render.tag_list_answer(client.list_model_tags(pb.ListModelTagsRequest(job_id=args.job_id)))
+        return render.tag_list_answer(client.all_model_tags(args.job_id))
 
 
 def _tag_model(args: argparse.Namespace) -> Answer:

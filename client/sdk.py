@@ -336,6 +336,18 @@ class RegistryClient:
     def list_model_tags(self, request: pb.ListModelTagsRequest) -> pb.ListModelTagsResponse:
         return self._unary(lambda stub: stub.ListModelTags, request, idempotent=True)
 
+    def all_model_tags(self, job_id: str, max_pages: int = 10_000) -> pb.ListModelTagsResponse:
+        """Every tag of a model version, page after page, as one response."""
+        everything = pb.ListModelTagsResponse()
+        token = ""
+        for _ in range(max_pages):
+            page = self.list_model_tags(pb.ListModelTagsRequest(job_id=job_id, page_token=token))
+            everything.tags.extend(page.tags)
+            token = page.next_page_token
+            if not token:
+                return everything
+        raise RegistryError(Reason.INTERNAL, f"the tags of {job_id} did not end within {max_pages} pages")
+
     def add_model_tag(self, request: pb.AddModelTagRequest) -> pb.AddModelTagResponse:
         return self._unary(lambda stub: stub.AddModelTag, request)
 

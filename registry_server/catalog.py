@@ -5,7 +5,6 @@ Rows stay inside; callers get protobuf entities (PartyModelInfo, Operation) or d
 
 from __future__ import annotations
 
-import base64
 import json
 import uuid
 from collections.abc import Sequence
@@ -22,6 +21,7 @@ from fate_registry.errors import Reason, RegistryError, Retcode
 from fate_registry.identity import job_ids
 from fate_registry.v1.common_pb2 import ImportModelResult, Party, PartyModelInfo, PartyResult
 from fate_registry.v1.registry_pb2 import ModelVersion, Operation
+from registry_server import paging
 from registry_server.tag_store import TagStore
 
 
@@ -296,11 +296,11 @@ class Catalog:
         if model_id:
             query = query.where(version.model_id == model_id)
         if page_token:
-            start, last = _decode_token(page_token)
+            start, last = paging.decode_token(page_token)
             query = query.where(
                 (version.create_time < start) | ((version.create_time == start) & (version.model_version < last))
             )
-        size = _page_size(page_size)
+        size = paging.page_size(page_size)
         with self.db.connection_context():
             groups = list(query.order_by(version.create_time.desc(), version.model_version.desc()).limit(size + 1))
             more = len(groups) > size
@@ -324,7 +324,7 @@ class Catalog:
             )
             for g in groups
         ]
-        token = _encode_token(groups[-1].create_time, groups[-1].model_version) if more else ""
+        token = paging.encode_token(groups[-1].create_time, groups[-1].model_version) if more else ""
         return versions, token
 
     # -- operation log --------------------------------------------------------------------------
@@ -456,14 +456,14 @@ class Catalog:
             if value:
                 query = query.where(column == value)
         if page_token:
-            start, last_id = _decode_token(page_token)
+            start, last_id = paging.decode_token(page_token)
             query = query.where((op.start_time < start) | ((op.start_time == start) & (op.operation_id < last_id)))
-        size = _page_size(page_size)
+        size = paging.page_size(page_size)
         with self.db.connection_context():
             rows = list(query.order_by(op.start_time.desc(), op.operation_id.desc()).limit(size + 1))
         more = len(rows) > size
         rows = rows[:size]
-        token = _encode_token(rows[-1].start_time, rows[-1].operation_id) if more else ""
+        token = paging.encode_token(rows[-1].start_time, rows[-1].operation_id) if more else ""
         return [_operation_entity(r) for r in rows], token
 
 
@@ -474,10 +474,6 @@ def _results_json(results: Sequence[PartyResult]) -> str:
             for r in results
         ]
     )
-
-
-def _page_size(requested: int) -> int:
-    return min(max(requested or 100, 1), 1000)
 
 
 def _operation_entity(row: Any) -> Operation:
@@ -495,15 +491,3 @@ def _operation_entity(row: Any) -> Operation:
         retcode=row.retcode,
         retmsg=row.retmsg,
     )
-
-
-def _encode_token(start: int, operation_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{start}:{operation_id}".encode()).decode()
-
-
-def _decode_token(token: str) -> tuple[int, str]:
-    try:
-        start, _, operation_id = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
-        return int(start), operation_id
-    except (ValueError, UnicodeDecodeError):
-        raise RegistryError(Reason.INVALID_ARGUMENT, "the page token is not one this server issued") from None
