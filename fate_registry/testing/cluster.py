@@ -17,8 +17,9 @@ Usage in a test::
         cluster.add_replica("coordinator-2")  # a second replica (on a MySQL catalog: the same one)
 
 Processes are named ``coordinator`` (``coordinator-<n>`` for further replicas) and
-``agent-<party_id>``. Each writes its log to ``<root>/logs/<name>.log`` (appended across restarts). Every wait is bounded by a deadline, and
-every process is stopped by its PID (:meth:`Cluster.stop_all`, also on leaving the ``with`` block).
+``agent-<party_id>``. Each writes its log to ``<root>/logs/<name>.log`` (appended across restarts).
+Every wait is bounded by a deadline, and every process is stopped by its PID (:meth:`Cluster.stop_all`,
+also on leaving the ``with`` block).
 """
 
 from __future__ import annotations
