@@ -134,6 +134,11 @@ def _operations(client: RegistryClient, model_id: str) -> list[pb.Operation]:
     raise AssertionError("the operation log did not end within 100 pages")
 
 
+def _finished(operations: list[pb.Operation]) -> list[pb.Operation] | None:
+    """The operations, once every one has a final status."""
+    return operations if operations and all(op.status in FINAL for op in operations) else None
+
+
 def _versions(client: RegistryClient, model_id: str) -> list[pb.ModelVersion]:
     versions: list[pb.ModelVersion] = []
     token = ""
@@ -169,7 +174,7 @@ def test_two_replicas_share_one_catalog_and_take_over_a_killed_one(cluster: Clus
 
         survivor = clients[0]
         operations = wait_until(
-            lambda: (ops := _operations(survivor, parent.model_id)) and all(op.status in FINAL for op in ops) and ops,
+            lambda: _finished(_operations(survivor, parent.model_id)),
             WAIT,
             "every operation finished or rolled back by the surviving replica",
         )
