@@ -134,9 +134,9 @@ def _operations(client: RegistryClient, model_id: str) -> list[pb.Operation]:
     raise AssertionError("the operation log did not end within 100 pages")
 
 
-def _finished(operations: list[pb.Operation]) -> list[pb.Operation] | None:
-    """The operations, once every one has a final status."""
-    return operations if operations and all(op.status in FINAL for op in operations) else None
+def _finished(operations: list[pb.Operation]) -> list[pb.Operation]:
+    """The operations once every one has a final status, else none."""
+    return operations if all(op.status in FINAL for op in operations) else []
 
 
 def _versions(client: RegistryClient, model_id: str) -> list[pb.ModelVersion]:
