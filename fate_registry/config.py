@@ -88,6 +88,8 @@ class CoordinatorConf:
     # only once the lease has expired.
     replica_id: str = ""
     lease_seconds: float = 30.0
+    # Threads serving RPCs (bench.catalog_scale measures the choice).
+    rpc_workers: int = 32
 
 
 @dataclass(frozen=True)
@@ -272,6 +274,7 @@ def parse(document: Any, path: Path | None = None, data_dir: Path | None = None)
             maintenance_period=coordinator.number("maintenance_period", 60.0),
             replica_id=coordinator.text("replica_id", ""),
             lease_seconds=coordinator.number("lease_seconds", 30.0),
+            rpc_workers=coordinator.integer("rpc_workers", 32, minimum=1),
         ),
         parties=parties,
         enable_model_store=enable_store,

@@ -44,6 +44,7 @@ def serve(conf: config.ServiceConf, port_file: Path | None = None) -> None:
             servicer.raw_handlers(),
         ),
         [SERVICE.full_name],
+        max_workers=conf.coordinator.rpc_workers,
     )
     log.info(
         "coordinator replica %s listening on %s:%s with %d parties",
