@@ -30,11 +30,9 @@ import json
 import multiprocessing
 import os
 import random
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -46,6 +44,7 @@ from typing import Any, Final
 import grpc
 import yaml
 
+from bench.scratch import scratch_dir
 from fate_registry.channels import CHANNEL_OPTIONS
 from fate_registry.config import DatabaseConf
 from fate_registry.health import is_serving
@@ -443,16 +442,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--small must be at least 10 and below --large")
     if args.calls < 10:
         parser.error("--calls must be at least 10")
-    if args.workdir is not None:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix="bench-catalog-", dir=args.workdir)).resolve()
-    try:
+    with scratch_dir("bench-catalog-", args.workdir, args.keep) as workdir:
         run(args.small, args.large, args.calls, args.seconds, args.workers, workdir)
-    finally:
-        if args.keep:
-            _log(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 

@@ -9,11 +9,12 @@ finishes a commit or an abort it had started, and aborts a deploy caught while p
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -347,45 +348,40 @@ class MultiParty:
         The plan, and then the decision, are written to the operation log before they are acted on.
         """
         operation_id = uuid.uuid4().hex
+        with self._carrying(operation_id):
+            parties = plan["parties"]
+            pending = [PartyResult(role=r, party_id=p, retcode=Retcode.RUNNING, retmsg="running") for r, p in parties]
+            self.catalog.start_operation(
+                operation, caller, plan["model_id"], plan["model_version"], operation_id=operation_id, pending=pending
+            )
+            self.catalog.set_plan(operation_id, "preparing", plan)
+
+            def call(role: str, party: str) -> Callable[[float], Any]:
+                message = make(role, party)
+                return lambda timeout: self.agents.unary(party, prepare, message, operation_id, timeout)
+
+            answers = self.fanout.parties(
+                [PartyCall(r, p, call(r, p), idempotent=True) for r, p in parties], self.conf.coordinator.deploy_timeout
+            )
+            prepared = [a for a in answers if not isinstance(a, RegistryError)]
+            if len(prepared) < len(answers):
+                return self._abort(operation_id, plan, answers)
+            plan["prepared"] = {
+                f"{r}#{p}": {"digest": a.manifest_digest, "archive": getattr(a, "archive_path", "")}
+                for (r, p), a in zip(parties, prepared, strict=True)
+            }
+            return self._commit(operation_id, plan)
+
+    @contextlib.contextmanager
+    def _carrying(self, operation_id: str) -> Iterator[None]:
+        """Mark an operation as carried out by a request of this process, for recovery to leave alone."""
         with self._active_lock:
             self._active.add(operation_id)
         try:
-            return self._run_two_phase(operation_id, operation, caller, plan, prepare, make)
+            yield
         finally:
             with self._active_lock:
                 self._active.discard(operation_id)
-
-    def _run_two_phase(
-        self,
-        operation_id: str,
-        operation: str,
-        caller: str,
-        plan: dict[str, Any],
-        prepare: str,
-        make: Callable[[str, str], Any],
-    ) -> list[PartyResult]:
-        parties = plan["parties"]
-        pending = [PartyResult(role=r, party_id=p, retcode=Retcode.RUNNING, retmsg="running") for r, p in parties]
-        self.catalog.start_operation(
-            operation, caller, plan["model_id"], plan["model_version"], operation_id=operation_id, pending=pending
-        )
-        self.catalog.set_plan(operation_id, "preparing", plan)
-
-        def call(role: str, party: str) -> Callable[[float], Any]:
-            message = make(role, party)
-            return lambda timeout: self.agents.unary(party, prepare, message, operation_id, timeout)
-
-        answers = self.fanout.parties(
-            [PartyCall(r, p, call(r, p), idempotent=True) for r, p in parties], self.conf.coordinator.deploy_timeout
-        )
-        prepared = [a for a in answers if not isinstance(a, RegistryError)]
-        if len(prepared) < len(answers):
-            return self._abort(operation_id, plan, answers)
-        plan["prepared"] = {
-            f"{r}#{p}": {"digest": a.manifest_digest, "archive": getattr(a, "archive_path", "")}
-            for (r, p), a in zip(parties, prepared, strict=True)
-        }
-        return self._commit(operation_id, plan)
 
     def _detail(self, rows: Sequence[PartyModelInfo]) -> PartyModelInfo:
         """A guest's (else a host's, else any) party detail: its train DSL and whether it is a parent."""
