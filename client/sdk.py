@@ -12,6 +12,7 @@ import errno
 import hashlib
 import os
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,8 +74,9 @@ class RegistryClient:
 
     ``address`` may list several coordinator replicas, comma-separated (``h1:9360,h2:9360``). Calls go
     to the first that answers; on UNAVAILABLE the next one is tried: always for calls that are safe to
-    repeat (reads, load, bind, unload, unbind), and for the others only when the replica could not be
-    connected to at all, so the call never reached it and cannot have been done twice.
+    repeat (reads, load, bind, unload, unbind, and deploy, which carries a request id), and for the
+    others only when the replica could not be connected to at all, so the call never reached it and
+    cannot have been done twice.
 
     ``timeout`` is the deadline of each unary call, in seconds. Archive transfers have no deadline by
     default (a large model may take long); pass ``timeout`` to :meth:`import_model` or
@@ -319,7 +321,14 @@ class RegistryClient:
         return self._unary(lambda stub: stub.MigrateModel, request)
 
     def deploy_model(self, request: pb.DeployModelRequest) -> pb.DeployModelResponse:
-        return self._unary(lambda stub: stub.DeployModel, request)
+        """Deploy under a request id (a fresh one unless given), so that it is safe to send again to
+        another replica: the coordinators answer a repeat with the first deploy's outcome."""
+        if not request.request_id:
+            with_id = pb.DeployModelRequest()
+            with_id.CopyFrom(request)
+            with_id.request_id = uuid.uuid4().hex
+            request = with_id
+        return self._unary(lambda stub: stub.DeployModel, request, idempotent=True)
 
     def get_predict_dsl(self, request: pb.GetPredictDslRequest) -> pb.GetPredictDslResponse:
         return self._unary(lambda stub: stub.GetPredictDsl, request, idempotent=True)

@@ -364,6 +364,13 @@ class Catalog:
             ).execute()
         return operation_id
 
+    def operation(self, operation_id: str) -> tuple[Operation, dict[str, Any]] | None:
+        """One logged operation and its plan (empty for a single-phase one), if it exists."""
+        op = self._operation
+        with self.db.connection_context():
+            row = op.get_or_none(op.operation_id == operation_id)
+        return None if row is None else (_operation_entity(row), json.loads(row.plan_json or "{}"))
+
     def set_plan(self, operation_id: str, status: str, plan: dict[str, Any]) -> None:
         """Persist a two-phase operation's state before acting on it; only its owner may (a replica
         whose operation was taken over while it stalled learns so here, before it decides anything)."""

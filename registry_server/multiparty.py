@@ -12,7 +12,9 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import re
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -35,7 +37,10 @@ from registry_server.predict_dsl import derive_predict_dsl, validate_predict_dsl
 
 log = logging.getLogger(__name__)
 DEPLOY_ROLES = ("arbiter", "host", "guest")
-SERVING_ROLES = ("guest", "host")  # FATE-Flow loads on every party but the arbiter
+SERVING_ROLES = ("guest", "host")
+REQUEST_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
+FINAL_STATUSES = ("success", "failed", "rolled_back", "interrupted", "cancelled")
+REPEAT_POLL_SECONDS = 0.2  # FATE-Flow loads on every party but the arbiter
 Roles = dict[str, list[str]]
 
 
@@ -218,6 +223,15 @@ class MultiParty:
         missing = [k for k in ("model_id", "model_version") if not getattr(request, k)]
         if missing:
             raise missing_keys(missing)
+        if request.request_id:
+            if not REQUEST_ID.fullmatch(request.request_id):
+                raise RegistryError(
+                    Reason.INVALID_ARGUMENT,
+                    "request_id must be 1 to 64 letters, digits, '_' or '-'",
+                    {"field": "request_id"},
+                )
+            if self.catalog.operation(request.request_id) is not None:
+                return self._earlier_deploy(request.request_id)
         rows = self.catalog.find(ModelFilter(model_id=request.model_id, model_version=request.model_version))
         if not rows:
             raise RegistryError(
@@ -268,8 +282,32 @@ class MultiParty:
                 cpn_step_name=dict(request.cpn_step_name),
             )
 
-        results = self._two_phase("deploy", caller, plan, "PrepareDeploy", make)
+        try:
+            results = self._two_phase("deploy", caller, plan, "PrepareDeploy", make, request.request_id)
+        except peewee.IntegrityError:  # the same request id, sent twice at once: the other one runs it
+            return self._earlier_deploy(request.request_id)
         return pb.DeployModelResponse(model_id=model.model_id, model_version=child, results=results)
+
+    def _earlier_deploy(self, request_id: str) -> pb.DeployModelResponse:
+        """The outcome of the deploy logged under ``request_id``, once it has one (within the call timeout)."""
+        deadline = time.monotonic() + self.conf.coordinator.call_timeout
+        while True:
+            found = self.catalog.operation(request_id)
+            if found is None or found[0].operation != "deploy":
+                raise RegistryError(
+                    Reason.INVALID_ARGUMENT, f"request id {request_id} names another operation, not a deploy"
+                )
+            operation, plan = found
+            if operation.status in FINAL_STATUSES:
+                return pb.DeployModelResponse(
+                    model_id=operation.model_id, model_version=plan.get("child", ""), results=operation.results
+                )
+            if time.monotonic() > deadline:
+                raise RegistryError(
+                    Reason.PARTY_UNAVAILABLE,
+                    f"deploy {request_id} is still {operation.status}; send it again for its outcome",
+                )
+            time.sleep(REPEAT_POLL_SECONDS)  # the first call of this request is still running
 
     def migrate(self, request: pb.MigrateModelRequest, caller: str) -> pb.MigrateModelResponse:
         """FATE's migrate (fate_flow.md §6.8), all or nothing: every executing party prepares its
@@ -342,12 +380,13 @@ class MultiParty:
         plan: dict[str, Any],
         prepare: str,
         make: Callable[[str, str], Any],
+        operation_id: str = "",
     ) -> list[PartyResult]:
         """Prepare on every party at once; commit everywhere if all prepared, else abort everywhere.
 
         The plan, and then the decision, are written to the operation log before they are acted on.
         """
-        operation_id = uuid.uuid4().hex
+        operation_id = operation_id or uuid.uuid4().hex
         with self._carrying(operation_id):
             parties = plan["parties"]
             pending = [PartyResult(role=r, party_id=p, retcode=Retcode.RUNNING, retmsg="running") for r, p in parties]

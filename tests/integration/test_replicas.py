@@ -228,7 +228,14 @@ def test_two_replicas_share_one_catalog_and_take_over_a_killed_one(cluster: Clus
     with RegistryClient(both.address) as client:
         info = client.get_model_info(pb.GetModelInfoRequest(model_id=parent.model_id, model_version=parent.version))
         assert client.address == cluster.address
+        # a deploy sent twice under one request id is done once, and answered alike
+        again = pb.DeployModelRequest(model_id=parent.model_id, model_version=parent.version, request_id="once-1")
+        first, second = client.deploy_model(again), client.deploy_model(again)
+        logged = _operations(client, parent.model_id)
     assert {m.party_id for m in info.models} == set(PARTIES)
+    assert first.model_version and (second.model_version, second.results) == (first.model_version, first.results)
+    assert [op.status for op in logged if op.operation_id == "once-1"] == ["success"]
+    assert len([op for op in logged if op.operation == "deploy"]) == len(deploys) + 1
 
 
 @dataclass(frozen=True)
