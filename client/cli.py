@@ -105,7 +105,7 @@ def _migrate(args: argparse.Namespace) -> Answer:
 
 def _tag_list(args: argparse.Namespace) -> Answer:
     with _connect(args) as client:
-        return render.tag_list_answer(client.list_model_tags(pb.ListModelTagsRequest(job_id=args.job_id)))
+        return render.tag_list_answer(client.all_model_tags(args.job_id))
 
 
 def _tag_model(args: argparse.Namespace) -> Answer:
@@ -275,7 +275,9 @@ class _Commands:
         self._sub = parser.add_subparsers(title=title, metavar="<command>", required=True)
         self._address = argparse.ArgumentParser(add_help=False)
         # SUPPRESS: not given after the command, the value given before it (or None) stays.
-        self._address.add_argument("--address", default=argparse.SUPPRESS, help="registry address, host:port")
+        self._address.add_argument(
+            "--address", default=argparse.SUPPRESS, help="registry host:port (replicas: comma-separated)"
+        )
 
     def group(self, name: str, help: str) -> _Commands:
         return _Commands(self._sub.add_parser(name, help=help, description=help, allow_abbrev=False), "commands")
@@ -394,7 +396,9 @@ def _add_checkpoint_commands(commands: _Commands) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flow", description="FATE-Flow model registry client", allow_abbrev=False)
-    parser.add_argument("--address", default=None, help="registry address, host:port (see client.settings)")
+    parser.add_argument(
+        "--address", default=None, help="registry host:port (replicas: comma-separated; see client.settings)"
+    )
     commands = _Commands(parser, "command groups")
     _add_model_commands(commands.group("model", "model operations"))
     _add_checkpoint_commands(commands.group("checkpoint", "checkpoint operations"))

@@ -11,6 +11,7 @@ import contextlib
 import errno
 import os
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,7 +72,13 @@ class ExportResult:
 
 
 class RegistryClient:
-    """One channel to the coordinator at ``address``; use it as a context manager or call :meth:`close`.
+    """Channels to the coordinator at ``address``; use it as a context manager or call :meth:`close`.
+
+    ``address`` may list several coordinator replicas, comma-separated (``h1:9360,h2:9360``). Calls go
+    to the first that answers; on UNAVAILABLE the next one is tried: always for calls that are safe to
+    repeat (reads, load, bind, unload, unbind, and deploy, which carries a request id), and for the
+    others only when the replica could not be connected to at all, so the call never reached it and
+    cannot have been done twice.
 
     ``timeout`` is the deadline of each unary call, in seconds. Archive transfers have no deadline by
     default (a large model may take long); pass ``timeout`` to :meth:`import_model` or
@@ -87,19 +94,30 @@ class RegistryClient:
         transfer: TransferMode = "auto",
         tls: TlsConf = PLAINTEXT,
     ) -> None:
-        self.address = address
+        self.addresses = [a.strip() for a in address.split(",") if a.strip()] or [address]
         self.timeout = timeout
         self.transfer = transfer
         self.tls = tls
         self._options = list(channel_options)
-        self._channel = open_channel(address, tls, self._options)
-        self._stub = RegistryServiceStub(self._channel)
+        self._channels = [open_channel(a, tls, self._options) for a in self.addresses]
+        self._stubs = [RegistryServiceStub(c) for c in self._channels]
+        self._current = 0  # the replica that answered last
         self._agent_channels: dict[str, grpc.Channel] = {}
+
+    @property
+    def address(self) -> str:
+        """The coordinator replica calls go to now."""
+        return self.addresses[self._current]
+
+    @property
+    def _channel(self) -> grpc.Channel:
+        return self._channels[self._current]
 
     def close(self) -> None:
         for channel in self._agent_channels.values():
             channel.close()
-        self._channel.close()
+        for channel in self._channels:
+            channel.close()
 
     def __enter__(self) -> RegistryClient:
         return self
@@ -134,7 +152,7 @@ class RegistryClient:
         if self.transfer == "relay":
             return None
         try:
-            granted = self._unary(self._stub.BeginTransfer, begin)
+            granted = self._unary(lambda stub: stub.BeginTransfer, begin)
         except RegistryError as exc:
             if self.transfer == "auto" and exc.reason is Reason.NOT_IMPLEMENTED:  # an older coordinator
                 return None
@@ -153,7 +171,7 @@ class RegistryClient:
         return route
 
     def _end(self, route: _Route, model: common.PartyModelRef) -> pb.EndTransferResponse:
-        return self._unary(self._stub.EndTransfer, pb.EndTransferRequest(ticket=route.ticket, model=model))
+        return self._unary(lambda stub: stub.EndTransfer, pb.EndTransferRequest(ticket=route.ticket, model=model))
 
     def _end_quietly(self, route: _Route, begin: pb.BeginTransferRequest) -> None:
         """Close a transfer that failed or was not made; the error the caller sees is the first one."""
@@ -161,11 +179,23 @@ class RegistryClient:
         with contextlib.suppress(RegistryError):
             self._end(route, model)
 
-    def _unary(self, method: grpc.UnaryUnaryMultiCallable[_Request, _Response], request: _Request) -> _Response:
-        try:
-            return method(request, timeout=self.timeout)
-        except grpc.RpcError as exc:
-            raise self._error(exc) from None
+    def _unary(
+        self,
+        method: Callable[[RegistryServiceStub], grpc.UnaryUnaryMultiCallable[_Request, _Response]],
+        request: _Request,
+        idempotent: bool = False,
+    ) -> _Response:
+        """Call ``method`` (picked from a replica's stub) on the current replica, failing over to the
+        next ones on UNAVAILABLE as the class describes."""
+        for attempt in range(len(self._channels)):
+            try:
+                return method(self._stubs[self._current])(request, timeout=self.timeout)
+            except grpc.RpcError as exc:
+                last = attempt == len(self._channels) - 1
+                if last or exc.code() != grpc.StatusCode.UNAVAILABLE or not (idempotent or _never_connected(exc)):
+                    raise self._error(exc) from None
+                self._current = (self._current + 1) % len(self._channels)
+        raise AssertionError("the last attempt returns or raises")
 
     # Archive transfers ---------------------------------------------------------------------------
 
@@ -276,68 +306,87 @@ class RegistryClient:
 
     def store_model(self, request: pb.StoreModelRequest) -> pb.StoreModelResponse:
         """``flow model export --to-database``."""
-        return self._unary(self._stub.StoreModel, request)
+        return self._unary(lambda stub: stub.StoreModel, request)
 
     def restore_model(self, request: pb.RestoreModelRequest) -> pb.RestoreModelResponse:
         """``flow model import --from-database``."""
-        return self._unary(self._stub.RestoreModel, request)
+        return self._unary(lambda stub: stub.RestoreModel, request)
 
     def load_model(self, request: pb.LoadModelRequest) -> pb.LoadModelResponse:
-        return self._unary(self._stub.LoadModel, request)
+        return self._unary(lambda stub: stub.LoadModel, request, idempotent=True)
 
     def bind_model(self, request: pb.BindModelRequest) -> pb.BindModelResponse:
-        return self._unary(self._stub.BindModel, request)
+        return self._unary(lambda stub: stub.BindModel, request, idempotent=True)
 
     def unload_model(self, request: pb.UnloadModelRequest) -> pb.UnloadModelResponse:
-        return self._unary(self._stub.UnloadModel, request)
+        return self._unary(lambda stub: stub.UnloadModel, request, idempotent=True)
 
     def unbind_model(self, request: pb.UnbindModelRequest) -> pb.UnbindModelResponse:
-        return self._unary(self._stub.UnbindModel, request)
+        return self._unary(lambda stub: stub.UnbindModel, request, idempotent=True)
 
     def migrate_model(self, request: pb.MigrateModelRequest) -> pb.MigrateModelResponse:
-        return self._unary(self._stub.MigrateModel, request)
+        return self._unary(lambda stub: stub.MigrateModel, request)
 
     def deploy_model(self, request: pb.DeployModelRequest) -> pb.DeployModelResponse:
-        return self._unary(self._stub.DeployModel, request)
+        """Deploy under a request id (a fresh one unless given), so that it is safe to send again to
+        another replica: the coordinators answer a repeat with the first deploy's outcome."""
+        if not request.request_id:
+            with_id = pb.DeployModelRequest()
+            with_id.CopyFrom(request)
+            with_id.request_id = uuid.uuid4().hex
+            request = with_id
+        return self._unary(lambda stub: stub.DeployModel, request, idempotent=True)
 
     def get_predict_dsl(self, request: pb.GetPredictDslRequest) -> pb.GetPredictDslResponse:
-        return self._unary(self._stub.GetPredictDsl, request)
+        return self._unary(lambda stub: stub.GetPredictDsl, request, idempotent=True)
 
     def get_predict_conf(self, request: pb.GetPredictConfRequest) -> pb.GetPredictConfResponse:
-        return self._unary(self._stub.GetPredictConf, request)
+        return self._unary(lambda stub: stub.GetPredictConf, request, idempotent=True)
 
     def get_model_info(self, request: pb.GetModelInfoRequest) -> pb.GetModelInfoResponse:
-        return self._unary(self._stub.GetModelInfo, request)
+        return self._unary(lambda stub: stub.GetModelInfo, request, idempotent=True)
 
     def list_model_versions(self, request: pb.ListModelVersionsRequest) -> pb.ListModelVersionsResponse:
-        return self._unary(self._stub.ListModelVersions, request)
+        return self._unary(lambda stub: stub.ListModelVersions, request, idempotent=True)
 
     def list_model_tags(self, request: pb.ListModelTagsRequest) -> pb.ListModelTagsResponse:
-        return self._unary(self._stub.ListModelTags, request)
+        return self._unary(lambda stub: stub.ListModelTags, request, idempotent=True)
+
+    def all_model_tags(self, job_id: str, max_pages: int = 10_000) -> pb.ListModelTagsResponse:
+        """Every tag of a model version, page after page, as one response."""
+        everything = pb.ListModelTagsResponse()
+        token = ""
+        for _ in range(max_pages):
+            page = self.list_model_tags(pb.ListModelTagsRequest(job_id=job_id, page_token=token))
+            everything.tags.extend(page.tags)
+            token = page.next_page_token
+            if not token:
+                return everything
+        raise RegistryError(Reason.INTERNAL, f"the tags of {job_id} did not end within {max_pages} pages")
 
     def add_model_tag(self, request: pb.AddModelTagRequest) -> pb.AddModelTagResponse:
-        return self._unary(self._stub.AddModelTag, request)
+        return self._unary(lambda stub: stub.AddModelTag, request)
 
     def remove_model_tag(self, request: pb.RemoveModelTagRequest) -> pb.RemoveModelTagResponse:
-        return self._unary(self._stub.RemoveModelTag, request)
+        return self._unary(lambda stub: stub.RemoveModelTag, request)
 
     def homo_convert_model(self, request: pb.HomoConvertModelRequest) -> pb.HomoConvertModelResponse:
-        return self._unary(self._stub.HomoConvertModel, request)
+        return self._unary(lambda stub: stub.HomoConvertModel, request)
 
     def homo_deploy_model(self, request: pb.HomoDeployModelRequest) -> pb.HomoDeployModelResponse:
-        return self._unary(self._stub.HomoDeployModel, request)
+        return self._unary(lambda stub: stub.HomoDeployModel, request)
 
     def list_checkpoints(self, request: pb.ListCheckpointsRequest) -> pb.ListCheckpointsResponse:
-        return self._unary(self._stub.ListCheckpoints, request)
+        return self._unary(lambda stub: stub.ListCheckpoints, request, idempotent=True)
 
     def get_checkpoint(self, request: pb.GetCheckpointRequest) -> pb.GetCheckpointResponse:
-        return self._unary(self._stub.GetCheckpoint, request)
+        return self._unary(lambda stub: stub.GetCheckpoint, request, idempotent=True)
 
     def delete_model(self, request: pb.DeleteModelRequest) -> pb.DeleteModelResponse:
-        return self._unary(self._stub.DeleteModel, request)
+        return self._unary(lambda stub: stub.DeleteModel, request)
 
     def list_operations(self, request: pb.ListOperationsRequest) -> pb.ListOperationsResponse:
-        return self._unary(self._stub.ListOperations, request)
+        return self._unary(lambda stub: stub.ListOperations, request, idempotent=True)
 
 
 class _Upload:
@@ -376,6 +425,12 @@ class _Upload:
     def _fail(self, message: str) -> None:
         self.failure = message
         self.abort()
+
+
+def _never_connected(exc: grpc.RpcError) -> bool:
+    """gRPC's own wording when no connection to the server could be made: the call was not sent."""
+    details = exc.details() or ""
+    return "failed to connect to all addresses" in details
 
 
 def _data_loss(message: str) -> RegistryError:

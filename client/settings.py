@@ -5,6 +5,9 @@ In this order: the ``--address`` option, ``$FATE_REGISTRY_ADDRESS``, the setting
 last the coordinator address of the service conf (``$FATE_REGISTRY_CONF``,
 ``./conf/service_conf.yaml`` or the embedded default ``127.0.0.1:9360``).
 
+The address may list several coordinator replicas, comma-separated (``h1:9360,h2:9360``): the
+client fails over between them (see :class:`client.sdk.RegistryClient`).
+
 ``flow init`` saves either ``{"ip", "port"}`` or, like FATE's ``flow init -c``,
 ``{"server_conf_path"}`` naming a service conf whose coordinator address is used.
 
@@ -37,7 +40,7 @@ DEFAULT_CLIENT_CONF = Path("~/.config/fate-registry/flow.json")
 class ClientSettings:
     """What the CLI needs to reach the coordinator."""
 
-    address: str
+    address: str  # host:port, or several replicas' comma-separated
     # Deadline of each unary call, in seconds; archive transfers have none.
     timeout: float = 60.0
     # How archive bytes travel ($FATE_REGISTRY_TRANSFER): straight to the party's agent when it can be

@@ -18,6 +18,9 @@ MAX_RECONNECT_BACKOFF_MS = 1000
 CHANNEL_OPTIONS: tuple[tuple[str, int], ...] = (
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    # A peer that went away (an agent or a coordinator replica restarting) is tried again at least every
+    # second, not after gRPC's default backoff of up to two minutes: calls with deadlines of a few seconds
+    # reach it as soon as it is back.
     ("grpc.initial_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS),
     ("grpc.max_reconnect_backoff_ms", MAX_RECONNECT_BACKOFF_MS),
 )

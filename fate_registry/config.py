@@ -115,6 +115,13 @@ class CoordinatorConf:
     maintenance_period: float = 60.0
     # The client API's server, and the client side of every call to the agents (same cert, key and ca).
     tls: TlsConf = PLAINTEXT
+    # Replicas sharing one MySQL catalog: each names itself (default: host name and port) and renews a
+    # lease every third of ``lease_seconds``; another replica takes over its unfinished operations
+    # only once the lease has expired.
+    replica_id: str = ""
+    lease_seconds: float = 30.0
+    # Threads serving RPCs (bench.catalog_scale measures the choice).
+    rpc_workers: int = 32
 
 
 @dataclass(frozen=True)
@@ -329,6 +336,9 @@ def parse(document: Any, path: Path | None = None, data_dir: Path | None = None)
             deploy_timeout=coordinator.number("deploy_timeout", 600.0),
             maintenance_period=coordinator.number("maintenance_period", 60.0),
             tls=coordinator_tls,
+            replica_id=coordinator.text("replica_id", ""),
+            lease_seconds=coordinator.number("lease_seconds", 30.0),
+            rpc_workers=coordinator.integer("rpc_workers", 32, minimum=1),
         ),
         parties=parties,
         enable_model_store=enable_store,

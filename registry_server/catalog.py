@@ -5,7 +5,6 @@ Rows stay inside; callers get protobuf entities (PartyModelInfo, Operation) or d
 
 from __future__ import annotations
 
-import base64
 import json
 import uuid
 from collections.abc import Sequence
@@ -14,14 +13,26 @@ from typing import Any
 
 import peewee
 from google.protobuf.timestamp_pb2 import Timestamp
+from playhouse.migrate import SchemaMigrator, migrate
 
 from fate_registry.config import DatabaseConf
-from fate_registry.db import base_model, now_ms, open_database
-from fate_registry.errors import Reason, RegistryError
+from fate_registry.db import base_model, conflict_target, in_transaction, now_ms, open_database
+from fate_registry.errors import Reason, RegistryError, Retcode
 from fate_registry.identity import job_ids
 from fate_registry.v1.common_pb2 import ImportModelResult, Party, PartyModelInfo, PartyResult
 from fate_registry.v1.registry_pb2 import ModelVersion, Operation
+from registry_server import paging
 from registry_server.tag_store import TagStore
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """An operation a replica may have to finish or undo: its plan is empty for single-phase ones."""
+
+    operation_id: str
+    status: str
+    plan: dict[str, Any]
+    owner: str
 
 
 @dataclass(frozen=True)
@@ -39,7 +50,10 @@ def _timestamp(ms: int) -> Timestamp:
 
 
 class Catalog:
-    def __init__(self, conf: DatabaseConf) -> None:
+    """``owner`` names the coordinator replica this catalog writes operations for (see :mod:`replicas`)."""
+
+    def __init__(self, conf: DatabaseConf, owner: str = "") -> None:
+        self.owner = owner
         self.db = open_database(conf)
         base = base_model(self.db)
 
@@ -63,10 +77,26 @@ class Catalog:
                 table_name = "t_registry_party_model"
                 indexes = ((("model_id", "model_version", "role", "party_id"), True),)
 
+        class VersionRow(base):  # type: ignore[misc, valid-type]
+            """One row per model version some party holds: the version list pages on its indexes
+            instead of grouping every party row of the model."""
+
+            model_id = peewee.CharField(max_length=255)
+            model_version = peewee.CharField(max_length=255)
+            create_time = peewee.BigIntegerField()
+
+            class Meta:
+                table_name = "t_registry_model_version"
+                indexes = (
+                    (("model_id", "model_version"), True),
+                    (("model_id", "create_time", "model_version"), False),
+                    (("create_time", "model_version"), False),
+                )
+
         class OperationRow(base):  # type: ignore[misc, valid-type]
             operation_id = peewee.CharField(max_length=64, primary_key=True)
             operation = peewee.CharField(max_length=50)
-            status = peewee.CharField(max_length=20)
+            status = peewee.CharField(max_length=20, index=True)
             caller = peewee.CharField(max_length=255, default="")
             model_id = peewee.CharField(max_length=255, default="")
             model_version = peewee.CharField(max_length=255, default="")
@@ -79,10 +109,16 @@ class Catalog:
             ticket = peewee.CharField(max_length=128, default="", index=True)
             # What a two-phase operation needs to be finished or rolled back after a restart.
             plan_json = peewee.TextField(default="")
+            # The coordinator replica that runs the operation, or took it over.
+            owner = peewee.CharField(max_length=255, default="")
 
             class Meta:
                 table_name = "t_registry_operation"
-                indexes = ((("model_id", "model_version"), False),)
+                indexes = (
+                    (("model_id", "model_version", "start_time", "operation_id"), False),
+                    (("model_id", "start_time", "operation_id"), False),
+                    (("operation", "start_time", "operation_id"), False),
+                )
 
         class VersionId(base):  # type: ignore[misc, valid-type]
             """Every version id handed out, so the database, not a clock, makes them unique."""
@@ -93,11 +129,26 @@ class Catalog:
                 table_name = "t_registry_version_id"
 
         self._party_model = PartyModel
+        self._find_sqls: dict[tuple[bool, ...], str] = {}
+        self._version = VersionRow
         self._operation = OperationRow
         self._version_id = VersionId
         with self.db.connection_context():
-            self.db.create_tables([PartyModel, OperationRow, VersionId])
+            self.db.create_tables([PartyModel, VersionRow, OperationRow, VersionId])
+            self._upgrade()
         self.tags = TagStore(self.db)
+
+    def _upgrade(self) -> None:
+        """Bring a catalog written by an earlier release up to date: the owner column, the version rows."""
+        op, pm, version = self._operation, self._party_model, self._version
+        if "owner" not in {c.name for c in self.db.get_columns(op._meta.table_name)}:
+            migrate(SchemaMigrator.from_database(self.db).add_column(op._meta.table_name, "owner", op.owner))
+        if not version.select().exists() and pm.select().exists():
+            created = peewee.fn.MIN(pm.create_time)
+            version.insert_from(
+                pm.select(pm.model_id, pm.model_version, created).group_by(pm.model_id, pm.model_version),
+                [version.model_id, version.model_version, version.create_time],
+            ).execute()
 
     def close(self) -> None:
         self.db.close()
@@ -130,9 +181,12 @@ class Catalog:
 
     def record_all(self, infos: Sequence[PartyModelInfo]) -> None:
         """Insert or replace several parties' rows in one transaction."""
-        with self.db.connection_context(), self.db.atomic():
+
+        def write() -> None:
             for info in infos:
                 self._upsert(info)
+
+        in_transaction(self.db, write)
 
     def _upsert(self, info: PartyModelInfo) -> None:
         pm = self._party_model
@@ -153,24 +207,33 @@ class Catalog:
         }
         replaced = [getattr(pm, k) for k in values if k not in ("model_id", "model_version", "role", "party_id")]
         pm.insert(values).on_conflict(
-            conflict_target=[pm.model_id, pm.model_version, pm.role, pm.party_id], preserve=replaced
+            conflict_target=conflict_target(self.db, [pm.model_id, pm.model_version, pm.role, pm.party_id]),
+            preserve=replaced,
         ).execute()
+        self._version.insert(
+            model_id=info.model_id, model_version=info.model_version, create_time=values["create_time"]
+        ).on_conflict_ignore().execute()
 
     def forget(self, model_id: str, model_version: str, role: str, party_id: str) -> None:
         """Drop one party's row of a version (after the party deleted it)."""
-        pm = self._party_model
-        with self.db.connection_context():
-            pm.delete().where(
-                (pm.model_id == model_id)
-                & (pm.model_version == model_version)
-                & (pm.role == role)
-                & (pm.party_id == party_id)
+        pm, version = self._party_model, self._version
+        same_version = (pm.model_id == model_id) & (pm.model_version == model_version)
+
+        def delete() -> None:
+            pm.delete().where(same_version & (pm.role == role) & (pm.party_id == party_id)).execute()
+            version.delete().where(
+                (version.model_id == model_id)
+                & (version.model_version == model_version)
+                & ~peewee.fn.EXISTS(pm.select(pm.id).where(same_version))
             ).execute()
+
+        in_transaction(self.db, delete)
 
     def count_loads(self, model_id: str, model_version: str, parties: Sequence[tuple[str, str]]) -> None:
         """FATE's loaded_times: +1 for each (role, party) that loaded, in one transaction."""
         pm = self._party_model
-        with self.db.connection_context(), self.db.atomic():
+
+        def count() -> None:
             for role, party_id in parties:
                 pm.update(loaded_times=pm.loaded_times + 1).where(
                     (pm.model_id == model_id)
@@ -178,6 +241,8 @@ class Catalog:
                     & (pm.role == role)
                     & (pm.party_id == party_id)
                 ).execute()
+
+        in_transaction(self.db, count)
 
     def new_version_id(self) -> str:
         """A FATE-style job id that no one else got: the database's primary key decides, not a clock."""
@@ -192,76 +257,85 @@ class Catalog:
         raise RegistryError(Reason.INTERNAL, "could not allocate a unique version id")
 
     def find(self, where: ModelFilter) -> list[PartyModelInfo]:
-        pm = self._party_model
-        query = pm.select()
-        for column, value in (
-            (pm.model_id, where.model_id),
-            (pm.model_version, where.model_version),
-            (pm.role, where.role),
-            (pm.party_id, where.party_id),
-        ):
-            if value:
-                query = query.where(column == value)
+        """The party rows matching every non-empty field of ``where``, by role and party.
+
+        The busiest read of the coordinator: its SQL is built by peewee once per combination of
+        filled fields and kept, since building it took most of a call's time (bench.catalog_scale).
+        """
+        values = [v for v in (where.model_id, where.model_version, where.role, where.party_id) if v]
+        sql = self._find_sql(tuple(bool(v) for v in (where.model_id, where.model_version, where.role, where.party_id)))
         with self.db.connection_context():
-            rows = list(query.order_by(pm.role, pm.party_id))
+            cursor = self.db.execute_sql(sql, values)  # type: ignore[no-untyped-call]  # peewee is untyped here
+            names = [column[0] for column in cursor.description]
+            rows = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
         return [
             PartyModelInfo(
-                role=r.role,
-                party_id=r.party_id,
-                model_id=r.model_id,
-                model_version=r.model_version,
-                roles_json=r.roles_json,
-                create_time=_timestamp(r.create_time),
-                loaded_times=r.loaded_times,
-                size_kib=round(r.size_bytes / 1024),
-                parent=r.parent,
-                parent_info_json=r.parent_info_json,
-                imported=r.imported,
-                job_id=r.job_id,
-                manifest_digest=r.manifest_digest,
-                file_count=r.file_count,
-                size_bytes=r.size_bytes,
+                role=r["role"],
+                party_id=r["party_id"],
+                model_id=r["model_id"],
+                model_version=r["model_version"],
+                roles_json=r["roles_json"],
+                create_time=_timestamp(r["create_time"]),
+                loaded_times=r["loaded_times"],
+                size_kib=round(r["size_bytes"] / 1024),
+                parent=bool(r["parent"]),
+                parent_info_json=r["parent_info_json"],
+                imported=bool(r["imported"]),
+                job_id=r["job_id"],
+                manifest_digest=r["manifest_digest"],
+                file_count=r["file_count"],
+                size_bytes=r["size_bytes"],
             )
             for r in rows
         ]
 
+    def _find_sql(self, filled: tuple[bool, ...]) -> str:
+        sql = self._find_sqls.get(filled)
+        if sql is None:
+            pm = self._party_model
+            query = pm.select()
+            for column, present in zip((pm.model_id, pm.model_version, pm.role, pm.party_id), filled, strict=True):
+                if present:
+                    query = query.where(column == "")  # the value is bound at each call
+            sql = self._find_sqls[filled] = query.order_by(pm.role, pm.party_id).sql()[0]
+        return sql
+
     def list_versions(self, model_id: str, page_size: int, page_token: str) -> tuple[list[ModelVersion], str]:
         """Versions newest first, with the parties holding each; keyset-paged on (create_time, version)."""
-        pm = self._party_model
-        created = peewee.fn.MIN(pm.create_time).alias("created")
-        query = pm.select(pm.model_id, pm.model_version, created).group_by(pm.model_id, pm.model_version)
+        pm, version = self._party_model, self._version
+        query = version.select()
         if model_id:
-            query = query.where(pm.model_id == model_id)
+            query = query.where(version.model_id == model_id)
         if page_token:
-            start, last = _decode_token(page_token)
-            query = query.having((created < start) | ((created == start) & (pm.model_version < last)))
-        size = _page_size(page_size)
+            start, last = paging.decode_token(page_token)
+            query = query.where(
+                (version.create_time < start) | ((version.create_time == start) & (version.model_version < last))
+            )
+        size = paging.page_size(page_size)
         with self.db.connection_context():
-            groups = list(query.order_by(created.desc(), pm.model_version.desc()).limit(size + 1).dicts())
+            groups = list(query.order_by(version.create_time.desc(), version.model_version.desc()).limit(size + 1))
             more = len(groups) > size
             groups = groups[:size]
             parties = list(
                 pm.select(pm.model_id, pm.model_version, pm.role, pm.party_id)
-                .where(pm.model_version.in_([g["model_version"] for g in groups]))
+                .where(pm.model_version.in_([g.model_version for g in groups]))
                 .order_by(pm.role, pm.party_id)
                 .dicts()
             )
-        versions = []
-        for g in groups:
-            held = [
-                Party(role=p["role"], party_id=p["party_id"])
-                for p in parties
-                if (p["model_id"], p["model_version"]) == (g["model_id"], g["model_version"])
-            ]
-            versions.append(
-                ModelVersion(
-                    model_id=g["model_id"],
-                    model_version=g["model_version"],
-                    create_time=_timestamp(g["created"]),
-                    parties=held,
-                )
+        versions = [
+            ModelVersion(
+                model_id=g.model_id,
+                model_version=g.model_version,
+                create_time=_timestamp(g.create_time),
+                parties=[
+                    Party(role=p["role"], party_id=p["party_id"])
+                    for p in parties
+                    if (p["model_id"], p["model_version"]) == (g.model_id, g.model_version)
+                ],
             )
-        token = _encode_token(groups[-1]["created"], groups[-1]["model_version"]) if more else ""
+            for g in groups
+        ]
+        token = paging.encode_token(groups[-1].create_time, groups[-1].model_version) if more else ""
         return versions, token
 
     # -- operation log --------------------------------------------------------------------------
@@ -286,21 +360,66 @@ class Catalog:
                 model_version=model_version[:255],
                 start_time=now_ms(),
                 results_json=_results_json(pending),
+                owner=self.owner,
             ).execute()
         return operation_id
 
-    def set_plan(self, operation_id: str, status: str, plan: dict[str, Any]) -> None:
-        """Persist a two-phase operation's state before acting on it."""
+    def operation(self, operation_id: str) -> tuple[Operation, dict[str, Any]] | None:
+        """One logged operation and its plan (empty for a single-phase one), if it exists."""
         op = self._operation
         with self.db.connection_context():
-            op.update(status=status, plan_json=json.dumps(plan)).where(op.operation_id == operation_id).execute()
+            row = op.get_or_none(op.operation_id == operation_id)
+        return None if row is None else (_operation_entity(row), json.loads(row.plan_json or "{}"))
 
-    def unfinished(self, statuses: Sequence[str]) -> list[tuple[str, str, dict[str, Any]]]:
-        """(operation id, status, plan) of the operations a restarted coordinator must finish or undo."""
+    def set_plan(self, operation_id: str, status: str, plan: dict[str, Any]) -> None:
+        """Persist a two-phase operation's state before acting on it; only its owner may (a replica
+        whose operation was taken over while it stalled learns so here, before it decides anything)."""
         op = self._operation
         with self.db.connection_context():
-            rows = list(op.select().where(op.status.in_(list(statuses)) & (op.plan_json != "")))
-        return [(r.operation_id, r.status, json.loads(r.plan_json)) for r in rows]
+            changed = (
+                op.update(status=status, plan_json=json.dumps(plan))
+                .where((op.operation_id == operation_id) & (op.owner == self.owner))
+                .execute()
+            )
+        if not changed:
+            raise RegistryError(
+                Reason.CANCELLED,
+                f"operation {operation_id} was taken over by another coordinator replica; it finishes it",
+            )
+
+    def unfinished(self, statuses: Sequence[str], live: peewee.SelectQuery) -> list[Unfinished]:
+        """The operations in ``statuses`` this replica owns or whose owner is not among ``live``
+        (a subquery of replica ids), except one-hop transfers, which the transfer sweep settles."""
+        op = self._operation
+        with self.db.connection_context():
+            rows = list(
+                op.select(op.operation_id, op.status, op.plan_json, op.owner).where(
+                    op.status.in_(list(statuses))
+                    & (op.ticket == "")
+                    & ((op.owner == self.owner) | op.owner.not_in(live))
+                )
+            )
+        return [Unfinished(r.operation_id, r.status, json.loads(r.plan_json or "{}"), r.owner) for r in rows]
+
+    def claim(self, operation: Unfinished) -> bool:
+        """Take an operation over from its (expired) owner; False if another replica was first."""
+        if operation.owner == self.owner:
+            return True
+        op = self._operation
+        with self.db.connection_context():
+            return bool(
+                op.update(owner=self.owner)
+                .where((op.operation_id == operation.operation_id) & (op.owner == operation.owner))
+                .execute()
+            )
+
+    def interrupt(self, operation_id: str, message: str) -> None:
+        """Close the log entry of a single-phase operation whose replica stopped while it ran."""
+        op = self._operation
+        with self.db.connection_context():
+            op.update(status="interrupted", end_time=now_ms(), retcode=Retcode.OPERATING_ERROR, retmsg=message).where(
+                (op.operation_id == operation_id) & (op.status == "running") & (op.owner == self.owner)
+            ).execute()
 
     def in_doubt(self, interrupted: Sequence[str] = ()) -> list[Operation]:
         """Operations in doubt: their party's answer was lost. ``interrupted``: kinds of operation whose
@@ -367,14 +486,14 @@ class Catalog:
             if value:
                 query = query.where(column == value)
         if page_token:
-            start, last_id = _decode_token(page_token)
+            start, last_id = paging.decode_token(page_token)
             query = query.where((op.start_time < start) | ((op.start_time == start) & (op.operation_id < last_id)))
-        size = _page_size(page_size)
+        size = paging.page_size(page_size)
         with self.db.connection_context():
             rows = list(query.order_by(op.start_time.desc(), op.operation_id.desc()).limit(size + 1))
         more = len(rows) > size
         rows = rows[:size]
-        token = _encode_token(rows[-1].start_time, rows[-1].operation_id) if more else ""
+        token = paging.encode_token(rows[-1].start_time, rows[-1].operation_id) if more else ""
         return [_operation_entity(r) for r in rows], token
 
 
@@ -385,10 +504,6 @@ def _results_json(results: Sequence[PartyResult]) -> str:
             for r in results
         ]
     )
-
-
-def _page_size(requested: int) -> int:
-    return min(max(requested or 100, 1), 1000)
 
 
 def _operation_entity(row: Any) -> Operation:
@@ -406,15 +521,3 @@ def _operation_entity(row: Any) -> Operation:
         retcode=row.retcode,
         retmsg=row.retmsg,
     )
-
-
-def _encode_token(start: int, operation_id: str) -> str:
-    return base64.urlsafe_b64encode(f"{start}:{operation_id}".encode()).decode()
-
-
-def _decode_token(token: str) -> tuple[int, str]:
-    try:
-        start, _, operation_id = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
-        return int(start), operation_id
-    except (ValueError, UnicodeDecodeError):
-        raise RegistryError(Reason.INVALID_ARGUMENT, "the page token is not one this server issued") from None

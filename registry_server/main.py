@@ -14,6 +14,7 @@ from registry_server.catalog import Catalog
 from registry_server.fanout import FanOut
 from registry_server.maintenance import Maintenance
 from registry_server.multiparty import MultiParty
+from registry_server.replicas import Leases, replica_name
 from registry_server.servicer import SERVICE, RegistryServicer
 from registry_server.transfers import TransferDesk
 
@@ -21,12 +22,16 @@ log = logging.getLogger(__name__)
 
 
 def serve(conf: config.ServiceConf, port_file: Path | None = None) -> None:
-    catalog = Catalog(conf.coordinator.database)
+    replica = replica_name(conf.coordinator)
+    catalog = Catalog(conf.coordinator.database, owner=replica)
+    leases = Leases(catalog.db, replica, conf.coordinator.lease_seconds)
+    leases.renew()
+    heartbeat = Maintenance([leases.renew], conf.coordinator.lease_seconds / 3)
     agents = AgentClients(conf)
     fanout = FanOut()
     multiparty = MultiParty(conf, catalog, agents, fanout)
     transfers = TransferDesk(catalog, agents, multiparty.learn)
-    multiparty.recover(at_start=True)
+    multiparty.recover(at_start=True, live=leases.live())
     multiparty.settle_in_doubt(at_start=True)
     servicer = RegistryServicer(catalog, agents, fanout, transfers, multiparty)  # type: ignore[abstract]
     address = conf.coordinator.address
@@ -43,12 +48,19 @@ def serve(conf: config.ServiceConf, port_file: Path | None = None) -> None:
         [SERVICE.full_name],
         tls=conf.coordinator.tls,
         interceptors=[CallerAllowList(conf.coordinator.tls.allow)] if conf.coordinator.tls.require_client_cert else [],
+        max_workers=conf.coordinator.rpc_workers,
     )
-    log.info("coordinator listening on %s:%s with %d parties", address.host, running.port, len(conf.parties))
+    log.info(
+        "coordinator replica %s listening on %s:%s with %d parties",
+        replica,
+        address.host,
+        running.port,
+        len(conf.parties),
+    )
     maintenance = Maintenance(
         [
             transfers.sweep,
-            lambda: multiparty.recover(at_start=False),
+            lambda: multiparty.recover(at_start=False, live=leases.live()),
             lambda: multiparty.settle_in_doubt(at_start=False),
         ],
         conf.coordinator.maintenance_period,
@@ -56,7 +68,9 @@ def serve(conf: config.ServiceConf, port_file: Path | None = None) -> None:
     try:
         wait_for_signal(running, port_file, address.host)
     finally:
+        heartbeat.stop()
         maintenance.stop()
+        leases.release()  # the running calls have ended: no one need wait for this lease to expire
         fanout.close()
         agents.close()
         catalog.close()

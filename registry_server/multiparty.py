@@ -9,11 +9,18 @@ finishes a commit or an abort it had started, and aborts a deploy caught while p
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+import peewee
 
 from fate_registry import faultpoints
 from fate_registry.agent.v1 import agent_pb2
@@ -33,6 +40,9 @@ log = logging.getLogger(__name__)
 DEPLOY_ROLES = ("arbiter", "host", "guest")
 SERVING_ROLES = ("guest", "host")  # FATE-Flow loads on every party but the arbiter
 IN_DOUBT_AT_START = ("import", "restore")  # relayed, they write the catalog after the party's answer
+REQUEST_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
+FINAL_STATUSES = ("success", "failed", "rolled_back", "interrupted", "cancelled")
+REPEAT_POLL_SECONDS = 0.2
 Roles = dict[str, list[str]]
 
 
@@ -70,6 +80,9 @@ class MultiParty:
         self.agents = agents
         self.fanout = fanout
         self.oplog = OperationLog(catalog)
+        # The two-phase operations a request of this process is carrying out: recovery leaves them alone.
+        self._active: set[str] = set()
+        self._active_lock = threading.Lock()
 
     # -- resolving a model --------------------------------------------------------------------------
 
@@ -241,6 +254,15 @@ class MultiParty:
         missing = [k for k in ("model_id", "model_version") if not getattr(request, k)]
         if missing:
             raise missing_keys(missing)
+        if request.request_id:
+            if not REQUEST_ID.fullmatch(request.request_id):
+                raise RegistryError(
+                    Reason.INVALID_ARGUMENT,
+                    "request_id must be 1 to 64 letters, digits, '_' or '-'",
+                    {"field": "request_id"},
+                )
+            if self.catalog.operation(request.request_id) is not None:
+                return self._earlier_deploy(request.request_id)
         rows = self.catalog.find(ModelFilter(model_id=request.model_id, model_version=request.model_version))
         if not rows:
             raise RegistryError(
@@ -291,8 +313,32 @@ class MultiParty:
                 cpn_step_name=dict(request.cpn_step_name),
             )
 
-        results = self._two_phase("deploy", caller, plan, "PrepareDeploy", make)
+        try:
+            results = self._two_phase("deploy", caller, plan, "PrepareDeploy", make, request.request_id)
+        except peewee.IntegrityError:  # the same request id, sent twice at once: the other one runs it
+            return self._earlier_deploy(request.request_id)
         return pb.DeployModelResponse(model_id=model.model_id, model_version=child, results=results)
+
+    def _earlier_deploy(self, request_id: str) -> pb.DeployModelResponse:
+        """The outcome of the deploy logged under ``request_id``, once it has one (within the call timeout)."""
+        deadline = time.monotonic() + self.conf.coordinator.call_timeout
+        while True:
+            found = self.catalog.operation(request_id)
+            if found is None or found[0].operation != "deploy":
+                raise RegistryError(
+                    Reason.INVALID_ARGUMENT, f"request id {request_id} names another operation, not a deploy"
+                )
+            operation, plan = found
+            if operation.status in FINAL_STATUSES:
+                return pb.DeployModelResponse(
+                    model_id=operation.model_id, model_version=plan.get("child", ""), results=operation.results
+                )
+            if time.monotonic() > deadline:
+                raise RegistryError(
+                    Reason.PARTY_UNAVAILABLE,
+                    f"deploy {request_id} is still {operation.status}; send it again for its outcome",
+                )
+            time.sleep(REPEAT_POLL_SECONDS)  # the first call of this request is still running
 
     def migrate(self, request: pb.MigrateModelRequest, caller: str) -> pb.MigrateModelResponse:
         """FATE's migrate (fate_flow.md §6.8), all or nothing: every executing party prepares its
@@ -365,34 +411,48 @@ class MultiParty:
         plan: dict[str, Any],
         prepare: str,
         make: Callable[[str, str], Any],
+        operation_id: str = "",
     ) -> list[PartyResult]:
         """Prepare on every party at once; commit everywhere if all prepared, else abort everywhere.
 
         The plan, and then the decision, are written to the operation log before they are acted on.
         """
-        parties = plan["parties"]
-        pending = [PartyResult(role=r, party_id=p, retcode=Retcode.RUNNING, retmsg="running") for r, p in parties]
-        operation_id = self.catalog.start_operation(
-            operation, caller, plan["model_id"], plan["model_version"], pending=pending
-        )
-        self.catalog.set_plan(operation_id, "preparing", plan)
-        faultpoints.reached("coordinator.two_phase.preparing")
+        operation_id = operation_id or uuid.uuid4().hex
+        with self._carrying(operation_id):
+            parties = plan["parties"]
+            pending = [PartyResult(role=r, party_id=p, retcode=Retcode.RUNNING, retmsg="running") for r, p in parties]
+            self.catalog.start_operation(
+                operation, caller, plan["model_id"], plan["model_version"], operation_id=operation_id, pending=pending
+            )
+            self.catalog.set_plan(operation_id, "preparing", plan)
+            faultpoints.reached("coordinator.two_phase.preparing")
 
-        def call(role: str, party: str) -> Callable[[float], Any]:
-            message = make(role, party)
-            return lambda timeout: self.agents.unary(party, prepare, message, operation_id, timeout)
+            def call(role: str, party: str) -> Callable[[float], Any]:
+                message = make(role, party)
+                return lambda timeout: self.agents.unary(party, prepare, message, operation_id, timeout)
 
-        answers = self.fanout.parties(
-            [PartyCall(r, p, call(r, p), idempotent=True) for r, p in parties], self.conf.coordinator.deploy_timeout
-        )
-        prepared = [a for a in answers if not isinstance(a, RegistryError)]
-        if len(prepared) < len(answers):
-            return self._abort(operation_id, plan, answers)
-        plan["prepared"] = {
-            f"{r}#{p}": {"digest": a.manifest_digest, "archive": getattr(a, "archive_path", "")}
-            for (r, p), a in zip(parties, prepared, strict=True)
-        }
-        return self._commit(operation_id, plan)
+            answers = self.fanout.parties(
+                [PartyCall(r, p, call(r, p), idempotent=True) for r, p in parties], self.conf.coordinator.deploy_timeout
+            )
+            prepared = [a for a in answers if not isinstance(a, RegistryError)]
+            if len(prepared) < len(answers):
+                return self._abort(operation_id, plan, answers)
+            plan["prepared"] = {
+                f"{r}#{p}": {"digest": a.manifest_digest, "archive": getattr(a, "archive_path", "")}
+                for (r, p), a in zip(parties, prepared, strict=True)
+            }
+            return self._commit(operation_id, plan)
+
+    @contextlib.contextmanager
+    def _carrying(self, operation_id: str) -> Iterator[None]:
+        """Mark an operation as carried out by a request of this process, for recovery to leave alone."""
+        with self._active_lock:
+            self._active.add(operation_id)
+        try:
+            yield
+        finally:
+            with self._active_lock:
+                self._active.discard(operation_id)
 
     def _detail(self, rows: Sequence[PartyModelInfo]) -> PartyModelInfo:
         """A guest's (else a host's, else any) party detail: its train DSL and whether it is a parent."""
@@ -438,7 +498,8 @@ class MultiParty:
         answers = dict(zip(self._party_ids(plan), self._decide(operation_id, plan, "CommitOperation"), strict=True))
         if any(isinstance(a, RegistryError) for a in answers.values()):
             failed = ", ".join(p for p, a in answers.items() if isinstance(a, RegistryError))
-            log.error("deploy %s: commit not yet acknowledged by %s; it will be resent", operation_id, failed)
+            why = "; ".join(f"{p}: {a.message}" for p, a in answers.items() if isinstance(a, RegistryError))
+            log.error("deploy %s: commit not yet acknowledged (%s); it will be resent", operation_id, why)
             raise RegistryError(
                 Reason.PARTY_UNAVAILABLE,
                 f"every party prepared the deploy and it is committed, but {failed} did not confirm yet; "
@@ -522,35 +583,59 @@ class MultiParty:
         self.catalog.finish_operation(operation_id, status, results, retcode, message)
         return results
 
-    def recover(self, at_start: bool) -> None:
-        """Finish decided operations (commit or abort again); at start, also abort those caught preparing."""
-        statuses = ["committing", "aborting", *(["preparing"] if at_start else [])]
-        for operation_id, status, plan in self.catalog.unfinished(statuses):
+    def recover(self, at_start: bool, live: peewee.SelectQuery) -> None:
+        """Finish or undo the unfinished operations of this replica and of replicas not in ``live``.
+
+        Decided operations (committing, aborting) are sent their decision again. One caught preparing
+        is rolled back, and a single-phase one caught running is closed as interrupted, when its
+        owner is gone: another replica whose lease expired, or this replica's previous run (at start).
+        An operation this replica is running right now is left alone.
+        """
+        for unfinished in self.catalog.unfinished(["running", "preparing", "committing", "aborting"], live):
+            operation_id, status, plan = unfinished.operation_id, unfinished.status, unfinished.plan
+            orphaned = at_start or unfinished.owner != self.catalog.owner
+            with self._active_lock:
+                active = operation_id in self._active
+            if active or (status in ("running", "preparing") and not orphaned):
+                continue
+            if not self.catalog.claim(unfinished):
+                continue  # another replica took it over first
+            if unfinished.owner != self.catalog.owner:
+                log.info("operation %s: taken over from replica %s", operation_id, unfinished.owner)
+            if not plan:
+                self.catalog.interrupt(
+                    operation_id,
+                    f"the coordinator replica {unfinished.owner} stopped before the operation finished",
+                )
+                continue
             try:
-                if status == "committing":
-                    self._commit(operation_id, plan)
-                    log.info("%s %s: commit finished", plan.get("kind"), operation_id)
-                    continue
-                if "outcome" not in plan:  # caught preparing: every party is rolled back
-                    kind = plan.get("kind", "deploy")
-                    plan["outcome"] = [
-                        _result_dict(
-                            PartyResult(
-                                role=role,
-                                party_id=party,
-                                retcode=Retcode.FEDERATED_ERROR,
-                                reason="ABORTED",
-                                retmsg=f"{kind} on role {role} {party} rolled back: the coordinator stopped "
-                                "before every party had prepared",
-                            )
-                        )
-                        for role, party in plan["parties"]
-                    ]
-                    plan["rolled_back"] = True
-                    self.catalog.set_plan(operation_id, "aborting", plan)
-                self._finish_abort(operation_id, plan, "rolled_back" if plan.get("rolled_back") else "failed")
+                self._recover_two_phase(operation_id, status, plan)
             except RegistryError as exc:
                 log.info("%s %s: recovery deferred: %s", plan.get("kind"), operation_id, exc.message)
+
+    def _recover_two_phase(self, operation_id: str, status: str, plan: dict[str, Any]) -> None:
+        if status == "committing":
+            self._commit(operation_id, plan)
+            log.info("%s %s: commit finished", plan.get("kind"), operation_id)
+            return
+        if "outcome" not in plan:  # caught preparing: every party is rolled back
+            kind = plan.get("kind", "deploy")
+            plan["outcome"] = [
+                _result_dict(
+                    PartyResult(
+                        role=role,
+                        party_id=party,
+                        retcode=Retcode.FEDERATED_ERROR,
+                        reason="ABORTED",
+                        retmsg=f"{kind} on role {role} {party} rolled back: the coordinator stopped "
+                        "before every party had prepared",
+                    )
+                )
+                for role, party in plan["parties"]
+            ]
+            plan["rolled_back"] = True
+            self.catalog.set_plan(operation_id, "aborting", plan)
+        self._finish_abort(operation_id, plan, "rolled_back" if plan.get("rolled_back") else "failed")
 
 
 def _result_dict(result: PartyResult) -> dict[str, Any]:

@@ -242,7 +242,8 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         self, request: registry_pb2.ListModelTagsRequest, context: grpc.ServicerContext
     ) -> registry_pb2.ListModelTagsResponse:
         self._model_of_job(request.job_id)
-        return registry_pb2.ListModelTagsResponse(tags=self.catalog.tags.tags_of(request.job_id))
+        tags, token = self.catalog.tags.tags_of(request.job_id, request.page_size, request.page_token)
+        return registry_pb2.ListModelTagsResponse(tags=tags, next_page_token=token)
 
     def AddModelTag(
         self, request: registry_pb2.AddModelTagRequest, context: grpc.ServicerContext

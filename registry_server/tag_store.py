@@ -14,6 +14,7 @@ import peewee
 from fate_registry.db import base_model, now_ms
 from fate_registry.errors import Reason, RegistryError, Retcode
 from fate_registry.v1.registry_pb2 import Tag
+from registry_server import paging
 
 MAX_TAG_NAME_LENGTH = 100
 """FATE's ``t_tags.f_name`` is a char(100)."""
@@ -46,17 +47,18 @@ class TagStore:
         with db.connection_context():
             db.create_tables([TagRow, ModelTagRow])
 
-    def tags_of(self, job_id: str) -> list[Tag]:
-        """The tags of a model version, in the order they were added."""
+    def tags_of(self, job_id: str, page_size: int = 0, page_token: str = "") -> tuple[list[Tag], str]:
+        """One page of a model version's tags, in the order they were added, and the next page's token."""
         tag, link = self._tag, self._model_tag
-        query = (
-            tag.select(tag.name, tag.description)
-            .join(link, on=link.tag == tag.id)
-            .where(link.model_version == job_id)
-            .order_by(link.id)
-        )
+        query = tag.select(tag.name, tag.description, link.id.alias("link_id")).join(link, on=link.tag == tag.id)
+        query = query.where(link.model_version == job_id)
+        if page_token:
+            query = query.where(link.id > paging.decode_token(page_token)[0])
+        size = paging.page_size(page_size)
         with self.db.connection_context():
-            return [Tag(name=row.name, description=row.description) for row in query]
+            rows = list(query.order_by(link.id).limit(size + 1).dicts())
+        token = paging.encode_token(rows[size - 1]["link_id"], "") if len(rows) > size else ""
+        return [Tag(name=r["name"], description=r["description"]) for r in rows[:size]], token
 
     def add(self, job_id: str, tag_name: str, model_id: str) -> str:
         """Tag a model version, creating the tag (without description) if it does not exist yet."""

@@ -17,10 +17,12 @@ Usage in a test::
         cluster.restart("agent-10000", {"FATE_REGISTRY_FAULTPOINT": "agent.commit.published"})
         cluster.wait_stopped("agent-10000") # it stopped itself at that fault point (fate_registry.faultpoints)
         cluster.route("10000", "127.0.0.1:7000")  # the coordinator reaches the agent there (a proxy) from its restart
+        cluster.add_replica("coordinator-2")  # a second replica (on a MySQL catalog: the same one)
 
-Processes are named ``coordinator`` and ``agent-<party_id>``. Each writes its log to
-``<root>/logs/<name>.log`` (appended across restarts). Every wait is bounded by a deadline, and
-every process is stopped by its PID (:meth:`Cluster.stop_all`, also on leaving the ``with`` block).
+Processes are named ``coordinator`` (``coordinator-<n>`` for further replicas) and
+``agent-<party_id>``. Each writes its log to ``<root>/logs/<name>.log`` (appended across restarts).
+Every wait is bounded by a deadline, and every process is stopped by its PID (:meth:`Cluster.stop_all`,
+also on leaving the ``with`` block).
 """
 
 from __future__ import annotations
@@ -59,6 +61,10 @@ def wait_until(condition: Callable[[], T], timeout: float, what: str, interval: 
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what}: not within {timeout} s")
         time.sleep(interval)  # a poll interval under a deadline
+
+
+def _is_coordinator(name: str) -> bool:
+    return name.startswith(COORDINATOR)
 
 
 def agent_name(party_id: str) -> str:
@@ -144,6 +150,19 @@ class Cluster:
         """The coordinator's ``host:port`` (the same across its restarts)."""
         return self._processes[COORDINATOR].address
 
+    def address_of(self, name: str) -> str:
+        """The ``host:port`` of any process (a coordinator replica, an agent)."""
+        return self._process(name).address
+
+    def add_replica(self, name: str) -> str:
+        """Start one more coordinator replica (``name`` begins with ``coordinator``) on the same conf,
+        so on the same catalog: a MySQL one makes them replicas of one coordinator. Returns its address."""
+        if not _is_coordinator(name):
+            raise ValueError(f"a coordinator replica's name begins with {COORDINATOR!r}, not {name!r}")
+        self._spawn(name, ["server", *self._agent_overrides()])
+        self._wait_ready(name)
+        return self.address_of(name)
+
     def agent_address(self, party_id: str) -> str:
         return self._processes[agent_name(party_id)].address
 
@@ -165,11 +184,12 @@ class Cluster:
     def _write_conf(self, name: str, address: str) -> Path:
         """The shared conf, with this process's own address pinned once it has one (for restarts)."""
         document = copy.deepcopy(self.conf)
-        if address:
-            if name == COORDINATOR:
+        if _is_coordinator(name):
+            document["coordinator"]["replica_id"] = name  # the same replica across restarts
+            if address:
                 document["coordinator"]["address"] = address
-            else:
-                document["parties"][name.removeprefix("agent-")]["address"] = address
+        elif address:
+            document["parties"][name.removeprefix("agent-")]["address"] = address
         path = self.root / "conf" / f"{name}.yaml"
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(document), encoding="utf-8")
@@ -304,7 +324,7 @@ class Cluster:
         """
         process = self._process(name)
         self.stop(name)
-        args = ["server", *self._agent_overrides()] if name == COORDINATOR else process.args
+        args = ["server", *self._agent_overrides()] if _is_coordinator(name) else process.args
         self._spawn(name, args, env)
         self._wait_ready(name)
 

@@ -797,10 +797,15 @@ class DeployModelRequest(_message.Message):
     PREDICT_DSL_JSON_FIELD_NUMBER: _builtins.int
     CPN_STEP_INDEX_FIELD_NUMBER: _builtins.int
     CPN_STEP_NAME_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
     model_id: _builtins.str
     model_version: _builtins.str
     predict_dsl_json: _builtins.str
     """A predict DSL given by the user (JSON); overrides cpn_list."""
+    request_id: _builtins.str
+    """Chosen by the client (1 to 64 of [0-9A-Za-z_-]), so that sending the deploy again, to this or another
+    coordinator replica, is safe: a repeat is answered with the first deploy's outcome, never done twice.
+    """
     @_builtins.property
     def cpn_list(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Components to deploy; empty for every component with a model."""
@@ -822,10 +827,11 @@ class DeployModelRequest(_message.Message):
         predict_dsl_json: _builtins.str = ...,
         cpn_step_index: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
         cpn_step_name: _abc.Mapping[_builtins.str, _builtins.str] | None = ...,
+        request_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cpn_list", b"cpn_list", "cpn_step_index", b"cpn_step_index", "cpn_step_name", b"cpn_step_name", "model_id", b"model_id", "model_version", b"model_version", "predict_dsl_json", b"predict_dsl_json"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cpn_list", b"cpn_list", "cpn_step_index", b"cpn_step_index", "cpn_step_name", b"cpn_step_name", "model_id", b"model_id", "model_version", b"model_version", "predict_dsl_json", b"predict_dsl_json", "request_id", b"request_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1093,16 +1099,24 @@ class ListModelTagsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     JOB_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     """FATE addresses a version by its job id: the model version."""
+    page_size: _builtins.int
+    """Tags per page, in the order they were added (0: the registry's default, 100; at most 1000)."""
+    page_token: _builtins.str
+    """next_page_token of the previous page; empty for the first."""
     def __init__(
         self,
         *,
         job_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1113,16 +1127,20 @@ class ListModelTagsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TAGS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Where the next page starts; empty on the last page."""
     @_builtins.property
     def tags(self) -> _containers.RepeatedCompositeFieldContainer[Global___Tag]: ...
     def __init__(
         self,
         *,
         tags: _abc.Iterable[Global___Tag] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["tags", b"tags"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "tags", b"tags"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -47,7 +47,7 @@ def test_a_ticket_allows_one_transfer_of_one_model(federation: LocalFederation, 
     archive = model.archives["guest", "9999"]
     header = ImportModelHeader(target=_ref(model), size=archive.stat().st_size)
     with RegistryClient(federation.address) as client:
-        granted = client._unary(client._stub.BeginTransfer, pb.BeginTransferRequest(import_header=header))
+        granted = client._unary(lambda stub: stub.BeginTransfer, pb.BeginTransferRequest(import_header=header))
         other = ImportModelHeader(target=_ref(model, "another-version"), size=header.size)
         with pytest.raises(RegistryError) as info:
             _agent_import(granted.agent_address, granted.ticket, other, archive)
@@ -59,7 +59,9 @@ def test_a_ticket_allows_one_transfer_of_one_model(federation: LocalFederation, 
         with pytest.raises(RegistryError) as info:
             _agent_import(granted.agent_address, granted.ticket, header, archive)
         assert info.value.reason is Reason.PERMISSION_DENIED and "used already" in info.value.message
-        ended = client._unary(client._stub.EndTransfer, pb.EndTransferRequest(ticket=granted.ticket, model=_ref(model)))
+        ended = client._unary(
+            lambda stub: stub.EndTransfer, pb.EndTransferRequest(ticket=granted.ticket, model=_ref(model))
+        )
         assert ended.result.model == _ref(model)
         info_rows = client.get_model_info(pb.GetModelInfoRequest(model_version=model.version))
         assert [(m.role, m.party_id) for m in info_rows.models] == [("guest", "9999")]

@@ -32,16 +32,16 @@ def store(db: peewee.Database) -> TagStore:
 
 
 def _names(store: TagStore, job_id: str) -> list[str]:
-    return [tag.name for tag in store.tags_of(job_id)]
+    return [tag.name for tag in store.tags_of(job_id)[0]]
 
 
 def test_add_list_remove(store: TagStore) -> None:
-    assert store.tags_of(VERSION) == []
+    assert store.tags_of(VERSION) == ([], "")
     assert store.add(VERSION, "prod", MODEL) == f"Adding prod tag for model with job id: {VERSION} successfully."
     store.add(VERSION, "best-auc", MODEL)
     store.add(OTHER, "prod", MODEL)
     assert _names(store, VERSION) == ["prod", "best-auc"]
-    assert [(t.name, t.description) for t in store.tags_of(OTHER)] == [("prod", "")]
+    assert [(t.name, t.description) for t in store.tags_of(OTHER)[0]] == [("prod", "")]
 
     message = store.remove(VERSION, "prod", MODEL)
     assert message == f"'prod' tag has been removed from tag list of model {MODEL} {VERSION}."
@@ -82,6 +82,23 @@ def test_removing_a_tag_the_model_lacks(store: TagStore) -> None:
     assert again.value.message == f"Model {MODEL} {OTHER} does not have tag 'prod'."
 
 
+def test_tags_come_in_pages_in_the_order_they_were_added(store: TagStore) -> None:
+    names = [f"tag-{i}" for i in range(5)]
+    for name in names:
+        store.add(VERSION, name, MODEL)
+    store.add(OTHER, "elsewhere", MODEL)
+    pages, token = [], ""
+    for _ in range(10):
+        page, token = store.tags_of(VERSION, 2, token)
+        pages.append([t.name for t in page])
+        if not token:
+            break
+    assert pages == [["tag-0", "tag-1"], ["tag-2", "tag-3"], ["tag-4"]]
+    with pytest.raises(RegistryError) as info:
+        store.tags_of(VERSION, 2, "not-a-token")
+    assert info.value.reason is Reason.INVALID_ARGUMENT
+
+
 @pytest.mark.parametrize("name", ["", "   ", "\t\n"])
 def test_blank_tag_names_are_refused(store: TagStore, name: str) -> None:
     for call in (store.add, store.remove):
@@ -89,7 +106,7 @@ def test_blank_tag_names_are_refused(store: TagStore, name: str) -> None:
             call(VERSION, name, MODEL)
         assert info.value.reason is Reason.INVALID_ARGUMENT
         assert "tag_name" in info.value.message
-    assert store.tags_of(VERSION) == []
+    assert store.tags_of(VERSION) == ([], "")
 
 
 def test_tag_names_are_bounded_by_fates_column(store: TagStore) -> None:

@@ -1,0 +1,25 @@
+"""The scratch directory a benchmark works in: made under ``--workdir`` (or the system temp dir), removed
+at the end unless ``--keep``."""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def scratch_dir(prefix: str, parent: Path | None, keep: bool) -> Iterator[Path]:
+    if parent is not None:
+        parent.mkdir(parents=True, exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix=prefix, dir=parent)).resolve()
+    try:
+        yield workdir
+    finally:
+        if keep:
+            print(f"[bench] kept {workdir}", file=sys.stderr, flush=True)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
