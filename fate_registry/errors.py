@@ -17,6 +17,11 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 DOMAIN = "fate-registry"
+# A status travels in trailing metadata, which gRPC clients refuse above 8 KiB (soft) to 16 KiB (hard): the message (percent-encoded,
+# and again base64-encoded in the details) and every ErrorInfo value are cut to these many UTF-8 bytes,
+# so an error that echoes a huge input still reaches the caller as itself, not as a transport failure.
+MAX_MESSAGE_BYTES = 1024
+MAX_METADATA_VALUE_BYTES = 256
 
 
 class Retcode(enum.IntEnum):
@@ -107,14 +112,27 @@ class RegistryError(Exception):
         return int(self.retcode if self.retcode is not None else self.reason.retcode)
 
     def to_status(self) -> grpc.Status:
+        metadata = {
+            _cut(k, MAX_METADATA_VALUE_BYTES): _cut(v, MAX_METADATA_VALUE_BYTES) for k, v in self.metadata.items()
+        }
         info = error_details_pb2.ErrorInfo(
             reason=self.reason.name,
             domain=DOMAIN,
-            metadata={**self.metadata, "retcode": str(self.fate_retcode)},
+            metadata={**metadata, "retcode": str(self.fate_retcode)},
         )
-        status = status_pb2.Status(code=_code_number(self.reason.code), message=self.message)
+        message = _cut(self.message, MAX_MESSAGE_BYTES)
+        status = status_pb2.Status(code=_code_number(self.reason.code), message=message)
         status.details.add().Pack(info)
         return rpc_status.to_status(status)
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` shortened to at most ``limit`` UTF-8 bytes (on a character boundary), saying so when it was."""
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text
+    note = f"… ({len(data)} bytes, cut)"
+    return data[: limit - len(note.encode())].decode("utf-8", "ignore") + note
 
 
 def _code_number(code: grpc.StatusCode) -> int:
