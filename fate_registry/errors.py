@@ -17,9 +17,10 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 DOMAIN = "fate-registry"
-# A status travels in trailing metadata, which gRPC clients refuse above 8 KiB (soft) to 16 KiB (hard): the message (percent-encoded,
-# and again base64-encoded in the details) and every ErrorInfo value are cut to these many UTF-8 bytes,
-# so an error that echoes a huge input still reaches the caller as itself, not as a transport failure.
+# A status travels in trailing metadata, which gRPC clients refuse above 8 KiB (soft limit) to 16 KiB (hard).
+# The message (percent-encoded, and again base64-encoded in the details) and every ErrorInfo value are cut
+# to these many UTF-8 bytes, so an error that echoes a huge input reaches the caller as itself, not as
+# a transport failure.
 MAX_MESSAGE_BYTES = 1024
 MAX_METADATA_VALUE_BYTES = 256
 
@@ -45,8 +46,13 @@ class Retcode(enum.IntEnum):
     SERVER_ERROR = 500
 
 
+@enum.unique
 class Reason(enum.Enum):
-    """Why a call failed: (gRPC status code, FATE retcode)."""
+    """Why a call failed: (gRPC status code, FATE retcode).
+
+    Each member is its own reason even where two share a code and a retcode (a plain tuple value
+    would make the later one an alias of the first, and send the first one's name on the wire).
+    """
 
     MISSING_ARGUMENT = (grpc.StatusCode.INVALID_ARGUMENT, Retcode.ARGUMENT_ERROR)
     INVALID_ARGUMENT = (grpc.StatusCode.INVALID_ARGUMENT, Retcode.ARGUMENT_ERROR)
@@ -67,13 +73,20 @@ class Reason(enum.Enum):
     NO_SPACE = (grpc.StatusCode.RESOURCE_EXHAUSTED, Retcode.OPERATING_ERROR)
     INTERNAL = (grpc.StatusCode.INTERNAL, Retcode.EXCEPTION_ERROR)
 
+    def __new__(cls, code: grpc.StatusCode, retcode: Retcode) -> Reason:
+        member = object.__new__(cls)
+        member._value_ = (len(cls.__members__), code, retcode)  # the position keeps every value distinct
+        return member
+
     @property
     def code(self) -> grpc.StatusCode:
-        return self.value[0]
+        code: grpc.StatusCode = self.value[1]
+        return code
 
     @property
     def retcode(self) -> Retcode:
-        return self.value[1]
+        retcode: Retcode = self.value[2]
+        return retcode
 
 
 # A status without our ErrorInfo (a transport failure, another server) maps to a reason by code.

@@ -10,6 +10,7 @@ leaves nothing behind.
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 from pathlib import Path
@@ -86,8 +87,8 @@ class TwoPhase:
         return published
 
     def abort(self, operation_id: str) -> int:
+        places = self._places(operation_id)  # validates the id before it names a file
         (self.cache.root / STAGING / f"{ABORTED_PREFIX}{operation_id}").touch()
-        places = self._places(operation_id)
         for place in places:
             shutil.rmtree(place, ignore_errors=True)
         return len(places)
@@ -98,4 +99,5 @@ class TwoPhase:
 
     def _places(self, operation_id: str) -> list[Path]:
         validate_name(operation_id, "operation id")
-        return sorted((self.cache.root / STAGING).glob(f"prep-{operation_id}-*"))
+        # escaped: an id holding '*', '?' or '[' must not match other operations' places
+        return sorted((self.cache.root / STAGING).glob(f"prep-{glob.escape(operation_id)}-*"))

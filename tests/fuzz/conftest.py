@@ -16,10 +16,13 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from client.sdk import RegistryClient
+from fate_registry.errors import RegistryError
+from fate_registry.identity import validate_name
 from fate_registry.testing.federation import LocalFederation
 from fate_registry.v1 import common_pb2 as common
+from party_agent.model_cache import ABORTED_PREFIX
 from tests.conftest import GeneratedModel, generate_model
-from tests.fuzz.oracles import TreeSnapshot, assert_serving, escaped_files
+from tests.fuzz.oracles import MODEL_CACHE, STAGING_DIRS, TreeSnapshot, assert_serving, escaped_files
 
 MIN_TOTAL_CASES = 10_000
 settings.register_profile(
@@ -32,19 +35,24 @@ settings.register_profile(
 )
 FUZZ = settings.get_profile("fuzz")
 
-cases: Counter[str] = Counter()
-"""Cases run, by test: filled by :func:`count`, printed at the end of the session."""
+cases: Counter[tuple[str, str]] = Counter()
+"""Cases run, by target and outcome ("ok" or the error's reason): filled by :func:`count`, printed at the end."""
 
 
-def count(test: str) -> None:
-    cases[test] += 1
+def count(target: str, outcome: str) -> None:
+    cases[target, outcome] += 1
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if cases:
-        total = sum(cases.values())
-        lines = ", ".join(f"{name} {n}" for name, n in sorted(cases.items()))
-        terminalreporter.write_line(f"fuzz: {total} generated cases ({lines})")
+    if not cases:
+        return
+    targets: dict[str, Counter[str]] = {}
+    for (target, outcome), n in cases.items():
+        targets.setdefault(target, Counter())[outcome] += n
+    terminalreporter.write_line(f"fuzz: {sum(cases.values())} generated cases in all")
+    for target, outcomes in sorted(targets.items()):
+        detail = ", ".join(f"{outcome} {n}" for outcome, n in outcomes.most_common())
+        terminalreporter.write_line(f"  {target}: {sum(outcomes.values())} ({detail})")
 
 
 @dataclass
@@ -95,12 +103,23 @@ class Fuzzed:
 
 
 def _expected_new(path: str) -> bool:
-    """Paths a valid request may create: a party model id's directory in a cache, a migrated archive."""
+    """Paths a valid request may create: a party model id's directory in a cache, the marker of an aborted
+    two-phase operation (kept for a week by design), a migrated archive."""
     parts = path.split("/")
-    if "model_local_cache" in parts:
-        inside = parts[parts.index("model_local_cache") + 1 :]
+    if MODEL_CACHE in parts:
+        inside = parts[parts.index(MODEL_CACHE) + 1 :]
+        if inside[:1] == [STAGING_DIRS[0]] and len(inside) == 2 and inside[1].startswith(ABORTED_PREFIX):
+            return _valid_name(inside[1].removeprefix(ABORTED_PREFIX))
         return len(inside) == 1 and inside[0].count("#") >= 2 and not inside[0].startswith(".")
     return "migrated" in parts
+
+
+def _valid_name(name: str) -> bool:
+    try:
+        validate_name(name, "name")
+    except RegistryError:
+        return False
+    return True
 
 
 @pytest.fixture(scope="module")
