@@ -25,6 +25,9 @@ from tests.conftest import GeneratedModel, generate_model
 from tests.fuzz.oracles import MODEL_CACHE, STAGING_DIRS, TreeSnapshot, assert_serving, escaped_files
 
 MIN_TOTAL_CASES = 10_000
+# Small archive limits, so that zip bombs hit them in milliseconds.
+MAX_ARCHIVE_BYTES = 2 * 1024 * 1024
+MAX_ARCHIVE_ENTRIES = 200
 settings.register_profile(
     "fuzz",
     derandomize=True,
@@ -125,7 +128,8 @@ def _valid_name(name: str) -> bool:
 @pytest.fixture(scope="module")
 def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fuzzed]:
     root = tmp_path_factory.mktemp("fuzz")
-    with LocalFederation.start(root / "federation") as federation:
+    limits = {"max_archive_bytes": MAX_ARCHIVE_BYTES, "max_archive_entries": MAX_ARCHIVE_ENTRIES}
+    with LocalFederation.start(root / "federation", extra_conf={"limits": limits}) as federation:
         model = generate_model(root / "model", checkpoints=2)
         with RegistryClient(federation.address, timeout=30.0) as client:
             for (role, party), archive in model.archives.items():
