@@ -326,9 +326,10 @@ def load_phases(workers: Sequence[Worker], warmup: float, seconds: float, runs: 
                 for worker in workers:
                     merged.merge(worker.tally)
                 phases.append(Phase(elapsed, merged))
+                memory = ", ".join(f"{name} {mib:.1f}" for name, mib in rss.sample().items())
                 _log(
                     f"run {run + 1}/{runs}: {phases[-1].operations} operations in {elapsed:.1f} s"
-                    f" ({phases[-1].throughput:.0f}/s), {phases[-1].errors} errors"
+                    f" ({phases[-1].throughput:.0f}/s), {phases[-1].errors} errors; RSS MiB {memory}"
                 )
         rss.finish()
     finally:

@@ -35,7 +35,7 @@ CALL_TIMEOUT = 60.0
 AGENT_PARTY = "10000"
 
 
-def _unary_methods(service: ServiceDescriptor) -> list[str]:
+def unary_methods(service: ServiceDescriptor) -> list[str]:
     return sorted(m.name for m in service.methods if not m.client_streaming and not m.server_streaming)
 
 
@@ -65,16 +65,16 @@ def fuzz_unary(
 
 def test_every_rpc_is_fuzzed() -> None:
     for service in (REGISTRY, AGENT):
-        streaming = {m.name for m in service.methods} - set(_unary_methods(service))
+        streaming = {m.name for m in service.methods} - set(unary_methods(service))
         assert streaming == {"ImportModel", "ExportModel"}, streaming  # each has its own test below
 
 
-@pytest.mark.parametrize("method", _unary_methods(REGISTRY))
+@pytest.mark.parametrize("method", unary_methods(REGISTRY))
 def test_coordinator_rpc(fuzzed: Fuzzed, method: str) -> None:
     fuzz_unary(fuzzed.client._channel, REGISTRY, REGISTRY.methods_by_name[method], fuzzed, CASES_PER_RPC)
 
 
-@pytest.mark.parametrize("method", _unary_methods(AGENT))
+@pytest.mark.parametrize("method", unary_methods(AGENT))
 def test_agent_rpc(fuzzed: Fuzzed, method: str) -> None:
     with grpc.insecure_channel(fuzzed.federation.agent_address(AGENT_PARTY), options=CHANNEL_OPTIONS) as channel:
         fuzz_unary(channel, AGENT, AGENT.methods_by_name[method], fuzzed, CASES_PER_AGENT_RPC)
