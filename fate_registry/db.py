@@ -10,15 +10,26 @@ from playhouse.pool import PooledMySQLDatabase
 
 from fate_registry.config import DatabaseConf
 
+SQLITE_BUSY_SECONDS = 60
+
 
 def open_database(conf: DatabaseConf) -> peewee.Database:
     if conf.engine == "sqlite":
         assert conf.path is not None
         conf.path.parent.mkdir(parents=True, exist_ok=True)
         # WAL lets readers run beside the writer; synchronous=FULL so a committed row survives power loss.
+        # Writers queue for SQLite's one write lock: under load (64 clients, a busy disk) the wait passed
+        # 10 s and the call failed with "database is locked", so a writer now waits as long as a call may
+        # (timeout covers the pragmas run at connect, busy_timeout what follows).
         sqlite: peewee.Database = peewee.SqliteDatabase(
             str(conf.path),
-            pragmas={"journal_mode": "wal", "synchronous": "full", "busy_timeout": 10_000, "foreign_keys": 1},
+            pragmas={
+                "journal_mode": "wal",
+                "synchronous": "full",
+                "busy_timeout": SQLITE_BUSY_SECONDS * 1000,
+                "foreign_keys": 1,
+            },
+            timeout=SQLITE_BUSY_SECONDS,
             check_same_thread=False,
         )
         return sqlite
