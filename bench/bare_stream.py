@@ -1,8 +1,10 @@
-"""The baseline for archive transfers: a bare gRPC byte stream between two Python processes.
+"""The baselines: a bare gRPC server in a Python process of its own, doing nothing but gRPC.
 
-``python -m bench.bare_stream serve PORT_FILE`` runs a server with two raw-bytes methods: Upload
-(client stream, the server only counts) and Download (server stream of a file's bytes).
-The client functions time one transfer of a file each way.
+``python -m bench.bare_stream serve PORT_FILE [WORKERS]`` runs a server with three raw-bytes methods:
+Upload (client stream, the server only counts), Download (server stream of a file's bytes) and Echo
+(unary, the request comes back), on a pool of WORKERS threads (default 4). The client functions time
+one transfer of a file each way; ``bench.load`` calls Echo as many clients at once as it loads the
+registry with.
 """
 
 from __future__ import annotations
@@ -32,11 +34,16 @@ def _download(request: bytes, context: grpc.ServicerContext) -> Iterator[bytes]:
             yield block
 
 
-def serve(port_file: Path) -> None:
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=4), options=CHANNEL_OPTIONS)
+def _echo(request: bytes, context: grpc.ServicerContext) -> bytes:
+    return request
+
+
+def serve(port_file: Path, workers: int = 4) -> None:
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=CHANNEL_OPTIONS)
     handlers = {
         "Upload": grpc.stream_unary_rpc_method_handler(_upload),
         "Download": grpc.unary_stream_rpc_method_handler(_download),
+        "Echo": grpc.unary_unary_rpc_method_handler(_echo),
     }
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
     port = server.add_insecure_port("127.0.0.1:0")
@@ -72,4 +79,4 @@ def download_seconds(address: str, path: Path, chunk: int) -> float:
 
 
 if __name__ == "__main__":
-    serve(Path(sys.argv[2]))
+    serve(Path(sys.argv[2]), int(sys.argv[3]) if len(sys.argv) > 3 else 4)

@@ -280,12 +280,12 @@ class BareServer:
     address: str
 
     @classmethod
-    def start(cls, workdir: Path, timeout: float = 30.0) -> BareServer:
+    def start(cls, workdir: Path, timeout: float = 30.0, workers: int = 4) -> BareServer:
         port_file = workdir / "bare_stream.addr"
         log = workdir / "bare_stream.log"
         with log.open("ab") as out:
             process = subprocess.Popen(
-                [sys.executable, "-m", "bench.bare_stream", "serve", str(port_file)],
+                [sys.executable, "-m", "bench.bare_stream", "serve", str(port_file), str(workers)],
                 cwd=REPO,
                 stdout=out,
                 stderr=subprocess.STDOUT,

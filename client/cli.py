@@ -262,6 +262,23 @@ def _init(args: argparse.Namespace) -> Answer:
 # The parser ---------------------------------------------------------------------------------------
 
 
+def _integer(bits: int) -> Callable[[str], int]:
+    """An argparse type: an integer that fits the request's signed ``bits``-bit field."""
+    low, high = -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text}") from None
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"expected an integer from {low} to {high}, got {text}")
+        return value
+
+    parse.__name__ = f"int{bits}"  # argparse names the type in its messages
+    return parse
+
+
 def _port(text: str) -> int:
     if not text.isdigit() or not 0 < int(text) < 65536:
         raise argparse.ArgumentTypeError(f"expected a port number between 1 and 65535, got {text}")
@@ -308,7 +325,7 @@ def _party(parser: argparse.ArgumentParser, required: bool) -> None:
 
 
 def _paging(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--page-size", type=int, default=0, help="rows per page (default: the registry's)")
+    parser.add_argument("--page-size", type=_integer(32), default=0, help="rows per page (default: the registry's)")
     parser.add_argument("--page-token", default="", help="meta.next_page_token of the previous page")
 
 
@@ -390,7 +407,7 @@ def _add_checkpoint_commands(commands: _Commands) -> None:
         _party(parser, required=True)
         parser.add_argument("-cpn", "--component-name", required=True, help="component name")
     step = getting.add_mutually_exclusive_group(required=True)
-    step.add_argument("--step-index", type=int, help="step index")
+    step.add_argument("--step-index", type=_integer(64), help="step index")
     step.add_argument("--step-name", help="step name")
 
 

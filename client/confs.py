@@ -18,6 +18,7 @@ from fate_registry.v1 import common_pb2 as common
 from fate_registry.v1 import registry_pb2 as pb
 
 MODEL_KEYS = ("role", "party_id", "model_id", "model_version")
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1  # a step index travels as a protobuf int64
 
 
 def _failure(message: str, retcode: int = Retcode.ARGUMENT_ERROR) -> RegistryError:
@@ -369,10 +370,10 @@ def parse_checkpoints(step_index: Sequence[str], step_name: Sequence[str]) -> Ch
                 raise _failure(f"Duplicated component name: {component}")
             if option == "--cpn-step-name":
                 names[component] = step
-            elif step.lstrip("-").isdigit():
+            elif step.lstrip("-").isdigit() and INT64_MIN <= int(step) <= INT64_MAX:
                 indexes[component] = int(step)
             else:
-                raise _failure(f"--cpn-step-index expects an integer step index for {component}, got {step}")
+                raise _failure(f"--cpn-step-index expects a 64-bit integer step index for {component}, got {step}")
     return CheckpointChoice(indexes, names)
 
 

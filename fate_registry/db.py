@@ -14,6 +14,8 @@ from pymysql.constants import CLIENT
 
 from fate_registry.config import DatabaseConf
 
+SQLITE_BUSY_SECONDS = 60
+
 
 def open_database(conf: DatabaseConf) -> peewee.Database:
     if conf.engine == "sqlite":
@@ -22,9 +24,18 @@ def open_database(conf: DatabaseConf) -> peewee.Database:
         # WAL lets readers run beside the writer; synchronous=FULL so a committed row survives power loss.
         # Pooled: a call's connection goes back to the pool instead of being closed, so a call does not
         # pay for opening the file and setting the pragmas again (bench.catalog_scale measures it).
+        # Writers queue for SQLite's one write lock: under load (64 clients, a busy disk) the wait passed
+        # 10 s and the call failed with "database is locked", so a writer now waits as long as a call may
+        # (timeout covers the pragmas run at connect, busy_timeout what follows).
         sqlite: peewee.Database = PooledSqliteDatabase(
             str(conf.path),
-            pragmas={"journal_mode": "wal", "synchronous": "full", "busy_timeout": 10_000, "foreign_keys": 1},
+            pragmas={
+                "journal_mode": "wal",
+                "synchronous": "full",
+                "busy_timeout": SQLITE_BUSY_SECONDS * 1000,
+                "foreign_keys": 1,
+            },
+            timeout=SQLITE_BUSY_SECONDS,
             check_same_thread=False,
             max_connections=None,
             stale_timeout=None,

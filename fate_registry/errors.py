@@ -17,6 +17,12 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
 DOMAIN = "fate-registry"
+# A status travels in trailing metadata, which gRPC clients refuse above 8 KiB (soft limit) to 16 KiB (hard).
+# The message (percent-encoded, and again base64-encoded in the details) and every ErrorInfo value are cut
+# to these many UTF-8 bytes, so an error that echoes a huge input reaches the caller as itself, not as
+# a transport failure.
+MAX_MESSAGE_BYTES = 1024
+MAX_METADATA_VALUE_BYTES = 256
 
 
 class Retcode(enum.IntEnum):
@@ -40,8 +46,13 @@ class Retcode(enum.IntEnum):
     SERVER_ERROR = 500
 
 
+@enum.unique
 class Reason(enum.Enum):
-    """Why a call failed: (gRPC status code, FATE retcode)."""
+    """Why a call failed: (gRPC status code, FATE retcode).
+
+    Each member is its own reason even where two share a code and a retcode (a plain tuple value
+    would make the later one an alias of the first, and send the first one's name on the wire).
+    """
 
     MISSING_ARGUMENT = (grpc.StatusCode.INVALID_ARGUMENT, Retcode.ARGUMENT_ERROR)
     INVALID_ARGUMENT = (grpc.StatusCode.INVALID_ARGUMENT, Retcode.ARGUMENT_ERROR)
@@ -62,13 +73,20 @@ class Reason(enum.Enum):
     NO_SPACE = (grpc.StatusCode.RESOURCE_EXHAUSTED, Retcode.OPERATING_ERROR)
     INTERNAL = (grpc.StatusCode.INTERNAL, Retcode.EXCEPTION_ERROR)
 
+    def __new__(cls, code: grpc.StatusCode, retcode: Retcode) -> Reason:
+        member = object.__new__(cls)
+        member._value_ = (len(cls.__members__), code, retcode)  # the position keeps every value distinct
+        return member
+
     @property
     def code(self) -> grpc.StatusCode:
-        return self.value[0]
+        code: grpc.StatusCode = self.value[1]
+        return code
 
     @property
     def retcode(self) -> Retcode:
-        return self.value[1]
+        retcode: Retcode = self.value[2]
+        return retcode
 
 
 # A status without our ErrorInfo (a transport failure, another server) maps to a reason by code.
@@ -107,14 +125,27 @@ class RegistryError(Exception):
         return int(self.retcode if self.retcode is not None else self.reason.retcode)
 
     def to_status(self) -> grpc.Status:
+        metadata = {
+            _cut(k, MAX_METADATA_VALUE_BYTES): _cut(v, MAX_METADATA_VALUE_BYTES) for k, v in self.metadata.items()
+        }
         info = error_details_pb2.ErrorInfo(
             reason=self.reason.name,
             domain=DOMAIN,
-            metadata={**self.metadata, "retcode": str(self.fate_retcode)},
+            metadata={**metadata, "retcode": str(self.fate_retcode)},
         )
-        status = status_pb2.Status(code=_code_number(self.reason.code), message=self.message)
+        message = _cut(self.message, MAX_MESSAGE_BYTES)
+        status = status_pb2.Status(code=_code_number(self.reason.code), message=message)
         status.details.add().Pack(info)
         return rpc_status.to_status(status)
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text`` shortened to at most ``limit`` UTF-8 bytes (on a character boundary), saying so when it was."""
+    data = text.encode("utf-8")
+    if len(data) <= limit:
+        return text
+    note = f"… ({len(data)} bytes, cut)"
+    return data[: limit - len(note.encode())].decode("utf-8", "ignore") + note
 
 
 def _code_number(code: grpc.StatusCode) -> int:

@@ -2,7 +2,10 @@
 
 A ticket names exactly one import (with its header) or one export (with its model); the agent
 refuses a ticket it was not told of, one used already, one past its time, or one presented for
-another model. Outcomes are kept for a while so the coordinator can record them.
+another model. Outcomes are kept for a while so the coordinator can record them; the book holds at
+most ``max_tickets``: when it is full the oldest finished outcomes make room (the coordinator asks
+for an outcome within seconds of a transfer's end, and its sweep within minutes), and only a book
+full of open transfers refuses a new one.
 """
 
 from __future__ import annotations
@@ -28,17 +31,25 @@ class Ticket:
     error: RegistryError | None = None
 
 
+FINISHED = (TransferState.TRANSFER_STATE_DONE, TransferState.TRANSFER_STATE_FAILED)
+
+
 class TicketBook:
-    def __init__(self) -> None:
+    def __init__(self, max_tickets: int = MAX_TICKETS) -> None:
         self._lock = threading.Lock()
-        self._tickets: dict[str, Ticket] = {}
+        self._tickets: dict[str, Ticket] = {}  # in the order they were announced
+        self._max = max_tickets
 
     def expect(self, ticket: str, expected: ImportModelHeader | PartyModelRef, ttl_seconds: float) -> None:
         now = time.monotonic()
         with self._lock:
             for key in [k for k, t in self._tickets.items() if t.expires < now]:
                 del self._tickets[key]
-            if len(self._tickets) >= MAX_TICKETS:
+            excess = len(self._tickets) - self._max + 1
+            if excess > 0:
+                for key in [k for k, t in self._tickets.items() if t.state in FINISHED][:excess]:
+                    del self._tickets[key]
+            if len(self._tickets) >= self._max:
                 raise RegistryError(Reason.NO_SPACE, "too many transfers are open on this party; try again later")
             self._tickets[ticket] = Ticket(expected, now + ttl_seconds)
 

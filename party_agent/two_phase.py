@@ -11,6 +11,7 @@ a prepare that arrives after it leaves nothing behind.
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import threading
@@ -100,8 +101,8 @@ class TwoPhase:
             return self._abort(operation_id)
 
     def _abort(self, operation_id: str) -> int:
+        places = self._places(operation_id)  # validates the id before it names a file
         (self.cache.root / STAGING / f"{ABORTED_PREFIX}{operation_id}").touch()
-        places = self._places(operation_id)
         for place in places:
             shutil.rmtree(place, ignore_errors=True)
         return len(places)
@@ -112,4 +113,5 @@ class TwoPhase:
 
     def _places(self, operation_id: str) -> list[Path]:
         validate_name(operation_id, "operation id")
-        return sorted((self.cache.root / STAGING).glob(f"prep-{operation_id}-*"))
+        # escaped: an id holding '*', '?' or '[' must not match other operations' places
+        return sorted((self.cache.root / STAGING).glob(f"prep-{glob.escape(operation_id)}-*"))

@@ -204,9 +204,12 @@ class MultiParty:
                 f"service id {request.service_id!r} may not contain '?', ':', '/', '&' or spaces",
             )
         model = self.resolve(request.model_id, request.model_version, request.job_id, request.role)
-        initiator = (
-            request.initiator if request.initiator.role else Party(role="guest", party_id=model.roles["guest"][0])
-        )
+        if request.initiator.role:
+            initiator = request.initiator
+        elif model.roles.get("guest"):
+            initiator = Party(role="guest", party_id=model.roles["guest"][0])
+        else:  # no initiator given, and no guest to stand for it
+            raise missing_keys(["initiator"])
         message = agent_pb2.BindModelRequest(
             model=self._ref(model, initiator.role, initiator.party_id),
             role=_roles_message(model.roles),

@@ -8,7 +8,9 @@ import time
 import pytest
 
 from fate_registry.errors import Reason, RegistryError
+from fate_registry.v1.common_pb2 import ImportModelResult, PartyModelRef
 from party_agent.idempotency import OnceByOperation
+from party_agent.transfers import TicketBook
 from registry_server.fanout import FanOut, PartyCall
 
 
@@ -93,3 +95,19 @@ def test_a_repeated_operation_is_done_once() -> None:
     for _ in range(2):
         with pytest.raises(RegistryError, match="gone"):
             once.run("op-3", "LoadModel", b"req", fails)
+
+
+def test_a_full_ticket_book_makes_room_from_its_oldest_finished_outcomes() -> None:
+    book = TicketBook(max_tickets=3)
+    models = [PartyModelRef(role="guest", party_id="9999", model_id="m", model_version=str(i)) for i in range(6)]
+    for i in range(3):
+        book.expect(f"t{i}", models[i], 60)
+        book.claim(f"t{i}", models[i])
+        book.finish(f"t{i}", ImportModelResult(model=models[i]))
+    book.expect("t3", models[3], 60)  # full of finished outcomes: the oldest one goes
+    assert book.outcome("t0").result is None and book.outcome("t1").result == ImportModelResult(model=models[1])
+    book.expect("t4", models[4], 60)
+    book.expect("t5", models[5], 60)  # t1 and t2 went; now three open transfers (t3, t4, t5)
+    with pytest.raises(RegistryError) as refused:
+        book.expect("t6", models[0], 60)
+    assert refused.value.reason is Reason.NO_SPACE

@@ -13,6 +13,7 @@ from fate_registry.v1.common_pb2 import PartyModelRef
 from party_agent.manifest import scan
 from party_agent.metadata import MetadataStore, PartyModelRecord, PendingPublish
 from party_agent.model_cache import ModelCache
+from party_agent.two_phase import TwoPhase
 
 REF = PartyModelRef(role="guest", party_id="9999", model_id="guest-9999#host-10000#model", model_version="v1")
 
@@ -95,3 +96,20 @@ def test_delete_and_a_crash_half_way_through_it(tmp_path: Path) -> None:
     os.rename(target, trash)
     assert _cache(tmp_path).recover() == [f"deleted {cache.relative(target)}"]
     assert cache.store.get(REF) is None and not trash.exists() and cache.store.pending() == []
+
+
+def test_an_operation_id_names_only_its_own_prepared_versions(tmp_path: Path) -> None:
+    """A '*' (or '?', '[') in an operation id is a character, not a pattern over other operations."""
+    phases = TwoPhase(_cache(tmp_path))
+    staged, record = _staged(phases.cache, b"w")
+    place = phases.place("op1", "guest")
+    phases.start("op1", place).rmdir()
+    os.rename(staged, place / "model")
+    phases.seal("op1", place, record)
+    assert phases.commit("*") == [] and phases.abort("op?") == 0 and phases.abort("[o]p1") == 0
+    assert (place / "model").exists()
+    with pytest.raises(RegistryError) as info:
+        phases.abort("../escape")
+    assert info.value.reason is Reason.INVALID_ID
+    assert not (phases.cache.root / "escape").exists() and not (phases.cache.root / ".staging" / "aborted-..").exists()
+    assert phases.commit("op1") == [REF]
