@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import errno
 import logging
+import shutil
 import signal
 import time
 import uuid
@@ -32,17 +33,24 @@ log = logging.getLogger(__name__)
 SQLITE_DISK_ERRORS = frozenset({"database or disk is full", "disk I/O error"})
 
 
+def _out_of_space(exc: Exception) -> bool:
+    if isinstance(exc, shutil.Error):  # copytree gathers its failures as (src, dst, message) triples
+        failures = exc.args[0] if exc.args and isinstance(exc.args[0], list) else []
+        return any(f"[Errno {errno.ENOSPC}]" in str(failure[-1]) for failure in failures)
+    return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
+
+
 def _as_registry_error(exc: Exception, method: str) -> RegistryError:
     if isinstance(exc, RegistryError):
         return exc
-    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+    if _out_of_space(exc):
         return RegistryError(Reason.NO_SPACE, "no space left on the party's disk; nothing was changed")
     if isinstance(exc, peewee.OperationalError) and str(exc) in SQLITE_DISK_ERRORS:
         # SQLite keeps no errno: on a full disk it cannot even recreate the shared-memory file to read
         log.error("database error in %s: %s", method, exc)
         return RegistryError(Reason.NO_SPACE, f"the database cannot write to its disk ({exc}: no space left?)")
     error_id = uuid.uuid4().hex[:12]
-    log.error("internal error %s in %s: %s: %s", error_id, method, exc.__class__.__name__, exc)
+    log.error("internal error %s in %s: %s: %.2000s", error_id, method, exc.__class__.__name__, exc)
     return RegistryError(Reason.INTERNAL, f"internal error in {method} (error id {error_id}, see the server log)")
 
 

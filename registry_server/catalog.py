@@ -413,23 +413,29 @@ class Catalog:
                 .execute()
             )
 
-    def interrupt(self, operation_id: str, message: str) -> None:
-        """Close the log entry of a single-phase operation whose replica stopped while it ran."""
+    def interrupt(self, operation_id: str, message: str, in_doubt: Sequence[str] = ()) -> None:
+        """Close the log entry of a single-phase operation whose replica stopped while it ran. Kinds in
+        ``in_doubt`` whose party may have done the work (relayed calls, no ticket) become "in_doubt"
+        instead: the party is asked later (:meth:`in_doubt`)."""
         op = self._operation
+        mine = (op.operation_id == operation_id) & (op.status == "running") & (op.owner == self.owner)
         with self.db.connection_context():
+            if in_doubt:
+                doubted = (
+                    op.update(status="in_doubt")
+                    .where(mine & op.operation.in_(list(in_doubt)) & (op.ticket == ""))
+                    .execute()
+                )
+                if doubted:
+                    return
             op.update(status="interrupted", end_time=now_ms(), retcode=Retcode.OPERATING_ERROR, retmsg=message).where(
-                (op.operation_id == operation_id) & (op.status == "running") & (op.owner == self.owner)
+                mine
             ).execute()
 
-    def in_doubt(self, interrupted: Sequence[str] = ()) -> list[Operation]:
-        """Operations in doubt: their party's answer was lost. ``interrupted``: kinds of operation whose
-        relayed calls (no ticket) still "running" were cut by a stop of this coordinator; they join them."""
+    def in_doubt(self) -> list[Operation]:
+        """Operations in doubt: their party's answer was lost."""
         op = self._operation
         with self.db.connection_context():
-            if interrupted:
-                op.update(status="in_doubt").where(
-                    (op.status == "running") & op.operation.in_(list(interrupted)) & (op.ticket == "")
-                ).execute()
             rows = list(op.select().where(op.status == "in_doubt"))
         return [_operation_entity(r) for r in rows]
 

@@ -32,7 +32,7 @@ def serve(conf: config.ServiceConf, port_file: Path | None = None) -> None:
     multiparty = MultiParty(conf, catalog, agents, fanout)
     transfers = TransferDesk(catalog, agents, multiparty.learn)
     multiparty.recover(at_start=True, live=leases.live())
-    multiparty.settle_in_doubt(at_start=True)
+    multiparty.settle_in_doubt()
     servicer = RegistryServicer(catalog, agents, fanout, transfers, multiparty)  # type: ignore[abstract]
     address = conf.coordinator.address
     running = start_server(
@@ -61,7 +61,7 @@ def serve(conf: config.ServiceConf, port_file: Path | None = None) -> None:
         [
             transfers.sweep,
             lambda: multiparty.recover(at_start=False, live=leases.live()),
-            lambda: multiparty.settle_in_doubt(at_start=False),
+            multiparty.settle_in_doubt,
         ],
         conf.coordinator.maintenance_period,
     )

@@ -39,7 +39,7 @@ from registry_server.predict_dsl import derive_predict_dsl, validate_predict_dsl
 log = logging.getLogger(__name__)
 DEPLOY_ROLES = ("arbiter", "host", "guest")
 SERVING_ROLES = ("guest", "host")  # FATE-Flow loads on every party but the arbiter
-IN_DOUBT_AT_START = ("import", "restore")  # relayed, they write the catalog after the party's answer
+IN_DOUBT = ("import", "restore")  # relayed, they write the catalog after the party's answer
 REQUEST_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 FINAL_STATUSES = ("success", "failed", "rolled_back", "interrupted", "cancelled")
 REPEAT_POLL_SECONDS = 0.2
@@ -143,10 +143,10 @@ class MultiParty:
                 "could not catalog %s %s of party %s: %s", ref.model_id, ref.model_version, ref.party_id, exc.message
             )
 
-    def settle_in_doubt(self, at_start: bool) -> None:
+    def settle_in_doubt(self) -> None:
         """Ask the party of every operation in doubt whether it holds the version, and catalog what it
-        says; at start, imports and restores this coordinator was relaying when it stopped are in doubt."""
-        for operation in self.catalog.in_doubt(IN_DOUBT_AT_START if at_start else ()):
+        says (imports and restores whose coordinator stopped while relaying them are in doubt: :meth:`recover`)."""
+        for operation in self.catalog.in_doubt():
             if not operation.results:  # logged before operations named their party: nobody to ask
                 message = "interrupted by a stop of the coordinator"
                 self.catalog.finish_operation(operation.operation_id, "failed", [], Retcode.OPERATING_ERROR, message)
@@ -609,6 +609,7 @@ class MultiParty:
                 self.catalog.interrupt(
                     operation_id,
                     f"the coordinator replica {unfinished.owner} stopped before the operation finished",
+                    in_doubt=IN_DOUBT,
                 )
                 continue
             try:
