@@ -66,6 +66,9 @@ class PartyConf:
     transfer_address: Address = Address("127.0.0.1", 0)
     # The URL FATE-Serving is told to pull from, when it differs from http://<transfer_address>.
     transfer_url: str = ""
+    # The route to the agent: direct to ``address`` (None), or through FATE's proxy (rollsite,
+    # nginx, OSX) at this address, every call wrapped in an eggroll Packet (fate_serving.md §4).
+    proxy: Address | None = None
 
     @property
     def model_cache_dir(self) -> Path:
@@ -83,6 +86,8 @@ class CoordinatorConf:
     deploy_timeout: float = 600.0
     # Seconds between passes of the background duties (resending unconfirmed decisions, settling transfers).
     maintenance_period: float = 60.0
+    # The party whose site the coordinator runs at: the ``src`` of the Packets it sends through a proxy.
+    party_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -222,6 +227,7 @@ def _party(parties: _Section, party_id: str, data_dir: Path, index: int) -> Part
         servings=tuple(servings),
         transfer_address=section.address("transfer_address", f"{address.host}:0"),
         transfer_url=section.text("transfer_url", ""),
+        proxy=section.address("proxy", "") if section.data.get("proxy") else None,
     )
 
 
@@ -265,6 +271,7 @@ def parse(document: Any, path: Path | None = None, data_dir: Path | None = None)
             call_timeout=coordinator.number("call_timeout", 30.0),
             deploy_timeout=coordinator.number("deploy_timeout", 600.0),
             maintenance_period=coordinator.number("maintenance_period", 60.0),
+            party_id=coordinator.text("party_id", next(iter(parties))),
         ),
         parties=parties,
         enable_model_store=enable_store,

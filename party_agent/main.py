@@ -10,7 +10,10 @@ import grpc
 from fate_registry import config
 from fate_registry.agent.v1 import agent_pb2, agent_pb2_grpc
 from fate_registry.fate.model_service_pb2_grpc import add_ModelServiceServicer_to_server
-from fate_registry.grpc_server import register_servicer, start_server, wait_for_signal
+from fate_registry.fate.proxy_pb2 import DESCRIPTOR as PROXY_DESCRIPTOR
+from fate_registry.fate.proxy_pb2_grpc import add_DataTransferServiceServicer_to_server
+from fate_registry.grpc_server import register_handlers, servicer_handlers, start_server, wait_for_signal
+from party_agent.envelope import EnvelopeServicer
 from party_agent.fate_model_service import SERVICE as FATE_SERVICE
 from party_agent.fate_model_service import FateModelService
 from party_agent.service import PartyAgent
@@ -19,6 +22,7 @@ from party_agent.transfer_http import TransferServer
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = agent_pb2.DESCRIPTOR.services_by_name["PartyAgentService"].full_name
+PROXY_SERVICE = PROXY_DESCRIPTOR.services_by_name["DataTransferService"].full_name
 
 
 def serve(conf: config.ServiceConf, party_id: str, port_file: Path | None = None) -> None:
@@ -30,17 +34,18 @@ def serve(conf: config.ServiceConf, party_id: str, port_file: Path | None = None
     agent.transfer_host, agent.transfer_port = party.transfer_address.host, transfer.server_address[1]
     transfer.start()
 
-    def register(server: grpc.Server) -> None:
-        register_servicer(
-            server,
-            agent_pb2_grpc.add_PartyAgentServiceServicer_to_server,
-            servicer,
-            SERVICE_NAME,
-            servicer.raw_handlers(),
-        )
-        add_ModelServiceServicer_to_server(fate_service, server)
+    handlers = servicer_handlers(
+        agent_pb2_grpc.add_PartyAgentServiceServicer_to_server, servicer, servicer.raw_handlers()
+    )
+    envelope = EnvelopeServicer(party_id, SERVICE_NAME, handlers)  # type: ignore[abstract]  # push, pull, polling too
 
-    running = start_server(party.address.host, party.address.port, register, [SERVICE_NAME, FATE_SERVICE.full_name])
+    def register(server: grpc.Server) -> None:
+        register_handlers(server, SERVICE_NAME, handlers)
+        add_ModelServiceServicer_to_server(fate_service, server)
+        add_DataTransferServiceServicer_to_server(envelope, server)
+
+    names = [SERVICE_NAME, FATE_SERVICE.full_name, PROXY_SERVICE]
+    running = start_server(party.address.host, party.address.port, register, names)
     log.info(
         "agent of party %s listening on %s:%s, models in %s",
         party_id,
