@@ -22,6 +22,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,8 +55,12 @@ class ServingTestServer:
         transfer_url: str | None = None,
         pull_timeout: float | None = None,
         timeout: float = 30.0,
+        prefix: Sequence[str] = (),
     ) -> ServingTestServer:
-        """Start the server with ``faults`` given as command-line flags; wait up to ``timeout`` s until it serves."""
+        """Start the server with ``faults`` given as command-line flags; wait up to ``timeout`` s until it serves.
+
+        ``prefix`` runs it under another command (``ip netns exec <ns>``: on that namespace's loopback).
+        """
         root.mkdir(parents=True, exist_ok=True)
         port_file = root / "serving.port"
         record_path = root / "requests.jsonl"
@@ -64,6 +69,7 @@ class ServingTestServer:
         port_file.unlink(missing_ok=True)
         control_path.unlink(missing_ok=True)  # a restart on the same root starts with the faults given here
         command = [
+            *prefix,
             sys.executable,
             "-m",
             "fate_registry.testing.serving",
