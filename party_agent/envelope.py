@@ -84,13 +84,15 @@ class _Upload:
             yield item
 
     def put(self, item: Any) -> None:
-        """Hand ``item`` to the handler, unless it already ended (its error is then the answer)."""
+        """Hand ``item`` to the handler, unless it already ended (its error, if any, is then raised)."""
         while not self.answer.done():
             try:
                 self.messages.put(item, timeout=0.1)
                 return
             except queue.Full:
                 continue
+        if isinstance(item, RegistryError):
+            return
         self.answer.result()
 
 
@@ -178,27 +180,43 @@ class EnvelopeServicer(proxy_pb2_grpc.DataTransferServiceServicer):
                 return packets.answer_packet(request, b"")
             raise RegistryError(Reason.INVALID_ARGUMENT, "the import's stream is unknown or already ended")
         if operator == packets.KILL:
-            upload.put(RegistryError(Reason.CANCELLED, "the coordinator abandoned the import"))
+            self._end_upload(stream_id, upload, RegistryError(Reason.CANCELLED, "the coordinator abandoned the import"))
             return packets.answer_packet(request, b"")
         if request.header.seq != upload.seq + 1:
-            error = RegistryError(
-                Reason.DATA_LOSS, f"Packet {request.header.seq} of the import arrived after Packet {upload.seq}"
+            raise self._end_upload(
+                stream_id,
+                upload,
+                RegistryError(
+                    Reason.DATA_LOSS, f"Packet {request.header.seq} of the import arrived after Packet {upload.seq}"
+                ),
             )
-            upload.put(error)
-            raise error
         upload.seq += 1
         if operator == packets.PUT_DATA:
             upload.digest.update(request.body.value)
             upload.put(request.body.value)
             return packets.answer_packet(request, b"")
         if request.body.value.decode() != upload.digest.hexdigest():
-            error = RegistryError(
-                Reason.DATA_LOSS, "the import arrived with other bytes than were sent (sha256 mismatch)"
+            raise self._end_upload(
+                stream_id,
+                upload,
+                RegistryError(Reason.DATA_LOSS, "the import arrived with other bytes than were sent (sha256 mismatch)"),
             )
-            upload.put(error)
-            raise error
         upload.put(_END)
-        return packets.answer_packet(request, upload.answer.result())
+        answer = upload.answer.result()
+        self._forget_upload(stream_id, upload)
+        return packets.answer_packet(request, answer)
+
+    def _end_upload(self, stream_id: str, upload: _Upload, error: RegistryError) -> RegistryError:
+        """Fail the import with ``error`` and wait until its handler has ended (and cleaned up)."""
+        upload.put(error)
+        upload.answer.exception()
+        self._forget_upload(stream_id, upload)
+        return error
+
+    def _forget_upload(self, stream_id: str, upload: _Upload) -> None:
+        with self._lock:
+            if self._uploads.get(stream_id) is upload:
+                del self._uploads[stream_id]
 
     def _run_upload(self, stream_id: str, upload: _Upload, handler: Handler, context: grpc.ServicerContext) -> None:
         assert handler.stream_unary is not None
@@ -208,8 +226,7 @@ class EnvelopeServicer(proxy_pb2_grpc.DataTransferServiceServicer):
         except Exception as exc:
             upload.answer.set_exception(as_registry_error(exc, "ImportModel"))
         finally:
-            with self._lock:
-                self._uploads.pop(stream_id, None)
+            self._forget_upload(stream_id, upload)
 
     # -- server streams (export) -------------------------------------------------------------------
 
