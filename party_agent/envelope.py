@@ -27,12 +27,15 @@ from fate_registry import packets
 from fate_registry.errors import Reason, RegistryError
 from fate_registry.fate import proxy_pb2, proxy_pb2_grpc
 from fate_registry.grpc_server import as_registry_error
+from fate_registry.prefetch import prefetch
 
 if TYPE_CHECKING:
     from fate_registry.grpc_server import Handler
 
 # Messages of an import held between the Packets and the handler: memory stays a few chunks.
 UPLOAD_QUEUE = 4
+# Messages of an export read and framed ahead of the GET_DATA Packets that take them.
+DOWNLOAD_AHEAD = 4
 _END = object()
 
 
@@ -246,7 +249,8 @@ class EnvelopeServicer(proxy_pb2_grpc.DataTransferServiceServicer):
             if download is None and operator == packets.GET_DATA and request.header.seq == 0:
                 assert handler.unary_stream is not None
                 messages = handler.unary_stream(_in(request.body.value, handler), context)
-                download = self._downloads[stream_id] = _Download(iter(messages), now, interval)
+                serialized = prefetch((_out(m, handler) for m in messages), DOWNLOAD_AHEAD)
+                download = self._downloads[stream_id] = _Download(serialized, now, interval)
         if download is None:
             if operator == packets.KILL:
                 return packets.answer_packet(request, b"")
@@ -270,10 +274,9 @@ class EnvelopeServicer(proxy_pb2_grpc.DataTransferServiceServicer):
                 return packets.answer_packet(
                     request, download.digest.hexdigest().encode(), key=packets.DIGEST_KEY, operator=packets.STOP
                 )
-            raw = _out(message, handler)
             download.seq += 1
-            download.digest.update(raw)
-            answer = packets.answer_packet(request, raw)
+            download.digest.update(message)
+            answer = packets.answer_packet(request, message)
             answer.header.seq = download.seq
             return answer
 

@@ -23,8 +23,11 @@ from fate_registry.channels import CHANNEL_OPTIONS
 from fate_registry.config import Address
 from fate_registry.errors import Reason, RegistryError, from_rpc_error
 from fate_registry.fate import proxy_pb2
+from fate_registry.prefetch import prefetch
 
 Metadata = Mapping[str, str]
+# Response Packets of a stream fetched ahead of the relay (each up to one download chunk).
+PREFETCH_PACKETS = 4
 
 
 def open_channel(address: Address) -> grpc.Channel:
@@ -172,6 +175,10 @@ class PacketTransport:
         return self._send(end, timeout).body.value
 
     def server_stream(self, method: str, request: bytes, metadata: Metadata) -> Iterator[bytes]:
+        """The response messages; the next Packet is asked for while the caller relays this one."""
+        return prefetch(self._fetch(method, request, metadata), PREFETCH_PACKETS)
+
+    def _fetch(self, method: str, request: bytes, metadata: Metadata) -> Iterator[bytes]:
         headers = self._stream_metadata(metadata)
         timeout = self.stream_timeout
         digest = hashlib.sha256()

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -27,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from fate_registry.fate import proxy_pb2
-from fate_registry.testing.processes import wait_for_port_file
+from fate_registry.testing.processes import terminate, wait_for_port_file
 
 
 def _write_json(path: Path, document: Any) -> None:
@@ -96,13 +94,7 @@ class RollsiteProcess:
         if self._stopped:
             return
         self._stopped = True
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        terminate(self.process, timeout)
 
     def __enter__(self) -> RollsiteProcess:
         return self

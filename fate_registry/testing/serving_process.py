@@ -18,8 +18,6 @@ keeps appending to the record and the log.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
 from collections.abc import Sequence
@@ -27,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fate_registry.testing.processes import wait_for_port_file
+from fate_registry.testing.processes import terminate, wait_for_port_file
 from fate_registry.testing.serving import Faults
 
 _POLL_INTERVAL = 0.05
@@ -124,14 +122,7 @@ class ServingTestServer:
         if self._stopped:
             return
         self._stopped = True
-        if self.process.poll() is not None:
-            return
-        os.kill(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        terminate(self.process, timeout)
 
     def __enter__(self) -> ServingTestServer:
         return self
