@@ -16,12 +16,15 @@ from typing import Any
 
 import pytest
 
+from client.sdk import RegistryClient
+from fate_registry.errors import Reason, RegistryError
 from fate_registry.health import is_serving
 from fate_registry.packets import AGENT_ROLE, COORDINATOR_ROLE
 from fate_registry.testing.cluster import Cluster, agent_name
 from fate_registry.testing.netns import Topology
 from fate_registry.testing.rollsite_process import RollsiteProcess
 from fate_registry.testing.serving_process import ServingTestServer
+from fate_registry.v1.common_pb2 import PartyModelRef
 from tests.conftest import GeneratedModel, generate_model
 from tests.flow_cli import flow, write_conf
 
@@ -131,6 +134,10 @@ def test_import_deploy_load_bind_export_migrate_through_the_router(proxied: Prox
     assert code == 0, exported
     archive = Path(exported["file"])
     assert archive.stat().st_size == exported["data"]["size"] > 0
+    ref = PartyModelRef(role="host", party_id="10000", model_id=model.model_id, model_version=child)
+    with RegistryClient(fed.address, transfer="direct") as client, pytest.raises(RegistryError) as refused:
+        client.export_model(ref, tmp_path / "direct")
+    assert refused.value.reason is Reason.NOT_IMPLEMENTED and "only through its proxy" in refused.value.message
 
     # import it back as another version (streamed up as PUT_DATA Packets, digest checked by the agent)
     body = {**export, "model_version": f"{child}9", "file": str(archive), "force_update": False}
