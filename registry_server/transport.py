@@ -30,6 +30,11 @@ Metadata = Mapping[str, str]
 PREFETCH_PACKETS = 4
 
 
+# Calls are made as registered methods (``_registered_method=True``), as the generated stubs make
+# them: on grpc 1.85 an unregistered call to an agent that was restarted on the same port could
+# wait out its deadline (tests/faults/test_deploy_faults.py) where the registered call connects.
+
+
 def open_channel(address: Address) -> grpc.Channel:
     """The one place the coordinator opens a channel to an agent or a proxy (credentials go here)."""
     return grpc.insecure_channel(str(address), options=CHANNEL_OPTIONS)
@@ -66,7 +71,9 @@ class DirectTransport:
         self.channel.close()
 
     def unary(self, method: str, request: bytes, metadata: Metadata, timeout: float) -> bytes:
-        call = self.channel.unary_unary(method, request_serializer=None, response_deserializer=None)
+        call = self.channel.unary_unary(  # type: ignore[call-arg]  # grpc-stubs lag
+            method, request_serializer=None, response_deserializer=None, _registered_method=True
+        )
         try:
             answer: bytes = call(request, timeout=timeout, metadata=tuple(metadata.items()))
         except grpc.RpcError as exc:
@@ -74,7 +81,9 @@ class DirectTransport:
         return answer
 
     def client_stream(self, method: str, messages: Iterator[bytes], metadata: Metadata) -> bytes:
-        call = self.channel.stream_unary(method, request_serializer=None, response_deserializer=None)
+        call = self.channel.stream_unary(  # type: ignore[call-arg]  # grpc-stubs lag
+            method, request_serializer=None, response_deserializer=None, _registered_method=True
+        )
         try:
             answer: bytes = call(messages, metadata=tuple(metadata.items()))
         except grpc.RpcError as exc:
@@ -82,7 +91,9 @@ class DirectTransport:
         return answer
 
     def server_stream(self, method: str, request: bytes, metadata: Metadata) -> Iterator[bytes]:
-        call = self.channel.unary_stream(method, request_serializer=None, response_deserializer=None)
+        call = self.channel.unary_stream(  # type: ignore[call-arg]  # grpc-stubs lag
+            method, request_serializer=None, response_deserializer=None, _registered_method=True
+        )
         stream = call(request, metadata=tuple(metadata.items()))
         try:
             yield from stream
@@ -108,10 +119,11 @@ class PacketTransport:
         self.call_timeout = call_timeout
         self.stream_timeout = stream_timeout
         self.channel = open_channel(proxy)
-        self._call = self.channel.unary_unary(
+        self._call = self.channel.unary_unary(  # type: ignore[call-arg]  # grpc-stubs lag
             packets.UNARY_CALL,
             request_serializer=proxy_pb2.Packet.SerializeToString,
             response_deserializer=proxy_pb2.Packet.FromString,
+            _registered_method=True,
         )
 
     def close(self) -> None:
