@@ -168,10 +168,12 @@ class Measured:
 class Flow:
     """The ``flow`` CLI as a user runs it, against the federation, with per-process peak memory."""
 
-    def __init__(self, address: str, watch: PeakWatch, timeout: float) -> None:
+    def __init__(
+        self, address: str, watch: PeakWatch, timeout: float, extra_env: Mapping[str, str] | None = None
+    ) -> None:
         script = Path(sys.executable).parent / "flow"
         self._command = [str(script)] if script.exists() else [sys.executable, "-m", "client"]
-        self._env = {**os.environ, "FATE_REGISTRY_ADDRESS": address}
+        self._env = {**os.environ, "FATE_REGISTRY_ADDRESS": address, **(extra_env or {})}
         self._watch = watch
         self._timeout = timeout
 

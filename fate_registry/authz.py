@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import Callable, Collection, Iterator, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import grpc
@@ -185,3 +186,18 @@ class PartyGuard(HandlerInterceptor):
 
             return wrap_handler(handler, unary, stream)
         return wrap_handler(handler, *_checked(lambda request, context: self._check(request)))
+
+
+@dataclass(frozen=True)
+class _CallDetails:
+    method: str
+    invocation_metadata: tuple[tuple[str, str], ...] = ()
+
+
+def guarded(interceptor: HandlerInterceptor, service: str, handlers: Mapping[str, Handler]) -> dict[str, Handler]:
+    """``handlers`` (by method name) as ``interceptor`` rewrites them: for calls that reach them without a
+    gRPC server's interceptors (a proxy's Packets), so the same checks apply."""
+    return {
+        name: interceptor.rewrite(handler, _CallDetails(f"/{service}/{name}"))  # type: ignore[arg-type]
+        for name, handler in handlers.items()
+    }

@@ -96,6 +96,9 @@ class PartyConf:
     tls: TlsConf = PLAINTEXT
     # How the agent reaches its FATE-Serving instances (a client side: ca, and cert/key for mutual TLS).
     serving_tls: TlsConf = PLAINTEXT
+    # The route to the agent: direct to ``address`` (None), or through FATE's proxy (rollsite,
+    # nginx, OSX) at this address, every call wrapped in an eggroll Packet (fate_serving.md §4).
+    proxy: Address | None = None
 
     @property
     def model_cache_dir(self) -> Path:
@@ -122,6 +125,8 @@ class CoordinatorConf:
     lease_seconds: float = 30.0
     # Threads serving RPCs (bench.catalog_scale measures the choice).
     rpc_workers: int = 32
+    # The party whose site the coordinator runs at: the ``src`` of the Packets it sends through a proxy.
+    party_id: str = ""
 
 
 @dataclass(frozen=True)
@@ -289,6 +294,7 @@ def _party(parties: _Section, party_id: str, data_dir: Path, index: int) -> Part
         transfer_url=section.text("transfer_url", ""),
         tls=tls_section(section.section("tls"), (COORDINATOR_IDENTITY,)),
         serving_tls=tls_section(section.section("serving_tls")),
+        proxy=section.address("proxy", "") if section.data.get("proxy") else None,
     )
 
 
@@ -339,6 +345,7 @@ def parse(document: Any, path: Path | None = None, data_dir: Path | None = None)
             replica_id=coordinator.text("replica_id", ""),
             lease_seconds=coordinator.number("lease_seconds", 30.0),
             rpc_workers=coordinator.integer("rpc_workers", 32, minimum=1),
+            party_id=coordinator.text("party_id", next(iter(parties))),
         ),
         parties=parties,
         enable_model_store=enable_store,

@@ -124,7 +124,8 @@ class RegistryError(Exception):
     def fate_retcode(self) -> int:
         return int(self.retcode if self.retcode is not None else self.reason.retcode)
 
-    def to_status(self) -> grpc.Status:
+    def to_status_proto(self) -> status_pb2.Status:
+        """The ``google.rpc.Status`` with our ``ErrorInfo``: what a status or a proxy Packet carries."""
         metadata = {
             _cut(k, MAX_METADATA_VALUE_BYTES): _cut(v, MAX_METADATA_VALUE_BYTES) for k, v in self.metadata.items()
         }
@@ -136,7 +137,10 @@ class RegistryError(Exception):
         message = _cut(self.message, MAX_MESSAGE_BYTES)
         status = status_pb2.Status(code=_code_number(self.reason.code), message=message)
         status.details.add().Pack(info)
-        return rpc_status.to_status(status)
+        return status
+
+    def to_status(self) -> grpc.Status:
+        return rpc_status.to_status(self.to_status_proto())
 
 
 def _cut(text: str, limit: int) -> str:
@@ -188,15 +192,9 @@ def from_rpc_error(error: grpc.RpcError, context: str = "", tls: bool = False) -
     """
     call: grpc.Call = error  # type: ignore[assignment]
     status = rpc_status.from_call(call)
-    if status is not None:
-        for detail in status.details:
-            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                info = error_details_pb2.ErrorInfo()
-                detail.Unpack(info)
-                if info.domain == DOMAIN and info.reason in Reason.__members__:
-                    metadata = dict(info.metadata)
-                    retcode = int(metadata.pop("retcode", Reason[info.reason].retcode))
-                    return RegistryError(Reason[info.reason], status.message, metadata, retcode)
+    found = from_status_proto(status) if status is not None else None
+    if found is not None:
+        return found
     code = call.code()
     reason = _REASON_BY_CODE.get(code, Reason.INTERNAL)
     details = call.details() or code.name
@@ -207,6 +205,19 @@ def from_rpc_error(error: grpc.RpcError, context: str = "", tls: bool = False) -
         details = f"{details} ({CLOSED_WHILE_CONNECTING})"  # it may be TLS: this side cannot tell
     message = f"{context}: {details}" if context else details
     return RegistryError(reason, message)
+
+
+def from_status_proto(status: status_pb2.Status) -> RegistryError | None:
+    """The :class:`RegistryError` a status carries in its ``ErrorInfo``, if it carries ours."""
+    for detail in status.details:
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            if info.domain == DOMAIN and info.reason in Reason.__members__:
+                metadata = dict(info.metadata)
+                retcode = int(metadata.pop("retcode", Reason[info.reason].retcode))
+                return RegistryError(Reason[info.reason], status.message, metadata, retcode)
+    return None
 
 
 def missing_keys(keys: list[str]) -> RegistryError:

@@ -40,7 +40,7 @@ def _out_of_space(exc: Exception) -> bool:
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
-def _as_registry_error(exc: Exception, method: str) -> RegistryError:
+def as_registry_error(exc: Exception, method: str) -> RegistryError:
     if isinstance(exc, RegistryError):
         return exc
     if _out_of_space(exc):
@@ -55,7 +55,7 @@ def _as_registry_error(exc: Exception, method: str) -> RegistryError:
 
 
 def _abort(context: grpc.ServicerContext, exc: Exception, method: str) -> None:
-    context.abort_with_status(_as_registry_error(exc, method).to_status())
+    context.abort_with_status(as_registry_error(exc, method).to_status())
 
 
 if TYPE_CHECKING:
@@ -145,6 +145,15 @@ class _HandlerCapture:
         self.handlers = dict(handlers)
 
 
+def servicer_handlers(
+    add_to_server: Callable[[Any, Any], None], servicer: Any, overrides: dict[str, Handler] | None = None
+) -> dict[str, Handler]:
+    """A generated servicer's method handlers by method name, some replaced by ``overrides``."""
+    capture = _HandlerCapture()
+    add_to_server(servicer, capture)
+    return {**capture.handlers, **(overrides or {})}
+
+
 def register_servicer(
     server: grpc.Server,
     add_to_server: Callable[[Any, Any], None],
@@ -153,9 +162,11 @@ def register_servicer(
     overrides: dict[str, Handler] | None = None,
 ) -> None:
     """Register a generated servicer, replacing some methods' handlers (e.g. raw-bytes relays)."""
-    capture = _HandlerCapture()
-    add_to_server(servicer, capture)
-    handlers = {**capture.handlers, **(overrides or {})}
+    register_handlers(server, service_name, servicer_handlers(add_to_server, servicer, overrides))
+
+
+def register_handlers(server: grpc.Server, service_name: str, handlers: dict[str, Handler]) -> None:
+    """Serve ``handlers`` (by method name) as the methods of ``service_name``."""
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service_name, handlers),))
     server.add_registered_method_handlers(service_name, handlers)  # type: ignore[attr-defined]  # grpc-stubs lag
 

@@ -9,9 +9,12 @@ import grpc
 
 from fate_registry import config
 from fate_registry.agent.v1 import agent_pb2, agent_pb2_grpc
-from fate_registry.authz import HEALTH_SERVICE, REFLECTION_SERVICES, CallerAllowList, PartyGuard
+from fate_registry.authz import HEALTH_SERVICE, REFLECTION_SERVICES, CallerAllowList, PartyGuard, guarded
 from fate_registry.fate.model_service_pb2_grpc import add_ModelServiceServicer_to_server
-from fate_registry.grpc_server import Interceptor, register_servicer, start_server, wait_for_signal
+from fate_registry.fate.proxy_pb2 import DESCRIPTOR as PROXY_DESCRIPTOR
+from fate_registry.fate.proxy_pb2_grpc import add_DataTransferServiceServicer_to_server
+from fate_registry.grpc_server import Interceptor, register_handlers, servicer_handlers, start_server, wait_for_signal
+from party_agent.envelope import EnvelopeServicer
 from party_agent.fate_model_service import SERVICE as FATE_SERVICE
 from party_agent.fate_model_service import FateModelService
 from party_agent.service import PartyAgent
@@ -20,15 +23,21 @@ from party_agent.transfer_http import TransferServer
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = agent_pb2.DESCRIPTOR.services_by_name["PartyAgentService"].full_name
+PROXY_SERVICE = PROXY_DESCRIPTOR.services_by_name["DataTransferService"].full_name
 # A client's one-hop archive transfer: admitted from any certificate of the CA with the coordinator's ticket.
 TICKETED_METHODS = (f"/{SERVICE_NAME}/ImportModel", f"/{SERVICE_NAME}/ExportModel")
 
 
+def party_guard(party: config.PartyConf) -> PartyGuard:
+    """With or without TLS, the agent acts only for its own party id: on direct calls and in Packets alike."""
+    return PartyGuard(party.party_id, [SERVICE_NAME], {TICKETED_METHODS[0]: agent_pb2.ImportModelRequest.FromString})
+
+
 def authorisation(party: config.PartyConf) -> list[Interceptor]:
-    """The agent's interceptors: with mutual TLS, only ``tls.allow`` (the coordinator) calls its API, while
-    FATE's read-only ModelService, health and reflection stay open to any caller the CA vouches for; with
-    or without TLS, it acts only for its own party id."""
-    guard = PartyGuard(party.party_id, [SERVICE_NAME], {TICKETED_METHODS[0]: agent_pb2.ImportModelRequest.FromString})
+    """The agent's interceptors: with mutual TLS, only ``tls.allow`` calls its API (the coordinator, and the
+    proxy that forwards Packets when the agent sits behind one), while FATE's read-only ModelService, health
+    and reflection stay open to any caller the CA vouches for."""
+    guard = party_guard(party)
     if not party.tls.require_client_cert:
         return [guard]
     open_services = (HEALTH_SERVICE, *REFLECTION_SERVICES, FATE_SERVICE.full_name)
@@ -44,21 +53,21 @@ def serve(conf: config.ServiceConf, party_id: str, port_file: Path | None = None
     agent.transfer_host, agent.transfer_port = party.transfer_address.host, transfer.server_address[1]
     transfer.start()
 
+    handlers = servicer_handlers(
+        agent_pb2_grpc.add_PartyAgentServiceServicer_to_server, servicer, servicer.raw_handlers()
+    )
+    envelope = EnvelopeServicer(party_id, SERVICE_NAME, guarded(party_guard(party), SERVICE_NAME, handlers))  # type: ignore[abstract]  # push, pull, polling too
+
     def register(server: grpc.Server) -> None:
-        register_servicer(
-            server,
-            agent_pb2_grpc.add_PartyAgentServiceServicer_to_server,
-            servicer,
-            SERVICE_NAME,
-            servicer.raw_handlers(),
-        )
+        register_handlers(server, SERVICE_NAME, handlers)
         add_ModelServiceServicer_to_server(fate_service, server)
+        add_DataTransferServiceServicer_to_server(envelope, server)
 
     running = start_server(
         party.address.host,
         party.address.port,
         register,
-        [SERVICE_NAME, FATE_SERVICE.full_name],
+        [SERVICE_NAME, FATE_SERVICE.full_name, PROXY_SERVICE],
         tls=party.tls,
         interceptors=authorisation(party),
     )

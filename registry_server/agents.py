@@ -1,4 +1,4 @@
-"""Channels to the party agents, and the calls the coordinator makes on them.
+"""The calls the coordinator makes on the party agents, over each party's transport.
 
 Archive streams are relayed as raw bytes: the coordinator's and the agent's import/export
 messages share one wire layout, so chunks pass through without being decoded or re-encoded.
@@ -10,30 +10,35 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
-import grpc
+from google.protobuf.message import Message
 
-from fate_registry.agent.v1 import agent_pb2, agent_pb2_grpc
-from fate_registry.channels import OPERATION_ID_KEY, open_channel
-from fate_registry.config import ServiceConf
-from fate_registry.errors import Reason, RegistryError, from_rpc_error
+from fate_registry.agent.v1 import agent_pb2
+from fate_registry.channels import OPERATION_ID_KEY
+from fate_registry.config import PartyConf, ServiceConf
+from fate_registry.errors import Reason, RegistryError
 from fate_registry.v1.common_pb2 import PartyModelInfo, PartyModelRef
+from registry_server.transport import DirectTransport, PacketTransport, Transport
 
 _SERVICE = "/fate_registry.agent.v1.PartyAgentService/"
+_METHODS = agent_pb2.DESCRIPTOR.services_by_name["PartyAgentService"].methods_by_name
 
 
 class AgentClients:
+    """The coordinator's calls on the agents, each through its party's route (DESIGN §7)."""
+
     def __init__(self, conf: ServiceConf) -> None:
         self.conf = conf
         self._lock = threading.Lock()
-        self._channels: dict[str, grpc.Channel] = {}
+        self._transports: dict[str, Transport] = {}
 
     def close(self) -> None:
         with self._lock:
-            for channel in self._channels.values():
-                channel.close()
-            self._channels.clear()
+            for transport in self._transports.values():
+                transport.close()
+            self._transports.clear()
 
-    def channel(self, party_id: str) -> grpc.Channel:
+    def transport(self, party_id: str) -> Transport:
+        """The party's route: direct to its agent, or Packets through its proxy; an unknown party fails."""
         party = self.conf.parties.get(party_id)
         if party is None:
             raise RegistryError(
@@ -42,24 +47,37 @@ class AgentClients:
                 {"party_id": party_id},
             )
         with self._lock:
-            if party_id not in self._channels:
-                self._channels[party_id] = open_channel(str(party.address), self.conf.coordinator.tls)
-            return self._channels[party_id]
+            if party_id not in self._transports:
+                self._transports[party_id] = self._open(party)
+            return self._transports[party_id]
 
-    def stub(self, party_id: str) -> agent_pb2_grpc.PartyAgentServiceStub:
-        return agent_pb2_grpc.PartyAgentServiceStub(self.channel(party_id))
+    def _open(self, party: PartyConf) -> Transport:
+        coordinator = self.conf.coordinator
+        if party.proxy is None:
+            return DirectTransport(party.party_id, party.address, coordinator.tls)
+        return PacketTransport(
+            coordinator.party_id,
+            party.party_id,
+            party.proxy,
+            coordinator.call_timeout,
+            coordinator.deploy_timeout,
+            coordinator.tls,
+        )
+
+    def behind_proxy(self, party_id: str) -> bool:
+        return self.conf.party(party_id).proxy is not None
 
     @staticmethod
-    def metadata(operation_id: str) -> tuple[tuple[str, str], ...]:
-        return ((OPERATION_ID_KEY, operation_id),)
+    def metadata(operation_id: str) -> dict[str, str]:
+        return {OPERATION_ID_KEY: operation_id}
 
-    def unary(self, party_id: str, method: str, request: Any, operation_id: str, timeout: float) -> Any:
+    def unary(self, party_id: str, method: str, request: Message, operation_id: str, timeout: float) -> Any:
         """One call of PartyAgentService ``method`` on a party, its failure as a RegistryError naming the party."""
-        call = getattr(self.stub(party_id), method)
-        try:
-            return call(request, timeout=timeout, metadata=self.metadata(operation_id))
-        except grpc.RpcError as exc:
-            raise party_error(exc, party_id) from None
+        answer = self.transport(party_id).unary(
+            _SERVICE + method, request.SerializeToString(), self.metadata(operation_id), timeout
+        )
+        output = _METHODS[method].output_type.name
+        return getattr(agent_pb2, output).FromString(answer)
 
     def party_info(self, ref: PartyModelRef) -> PartyModelInfo:
         """A party's own account of one of its versions: every column, from its Pipeline and manifest."""
@@ -74,39 +92,16 @@ class AgentClients:
         return info
 
     def import_raw(self, party_id: str, messages: Iterator[bytes], operation_id: str) -> agent_pb2.ImportModelResponse:
-        call = self.channel(party_id).stream_unary(
-            _SERVICE + "ImportModel",
-            request_serializer=None,
-            response_deserializer=agent_pb2.ImportModelResponse.FromString,
-        )
-        try:
-            response: agent_pb2.ImportModelResponse = call(messages, metadata=self.metadata(operation_id))
-        except grpc.RpcError as exc:
-            raise party_error(exc, party_id) from None
-        return response
+        answer = self.transport(party_id).client_stream(_SERVICE + "ImportModel", messages, self.metadata(operation_id))
+        return agent_pb2.ImportModelResponse.FromString(answer)
 
     def export_raw(self, party_id: str, request: agent_pb2.ExportModelRequest, operation_id: str) -> Iterator[bytes]:
-        call = self.channel(party_id).unary_stream(
-            _SERVICE + "ExportModel",
-            request_serializer=agent_pb2.ExportModelRequest.SerializeToString,
-            response_deserializer=None,
+        return self.transport(party_id).server_stream(
+            _SERVICE + "ExportModel", request.SerializeToString(), self.metadata(operation_id)
         )
-        stream = call(request, metadata=self.metadata(operation_id))
-        try:
-            yield from stream
-        except grpc.RpcError as exc:
-            raise party_error(exc, party_id) from None
-        finally:
-            stream.cancel()  # type: ignore[no-untyped-call]
 
 
 def ref_of(info: PartyModelInfo) -> PartyModelRef:
     return PartyModelRef(
         role=info.role, party_id=info.party_id, model_id=info.model_id, model_version=info.model_version
     )
-
-
-def party_error(exc: grpc.RpcError, party_id: str) -> RegistryError:
-    """The agent's own error, or a transport failure that names the party."""
-    error = from_rpc_error(exc, context=f"party {party_id} did not answer")
-    return RegistryError(error.reason, error.message, {**error.metadata, "party_id": party_id}, error.retcode)

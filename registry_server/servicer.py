@@ -66,7 +66,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         if first.WhichOneof("payload") != "header":
             raise RegistryError(Reason.MISSING_ARGUMENT, "an import starts with a header message")
         ref = check_ref(first.header.target)
-        self.agents.channel(ref.party_id)  # an unknown party fails before the upload starts
+        self.agents.transport(ref.party_id)  # an unknown party fails before the upload starts
 
         def relay() -> Iterator[bytes]:
             assert first_raw is not None
@@ -82,7 +82,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
 
     def export_raw(self, request: registry_pb2.ExportModelRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
         ref = check_ref(request.model)
-        self.agents.channel(ref.party_id)
+        self.agents.transport(ref.party_id)
         with self.oplog.track("export", context.peer(), ref.model_id, ref.model_version) as op:
             yield from self.agents.export_raw(ref.party_id, agent_pb2.ExportModelRequest(model=ref), op.operation_id)
             op.results.append(ok(ref))
@@ -100,7 +100,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         if kind is None:
             raise RegistryError(Reason.MISSING_ARGUMENT, "say which import or export the transfer is for")
         ref = check_ref(request.import_header.target if kind == "import_header" else request.export_model)
-        self.agents.channel(ref.party_id)
+        self.agents.transport(ref.party_id)
         return self.transfers.begin(request, context.peer(), ref)
 
     def EndTransfer(

@@ -12,8 +12,6 @@ import logging
 import secrets
 from collections.abc import Callable
 
-import grpc
-
 from fate_registry.agent.v1 import agent_pb2
 from fate_registry.agent.v1.agent_pb2 import TransferState
 from fate_registry.db import now_ms
@@ -21,7 +19,7 @@ from fate_registry.errors import Reason, RegistryError, Retcode
 from fate_registry.v1 import registry_pb2
 from fate_registry.v1.common_pb2 import PartyModelRef, PartyResult
 from fate_registry.v1.registry_pb2 import Operation
-from registry_server.agents import AgentClients, party_error
+from registry_server.agents import AgentClients
 from registry_server.catalog import Catalog
 from registry_server.oplog import ANSWER_LOST, failed_result
 
@@ -40,6 +38,13 @@ class TransferDesk:
     ) -> registry_pb2.BeginTransferResponse:
         kind = request.WhichOneof("transfer")
         operation = "import" if kind == "import_header" else "export"
+        if self.agents.behind_proxy(ref.party_id):
+            raise RegistryError(
+                Reason.NOT_IMPLEMENTED,
+                f"party {ref.party_id} is reachable only through its proxy: no one-hop transfer, "
+                "the archive goes through the coordinator (transfer mode relay)",
+                {"party_id": ref.party_id},
+            )
         operation_id = self.catalog.start_operation(
             operation,
             caller,
@@ -55,13 +60,12 @@ class TransferDesk:
         else:
             announce.export_model.CopyFrom(request.export_model)
         try:
-            self.agents.stub(ref.party_id).ExpectTransfer(
-                announce, timeout=self.agents.conf.coordinator.call_timeout, metadata=self.agents.metadata(operation_id)
+            self.agents.unary(
+                ref.party_id, "ExpectTransfer", announce, operation_id, self.agents.conf.coordinator.call_timeout
             )
-        except grpc.RpcError as exc:
-            error = party_error(exc, ref.party_id)
+        except RegistryError as error:
             self.catalog.finish_operation(operation_id, "failed", [], error.fate_retcode, error.message)
-            raise error from None
+            raise
         address = str(self.agents.conf.parties[ref.party_id].address)
         return registry_pb2.BeginTransferResponse(agent_address=address, ticket=ticket)
 
@@ -82,18 +86,21 @@ class TransferDesk:
     def _settle(self, ticket: str, operation: Operation) -> registry_pb2.EndTransferResponse:
         party = operation.results[0]
         try:
-            outcome = self.agents.stub(party.party_id).GetTransferOutcome(
-                agent_pb2.GetTransferOutcomeRequest(ticket=ticket), timeout=self.agents.conf.coordinator.call_timeout
+            outcome = self.agents.unary(
+                party.party_id,
+                "GetTransferOutcome",
+                agent_pb2.GetTransferOutcomeRequest(ticket=ticket),
+                "",
+                self.agents.conf.coordinator.call_timeout,
             )
-        except grpc.RpcError as exc:
-            error = party_error(exc, party.party_id)
+        except RegistryError as error:
             if operation.operation == "import" and error.reason in ANSWER_LOST:
                 # the client's stream has ended: the party imported the version or not, it may tell later
                 lost = failed_result(party.role, party.party_id, error)
                 self.catalog.finish_operation(
                     operation.operation_id, "in_doubt", [lost], error.fate_retcode, error.message
                 )
-            raise error from None
+            raise
         op_id = operation.operation_id
         if outcome.state == TransferState.TRANSFER_STATE_DONE:
             if operation.operation == "import":

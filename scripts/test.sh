@@ -10,6 +10,12 @@ if ! PATH="$PATH:/usr/sbin" command -v mariadbd >/dev/null || ! command -v redis
   apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mariadb-server redis-server >/dev/null
 fi
+# --- network namespaces for tests/e2e/test_proxy_cli.py (agents reachable only through the router): iproute2.
+if ! PATH="$PATH:/usr/sbin:/sbin" command -v ip >/dev/null; then
+  echo "installing iproute2 (apt-get)" >&2
+  apt-get update -qq >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iproute2 >/dev/null
+fi
 # ---
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv

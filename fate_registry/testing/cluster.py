@@ -33,7 +33,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -97,6 +97,9 @@ class Cluster:
     root: Path
     conf: dict[str, Any]
     ready_timeout: float = 60.0
+    # A command prefix per process name (``ip netns exec <ns>``); such a process is ready once it
+    # wrote its port file, as the test may not reach it.
+    prefixes: Mapping[str, Sequence[str]] = field(default_factory=dict)
     _processes: dict[str, _Process] = field(default_factory=dict, repr=False)
     _routes: dict[str, str] = field(default_factory=dict, repr=False)  # party id -> address the coordinator uses
 
@@ -110,6 +113,7 @@ class Cluster:
         coordinator_conf: Mapping[str, Any] | None = None,
         ready_timeout: float = 60.0,
         extra_conf: Mapping[str, Any] | None = None,
+        prefixes: Mapping[str, Sequence[str]] | None = None,
     ) -> Cluster:
         """Write the conf, start every agent, wait until each serves, then start the coordinator.
 
@@ -124,7 +128,7 @@ class Cluster:
             "parties": {str(pid): {"address": "127.0.0.1:0", **settings} for pid, settings in parties.items()},
             **(extra_conf or {}),
         }
-        cluster = cls(root, conf, ready_timeout)
+        cluster = cls(root, conf, ready_timeout, prefixes or {})
         try:
             for party_id in conf["parties"]:
                 cluster._spawn(agent_name(party_id), ["agent", "--party-id", party_id])
@@ -211,6 +215,7 @@ class Cluster:
         process.port_file.unlink(missing_ok=True)
         process.log_path.parent.mkdir(parents=True, exist_ok=True)
         command = [
+            *self.prefixes.get(name, ()),
             *fate_registry_command(),
             *args[:1],
             "--conf",
@@ -242,7 +247,9 @@ class Cluster:
                 raise RuntimeError(f"{name} exited with {code}: {_tail(process.log_path)}")
             if process.port_file.exists():
                 address = process.port_file.read_text(encoding="utf-8").strip()
-                if address and is_serving(address, tls=config.parse(self.conf).coordinator.tls):
+                if address and (
+                    name in self.prefixes or is_serving(address, tls=config.parse(self.conf).coordinator.tls)
+                ):
                     if process.address and address != process.address:
                         raise RuntimeError(f"{name} came back on {address}, not {process.address}")
                     process.address = address

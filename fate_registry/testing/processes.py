@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -28,3 +30,15 @@ def wait_for_port_file(
             raise RuntimeError(f"{what} was not ready within {timeout} s: {tail(log_path)}")
         time.sleep(POLL_INTERVAL)  # a poll interval under a deadline
     return port_file.read_text(encoding="utf-8").strip()
+
+
+def terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
+    """SIGTERM by PID, then SIGKILL if it has not ended within ``timeout`` s."""
+    if process.poll() is not None:
+        return
+    os.kill(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -18,16 +18,15 @@ keeps appending to the record and the log.
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fate_registry.config import PLAINTEXT, TlsConf
-from fate_registry.testing.processes import wait_for_port_file
+from fate_registry.testing.processes import terminate, wait_for_port_file
 from fate_registry.testing.serving import Faults
 
 _POLL_INTERVAL = 0.05
@@ -56,8 +55,12 @@ class ServingTestServer:
         pull_timeout: float | None = None,
         timeout: float = 30.0,
         tls: TlsConf = PLAINTEXT,
+        prefix: Sequence[str] = (),
     ) -> ServingTestServer:
-        """Start the server with ``faults`` given as command-line flags; wait up to ``timeout`` s until it serves."""
+        """Start the server with ``faults`` given as command-line flags; wait up to ``timeout`` s until it serves.
+
+        ``prefix`` runs it under another command (``ip netns exec <ns>``: on that namespace's loopback).
+        """
         root.mkdir(parents=True, exist_ok=True)
         port_file = root / "serving.port"
         record_path = root / "requests.jsonl"
@@ -66,6 +69,7 @@ class ServingTestServer:
         port_file.unlink(missing_ok=True)
         control_path.unlink(missing_ok=True)  # a restart on the same root starts with the faults given here
         command = [
+            *prefix,
             sys.executable,
             "-m",
             "fate_registry.testing.serving",
@@ -123,14 +127,7 @@ class ServingTestServer:
         if self._stopped:
             return
         self._stopped = True
-        if self.process.poll() is not None:
-            return
-        os.kill(self.process.pid, signal.SIGTERM)
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+        terminate(self.process, timeout)
 
     def __enter__(self) -> ServingTestServer:
         return self

@@ -22,6 +22,14 @@ def test_repository_conf_file_loads() -> None:
     assert conf.limits.upload_chunk_bytes == 256 * 1024
 
 
+def test_a_party_is_direct_unless_it_names_a_proxy(tmp_path: Path) -> None:
+    conf = config.parse({"parties": {10000: {}, 9999: {"proxy": "10.1.2.3:9370"}}}, None, tmp_path)
+    assert conf.parties["10000"].proxy is None
+    assert conf.parties["9999"].proxy == config.Address("10.1.2.3", 9370)
+    assert conf.coordinator.party_id == "10000"  # the first party, unless set
+    assert config.parse({"coordinator": {"party_id": 9999}}, None, tmp_path).coordinator.party_id == "9999"
+
+
 @pytest.mark.parametrize(
     ("text", "key", "problem"),
     [
@@ -35,6 +43,7 @@ def test_repository_conf_file_loads() -> None:
         ("coordinator: {database: {engine: mysql}}", "coordinator.database.name", "required"),
         ("limits: {max_archive_bytes: -1}", "limits.max_archive_bytes", "at least"),
         ("parties: {1: {address: '127.0.0.1:1'}, 2: {address: '127.0.0.1:1'}}", "parties", "share"),
+        ("parties: {9999: {proxy: rollsite}}", "parties.9999.proxy", "expected host:port"),
     ],
 )
 def test_bad_conf_names_file_key_and_problem(tmp_path: Path, text: str, key: str, problem: str) -> None:
