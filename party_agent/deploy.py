@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -17,13 +18,14 @@ import yaml
 from google.protobuf import json_format
 
 from fate_registry.errors import Reason, RegistryError
+from fate_registry.fate.pipeline_pb2 import Pipeline
 from fate_registry.identity import validate_name
 from fate_registry.v1.common_pb2 import PartyModelRef
-from party_agent.buffers import DEFINE_META, read_define_meta
+from party_agent.buffers import DEFINE_META, YAML_DUMPER, read_define_meta
 from party_agent.checkpoints import substitute_checkpoint
-from party_agent.manifest import Manifest, scan
+from party_agent.manifest import Manifest, scan_reusing
 from party_agent.metadata import PartyModelRecord
-from party_agent.model_cache import ModelCache
+from party_agent.model_cache import ModelCache, link_file, link_files
 from party_agent.pipeline import PIPELINE_PATH, fate_version, json_of, read_pipeline
 from party_agent.two_phase import TwoPhase
 
@@ -61,13 +63,14 @@ class Deployer:
         try:
             source_dir = self.cache.version_dir(source)
             with self.cache.locks.read(self.cache.lock_key(source)):
-                self._build(source_dir, target, request)
-            pipeline = read_pipeline(target)
+                pipeline = self._build(source_dir, target, request)
+                # the files linked from the source keep its manifest's records; only new ones are hashed
+                manifest = scan_reusing(target, source_dir, source_record.manifest)
             record = dataclasses.replace(
                 source_record,
                 model_version=child,
                 job_id=child,
-                manifest=scan(target),
+                manifest=manifest,
                 parent=False,
                 parent_info_json=pipeline.parent_info.decode() or "{}",
                 inference_dsl_json=json.dumps(json_of(pipeline.inference_dsl)),
@@ -83,7 +86,9 @@ class Deployer:
             raise
         return record.manifest
 
-    def _build(self, source_dir: Path, target: Path, request: DeployRequest) -> None:
+    def _build(self, source_dir: Path, target: Path, request: DeployRequest) -> Pipeline:
+        """Build the child in ``target``: the source's files of the deployed components hard-linked
+        (published files never change in place), new files written and fsynced; its Pipeline."""
         meta = read_define_meta(source_dir)
         deployed = set(request.predict_dsl.get("components", {}))
         model_proto = {
@@ -100,13 +105,14 @@ class Deployer:
         for cpn in model_proto:
             for sub in (f"variables/data/{cpn}", f"run_parameters/{cpn}"):
                 if (source_dir / sub).is_dir():
-                    shutil.copytree(source_dir / sub, target / sub, ignore=shutil.ignore_patterns(".lock"))
+                    link_files(source_dir / sub, target / sub)
         defined = {c: v for c, v in (meta.get("component_define") or {}).items() if c in model_proto}
+        child_meta = {"component_define": defined, "model_proto": model_proto}
         (target / DEFINE_META).parent.mkdir(parents=True, exist_ok=True)
-        (target / DEFINE_META).write_text(
-            yaml.safe_dump({"component_define": defined, "model_proto": model_proto}, sort_keys=False),
-            encoding="utf-8",
-        )
+        if child_meta == meta:  # every component deployed: the source's file says it already
+            link_file(source_dir / DEFINE_META, target / DEFINE_META)
+        else:
+            _write_durably(target / DEFINE_META, yaml.dump(child_meta, Dumper=YAML_DUMPER, sort_keys=False).encode())
         for cpn, step in request.steps.items():
             for alias in model_proto[cpn]:
                 substitute_checkpoint(
@@ -117,10 +123,10 @@ class Deployer:
                     step_index=int(step["step_index"]) if "step_index" in step else None,
                     step_name=str(step["step_name"]) if "step_name" in step and "step_index" not in step else None,
                 )
-        self._write_pipeline(source_dir, target, request)
+        return self._write_pipeline(source_dir, target, request)
 
     @staticmethod
-    def _write_pipeline(source_dir: Path, target: Path, request: DeployRequest) -> None:
+    def _write_pipeline(source_dir: Path, target: Path, request: DeployRequest) -> Pipeline:
         """FATE's child Pipeline: the predict DSL (CodePath kept from the source), the child version, parent info."""
         pipeline = read_pipeline(source_dir)
         child, source = request.child_version, request.source
@@ -148,8 +154,17 @@ class Deployer:
         ).encode()
         path = target / PIPELINE_PATH
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(pipeline.SerializeToString())
-        path.with_name("Pipeline.json").write_text(
-            json.dumps(json_format.MessageToDict(pipeline, always_print_fields_with_no_presence=True)),
-            encoding="utf-8",
+        _write_durably(path, pipeline.SerializeToString())
+        _write_durably(
+            path.with_name("Pipeline.json"),
+            json.dumps(json_format.MessageToDict(pipeline, always_print_fields_with_no_presence=True)).encode(),
         )
+        return pipeline
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    """A new file of the child, its bytes fsynced (its directory is fsynced when the child is sealed)."""
+    with path.open("wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
