@@ -18,7 +18,6 @@ import yaml
 from google.protobuf import json_format
 
 from fate_registry.errors import Reason, RegistryError
-from fate_registry.fate.pipeline_pb2 import Pipeline
 from fate_registry.identity import validate_name
 from fate_registry.v1.common_pb2 import PartyModelRef
 from party_agent.buffers import DEFINE_META, YAML_DUMPER, read_define_meta
@@ -63,7 +62,7 @@ class Deployer:
         try:
             source_dir = self.cache.version_dir(source)
             with self.cache.locks.read(self.cache.lock_key(source)):
-                pipeline = self._build(source_dir, target, request)
+                texts = self._build(source_dir, target, request)
                 # the files linked from the source keep its manifest's records; only new ones are hashed
                 manifest = scan_reusing(target, source_dir, source_record.manifest)
             record = dataclasses.replace(
@@ -72,13 +71,10 @@ class Deployer:
                 job_id=child,
                 manifest=manifest,
                 parent=False,
-                parent_info_json=pipeline.parent_info.decode() or "{}",
-                inference_dsl_json=json.dumps(json_of(pipeline.inference_dsl)),
-                train_runtime_conf_json=json.dumps(json_of(pipeline.train_runtime_conf)),
-                runtime_conf_on_party_json=json.dumps(json_of(pipeline.runtime_conf_on_party)),
                 loaded_times=0,
                 imported=False,
                 create_time_ms=0,
+                **texts,
             )
             self.phases.seal(operation_id, place, record)
         except BaseException:
@@ -86,9 +82,10 @@ class Deployer:
             raise
         return record.manifest
 
-    def _build(self, source_dir: Path, target: Path, request: DeployRequest) -> Pipeline:
+    def _build(self, source_dir: Path, target: Path, request: DeployRequest) -> dict[str, str]:
         """Build the child in ``target``: the source's files of the deployed components hard-linked
-        (published files never change in place), new files written and fsynced; its Pipeline."""
+        (published files never change in place), new files written and fsynced. Returns the JSON
+        texts of the child's record that its Pipeline holds."""
         meta = read_define_meta(source_dir)
         deployed = set(request.predict_dsl.get("components", {}))
         model_proto = {
@@ -126,8 +123,10 @@ class Deployer:
         return self._write_pipeline(source_dir, target, request)
 
     @staticmethod
-    def _write_pipeline(source_dir: Path, target: Path, request: DeployRequest) -> Pipeline:
-        """FATE's child Pipeline: the predict DSL (CodePath kept from the source), the child version, parent info."""
+    def _write_pipeline(source_dir: Path, target: Path, request: DeployRequest) -> dict[str, str]:
+        """FATE's child Pipeline: the predict DSL (CodePath kept from the source), the child version, parent info.
+
+        Returns its JSON fields as the child's record holds them (what ``json_of`` would read back)."""
         pipeline = read_pipeline(source_dir)
         child, source = request.child_version, request.source
         inference = json.loads(json.dumps(request.predict_dsl))
@@ -136,7 +135,8 @@ class Deployer:
             code_path = source_dsl.get(name, {}).get("CodePath")
             if code_path and "CodePath" not in component:
                 component["CodePath"] = code_path
-        pipeline.inference_dsl = json.dumps(inference).encode()
+        inference_text = json.dumps(inference)
+        pipeline.inference_dsl = inference_text.encode()
         pipeline.model_version = child
         train_conf = json_of(pipeline.train_runtime_conf)
         if train_conf:
@@ -149,9 +149,8 @@ class Deployer:
             on_party.setdefault("job_parameters", {})["model_version"] = child
             pipeline.runtime_conf_on_party = json.dumps(on_party).encode()
         pipeline.parent = False
-        pipeline.parent_info = json.dumps(
-            {"parent_model_id": source.model_id, "parent_model_version": source.model_version}
-        ).encode()
+        parent_info = json.dumps({"parent_model_id": source.model_id, "parent_model_version": source.model_version})
+        pipeline.parent_info = parent_info.encode()
         path = target / PIPELINE_PATH
         path.parent.mkdir(parents=True, exist_ok=True)
         _write_durably(path, pipeline.SerializeToString())
@@ -159,12 +158,20 @@ class Deployer:
             path.with_name("Pipeline.json"),
             json.dumps(json_format.MessageToDict(pipeline, always_print_fields_with_no_presence=True)).encode(),
         )
-        return pipeline
+        return {
+            "parent_info_json": parent_info,
+            "inference_dsl_json": inference_text,
+            "train_runtime_conf_json": pipeline.train_runtime_conf.decode() if train_conf else "{}",
+            "runtime_conf_on_party_json": pipeline.runtime_conf_on_party.decode() if on_party else "{}",
+        }
 
 
 def _write_durably(path: Path, data: bytes) -> None:
-    """A new file of the child, its bytes fsynced (its directory is fsynced when the child is sealed)."""
-    with path.open("wb") as out:
+    """A new file of the child, its bytes fsynced (its directory is fsynced when the child is sealed).
+
+    A file of that name (a hard link of the parent's) is unlinked first, never written through."""
+    path.unlink(missing_ok=True)
+    with path.open("xb") as out:
         out.write(data)
         out.flush()
         os.fsync(out.fileno())

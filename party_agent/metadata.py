@@ -61,7 +61,8 @@ class PendingPublish:
 def record_to_json(record: PartyModelRecord | None) -> str:
     if record is None:
         return ""
-    data = dataclasses.asdict(record)
+    # not dataclasses.asdict: it would deep-copy every file record of the manifest first
+    data: dict[str, Any] = {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
     data["manifest"] = record.manifest.to_json()
     return json.dumps(data)
 

@@ -1,0 +1,92 @@
+"""A deployed child shares the parent's unchanged files (hard links) and its manifest still matches its files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from fate_registry import config
+from fate_registry.testing import MODEL_ALIAS, ModelSpec, write_party_model
+from fate_registry.v1.common_pb2 import PartyModelRef
+from party_agent.deploy import DeployRequest
+from party_agent.manifest import Manifest, scan
+from party_agent.service import PartyAgent
+from registry_server.predict_dsl import derive_predict_dsl
+
+PARTY = "9999"
+CPN = "hetero_lr_0"
+
+
+@pytest.fixture
+def agent(tmp_path: Path) -> PartyAgent:
+    conf = config.parse({"parties": {PARTY: {}}}, data_dir=tmp_path)
+    party_agent = PartyAgent(conf, conf.parties[PARTY])
+    yield party_agent
+    party_agent.close()
+
+
+@pytest.fixture
+def parent(agent: PartyAgent) -> PartyModelRef:
+    """The guest's slice of a HeteroLR model with checkpoints 27, 28 and 29 of hetero_lr_0, adopted by the agent."""
+    spec = ModelSpec(checkpoints=3)
+    write_party_model(agent.cache.root, spec, "guest", int(PARTY))
+    ref = PartyModelRef(role="guest", party_id=PARTY, model_id=spec.model_id, model_version=spec.version)
+    agent.record(ref)
+    return ref
+
+
+def _deploy(
+    agent: PartyAgent, parent: PartyModelRef, child: str, cpn_list: list[str] | None, steps: dict[str, dict[str, int]]
+) -> PartyModelRef:
+    train_dsl = json.loads(agent.record(parent).train_dsl_json)
+    request = DeployRequest(parent, child, derive_predict_dsl(train_dsl, cpn_list), steps)
+    agent.prepare_deploy(f"op-{child}", request)
+    assert agent.deployer.phases.commit(f"op-{child}")
+    return PartyModelRef(role=parent.role, party_id=PARTY, model_id=parent.model_id, model_version=child)
+
+
+def _exact(manifest: Manifest) -> list[tuple[str, int, str, int]]:
+    """Every field, the CRC-32 included (FileRecord equality leaves it out)."""
+    return [(r.path, r.size, r.sha256, r.crc32) for r in manifest.files]
+
+
+def _assert_manifest_matches_files(agent: PartyAgent, ref: PartyModelRef) -> Manifest:
+    record = agent.store.get(ref)
+    assert record is not None
+    assert _exact(record.manifest) == _exact(scan(agent.cache.version_dir(ref)))
+    return record.manifest
+
+
+def test_child_links_unchanged_files_and_its_manifest_matches_them(agent: PartyAgent, parent: PartyModelRef) -> None:
+    child = _deploy(agent, parent, "child1", None, {CPN: {"step_index": 28}})
+    manifest = _assert_manifest_matches_files(agent, child)
+    parent_dir, child_dir = agent.cache.version_dir(parent), agent.cache.version_dir(child)
+    substituted = f"variables/data/{CPN}/{MODEL_ALIAS}/"
+    new_files = {"variables/data/pipeline/pipeline/Pipeline", "variables/data/pipeline/pipeline/Pipeline.json"}
+    linked = [r.path for r in manifest.files if not r.path.startswith(substituted) and r.path not in new_files]
+    assert "define/define_meta.yaml" in linked  # every component deployed: the proto index is the parent's
+    for path in linked:
+        assert (child_dir / path).stat().st_ino == (parent_dir / path).stat().st_ino, path
+    for path in [r.path for r in manifest.files if r.path.startswith(substituted)] + sorted(new_files):
+        assert (child_dir / path).stat().st_nlink == 1, path  # written for the child, not shared
+    assert not (child_dir / "checkpoint").exists()
+    _assert_manifest_matches_files(agent, parent)  # the parent is untouched
+
+
+def test_a_child_of_some_components_gets_its_own_proto_index(agent: PartyAgent, parent: PartyModelRef) -> None:
+    child = _deploy(agent, parent, "child2", ["reader_0", "data_transform_0"], {})
+    manifest = _assert_manifest_matches_files(agent, child)
+    parent_dir, child_dir = agent.cache.version_dir(parent), agent.cache.version_dir(child)
+    meta = "define/define_meta.yaml"
+    assert (child_dir / meta).stat().st_ino != (parent_dir / meta).stat().st_ino
+    assert meta in manifest.by_path()
+    assert any(r.path.startswith("variables/data/data_transform_0/") for r in manifest.files)
+    assert not any(r.path.startswith(f"variables/data/{CPN}/") for r in manifest.files)
+
+
+def test_a_deleted_child_leaves_the_parent_whole(agent: PartyAgent, parent: PartyModelRef) -> None:
+    child = _deploy(agent, parent, "child3", None, {})
+    agent.cache.delete(child)
+    _assert_manifest_matches_files(agent, parent)
