@@ -1,17 +1,23 @@
-"""A deployed child shares the parent's unchanged files (hard links) and its manifest still matches its files."""
+"""A deployed child shares the parent's unchanged files (hard links), its manifest matches its files, and the
+metadata store's own SQL runs on both engines."""
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from fate_registry import config
-from fate_registry.testing import MODEL_ALIAS, ModelSpec, write_party_model
+from fate_registry.config import DatabaseConf
+from fate_registry.testing import MODEL_ALIAS, ModelSpec, services, write_party_model
 from fate_registry.v1.common_pb2 import PartyModelRef
 from party_agent.deploy import DeployRequest
-from party_agent.manifest import Manifest, scan
+from party_agent.manifest import FileRecord, Manifest, scan
+from party_agent.metadata import MetadataStore, PartyModelRecord, PendingPublish
 from party_agent.service import PartyAgent
 from registry_server.predict_dsl import derive_predict_dsl
 
@@ -20,7 +26,7 @@ CPN = "hetero_lr_0"
 
 
 @pytest.fixture
-def agent(tmp_path: Path) -> PartyAgent:
+def agent(tmp_path: Path) -> Iterator[PartyAgent]:
     conf = config.parse({"parties": {PARTY: {}}}, data_dir=tmp_path)
     party_agent = PartyAgent(conf, conf.parties[PARTY])
     yield party_agent
@@ -90,3 +96,39 @@ def test_a_deleted_child_leaves_the_parent_whole(agent: PartyAgent, parent: Part
     child = _deploy(agent, parent, "child3", None, {})
     agent.cache.delete(child)
     _assert_manifest_matches_files(agent, parent)
+
+
+@pytest.mark.parametrize("engine", ["sqlite", "mysql"])
+def test_the_metadata_statements_run_on_both_engines(tmp_path: Path, engine: str) -> None:
+    """The journal and model rows, read and written by the store's own SQL, on SQLite and on MariaDB."""
+    with contextlib.ExitStack() as stack:
+        if engine == "mysql":
+            db = stack.enter_context(services.mariadb(tmp_path / "mariadb", password="agent-test-pw"))
+            conf = DatabaseConf(
+                "mysql", name=db.database, user=db.user, password=db.password, host=db.host, port=db.port
+            )
+        else:
+            conf = DatabaseConf("sqlite", path=tmp_path / "agent.db")
+        store = MetadataStore(conf)
+        stack.callback(store.close)
+        manifest = Manifest.of([FileRecord("variables/w", 3, "ab" * 32, 7)])
+        record = PartyModelRecord(
+            "guest", PARTY, "m", "v1", job_id="v1", manifest=manifest, parent=False, loaded_times=2
+        )
+        ref = PartyModelRef(role="guest", party_id=PARTY, model_id="m", model_version="v1")
+        assert store.get(ref) is None
+        store.add_pending(PendingPublish("p1", "a/v1", ".staging/x", "", record))
+        assert [p.id for p in store.pending()] == ["p1"] and store.pending()[0].record == record
+        store.complete("p1", record)
+        assert store.pending() == []
+        stored = store.get(ref)
+        assert stored is not None and stored.create_time_ms > 0
+        assert dataclasses.replace(stored, create_time_ms=0) == record and not stored.parent
+        assert _exact(stored.manifest) == _exact(manifest)
+        store.set_archive_sha256(ref, "cd" * 32)
+        store.complete("p2", dataclasses.replace(record, loaded_times=5))  # a publish replaces the row
+        replaced = store.get(ref)
+        assert replaced is not None and replaced.loaded_times == 5 and store.archive_sha256(ref) == ""
+        assert [r.model_version for r in store.all_records()] == ["v1"]
+        store.remove(ref, "")
+        assert store.get(ref) is None
