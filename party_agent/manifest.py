@@ -96,22 +96,23 @@ def scan_reusing(version_dir: Path, base_dir: Path | None, base: Manifest) -> Ma
     """
     known = base.by_path()
     records = []
-    for root, _dirs, files in os.walk(version_dir):
+    top = os.fspath(version_dir)
+    for root, _dirs, files in os.walk(top):
         for name in files:
-            full = Path(root, name)
-            rel = full.relative_to(version_dir).as_posix()
+            full = os.path.join(root, name)
+            rel = full[len(top) + 1 :].replace(os.sep, "/")  # os.walk's paths all start with top
             if rel in ARCHIVE_ONLY_FILES:
                 continue
             record = known.get(rel)
-            if record is None or base_dir is None or not _same_file(full, base_dir / rel, record.size):
-                record = FileRecord(rel, *hash_file(full))
+            if record is None or base_dir is None or not _same_file(full, os.path.join(base_dir, rel), record.size):
+                record = FileRecord(rel, *hash_file(Path(full)))
             records.append(record)
     return Manifest.of(records)
 
 
-def _same_file(path: Path, base_path: Path, size: int) -> bool:
+def _same_file(path: str, base_path: str, size: int) -> bool:
     try:
-        mine, theirs = path.stat(), base_path.stat()
+        mine, theirs = os.stat(path), os.stat(base_path)
     except FileNotFoundError:
         return False
     return (mine.st_ino, mine.st_dev, mine.st_size) == (theirs.st_ino, theirs.st_dev, size)

@@ -26,12 +26,14 @@ class AgentClients:
         self.conf = conf
         self._lock = threading.Lock()
         self._channels: dict[str, grpc.Channel] = {}
+        self._stubs: dict[str, agent_pb2_grpc.PartyAgentServiceStub] = {}
 
     def close(self) -> None:
         with self._lock:
             for channel in self._channels.values():
                 channel.close()
             self._channels.clear()
+            self._stubs.clear()
 
     def channel(self, party_id: str) -> grpc.Channel:
         party = self.conf.parties.get(party_id)
@@ -47,7 +49,13 @@ class AgentClients:
             return self._channels[party_id]
 
     def stub(self, party_id: str) -> agent_pb2_grpc.PartyAgentServiceStub:
-        return agent_pb2_grpc.PartyAgentServiceStub(self.channel(party_id))
+        """The party's stub, made once: a stub builds a callable per RPC of the service."""
+        stub = self._stubs.get(party_id)
+        if stub is None:
+            stub = agent_pb2_grpc.PartyAgentServiceStub(self.channel(party_id))
+            with self._lock:
+                stub = self._stubs.setdefault(party_id, stub)
+        return stub
 
     @staticmethod
     def metadata(operation_id: str) -> tuple[tuple[str, str], ...]:
