@@ -15,6 +15,9 @@ from fate_registry.errors import Reason, RegistryError
 from party_agent.manifest import HASH_BLOCK, Manifest
 
 DEFINE_META = "define/define_meta.yaml"
+# libyaml's parser and emitter where PyYAML has them: ten times faster than the pure-Python ones.
+YAML_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+YAML_DUMPER: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,7 @@ class Buffer:
 
 def read_define_meta(version_dir: Path) -> dict[str, Any]:
     try:
-        meta = yaml.safe_load((version_dir / DEFINE_META).read_text(encoding="utf-8")) or {}
+        meta = yaml.load((version_dir / DEFINE_META).read_text(encoding="utf-8"), Loader=YAML_LOADER) or {}
     except FileNotFoundError:
         raise RegistryError(Reason.DATA_LOSS, f"the model has no {DEFINE_META}") from None
     except yaml.YAMLError:

@@ -41,6 +41,7 @@ from fate_registry.errors import Reason, RegistryError
 from fate_registry.files import WriteBehind, fsync_dir
 from fate_registry.identity import validate_name
 from fate_registry.v1.common_pb2 import Checkpoint, CheckpointBuffer
+from party_agent.buffers import YAML_LOADER
 
 CHECKPOINT_DIR = "checkpoint"
 DATABASE_FILE = "database.yaml"
@@ -230,7 +231,7 @@ def _load(version_dir: Path, component: str) -> list[_Located]:
 def _read_database(place: _Place, step_index: int, step_name: str) -> CheckpointInfo:
     path = place.directory / DATABASE_FILE
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=YAML_LOADER)
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise _damaged(place, f"{DATABASE_FILE} is not valid YAML") from exc
     if not isinstance(data, dict):
@@ -298,7 +299,7 @@ def _check_proto_index(child_dir: Path, component: str, alias: str, info: Checkp
     """The checkpoint's models must be those the proto index records, since it is not rewritten."""
     path = child_dir / "define" / "define_meta.yaml"
     try:
-        define_meta = yaml.safe_load(path.read_text(encoding="utf-8"))
+        define_meta = yaml.load(path.read_text(encoding="utf-8"), Loader=YAML_LOADER)
     except (OSError, yaml.YAMLError, UnicodeDecodeError) as exc:
         problem = "is missing" if isinstance(exc, FileNotFoundError) else f"cannot be read ({exc.__class__.__name__})"
         raise RegistryError(Reason.DATA_LOSS, f"the deployed model's define/define_meta.yaml {problem}") from None

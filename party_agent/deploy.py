@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,11 +20,11 @@ from google.protobuf import json_format
 from fate_registry.errors import Reason, RegistryError
 from fate_registry.identity import validate_name
 from fate_registry.v1.common_pb2 import PartyModelRef
-from party_agent.buffers import DEFINE_META, read_define_meta
+from party_agent.buffers import DEFINE_META, YAML_DUMPER, read_define_meta
 from party_agent.checkpoints import substitute_checkpoint
-from party_agent.manifest import Manifest, scan
+from party_agent.manifest import Manifest, scan_reusing
 from party_agent.metadata import PartyModelRecord
-from party_agent.model_cache import ModelCache
+from party_agent.model_cache import ModelCache, link_file, link_files
 from party_agent.pipeline import PIPELINE_PATH, fate_version, json_of, read_pipeline
 from party_agent.two_phase import TwoPhase
 
@@ -61,21 +62,19 @@ class Deployer:
         try:
             source_dir = self.cache.version_dir(source)
             with self.cache.locks.read(self.cache.lock_key(source)):
-                self._build(source_dir, target, request)
-            pipeline = read_pipeline(target)
+                texts = self._build(source_dir, target, request)
+                # the files linked from the source keep its manifest's records; only new ones are hashed
+                manifest = scan_reusing(target, source_dir, source_record.manifest)
             record = dataclasses.replace(
                 source_record,
                 model_version=child,
                 job_id=child,
-                manifest=scan(target),
+                manifest=manifest,
                 parent=False,
-                parent_info_json=pipeline.parent_info.decode() or "{}",
-                inference_dsl_json=json.dumps(json_of(pipeline.inference_dsl)),
-                train_runtime_conf_json=json.dumps(json_of(pipeline.train_runtime_conf)),
-                runtime_conf_on_party_json=json.dumps(json_of(pipeline.runtime_conf_on_party)),
                 loaded_times=0,
                 imported=False,
                 create_time_ms=0,
+                **texts,
             )
             self.phases.seal(operation_id, place, record)
         except BaseException:
@@ -83,7 +82,10 @@ class Deployer:
             raise
         return record.manifest
 
-    def _build(self, source_dir: Path, target: Path, request: DeployRequest) -> None:
+    def _build(self, source_dir: Path, target: Path, request: DeployRequest) -> dict[str, str]:
+        """Build the child in ``target``: the source's files of the deployed components hard-linked
+        (published files never change in place), new files written and fsynced. Returns the JSON
+        texts of the child's record that its Pipeline holds."""
         meta = read_define_meta(source_dir)
         deployed = set(request.predict_dsl.get("components", {}))
         model_proto = {
@@ -100,13 +102,14 @@ class Deployer:
         for cpn in model_proto:
             for sub in (f"variables/data/{cpn}", f"run_parameters/{cpn}"):
                 if (source_dir / sub).is_dir():
-                    shutil.copytree(source_dir / sub, target / sub, ignore=shutil.ignore_patterns(".lock"))
+                    link_files(source_dir / sub, target / sub)
         defined = {c: v for c, v in (meta.get("component_define") or {}).items() if c in model_proto}
+        child_meta = {"component_define": defined, "model_proto": model_proto}
         (target / DEFINE_META).parent.mkdir(parents=True, exist_ok=True)
-        (target / DEFINE_META).write_text(
-            yaml.safe_dump({"component_define": defined, "model_proto": model_proto}, sort_keys=False),
-            encoding="utf-8",
-        )
+        if child_meta == meta:  # every component deployed: the source's file says it already
+            link_file(source_dir / DEFINE_META, target / DEFINE_META)
+        else:
+            _write_durably(target / DEFINE_META, yaml.dump(child_meta, Dumper=YAML_DUMPER, sort_keys=False).encode())
         for cpn, step in request.steps.items():
             for alias in model_proto[cpn]:
                 substitute_checkpoint(
@@ -117,11 +120,13 @@ class Deployer:
                     step_index=int(step["step_index"]) if "step_index" in step else None,
                     step_name=str(step["step_name"]) if "step_name" in step and "step_index" not in step else None,
                 )
-        self._write_pipeline(source_dir, target, request)
+        return self._write_pipeline(source_dir, target, request)
 
     @staticmethod
-    def _write_pipeline(source_dir: Path, target: Path, request: DeployRequest) -> None:
-        """FATE's child Pipeline: the predict DSL (CodePath kept from the source), the child version, parent info."""
+    def _write_pipeline(source_dir: Path, target: Path, request: DeployRequest) -> dict[str, str]:
+        """FATE's child Pipeline: the predict DSL (CodePath kept from the source), the child version, parent info.
+
+        Returns its JSON fields as the child's record holds them (what ``json_of`` would read back)."""
         pipeline = read_pipeline(source_dir)
         child, source = request.child_version, request.source
         inference = json.loads(json.dumps(request.predict_dsl))
@@ -130,7 +135,8 @@ class Deployer:
             code_path = source_dsl.get(name, {}).get("CodePath")
             if code_path and "CodePath" not in component:
                 component["CodePath"] = code_path
-        pipeline.inference_dsl = json.dumps(inference).encode()
+        inference_text = json.dumps(inference)
+        pipeline.inference_dsl = inference_text.encode()
         pipeline.model_version = child
         train_conf = json_of(pipeline.train_runtime_conf)
         if train_conf:
@@ -143,13 +149,29 @@ class Deployer:
             on_party.setdefault("job_parameters", {})["model_version"] = child
             pipeline.runtime_conf_on_party = json.dumps(on_party).encode()
         pipeline.parent = False
-        pipeline.parent_info = json.dumps(
-            {"parent_model_id": source.model_id, "parent_model_version": source.model_version}
-        ).encode()
+        parent_info = json.dumps({"parent_model_id": source.model_id, "parent_model_version": source.model_version})
+        pipeline.parent_info = parent_info.encode()
         path = target / PIPELINE_PATH
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(pipeline.SerializeToString())
-        path.with_name("Pipeline.json").write_text(
-            json.dumps(json_format.MessageToDict(pipeline, always_print_fields_with_no_presence=True)),
-            encoding="utf-8",
+        _write_durably(path, pipeline.SerializeToString())
+        _write_durably(
+            path.with_name("Pipeline.json"),
+            json.dumps(json_format.MessageToDict(pipeline, always_print_fields_with_no_presence=True)).encode(),
         )
+        return {
+            "parent_info_json": parent_info,
+            "inference_dsl_json": inference_text,
+            "train_runtime_conf_json": pipeline.train_runtime_conf.decode() if train_conf else "{}",
+            "runtime_conf_on_party_json": pipeline.runtime_conf_on_party.decode() if on_party else "{}",
+        }
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    """A new file of the child, its bytes fsynced (its directory is fsynced when the child is sealed).
+
+    A file of that name (a hard link of the parent's) is unlinked first, never written through."""
+    path.unlink(missing_ok=True)
+    with path.open("xb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())

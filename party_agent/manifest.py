@@ -85,12 +85,34 @@ def hash_file(path: Path) -> tuple[int, str, int]:
 
 def scan(version_dir: Path) -> Manifest:
     """Hash every file of a version directory (for directories written by FATE-Flow)."""
+    return scan_reusing(version_dir, None, Manifest(()))
+
+
+def scan_reusing(version_dir: Path, base_dir: Path | None, base: Manifest) -> Manifest:
+    """:func:`scan`, except that a file that is a hard link of ``base_dir``'s file at the same path
+    takes ``base``'s record (``base`` is ``base_dir``'s manifest) instead of being read and hashed.
+
+    Same inode means same bytes; the size is compared too, so a stale record is not taken over.
+    """
+    known = base.by_path()
     records = []
-    for root, _dirs, files in os.walk(version_dir):
+    top = os.fspath(version_dir)
+    for root, _dirs, files in os.walk(top):
         for name in files:
-            full = Path(root, name)
-            rel = full.relative_to(version_dir).as_posix()
+            full = os.path.join(root, name)
+            rel = full[len(top) + 1 :].replace(os.sep, "/")  # os.walk's paths all start with top
             if rel in ARCHIVE_ONLY_FILES:
                 continue
-            records.append(FileRecord(rel, *hash_file(full)))
+            record = known.get(rel)
+            if record is None or base_dir is None or not _same_file(full, os.path.join(base_dir, rel), record.size):
+                record = FileRecord(rel, *hash_file(Path(full)))
+            records.append(record)
     return Manifest.of(records)
+
+
+def _same_file(path: str, base_path: str, size: int) -> bool:
+    try:
+        mine, theirs = os.stat(path), os.stat(base_path)
+    except FileNotFoundError:
+        return False
+    return (mine.st_ino, mine.st_dev, mine.st_size) == (theirs.st_ino, theirs.st_dev, size)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -61,7 +62,8 @@ class PendingPublish:
 def record_to_json(record: PartyModelRecord | None) -> str:
     if record is None:
         return ""
-    data = dataclasses.asdict(record)
+    # not dataclasses.asdict: it would deep-copy every file record of the manifest first
+    data: dict[str, Any] = {f.name: getattr(record, f.name) for f in dataclasses.fields(record)}
     data["manifest"] = record.manifest.to_json()
     return json.dumps(data)
 
@@ -121,11 +123,16 @@ class MetadataStore:
 
         self._model = MLModel
         self._pending = Pending
+        self._sql = _Statements(self.db, MLModel, Pending)
         with self.db.connection_context():
             self.db.create_tables([MLModel, Pending])
 
     def close(self) -> None:
         self.db.close()
+
+    def _run(self, sql: str, params: Sequence[Any]) -> Any:
+        """One of :class:`_Statements` on the connection (and transaction) of this thread; its cursor."""
+        return self.db.execute_sql(sql, params)  # type: ignore[no-untyped-call]  # peewee is untyped here
 
     def _key(self, ref: PartyModelRef) -> Any:
         m = self._model
@@ -138,36 +145,37 @@ class MetadataStore:
 
     def get(self, ref: PartyModelRef) -> PartyModelRecord | None:
         with self.db.connection_context():
-            row = self._model.get_or_none(self._key(ref))
-        return None if row is None else self._to_record(row)
+            row = self._run(self._sql.select_model, _key_values(ref)).fetchone()
+        return None if row is None else self._to_record(dict(zip(self._sql.model_columns, row, strict=True)))
 
     def all_records(self, limit: int = 10_000) -> list[PartyModelRecord]:
         m = self._model
         with self.db.connection_context():
-            rows = list(m.select().order_by(m.f_create_time.desc()).limit(limit))
+            rows = list(m.select().order_by(m.f_create_time.desc()).limit(limit).dicts())
         return [self._to_record(r) for r in rows]
 
-    def _to_record(self, row: Any) -> PartyModelRecord:
+    @staticmethod
+    def _to_record(row: Mapping[str, Any]) -> PartyModelRecord:
         return PartyModelRecord(
-            role=row.f_role,
-            party_id=row.f_party_id,
-            model_id=row.f_model_id,
-            model_version=row.f_model_version,
-            job_id=row.f_job_id,
-            manifest=Manifest.from_json(row.f_manifest),
-            roles_json=row.f_roles,
-            initiator_role=row.f_initiator_role,
-            initiator_party_id=row.f_initiator_party_id,
-            fate_version=row.f_fate_version,
-            parent=bool(row.f_parent),
-            parent_info_json=row.f_parent_info,
-            train_dsl_json=row.f_train_dsl,
-            train_runtime_conf_json=row.f_train_runtime_conf,
-            inference_dsl_json=row.f_inference_dsl,
-            runtime_conf_on_party_json=row.f_runtime_conf_on_party,
-            loaded_times=row.f_loaded_times,
-            imported=bool(row.f_imported),
-            create_time_ms=row.f_create_time,
+            role=row["f_role"],
+            party_id=row["f_party_id"],
+            model_id=row["f_model_id"],
+            model_version=row["f_model_version"],
+            job_id=row["f_job_id"],
+            manifest=Manifest.from_json(row["f_manifest"]),
+            roles_json=row["f_roles"],
+            initiator_role=row["f_initiator_role"],
+            initiator_party_id=row["f_initiator_party_id"],
+            fate_version=row["f_fate_version"],
+            parent=bool(row["f_parent"]),
+            parent_info_json=row["f_parent_info"],
+            train_dsl_json=row["f_train_dsl"],
+            train_runtime_conf_json=row["f_train_runtime_conf"],
+            inference_dsl_json=row["f_inference_dsl"],
+            runtime_conf_on_party_json=row["f_runtime_conf_on_party"],
+            loaded_times=row["f_loaded_times"],
+            imported=bool(row["f_imported"]),
+            create_time_ms=row["f_create_time"],
         )
 
     def _upsert(self, record: PartyModelRecord) -> None:
@@ -193,14 +201,15 @@ class MetadataStore:
             "f_size": record.size_kib,
             "f_manifest": record.manifest.to_json(),
             "f_manifest_digest": record.manifest.digest,
+            "f_archive_sha256": "",
             "f_create_time": record.create_time_ms or now,
             "f_update_time": now,
         }
         ref = PartyModelRef(
             role=record.role, party_id=record.party_id, model_id=record.model_id, model_version=record.model_version
         )
-        self._model.delete().where(self._key(ref)).execute()
-        self._model.insert(values).execute()
+        self._run(self._sql.delete_model, _key_values(ref))
+        self._run(self._sql.insert_model, [values[c] for c in self._sql.model_columns])
 
     def save(self, record: PartyModelRecord) -> None:
         with self.db.connection_context(), self.db.atomic():
@@ -224,13 +233,10 @@ class MetadataStore:
 
     def add_pending(self, pending: PendingPublish) -> None:
         with self.db.connection_context():
-            self._pending.insert(
-                f_id=pending.id,
-                f_target=pending.target,
-                f_staged=pending.staged,
-                f_trash=pending.trash,
-                f_record=record_to_json(pending.record),
-            ).execute()
+            self._run(
+                self._sql.insert_pending,
+                [pending.id, pending.target, pending.staged, pending.trash, record_to_json(pending.record)],
+            )
 
     def pending(self) -> list[PendingPublish]:
         with self.db.connection_context():
@@ -248,4 +254,42 @@ class MetadataStore:
         with self.db.connection_context(), self.db.atomic():
             if record is not None:
                 self._upsert(record)
-            self._pending.delete().where(self._pending.f_id == pending_id).execute()
+            self._run(self._sql.delete_pending, [pending_id])
+
+
+def _key_values(ref: PartyModelRef) -> list[str]:
+    return [ref.role, ref.party_id, ref.model_id, ref.model_version]
+
+
+class _Statements:
+    """The SQL of the statements every deploy and publish runs, written once instead of per call.
+
+    Building a query through peewee's expression tree costs about half a millisecond per statement,
+    more than SQLite takes to run it; these name the columns in the models' declared order and use
+    the database's own identifier quotes and parameter mark.
+    """
+
+    def __init__(self, db: peewee.Database, model: Any, pending: Any) -> None:
+        def quoted(name: str) -> str:
+            return f"{db.quote[0]}{name}{db.quote[1]}"
+
+        def marks(count: int) -> str:
+            return ", ".join([db.param] * count)
+
+        self.model_columns: tuple[str, ...] = tuple(f.column_name for f in model._meta.sorted_fields)
+        table = quoted(model._meta.table_name)
+        key = " AND ".join(
+            f"{quoted(c)} = {db.param}" for c in ("f_role", "f_party_id", "f_model_id", "f_model_version")
+        )
+        columns = ", ".join(quoted(c) for c in self.model_columns)
+        self.select_model = f"SELECT {columns} FROM {table} WHERE {key}"
+        self.delete_model = f"DELETE FROM {table} WHERE {key}"
+        self.insert_model = f"INSERT INTO {table} ({columns}) VALUES ({marks(len(self.model_columns))})"
+        pending_table = quoted(pending._meta.table_name)
+        pending_columns = ("f_id", "f_target", "f_staged", "f_trash", "f_record")
+        assert pending_columns == tuple(f.column_name for f in pending._meta.sorted_fields)
+        self.insert_pending = (
+            f"INSERT INTO {pending_table} ({', '.join(quoted(c) for c in pending_columns)}) "
+            f"VALUES ({marks(len(pending_columns))})"
+        )
+        self.delete_pending = f"DELETE FROM {pending_table} WHERE {quoted('f_id')} = {db.param}"

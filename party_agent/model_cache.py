@@ -33,6 +33,39 @@ ABORTED_PREFIX = "aborted-"
 ABORTED_KEEP_SECONDS = 7 * 24 * 3600
 
 
+def link_files(source: Path, target: Path, skip: frozenset[str] = frozenset({".lock"})) -> None:
+    """Give the new directory ``target`` the tree of ``source``, its files hard-linked, not copied.
+
+    Published model files never change in place (every write is staged and renamed), so a version
+    built in staging may share them with the version it derives from; their bytes are durable
+    already, only the new directories need an fsync. A file that cannot be linked (a symlink, a
+    filesystem without hard links, too many links) is copied. Names in ``skip`` are left out.
+    """
+    target.mkdir(parents=True)
+    with os.scandir(source) as entries:
+        for entry in entries:
+            if entry.name in skip:
+                continue
+            into = os.path.join(target, entry.name)
+            if entry.is_dir(follow_symlinks=False):
+                link_files(Path(entry.path), Path(into), skip)
+                continue
+            if entry.is_file(follow_symlinks=False):
+                link_file(entry.path, into)
+            elif entry.is_dir():
+                shutil.copytree(entry.path, into, ignore=shutil.ignore_patterns(*skip))
+            else:
+                shutil.copy2(entry.path, into)
+
+
+def link_file(source: str | Path, target: str | Path) -> None:
+    """Hard-link one published file into a staged version (see :func:`link_files`), else copy it."""
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+
+
 def _ref_of(relative_target: str) -> PartyModelRef:
     pmid, _, version = relative_target.rpartition("/")
     role, party_id, model_id = parse_party_model_id(pmid)

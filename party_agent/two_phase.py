@@ -11,7 +11,6 @@ a prepare that arrives after it leaves nothing behind.
 
 from __future__ import annotations
 
-import glob
 import os
 import shutil
 import threading
@@ -113,5 +112,6 @@ class TwoPhase:
 
     def _places(self, operation_id: str) -> list[Path]:
         validate_name(operation_id, "operation id")
-        # escaped: an id holding '*', '?' or '[' must not match other operations' places
-        return sorted((self.cache.root / STAGING).glob(f"prep-{glob.escape(operation_id)}-*"))
+        # a plain prefix, not a glob: an id holding '*', '?' or '[' must not match other operations' places
+        prefix, staging = f"prep-{operation_id}-", self.cache.root / STAGING
+        return sorted(staging / name for name in os.listdir(staging) if name.startswith(prefix))

@@ -307,11 +307,13 @@ class MultiParty:
             "parent_info": {"parent_model_id": model.model_id, "parent_model_version": model.model_version},
         }
 
+        predict_dsl_json = json.dumps(predict_dsl)
+
         def make(role: str, party: str) -> agent_pb2.PrepareDeployRequest:
             return agent_pb2.PrepareDeployRequest(
                 model=self._ref(model, role, party),
                 child_model_version=child,
-                predict_dsl_json=json.dumps(predict_dsl),
+                predict_dsl_json=predict_dsl_json,
                 cpn_step_index=dict(request.cpn_step_index),
                 cpn_step_name=dict(request.cpn_step_name),
             )
@@ -516,6 +518,7 @@ class MultiParty:
             return self._finish_migrate(operation_id, plan)
         results = []
         rows = []
+        roles_json, parent_info_json = json.dumps(plan["roles"]), json.dumps(plan["parent_info"])
         for role, party in plan["parties"]:
             rows.append(
                 PartyModelInfo(
@@ -523,9 +526,9 @@ class MultiParty:
                     party_id=party,
                     model_id=plan["model_id"],
                     model_version=plan["child"],
-                    roles_json=json.dumps(plan["roles"]),
+                    roles_json=roles_json,
                     parent=False,
-                    parent_info_json=json.dumps(plan["parent_info"]),
+                    parent_info_json=parent_info_json,
                     manifest_digest=plan.get("prepared", {}).get(f"{role}#{party}", {}).get("digest", ""),
                     job_id=plan["child"],
                 )
