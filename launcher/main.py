@@ -10,6 +10,7 @@ from pathlib import Path
 
 from fate_registry import config
 from fate_registry.errors import RegistryError
+from fate_registry.malloc import limit_arenas
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -79,6 +80,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             make_demo_model(args.out, int(args.size_mib * 1024 * 1024))
             return 0
         conf = config.load(args.conf, args.data_dir)
+        if args.command in ("server", "agent"):
+            limit_arenas()
         if args.command == "server":
             from registry_server.main import serve
 
