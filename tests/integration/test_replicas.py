@@ -66,7 +66,9 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
             "database": {**catalog, "host": db.host, "port": db.port, "max_connections": 32},
             "lease_seconds": 2,
             "maintenance_period": 1,
-            "deploy_timeout": 20,
+            # Longer than the agent may stay paused (the wait for deploys in prepare, up to WAIT, on a
+            # loaded CI machine): a deploy of the surviving replica must wait for it, not time out.
+            "deploy_timeout": 2 * WAIT,
             "call_timeout": 10,
         }
         with Cluster.start(tmp_path / "cluster", {p: {} for p in PARTIES}, conf) as started:
