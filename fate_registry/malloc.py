@@ -9,7 +9,6 @@ minute before levelling off. Two arenas (what gunicorn and many Python servers s
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 M_ARENA_MAX = -8  # mallopt's parameter number in glibc's malloc.h
@@ -21,11 +20,8 @@ def limit_arenas(count: int = SERVER_ARENAS) -> bool:
     ``MALLOC_ARENA_MAX`` is set (the operator's choice wins)."""
     if "MALLOC_ARENA_MAX" in os.environ:
         return False
-    name = ctypes.util.find_library("c")
-    if name is None:
-        return False
     try:
-        mallopt = ctypes.CDLL(name).mallopt
+        mallopt = ctypes.CDLL("libc.so.6").mallopt  # glibc's soname; elsewhere this fails and nothing changes
     except (OSError, AttributeError):
         return False
     return bool(mallopt(M_ARENA_MAX, count))
