@@ -26,21 +26,19 @@ import contextlib
 import functools
 import json
 import os
-import shutil
 import signal
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any, Final, TypeVar
 
 from bench.memory import KIB, cpu_seconds, status_kib
+from bench.scratch import scratch_dir
 from client.sdk import RegistryClient
 from fate_registry.testing import ModelSpec, build_fate_archive, write_federation
 from fate_registry.testing.federation import LocalFederation
@@ -582,10 +580,6 @@ def _sizes(text: str) -> list[int]:
     return sizes
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)  # unwinds through the cleanup below
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.fanout", description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=5, help="timed deploy+load runs per size (default 5)")
@@ -605,17 +599,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--runs must be at least 1")
     if not 0 < args.delay <= 10:
         parser.error("--delay must be above 0 and at most 10 seconds")
-    if args.workdir is not None:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix="bench-fanout-", dir=args.workdir)).resolve()
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
+    with scratch_dir("bench-fanout-", args.workdir, args.keep) as workdir:
         run(args.parties, args.runs, args.delay, workdir)
-    finally:
-        if args.keep:
-            _log(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 

@@ -25,16 +25,15 @@ import signal
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any, Final
 
 from bench.bare_stream import download_seconds, upload_seconds
 from bench.memory import KIB, MIB, PeakWatch, Reaped, kill_after, run_reaped
+from bench.scratch import scratch_dir
 from fate_registry.identity import archive_name, job_ids
 from fate_registry.testing import ModelSpec, write_party_model
 from fate_registry.testing.fate_archive import build_stored_archive, walk_sorted
@@ -481,10 +480,6 @@ def run(size_mib: int, runs: int, workdir: Path) -> dict[str, Any]:
     return report(prepared, series, ratios, startup, notes, prepare_seconds, time.perf_counter() - began)
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)  # unwinds through the cleanup below
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.import_export", description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mib", type=int, default=1024, help="model size in MiB (default 1024)")
@@ -496,17 +491,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.size_mib < 1 or args.runs < 1:
         parser.error("--size-mib and --runs must be at least 1")
-    if args.workdir is not None:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix="bench-import-export-", dir=args.workdir)).resolve()
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
+    with scratch_dir("bench-import-export-", args.workdir, args.keep) as workdir:
         run(args.size_mib, args.runs, workdir)
-    finally:
-        if args.keep:
-            _log(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 

@@ -33,18 +33,14 @@ import contextlib
 import json
 import os
 import random
-import shutil
-import signal
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any, Final
 
 import grpc
@@ -52,6 +48,7 @@ import grpc
 from bench.bare_stream import SERVICE as BARE_SERVICE
 from bench.import_export import BareServer
 from bench.memory import KIB, status_kib
+from bench.scratch import scratch_dir
 from client.sdk import RegistryClient
 from fate_registry.channels import CHANNEL_OPTIONS
 from fate_registry.errors import RegistryError
@@ -504,10 +501,6 @@ def run(
     return report(clients, phases, baseline, rss, warmup, time.perf_counter() - began)
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)  # unwinds through the cleanup in run()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.load", description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=64, help="concurrent clients (default 64)")
@@ -522,17 +515,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.clients < 1 or args.runs < 1 or min(args.seconds, args.baseline_seconds) <= 0 or args.warmup < 0:
         parser.error("--clients and --runs must be at least 1, the durations positive")
-    if args.workdir is not None:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix="bench-load-", dir=args.workdir)).resolve()
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
+    with scratch_dir("bench-load-", args.workdir, args.keep) as workdir:
         figures = run(args.clients, args.seconds, args.warmup, args.runs, args.baseline_seconds, workdir)
-    finally:
-        if args.keep:
-            _log(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
     return 0 if figures["ok"] else 1
 
 

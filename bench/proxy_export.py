@@ -24,16 +24,15 @@ import argparse
 import contextlib
 import json
 import shutil
-import signal
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.import_export import Flow, Prepared, Series, _log, _terminate, prepare, write_confs
+from bench.import_export import Flow, Prepared, Series, _log, prepare, write_confs
 from bench.memory import MIB, PeakWatch
+from bench.scratch import scratch_dir
 from client.settings import TRANSFER_ENV
 from fate_registry.identity import job_ids
 from fate_registry.packets import AGENT_ROLE
@@ -114,17 +113,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.size_mib < 1 or args.runs < 1:
         parser.error("--size-mib and --runs must be at least 1")
-    workdir = Path(tempfile.mkdtemp(prefix="bench-proxy-export-", dir=args.workdir)).resolve()
-    signal.signal(signal.SIGTERM, _terminate)
-    began = time.perf_counter()
-    try:
-        run(args.size_mib, args.runs, workdir)
-    finally:
-        _log(f"whole benchmark {time.perf_counter() - began:.1f} s")
-        if args.keep:
-            _log(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+    with scratch_dir("bench-proxy-export-", args.workdir, args.keep) as workdir:
+        began = time.perf_counter()
+        try:
+            run(args.size_mib, args.runs, workdir)
+        finally:
+            _log(f"whole benchmark {time.perf_counter() - began:.1f} s")
     return 0
 
 

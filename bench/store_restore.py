@@ -25,16 +25,13 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import FrameType
 from typing import Any, Final
 
 import pymysql
@@ -43,6 +40,7 @@ import redis
 
 from bench.import_export import Flow, Measured, Prepared, prepare
 from bench.memory import KIB, MIB, PeakWatch, cpu_seconds
+from bench.scratch import scratch_dir
 from fate_registry.identity import party_model_id
 from fate_registry.testing import services
 from fate_registry.testing.federation import LocalFederation
@@ -528,10 +526,6 @@ def run(size_mib: int, runs: int, engines: Sequence[str], workdir: Path, keep: b
     return report(prepared, results, size_mib, time.perf_counter() - began)
 
 
-def _terminate(signum: int, frame: FrameType | None) -> None:
-    raise SystemExit(128 + signum)  # unwinds through the cleanup (servers and federations stopped by PID)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.store_restore", description=__doc__.split("\n\n")[0])
     parser.add_argument("--size-mib", type=int, default=1024, help="model size in MiB (default 1024)")
@@ -549,17 +543,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"--engines takes a comma-separated list of {', '.join(ENGINES)}")
     if args.size_mib < 1 or args.runs < 1:
         parser.error("--size-mib and --runs must be at least 1")
-    if args.workdir is not None:
-        args.workdir.mkdir(parents=True, exist_ok=True)
-    workdir = Path(tempfile.mkdtemp(prefix="bench-store-restore-", dir=args.workdir)).resolve()
-    signal.signal(signal.SIGTERM, _terminate)
-    try:
+    with scratch_dir("bench-store-restore-", args.workdir, args.keep) as workdir:
         run(args.size_mib, args.runs, engines, workdir, args.keep)
-    finally:
-        if args.keep:
-            _log(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 
