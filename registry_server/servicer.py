@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import functools
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
+from google.protobuf.message import Message
 
 from fate_registry import faultpoints
 from fate_registry.agent.v1 import agent_pb2
@@ -291,51 +292,67 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         )
         return registry_pb2.GetCheckpointResponse(checkpoint=answer.checkpoint, models=dict(answer.models))
 
+    def _on_party(
+        self,
+        kind: str,
+        context: grpc.ServicerContext,
+        ref: PartyModelRef,
+        method: str,
+        request: Message,
+        timeout: float,
+        settle: Callable[[Any], object] | None = None,
+        changes_version: bool = False,
+    ) -> Any:
+        """One call to the party ``ref`` names, logged as ``kind``. ``settle`` brings the catalog up to date
+        with the answer before the operation counts as done; ``changes_version``: the call makes the party's
+        version (a lost answer leaves it in doubt, settled later by asking the party)."""
+        party = ref if changes_version else None
+        with self.oplog.track(kind, context.peer(), ref.model_id, ref.model_version, party) as op:
+            answer = self.agents.unary(ref.party_id, method, request, op.operation_id, timeout)
+            if settle is not None:
+                settle(answer)
+            op.results.append(ok(ref))
+        return answer
+
     def StoreModel(
         self, request: registry_pb2.StoreModelRequest, context: grpc.ServicerContext
     ) -> registry_pb2.StoreModelResponse:
         ref = check_ref(request.model)
-        with self.oplog.track("store", context.peer(), ref.model_id, ref.model_version) as op:
-            answer = self.agents.unary(
-                ref.party_id,
-                "StoreModel",
-                agent_pb2.StoreModelRequest(model=ref, force_update=request.force_update),
-                op.operation_id,
-                self.agents.conf.coordinator.deploy_timeout,
-            )
-            op.results.append(ok(ref))
+        forward = agent_pb2.StoreModelRequest(model=ref, force_update=request.force_update)
+        answer = self._on_party("store", context, ref, "StoreModel", forward, self._long_timeout)
         return registry_pb2.StoreModelResponse(model=ref, sha256=answer.sha256, location=answer.location)
 
     def RestoreModel(
         self, request: registry_pb2.RestoreModelRequest, context: grpc.ServicerContext
     ) -> registry_pb2.RestoreModelResponse:
         ref = check_ref(request.model)
-        with self.oplog.track("restore", context.peer(), ref.model_id, ref.model_version, ref) as op:
-            answer = self.agents.unary(
-                ref.party_id,
-                "RestoreModel",
-                agent_pb2.RestoreModelRequest(model=ref, force_update=request.force_update, sha256=request.sha256),
-                op.operation_id,
-                self.agents.conf.coordinator.deploy_timeout,
-            )
-            self.catalog.record_import(answer.result)
-            op.results.append(ok(ref))
+        forward = agent_pb2.RestoreModelRequest(model=ref, force_update=request.force_update, sha256=request.sha256)
+        answer = self._on_party(
+            "restore",
+            context,
+            ref,
+            "RestoreModel",
+            forward,
+            self._long_timeout,
+            settle=lambda a: self.catalog.record_import(a.result),
+            changes_version=True,
+        )
         return registry_pb2.RestoreModelResponse(result=answer.result)
 
     def HomoConvertModel(
         self, request: registry_pb2.HomoConvertModelRequest, context: grpc.ServicerContext
     ) -> registry_pb2.HomoConvertModelResponse:
         ref = check_ref(request.model)
-        with self.oplog.track("homo_convert", context.peer(), ref.model_id, ref.model_version) as op:
-            answer = self.agents.unary(
-                ref.party_id,
-                "HomoConvertModel",
-                agent_pb2.HomoConvertModelRequest(model=ref, framework_name=request.framework_name),
-                op.operation_id,
-                self.agents.conf.coordinator.deploy_timeout,
-            )
-            self.catalog.record(answer.info)  # the party's manifest digest changed
-            op.results.append(ok(ref))
+        forward = agent_pb2.HomoConvertModelRequest(model=ref, framework_name=request.framework_name)
+        answer = self._on_party(
+            "homo_convert",
+            context,
+            ref,
+            "HomoConvertModel",
+            forward,
+            self._long_timeout,
+            settle=lambda a: self.catalog.record(a.info),  # the party's manifest digest changed
+        )
         return registry_pb2.HomoConvertModelResponse(
             model=ref,
             framework_name=answer.framework_name,
@@ -348,20 +365,22 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         self, request: registry_pb2.DeleteModelRequest, context: grpc.ServicerContext
     ) -> registry_pb2.DeleteModelResponse:
         ref = check_ref(request.model)
-        with self.oplog.track("delete", context.peer(), ref.model_id, ref.model_version) as op:
-            answer = self.agents.unary(
-                ref.party_id,
-                "DeleteModel",
-                agent_pb2.DeleteModelRequest(model=ref, delete_from_store=request.delete_from_store),
-                op.operation_id,
-                self.agents.conf.coordinator.call_timeout,
-            )
+
+        def settle(answer: agent_pb2.DeleteModelResponse) -> None:
             if answer.deleted_local:
                 self.catalog.forget(ref.model_id, ref.model_version, ref.role, ref.party_id)
-            op.results.append(ok(ref))
+
+        forward = agent_pb2.DeleteModelRequest(model=ref, delete_from_store=request.delete_from_store)
+        timeout = self.agents.conf.coordinator.call_timeout
+        answer = self._on_party("delete", context, ref, "DeleteModel", forward, timeout, settle=settle)
         return registry_pb2.DeleteModelResponse(
             model=ref, deleted_local=answer.deleted_local, deleted_store=answer.deleted_store
         )
+
+    @property
+    def _long_timeout(self) -> float:
+        """The deadline of a call that moves or rewrites a whole model (the deploy deadline)."""
+        return self.agents.conf.coordinator.deploy_timeout
 
     # -- homo models ------------------------------------------------------------------------------
 
@@ -377,11 +396,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             deployment_parameters_json=request.deployment_parameters_json,
             framework_name=request.framework_name,
         )
-        with self.oplog.track("homo_deploy", context.peer(), ref.model_id, ref.model_version) as op:
-            answer = self.agents.unary(
-                ref.party_id, "HomoDeployModel", forward, op.operation_id, self.agents.conf.coordinator.deploy_timeout
-            )
-            op.results.append(ok(ref))
+        answer = self._on_party("homo_deploy", context, ref, "HomoDeployModel", forward, self._long_timeout)
         return registry_pb2.HomoDeployModelResponse(service_id=request.service_id, status_json=answer.status_json)
 
     # -- operation history ----------------------------------------------------------------------
