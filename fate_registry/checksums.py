@@ -33,7 +33,8 @@ class BackgroundSha256:
 
     Pieces are read after :meth:`update` returns, so a view into a buffer the caller may reuse is
     copied first; ``bytes`` and views of ``bytes`` are taken as they are. The thread ends by itself
-    once idle (so an abandoned hasher leaves nothing running); :meth:`hexdigest` waits for it.
+    as soon as :meth:`hexdigest` has been asked, or once idle (so an abandoned hasher leaves nothing
+    running either); :meth:`hexdigest` waits for what is queued.
     Feed it from one thread.
     """
 
@@ -43,6 +44,7 @@ class BackgroundSha256:
         self._pending_bytes = 0  # queued or being hashed
         self._cond = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._released = False  # hexdigest was asked: an idle thread ends at once (one file, one hasher)
 
     def update(self, data: bytes | bytearray | memoryview) -> None:
         with self._cond:
@@ -58,6 +60,7 @@ class BackgroundSha256:
                 self._cond.wait()
             self._pending.append(piece)
             self._pending_bytes += len(piece)
+            self._released = False
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="sha256", daemon=True)
                 self._thread.start()
@@ -67,7 +70,7 @@ class BackgroundSha256:
         while True:
             with self._cond:
                 while not self._pending:
-                    if not self._cond.wait(IDLE_SECONDS) and not self._pending:
+                    if self._released or (not self._cond.wait(IDLE_SECONDS) and not self._pending):
                         self._thread = None
                         return
                 piece = self._pending.popleft()
@@ -81,4 +84,6 @@ class BackgroundSha256:
         with self._cond:
             while self._pending_bytes:
                 self._cond.wait()
+            self._released = True
+            self._cond.notify_all()
         return self._hash.hexdigest()

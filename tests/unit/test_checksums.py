@@ -57,3 +57,17 @@ def test_an_abandoned_hasher_leaves_no_thread_running() -> None:
     thread.join(timeout=checksums_idle + 5)
     assert not thread.is_alive()
     assert all(t.name != "sha256" or t is not thread for t in threading.enumerate())
+
+
+def test_the_thread_ends_once_the_digest_is_taken() -> None:
+    """An import hashes each large file with its own hasher: their threads must not pile up idling."""
+    first, second = os.urandom(1 << 20), os.urandom(1 << 20)
+    digest = BackgroundSha256()
+    digest.update(first)
+    thread = digest._thread
+    assert thread is not None
+    assert digest.hexdigest() == hashlib.sha256(first).hexdigest()
+    thread.join(timeout=checksums.IDLE_SECONDS / 2)  # well before the idle timeout would end it
+    assert not thread.is_alive()
+    digest.update(second)  # more after the digest: a new thread, the same running hash
+    assert digest.hexdigest() == hashlib.sha256(first + second).hexdigest()
