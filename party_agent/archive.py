@@ -18,7 +18,7 @@ from fate_registry.errors import Reason, RegistryError
 from fate_registry.identity import MAX_NAME_LENGTH
 from fate_registry.v1.common_pb2 import PartyModelRef
 from party_agent.manifest import ARCHIVE_ONLY_FILES, MANIFEST_ENTRY, FileRecord, Manifest, hash_file
-from party_agent.zipstream import StreamingUnzip, ZipWriter
+from party_agent.zipstream import ExtractedFile, StreamingUnzip, ZipWriter
 
 
 @dataclass(frozen=True)
@@ -44,12 +44,20 @@ def check_member_name(name: str) -> PurePosixPath:
     return PurePosixPath(*parts)
 
 
-def unpack(chunks: Iterable[bytes | memoryview], dest: Path, limits: ArchiveLimits) -> Manifest:
+def unpack(
+    chunks: Iterable[bytes | memoryview], dest: Path, limits: ArchiveLimits, verified_source: bool = False
+) -> Manifest:
     """Extract an archive from its byte stream into ``dest`` (new, empty) while it arrives.
 
     Names are checked before a byte is written; the central directory is checked at the end
     (symbolic links, devices and mismatches fail there, and the caller discards ``dest``).
     When the archive carries our manifest, every extracted file must match it exactly.
+
+    ``verified_source`` is for streams whose bytes are checked as a whole by their source before
+    they end (a stored copy read back against the SHA-256 recorded when it was stored, which was
+    taken over an archive this registry wrote from verified files). Its files are not hashed a
+    second time: the archive must carry our manifest, each file's size and CRC-32 must match it,
+    and the manifest's SHA-256 are taken (a file the manifest gives no CRC-32 is hashed).
     """
     unzip = StreamingUnzip(
         dest,
@@ -57,6 +65,7 @@ def unpack(chunks: Iterable[bytes | memoryview], dest: Path, limits: ArchiveLimi
         ARCHIVE_ONLY_FILES,
         limits.max_bytes,
         limits.max_entries,
+        hash_files=not verified_source,
     )
     try:
         for chunk in chunks:
@@ -64,11 +73,35 @@ def unpack(chunks: Iterable[bytes | memoryview], dest: Path, limits: ArchiveLimi
         unzip.finish()
     finally:
         unzip.discard()
-    manifest = Manifest.of(FileRecord(f.path, f.size, f.sha256, f.crc32) for f in unzip.files)
     embedded = unzip.kept.get(MANIFEST_ENTRY)
+    if verified_source:
+        if embedded is None:
+            raise RegistryError(Reason.DATA_LOSS, "the stored archive lacks the manifest this registry writes")
+        return _taken_over(Manifest.from_json(embedded), unzip.files, dest)
+    manifest = Manifest.of(FileRecord(f.path, f.size, f.sha256, f.crc32) for f in unzip.files)
     if embedded is not None:
         _compare(Manifest.from_json(embedded), manifest)
     return manifest
+
+
+def _taken_over(expected: Manifest, files: Iterable[ExtractedFile], dest: Path) -> Manifest:
+    """``expected`` once every extracted file matches it by path, size and CRC-32 (or SHA-256 without one)."""
+    listed, read = expected.by_path(), {f.path: f for f in files}
+    records = []
+    for path in sorted(listed.keys() | read.keys()):
+        want, got = listed.get(path), read.get(path)
+        if want is None or got is None:
+            where = "the archive's manifest" if want is None else "the archive"
+            raise RegistryError(Reason.DATA_LOSS, f"file {path!r} is missing from {where}")
+        if want.crc32 or not want.size:
+            matches = (got.size, got.crc32) == (want.size, want.crc32)
+        else:
+            size, sha256, _ = hash_file(dest / path)
+            matches = (size, sha256) == (want.size, want.sha256)
+        if not matches:
+            raise RegistryError(Reason.DATA_LOSS, f"file {path!r} does not match the archive's manifest")
+        records.append(FileRecord(path, got.size, want.sha256, got.crc32))
+    return Manifest.of(records)
 
 
 def _compare(expected: Manifest, actual: Manifest) -> None:

@@ -37,6 +37,7 @@ from party_agent.model_cache import ModelCache
 from party_agent.pipeline import PIPELINE_PATH, fate_version, json_of, party_in_role, read_pipeline, renamed, roles_of
 from party_agent.serving import ServingAnswer
 from party_agent.storage import ModelStore, StoredObject, StoreKey, open_store
+from party_agent.storage.base import not_found
 from party_agent.transfer_http import PATH as TRANSFER_PATH
 
 log = logging.getLogger(__name__)
@@ -120,7 +121,10 @@ class PartyAgent:
 
     # -- import ---------------------------------------------------------------------------------
 
-    def import_archive(self, header: ImportModelHeader, chunks: Iterator[bytes | memoryview]) -> ImportModelResult:
+    def import_archive(
+        self, header: ImportModelHeader, chunks: Iterator[bytes | memoryview], verified_source: bool = False
+    ) -> ImportModelResult:
+        """Import an archive as it arrives; ``verified_source`` as :func:`archive.unpack` takes it."""
         ref = header.target
         self.check_party(ref)
         self.cache.version_dir(ref)  # validates every id before a byte is written
@@ -135,7 +139,7 @@ class PartyAgent:
             digest = BackgroundSha256() if header.sha256 else None
             limits = archive.ArchiveLimits(self.limits.max_archive_bytes, self.limits.max_archive_entries)
             received = faultpoints.midway(self._received(chunks, digest), "agent.import.receiving")
-            manifest = archive.unpack(prefetch(received), model_dir, limits)
+            manifest = archive.unpack(prefetch(received), model_dir, limits, verified_source)
             archive_sha256 = digest.hexdigest() if digest else ""
             if header.sha256 and header.sha256.lower() != archive_sha256:
                 raise RegistryError(
@@ -349,19 +353,32 @@ class PartyAgent:
                 f"The model {key.party_model_id} {key.model_version} already "
                 "exists in the model store; use force_update to replace it.",
             )
-        chunks = (piece.chunk for piece in self.export_archive(ref) if piece.chunk)
+        # the archive is read (and its CRCs checked) on a thread of its own while the engine sends
+        chunks = prefetch(piece.chunk for piece in self.export_archive(ref) if piece.chunk)
         stored = store.put(key, faultpoints.midway(chunks, "agent.store.writing"), force=force)
         self.store.set_archive_sha256(ref, stored.sha256)
         return stored, f"{self.model_store_engine}:{key.party_model_id}/{key.model_version}"
 
     def restore_model(self, ref: PartyModelRef, force: bool, sha256: str) -> ImportModelResult:
-        """FATE's restore, plus what FATE forgets: the restored version is verified file by file and registered."""
+        """FATE's restore, plus what FATE forgets: the restored version is verified and registered.
+
+        The engine checks the whole stored copy against the SHA-256 recorded when it was stored
+        before its stream ends (the copy read is pinned to the one stat saw), so the files are
+        checked by size and CRC-32 against the archive's manifest instead of being hashed again."""
         store = self._model_store()
         key = self._store_key(ref)
         remote = store.stat(key)
-        header = ImportModelHeader(target=ref, force_update=force, sha256=sha256)
+        if remote is None:
+            raise not_found(self.model_store_engine, key)
+        if sha256 and sha256.lower() != remote.sha256:
+            raise RegistryError(
+                Reason.DATA_LOSS,
+                f"Model archive hash mismatch. expected: {sha256} actual: {remote.sha256} "
+                f"(the copy in the {self.model_store_engine} model store); nothing was changed here",
+            )
+        header = ImportModelHeader(target=ref, force_update=force)
         try:
-            result = self.import_archive(header, store.open(key))
+            result = self.import_archive(header, store.open(key, sha256=remote.sha256), verified_source=True)
         except RegistryError as exc:
             if exc.reason not in (Reason.DATA_LOSS, Reason.BAD_ARCHIVE):
                 raise
@@ -370,8 +387,8 @@ class PartyAgent:
                 f"the stored copy of model {key.party_model_id} {key.model_version} in the "
                 f"{self.model_store_engine} model store is corrupt, nothing was changed here: {exc.message}",
             ) from None
-        if remote is not None:
-            self.store.set_archive_sha256(ref, remote.sha256)
+        self.store.set_archive_sha256(ref, remote.sha256)
+        result.archive_sha256 = remote.sha256
         return result
 
     def sync_with_store(self, ref: PartyModelRef) -> None:

@@ -156,7 +156,7 @@ class ZipWriter:
 class ExtractedFile:
     path: str
     size: int
-    sha256: str
+    sha256: str  # "" when the unzip was told not to hash
     crc32: int
 
 
@@ -173,10 +173,11 @@ class _Entry:
 
 
 class _Sink:
-    """Where one entry's bytes go: a new file under the destination, hashed; or kept in memory."""
+    """Where one entry's bytes go: a new file under the destination (SHA-256 hashed when ``hash_file``),
+    or kept in memory. The CRC-32 is always computed."""
 
-    def __init__(self, target: Path | None, keep_limit: int) -> None:
-        self.sha = BackgroundSha256() if target is not None else None
+    def __init__(self, target: Path | None, keep_limit: int, hash_file: bool = True) -> None:
+        self.sha = BackgroundSha256() if target is not None and hash_file else None
         self.crc = 0
         self.size = 0
         self.kept = bytearray()
@@ -187,12 +188,13 @@ class _Sink:
     def write(self, data: memoryview | bytes) -> None:
         self.size += len(data)
         self.crc = crc32(data, self.crc)
-        if self.fd is None or self.sha is None:
+        if self.fd is None:
             if len(self.kept) + len(data) > self.keep_limit:
                 raise _bad("an archive-only file (import_model.json or the manifest) is too large")
             self.kept += data
             return
-        self.sha.update(data)
+        if self.sha is not None:
+            self.sha.update(data)
         view = memoryview(data)
         while view:
             written = os.write(self.fd, view)
@@ -210,8 +212,7 @@ class _Sink:
                 self.fd = None
 
     def sha256(self) -> str:
-        assert self.sha is not None
-        return self.sha.hexdigest()
+        return self.sha.hexdigest() if self.sha is not None else ""
 
 
 class StreamingUnzip:
@@ -219,7 +220,8 @@ class StreamingUnzip:
 
     ``keep`` names entries held in memory instead of written (archive-only files); their bytes
     end up in :attr:`kept`. Every entry name passes ``check_name`` before a byte is written; the
-    running size and entry count are bounded by ``max_bytes`` and ``max_entries``.
+    running size and entry count are bounded by ``max_bytes`` and ``max_entries``. Written files
+    are SHA-256 hashed unless ``hash_files`` is false (their CRC-32 is checked either way).
     """
 
     def __init__(
@@ -229,9 +231,11 @@ class StreamingUnzip:
         keep: frozenset[str],
         max_bytes: int,
         max_entries: int,
+        hash_files: bool = True,
     ) -> None:
         self.dest = dest
         self.check_name = check_name
+        self.hash_files = hash_files
         self.keep = keep
         self.max_bytes = max_bytes
         self.max_entries = max_entries
@@ -330,7 +334,7 @@ class StreamingUnzip:
             target = self.dest / path
             self._mkdir(target.parent)
             try:
-                sink = _Sink(target, 0)
+                sink = _Sink(target, 0, self.hash_files)
             except FileExistsError:
                 raise _bad(f"archive entry {path!r} appears twice") from None
             except (NotADirectoryError, IsADirectoryError):

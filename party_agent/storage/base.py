@@ -64,22 +64,26 @@ class ModelStore(abc.ABC):
         complete and readable.
         """
 
-    def open(self, key: StoreKey, offset: int = 0) -> Iterator[bytes]:
+    def open(self, key: StoreKey, offset: int = 0, sha256: str | None = None) -> Iterator[bytes]:
         """Stream the stored bytes from ``offset`` on.
 
         A missing copy raises MODEL_NOT_FOUND here, before any byte. The whole copy is hashed as it
         is read (the part before ``offset`` too, without yielding it), and the iterator raises
-        DATA_LOSS at its end when the digest differs from the stored one.
+        DATA_LOSS at its end when the digest differs from the stored one. With ``sha256`` only the
+        copy of that digest is read: another one (replaced meanwhile) is CANCELLED, before any byte.
         """
         stored = self.stat(key)
         if stored is None:
             raise not_found(self.engine, key)
+        pinned = sha256.lower() if sha256 else None
+        check_pinned(self.engine, key, stored, pinned)
         check_offset(offset, stored.size, key)
-        return self._stream(key, offset)
+        return self._stream(key, offset, pinned)
 
     @abc.abstractmethod
-    def _stream(self, key: StoreKey, offset: int) -> Iterator[bytes]:
-        """The lazy part of :meth:`open`: reads the commit marker again (the copy may have changed since)."""
+    def _stream(self, key: StoreKey, offset: int, pinned: str | None) -> Iterator[bytes]:
+        """The lazy part of :meth:`open`: reads the commit marker again (the copy may have changed
+        since) and passes what it read to :func:`check_pinned`."""
 
     @abc.abstractmethod
     def delete(self, key: StoreKey) -> bool:
@@ -105,13 +109,20 @@ class HashingCounter:
 
 
 def rechunk(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
-    """Regroup ``chunks`` into pieces of exactly ``size`` bytes (the last may be shorter, never empty)."""
+    """Regroup ``chunks`` into pieces of exactly ``size`` bytes (the last may be shorter, never empty).
+
+    A chunk of exactly ``size`` that arrives on a boundary passes through; other bytes are copied once."""
     buffer = bytearray()
     for chunk in chunks:
+        if not buffer and len(chunk) == size:
+            yield chunk
+            continue
         buffer += chunk
         while len(buffer) >= size:
-            yield bytes(buffer[:size])
+            with memoryview(buffer) as view:
+                piece = bytes(view[:size])
             del buffer[:size]
+            yield piece
     if buffer:
         yield bytes(buffer)
 
@@ -165,6 +176,17 @@ def check_expected(engine: str, key: StoreKey, expected: str | None, digest: Has
     """DATA_LOSS when the bytes written so far do not hash to the caller's expected sha256."""
     if expected is not None and digest.hexdigest() != expected.lower():
         raise digest_mismatch(engine, key, expected.lower(), digest.hexdigest(), "expected")
+
+
+def check_pinned(engine: str, key: StoreKey, stored: StoredObject, pinned: str | None) -> None:
+    """CANCELLED when the caller asked for the copy of digest ``pinned`` and the stored one is another."""
+    if pinned is not None and stored.sha256 != pinned:
+        raise RegistryError(
+            Reason.CANCELLED,
+            f"model {key} in the {engine} model store is no longer the copy asked for (sha256 {pinned}): "
+            f"it was replaced (now {stored.sha256}); try again",
+            {"engine": engine},
+        )
 
 
 def check_stored(engine: str, key: StoreKey, stored: StoredObject, digest: HashingCounter) -> None:

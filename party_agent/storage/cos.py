@@ -37,6 +37,7 @@ from party_agent.storage.base import (
     access_denied,
     already_exists,
     check_expected,
+    check_pinned,
     check_stored,
     misconfigured,
     not_found,
@@ -208,7 +209,7 @@ class CosModelStore(ModelStore):
                 self._client.abort_multipart_upload(Bucket=bucket, Key=name, UploadId=upload_id)
             raise
 
-    def _stream(self, key: StoreKey, offset: int) -> Iterator[bytes]:
+    def _stream(self, key: StoreKey, offset: int, pinned: str | None) -> Iterator[bytes]:
         with self._errors():
             try:
                 answer = self._client.get_object(Bucket=self.config.bucket, Key=object_key(key))
@@ -218,6 +219,7 @@ class CosModelStore(ModelStore):
                 raise
             # The digest comes with the bytes, from the same response: no race with a concurrent put.
             stored = self._stored(key, {k.lower(): v for k, v in answer.items() if isinstance(v, str)})
+            check_pinned(self.engine, key, stored, pinned)
             digest = HashingCounter()
             yield from skip_prefix(answer["Body"].get_stream(chunk_size=READ_BYTES), offset, digest)
         check_stored(self.engine, key, stored, digest)

@@ -44,6 +44,7 @@ from party_agent.storage.base import (
     access_denied,
     already_exists,
     check_expected,
+    check_pinned,
     check_stored,
     misconfigured,
     not_found,
@@ -260,7 +261,7 @@ class MySQLModelStore(ModelStore):
                 raise
         return stored
 
-    def _stream(self, key: StoreKey, offset: int) -> Iterator[bytes]:
+    def _stream(self, key: StoreKey, offset: int, pinned: str | None) -> Iterator[bytes]:
         ids = (key.party_model_id, key.model_version)
         with self._connection() as conn:
             # One snapshot for the completion row and the slices: a put committing meanwhile is not seen.
@@ -274,6 +275,7 @@ class MySQLModelStore(ModelStore):
                 raise not_found(self.engine, key, "deleted before it was read")
             cur.fetchall()
             stored = StoredObject(int(row[0]), str(row[1]))
+            check_pinned(self.engine, key, stored, pinned)
             cur.execute(
                 f"SELECT f_slice_index, f_content FROM {TABLE} WHERE {_WHERE_KEY} AND f_slice_index >= 0"
                 " ORDER BY f_slice_index",

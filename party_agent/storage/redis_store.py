@@ -37,6 +37,7 @@ from party_agent.storage.base import (
     access_denied,
     already_exists,
     check_expected,
+    check_pinned,
     check_stored,
     not_found,
     rechunk,
@@ -185,12 +186,13 @@ class RedisModelStore(ModelStore):
         for start in range(0, len(names), 1024):
             self._client.delete(*names[start : start + 1024])
 
-    def _stream(self, key: StoreKey, offset: int) -> Iterator[bytes]:
+    def _stream(self, key: StoreKey, offset: int, pinned: str | None) -> Iterator[bytes]:
         with self._errors():
             header = self._header(key, self._client.get(header_key(key)))
             if header is None:
                 raise not_found(self.engine, key, "expired or deleted before it was read")
             stored = StoredObject(int(header["size"]), str(header["sha256"]))
+            check_pinned(self.engine, key, stored, pinned)
             digest = HashingCounter()
             yield from skip_prefix(self._chunks(key, header), offset, digest)
         check_stored(self.engine, key, stored, digest)

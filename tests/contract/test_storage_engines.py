@@ -216,6 +216,20 @@ def test_matching_expected_sha256_is_accepted(store: ModelStore, key: StoreKey) 
     assert read_all(store, key) == LARGE
 
 
+def test_open_pinned_to_a_digest_reads_only_that_copy(store: ModelStore, key: StoreKey) -> None:
+    store.put(key, chunks_of(LARGE))
+    assert b"".join(store.open(key, sha256=sha256(LARGE).upper())) == LARGE
+    with pytest.raises(RegistryError) as error:
+        store.open(key, sha256=sha256(b"another copy"))
+    assert_reason(error, Reason.CANCELLED)
+    replaced_meanwhile = store.open(key, sha256=sha256(LARGE))  # the lazy part reads the marker again
+    store.put(key, chunks_of(b"the replacement"), force=True)
+    with pytest.raises(RegistryError) as error:
+        b"".join(replaced_meanwhile)
+    assert_reason(error, Reason.CANCELLED)
+    assert "replaced" in str(error.value)
+
+
 def test_a_missing_model(store: ModelStore, key: StoreKey) -> None:
     assert store.stat(key) is None
     assert not store.exists(key)

@@ -21,6 +21,7 @@ from tests.flow_cli import flow, write_conf
 
 SECRET = "s3cret-pw-that-must-not-leak"
 BIG_BYTES = 512 * 1024 * 1024
+DATA_ERROR = 102  # FATE's retcode for DATA_LOSS
 
 
 def _server(engine: str, root: Path) -> AbstractContextManager[Any]:
@@ -98,8 +99,13 @@ def test_store_delete_restore_gives_the_same_files(
     version_dir = fed.model_cache("9999") / f"guest#9999#{model.model_id}" / model.version
     assert not version_dir.exists()
 
-    code, restored = flow(fed, "model", "import", "-c", write_conf(tmp_path, "r.json", keys), "--from-database")
-    assert code == 0, restored
+    pinned_elsewhere = write_conf(tmp_path, "r0.json", {**keys, "sha256": "ab" * 32})
+    code, refused = flow(fed, "model", "import", "-c", pinned_elsewhere, "--from-database")
+    assert code != 0 and refused["retcode"] == DATA_ERROR and "hash mismatch" in refused["retmsg"], refused
+    assert not version_dir.exists()
+    pinned = write_conf(tmp_path, "r.json", {**keys, "sha256": stored["data"]["sha256"]})
+    code, restored = flow(fed, "model", "import", "-c", pinned, "--from-database")
+    assert code == 0 and restored["data"]["sha256"] == stored["data"]["sha256"], restored
     assert version_dir.is_dir()
     code, info = flow(fed, "model", "get-model-info", "--model-id", model.model_id, "--model-version", model.version)
     assert code == 0 and [r["f_party_id"] for r in info["data"]] == ["9999"], info  # registered, unlike FATE

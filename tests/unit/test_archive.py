@@ -14,7 +14,7 @@ import pytest
 
 from fate_registry.errors import Reason, RegistryError
 from party_agent import archive
-from party_agent.manifest import MANIFEST_ENTRY, Manifest, scan
+from party_agent.manifest import MANIFEST_ENTRY, FileRecord, Manifest, scan
 
 LIMITS = archive.ArchiveLimits(max_bytes=10 * 1024 * 1024, max_entries=100)
 
@@ -125,6 +125,57 @@ def test_stream_then_unpack_round_trips_bytes_and_manifest(tmp_path: Path) -> No
     assert extracted == manifest and extracted.digest == manifest.digest
     for record in manifest.files:
         assert (dest / record.path).read_bytes() == (source / record.path).read_bytes()
+
+
+def _stored_archive(source: Path, manifest: Manifest, listed: Manifest | None) -> bytes:
+    """The archive of ``source``, carrying ``listed`` as its manifest (none when None)."""
+    extra = {} if listed is None else {MANIFEST_ENTRY: listed.to_json().encode()}
+    return b"".join(archive.stream_archive(source, manifest, extra, 4096))
+
+
+def test_a_verified_source_takes_the_manifest_over_without_hashing(tmp_path: Path) -> None:
+    source = _version_dir(tmp_path)
+    manifest = scan(source)
+    dest = tmp_path / "out"
+    dest.mkdir()
+    extracted = archive.unpack(
+        _pieces(_stored_archive(source, manifest, manifest), 1000), dest, LIMITS, verified_source=True
+    )
+    assert extracted == manifest and [r.crc32 for r in extracted.files] == [r.crc32 for r in manifest.files]
+    assert (dest / "variables/data/cpn/model/Param").read_bytes() == (
+        source / "variables/data/cpn/model/Param"
+    ).read_bytes()
+
+
+def test_a_verified_source_still_checks_sizes_and_crcs_against_the_manifest(tmp_path: Path) -> None:
+    source = _version_dir(tmp_path)
+    manifest = scan(source)
+    param = manifest.by_path()["variables/data/cpn/model/Param"]
+    wrong_crc = manifest.replace(FileRecord(param.path, param.size, param.sha256, param.crc32 ^ 1))
+    (tmp_path / "crc").mkdir()
+    with pytest.raises(RegistryError) as error:
+        archive.unpack([_stored_archive(source, manifest, wrong_crc)], tmp_path / "crc", LIMITS, verified_source=True)
+    assert error.value.reason is Reason.DATA_LOSS and "Param" in error.value.message
+    (tmp_path / "bare").mkdir()
+    with pytest.raises(RegistryError) as error:
+        archive.unpack([_stored_archive(source, manifest, None)], tmp_path / "bare", LIMITS, verified_source=True)
+    assert error.value.reason is Reason.DATA_LOSS and "manifest" in error.value.message
+
+
+def test_a_verified_source_hashes_the_files_its_manifest_gives_no_crc(tmp_path: Path) -> None:
+    source = _version_dir(tmp_path)
+    manifest = scan(source)
+    param = manifest.by_path()["variables/data/cpn/model/Param"]
+    for sha256, ok in ((param.sha256, True), ("0" * 64, False)):
+        old_style = manifest.replace(FileRecord(param.path, param.size, sha256, 0))
+        data = _stored_archive(source, manifest, old_style)
+        dest = tmp_path / f"old-{ok}"
+        dest.mkdir()
+        if ok:
+            assert archive.unpack([data], dest, LIMITS, verified_source=True) == manifest
+        else:
+            with pytest.raises(RegistryError, match="Param"):
+                archive.unpack([data], dest, LIMITS, verified_source=True)
 
 
 def test_fate_style_deflated_archives_and_data_descriptors_unpack(tmp_path: Path) -> None:
