@@ -8,7 +8,6 @@ file; FATE-Flow ignores the extra file, and FATE's own archives simply lack it.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -130,6 +129,7 @@ def stream_archive(
     """
     writer = ZipWriter()
     pending = bytearray()
+    newest = 0.0
     for record in manifest.files:
         path = version_dir / record.path
         try:
@@ -142,6 +142,7 @@ def stream_archive(
             )
         crc = record.crc32 if record.crc32 or not record.size else hash_file(path)[2]
         pending += writer.header(record.path, record.size, crc, st.st_mtime)
+        newest = max(newest, st.st_mtime)
         read_crc = 0
         with path.open("rb") as src:
             while block := src.read(chunk_bytes):
@@ -157,9 +158,8 @@ def stream_archive(
             raise RegistryError(
                 Reason.DATA_LOSS, f"file {record.path!r} no longer matches its manifest; the model is damaged"
             )
-    now = time.time()
-    for name, data in extra.items():
-        pending += writer.header(name, len(data), crc32(data), now) + data
+    for name, data in extra.items():  # dated like the newest file, so the same version gives the same bytes
+        pending += writer.header(name, len(data), crc32(data), newest) + data
     pending += writer.finish()
     yield bytes(pending)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import shutil
@@ -353,11 +354,23 @@ class PartyAgent:
                 f"The model {key.party_model_id} {key.model_version} already "
                 "exists in the model store; use force_update to replace it.",
             )
+        expected = None
+        if store.digest_first(self.record(ref).manifest.total_size):
+            expected = self._archive_sha256(ref)  # the archive's bytes are the same each time it is made
         # the archive is read (and its CRCs checked) on a thread of its own while the engine sends
-        chunks = prefetch(piece.chunk for piece in self.export_archive(ref) if piece.chunk)
-        stored = store.put(key, faultpoints.midway(chunks, "agent.store.writing"), force=force)
+        chunks = prefetch(self._archive_bytes(ref))
+        stored = store.put(key, faultpoints.midway(chunks, "agent.store.writing"), expected, force)
         self.store.set_archive_sha256(ref, stored.sha256)
         return stored, f"{self.model_store_engine}:{key.party_model_id}/{key.model_version}"
+
+    def _archive_bytes(self, ref: PartyModelRef) -> Iterator[bytes]:
+        return (piece.chunk for piece in self.export_archive(ref) if piece.chunk)
+
+    def _archive_sha256(self, ref: PartyModelRef) -> str:
+        digest = hashlib.sha256()
+        for chunk in self._archive_bytes(ref):
+            digest.update(chunk)
+        return digest.hexdigest()
 
     def restore_model(self, ref: PartyModelRef, force: bool, sha256: str) -> ImportModelResult:
         """FATE's restore, plus what FATE forgets: the restored version is verified and registered.

@@ -85,6 +85,12 @@ class ModelStore(abc.ABC):
         """The lazy part of :meth:`open`: reads the commit marker again (the copy may have changed
         since) and passes what it read to :func:`check_pinned`."""
 
+    def digest_first(self, size: int) -> bool:
+        """Whether :meth:`put` of about ``size`` bytes should be given ``expected_sha256``: an engine
+        that must write the digest before the bytes (object metadata) says so, and the caller then
+        hashes the bytes in a first pass. Engines that write their commit marker last need not."""
+        return False
+
     @abc.abstractmethod
     def delete(self, key: StoreKey) -> bool:
         """Remove the copy under ``key``; False when there was none."""
