@@ -20,8 +20,6 @@ import sys
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
-from tqdm import tqdm
-
 from client import confs, render, settings
 from client.render import Answer
 from client.sdk import Progress, RegistryClient
@@ -45,6 +43,8 @@ def _progress(total: int | None, label: str) -> Iterator[Progress | None]:
     if not sys.stderr.isatty():
         yield None
         return
+    from tqdm import tqdm  # here, not at the top: a piped flow does not pay its import at start-up
+
     with tqdm(total=total, desc=label, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr) as bar:
 
         def advance(size: int) -> None:

@@ -13,8 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from fate_registry.errors import RegistryError
 from fate_registry.identity import validate_name
 
@@ -367,6 +365,8 @@ def load(path: Path | str | None = None, data_dir: Path | str | None = None) -> 
         if path:
             raise ConfError(chosen, "", "the configuration file does not exist")
         return parse({}, None, override)
+    import yaml  # here, not at the top: flow reads a conf only when no address was given
+
     try:
         document = yaml.safe_load(chosen.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
