@@ -44,7 +44,7 @@ from typing import Any, Final
 import grpc
 import yaml
 
-from bench.scratch import scratch_dir
+from bench.scratch import log, scratch_dir
 from fate_registry.channels import CHANNEL_OPTIONS
 from fate_registry.config import DatabaseConf
 from fate_registry.health import is_serving
@@ -66,10 +66,6 @@ CLIENT_PROCESSES: Final = 2
 CLIENT_THREADS: Final = 8
 ECHO_SERVICE: Final = "bench.Echo"
 START_TIMEOUT: Final = 60.0
-
-
-def _log(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 def version_of(index: int) -> str:
@@ -332,7 +328,7 @@ def throughput(root: Path, catalog: Path, versions: int, workers: Sequence[int],
             "model_info_rps": round(info_median, 1),
             "ratio": round(info_median / echo_median, 3),
         }
-        _log(f"rpc_workers {count}: {figures[str(count)]}")
+        log(f"rpc_workers {count}: {figures[str(count)]}")
     return figures
 
 
@@ -344,7 +340,7 @@ def run(small: int, large: int, calls: int, seconds: float, workers: Sequence[in
     catalogs = {small: workdir / f"catalog-{small}.db", large: workdir / f"catalog-{large}.db"}
     seeded = {}
     for size, path in catalogs.items():
-        _log(f"seeding {size} versions")
+        log(f"seeding {size} versions")
         seeded[size] = round(seed(path, size), 1)
     with contextlib.ExitStack() as stack:
         coords = {
@@ -353,7 +349,7 @@ def run(small: int, large: int, calls: int, seconds: float, workers: Sequence[in
         channels = {size: stack.enter_context(grpc.insecure_channel(c.address)) for size, c in coords.items()}
         stubs = {size: RegistryServiceStub(channel) for size, channel in channels.items()}
         latencies(stubs, {small: small, large: large}, max(calls // 10, 10))  # warm-up
-        _log(f"timing {calls} rounds")
+        log(f"timing {calls} rounds")
         latency = latencies(stubs, {small: small, large: large}, calls)
     rps = throughput(workdir, catalogs[large], large, workers, seconds)
     return report(small, large, seeded, latency, rps, calls, seconds, time.perf_counter() - began)

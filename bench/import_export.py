@@ -33,7 +33,7 @@ from typing import Any, Final
 
 from bench.bare_stream import download_seconds, upload_seconds
 from bench.memory import KIB, MIB, PeakWatch, Reaped, kill_after, run_reaped
-from bench.scratch import scratch_dir
+from bench.scratch import log, scratch_dir
 from fate_registry.identity import archive_name, job_ids
 from fate_registry.testing import ModelSpec, write_party_model
 from fate_registry.testing.fate_archive import build_stored_archive, walk_sorted
@@ -49,10 +49,6 @@ MIN_BASELINE_RUNS: Final = 3
 MEMORY_TARGET_MIB: Final = 200.0
 RATIO_TARGET: Final = 0.6
 GB: Final = 1e9
-
-
-def _log(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 # Preparation --------------------------------------------------------------------------------------
@@ -398,7 +394,7 @@ def _timed(label: str, action: Callable[[], object]) -> float:
     start = time.perf_counter()
     action()
     elapsed = time.perf_counter() - start
-    _log(f"{label}: {elapsed:.1f} s")
+    log(f"{label}: {elapsed:.1f} s")
     return elapsed
 
 
@@ -406,11 +402,11 @@ def run(size_mib: int, runs: int, workdir: Path) -> dict[str, Any]:
     began = time.perf_counter()
     baseline_runs = max(runs, MIN_BASELINE_RUNS)
     op_timeout = 120.0 + size_mib / 4  # ~4 MiB/s at worst, so a hung operation cannot stall the run
-    _log(f"workdir {workdir}; preparing a {size_mib} MiB model and its stored archive")
+    log(f"workdir {workdir}; preparing a {size_mib} MiB model and its stored archive")
     prep_start = time.perf_counter()
     prepared = prepare(workdir, size_mib * MIB)
     prepare_seconds = time.perf_counter() - prep_start
-    _log(f"prepared in {prepare_seconds:.1f} s: archive {prepared.archive_bytes / MIB:.1f} MiB")
+    log(f"prepared in {prepare_seconds:.1f} s: archive {prepared.archive_bytes / MIB:.1f} MiB")
 
     imports = Series("import", prepared.archive_bytes)
     exports = Series("export", prepared.archive_bytes)
@@ -425,7 +421,7 @@ def run(size_mib: int, runs: int, workdir: Path) -> dict[str, Any]:
         federation = LocalFederation.start(workdir / "federation")
         stack.callback(federation.stop)
         pids = federation.pids()
-        _log(f"federation at {federation.address}: {pids}; bare stream at {bare.address}")
+        log(f"federation at {federation.address}: {pids}; bare stream at {bare.address}")
         watch = PeakWatch(pids)
         flow = Flow(federation.address, watch, op_timeout)
         model_cache = federation.model_cache(str(PARTY_ID))
@@ -451,7 +447,7 @@ def run(size_mib: int, runs: int, workdir: Path) -> dict[str, Any]:
                 f"run {index + 1}/{runs} import+export",
                 lambda: import_export_once(flow, workdir, prepared, model_cache, imports, exports),
             )
-            _log(f"  import {imports.seconds[-1]:.3f} s, export {exports.seconds[-1]:.3f} s")
+            log(f"  import {imports.seconds[-1]:.3f} s, export {exports.seconds[-1]:.3f} s")
 
         for index in range(baseline_runs):
             target = workdir / "copy" / str(index)
@@ -461,7 +457,7 @@ def run(size_mib: int, runs: int, workdir: Path) -> dict[str, Any]:
             with kill_after(op_timeout, bare.process.pid):
                 uploads.seconds.append(upload_seconds(bare.address, prepared.archive, UPLOAD_CHUNK))
                 downloads.seconds.append(download_seconds(bare.address, prepared.archive, DOWNLOAD_CHUNK))
-            _log(
+            log(
                 f"baseline {index + 1}/{baseline_runs}: copy+fsync {copies.seconds[-1]:.3f} s,"
                 f" bare upload {uploads.seconds[-1]:.3f} s, bare download {downloads.seconds[-1]:.3f} s"
             )

@@ -48,7 +48,7 @@ import grpc
 from bench.bare_stream import SERVICE as BARE_SERVICE
 from bench.import_export import BareServer
 from bench.memory import KIB, status_kib
-from bench.scratch import scratch_dir
+from bench.scratch import log, scratch_dir
 from client.sdk import RegistryClient
 from fate_registry.channels import CHANNEL_OPTIONS
 from fate_registry.errors import RegistryError
@@ -75,10 +75,6 @@ CALL_TIMEOUT: Final = 120.0
 SAMPLE_SECONDS: Final = 2.0
 ECHO_PAYLOAD: Final = b"x" * 96
 """About the size of the registry's read requests."""
-
-
-def _log(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 # What every client works on ------------------------------------------------------------------------
@@ -324,7 +320,7 @@ def load_phases(workers: Sequence[Worker], warmup: float, seconds: float, runs: 
                     merged.merge(worker.tally)
                 phases.append(Phase(elapsed, merged))
                 memory = ", ".join(f"{name} {mib:.1f}" for name, mib in rss.sample().items())
-                _log(
+                log(
                     f"run {run + 1}/{runs}: {phases[-1].operations} operations in {elapsed:.1f} s"
                     f" ({phases[-1].throughput:.0f}/s), {phases[-1].errors} errors; RSS MiB {memory}"
                 )
@@ -483,7 +479,7 @@ def run(
     clients: int, seconds: float, warmup: float, runs: int, baseline_seconds: float, workdir: Path
 ) -> dict[str, Any]:
     began = time.perf_counter()
-    _log(f"workdir {workdir}; {clients} clients, {runs} x {seconds} s after {warmup} s of warm-up")
+    log(f"workdir {workdir}; {clients} clients, {runs} x {seconds} s after {warmup} s of warm-up")
     with contextlib.ExitStack() as stack:
         federation = stack.enter_context(LocalFederation.start(workdir / "federation"))
         with RegistryClient(federation.address, timeout=CALL_TIMEOUT) as client:
@@ -497,7 +493,7 @@ def run(
         bare = BareServer.start(workdir, workers=SERVER_WORKERS)
         stack.callback(bare.stop)
         baseline = echo_phase(bare.address, clients, baseline_seconds)
-        _log(f"baseline: {baseline.operations} echoes in {baseline.seconds:.1f} s")
+        log(f"baseline: {baseline.operations} echoes in {baseline.seconds:.1f} s")
     return report(clients, phases, baseline, rss, warmup, time.perf_counter() - began)
 
 

@@ -30,9 +30,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.import_export import Flow, Prepared, Series, _log, prepare, write_confs
+from bench.import_export import Flow, Prepared, Series, prepare, write_confs
 from bench.memory import MIB, PeakWatch
-from bench.scratch import scratch_dir
+from bench.scratch import log, scratch_dir
 from client.settings import TRANSFER_ENV
 from fate_registry.identity import job_ids
 from fate_registry.packets import AGENT_ROLE
@@ -52,7 +52,7 @@ def _export(flow: Flow, conf: Path, output_dir: Path, series: Series) -> None:
 
 def run(size_mib: int, runs: int, workdir: Path) -> dict[str, Any]:
     op_timeout = 120.0 + size_mib / 2
-    _log(f"workdir {workdir}; preparing a {size_mib} MiB model and its stored archive")
+    log(f"workdir {workdir}; preparing a {size_mib} MiB model and its stored archive")
     prepared: Prepared = prepare(workdir, size_mib * MIB)
     one_hop, relay, proxy = Series("direct one-hop", 0), Series("direct relay", 0), Series("proxy", 0)
     with contextlib.ExitStack() as stack:
@@ -62,7 +62,7 @@ def run(size_mib: int, runs: int, workdir: Path) -> dict[str, Any]:
         proxied = stack.enter_context(LocalFederation.start(workdir / "proxied", parties=proxied_parties))
         for party in proxied.parties:
             rollsite.set_route(party, AGENT_ROLE, proxied.agent_address(party))
-        _log(f"direct federation at {direct.address}, proxied at {proxied.address}, router at {rollsite.address}")
+        log(f"direct federation at {direct.address}, proxied at {proxied.address}, router at {rollsite.address}")
         direct_watch = PeakWatch(direct.pids())
         proxied_watch = PeakWatch({**proxied.pids(), "rollsite": rollsite.process.pid})
         flows = {
@@ -77,7 +77,7 @@ def run(size_mib: int, runs: int, workdir: Path) -> dict[str, Any]:
         for index in range(runs):
             for name, series in (("one-hop", one_hop), ("relay", relay), ("proxy", proxy)):
                 _export(flows[name], confs.export_conf, confs.output_dir, series)
-            _log(
+            log(
                 f"run {index + 1}/{runs}: one-hop {one_hop.seconds[-1]:.3f} s, relay {relay.seconds[-1]:.3f} s,"
                 f" proxy {proxy.seconds[-1]:.3f} s"
             )
@@ -118,7 +118,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             run(args.size_mib, args.runs, workdir)
         finally:
-            _log(f"whole benchmark {time.perf_counter() - began:.1f} s")
+            log(f"whole benchmark {time.perf_counter() - began:.1f} s")
     return 0
 
 

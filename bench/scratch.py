@@ -1,6 +1,6 @@
-"""The scratch directory a benchmark works in: made under ``--workdir`` (or the system temp dir), removed
-at the end unless ``--keep``. Inside it SIGTERM unwinds like Ctrl-C, so the servers a benchmark started
-are stopped by their cleanup (by PID) and the directory goes too."""
+"""A benchmark's progress lines, and the scratch directory it works in: made under ``--workdir`` (or the
+system temp dir), removed at the end unless ``--keep``. Inside it SIGTERM unwinds like Ctrl-C, so the servers a
+benchmark started are stopped by their cleanup (by PID) and the directory goes too."""
 
 from __future__ import annotations
 
@@ -12,6 +12,11 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
+
+
+def log(message: str) -> None:
+    """A benchmark's progress line on stderr (stdout keeps the tables and the JSON line)."""
+    print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 def _terminate(signum: int, frame: FrameType | None) -> None:
@@ -28,6 +33,6 @@ def scratch_dir(prefix: str, parent: Path | None, keep: bool) -> Iterator[Path]:
         yield workdir
     finally:
         if keep:
-            print(f"[bench] kept {workdir}", file=sys.stderr, flush=True)
+            log(f"kept {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)

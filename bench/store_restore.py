@@ -40,7 +40,7 @@ import redis
 
 from bench.import_export import Flow, Measured, Prepared, prepare
 from bench.memory import KIB, MIB, PeakWatch, cpu_seconds
-from bench.scratch import scratch_dir
+from bench.scratch import log, scratch_dir
 from fate_registry.identity import party_model_id
 from fate_registry.testing import services
 from fate_registry.testing.federation import LocalFederation
@@ -62,10 +62,6 @@ COS_PART_MB: Final = 8  # upload_file's PartSize is in MB
 COS_THREADS: Final = 5  # upload_file's default MAXThread
 MYSQL_RAW_TABLE: Final = "bench_raw_slices"
 PASSWORD: Final = "bench-store-restore-pw"
-
-
-def _log(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 # Figures -----------------------------------------------------------------------------------------
@@ -353,7 +349,7 @@ def run_engine(engine: str, prepared: Prepared, runs: int, workdir: Path, op_tim
         pids[SERVER_NAMES[engine]] = server.process.pid
         watch = PeakWatch(pids)
         flow = Flow(federation.address, watch, op_timeout)
-        _log(f"{engine}: server pid {server.process.pid}, federation at {federation.address}: {pids}")
+        log(f"{engine}: server pid {server.process.pid}, federation at {federation.address}: {pids}")
 
         flow.run("model", "import", "-c", str(import_conf))
         flow.run("model", "export", "-c", str(store_conf), "--to-database")
@@ -411,7 +407,7 @@ def run_engine(engine: str, prepared: Prepared, runs: int, workdir: Path, op_tim
         registry_round(record=False)
         for write_op, read_op, raw in raw_ops:
             raw_round(write_op, read_op, raw, record=False)
-        _log(f"{engine}: warm-up {time.perf_counter() - start:.1f} s")
+        log(f"{engine}: warm-up {time.perf_counter() - start:.1f} s")
         setup_seconds = time.perf_counter() - began
         startup = statistics.median(flow.startup_seconds() for _ in range(MIN_BASELINE_RUNS))
 
@@ -419,13 +415,13 @@ def run_engine(engine: str, prepared: Prepared, runs: int, workdir: Path, op_tim
         for index in range(max(runs, MIN_BASELINE_RUNS)):
             if index < runs:
                 registry_round(record=True)
-                _log(
+                log(
                     f"{engine} run {index + 1}: store {store_op.seconds[-1]:.2f} s,"
                     f" restore {restore_op.seconds[-1]:.2f} s"
                 )
             for write_op, read_op, raw in raw_ops:
                 raw_round(write_op, read_op, raw, record=True)
-                _log(
+                log(
                     f"{engine} baseline {index + 1}: {write_op.name} {write_op.seconds[-1]:.2f} s,"
                     f" {read_op.name} {read_op.seconds[-1]:.2f} s"
                 )
@@ -515,9 +511,9 @@ def report(prepared: Prepared, results: Sequence[EngineResult], size_mib: int, t
 def run(size_mib: int, runs: int, engines: Sequence[str], workdir: Path, keep: bool = False) -> dict[str, Any]:
     began = time.perf_counter()
     op_timeout = 120.0 + size_mib / 2  # ~2 MiB/s at worst, so a hung operation cannot stall the run
-    _log(f"workdir {workdir}; preparing a {size_mib} MiB model")
+    log(f"workdir {workdir}; preparing a {size_mib} MiB model")
     prepared = prepare(workdir, size_mib * MIB)
-    _log(f"prepared in {time.perf_counter() - began:.1f} s: archive {prepared.archive_bytes / MIB:.1f} MiB")
+    log(f"prepared in {time.perf_counter() - began:.1f} s: archive {prepared.archive_bytes / MIB:.1f} MiB")
     results = []
     for engine in engines:
         results.append(run_engine(engine, prepared, runs, workdir, op_timeout))
