@@ -26,6 +26,17 @@ def fsync_file(path: Path) -> None:
     _fsync(path)
 
 
+def write_durably(path: Path, data: bytes) -> None:
+    """Write a new file and fsync its bytes (its directory's fsync, which makes its name durable, is the
+    caller's). A file of that name (a hard link of another version's file, say) is unlinked first, never
+    written through."""
+    path.unlink(missing_ok=True)
+    with path.open("xb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+
+
 def fsync_tree(root: Path) -> None:
     for directory, _dirs, _files in os.walk(root):
         fsync_dir(Path(directory))

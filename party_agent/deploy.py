@@ -18,6 +18,7 @@ import yaml
 from google.protobuf import json_format
 
 from fate_registry.errors import Reason, RegistryError
+from fate_registry.files import write_durably
 from fate_registry.identity import validate_name
 from fate_registry.v1.common_pb2 import PartyModelRef
 from party_agent.buffers import DEFINE_META, YAML_DUMPER, read_define_meta
@@ -109,7 +110,7 @@ class Deployer:
         if child_meta == meta:  # every component deployed: the source's file says it already
             link_file(source_dir / DEFINE_META, target / DEFINE_META)
         else:
-            _write_durably(target / DEFINE_META, yaml.dump(child_meta, Dumper=YAML_DUMPER, sort_keys=False).encode())
+            write_durably(target / DEFINE_META, yaml.dump(child_meta, Dumper=YAML_DUMPER, sort_keys=False).encode())
         for cpn, step in request.steps.items():
             for alias in model_proto[cpn]:
                 substitute_checkpoint(
@@ -153,8 +154,8 @@ class Deployer:
         pipeline.parent_info = parent_info.encode()
         path = target / PIPELINE_PATH
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_durably(path, pipeline.SerializeToString())
-        _write_durably(
+        write_durably(path, pipeline.SerializeToString())
+        write_durably(
             path.with_name("Pipeline.json"),
             json.dumps(json_format.MessageToDict(pipeline, always_print_fields_with_no_presence=True)).encode(),
         )
@@ -165,13 +166,3 @@ class Deployer:
             "runtime_conf_on_party_json": pipeline.runtime_conf_on_party.decode() if on_party else "{}",
         }
 
-
-def _write_durably(path: Path, data: bytes) -> None:
-    """A new file of the child, its bytes fsynced (its directory is fsynced when the child is sealed).
-
-    A file of that name (a hard link of the parent's) is unlinked first, never written through."""
-    path.unlink(missing_ok=True)
-    with path.open("xb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())

@@ -165,6 +165,24 @@ class ModelCache:
         self.store.complete(pending.id, record)
         shutil.rmtree(trash, ignore_errors=True)
 
+    def publish_prepared(self, staged: Path, record: PartyModelRecord) -> None:
+        """Rename a version that a two-phase operation prepared to its (new) directory, then save its record.
+
+        Not journalled: the operation's ``prepared.json`` beside ``staged`` is the journal, durable and kept
+        until the commit is done, so a crash after the rename is finished from it (:meth:`TwoPhase.recover`).
+        """
+        ref = PartyModelRef(
+            role=record.role, party_id=record.party_id, model_id=record.model_id, model_version=record.model_version
+        )
+        if self.has_model(ref):
+            raise RegistryError(Reason.MODEL_EXISTS, "Model already exists.")
+        target = self.version_dir(ref)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(staged, target)
+        fsync_dir(target.parent)
+        faultpoints.reached("agent.publish.renamed")
+        self.store.save(record)
+
     def delete(self, ref: PartyModelRef) -> None:
         """Remove a version: journalled, renamed aside, its row deleted, then its files."""
         target = self.version_dir(ref)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from fate_registry import faultpoints
 from fate_registry.errors import Reason, RegistryError
-from fate_registry.files import fsync_dir, fsync_tree
+from fate_registry.files import fsync_dir, fsync_tree, write_durably
 from fate_registry.identity import validate_name
 from fate_registry.v1.common_pb2 import PartyModelRef
 from party_agent.metadata import PartyModelRecord, record_from_json, record_to_json
@@ -65,7 +65,11 @@ class TwoPhase:
         faultpoints.reached("agent.prepare.built")
         if archive_target is not None:
             (place / ARCHIVE_TARGET).write_text(str(archive_target), encoding="utf-8")
-        (place / PREPARED_MARKER).write_text(record_to_json(record), encoding="utf-8")
+        # The marker is also the commit's journal (:meth:`recover`): written whole and fsynced under another
+        # name, then renamed, so a crash leaves either no marker or a complete one.
+        building = place / f"{PREPARED_MARKER}.part"
+        write_durably(building, record_to_json(record).encode())
+        os.rename(building, place / PREPARED_MARKER)
         fsync_dir(place)
 
     def commit(self, operation_id: str) -> list[PartyModelRef]:
@@ -81,10 +85,12 @@ class TwoPhase:
                 shutil.rmtree(place, ignore_errors=True)
                 continue
             ref = _ref(record)
-            if (place / "model").exists():
-                with self.cache.locks.write(self.cache.lock_key(ref)):
-                    self.cache.publish(place / "model", record, replace=False)
-                faultpoints.reached("agent.commit.published")
+            with self.cache.locks.write(self.cache.lock_key(ref)):
+                if (place / "model").exists():
+                    self.cache.publish_prepared(place / "model", record)
+                else:  # renamed into place by a commit that a crash stopped: its record is saved (again)
+                    self._save_published(record)
+            faultpoints.reached("agent.commit.published")
             target_file = place / ARCHIVE_TARGET
             if target_file.exists() and (place / ARCHIVE).exists():
                 target = Path(target_file.read_text(encoding="utf-8"))
@@ -94,6 +100,29 @@ class TwoPhase:
             shutil.rmtree(place)
             published.append(ref)
         return published
+
+    def _save_published(self, record: PartyModelRecord) -> bool:
+        """Save the record of a prepared version that its commit renamed into place; False if it is not there."""
+        if not self.cache.has_model(_ref(record)):
+            return False
+        self.cache.store.save(record)
+        return True
+
+    def recover(self) -> list[str]:
+        """At start-up: a commit that a crash stopped after renaming a version into place gets its record
+        saved, so the version and its row agree at once; the place (and a migration's archive) is left for
+        the coordinator's resent commit to finish. Returns what was done."""
+        done = []
+        with self._deciding:
+            staging = self.cache.root / STAGING
+            for name in sorted(os.listdir(staging)):
+                place = staging / name
+                if not name.startswith("prep-") or (place / "model").exists():
+                    continue
+                record = self.prepared(place)
+                if record is not None and self._save_published(record):
+                    done.append(f"saved the record of {self.cache.lock_key(_ref(record))}, committed before a crash")
+        return done
 
     def abort(self, operation_id: str) -> int:
         with self._deciding:
