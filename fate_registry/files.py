@@ -8,7 +8,7 @@ from pathlib import Path
 WRITE_BEHIND_BYTES = 16 * 1024 * 1024
 
 
-def _fsync(path: Path) -> None:
+def _fsync(path: str | Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -38,8 +38,9 @@ def write_durably(path: Path, data: bytes) -> None:
 
 
 def fsync_tree(root: Path) -> None:
+    """:func:`fsync_dir` of every directory of the tree at ``root``."""
     for directory, _dirs, _files in os.walk(root):
-        fsync_dir(Path(directory))
+        _fsync(directory)
 
 
 class WriteBehind:

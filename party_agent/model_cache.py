@@ -41,16 +41,21 @@ def link_files(source: Path, target: Path, skip: frozenset[str] = frozenset({".l
     already, only the new directories need an fsync. A file that cannot be linked (a symlink, a
     filesystem without hard links, too many links) is copied. Names in ``skip`` are left out.
     """
-    target.mkdir(parents=True)
+    os.makedirs(target)
+    _link_tree(os.fspath(source), os.fspath(target), skip)
+
+
+def _link_tree(source: str, target: str, skip: frozenset[str]) -> None:
+    """:func:`link_files` below the existing ``target``, on plain strings (a deploy links a dozen directories)."""
     with os.scandir(source) as entries:
         for entry in entries:
             if entry.name in skip:
                 continue
             into = os.path.join(target, entry.name)
             if entry.is_dir(follow_symlinks=False):
-                link_files(Path(entry.path), Path(into), skip)
-                continue
-            if entry.is_file(follow_symlinks=False):
+                os.mkdir(into)
+                _link_tree(entry.path, into, skip)
+            elif entry.is_file(follow_symlinks=False):
                 link_file(entry.path, into)
             elif entry.is_dir():
                 shutil.copytree(entry.path, into, ignore=shutil.ignore_patterns(*skip))
