@@ -16,7 +16,7 @@ def _fsync(path: str | Path) -> None:
         os.close(fd)
 
 
-def fsync_dir(path: Path) -> None:
+def fsync_dir(path: str | Path) -> None:
     """Make the creation, rename or removal of entries in ``path`` durable."""
     _fsync(path)
 

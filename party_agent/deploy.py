@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,7 +17,7 @@ import yaml
 from google.protobuf import json_format
 
 from fate_registry.errors import Reason, RegistryError
-from fate_registry.files import write_durably
+from fate_registry.files import fsync_dir, write_durably
 from fate_registry.identity import validate_name
 from fate_registry.v1.common_pb2 import PartyModelRef
 from party_agent.buffers import DEFINE_META, YAML_DUMPER, read_define_meta
@@ -64,8 +63,9 @@ class Deployer:
             source_dir = self.cache.version_dir(source)
             with self.cache.locks.read(self.cache.lock_key(source)):
                 texts = self._build(source_dir, target, request)
-                # the files linked from the source keep its manifest's records; only new ones are hashed
-                manifest = scan_reusing(target, source_dir, source_record.manifest)
+                # the files linked from the source keep its manifest's records; only new ones are hashed;
+                # each directory is fsynced as the scan walks it (the seal need not walk the tree again)
+                manifest = scan_reusing(target, source_dir, source_record.manifest, on_directory=fsync_dir)
             record = dataclasses.replace(
                 source_record,
                 model_version=child,
@@ -77,7 +77,7 @@ class Deployer:
                 create_time_ms=0,
                 **texts,
             )
-            self.phases.seal(operation_id, place, record)
+            self.phases.seal(operation_id, place, record, tree_synced=True)
         except BaseException:
             shutil.rmtree(place, ignore_errors=True)
             raise

@@ -57,11 +57,18 @@ class TwoPhase:
         return target
 
     def seal(
-        self, operation_id: str, place: Path, record: PartyModelRecord, archive_target: Path | None = None
+        self,
+        operation_id: str,
+        place: Path,
+        record: PartyModelRecord,
+        archive_target: Path | None = None,
+        tree_synced: bool = False,
     ) -> None:
-        """Mark the built version prepared; the record's manifest is computed here from the files."""
+        """Mark the built version prepared. Its directories are fsynced here, unless ``tree_synced`` says
+        the caller did (while it walked them for the manifest)."""
         self.refuse_if_aborted(operation_id)  # the abort came while this prepare ran late
-        fsync_tree(place / "model")
+        if not tree_synced:
+            fsync_tree(place / "model")
         faultpoints.reached("agent.prepare.built")
         if archive_target is not None:
             (place / ARCHIVE_TARGET).write_text(str(archive_target), encoding="utf-8")
