@@ -38,6 +38,9 @@ class TwoPhase:
     def __init__(self, cache: ModelCache) -> None:
         self.cache = cache
         self._deciding = threading.Lock()
+        # The records this process sealed, by place: the commit takes its record from here instead of reading
+        # and parsing prepared.json back (which stays the durable copy, read after a restart).
+        self._sealed: dict[Path, PartyModelRecord] = {}
 
     def place(self, operation_id: str, role: str) -> Path:
         validate_name(operation_id, "operation id")
@@ -45,12 +48,16 @@ class TwoPhase:
 
     def prepared(self, place: Path) -> PartyModelRecord | None:
         """The record of a prepare that finished already (a retried prepare answers with it)."""
+        sealed = self._sealed.get(place)
+        if sealed is not None:
+            return sealed
         marker = place / PREPARED_MARKER
         return record_from_json(marker.read_text(encoding="utf-8")) if marker.exists() else None
 
     def start(self, operation_id: str, place: Path) -> Path:
         """A fresh, empty directory to build the version in."""
         self.refuse_if_aborted(operation_id)
+        self._sealed.pop(place, None)
         shutil.rmtree(place, ignore_errors=True)
         target = place / "model"
         target.mkdir(parents=True)
@@ -78,6 +85,7 @@ class TwoPhase:
         write_durably(building, record_to_json(record).encode())
         os.rename(building, place / PREPARED_MARKER)
         fsync_dir(place)
+        self._sealed[place] = record
 
     def commit(self, operation_id: str) -> list[PartyModelRef]:
         """Publish every version this operation prepared here; one already published is skipped."""
@@ -105,6 +113,7 @@ class TwoPhase:
                 os.replace(place / ARCHIVE, target)
                 fsync_dir(target.parent)
             shutil.rmtree(place)
+            self._sealed.pop(place, None)
             published.append(ref)
         return published
 
@@ -139,6 +148,7 @@ class TwoPhase:
         places = self._places(operation_id)  # validates the id before it names a file
         (self.cache.root / STAGING / f"{ABORTED_PREFIX}{operation_id}").touch()
         for place in places:
+            self._sealed.pop(place, None)
             shutil.rmtree(place, ignore_errors=True)
         return len(places)
 
