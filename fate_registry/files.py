@@ -8,7 +8,7 @@ from pathlib import Path
 WRITE_BEHIND_BYTES = 16 * 1024 * 1024
 
 
-def _fsync(path: Path) -> None:
+def _fsync(path: str | Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -16,7 +16,7 @@ def _fsync(path: Path) -> None:
         os.close(fd)
 
 
-def fsync_dir(path: Path) -> None:
+def fsync_dir(path: str | Path) -> None:
     """Make the creation, rename or removal of entries in ``path`` durable."""
     _fsync(path)
 
@@ -26,9 +26,21 @@ def fsync_file(path: Path) -> None:
     _fsync(path)
 
 
+def write_durably(path: Path, data: bytes) -> None:
+    """Write a new file and fsync its bytes (its directory's fsync, which makes its name durable, is the
+    caller's). A file of that name (a hard link of another version's file, say) is unlinked first, never
+    written through."""
+    path.unlink(missing_ok=True)
+    with path.open("xb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+
+
 def fsync_tree(root: Path) -> None:
+    """:func:`fsync_dir` of every directory of the tree at ``root``."""
     for directory, _dirs, _files in os.walk(root):
-        fsync_dir(Path(directory))
+        _fsync(directory)
 
 
 class WriteBehind:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,6 +17,7 @@ import yaml
 from google.protobuf import json_format
 
 from fate_registry.errors import Reason, RegistryError
+from fate_registry.files import fsync_dir, write_durably
 from fate_registry.identity import validate_name
 from fate_registry.v1.common_pb2 import PartyModelRef
 from party_agent.buffers import DEFINE_META, YAML_DUMPER, read_define_meta
@@ -63,8 +63,9 @@ class Deployer:
             source_dir = self.cache.version_dir(source)
             with self.cache.locks.read(self.cache.lock_key(source)):
                 texts = self._build(source_dir, target, request)
-                # the files linked from the source keep its manifest's records; only new ones are hashed
-                manifest = scan_reusing(target, source_dir, source_record.manifest)
+                # the files linked from the source keep its manifest's records; only new ones are hashed;
+                # each directory is fsynced as the scan walks it (the seal need not walk the tree again)
+                manifest = scan_reusing(target, source_dir, source_record.manifest, on_directory=fsync_dir)
             record = dataclasses.replace(
                 source_record,
                 model_version=child,
@@ -76,7 +77,7 @@ class Deployer:
                 create_time_ms=0,
                 **texts,
             )
-            self.phases.seal(operation_id, place, record)
+            self.phases.seal(operation_id, place, record, tree_synced=True)
         except BaseException:
             shutil.rmtree(place, ignore_errors=True)
             raise
@@ -109,7 +110,7 @@ class Deployer:
         if child_meta == meta:  # every component deployed: the source's file says it already
             link_file(source_dir / DEFINE_META, target / DEFINE_META)
         else:
-            _write_durably(target / DEFINE_META, yaml.dump(child_meta, Dumper=YAML_DUMPER, sort_keys=False).encode())
+            write_durably(target / DEFINE_META, yaml.dump(child_meta, Dumper=YAML_DUMPER, sort_keys=False).encode())
         for cpn, step in request.steps.items():
             for alias in model_proto[cpn]:
                 substitute_checkpoint(
@@ -153,8 +154,8 @@ class Deployer:
         pipeline.parent_info = parent_info.encode()
         path = target / PIPELINE_PATH
         path.parent.mkdir(parents=True, exist_ok=True)
-        _write_durably(path, pipeline.SerializeToString())
-        _write_durably(
+        write_durably(path, pipeline.SerializeToString())
+        write_durably(
             path.with_name("Pipeline.json"),
             json.dumps(json_format.MessageToDict(pipeline, always_print_fields_with_no_presence=True)).encode(),
         )
@@ -165,13 +166,3 @@ class Deployer:
             "runtime_conf_on_party_json": pipeline.runtime_conf_on_party.decode() if on_party else "{}",
         }
 
-
-def _write_durably(path: Path, data: bytes) -> None:
-    """A new file of the child, its bytes fsynced (its directory is fsynced when the child is sealed).
-
-    A file of that name (a hard link of the parent's) is unlinked first, never written through."""
-    path.unlink(missing_ok=True)
-    with path.open("xb") as out:
-        out.write(data)
-        out.flush()
-        os.fsync(out.fileno())

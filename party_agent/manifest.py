@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -88,16 +88,21 @@ def scan(version_dir: Path) -> Manifest:
     return scan_reusing(version_dir, None, Manifest(()))
 
 
-def scan_reusing(version_dir: Path, base_dir: Path | None, base: Manifest) -> Manifest:
+def scan_reusing(
+    version_dir: Path, base_dir: Path | None, base: Manifest, on_directory: Callable[[str], None] | None = None
+) -> Manifest:
     """:func:`scan`, except that a file that is a hard link of ``base_dir``'s file at the same path
     takes ``base``'s record (``base`` is ``base_dir``'s manifest) instead of being read and hashed.
 
     Same inode means same bytes; the size is compared too, so a stale record is not taken over.
+    ``on_directory`` is called with each directory of the tree (a deploy fsyncs them in the same walk).
     """
     known = base.by_path()
     records = []
     top = os.fspath(version_dir)
     for root, _dirs, files in os.walk(top):
+        if on_directory is not None:
+            on_directory(root)
         for name in files:
             full = os.path.join(root, name)
             rel = full[len(top) + 1 :].replace(os.sep, "/")  # os.walk's paths all start with top

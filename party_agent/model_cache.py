@@ -41,16 +41,21 @@ def link_files(source: Path, target: Path, skip: frozenset[str] = frozenset({".l
     already, only the new directories need an fsync. A file that cannot be linked (a symlink, a
     filesystem without hard links, too many links) is copied. Names in ``skip`` are left out.
     """
-    target.mkdir(parents=True)
+    os.makedirs(target)
+    _link_tree(os.fspath(source), os.fspath(target), skip)
+
+
+def _link_tree(source: str, target: str, skip: frozenset[str]) -> None:
+    """:func:`link_files` below the existing ``target``, on plain strings (a deploy links a dozen directories)."""
     with os.scandir(source) as entries:
         for entry in entries:
             if entry.name in skip:
                 continue
             into = os.path.join(target, entry.name)
             if entry.is_dir(follow_symlinks=False):
-                link_files(Path(entry.path), Path(into), skip)
-                continue
-            if entry.is_file(follow_symlinks=False):
+                os.mkdir(into)
+                _link_tree(entry.path, into, skip)
+            elif entry.is_file(follow_symlinks=False):
                 link_file(entry.path, into)
             elif entry.is_dir():
                 shutil.copytree(entry.path, into, ignore=shutil.ignore_patterns(*skip))
@@ -164,6 +169,24 @@ class ModelCache:
         faultpoints.reached("agent.publish.renamed")
         self.store.complete(pending.id, record)
         shutil.rmtree(trash, ignore_errors=True)
+
+    def publish_prepared(self, staged: Path, record: PartyModelRecord) -> None:
+        """Rename a version that a two-phase operation prepared to its (new) directory, then save its record.
+
+        Not journalled: the operation's ``prepared.json`` beside ``staged`` is the journal, durable and kept
+        until the commit is done, so a crash after the rename is finished from it (:meth:`TwoPhase.recover`).
+        """
+        ref = PartyModelRef(
+            role=record.role, party_id=record.party_id, model_id=record.model_id, model_version=record.model_version
+        )
+        if self.has_model(ref):
+            raise RegistryError(Reason.MODEL_EXISTS, "Model already exists.")
+        target = self.version_dir(ref)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(staged, target)
+        fsync_dir(target.parent)
+        faultpoints.reached("agent.publish.renamed")
+        self.store.save(record)
 
     def delete(self, ref: PartyModelRef) -> None:
         """Remove a version: journalled, renamed aside, its row deleted, then its files."""

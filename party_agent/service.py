@@ -102,7 +102,7 @@ class PartyAgent:
         self.migrator = Migrator(
             self.cache, self.deployer.phases, party.data_dir / "migrated", conf.limits.download_chunk_bytes
         )
-        for action in self.cache.recover():
+        for action in [*self.cache.recover(), *self.deployer.phases.recover()]:
             log.info("recovery: %s", action)
         # Set by the process that serves the transfer endpoint, once it is bound.
         self.transfer_host, self.transfer_port = party.transfer_address.host, party.transfer_address.port

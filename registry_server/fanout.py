@@ -18,6 +18,8 @@ from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_expone
 from fate_registry.errors import Reason, RegistryError
 
 T = TypeVar("T")
+FIRST_WAIT = 0.1
+"""Seconds before an unavailable party's call is retried the first time; each later wait doubles."""
 
 
 @dataclass(frozen=True)
@@ -54,10 +56,16 @@ class FanOut:
         end = time.monotonic() + deadline
         if not call.idempotent:
             return call.call(deadline)
-        retrying = Retrying(
+        try:  # the first attempt outside tenacity: it answers almost always, and a Retrying per call costs CPU
+            return call.call(deadline)
+        except RegistryError as exc:
+            if not _unavailable(exc) or time.monotonic() + FIRST_WAIT >= end:
+                raise
+        time.sleep(FIRST_WAIT)
+        retrying = Retrying(  # the waits go on from FIRST_WAIT: 0.2 s, 0.4 s, ... up to 2 s
             retry=retry_if_exception(_unavailable),
-            stop=stop_after_delay(deadline),
-            wait=wait_exponential(multiplier=0.1, max=2.0),
+            stop=stop_after_delay(max(0.0, end - time.monotonic())),
+            wait=wait_exponential(multiplier=2 * FIRST_WAIT, max=2.0),
             reraise=True,
         )
         for attempt in retrying:

@@ -63,14 +63,17 @@ class DirectTransport:
         self.party_id = party_id
         self.tls = tls.enabled
         self.channel = open_channel(str(address), tls)
+        self._unary: dict[str, grpc.UnaryUnaryMultiCallable[bytes, bytes]] = {}
 
     def close(self) -> None:
         self.channel.close()
 
     def unary(self, method: str, request: bytes, metadata: Metadata, timeout: float) -> bytes:
-        call = self.channel.unary_unary(  # type: ignore[call-arg]  # grpc-stubs lag
-            method, request_serializer=None, response_deserializer=None, _registered_method=True
-        )
+        call = self._unary.get(method)
+        if call is None:  # made once per method: a deploy calls each party twice, 32 parties at once
+            call = self._unary[method] = self.channel.unary_unary(  # type: ignore[call-arg]  # grpc-stubs lag
+                method, request_serializer=None, response_deserializer=None, _registered_method=True
+            )
         try:
             answer: bytes = call(request, timeout=timeout, metadata=tuple(metadata.items()))
         except grpc.RpcError as exc:

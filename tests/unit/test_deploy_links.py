@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -96,6 +97,35 @@ def test_a_deleted_child_leaves_the_parent_whole(agent: PartyAgent, parent: Part
     child = _deploy(agent, parent, "child3", None, {})
     agent.cache.delete(child)
     _assert_manifest_matches_files(agent, parent)
+
+
+def test_a_commit_stopped_after_its_rename_is_finished_from_the_prepared_record(
+    tmp_path: Path, agent: PartyAgent, parent: PartyModelRef
+) -> None:
+    """The two-phase commit keeps no publish journal: ``prepared.json`` is it. A crash between the rename and
+    the row leaves the version in place without a row; the restarted agent saves the row, and the resent
+    commit finishes (removes the prepared place) and reports the version."""
+    train_dsl = json.loads(agent.record(parent).train_dsl_json)
+    agent.prepare_deploy("op-crash", DeployRequest(parent, "child4", derive_predict_dsl(train_dsl, None), {}))
+    child = PartyModelRef(role=parent.role, party_id=PARTY, model_id=parent.model_id, model_version="child4")
+    (place,) = agent.deployer.phases._places("op-crash")
+    prepared = agent.deployer.phases.prepared(place)
+    assert prepared is not None and not (place / "prepared.json.part").exists()
+    target = agent.cache.version_dir(child)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    os.rename(place / "model", target)  # what the commit did before the crash
+    agent.close()
+
+    conf = config.parse({"parties": {PARTY: {}}}, data_dir=tmp_path)
+    restarted = PartyAgent(conf, conf.parties[PARTY])
+    try:
+        stored = restarted.store.get(child)
+        assert stored is not None and stored.manifest == prepared.manifest
+        assert restarted.deployer.phases.commit("op-crash") == [child]  # the coordinator's resent commit
+        assert not place.exists()
+        _assert_manifest_matches_files(restarted, child)
+    finally:
+        restarted.close()
 
 
 @pytest.mark.parametrize("engine", ["sqlite", "mysql"])
