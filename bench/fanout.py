@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from bench.memory import KIB, cpu_seconds, status_kib
-from bench.scratch import scratch_dir
+from bench.scratch import log, scratch_dir
 from client.sdk import RegistryClient
 from fate_registry.testing import ModelSpec, build_fate_archive, write_federation
 from fate_registry.testing.federation import LocalFederation
@@ -62,10 +62,6 @@ CALL_TIMEOUT: Final = 120.0
 START_TIMEOUT: Final = 180.0
 PAUSE_CHECK_SECONDS: Final = 2.0
 IDLE_SAMPLE_SECONDS: Final = 2.0
-
-
-def _log(message: str) -> None:
-    print(f"[bench] {message}", file=sys.stderr, flush=True)
 
 
 # The federation of one size ------------------------------------------------------------------------
@@ -200,7 +196,7 @@ def federation_of(size: int, workdir: Path) -> Iterator[Setup]:
         began = time.perf_counter()
         import_slices(client, root / "model", spec, parties)
         import_seconds = time.perf_counter() - began
-        _log(
+        log(
             f"{size} part{'y' if size == 1 else 'ies'}: servings up in {servings_seconds:.1f} s, federation in"
             f" {federation_seconds:.1f} s, {sum(map(len, roles.values()))} slices imported in {import_seconds:.1f} s"
         )
@@ -401,7 +397,7 @@ def slow_runs(setup: Setup, delay: float, deploys: Series, loads: Series) -> lis
         seconds, _, _ = measure(setup, functools.partial(load, setup, child))
     slow.append(SlowRun(setup.size, "load", "every serving delays D", setup.size, delay, seconds, loads.median))
     for run in slow:
-        _log(f"{setup.size} parties, slow {run.operation} ({run.how}): {run.seconds:.3f} s")
+        log(f"{setup.size} parties, slow {run.operation} ({run.how}): {run.seconds:.3f} s")
     return slow
 
 
@@ -430,7 +426,7 @@ def measure_sizes(setups: Sequence[Setup], runs: int, delay: float) -> tuple[lis
             deploys[setup.size].add(seconds, cpu)
             seconds, _, cpu = measure(setup, functools.partial(load, setup, child))
             loads[setup.size].add(seconds, cpu)
-            _log(
+            log(
                 f"{setup.size} parties, run {index + 1}/{runs}: deploy {deploys[setup.size].seconds[-1]:.3f} s,"
                 f" load {loads[setup.size].seconds[-1]:.3f} s"
             )
@@ -563,7 +559,7 @@ def report(results: Sequence[SizeResult], runs: int, delay: float, idle: float, 
 
 def run(sizes: Sequence[int], runs: int, delay: float, workdir: Path) -> dict[str, Any]:
     began = time.perf_counter()
-    _log(f"workdir {workdir}; sizes {', '.join(map(str, sizes))}; {runs} runs; D = {delay} s")
+    log(f"workdir {workdir}; sizes {', '.join(map(str, sizes))}; {runs} runs; D = {delay} s")
     with contextlib.ExitStack() as stack:
         setups = [stack.enter_context(federation_of(size, workdir)) for size in sizes]
         results, idle = measure_sizes(setups, runs, delay)

@@ -165,4 +165,3 @@ class Deployer:
             "train_runtime_conf_json": pipeline.train_runtime_conf.decode() if train_conf else "{}",
             "runtime_conf_on_party_json": pipeline.runtime_conf_on_party.decode() if on_party else "{}",
         }
-
