@@ -1,17 +1,23 @@
-"""The servers cap glibc's malloc arenas; an operator's MALLOC_ARENA_MAX wins."""
+"""Every process tunes glibc's malloc (arenas, thresholds); an operator's MALLOC_* setting wins."""
 
 from __future__ import annotations
 
 import pytest
 
-from fate_registry.malloc import limit_arenas
+from fate_registry.malloc import tune_malloc
+
+VARIABLES = ["MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"]
 
 
-def test_arenas_are_capped_on_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
-    assert limit_arenas() is True  # the test machines run glibc
+def test_every_setting_is_applied_on_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    assert tune_malloc() == VARIABLES  # the test machines run glibc
 
 
-def test_the_operators_setting_wins(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
-    assert limit_arenas() is False
+@pytest.mark.parametrize("name", VARIABLES)
+def test_the_operators_setting_wins(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    for other in VARIABLES:
+        monkeypatch.delenv(other, raising=False)
+    monkeypatch.setenv(name, "4")
+    assert tune_malloc() == [v for v in VARIABLES if v != name]
