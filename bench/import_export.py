@@ -9,7 +9,7 @@ zip in FATE-Flow's archive layout and writes FATE's import and export confs; sta
 (``fate-registry up``: coordinator + agents 9999 and 10000); then times, ``--runs`` times each, the CLI
 as a user types it (``flow model import -c`` into a fresh model version, ``flow model export -c`` of
 it) and the baselines on the same bytes: a copy of the version directory with an fsync per file, and a
-bare gRPC byte stream up (256 KiB chunks) and down (1 MiB chunks) between two Python processes.
+bare gRPC byte stream up and down (1 MiB chunks, as flow and the agent use) between two Python processes.
 It prints a table (medians, min/max, throughput, ratios to the baselines, peak memory of the CLI, the
 coordinator and each agent per operation) and, last, one JSON line with every figure.
 """
@@ -34,6 +34,7 @@ from typing import Any, Final
 from bench.bare_stream import download_seconds, upload_seconds
 from bench.memory import KIB, MIB, PeakWatch, Reaped, kill_after, run_reaped
 from bench.scratch import log, scratch_dir
+from fate_registry.config import LimitsConf
 from fate_registry.identity import archive_name, job_ids
 from fate_registry.testing import ModelSpec, write_party_model
 from fate_registry.testing.fate_archive import build_stored_archive, walk_sorted
@@ -42,8 +43,9 @@ from fate_registry.testing.federation import LocalFederation
 REPO: Final = Path(__file__).resolve().parents[1]
 ROLE: Final = "guest"
 PARTY_ID: Final = 9999
-UPLOAD_CHUNK: Final = 256 * KIB
-DOWNLOAD_CHUNK: Final = 1 * MIB
+# The bare streams move the same message sizes as flow and the agent do.
+UPLOAD_CHUNK: Final = LimitsConf.upload_chunk_bytes
+DOWNLOAD_CHUNK: Final = LimitsConf.download_chunk_bytes
 COPY_BLOCK: Final = 1 * MIB
 MIN_BASELINE_RUNS: Final = 3
 MEMORY_TARGET_MIB: Final = 200.0

@@ -17,12 +17,13 @@ import pytest
 
 from client.cli import main
 from client.sdk import RegistryClient
+from fate_registry.config import LimitsConf
 from fate_registry.errors import Reason, RegistryError
 from fate_registry.v1 import common_pb2 as common
 from fate_registry.v1 import registry_pb2 as pb
 from fate_registry.v1 import registry_pb2_grpc
 
-CHUNK = 256 * 1024
+CHUNK = LimitsConf.upload_chunk_bytes
 TARGET = common.PartyModelRef(
     role="guest", party_id="9999", model_id="arbiter-10000#guest-9999#host-10000#model", model_version="v1"
 )
@@ -84,13 +85,13 @@ def export_stream(payload: bytes, crc32: int | None = None, size: int | None = N
     return [pb.ExportModelResponse(header=header), *chunks, pb.ExportModelResponse(trailer=trailer)]
 
 
-PAYLOAD = bytes(range(256)) * 4096 + b"tail"  # four chunks, the last one short
+PAYLOAD = bytes(range(256)) * (4 * CHUNK // 256) + b"tail"  # four whole chunks, then a short one
 
 
 # Import -------------------------------------------------------------------------------------------
 
 
-def test_import_sends_the_header_then_256_kib_chunks(registry: tuple[FakeRegistry, str], tmp_path: Path) -> None:
+def test_import_sends_the_header_then_upload_sized_chunks(registry: tuple[FakeRegistry, str], tmp_path: Path) -> None:
     fake, address = registry
     archive = tmp_path / "model.zip"
     archive.write_bytes(PAYLOAD)
