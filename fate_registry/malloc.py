@@ -7,7 +7,7 @@
 - Thresholds: every streamed chunk is a fresh 256 KiB to 1 MiB buffer. With glibc's sliding defaults the
   freed top of a heap above 2 MiB is handed back to the kernel at once, so the next chunk page-faults
   its memory in again (a tenth of an export's CPU went to zeroing pages). Chunks below 32 MiB come
-  from the heap, and up to 64 MiB of freed top is kept for the next ones; RSS stays at the stream's
+  from the heap, and up to 8 MiB of freed top is kept for the next ones; RSS stays at the stream's
   working set instead of sawing up and down.
 
 Each setting is skipped when the operator set its ``MALLOC_*`` variable (their choice wins).
@@ -24,7 +24,7 @@ M_MMAP_THRESHOLD = -3
 M_ARENA_MAX = -8
 SERVER_ARENAS = 2
 MMAP_THRESHOLD_BYTES = 32 * 1024 * 1024
-TRIM_THRESHOLD_BYTES = 64 * 1024 * 1024
+TRIM_THRESHOLD_BYTES = 8 * 1024 * 1024
 _SETTINGS = (
     ("MALLOC_ARENA_MAX", M_ARENA_MAX, SERVER_ARENAS),
     ("MALLOC_MMAP_THRESHOLD_", M_MMAP_THRESHOLD, MMAP_THRESHOLD_BYTES),
