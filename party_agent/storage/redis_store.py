@@ -13,7 +13,8 @@ WATCH on the header, sets the header, re-arms the expiry of its chunks and delet
 generation's chunks. Until that EXEC the old header and chunks are untouched; a put that fails
 deletes the chunks it wrote. ``ex`` applies to every key, and the commit re-arms the chunks' expiry
 so they outlive the header. Chunks an interrupted put could not clean up (the server went away)
-expire with ``ex`` or are removed by the next :meth:`delete` of that version.
+expire with ``ex`` or are removed by the next :meth:`delete` of that version. Chunks go by UNLINK
+(Redis 4+): the server frees a gigabyte of values on a thread of its own instead of its event loop.
 """
 
 from __future__ import annotations
@@ -174,7 +175,7 @@ class RedisModelStore(ModelStore):
                     if old is not None:
                         old_keys = [chunk_key(key, str(old["generation"]), i) for i in range(int(old["chunks"]))]
                         if old_keys:
-                            pipe.delete(*old_keys)
+                            pipe.unlink(*old_keys)
                     pipe.execute()
                     return
                 except redis.WatchError:
@@ -184,7 +185,7 @@ class RedisModelStore(ModelStore):
     def _delete_chunks(self, key: StoreKey, generation: str, count: int) -> None:
         names = [chunk_key(key, generation, i) for i in range(count)]
         for start in range(0, len(names), 1024):
-            self._client.delete(*names[start : start + 1024])
+            self._client.unlink(*names[start : start + 1024])
 
     def _stream(self, key: StoreKey, offset: int, pinned: str | None) -> Iterator[bytes]:
         with self._errors():
@@ -223,10 +224,10 @@ class RedisModelStore(ModelStore):
             for chunk_name in self._client.scan_iter(match=pattern, count=1000):
                 batch.append(chunk_name)
                 if len(batch) >= 1000:
-                    self._client.delete(*batch)
+                    self._client.unlink(*batch)
                     batch = []
             if batch:
-                self._client.delete(*batch)
+                self._client.unlink(*batch)
         return existed
 
     def close(self) -> None:
