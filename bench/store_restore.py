@@ -13,7 +13,9 @@ run replaces the stored copy) and ``flow model import -c … --from-database`` (
 ``flow model delete`` of the local copy). The baseline, on the very bytes the registry stored, is the
 engine's raw client: pymysql inserting the same slices in one transaction and selecting them back,
 redis-py pipelining SETs of 1 MiB chunks and GETting them back, the COS SDK's ``put_object`` (one
-streamed PUT) and ``upload_file`` (its multipart uploader) and a streamed ``get_object``. It prints a
+streamed PUT) and ``upload_file`` (its multipart uploader) and a streamed ``get_object``. Every timed
+operation, ours and the raw client's, starts once the server has finished what the one before left it
+(InnoDB's purge, Redis's lazy free: :class:`Settler`). It prints a
 table per engine (medians, min/max, throughput, ratio to the raw client, peak memory of ``flow``, the
 agent, the coordinator and the engine's server) and, last, one JSON line with every figure.
 """
@@ -24,6 +26,7 @@ import argparse
 import contextlib
 import json
 import os
+import re
 import shutil
 import statistics
 import sys
@@ -62,6 +65,8 @@ COS_PART_MB: Final = 8  # upload_file's PartSize is in MB
 COS_THREADS: Final = 5  # upload_file's default MAXThread
 MYSQL_RAW_TABLE: Final = "bench_raw_slices"
 PASSWORD: Final = "bench-store-restore-pw"
+SETTLE_DEADLINE_S: Final = 120.0
+SETTLE_POLL_S: Final = 0.05
 
 
 # Figures -----------------------------------------------------------------------------------------
@@ -302,6 +307,57 @@ def _write_conf(path: Path, body: dict[str, Any]) -> Path:
     return path
 
 
+class Settler:
+    """Waits, before each timed operation, until the engine's server has finished the background work the
+    previous operation left behind — InnoDB purging the rows a store replaced or a raw client deleted,
+    Redis freeing unlinked values lazily — so every operation, ours and the raw client's alike, starts on a
+    quiet server instead of paying for its predecessor. Polls with a deadline; says so if it passes."""
+
+    def __init__(self, engine: str, settings: dict[str, Any]) -> None:
+        self.engine = engine
+        self._mysql: Any = None
+        self._redis: redis.Redis | None = None
+        if engine == "mysql":
+            self._mysql = pymysql.connect(
+                host=settings["host"],
+                port=int(settings["port"]),
+                user=settings["user"],
+                password=settings["password"],
+                database=settings["database"],
+                autocommit=True,
+            )
+        elif engine == "redis":
+            self._redis = redis.Redis(
+                host=settings["host"], port=int(settings["port"]), password=settings.get("password"), protocol=2
+            )
+        self.late = 0
+
+    def _pending(self) -> int:
+        if self._mysql is not None:
+            with self._mysql.cursor() as cur:
+                cur.execute("SHOW ENGINE INNODB STATUS")
+                status = str(cur.fetchone()[2])
+            found = re.search(r"History list length (\d+)", status)
+            return int(found.group(1)) if found else 0
+        if self._redis is not None:
+            return int(self._redis.info("memory").get("lazyfree_pending_objects", 0))
+        return 0
+
+    def __call__(self) -> None:
+        deadline = time.monotonic() + SETTLE_DEADLINE_S
+        while self._pending() > 0:
+            if time.monotonic() > deadline:
+                self.late += 1
+                return
+            time.sleep(SETTLE_POLL_S)
+
+    def close(self) -> None:
+        for client in (self._mysql, self._redis):
+            if client is not None:
+                with contextlib.suppress(Exception):
+                    client.close()
+
+
 def _timed_raw(op: Op, watch: PeakWatch, action: Callable[[], object]) -> None:
     """Time one raw-client call; the watched servers' peaks and CPU, and this process's CPU, come with it."""
     os.sync()
@@ -384,9 +440,14 @@ def run_engine(engine: str, prepared: Prepared, runs: int, workdir: Path, op_tim
         restore_op = Op("restore", stored_bytes)
         raw_ops = [(Op(f"{label} write", stored_bytes), Op(f"{label} read", stored_bytes), raw) for label, raw in raws]
 
+        settle = Settler(engine, settings)
+        stack.callback(settle.close)
+
         def registry_round(record: bool) -> None:
+            settle()
             stored = flow.run("model", "export", "-c", str(store_conf), "--to-database")
             flow.run(*delete_args)
+            settle()
             restored = flow.run("model", "import", "-c", str(restore_conf), "--from-database")
             if record:
                 store_op.add_measured(stored)
@@ -394,8 +455,10 @@ def run_engine(engine: str, prepared: Prepared, runs: int, workdir: Path, op_tim
 
         def raw_round(write_op: Op, read_op: Op, raw: RawClient, record: bool) -> None:
             scratch = Op("scratch", stored_bytes)
+            settle()
             _timed_raw(write_op if record else scratch, watch, lambda: raw.write(stored_copy))
             got: list[int] = []
+            settle()
             _timed_raw(read_op if record else scratch, watch, lambda: got.append(raw.read()))
             if got[0] != stored_bytes:
                 raise RuntimeError(f"{read_op.name} read {got[0]} B, {stored_bytes} B were written")
@@ -426,6 +489,8 @@ def run_engine(engine: str, prepared: Prepared, runs: int, workdir: Path, op_tim
                     f" {read_op.name} {read_op.seconds[-1]:.2f} s"
                 )
         notes.extend(watch.notes())
+        if settle.late:
+            notes.append(f"{settle.late} operations started before the server had settled ({SETTLE_DEADLINE_S:.0f} s)")
 
     best_write = min((w for w, _, _ in raw_ops), key=lambda op: op.median)
     best_read = min((r for _, r, _ in raw_ops), key=lambda op: op.median)

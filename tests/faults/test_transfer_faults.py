@@ -17,6 +17,7 @@ import pytest
 import redis
 
 from client.settings import TRANSFER_ENV
+from fate_registry.config import LimitsConf
 from fate_registry.faultpoints import ENV
 from fate_registry.testing.cluster import COORDINATOR, Cluster, agent_name, wait_until
 from fate_registry.testing.services import RedisServer, redis_server
@@ -36,7 +37,7 @@ from tests.faults.state import (
 from tests.flow_cli import answer_of, flow, flow_in_background, write_conf
 
 GUEST = PARTY_OF["guest"]
-MODEL_BYTES = 2 * 1024 * 1024
+MODEL_BYTES = 4 * LimitsConf.upload_chunk_bytes  # several chunks: a fault point midway needs a second one
 
 
 @pytest.fixture
