@@ -313,19 +313,12 @@ class Settler:
     Redis freeing unlinked values lazily — so every operation, ours and the raw client's alike, starts on a
     quiet server instead of paying for its predecessor. Polls with a deadline; says so if it passes."""
 
-    def __init__(self, engine: str, settings: dict[str, Any]) -> None:
+    def __init__(self, engine: str, server: Any, settings: dict[str, Any]) -> None:
         self.engine = engine
         self._mysql: Any = None
         self._redis: redis.Redis | None = None
-        if engine == "mysql":
-            self._mysql = pymysql.connect(
-                host=settings["host"],
-                port=int(settings["port"]),
-                user=settings["user"],
-                password=settings["password"],
-                database=settings["database"],
-                autocommit=True,
-            )
+        if isinstance(server, services.MariaDB):
+            self._mysql = server.root_connection()  # the engine's user may not read InnoDB's status
         elif engine == "redis":
             self._redis = redis.Redis(
                 host=settings["host"], port=int(settings["port"]), password=settings.get("password"), protocol=2
@@ -440,7 +433,7 @@ def run_engine(engine: str, prepared: Prepared, runs: int, workdir: Path, op_tim
         restore_op = Op("restore", stored_bytes)
         raw_ops = [(Op(f"{label} write", stored_bytes), Op(f"{label} read", stored_bytes), raw) for label, raw in raws]
 
-        settle = Settler(engine, settings)
+        settle = Settler(engine, server, settings)
         stack.callback(settle.close)
 
         def registry_round(record: bool) -> None:
