@@ -9,7 +9,7 @@ zip in FATE-Flow's archive layout and writes FATE's import and export confs; sta
 (``fate-registry up``: coordinator + agents 9999 and 10000); then times, ``--runs`` times each, the CLI
 as a user types it (``flow model import -c`` into a fresh model version, ``flow model export -c`` of
 it) and the baselines on the same bytes: a copy of the version directory with an fsync per file, and a
-bare gRPC byte stream up and down (1 MiB chunks, as flow and the agent use) between two Python processes.
+bare gRPC byte stream up and down (in the chunk sizes flow and the agent use) between two Python processes.
 It prints a table (medians, min/max, throughput, ratios to the baselines, peak memory of the CLI, the
 coordinator and each agent per operation) and, last, one JSON line with every figure.
 """

@@ -141,7 +141,7 @@ class LimitsConf:
     max_archive_bytes: int = 64 * 1024**3
     max_archive_entries: int = 100_000
     # Bytes per streamed message, chosen by measurement (DESIGN §5.4).
-    upload_chunk_bytes: int = 1024 * 1024
+    upload_chunk_bytes: int = 256 * 1024
     download_chunk_bytes: int = 1024 * 1024
 
 

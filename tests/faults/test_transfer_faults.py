@@ -37,7 +37,7 @@ from tests.faults.state import (
 from tests.flow_cli import answer_of, flow, flow_in_background, write_conf
 
 GUEST = PARTY_OF["guest"]
-MODEL_BYTES = 4 * LimitsConf.upload_chunk_bytes  # several chunks: a fault point midway needs a second one
+MODEL_BYTES = 8 * LimitsConf.upload_chunk_bytes  # several chunks: a fault point midway needs a second one
 
 
 @pytest.fixture

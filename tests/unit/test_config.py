@@ -19,7 +19,7 @@ def test_embedded_defaults_run_two_parties_on_loopback(tmp_path: Path, monkeypat
 
 def test_repository_conf_file_loads() -> None:
     conf = config.load(Path(__file__).parents[2] / "conf" / "service_conf.yaml")
-    assert conf.limits.upload_chunk_bytes == 1024 * 1024
+    assert conf.limits.upload_chunk_bytes == 256 * 1024
 
 
 def test_a_party_is_direct_unless_it_names_a_proxy(tmp_path: Path) -> None:
