@@ -438,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    tune_malloc()  # gigabyte streams through gRPC's threads: see fate_registry.malloc
+    tune_malloc(transfer_client=True)  # gigabyte streams through gRPC's threads: see fate_registry.malloc
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, or a usage error argparse has already reported on stderr
