@@ -24,7 +24,7 @@ from client import confs, render, settings
 from client.render import Answer
 from client.sdk import Progress, RegistryClient
 from fate_registry.errors import Reason, RegistryError, Retcode
-from fate_registry.malloc import tune_malloc
+from fate_registry.malloc import limit_arenas
 from fate_registry.v1 import common_pb2 as common
 from fate_registry.v1 import registry_pb2 as pb
 
@@ -438,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    tune_malloc(transfer_client=True)  # gigabyte streams through gRPC's threads: see fate_registry.malloc
+    limit_arenas()  # gRPC's receiving threads otherwise leave a gigabyte export's buffers spread over arenas
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, or a usage error argparse has already reported on stderr

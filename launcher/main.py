@@ -10,7 +10,7 @@ from pathlib import Path
 
 from fate_registry import config
 from fate_registry.errors import RegistryError
-from fate_registry.malloc import tune_malloc
+from fate_registry.malloc import limit_arenas
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         conf = config.load(args.conf, args.data_dir)
         if args.command in ("server", "agent"):
-            tune_malloc()
+            limit_arenas()
         if args.command == "server":
             from registry_server.main import serve
 

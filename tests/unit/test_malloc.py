@@ -1,24 +1,17 @@
-"""Every process caps glibc's arenas, flow sets its thresholds too; an operator's MALLOC_* setting wins."""
+"""The servers cap glibc's malloc arenas; an operator's MALLOC_ARENA_MAX wins."""
 
 from __future__ import annotations
 
 import pytest
 
-from fate_registry.malloc import tune_malloc
-
-VARIABLES = ["MALLOC_ARENA_MAX", "MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_"]
+from fate_registry.malloc import limit_arenas
 
 
-def test_servers_cap_the_arenas_and_flow_sets_the_thresholds_too(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    assert tune_malloc() == ["MALLOC_ARENA_MAX"]  # the test machines run glibc
-    assert tune_malloc(transfer_client=True) == VARIABLES
+def test_arenas_are_capped_on_glibc(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("MALLOC_ARENA_MAX", raising=False)
+    assert limit_arenas() is True  # the test machines run glibc
 
 
-@pytest.mark.parametrize("name", VARIABLES)
-def test_the_operators_setting_wins(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
-    for other in VARIABLES:
-        monkeypatch.delenv(other, raising=False)
-    monkeypatch.setenv(name, "4")
-    assert tune_malloc(transfer_client=True) == [v for v in VARIABLES if v != name]
+def test_the_operators_setting_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
+    assert limit_arenas() is False
