@@ -314,7 +314,6 @@ class Settler:
     quiet server instead of paying for its predecessor. Polls with a deadline; says so if it passes."""
 
     def __init__(self, engine: str, server: Any, settings: dict[str, Any]) -> None:
-        self.engine = engine
         self._mysql: Any = None
         self._redis: redis.Redis | None = None
         if isinstance(server, services.MariaDB):

@@ -391,7 +391,7 @@ class PartyAgent:
             )
         header = ImportModelHeader(target=ref, force_update=force)
         try:
-            result = self.import_archive(header, store.open(key, sha256=remote.sha256), verified_source=True)
+            result = self.import_archive(header, store.open(key, pinned=remote), verified_source=True)
         except RegistryError as exc:
             if exc.reason not in (Reason.DATA_LOSS, Reason.BAD_ARCHIVE):
                 raise

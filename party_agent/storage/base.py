@@ -64,21 +64,20 @@ class ModelStore(abc.ABC):
         complete and readable.
         """
 
-    def open(self, key: StoreKey, offset: int = 0, sha256: str | None = None) -> Iterator[bytes]:
+    def open(self, key: StoreKey, offset: int = 0, pinned: StoredObject | None = None) -> Iterator[bytes]:
         """Stream the stored bytes from ``offset`` on.
 
         A missing copy raises MODEL_NOT_FOUND here, before any byte. The whole copy is hashed as it
         is read (the part before ``offset`` too, without yielding it), and the iterator raises
-        DATA_LOSS at its end when the digest differs from the stored one. With ``sha256`` only the
-        copy of that digest is read: another one (replaced meanwhile) is CANCELLED, before any byte.
+        DATA_LOSS at its end when the digest differs from the stored one. ``pinned`` is the copy a
+        :meth:`stat` just returned: only that copy is read (one replaced since is CANCELLED), and
+        the engine is not asked for it again.
         """
-        stored = self.stat(key)
+        stored = pinned or self.stat(key)
         if stored is None:
             raise not_found(self.engine, key)
-        pinned = sha256.lower() if sha256 else None
-        check_pinned(self.engine, key, stored, pinned)
         check_offset(offset, stored.size, key)
-        return self._stream(key, offset, pinned)
+        return self._stream(key, offset, pinned.sha256 if pinned else None)
 
     @abc.abstractmethod
     def _stream(self, key: StoreKey, offset: int, pinned: str | None) -> Iterator[bytes]:

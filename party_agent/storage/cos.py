@@ -221,12 +221,11 @@ class CosModelStore(ModelStore):
                 Bucket=bucket, Key=name, UploadId=upload_id, MultipartUpload={"Part": done}
             )
         except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
+            pool.shutdown(wait=True, cancel_futures=True)  # no part may land after the abort
             with contextlib.suppress(CosServiceError, CosClientError):
                 self._client.abort_multipart_upload(Bucket=bucket, Key=name, UploadId=upload_id)
             raise
-        finally:
-            pool.shutdown(wait=True)
+        pool.shutdown()
 
     def _stream(self, key: StoreKey, offset: int, pinned: str | None) -> Iterator[bytes]:
         with self._errors():
