@@ -26,8 +26,9 @@ from fate_registry.channels import CHANNEL_OPTIONS, TICKET_KEY, open_channel
 from fate_registry.checksums import crc32
 from fate_registry.chunks import chunk_payload, encode_chunk
 from fate_registry.config import PLAINTEXT, LimitsConf, TlsConf
+from fate_registry.direct_io import DirectWriter
 from fate_registry.errors import Reason, RegistryError, from_rpc_error
-from fate_registry.files import WriteBehind, fsync_dir
+from fate_registry.files import fsync_dir
 from fate_registry.identity import party_model_id, validate_name
 from fate_registry.v1 import common_pb2 as common
 from fate_registry.v1 import registry_pb2 as pb
@@ -457,8 +458,7 @@ def receive_archive(
     try:
         crc, size = 0, 0
         trailer: common.ExportModelTrailer | None = None
-        with os.fdopen(fd, "wb") as out:
-            behind = WriteBehind(fd)
+        with os.fdopen(fd, "wb") as out, DirectWriter(fd) as writer:
             for raw in messages:
                 chunk = chunk_payload(raw)
                 if chunk is None or trailer is not None:
@@ -468,8 +468,7 @@ def receive_archive(
                         raise _data_loss(f"the export of {what} sent an unexpected {kind or 'empty'} message")
                     trailer = message.trailer
                     continue
-                out.write(chunk)
-                behind.wrote(len(chunk))
+                writer.write(chunk)
                 crc = crc32(chunk, crc)
                 size += len(chunk)
                 if progress:
@@ -481,7 +480,7 @@ def receive_archive(
                     f"the archive of {what} is corrupt: received {size} bytes with CRC-32 {crc:08x}, "
                     f"the registry sent {trailer.size} bytes with CRC-32 {trailer.crc32:08x}; nothing was kept"
                 )
-            out.flush()
+            writer.finish()
             os.fsync(out.fileno())
         target = output_dir / name
         os.replace(temp, target)

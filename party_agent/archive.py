@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from fate_registry.checksums import crc32
+from fate_registry.direct_io import read_pieces
 from fate_registry.errors import Reason, RegistryError
 from fate_registry.identity import MAX_NAME_LENGTH
 from fate_registry.v1.common_pb2 import PartyModelRef
@@ -144,16 +145,15 @@ def stream_archive(
         pending += writer.header(record.path, record.size, crc, st.st_mtime)
         newest = max(newest, st.st_mtime)
         read_crc = 0
-        with path.open("rb") as src:
-            while block := src.read(chunk_bytes):
-                read_crc = crc32(block, read_crc)
-                if pending or len(block) < chunk_bytes:
-                    pending += block
-                    if len(pending) >= chunk_bytes:
-                        yield bytes(pending)
-                        pending.clear()
-                else:
-                    yield block
+        for block in read_pieces(path, chunk_bytes):
+            read_crc = crc32(block, read_crc)
+            if pending or len(block) < chunk_bytes:
+                pending += block
+                if len(pending) >= chunk_bytes:
+                    yield bytes(pending)
+                    pending.clear()
+            else:
+                yield block
         if read_crc != crc:
             raise RegistryError(
                 Reason.DATA_LOSS, f"file {record.path!r} no longer matches its manifest; the model is damaged"

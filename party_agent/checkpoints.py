@@ -37,8 +37,9 @@ from typing import Any, BinaryIO, NamedTuple
 
 import yaml
 
+from fate_registry.direct_io import DirectWriter
 from fate_registry.errors import Reason, RegistryError
-from fate_registry.files import WriteBehind, fsync_dir
+from fate_registry.files import fsync_dir
 from fate_registry.identity import validate_name
 from fate_registry.v1.common_pb2 import Checkpoint, CheckpointBuffer
 from party_agent.buffers import YAML_LOADER
@@ -365,15 +366,9 @@ def _copy_hashing(src: BinaryIO, sink: Callable[[bytes], object], limit: int | N
 
 def _write_durably(target: Path, src: BinaryIO) -> str:
     """Copy ``src`` into the new file ``target``, fsynced; return the SHA-1 of what was copied."""
-    with target.open("xb") as out:
-        behind = WriteBehind(out.fileno())
-
-        def sink(block: bytes) -> None:
-            out.write(block)
-            behind.wrote(len(block))
-
-        digest = _copy_hashing(src, sink)
-        out.flush()
+    with target.open("xb", buffering=0) as out, DirectWriter(out.fileno()) as writer:
+        digest = _copy_hashing(src, writer.write)
+        writer.finish()
         os.fsync(out.fileno())
     assert digest is not None  # no limit was given
     return digest

@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from fate_registry.checksums import BackgroundSha256, crc32
+from fate_registry.direct_io import DirectWriter
 from fate_registry.errors import Reason, RegistryError
-from fate_registry.files import WriteBehind, fsync_tree
+from fate_registry.files import fsync_tree
 
 LOCAL_SIG = 0x04034B50
 CENTRAL_SIG = 0x02014B50
@@ -183,7 +184,7 @@ class _Sink:
         self.kept = bytearray()
         self.keep_limit = keep_limit
         self.fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644) if target is not None else None
-        self.behind = WriteBehind(self.fd) if self.fd is not None else None
+        self.writer = DirectWriter(self.fd) if self.fd is not None else None
 
     def write(self, data: memoryview | bytes) -> None:
         self.size += len(data)
@@ -195,19 +196,18 @@ class _Sink:
             return
         if self.sha is not None:
             self.sha.update(data)
-        view = memoryview(data)
-        while view:
-            written = os.write(self.fd, view)
-            view = view[written:]
-        assert self.behind is not None
-        self.behind.wrote(len(data))
+        assert self.writer is not None
+        self.writer.write(data)
 
     def close(self, sync: bool) -> None:
         if self.fd is not None:
+            assert self.writer is not None
             try:
                 if sync:
+                    self.writer.finish()
                     os.fsync(self.fd)
             finally:
+                self.writer.close()
                 os.close(self.fd)
                 self.fd = None
 
