@@ -433,9 +433,29 @@ class Catalog:
                 )
                 if doubted:
                     return
-            op.update(status="interrupted", end_time=now_ms(), retcode=Retcode.OPERATING_ERROR, retmsg=message).where(
-                mine
-            ).execute()
+            row = op.get_or_none(mine)
+            if row is None:
+                return
+            # a party still marked running gets the operation's end, so the log holds no result in flight
+            results = [
+                PartyResult(
+                    role=r.role,
+                    party_id=r.party_id,
+                    retcode=Retcode.OPERATING_ERROR,
+                    retmsg=message,
+                    reason=Reason.CANCELLED.name,
+                )
+                if r.retcode == Retcode.RUNNING
+                else r
+                for r in _operation_entity(row).results
+            ]
+            op.update(
+                status="interrupted",
+                end_time=now_ms(),
+                retcode=Retcode.OPERATING_ERROR,
+                retmsg=message,
+                results_json=_results_json(results),
+            ).where(mine).execute()
 
     def in_doubt(self) -> list[Operation]:
         """Operations in doubt: their party's answer was lost."""

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from fate_registry.config import DatabaseConf
-from fate_registry.errors import Reason, RegistryError
+from fate_registry.errors import Reason, RegistryError, Retcode
 from fate_registry.testing.cluster import wait_until
-from fate_registry.v1.common_pb2 import PartyModelInfo
+from fate_registry.v1.common_pb2 import PartyModelInfo, PartyResult
 from registry_server.catalog import Catalog
 from registry_server.replicas import Leases
 
@@ -84,6 +84,25 @@ def test_only_an_expired_owners_operations_are_taken_over_once(
     assert [(op.status, op.retmsg) for op in operations] == [
         ("interrupted", "the coordinator replica a stopped before the operation finished")
     ]
+
+
+def test_an_interrupted_operation_keeps_no_party_result_running(catalogs: tuple[Catalog, Catalog]) -> None:
+    a, b = catalogs
+    running = PartyResult(role="guest", party_id="9999", retcode=Retcode.RUNNING, retmsg="running")
+    done = PartyResult(role="host", party_id="10000", retcode=0, retmsg="success")
+    operation = a.start_operation("deploy", "test", "model", "v1", pending=[running, done])
+    b_leases = Leases(b.db, "b", LONG)
+    b_leases.renew()  # a holds no lease: its operations are orphaned
+    (unfinished,) = b.unfinished(["running"], b_leases.live())
+    assert b.claim(unfinished)
+    b.interrupt(operation, "the coordinator replica a stopped before the operation finished")
+    (logged,), _ = b.list_operations("model", "v1", "deploy", 10, "")
+    assert logged.status == "interrupted"
+    assert [(r.party_id, r.retcode, r.reason) for r in logged.results] == [
+        ("9999", Retcode.OPERATING_ERROR, "CANCELLED"),
+        ("10000", 0, ""),
+    ]
+    assert logged.results[0].retmsg == "the coordinator replica a stopped before the operation finished"
 
 
 def test_version_ids_are_unique_across_catalogs(catalogs: tuple[Catalog, Catalog]) -> None:
