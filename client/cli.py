@@ -24,7 +24,7 @@ from client import confs, render, settings
 from client.render import Answer
 from client.sdk import Progress, RegistryClient
 from fate_registry.errors import Reason, RegistryError, Retcode
-from fate_registry.malloc import limit_arenas
+from fate_registry.malloc import keep_heap_for_streams, limit_arenas
 from fate_registry.v1 import common_pb2 as common
 from fate_registry.v1 import registry_pb2 as pb
 
@@ -439,6 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     limit_arenas()  # gRPC's receiving threads otherwise leave a gigabyte export's buffers spread over arenas
+    keep_heap_for_streams()  # an export's 1 MiB messages come from a kept heap, not freshly faulted pages
     try:
         args = build_parser().parse_args(argv)
     except SystemExit as exc:  # --help, or a usage error argparse has already reported on stderr
