@@ -9,11 +9,17 @@ was there before it.
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from types import TracebackType
+from typing import Generic, TypeVar
 
 from fate_registry.checksums import BackgroundSha256
 from fate_registry.errors import Reason, RegistryError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,40 @@ class HashingCounter:
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
+
+
+class SendAhead(Generic[T]):
+    """Sends on threads of their own while the caller prepares the next one.
+
+    After each :meth:`submit`, the caller waits until at most ``ahead`` sends are unfinished, so
+    ``ahead + 1`` prepared batches at most are held in memory. A failed send raises from a later
+    :meth:`submit` or from :meth:`finish`, which returns every send's result in submission order.
+    Leaving the ``with`` block waits for the sends still running (none may land after an abort).
+    """
+
+    def __init__(self, workers: int, ahead: int, name: str) -> None:
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+        self._ahead = ahead
+        self._sending: deque[Future[T]] = deque()
+        self._results: list[T] = []
+
+    def submit(self, send: Callable[[], T]) -> None:
+        self._sending.append(self._pool.submit(send))
+        while len(self._sending) > self._ahead:
+            self._results.append(self._sending.popleft().result())
+
+    def finish(self) -> list[T]:
+        while self._sending:
+            self._results.append(self._sending.popleft().result())
+        return self._results
+
+    def __enter__(self) -> SendAhead[T]:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def rechunk(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:

@@ -19,11 +19,10 @@ conditional PUT, so two puts racing on one version may both pass it.
 from __future__ import annotations
 
 import contextlib
+import functools
 import secrets
 import threading
-from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from fate_registry.errors import Reason, RegistryError
 from party_agent.storage.base import (
     HashingCounter,
     ModelStore,
+    SendAhead,
     StoredObject,
     StoreKey,
     access_denied,
@@ -206,26 +206,20 @@ class CosModelStore(ModelStore):
             answer = self._client.upload_part(Bucket=bucket, Key=name, Body=part, PartNumber=number, UploadId=upload_id)
             return {"PartNumber": number, "ETag": answer["ETag"]}
 
-        pool = ThreadPoolExecutor(max_workers=PARTS_IN_FLIGHT, thread_name_prefix="cos-part")
         try:
-            done: list[dict[str, Any]] = []
-            sending: deque[Future[dict[str, Any]]] = deque()
-            for number, part in enumerate(_chain(head, rest), start=1):
-                digest.update(part)
-                sending.append(pool.submit(upload, number, part))
-                if len(sending) >= PARTS_IN_FLIGHT:  # at most this many parts in memory
-                    done.append(sending.popleft().result())
-            done.extend(future.result() for future in sending)
+            with SendAhead[dict[str, Any]](PARTS_IN_FLIGHT, PARTS_IN_FLIGHT - 1, "cos-part") as parts:
+                for number, part in enumerate(_chain(head, rest), start=1):
+                    digest.update(part)
+                    parts.submit(functools.partial(upload, number, part))
+                done = parts.finish()
             check_expected(self.engine, key, metadata.get(SHA256_META), digest)
             self._client.complete_multipart_upload(
                 Bucket=bucket, Key=name, UploadId=upload_id, MultipartUpload={"Part": done}
             )
         except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)  # no part may land after the abort
             with contextlib.suppress(CosServiceError, CosClientError):
                 self._client.abort_multipart_upload(Bucket=bucket, Key=name, UploadId=upload_id)
             raise
-        pool.shutdown()
 
     def _stream(self, key: StoreKey, offset: int, pinned: str | None) -> Iterator[bytes]:
         with self._errors():

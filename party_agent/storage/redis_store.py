@@ -8,9 +8,9 @@ Keys (FATE's 1.7/1.8 name for the header, which FATE filled with the whole zip):
     header = {"format": "fate-registry/chunks-1", "generation": "<16 hex>", "size": N,
               "sha256": "<hex>", "chunks": n, "chunk_size": c}
 
-A put writes its chunks under a fresh generation (pipelined), then, in one MULTI/EXEC guarded by
-WATCH on the header, sets the header, re-arms the expiry of its chunks and deletes the previous
-generation's chunks. Until that EXEC the old header and chunks are untouched; a put that fails
+A put writes its chunks under a fresh generation (pipelined: one batch is sent while the next is
+built), then, in one MULTI/EXEC guarded by WATCH on the header, sets the header, re-arms the expiry
+of its chunks and deletes the previous generation's chunks. Until that EXEC the old header and chunks are untouched; a put that fails
 deletes the chunks it wrote. ``ex`` applies to every key, and the commit re-arms the chunks' expiry
 so they outlive the header. Chunks an interrupted put could not clean up (the server went away)
 expire with ``ex`` or are removed by the next :meth:`delete` of that version. Chunks go by UNLINK
@@ -33,6 +33,7 @@ from fate_registry.errors import Reason, RegistryError
 from party_agent.storage.base import (
     HashingCounter,
     ModelStore,
+    SendAhead,
     StoredObject,
     StoreKey,
     access_denied,
@@ -50,8 +51,8 @@ from party_agent.storage.config import RedisConfig
 KEY_PREFIX = "FATEFlow:PipelinedModel"
 HEADER_FORMAT = "fate-registry/chunks-1"
 CHUNK_BYTES = 1024 * 1024
-# Bytes queued in a pipeline before it is sent, and chunks fetched per MGET.
-PIPELINE_BYTES = 16 * 1024 * 1024
+# Bytes queued in a pipeline before it is sent (one is sent while the next fills), and chunks fetched per MGET.
+PIPELINE_BYTES = 8 * 1024 * 1024
 READ_BATCH = 4
 COMMIT_ATTEMPTS = 5
 # redis-py's default retries a refused password ten times too; two quick retries cover a blip.
@@ -130,16 +131,20 @@ class RedisModelStore(ModelStore):
             written = 0
             try:
                 digest = HashingCounter()
-                pipe = self._client.pipeline(transaction=False)
-                queued = 0
-                for index, piece in enumerate(rechunk(chunks, self.chunk_bytes)):
-                    digest.update(piece)
-                    pipe.set(chunk_key(key, generation, index), piece, ex=ex)
-                    written, queued = index + 1, queued + len(piece)
-                    if queued >= PIPELINE_BYTES:
-                        pipe.execute()
-                        queued = 0
-                pipe.execute()
+                # a batch is sent on a thread while the next one is built: the server and the archive's
+                # reading, hashing and framing work at the same time instead of taking turns
+                with SendAhead[list[Any]](1, 1, "redis-send") as sends:
+                    pipe = self._client.pipeline(transaction=False)
+                    queued = 0
+                    for index, piece in enumerate(rechunk(chunks, self.chunk_bytes)):
+                        digest.update(piece)
+                        pipe.set(chunk_key(key, generation, index), piece, ex=ex)
+                        written, queued = index + 1, queued + len(piece)
+                        if queued >= PIPELINE_BYTES:
+                            sends.submit(pipe.execute)
+                            pipe, queued = self._client.pipeline(transaction=False), 0
+                    sends.submit(pipe.execute)
+                    sends.finish()
                 check_expected(self.engine, key, expected_sha256, digest)
                 header: dict[str, Any] = {
                     "format": HEADER_FORMAT,
