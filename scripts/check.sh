@@ -10,6 +10,11 @@ if [ -n "$(git status --porcelain -- "${GENERATED[@]}")" ]; then
   exit 1
 fi
 echo "generated code: fresh"
-buf lint && echo "buf lint: clean"
-ruff check . && ruff format --check . >/dev/null && echo "ruff: clean"
-mypy && echo "mypy: clean"
+# One command per line: under set -e a failure inside an && list would not stop the script (nor fail CI).
+buf lint
+echo "buf lint: clean"
+ruff check .
+ruff format --check . >/dev/null
+echo "ruff: clean"
+mypy
+echo "mypy: clean"

@@ -10,11 +10,12 @@ Keys (FATE's 1.7/1.8 name for the header, which FATE filled with the whole zip):
 
 A put writes its chunks under a fresh generation (pipelined: one batch is sent while the next is
 built), then, in one MULTI/EXEC guarded by WATCH on the header, sets the header, re-arms the expiry
-of its chunks and deletes the previous generation's chunks. Until that EXEC the old header and chunks are untouched; a put that fails
-deletes the chunks it wrote. ``ex`` applies to every key, and the commit re-arms the chunks' expiry
-so they outlive the header. Chunks an interrupted put could not clean up (the server went away)
-expire with ``ex`` or are removed by the next :meth:`delete` of that version. Chunks go by UNLINK
-(Redis 4+): the server frees a gigabyte of values on a thread of its own instead of its event loop.
+of its chunks and deletes the previous generation's chunks. Until that EXEC the old header and
+chunks are untouched; a put that fails deletes the chunks it wrote. ``ex`` applies to every key, and
+the commit re-arms the chunks' expiry so they outlive the header. Chunks an interrupted put could
+not clean up (the server went away) expire with ``ex`` or are removed by the next :meth:`delete` of
+that version. Chunks go by UNLINK (Redis 4+): the server frees a gigabyte of values on a thread of
+its own instead of its event loop.
 """
 
 from __future__ import annotations
