@@ -173,15 +173,6 @@ class DirectWriter:
         self.close()
 
 
-def _open_for_reading(path: Path) -> int:
-    try:
-        return os.open(path, os.O_RDONLY | os.O_DIRECT)
-    except OSError as exc:
-        if exc.errno != errno.EINVAL:
-            raise
-    return os.open(path, os.O_RDONLY)
-
-
 def _read_into(fd: int, buffer: mmap.mmap, offset: int) -> int:
     return os.preadv(fd, [buffer], offset)
 
@@ -189,15 +180,20 @@ def _read_into(fd: int, buffer: mmap.mmap, offset: int) -> int:
 def read_pieces(path: Path, piece_bytes: int) -> Generator[bytes, None, None]:
     """``path``'s bytes in pieces of ``piece_bytes`` (the last one shorter), read around the page cache.
 
-    A file smaller than a buffer is read plainly (the cache may well hold it). Reading stops at the
-    first short read: the end of the file, or a file cut short meanwhile, which the caller's size or
-    checksum check then sees."""
-    if path.stat().st_size < BUFFER_BYTES:
-        with path.open("rb") as file:
+    A file smaller than a buffer is read plainly (the cache may well hold it), as is every file on a
+    file system that refuses ``O_DIRECT``. Reading stops at the first short read: the end of the file,
+    or a file cut short meanwhile, which the caller's size or checksum check then sees."""
+    with path.open("rb") as file:
+        fd = file.fileno()
+        if os.fstat(fd).st_size < BUFFER_BYTES or not _set_direct(fd, True):
             while piece := file.read(piece_bytes):
                 yield piece
-        return
-    fd = _open_for_reading(path)
+            return
+        yield from _read_direct(fd, piece_bytes)
+
+
+def _read_direct(fd: int, piece_bytes: int) -> Generator[bytes, None, None]:
+    """The pieces of ``fd`` (``O_DIRECT`` set), the next buffer read on a thread meanwhile."""
     buffers = [_take(), _take()]
     reading: Future[int] | None = _threads.submit(_read_into, fd, buffers[0], 0)
     try:
@@ -232,4 +228,3 @@ def read_pieces(path: Path, piece_bytes: int) -> Generator[bytes, None, None]:
                 reading.result()
         for buffer in buffers:
             _give(buffer)
-        os.close(fd)

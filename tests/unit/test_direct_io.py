@@ -75,10 +75,18 @@ def test_a_write_error_surfaces_as_the_os_error_of_a_plain_write(tmp_path: Path)
         os.close(fd)
 
 
-def test_buffers_go_back_to_a_bounded_pool(tmp_path: Path) -> None:
-    for n in range(direct_io.MAX_IDLE_BUFFERS + 3):
-        _write(tmp_path / f"f{n}", [PATTERN[: BUFFER_BYTES + 1]])
-    assert len(direct_io._idle) <= direct_io.MAX_IDLE_BUFFERS
+def test_buffers_go_back_to_a_bounded_pool(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(direct_io, "_idle", [])
+    files = [os.open(tmp_path / f"f{n}", os.O_WRONLY | os.O_CREAT) for n in range(direct_io.MAX_IDLE_BUFFERS)]
+    writers = [DirectWriter(fd) for fd in files]
+    try:
+        for writer in writers:  # each holds two buffers at once: one being written, one filling
+            writer.write(PATTERN[: BUFFER_BYTES + 1])
+    finally:
+        for writer, fd in zip(writers, files, strict=True):
+            writer.close()
+            os.close(fd)
+    assert len(direct_io._idle) == direct_io.MAX_IDLE_BUFFERS  # twice as many were given back
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -96,11 +104,31 @@ def test_read_pieces_gives_the_file_in_pieces_of_exactly_the_size_asked(tmp_path
     assert not pieces or 0 < len(pieces[-1]) <= piece
 
 
-def test_a_read_abandoned_midway_gives_its_buffers_back(tmp_path: Path) -> None:
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def test_a_read_abandoned_midway_gives_its_buffers_and_its_file_back(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr(direct_io, "_idle", [])
     path = tmp_path / "r"
     path.write_bytes(PATTERN[: 3 * BUFFER_BYTES])
+    before = _open_fds()
     pieces = read_pieces(path, 1 << 20)
     assert next(pieces) == PATTERN[: 1 << 20]
+    assert _open_fds() == before + 1
     pieces.close()  # GeneratorExit at the yield: the read ahead is waited for, the buffers pooled, the file closed
-    assert len(direct_io._idle) <= direct_io.MAX_IDLE_BUFFERS
+    assert _open_fds() == before
+    assert len(direct_io._idle) == 2
     assert all(not buffer.closed for buffer in direct_io._idle)
+
+
+def test_a_file_system_refusing_o_direct_is_read_plainly(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(direct_io, "_set_direct", lambda fd, on: not on)
+    monkeypatch.setattr(direct_io, "_idle", [])
+    path = tmp_path / "r"
+    path.write_bytes(PATTERN[: 2 * BUFFER_BYTES + 5])
+    pieces = list(read_pieces(path, 1 << 20))
+    assert b"".join(pieces) == PATTERN[: 2 * BUFFER_BYTES + 5]
+    assert direct_io._idle == []  # no aligned buffer was taken
