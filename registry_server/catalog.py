@@ -447,7 +447,7 @@ class Catalog:
                 )
                 if r.retcode == Retcode.RUNNING
                 else r
-                for r in _operation_entity(row).results
+                for r in _results_of(row)
             ]
             op.update(
                 status="interrupted",
@@ -537,8 +537,11 @@ def _results_json(results: Sequence[PartyResult]) -> str:
     )
 
 
+def _results_of(row: Any) -> list[PartyResult]:
+    return [PartyResult(**r) for r in json.loads(row.results_json)]
+
+
 def _operation_entity(row: Any) -> Operation:
-    results = [PartyResult(**r) for r in json.loads(row.results_json)]
     return Operation(
         operation_id=row.operation_id,
         operation=row.operation,
@@ -548,7 +551,7 @@ def _operation_entity(row: Any) -> Operation:
         model_version=row.model_version,
         start_time=_timestamp(row.start_time),
         end_time=_timestamp(row.end_time) if row.end_time else None,
-        results=results,
+        results=_results_of(row),
         retcode=row.retcode,
         retmsg=row.retmsg,
     )
