@@ -12,11 +12,11 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Iterator
-from concurrent import futures
 from pathlib import Path
 
 import grpc
 
+from bench.bare_server import serve_bare
 from fate_registry.channels import CHANNEL_OPTIONS
 
 SERVICE = "bench.BareStream"
@@ -39,17 +39,12 @@ def _echo(request: bytes, context: grpc.ServicerContext) -> bytes:
 
 
 def serve(port_file: Path, workers: int = 4) -> None:
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=CHANNEL_OPTIONS)
     handlers = {
         "Upload": grpc.stream_unary_rpc_method_handler(_upload),
         "Download": grpc.unary_stream_rpc_method_handler(_download),
         "Echo": grpc.unary_unary_rpc_method_handler(_echo),
     }
-    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE, handlers),))
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
-    port_file.write_text(f"127.0.0.1:{port}")
-    server.wait_for_termination()
+    serve_bare(SERVICE, handlers, workers, port_file)
 
 
 def upload_seconds(address: str, path: Path, chunk: int) -> float:

@@ -21,9 +21,7 @@ import contextlib
 import json
 import os
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -31,6 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+from bench.bare_server import BareServer
 from bench.bare_stream import download_seconds, upload_seconds
 from bench.memory import KIB, MIB, PeakWatch, Reaped, kill_after, run_reaped
 from bench.scratch import log, scratch_dir
@@ -271,45 +270,6 @@ def copy_fsync_seconds(source: Path, target: Path) -> float:
             finally:
                 os.close(fd)
     return time.perf_counter() - start
-
-
-@dataclass
-class BareServer:
-    process: subprocess.Popen[bytes]
-    address: str
-
-    @classmethod
-    def start(cls, workdir: Path, timeout: float = 30.0, workers: int = 4) -> BareServer:
-        port_file = workdir / "bare_stream.addr"
-        log = workdir / "bare_stream.log"
-        with log.open("ab") as out:
-            process = subprocess.Popen(
-                [sys.executable, "-m", "bench.bare_stream", "serve", str(port_file), str(workers)],
-                cwd=REPO,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while not (port_file.exists() and port_file.read_text(encoding="utf-8").strip()):
-            if process.poll() is not None:
-                raise RuntimeError(f"the bare stream server exited with {process.returncode}: {log.read_text()}")
-            if time.monotonic() > deadline:
-                process.kill()
-                process.wait()
-                raise RuntimeError(f"the bare stream server wrote no port file within {timeout} s")
-            time.sleep(0.05)  # a poll interval under a deadline
-        return cls(process, port_file.read_text(encoding="utf-8").strip())
-
-    def stop(self, timeout: float = 10.0) -> None:
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait()
 
 
 # Report ------------------------------------------------------------------------------------------

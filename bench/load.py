@@ -45,8 +45,8 @@ from typing import Any, Final
 
 import grpc
 
+from bench.bare_server import BareServer
 from bench.bare_stream import SERVICE as BARE_SERVICE
-from bench.import_export import BareServer
 from bench.memory import KIB, status_kib
 from bench.scratch import log, scratch_dir
 from client.sdk import RegistryClient
@@ -490,7 +490,7 @@ def run(
         pids = {"up": federation.process.pid, **federation.pids()}
         rss = RssWatch(pids)
         phases = load_phases(workers, warmup, seconds, runs, rss)
-        bare = BareServer.start(workdir, workers=SERVER_WORKERS)
+        bare = BareServer.start(workdir, args=(str(SERVER_WORKERS),))
         stack.callback(bare.stop)
         baseline = echo_phase(bare.address, clients, baseline_seconds)
         log(f"baseline: {baseline.operations} echoes in {baseline.seconds:.1f} s")

@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 # What SQLite says when a write, or the shared-memory file of a WAL database, finds the disk full.
 SQLITE_DISK_ERRORS = frozenset({"database or disk is full", "disk I/O error"})
 
+# Threads serving RPCs unless a conf says otherwise (the agents take it; bench.catalog_scale measured it).
+DEFAULT_RPC_WORKERS = 32
+
 
 def _out_of_space(exc: Exception) -> bool:
     if isinstance(exc, shutil.Error):  # copytree gathers its failures as (src, dst, message) triples
@@ -219,7 +222,7 @@ def start_server(
     port: int,
     register: Callable[[grpc.Server], None],
     service_names: list[str],
-    max_workers: int = 32,
+    max_workers: int = DEFAULT_RPC_WORKERS,
     tls: TlsConf = PLAINTEXT,
     interceptors: Sequence[Interceptor] = (),
 ) -> RunningServer:

@@ -1,0 +1,77 @@
+"""Baseline servers: a bare gRPC server of raw-bytes methods, and the launcher of its process."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from concurrent import futures
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from fate_registry.channels import CHANNEL_OPTIONS
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def serve_bare(
+    service: str, handlers: dict[str, grpc.RpcMethodHandler[Any, Any]], workers: int, port_file: Path
+) -> None:
+    """Serve ``handlers`` as ``service`` on a loopback port written into ``port_file``, until killed."""
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=workers), options=CHANNEL_OPTIONS)
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    port_file.write_text(f"127.0.0.1:{port}")
+    server.wait_for_termination()
+
+
+@dataclass
+class BareServer:
+    """A baseline server process: ``python -m MODULE serve PORT_FILE *ARGS``, which writes its address
+    into PORT_FILE once it serves."""
+
+    process: subprocess.Popen[bytes]
+    address: str
+
+    @classmethod
+    def start(
+        cls, workdir: Path, timeout: float = 30.0, module: str = "bench.bare_stream", args: Sequence[str] = ("4",)
+    ) -> BareServer:
+        name = module.rpartition(".")[2]
+        port_file = workdir / f"{name}.addr"
+        log = workdir / f"{name}.log"
+        with log.open("ab") as out:
+            process = subprocess.Popen(
+                [sys.executable, "-m", module, "serve", str(port_file), *args],
+                cwd=REPO,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while not (port_file.exists() and port_file.read_text(encoding="utf-8").strip()):
+            if process.poll() is not None:
+                raise RuntimeError(f"the {name} server exited with {process.returncode}: {log.read_text()}")
+            if time.monotonic() > deadline:
+                process.kill()
+                process.wait()
+                raise RuntimeError(f"the {name} server wrote no port file within {timeout} s")
+            time.sleep(0.05)  # a poll interval under a deadline
+        return cls(process, port_file.read_text(encoding="utf-8").strip())
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.kill(self.process.pid, signal.SIGKILL)
+                self.process.wait()
