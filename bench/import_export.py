@@ -8,8 +8,10 @@ One run prepares a generated HeteroLR guest model of about ``--size-mib`` MiB, p
 zip in FATE-Flow's archive layout and writes FATE's import and export confs; starts a real federation
 (``fate-registry up``: coordinator + agents 9999 and 10000); then times, ``--runs`` times each, the CLI
 as a user types it (``flow model import -c`` into a fresh model version, ``flow model export -c`` of
-it) and the baselines on the same bytes: a copy of the version directory with an fsync per file, and a
-bare gRPC byte stream up and down (in the chunk sizes flow and the agent use) between two Python processes.
+it) and the baselines on the same bytes: a copy of the version directory with an fsync per file, a
+bare gRPC byte stream up and down (in the chunk sizes flow and the agent use) between two Python processes,
+and the floors: the same streams adding only what a verified, durable transfer needs (``bench.bare_stream``:
+CRC-32 and SHA-256, writes around the page cache, fsync; an export's read from the disk).
 It prints a table (medians, min/max, throughput, ratios to the baselines, peak memory of the CLI, the
 coordinator and each agent per operation) and, last, one JSON line with every figure.
 """
@@ -289,6 +291,7 @@ def report(
     prepared: Prepared,
     series: Sequence[Series],
     ratios: Mapping[str, float],
+    floors: Mapping[str, float],
     startup: Sequence[float],
     notes: Sequence[str],
     prepare_seconds: float,
@@ -313,6 +316,11 @@ def report(
             f"  {name:<28} {value:.3f}  {'ok' if value >= RATIO_TARGET else 'BELOW TARGET'}"
             for name, value in ratios.items()
         ),
+        "",
+        "floors (the bare streams plus only what a verified, durable transfer needs: CRC-32 and SHA-256, writes",
+        "around the page cache and fsync, an export's read from the disk; no CLI start-up). A floor / bare ratio",
+        "is the best an import's or export's ratio can be on this machine in this run:",
+        *(f"  {name:<32} {value:.3f}" for name, value in floors.items()),
         "",
         f"peak memory, MiB, max across runs (target < {MEMORY_TARGET_MIB:.0f} MiB):",
     ]
@@ -340,6 +348,7 @@ def report(
         "download_chunk": DOWNLOAD_CHUNK,
         "operations": {s.name: s.summary() for s in series},
         "ratios": {name: round(value, 4) for name, value in ratios.items()},
+        "floors": {name: round(value, 4) for name, value in floors.items()},
         "ratio_target": RATIO_TARGET,
         "memory_target_mib": MEMORY_TARGET_MIB,
         "flow_startup_median_s": round(statistics.median(startup), 4),
@@ -375,6 +384,10 @@ def run(size_mib: int, runs: int, workdir: Path) -> dict[str, Any]:
     copies = Series("copy+fsync", prepared.version_bytes)
     uploads = Series("bare upload", prepared.archive_bytes)
     downloads = Series("bare download", prepared.archive_bytes)
+    upload_floors = Series("upload floor", prepared.archive_bytes)
+    download_floors = Series("download floor", prepared.archive_bytes)
+    floor_dir = workdir / "floor"
+    floor_dir.mkdir()
     notes: list[str] = []
 
     with contextlib.ExitStack() as stack:
@@ -419,23 +432,34 @@ def run(size_mib: int, runs: int, workdir: Path) -> dict[str, Any]:
             with kill_after(op_timeout, bare.process.pid):
                 uploads.seconds.append(upload_seconds(bare.address, prepared.archive, UPLOAD_CHUNK))
                 downloads.seconds.append(download_seconds(bare.address, prepared.archive, DOWNLOAD_CHUNK))
+                upload_floors.seconds.append(upload_seconds(bare.address, prepared.archive, UPLOAD_CHUNK, floor_dir))
+                download_floors.seconds.append(
+                    download_seconds(bare.address, prepared.archive, DOWNLOAD_CHUNK, floor_dir)
+                )
             log(
                 f"baseline {index + 1}/{baseline_runs}: copy+fsync {copies.seconds[-1]:.3f} s,"
-                f" bare upload {uploads.seconds[-1]:.3f} s, bare download {downloads.seconds[-1]:.3f} s"
+                f" bare upload {uploads.seconds[-1]:.3f} s, bare download {downloads.seconds[-1]:.3f} s,"
+                f" upload floor {upload_floors.seconds[-1]:.3f} s, download floor {download_floors.seconds[-1]:.3f} s"
             )
         notes.extend(watch.notes())
 
-    ratios = {
-        "import / bare upload": imports.throughput(imports.median) / uploads.throughput(uploads.median),
-        "export / bare download": exports.throughput(exports.median) / downloads.throughput(downloads.median),
+    def ratio(faster: Series, slower: Series) -> float:
+        return faster.throughput(faster.median) / slower.throughput(slower.median)
+
+    ratios = {"import / bare upload": ratio(imports, uploads), "export / bare download": ratio(exports, downloads)}
+    floors = {
+        "upload floor / bare upload": ratio(upload_floors, uploads),
+        "download floor / bare download": ratio(download_floors, downloads),
+        "import / upload floor": ratio(imports, upload_floors),
+        "export / download floor": ratio(exports, download_floors),
     }
     if exports.nbytes != prepared.archive_bytes:
         notes.append(
             f"export throughput counts the exported archive ({exports.nbytes} B), "
             f"{exports.nbytes - prepared.archive_bytes:+d} B against the imported one"
         )
-    series = [imports, exports, copies, uploads, downloads]
-    return report(prepared, series, ratios, startup, notes, prepare_seconds, time.perf_counter() - began)
+    series = [imports, exports, copies, uploads, downloads, upload_floors, download_floors]
+    return report(prepared, series, ratios, floors, startup, notes, prepare_seconds, time.perf_counter() - began)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
