@@ -13,7 +13,9 @@ run replaces the stored copy) and ``flow model import -c … --from-database`` (
 ``flow model delete`` of the local copy). The baseline, on the very bytes the registry stored, is the
 engine's raw client: pymysql inserting the same slices in one transaction and selecting them back,
 redis-py pipelining SETs of 1 MiB chunks and GETting them back, the COS SDK's ``put_object`` (one
-streamed PUT) and ``upload_file`` (its multipart uploader) and a streamed ``get_object``. Every timed
+streamed PUT) and ``upload_file`` (its multipart uploader) and a streamed ``get_object``. Beside them,
+the floor (:class:`FloorClient`): the first raw client plus only what a verified store or restore cannot
+skip (the model read from the disk and hashed; every byte restored hashed and written durably). Every timed
 operation, ours and the raw client's, starts once the server has finished what the one before left it
 (InnoDB's purge, Redis's lazy free: :class:`Settler`). It prints a
 table per engine (medians, min/max, throughput, ratio to the raw client, peak memory of ``flow``, the
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import io
 import json
 import os
 import re
@@ -31,7 +34,7 @@ import shutil
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,9 +44,12 @@ import pymysql
 import pymysql.cursors
 import redis
 
+from bench.bare_stream import write_verified
 from bench.import_export import Flow, Measured, Prepared, prepare
 from bench.memory import KIB, MIB, PeakWatch, cpu_seconds
 from bench.scratch import log, scratch_dir
+from fate_registry.checksums import BackgroundSha256
+from fate_registry.direct_io import read_pieces
 from fate_registry.identity import party_model_id
 from fate_registry.testing import services
 from fate_registry.testing.federation import LocalFederation
@@ -119,6 +125,7 @@ class EngineResult:
     stored_bytes: int
     ops: list[Op]
     ratios: dict[str, float]
+    floors: dict[str, float]
     notes: list[str]
     setup_seconds: float
     total_seconds: float
@@ -129,6 +136,7 @@ class EngineResult:
             "stored_bytes": self.stored_bytes,
             "operations": {op.name: op.summary() for op in self.ops},
             "ratios": {name: round(value, 4) for name, value in self.ratios.items()},
+            "floors": {name: round(value, 4) for name, value in self.floors.items()},
             "flow_startup_median_s": round(self.flow_startup_s, 4),
             "setup_s": round(self.setup_seconds, 1),
             "total_s": round(self.total_seconds, 1),
@@ -142,11 +150,20 @@ class EngineResult:
 class RawClient:
     """The engine's own client writing and reading one object of bytes (a file) and removing it, untimed."""
 
-    def write(self, source: Path) -> None:
+    piece_bytes = READ_BLOCK
+
+    def write_pieces(self, pieces: Iterable[bytes], size: int) -> None:
+        """Write ``size`` bytes given as ``pieces``."""
         raise NotImplementedError
 
-    def read(self) -> int:
+    def pieces(self) -> Iterator[bytes]:
         raise NotImplementedError
+
+    def write(self, source: Path) -> None:
+        self.write_pieces(_blocks(source, self.piece_bytes), source.stat().st_size)
+
+    def read(self) -> int:
+        return sum(len(piece) for piece in self.pieces())
 
     def remove(self) -> None:
         raise NotImplementedError
@@ -155,17 +172,47 @@ class RawClient:
         """Release the connection."""
 
 
+class FloorClient(RawClient):
+    """A raw client plus only what a verified store or restore cannot skip: the floor of ours.
+
+    Writing reads the source around the page cache (a model is on the disk) and puts every byte
+    through SHA-256; reading puts every byte through CRC-32 and SHA-256 and writes it around the page
+    cache into a file, fsynced (:func:`bench.bare_stream.write_verified`). No zip, no manifest, no
+    metadata, no gRPC, no CLI."""
+
+    def __init__(self, raw: RawClient, directory: Path) -> None:
+        self.raw, self.directory = raw, directory
+
+    def write(self, source: Path) -> None:
+        self.raw.write_pieces(_hashed(read_pieces(source, self.raw.piece_bytes)), source.stat().st_size)
+
+    def read(self) -> int:
+        return write_verified(self.raw.pieces(), self.directory, hash_pieces=True)
+
+    def remove(self) -> None:
+        self.raw.remove()
+
+
 def _blocks(source: Path, size: int) -> Iterator[bytes]:
     with source.open("rb") as f:
         while block := f.read(size):
             yield block
 
 
+def _hashed(pieces: Iterable[bytes]) -> Iterator[bytes]:
+    """``pieces`` as they are, hashed on a thread of their own meanwhile (as the agent hashes what it stores)."""
+    sha = BackgroundSha256()
+    for piece in pieces:
+        sha.update(piece)
+        yield piece
+    sha.hexdigest()
+
+
 class RawMySQL(RawClient):
     """pymysql over TCP as the agent's user: the same slices in one transaction, then an unbuffered SELECT."""
 
     def __init__(self, settings: dict[str, Any], slice_bytes: int, timeout: float) -> None:
-        self.slice_bytes = slice_bytes
+        self.piece_bytes = slice_bytes
         self.conn = pymysql.connect(
             host=settings["host"],
             port=int(settings["port"]),
@@ -183,23 +230,21 @@ class RawMySQL(RawClient):
                 " (id INT NOT NULL PRIMARY KEY, content LONGBLOB NOT NULL) ENGINE=InnoDB"
             )
 
-    def write(self, source: Path) -> None:
+    def write_pieces(self, pieces: Iterable[bytes], size: int) -> None:
         self.conn.begin()
         with self.conn.cursor() as cur:
-            for index, piece in enumerate(_blocks(source, self.slice_bytes)):
+            for index, piece in enumerate(pieces):
                 cur.execute(f"INSERT INTO {MYSQL_RAW_TABLE} (id, content) VALUES (%s, %s)", (index, piece))
         self.conn.commit()
 
-    def read(self) -> int:
-        total = 0
+    def pieces(self) -> Iterator[bytes]:
         cur = self.conn.cursor(pymysql.cursors.SSCursor)
         try:
             cur.execute(f"SELECT content FROM {MYSQL_RAW_TABLE} ORDER BY id")
             for (content,) in cur:
-                total += len(content)
+                yield content
         finally:
             cur.close()
-        return total
 
     def remove(self) -> None:
         with self.conn.cursor() as cur:
@@ -230,11 +275,13 @@ class RawRedis(RawClient):
     def _name(self, index: int) -> str:
         return f"bench:raw:{index}"
 
-    def write(self, source: Path) -> None:
+    piece_bytes = REDIS_CHUNK
+
+    def write_pieces(self, pieces: Iterable[bytes], size: int) -> None:
         pipe = self.client.pipeline(transaction=False)
         queued = 0
         self.count = 0
-        for index, chunk in enumerate(_blocks(source, REDIS_CHUNK)):
+        for index, chunk in enumerate(pieces):
             pipe.set(self._name(index), chunk)
             self.count, queued = index + 1, queued + len(chunk)
             if queued >= REDIS_PIPELINE_BYTES:
@@ -242,16 +289,13 @@ class RawRedis(RawClient):
                 queued = 0
         pipe.execute()
 
-    def read(self) -> int:
-        total = 0
+    def pieces(self) -> Iterator[bytes]:
         per_batch = REDIS_PIPELINE_BYTES // REDIS_CHUNK
         for start in range(0, self.count, per_batch):
             pipe = self.client.pipeline(transaction=False)
             for index in range(start, min(self.count, start + per_batch)):
                 pipe.get(self._name(index))
-            for value in pipe.execute():
-                total += len(value)
-        return total
+            yield from pipe.execute()
 
     def remove(self) -> None:
         names = [self._name(i) for i in range(self.count)]
@@ -283,12 +327,43 @@ class RawCos(RawClient):
             with source.open("rb") as body:
                 self.client.put_object(Bucket=self.bucket, Key=self.key, Body=body)
 
-    def read(self) -> int:
+    def write_pieces(self, pieces: Iterable[bytes], size: int) -> None:
+        """One streamed PUT of ``pieces`` (``put_object`` reads them through a file-like object)."""
+        self.client.put_object(Bucket=self.bucket, Key=self.key, Body=_PieceReader(pieces, size))
+
+    def pieces(self) -> Iterator[bytes]:
         answer = self.client.get_object(Bucket=self.bucket, Key=self.key)
-        return sum(len(block) for block in answer["Body"].get_stream(chunk_size=READ_BLOCK))
+        yield from answer["Body"].get_stream(chunk_size=READ_BLOCK)
 
     def remove(self) -> None:
         self.client.delete_object(Bucket=self.bucket, Key=self.key)
+
+
+class _PieceReader(io.RawIOBase):
+    """A readable file of ``size`` bytes over an iterator of pieces: what an HTTP client streams a body
+    from (its length gives the request's Content-Length)."""
+
+    def __init__(self, pieces: Iterable[bytes], size: int) -> None:
+        self._pieces = iter(pieces)
+        self._held = memoryview(b"")
+        self._size = size
+
+    def __len__(self) -> int:
+        return self._size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._held:
+            piece = next(self._pieces, None)
+            if piece is None:
+                return 0
+            self._held = memoryview(piece)
+        count = min(len(buffer), len(self._held))
+        buffer[:count] = self._held[:count]
+        self._held = self._held[count:]
+        return count
 
 
 # One engine --------------------------------------------------------------------------------------
@@ -427,10 +502,17 @@ def run_engine(engine: str, prepared: Prepared, runs: int, workdir: Path, op_tim
             ]
         for _, raw in raws:
             stack.callback(raw.close)
+        floor_dir = root / "floor"
+        floor_dir.mkdir()
+        first_label, first_raw = raws[0]
+        floor_label = f"{first_label} floor"
 
         store_op = Op("store", stored_bytes)
         restore_op = Op("restore", stored_bytes)
-        raw_ops = [(Op(f"{label} write", stored_bytes), Op(f"{label} read", stored_bytes), raw) for label, raw in raws]
+        raw_ops = [
+            (Op(f"{label} write", stored_bytes), Op(f"{label} read", stored_bytes), raw)
+            for label, raw in [*raws, (floor_label, FloorClient(first_raw, floor_dir))]
+        ]
 
         settle = Settler(engine, server, settings)
         stack.callback(settle.close)
@@ -484,15 +566,22 @@ def run_engine(engine: str, prepared: Prepared, runs: int, workdir: Path, op_tim
         if settle.late:
             notes.append(f"{settle.late} operations started before the server had settled ({SETTLE_DEADLINE_S:.0f} s)")
 
-    best_write = min((w for w, _, _ in raw_ops), key=lambda op: op.median)
-    best_read = min((r for _, r, _ in raw_ops), key=lambda op: op.median)
+    *clients, (floor_write, floor_read, _) = raw_ops
+    best_write = min((w for w, _, _ in clients), key=lambda op: op.median)
+    best_read = min((r for _, r, _ in clients), key=lambda op: op.median)
     ratios = {
         f"store / {best_write.name}": best_write.median / store_op.median,
         f"restore / {best_read.name}": best_read.median / restore_op.median,
     }
+    floors = {
+        f"{floor_write.name} / {best_write.name}": best_write.median / floor_write.median,
+        f"{floor_read.name} / {best_read.name}": best_read.median / floor_read.median,
+        f"store / {floor_write.name}": floor_write.median / store_op.median,
+        f"restore / {floor_read.name}": floor_read.median / restore_op.median,
+    }
     ops = [store_op, restore_op, *(op for w, r, _ in raw_ops for op in (w, r))]
     total = time.perf_counter() - began
-    return EngineResult(engine, stored_bytes, ops, ratios, notes, setup_seconds, total, startup)
+    return EngineResult(engine, stored_bytes, ops, ratios, floors, notes, setup_seconds, total, startup)
 
 
 # Report ------------------------------------------------------------------------------------------
@@ -527,6 +616,9 @@ def report(prepared: Prepared, results: Sequence[EngineResult], size_mib: int, t
                 f"    {name:<40} {value:.3f}  {'ok' if value >= RATIO_TARGET else 'BELOW TARGET'}"
                 for name, value in result.ratios.items()
             ),
+            "  floors (the raw client plus only the disk read, SHA-256 and durable write a verified store or restore"
+            " needs): floor / raw is the best a ratio can be here in this run, ours / floor what the registry adds:",
+            *(f"    {name:<40} {value:.3f}" for name, value in result.floors.items()),
             "  peak memory, MiB, max across runs (VmHWM reset before each operation;"
             f" target flow and agent < {MEMORY_TARGET_MIB:.0f}):",
         ]
