@@ -139,7 +139,7 @@ class PartyAgent:
             model_dir.mkdir()
             digest = BackgroundSha256() if header.sha256 else None
             limits = archive.ArchiveLimits(self.limits.max_archive_bytes, self.limits.max_archive_entries)
-            received = faultpoints.midway(self._received(chunks, digest), "agent.import.receiving")
+            received = faultpoints.midway(self._received(chunks, digest, header.size), "agent.import.receiving")
             manifest = archive.unpack(prefetch(received), model_dir, limits, verified_source)
             archive_sha256 = digest.hexdigest() if digest else ""
             if header.sha256 and header.sha256.lower() != archive_sha256:
@@ -181,9 +181,12 @@ class PartyAgent:
         )
 
     def _received(
-        self, chunks: Iterator[bytes | memoryview], digest: BackgroundSha256 | None
+        self, chunks: Iterator[bytes | memoryview], digest: BackgroundSha256 | None, announced: int
     ) -> Iterator[bytes | memoryview]:
-        """The archive's bytes as they arrive, bounded in size, hashed when the caller gave a hash."""
+        """The archive's bytes as they arrive, bounded in size, hashed when the caller gave a hash.
+
+        An archive whose size was ``announced`` (not 0) must arrive whole: a client that cannot send
+        it all (the file changed or could not be read) ends its stream short to call the import off."""
         size = 0
         for chunk in chunks:
             size += len(chunk)
@@ -194,6 +197,10 @@ class PartyAgent:
             yield chunk
         if size == 0:
             raise RegistryError(Reason.BAD_ARCHIVE, "the archive is empty")
+        if announced and size != announced:
+            raise RegistryError(
+                Reason.BAD_ARCHIVE, f"the archive arrived with {size} bytes where {announced} were announced"
+            )
 
     # -- export ---------------------------------------------------------------------------------
 

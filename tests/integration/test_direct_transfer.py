@@ -69,6 +69,39 @@ def test_a_ticket_allows_one_transfer_of_one_model(federation: LocalFederation, 
         assert log.operations[0].status == "success" and log.operations[0].results[0].retcode == 0
 
 
+def test_an_archive_that_arrives_short_is_refused_and_nothing_imported(
+    federation: LocalFederation, model: GeneratedModel, tmp_path: Path
+) -> None:
+    """flow ends its stream short when the file changes while it is sent; the agent refuses an archive
+    shorter than the header announced, even one whose bytes so far would unpack (here: all but the last)."""
+    archive = model.archives["guest", "9999"]
+    header = ImportModelHeader(target=_ref(model, "short"), size=archive.stat().st_size + 1)
+    with RegistryClient(federation.address) as client:
+        granted = client._unary(lambda stub: stub.BeginTransfer, pb.BeginTransferRequest(import_header=header))
+        with pytest.raises(RegistryError) as info:
+            _agent_import(granted.agent_address, granted.ticket, header, archive)
+        assert info.value.reason is Reason.BAD_ARCHIVE
+        assert f"arrived with {header.size - 1} bytes where {header.size} were announced" in info.value.message
+        # and through the SDK, the file truncated once its first chunk was sent
+        changing = tmp_path / "changing.zip"
+        changing.write_bytes(archive.read_bytes())
+        assert changing.stat().st_size > 3 * 4096  # several chunks of 4 KiB
+
+        def truncate(_: int) -> None:
+            with changing.open("r+b") as file:
+                file.truncate(1)
+
+        with pytest.raises(RegistryError) as info:
+            client.import_model(changing, _ref(model, "changed"), progress=truncate, chunk_size=4096)
+        assert info.value.reason is Reason.INVALID_ARGUMENT and "changed while it was sent" in info.value.message
+        for version in ("short", "changed"):
+            with pytest.raises(RegistryError) as info:
+                client.get_model_info(pb.GetModelInfoRequest(model_version=version))
+            assert info.value.reason is Reason.MODEL_NOT_FOUND
+    assert not list((federation.model_cache("9999")).glob(f"guest#9999#{model.model_id}/short"))
+    assert not list((federation.model_cache("9999")).glob(f"guest#9999#{model.model_id}/changed"))
+
+
 def test_a_failed_direct_import_is_logged_with_the_party_reason(
     federation: LocalFederation, model: GeneratedModel
 ) -> None:

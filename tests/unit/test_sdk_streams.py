@@ -7,7 +7,7 @@ import json
 import socket
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent import futures
 from pathlib import Path
 from typing import Any
@@ -123,21 +123,44 @@ def test_import_of_a_missing_file_fails_before_any_call(registry: tuple[FakeRegi
     assert fake.imported == []
 
 
-def test_import_of_a_file_that_shrinks_while_sent_is_cancelled(
-    registry: tuple[FakeRegistry, str], tmp_path: Path
+def _import_changing(address: str, archive: Path, change: Callable[[], None]) -> RegistryError:
+    """Import ``archive``, running ``change`` once its first chunk is sent; the error the SDK raised."""
+    changed: list[int] = []
+
+    def progress(sent: int) -> None:
+        if not changed:
+            changed.append(sent)
+            change()
+
+    with RegistryClient(address) as client, pytest.raises(RegistryError) as caught:
+        client.import_model(archive, TARGET, progress=progress)
+    return caught.value
+
+
+@pytest.mark.parametrize("how", ["shrinks", "grows"])
+def test_import_of_a_file_that_changes_while_sent_ends_short(
+    registry: tuple[FakeRegistry, str], tmp_path: Path, how: str
 ) -> None:
-    _, address = registry
+    """The stream ends without the chunk that would have completed the announced size (a party refuses
+    an archive that arrives short), and the SDK raises even though this fake server answered."""
+    fake, address = registry
     archive = tmp_path / "model.zip"
     archive.write_bytes(PAYLOAD)
 
-    def truncate(_: int) -> None:
+    def change() -> None:
         with archive.open("r+b") as file:
-            file.truncate(CHUNK + 1)
+            if how == "shrinks":
+                file.truncate(CHUNK + 1)
+            else:
+                file.seek(0, 2)
+                file.write(b"more")
 
-    with RegistryClient(address) as client, pytest.raises(RegistryError) as caught:
-        client.import_model(archive, TARGET, progress=truncate)
-    assert caught.value.reason is Reason.INVALID_ARGUMENT
-    assert "the file changed while it was sent" in caught.value.message
+    error = _import_changing(address, archive, change)
+    assert error.reason is Reason.INVALID_ARGUMENT
+    assert "the file changed while it was sent" in error.message
+    assert fake.imported[0].header.size == len(PAYLOAD)
+    sent = b"".join(message.chunk for message in fake.imported[1:])
+    assert len(sent) < len(PAYLOAD) and PAYLOAD.startswith(sent)
 
 
 # Export -------------------------------------------------------------------------------------------
