@@ -158,7 +158,7 @@ class BareFanout:
             for party, channel in channels.items()
             for method in ("Prepare", "Commit")
         }
-        self.channels = channels.values()
+        self.channels = list(channels.values())
         self.pool = futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="bare-fanout")
         self.runs = 0
 

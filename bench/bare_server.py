@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from concurrent import futures
 from dataclasses import dataclass
@@ -16,6 +13,8 @@ from typing import Any
 import grpc
 
 from fate_registry.channels import CHANNEL_OPTIONS
+from fate_registry.grpc_server import write_port_file
+from fate_registry.testing.processes import terminate, wait_for_port_file
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,7 +27,7 @@ def serve_bare(
     server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(service, handlers),))
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
-    port_file.write_text(f"127.0.0.1:{port}")
+    write_port_file(port_file, f"127.0.0.1:{port}")
     server.wait_for_termination()
 
 
@@ -56,22 +55,7 @@ class BareServer:
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + timeout
-        while not (port_file.exists() and port_file.read_text(encoding="utf-8").strip()):
-            if process.poll() is not None:
-                raise RuntimeError(f"the {name} server exited with {process.returncode}: {log.read_text()}")
-            if time.monotonic() > deadline:
-                process.kill()
-                process.wait()
-                raise RuntimeError(f"the {name} server wrote no port file within {timeout} s")
-            time.sleep(0.05)  # a poll interval under a deadline
-        return cls(process, port_file.read_text(encoding="utf-8").strip())
+        return cls(process, wait_for_port_file(process, port_file, timeout, f"the {name} server", log))
 
     def stop(self, timeout: float = 10.0) -> None:
-        if self.process.poll() is None:
-            os.kill(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+        terminate(self.process, timeout)

@@ -443,8 +443,8 @@ def run(size_mib: int, runs: int, workdir: Path) -> dict[str, Any]:
             )
         notes.extend(watch.notes())
 
-    def ratio(faster: Series, slower: Series) -> float:
-        return faster.throughput(faster.median) / slower.throughput(slower.median)
+    def ratio(measured: Series, base: Series) -> float:
+        return measured.throughput(measured.median) / base.throughput(base.median)
 
     ratios = {"import / bare upload": ratio(imports, uploads), "export / bare download": ratio(exports, downloads)}
     floors = {

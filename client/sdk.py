@@ -241,20 +241,21 @@ class RegistryClient:
             )
             # A blocking call, not a future: its events are taken on this thread, where a future's go
             # through the channel's polling thread (a thread hand-off per message: ~10 % of a 1 GiB import)
+            failed: grpc.RpcError | None = None
             try:
                 response: pb.ImportModelResponse = call(
                     iter(upload), timeout=timeout, metadata=route.metadata if route else None
                 )
             except grpc.RpcError as exc:
+                failed = exc
+            # the upload's own failure comes first: the party's answer to a short archive only echoes it
+            # (and a server that took one, which ours does not, would even answer OK)
+            if failed is not None or upload.failure:
                 if route is not None:
                     self._end_quietly(route, begin)
-                if upload.failure:
-                    raise RegistryError(Reason.INVALID_ARGUMENT, f"{path}: {upload.failure}") from None
-                raise self._error(exc, route, target.party_id) from None
-            if upload.failure:  # a server that took an archive shorter than announced (ours refuses it)
-                if route is not None:
-                    self._end_quietly(route, begin)
-                raise RegistryError(Reason.INVALID_ARGUMENT, f"{path}: {upload.failure}")
+                if failed is not None and not upload.failure:
+                    raise self._error(failed, route, target.party_id) from None
+                raise RegistryError(Reason.INVALID_ARGUMENT, f"{path}: {upload.failure}") from None
         if route is None:
             return response
         return pb.ImportModelResponse(result=self._end(route, target).result)

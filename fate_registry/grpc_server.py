@@ -251,13 +251,18 @@ def start_server(
     return RunningServer(server, bound, health_servicer)
 
 
+def write_port_file(port_file: Path, address: str) -> None:
+    """Publish a bound address for a launcher: written aside and renamed, so it is never read half-written."""
+    port_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = port_file.with_suffix(".tmp")
+    tmp.write_text(f"{address}\n", encoding="utf-8")
+    tmp.replace(port_file)
+
+
 def wait_for_signal(running: RunningServer, port_file: Path | None, host: str) -> None:
     """Write the bound address to ``port_file`` (for launchers), then serve until SIGTERM/SIGINT."""
     if port_file is not None:
-        port_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = port_file.with_suffix(".tmp")
-        tmp.write_text(f"{host}:{running.port}\n", encoding="utf-8")
-        tmp.replace(port_file)
+        write_port_file(port_file, f"{host}:{running.port}")
     stop = StopFlag.install()
     stop.wait()
     log.info("stopping")
