@@ -3,9 +3,10 @@
 A MariaDB server (``services.mariadb``), two agents and two coordinator replicas, each its own
 process (:class:`Cluster`) on loopback. 200 operations (deploys, and tag additions of which some
 race for the same tag from both replicas) are spread across the replicas by 16 threads; after a
-half of them, one agent is paused (so deploys wait in prepare on both replicas), replica 2 is killed
-with SIGKILL and the agent resumed. Its lease (2 s) expires and replica 1 takes over
-what it left unfinished: deploys caught preparing are rolled back at every party, decided ones are
+half of them, one agent is paused, so the deploys in flight wait for it in prepare or in commit.
+Eight more deploys, four to each replica, are sent while it is paused, so some surely wait in
+prepare on both; then replica 2 is killed with SIGKILL and the agent resumed. Its lease (2 s)
+expires and replica 1 takes over what it left unfinished: deploys caught preparing are rolled back at every party, decided ones are
 finished, single-phase operations are closed as interrupted.
 
 Checked afterwards, through replica 1 and the CLI's SDK: no version id handed out twice, every
@@ -40,6 +41,7 @@ PARTIES = ("9999", "10000")
 OPERATIONS = 200
 KILL_AFTER = 100
 RACED_TAGS = 20  # each added from both replicas at once
+HELD = 8  # deploys sent while the agent is paused, alternately to each replica: caught in prepare
 FINAL = {"success", "failed", "rolled_back", "interrupted", "cancelled"}
 WAIT = 60.0
 
@@ -86,10 +88,17 @@ def parent(cluster: Cluster, tmp_path: Path) -> GeneratedModel:
     return model
 
 
+def _held_id(index: int) -> str:
+    """The request id of a deploy sent while the agent is paused (``index`` from OPERATIONS on)."""
+    return f"held-{index}"
+
+
 def _run(clients: list[RegistryClient], model: GeneratedModel, index: int, out: Outcomes) -> None:
     """Operation ``index``: the first ones add raced tags (each tag from both replicas, ``index % 2``),
-    then a deploy (even) or a tag of its own (odd), on replica ``index // 2 % 2``."""
-    replica = index % 2 if index < 2 * RACED_TAGS else index // 2 % 2
+    then a deploy (even) or a tag of its own (odd), on replica ``index // 2 % 2``; from OPERATIONS on,
+    a held deploy (under :func:`_held_id`) on replica ``index % 2``."""
+    held = index >= OPERATIONS
+    replica = index % 2 if index < 2 * RACED_TAGS or held else index // 2 % 2
     client = clients[replica]
     try:
         if index < 2 * RACED_TAGS:
@@ -97,8 +106,10 @@ def _run(clients: list[RegistryClient], model: GeneratedModel, index: int, out: 
             client.add_model_tag(pb.AddModelTagRequest(job_id=model.version, tag_name=tag))
             with out.lock:
                 out.tags_added.append(tag)
-        elif index % 2 == 0:
-            answer = client.deploy_model(pb.DeployModelRequest(model_id=model.model_id, model_version=model.version))
+        elif index % 2 == 0 or held:
+            request = pb.DeployModelRequest(model_id=model.model_id, model_version=model.version)
+            request.request_id = _held_id(index) if held else ""
+            answer = client.deploy_model(request)
             with out.lock:
                 if all(r.retcode == 0 for r in answer.results):
                     out.children.append(answer.model_version)
@@ -159,15 +170,23 @@ def test_two_replicas_share_one_catalog_and_take_over_a_killed_one(cluster: Clus
     out = Outcomes()
     clients = [RegistryClient(cluster.address_of(COORDINATOR)), RegistryClient(cluster.address_of(REPLICA_2))]
     try:
-        with ThreadPoolExecutor(max_workers=16) as pool:
+        with ThreadPoolExecutor(max_workers=16) as pool, ThreadPoolExecutor(max_workers=HELD) as held_pool:
             futures = [pool.submit(_run, clients, parent, i, out) for i in range(OPERATIONS)]
             wait_until(lambda: out.done >= KILL_AFTER, WAIT, "half of the operations done")
-            # a paused agent holds every deploy in prepare, so replica 2 surely dies with some in flight
+            # The deploys in flight may all be past prepare, waiting for the paused agent in commit, and
+            # hold every thread of the pool: the held deploys, sent from threads of their own once the
+            # agent is paused, are the ones surely caught in prepare, on both replicas.
             cluster.pause(agent_name("10000"))
+            held_ids = {_held_id(i) for i in range(OPERATIONS, OPERATIONS + HELD)}
+            futures += [held_pool.submit(_run, clients, parent, i, out) for i in range(OPERATIONS, OPERATIONS + HELD)]
             wait_until(
-                lambda: sum(op.status == "preparing" for op in _operations(clients[0], parent.model_id)) >= 4,
+                lambda: sum(
+                    op.status == "preparing" and op.operation_id in held_ids
+                    for op in _operations(clients[0], parent.model_id)
+                )
+                == HELD,
                 WAIT,
-                "deploys waiting in prepare on both replicas",
+                "the held deploys waiting in prepare on both replicas",
             )
             cluster.kill(REPLICA_2)
             cluster.resume(agent_name("10000"))
@@ -187,7 +206,7 @@ def test_two_replicas_share_one_catalog_and_take_over_a_killed_one(cluster: Clus
     # replica 2 was killed mid-way: its calls were cut, and its deploys caught preparing rolled back
     assert out.cut > 0
     assert any(op.status == "rolled_back" for op in operations if op.operation == "deploy")
-    assert out.done == OPERATIONS
+    assert out.done == OPERATIONS + HELD
 
     with RegistryClient(cluster.address) as client:
         versions = _versions(client, parent.model_id)
