@@ -6,8 +6,8 @@ race for the same tag from both replicas) are spread across the replicas by 16 t
 half of them, one agent is paused, so the deploys in flight wait for it in prepare or in commit.
 Eight more deploys, four to each replica, are sent while it is paused, so some surely wait in
 prepare on both; then replica 2 is killed with SIGKILL and the agent resumed. Its lease (2 s)
-expires and replica 1 takes over what it left unfinished: deploys caught preparing are rolled back at every party, decided ones are
-finished, single-phase operations are closed as interrupted.
+expires and replica 1 takes over what it left unfinished: deploys caught preparing are rolled
+back at every party, decided ones are finished, single-phase operations are closed as interrupted.
 
 Checked afterwards, through replica 1 and the CLI's SDK: no version id handed out twice, every
 successful deploy's child version in the catalog on both parties and every other one nowhere, every
@@ -180,11 +180,13 @@ def test_two_replicas_share_one_catalog_and_take_over_a_killed_one(cluster: Clus
             held_ids = {_held_id(i) for i in range(OPERATIONS, OPERATIONS + HELD)}
             futures += [held_pool.submit(_run, clients, parent, i, out) for i in range(OPERATIONS, OPERATIONS + HELD)]
             wait_until(
-                lambda: sum(
-                    op.status == "preparing" and op.operation_id in held_ids
-                    for op in _operations(clients[0], parent.model_id)
-                )
-                == HELD,
+                lambda: (
+                    sum(
+                        op.status == "preparing" and op.operation_id in held_ids
+                        for op in _operations(clients[0], parent.model_id)
+                    )
+                    == HELD
+                ),
                 WAIT,
                 "the held deploys waiting in prepare on both replicas",
             )
