@@ -243,7 +243,7 @@ def _init(args: argparse.Namespace) -> Answer:
         )
     if args.server_conf_path:
         conf_path = args.server_conf_path.expanduser().absolute()
-        saved: dict[str, str | int] = {"server_conf_path": str(conf_path)}
+        saved: dict[str, object] = {"server_conf_path": str(conf_path)}
         address = settings.service_conf_address(conf_path)
     elif args.ip and args.port:
         saved = {"ip": args.ip, "port": args.port}
@@ -254,10 +254,31 @@ def _init(args: argparse.Namespace) -> Answer:
             "Fate Flow CLI initialization failed. "
             "Please provides server configuration file path or server http ip address and port information.",
         )
+    tls = _init_tls(args)
+    if tls:
+        saved["tls"] = tls
     path = settings.save(saved)
-    return render.envelope(
-        retmsg="Fate Flow CLI has been initialized successfully.", data={"address": address, "settings": str(path)}
-    )
+    data: dict[str, object] = {"address": address, "settings": str(path)}
+    if tls:
+        data["tls"] = tls
+    return render.envelope(retmsg="Fate Flow CLI has been initialized successfully.", data=data)
+
+
+def _init_tls(args: argparse.Namespace) -> dict[str, str]:
+    """The TLS files given to ``flow init``, as absolute paths, checked to be there; {} when none is."""
+    given: dict[str, Path | None] = {key: getattr(args, f"tls_{key}") for key in settings.TLS_FILES}
+    settings.tls_conf([str(p) if p else None for p in given.values()], names=[f"--tls-{k}" for k in given])
+    files: dict[str, str] = {}
+    for key, path in given.items():
+        if path is None:
+            continue
+        absolute = path.expanduser().absolute()
+        if not absolute.is_file():
+            raise RegistryError(
+                Reason.INVALID_ARGUMENT, f"--tls-{key}: no such file: {absolute}", retcode=Retcode.EXCEPTION_ERROR
+            )
+        files[key] = str(absolute)
+    return files
 
 
 # The parser ---------------------------------------------------------------------------------------
@@ -433,6 +454,9 @@ def build_parser() -> argparse.ArgumentParser:
     init.add_argument("-c", "--server-conf-path", type=Path, help="service_conf.yaml to read the address from")
     init.add_argument("--ip", help="registry host")
     init.add_argument("--port", type=_port, help="registry port")
+    init.add_argument("--tls-ca", type=Path, help="CA certificate that signed the registry's (turns TLS on)")
+    init.add_argument("--tls-cert", type=Path, help="this client's certificate, for mutual TLS (with --tls-key)")
+    init.add_argument("--tls-key", type=Path, help="this client's private key, for mutual TLS (with --tls-cert)")
     init.add_argument("--reset", action="store_true", help="forget the saved settings")
     return parser
 

@@ -13,14 +13,16 @@ client fails over between them (see :class:`client.sdk.RegistryClient`).
 
 TLS: ``$FATE_REGISTRY_TLS_CA`` (the CA that signed the coordinator's certificate) turns it on;
 ``$FATE_REGISTRY_TLS_CERT`` and ``$FATE_REGISTRY_TLS_KEY`` (the client's own certificate and key)
-add mutual TLS. Without them the CLI talks plain text, the embedded default on loopback.
+add mutual TLS. When none of the three is set, the files ``flow init --tls-ca/--tls-cert/--tls-key``
+saved (as ``{"tls": {"ca", "cert", "key"}}``, absolute paths) are used, whatever the address. Without
+either the CLI talks plain text, the embedded default on loopback.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, get_args
@@ -33,6 +35,9 @@ ADDRESS_ENV = "FATE_REGISTRY_ADDRESS"
 TRANSFER_ENV = "FATE_REGISTRY_TRANSFER"
 CLIENT_CONF_ENV = "FATE_REGISTRY_CLIENT_CONF"
 TLS_CA_ENV, TLS_CERT_ENV, TLS_KEY_ENV = "FATE_REGISTRY_TLS_CA", "FATE_REGISTRY_TLS_CERT", "FATE_REGISTRY_TLS_KEY"
+TLS_ENVS = (TLS_CA_ENV, TLS_CERT_ENV, TLS_KEY_ENV)
+TLS_ENV_NAMES = tuple(f"${name}" for name in TLS_ENVS)
+TLS_FILES = ("ca", "cert", "key")  # the keys of the saved "tls" object, in the order of the variables above
 DEFAULT_CLIENT_CONF = Path("~/.config/fate-registry/flow.json")
 
 
@@ -73,12 +78,12 @@ def service_conf_address(path: Path | None) -> str:
     return join_address(address.host, address.port)
 
 
-def _saved_address(path: Path) -> str | None:
-    """The address ``flow init`` saved in ``path``, or None when nothing was saved."""
+def _saved(path: Path) -> dict[str, Any]:
+    """What ``flow init`` saved in ``path``; empty when nothing was saved."""
     try:
         saved: Any = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        return None
+        return {}
     except (OSError, UnicodeDecodeError) as exc:
         raise _settings_error(f"cannot read the flow CLI settings {path}: {exc}") from None
     except json.JSONDecodeError as exc:
@@ -88,6 +93,11 @@ def _saved_address(path: Path) -> str | None:
         ) from None
     if not isinstance(saved, dict):
         raise _settings_error(f"the flow CLI settings {path} must hold a JSON object; run flow init again")
+    return saved
+
+
+def _saved_address(saved: Mapping[str, Any]) -> str | None:
+    """The address in ``flow init``'s settings, or None when they hold none."""
     if saved.get("server_conf_path"):
         return service_conf_address(Path(str(saved["server_conf_path"])))
     ip, port = saved.get("ip"), saved.get("port")
@@ -96,20 +106,36 @@ def _saved_address(path: Path) -> str | None:
     return None
 
 
+def _saved_tls(saved: Mapping[str, Any], path: Path) -> config.TlsConf:
+    """The TLS files in ``flow init``'s settings (read from ``path``); plain text when they hold none."""
+    tls = saved.get("tls") or {}
+    where = f"the flow CLI settings {path}: "
+    if not isinstance(tls, dict) or not all(isinstance(tls.get(k, ""), str) for k in TLS_FILES):
+        raise _settings_error(f"{where}tls must map ca, cert and key to paths; run flow init again")
+    return tls_conf([tls.get(k) for k in TLS_FILES], names=[f"tls.{k}" for k in TLS_FILES], where=where)
+
+
 def resolve(address: str | None = None, env: Mapping[str, str] = os.environ) -> ClientSettings:
-    """The client settings: ``address`` (the ``--address`` option) wins, then the sources above."""
-    chosen = address or env.get(ADDRESS_ENV) or _saved_address(client_conf_path(env)) or service_conf_address(None)
+    """The client settings: ``address`` (the ``--address`` option) wins, then the sources above; TLS from
+    the environment when any of its variables is set, else as ``flow init`` saved it."""
+    path = client_conf_path(env)
+    saved = _saved(path)
+    chosen = address or env.get(ADDRESS_ENV) or _saved_address(saved) or service_conf_address(None)
     transfer = env.get(TRANSFER_ENV, "auto")
     if transfer not in get_args(TransferMode):
         raise _settings_error(f"${TRANSFER_ENV} must be auto, direct or relay, not {transfer!r}")
-    return ClientSettings(address=chosen, transfer=transfer, tls=client_tls(env))  # type: ignore[arg-type]
+    from_env = [env.get(name) for name in TLS_ENVS]
+    tls = tls_conf(from_env) if any(from_env) else _saved_tls(saved, path)
+    return ClientSettings(address=chosen, transfer=transfer, tls=tls)  # type: ignore[arg-type]
 
 
-def client_tls(env: Mapping[str, str] = os.environ) -> config.TlsConf:
-    """The client's TLS settings from the environment; a certificate needs its key."""
-    ca, cert, key = (Path(env[name]) if env.get(name) else None for name in (TLS_CA_ENV, TLS_CERT_ENV, TLS_KEY_ENV))
+def tls_conf(paths: Sequence[str | None], names: Sequence[str] = TLS_ENV_NAMES, where: str = "") -> config.TlsConf:
+    """A client's TLS from the paths of its CA, certificate and key (empty or None: not given); a
+    certificate needs its key. ``names`` are what the three are called in an error (the variables,
+    ``flow init``'s options or the saved keys), ``where`` what the error starts with."""
+    ca, cert, key = (Path(p) if p else None for p in paths)
     if (cert is None) != (key is None):
-        raise _settings_error(f"${TLS_CERT_ENV} and ${TLS_KEY_ENV} go together: set both or neither")
+        raise _settings_error(f"{where}{names[1]} and {names[2]} go together: set both or neither")
     return config.TlsConf(cert=cert, key=key, ca=ca)
 
 

@@ -8,8 +8,20 @@ from pathlib import Path
 
 import pytest
 
+from client.settings import ADDRESS_ENV, CLIENT_CONF_ENV, TLS_ENVS
 from fate_registry.testing import ModelSpec, build_fate_archive, services, write_federation
 from fate_registry.testing.federation import LocalFederation
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _flow_settings_of_the_tests(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """``flow`` as the tests run it reads no settings of whoever runs them: no ``flow init`` of theirs, no
+    address or TLS variables of their shell (each test sets what it means)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(CLIENT_CONF_ENV, str(tmp_path_factory.mktemp("flow-settings") / "flow.json"))
+        for name in (ADDRESS_ENV, *TLS_ENVS):
+            patch.delenv(name, raising=False)
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -208,6 +208,35 @@ def test_the_coordinator_refuses_callers_it_does_not_allow(
     assert code != 0 and answer["retcode"] == retcode and words in answer["retmsg"], answer
 
 
+@dataclass(frozen=True)
+class _NoAddress:
+    """A target that leaves ``$FATE_REGISTRY_ADDRESS`` empty: ``flow`` goes where ``flow init`` said."""
+
+    address: str = ""
+
+
+def test_flow_init_remembers_the_tls_files(cluster: Cluster, pki: Pki, tmp_path: Path) -> None:
+    alice = pki.certs.clients["alice"]
+    host, port = cluster.address.rsplit(":", 1)
+    env = {"FATE_REGISTRY_CLIENT_CONF": str(tmp_path / "flow.json")}
+    tag_list = ("model", "tag-list", "-j", "20240101000000000000")
+    files = ("--tls-ca", str(pki.ca), "--tls-cert", str(alice.cert), "--tls-key", str(alice.key))
+    code, answer = flow(_NoAddress(), "init", "--ip", host, "--port", port, *files, env=env)
+    assert (code, answer["retcode"]) == (0, 0), answer
+    assert answer["data"]["tls"] == {"ca": str(pki.ca), "cert": str(alice.cert), "key": str(alice.key)}
+    # no address and no TLS in the environment: the registry answers (the version is not there)
+    code, answer = flow(_NoAddress(), *tag_list, env=env)
+    assert answer["retcode"] == Retcode.EXCEPTION_ERROR and "20240101000000000000" in answer["retmsg"], answer
+    # the environment's TLS wins over the saved files: only the CA, so no client certificate
+    code, answer = flow(_NoAddress(), *tag_list, env={**env, **_env(pki.client(None))})
+    assert answer["retcode"] == Retcode.AUTHENTICATION_ERROR, answer
+    # initialised again without TLS, flow forgets the files and talks plain text
+    code, answer = flow(_NoAddress(), "init", "--ip", host, "--port", port, env=env)
+    assert code == 0 and "tls" not in answer["data"], answer
+    code, answer = flow(_NoAddress(), *tag_list, env=env)
+    assert answer["retcode"] == Retcode.CONNECTION_ERROR and "requires TLS" in answer["retmsg"], answer
+
+
 # -- who is refused at an agent ---------------------------------------------------------------------------
 
 

@@ -10,6 +10,7 @@ import pytest
 
 from client import confs, settings
 from client.cli import main
+from fate_registry import config
 from fate_registry.errors import Reason, RegistryError
 
 MODEL_ID = "arbiter-10000#guest-9999#host-10000#model"
@@ -349,6 +350,51 @@ def test_cli_init_saves_the_address(
     status, answer = run(["init", "--reset"], capsys)
     assert status == 0
     assert not saved.exists()
+
+
+def test_cli_init_saves_the_tls_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    saved = tmp_path / "flow.json"
+    monkeypatch.setenv(settings.CLIENT_CONF_ENV, str(saved))
+    monkeypatch.chdir(tmp_path)
+    for name in ("ca.pem", "me.pem", "me.key"):
+        (tmp_path / name).write_text("-----", encoding="utf-8")
+    address = ["init", "--ip", "10.1.2.3", "--port", "9380"]
+    status, answer = run([*address, "--tls-ca", "ca.pem", "--tls-cert", "me.pem", "--tls-key", "me.key"], capsys)
+    files = {"ca": str(tmp_path / "ca.pem"), "cert": str(tmp_path / "me.pem"), "key": str(tmp_path / "me.key")}
+    assert (status, answer["retcode"], answer["data"]["tls"]) == (0, 0, files)
+    assert json.loads(saved.read_text(encoding="utf-8"))["tls"] == files  # absolute: flow may run elsewhere
+    tls = config.TlsConf(cert=tmp_path / "me.pem", key=tmp_path / "me.key", ca=tmp_path / "ca.pem")
+    assert settings.resolve("10.9.9.9:1", {settings.CLIENT_CONF_ENV: str(saved)}).tls == tls  # whatever the address
+    from_env = {settings.CLIENT_CONF_ENV: str(saved), settings.TLS_CA_ENV: "other-ca.pem"}
+    assert settings.resolve(None, from_env).tls == config.TlsConf(ca=Path("other-ca.pem"))  # the environment wins
+
+    saved.unlink()
+    status, answer = run([*address, "--tls-cert", "me.pem"], capsys)
+    assert (status, answer["retcode"]) == (1, 100)
+    assert answer["retmsg"] == "--tls-cert and --tls-key go together: set both or neither"
+    status, answer = run([*address, "--tls-ca", "absent.pem"], capsys)
+    assert (status, answer["retcode"], answer["retmsg"]) == (
+        1,
+        100,
+        f"--tls-ca: no such file: {tmp_path / 'absent.pem'}",
+    )
+    assert not saved.exists()  # nothing half-saved
+
+
+def test_bad_saved_tls_settings_are_named(tmp_path: Path) -> None:
+    saved = tmp_path / "flow.json"
+    env = {settings.CLIENT_CONF_ENV: str(saved)}
+    saved.write_text(json.dumps({"ip": "10.1.2.3", "port": 9380, "tls": {"cert": "/me.pem"}}), encoding="utf-8")
+    with pytest.raises(RegistryError) as caught:
+        settings.resolve(None, env)
+    assert (
+        caught.value.message == f"the flow CLI settings {saved}: tls.cert and tls.key go together: set both or neither"
+    )
+    saved.write_text(json.dumps({"ip": "10.1.2.3", "port": 9380, "tls": ["/ca.pem"]}), encoding="utf-8")
+    with pytest.raises(RegistryError, match="tls must map ca, cert and key to paths; run flow init again"):
+        settings.resolve(None, env)
 
 
 def test_cli_load_without_conf_or_job_id(capsys: pytest.CaptureFixture[str]) -> None:
