@@ -36,6 +36,17 @@ _idle_lock = threading.Lock()
 _threads = ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="direct-io")
 
 
+def _after_fork_in_child() -> None:
+    """A forked child has none of its parent's threads, but the pool would count the parent's as its own
+    (idle ones included) and hand them work that never runs: the child gets a pool and a lock of its own."""
+    global _threads, _idle_lock
+    _threads = ThreadPoolExecutor(max_workers=IO_THREADS, thread_name_prefix="direct-io")
+    _idle_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _take() -> mmap.mmap:
     with _idle_lock:
         if _idle:

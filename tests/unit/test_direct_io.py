@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import itertools
 import os
+import signal
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from hypothesis import strategies as st
 
 from fate_registry import direct_io
 from fate_registry.direct_io import BLOCK, BUFFER_BYTES, DirectWriter, read_pieces
+from fate_registry.testing.cluster import wait_until
 
 # Sizes around every edge: empty, under a block, a block, a buffer, a buffer and a partial block, several buffers.
 EDGES = [0, 1, BLOCK - 1, BLOCK, BUFFER_BYTES - 1, BUFFER_BYTES, BUFFER_BYTES + 1, 2 * BUFFER_BYTES + BLOCK + 7]
@@ -132,3 +134,31 @@ def test_a_file_system_refusing_o_direct_is_read_plainly(monkeypatch: pytest.Mon
     pieces = list(read_pieces(path, 1 << 20))
     assert b"".join(pieces) == PATTERN[: 2 * BUFFER_BYTES + 5]
     assert direct_io._idle == []  # no aligned buffer was taken
+
+
+def test_a_forked_child_reads_and_writes_with_threads_of_its_own(tmp_path: Path) -> None:
+    """The parent's I/O threads do not exist in a child; without a pool of its own the child's first
+    read waits forever on them. The child is bounded: killed by its PID if it has not ended in time."""
+    source = tmp_path / "source"
+    source.write_bytes(PATTERN[: 2 * BUFFER_BYTES + 5])
+    assert b"".join(read_pieces(source, BUFFER_BYTES)) == source.read_bytes()  # the parent's threads started
+    child = os.fork()
+    if child == 0:  # the child's outcome is its exit status, whatever happens
+        try:
+            _write(tmp_path / "copy", list(read_pieces(source, BLOCK * 3)))
+            os._exit(0)
+        finally:
+            os._exit(1)
+
+    def ended() -> tuple[int, int] | None:
+        pid, status = os.waitpid(child, os.WNOHANG)
+        return (pid, status) if pid else None
+
+    try:
+        _, status = wait_until(ended, 30, "the forked child's direct I/O")
+    except TimeoutError:
+        os.kill(child, signal.SIGKILL)
+        os.waitpid(child, 0)
+        raise
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert (tmp_path / "copy").read_bytes() == source.read_bytes()
