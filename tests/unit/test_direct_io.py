@@ -150,12 +150,13 @@ def test_a_forked_child_reads_and_writes_with_threads_of_its_own(tmp_path: Path)
         finally:
             os._exit(1)
 
-    def ended() -> tuple[int, int] | None:
+    def ended() -> list[int]:
+        """The child's wait status once it has ended, else nothing."""
         pid, status = os.waitpid(child, os.WNOHANG)
-        return (pid, status) if pid else None
+        return [status] if pid else []
 
     try:
-        _, status = wait_until(ended, 30, "the forked child's direct I/O")
+        (status,) = wait_until(ended, 30, "the forked child's direct I/O")
     except TimeoutError:
         os.kill(child, signal.SIGKILL)
         os.waitpid(child, 0)
