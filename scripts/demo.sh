@@ -44,6 +44,9 @@ fate-registry up --conf "$DATA/service_conf.yaml" --data-dir "$DATA" &
 UP=$!
 wait_for "$DATA/run/ready" "$UP" "fate-registry up"
 export FATE_REGISTRY_ADDRESS=$(cat "$DATA/run/ready")
+# flow settings of the demo's own: a `flow init` of the user's (its TLS files, say) is not for this federation
+export FATE_REGISTRY_CLIENT_CONF="$DATA/flow.json"
+unset FATE_REGISTRY_TLS_CA FATE_REGISTRY_TLS_CERT FATE_REGISTRY_TLS_KEY
 
 run() { echo; echo "\$ $*"; "$@"; }
 echo; echo "== a generated trained model (HeteroLR: guest 9999, host 10000, arbiter 10000), packed as FATE-Flow packs it"
@@ -81,7 +84,7 @@ run flow operation list --model-version "$CHILD" --page-size 3
 cat <<MSG
 
 The registry is running (coordinator $FATE_REGISTRY_ADDRESS). In another shell:
-  export PATH=$PWD/.venv/bin:\$PATH FATE_REGISTRY_ADDRESS=$FATE_REGISTRY_ADDRESS
+  export PATH=$PWD/.venv/bin:\$PATH FATE_REGISTRY_ADDRESS=$FATE_REGISTRY_ADDRESS FATE_REGISTRY_CLIENT_CONF=$FATE_REGISTRY_CLIENT_CONF
   flow model get-model-info --model-id '$MODEL_ID' --model-version $CHILD --detail
   flow model --help
 Ctrl-C stops it.
