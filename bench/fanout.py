@@ -202,7 +202,7 @@ def federation_of(size: int, workdir: Path) -> Iterator[Setup]:
                 "servings": [server.pid for server in servings.values()],
             }
         )
-        client = RegistryClient(federation.address, timeout=CALL_TIMEOUT)
+        client = RegistryClient(federation.address, timeout=CALL_TIMEOUT, long_timeout=CALL_TIMEOUT)
         stack.callback(client.close)
         roles = model_roles(size)
         spec = ModelSpec(roles=roles)

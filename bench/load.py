@@ -136,7 +136,7 @@ class Worker:
     def __init__(self, index: int, address: str, target: Target) -> None:
         self.index = index
         self.target = target
-        self.client = RegistryClient(address, timeout=CALL_TIMEOUT)
+        self.client = RegistryClient(address, timeout=CALL_TIMEOUT, long_timeout=CALL_TIMEOUT)
         self.random = random.Random(index)
         self.tags: list[str] = []
         self.counter = 0
@@ -482,7 +482,7 @@ def run(
     log(f"workdir {workdir}; {clients} clients, {runs} x {seconds} s after {warmup} s of warm-up")
     with contextlib.ExitStack() as stack:
         federation = stack.enter_context(LocalFederation.start(workdir / "federation"))
-        with RegistryClient(federation.address, timeout=CALL_TIMEOUT) as client:
+        with RegistryClient(federation.address, timeout=CALL_TIMEOUT, long_timeout=CALL_TIMEOUT) as client:
             target = prepare(client, workdir / "model")
         workers = [Worker(i, federation.address, target) for i in range(clients)]
         for worker in workers:

@@ -40,6 +40,9 @@ or direct when the agent can be reached and relayed otherwise (auto)."""
 AGENT_SERVICE = "/fate_registry.agent.v1.PartyAgentService/"
 REGISTRY_SERVICE = "/fate_registry.v1.RegistryService/"
 AGENT_CONNECT_SECONDS = 2.0
+# The client's bound on a call that moves or rewrites whole models: only against a coordinator that never
+# answers, as the coordinator ends such a call itself within its deploy_timeout per phase.
+LONG_CALL_SECONDS = 3600.0
 
 Progress = Callable[[int], None]
 """Called with the number of bytes just sent or received."""
@@ -81,22 +84,29 @@ class RegistryClient:
     others only when the replica could not be connected to at all, so the call never reached it and
     cannot have been done twice.
 
-    ``timeout`` is the deadline of each unary call, in seconds. Archive transfers have no deadline by
-    default (a large model may take long); pass ``timeout`` to :meth:`import_model` or
-    :meth:`export_model` to bound them. ``tls`` (its ``ca``, and ``cert``/``key`` for mutual TLS) secures the
-    channel to the coordinator and those to agents for one-hop transfers; plain text by default.
+    ``timeout`` is the deadline of each short unary call, in seconds. The calls that move or rewrite
+    whole models (deploy, migrate, store, restore, homo-convert, homo-deploy) get ``long_timeout``
+    instead: the coordinator gives each party its ``deploy_timeout`` (600 s by default) for them, so a
+    client deadline shorter than that would report a failure while the operation goes on and may well
+    succeed. Archive transfers have no deadline by default (a large model may take long); pass
+    ``timeout`` to :meth:`import_model` or :meth:`export_model` to bound them.
+
+    ``tls`` (its ``ca``, and ``cert``/``key`` for mutual TLS) secures the channel to the coordinator and
+    those to agents for one-hop transfers; plain text by default.
     """
 
     def __init__(
         self,
         address: str,
         timeout: float = 60.0,
+        long_timeout: float = LONG_CALL_SECONDS,
         channel_options: Sequence[tuple[str, int]] = CHANNEL_OPTIONS,
         transfer: TransferMode = "auto",
         tls: TlsConf = PLAINTEXT,
     ) -> None:
         self.addresses = [a.strip() for a in address.split(",") if a.strip()] or [address]
         self.timeout = timeout
+        self.long_timeout = long_timeout
         self.transfer = transfer
         self.tls = tls
         self._options = list(channel_options)
@@ -185,12 +195,14 @@ class RegistryClient:
         method: Callable[[RegistryServiceStub], grpc.UnaryUnaryMultiCallable[_Request, _Response]],
         request: _Request,
         idempotent: bool = False,
+        long: bool = False,
     ) -> _Response:
         """Call ``method`` (picked from a replica's stub) on the current replica, failing over to the
-        next ones on UNAVAILABLE as the class describes."""
+        next ones on UNAVAILABLE as the class describes; within ``long_timeout`` if ``long``."""
+        timeout = self.long_timeout if long else self.timeout
         for attempt in range(len(self._channels)):
             try:
-                return method(self._stubs[self._current])(request, timeout=self.timeout)
+                return method(self._stubs[self._current])(request, timeout=timeout)
             except grpc.RpcError as exc:
                 last = attempt == len(self._channels) - 1
                 if last or exc.code() != grpc.StatusCode.UNAVAILABLE or not (idempotent or _never_connected(exc)):
@@ -310,11 +322,11 @@ class RegistryClient:
 
     def store_model(self, request: pb.StoreModelRequest) -> pb.StoreModelResponse:
         """``flow model export --to-database``."""
-        return self._unary(lambda stub: stub.StoreModel, request)
+        return self._unary(lambda stub: stub.StoreModel, request, long=True)
 
     def restore_model(self, request: pb.RestoreModelRequest) -> pb.RestoreModelResponse:
         """``flow model import --from-database``."""
-        return self._unary(lambda stub: stub.RestoreModel, request)
+        return self._unary(lambda stub: stub.RestoreModel, request, long=True)
 
     def load_model(self, request: pb.LoadModelRequest) -> pb.LoadModelResponse:
         return self._unary(lambda stub: stub.LoadModel, request, idempotent=True)
@@ -329,7 +341,7 @@ class RegistryClient:
         return self._unary(lambda stub: stub.UnbindModel, request, idempotent=True)
 
     def migrate_model(self, request: pb.MigrateModelRequest) -> pb.MigrateModelResponse:
-        return self._unary(lambda stub: stub.MigrateModel, request)
+        return self._unary(lambda stub: stub.MigrateModel, request, long=True)
 
     def deploy_model(self, request: pb.DeployModelRequest) -> pb.DeployModelResponse:
         """Deploy under a request id (a fresh one unless given), so that it is safe to send again to
@@ -339,7 +351,7 @@ class RegistryClient:
             with_id.CopyFrom(request)
             with_id.request_id = uuid.uuid4().hex
             request = with_id
-        return self._unary(lambda stub: stub.DeployModel, request, idempotent=True)
+        return self._unary(lambda stub: stub.DeployModel, request, idempotent=True, long=True)
 
     def get_predict_dsl(self, request: pb.GetPredictDslRequest) -> pb.GetPredictDslResponse:
         return self._unary(lambda stub: stub.GetPredictDsl, request, idempotent=True)
@@ -375,10 +387,10 @@ class RegistryClient:
         return self._unary(lambda stub: stub.RemoveModelTag, request)
 
     def homo_convert_model(self, request: pb.HomoConvertModelRequest) -> pb.HomoConvertModelResponse:
-        return self._unary(lambda stub: stub.HomoConvertModel, request)
+        return self._unary(lambda stub: stub.HomoConvertModel, request, long=True)
 
     def homo_deploy_model(self, request: pb.HomoDeployModelRequest) -> pb.HomoDeployModelResponse:
-        return self._unary(lambda stub: stub.HomoDeployModel, request)
+        return self._unary(lambda stub: stub.HomoDeployModel, request, long=True)
 
     def list_checkpoints(self, request: pb.ListCheckpointsRequest) -> pb.ListCheckpointsResponse:
         return self._unary(lambda stub: stub.ListCheckpoints, request, idempotent=True)

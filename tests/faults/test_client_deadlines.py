@@ -1,0 +1,69 @@
+"""The SDK's deadlines: a call that rewrites whole models is waited for as long as the coordinator gives it.
+
+A deploy whose host is slow to prepare (stopped at ``agent.prepare.built``, resumed once the SDK's short
+call deadline has long passed, well within the coordinator's ``deploy_timeout``) is answered with its
+outcome, not with "did not answer in time" while it goes on and succeeds. Short calls keep the short
+deadline.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from client.sdk import RegistryClient
+from fate_registry.errors import Reason, RegistryError
+from fate_registry.faultpoints import ENV
+from fate_registry.testing.cluster import Cluster, agent_name, wait_until
+from fate_registry.v1 import registry_pb2 as pb
+from tests.conftest import generate_model
+from tests.faults.state import PARTY_OF, ROLES, WAIT, import_everywhere
+
+SHORT = 0.5  # the SDK's deadline for short calls here
+HOST = agent_name(PARTY_OF["host"])
+
+
+@pytest.fixture
+def cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """Guest 9999, host 10000, arbiter 10001, each party given 30 s to prepare a deploy."""
+    parties: dict[str, dict[str, Any]] = {party: {} for party in PARTY_OF.values()}
+    with Cluster.start(tmp_path / "cluster", parties, {"deploy_timeout": 30, "call_timeout": 10}) as started:
+        yield started
+
+
+def test_a_deploy_longer_than_the_short_deadline_is_answered_with_its_outcome(cluster: Cluster, tmp_path: Path) -> None:
+    parent = import_everywhere(cluster, generate_model(tmp_path / "model", roles=ROLES))
+    cluster.restart(HOST, {ENV: "agent.prepare.built"})
+    request = pb.DeployModelRequest(model_id=parent.model_id, model_version=parent.version)
+    with RegistryClient(cluster.address, timeout=SHORT) as client, ThreadPoolExecutor(max_workers=1) as pool:
+        started = time.monotonic()
+        running = pool.submit(client.deploy_model, request)
+        cluster.wait_stopped(HOST)
+        # the host holds the deploy in prepare until the short deadline has passed three times over
+        wait_until(lambda: time.monotonic() > started + 3 * SHORT, WAIT, "the short deadline passed")
+        cluster.resume(HOST)
+        answer = running.result(timeout=WAIT)
+        assert time.monotonic() - started > 3 * SHORT
+        assert answer.model_version and [r.retcode for r in answer.results] == [0, 0, 0], answer
+        info = client.get_model_info(
+            pb.GetModelInfoRequest(model_id=parent.model_id, model_version=answer.model_version)
+        )
+        assert {m.party_id for m in info.models} == set(PARTY_OF.values())
+
+        # a short call keeps the short deadline: the stopped host's detail is not waited for
+        cluster.pause(HOST)
+        try:
+            with pytest.raises(RegistryError) as refused:
+                client.get_model_info(
+                    pb.GetModelInfoRequest(
+                        model_id=parent.model_id, model_version=answer.model_version, party_id="10000", detail=True
+                    )
+                )
+        finally:
+            cluster.resume(HOST)
+    assert refused.value.reason is Reason.DEADLINE_EXCEEDED, refused.value
