@@ -8,6 +8,7 @@ move in chunks in both directions, so memory stays flat whatever the model size 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import errno
 import os
 import tempfile
@@ -138,9 +139,12 @@ class RegistryClient:
     ) -> None:
         self.close()
 
-    def _error(self, exc: grpc.RpcError, route: _Route | None = None, party_id: str = "") -> RegistryError:
+    def _error(
+        self, exc: grpc.RpcError, route: _Route | None = None, party_id: str = "", long: bool = False
+    ) -> RegistryError:
         """The server's own error, or one naming the server (the registry, or the party's agent on a
-        one-hop ``route``) and its address when the call never got an answer."""
+        one-hop ``route``) and its address when the call never got an answer. A ``long`` call's work goes
+        on at the coordinator after the client's deadline: the message says where to see how it ended."""
         server = f"the agent of party {party_id}" if route else "the registry"
         address = route.address if route else self.address
         code = exc.code()
@@ -150,7 +154,11 @@ class RegistryClient:
             context = f"{server} at {address} did not answer in time"
         else:
             context = f"{server} at {address} failed"
-        return from_rpc_error(exc, context, tls=self.tls.enabled)
+        error = from_rpc_error(exc, context, tls=self.tls.enabled)
+        if long and code == grpc.StatusCode.DEADLINE_EXCEEDED:
+            hint = "; the operation may still finish there: flow operation list shows how it ended"
+            return dataclasses.replace(error, message=error.message + hint)
+        return error
 
     # One-hop transfers -----------------------------------------------------------------------------
 
@@ -206,7 +214,7 @@ class RegistryClient:
             except grpc.RpcError as exc:
                 last = attempt == len(self._channels) - 1
                 if last or exc.code() != grpc.StatusCode.UNAVAILABLE or not (idempotent or _never_connected(exc)):
-                    raise self._error(exc) from None
+                    raise self._error(exc, long=long) from None
                 self._current = (self._current + 1) % len(self._channels)
         raise AssertionError("the last attempt returns or raises")
 

@@ -67,3 +67,31 @@ def test_a_deploy_longer_than_the_short_deadline_is_answered_with_its_outcome(cl
         finally:
             cluster.resume(HOST)
     assert refused.value.reason is Reason.DEADLINE_EXCEEDED, refused.value
+
+
+def test_a_long_call_past_its_own_deadline_says_the_operation_may_still_finish(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    parent = import_everywhere(cluster, generate_model(tmp_path / "model", roles=ROLES))
+    cluster.restart(HOST, {ENV: "agent.prepare.built"})
+    request = pb.DeployModelRequest(model_id=parent.model_id, model_version=parent.version, request_id="slow-1")
+    with RegistryClient(cluster.address, timeout=SHORT, long_timeout=SHORT) as client:
+        try:
+            with pytest.raises(RegistryError) as gave_up:
+                client.deploy_model(request)
+        finally:
+            cluster.wait_stopped(HOST)  # at the fault point: the deploy waits there, not for the client
+            cluster.resume(HOST)
+        # as the message says: the deploy goes on at the coordinator and its outcome is in the operation log
+        logged = wait_until(
+            lambda: [
+                op
+                for op in client.list_operations(pb.ListOperationsRequest(model_id=parent.model_id)).operations
+                if op.operation_id == "slow-1" and op.status == "success"
+            ],
+            WAIT,
+            "the deploy finished after the client gave up",
+        )
+    assert gave_up.value.reason is Reason.DEADLINE_EXCEEDED
+    assert "may still finish there: flow operation list shows how it ended" in gave_up.value.message
+    assert [r.retcode for r in logged[0].results] == [0, 0, 0]
