@@ -266,19 +266,15 @@ def _init(args: argparse.Namespace) -> Answer:
 
 def _init_tls(args: argparse.Namespace) -> dict[str, str]:
     """The TLS files given to ``flow init``, as absolute paths, checked to be there; {} when none is."""
-    given: dict[str, Path | None] = {key: getattr(args, f"tls_{key}") for key in settings.TLS_FILES}
-    settings.tls_conf([str(p) if p else None for p in given.values()], names=[f"--tls-{k}" for k in given])
-    files: dict[str, str] = {}
+    keys = settings.TLS_FILES
+    given = {key: str(path.expanduser().absolute()) for key in keys if (path := getattr(args, f"tls_{key}"))}
+    settings.tls_conf([given.get(key) for key in keys], names=[f"--tls-{key}" for key in keys])
     for key, path in given.items():
-        if path is None:
-            continue
-        absolute = path.expanduser().absolute()
-        if not absolute.is_file():
+        if not Path(path).is_file():
             raise RegistryError(
-                Reason.INVALID_ARGUMENT, f"--tls-{key}: no such file: {absolute}", retcode=Retcode.EXCEPTION_ERROR
+                Reason.INVALID_ARGUMENT, f"--tls-{key}: no such file: {path}", retcode=Retcode.EXCEPTION_ERROR
             )
-        files[key] = str(absolute)
-    return files
+    return given
 
 
 # The parser ---------------------------------------------------------------------------------------

@@ -177,8 +177,9 @@ def test_two_replicas_share_one_catalog_and_take_over_a_killed_one(cluster: Clus
             # hold every thread of the pool: the held deploys, sent from threads of their own once the
             # agent is paused, are the ones surely caught in prepare, on both replicas.
             cluster.pause(agent_name("10000"))
-            held_ids = {_held_id(i) for i in range(OPERATIONS, OPERATIONS + HELD)}
-            futures += [held_pool.submit(_run, clients, parent, i, out) for i in range(OPERATIONS, OPERATIONS + HELD)]
+            held = range(OPERATIONS, OPERATIONS + HELD)
+            held_ids = {_held_id(i) for i in held}
+            futures += [held_pool.submit(_run, clients, parent, i, out) for i in held]
             wait_until(
                 lambda: (
                     sum(
