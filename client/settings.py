@@ -3,7 +3,7 @@
 In this order: the ``--address`` option, ``$FATE_REGISTRY_ADDRESS``, the settings saved by
 ``flow init`` (``$FATE_REGISTRY_CLIENT_CONF``, else ``~/.config/fate-registry/flow.json``), and
 last the coordinator address of the service conf (``$FATE_REGISTRY_CONF``,
-``./conf/service_conf.yaml`` or the embedded default ``127.0.0.1:9360``).
+``./conf/service_conf.yaml`` or the embedded default ``127.0.0.1:9460``).
 
 The address may list several coordinator replicas, comma-separated (``h1:9360,h2:9360``): the
 client fails over between them (see :class:`client.sdk.RegistryClient`).

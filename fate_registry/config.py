@@ -7,6 +7,7 @@ one machine. A bad value fails at start with the file, the dotted key and what i
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,11 @@ from fate_registry.identity import validate_name
 DEFAULT_CONF_PATH = Path("conf/service_conf.yaml")
 DEFAULT_DATA_DIR = Path(".fate_registry")
 STORAGE_ENGINES = ("tencent_cos", "mysql", "redis")
+# Default ports: clear of FATE's standard ports on one host (FATE-Flow 9360/9380, rollsite 9370,
+# FATE-Serving 8000/8059/8879, FATE-Board 8080), since a registry usually runs beside a FATE deployment.
+# The agents' defaults count up from FIRST_AGENT_PORT, one per configured party.
+COORDINATOR_PORT = 9460
+FIRST_AGENT_PORT = 9461
 
 
 class ConfError(Exception):
@@ -164,7 +170,11 @@ class ServiceConf:
 
 
 class _Section:
-    """Reads one mapping of the YAML document, remembering the dotted key for messages."""
+    """Reads one mapping of the YAML document, remembering the dotted key for messages.
+
+    Every key the parser asks for is noted, so that :meth:`refuse_unknown` can stop a program whose
+    conf holds a key nothing reads (a misspelling would otherwise leave its default in force silently).
+    """
 
     def __init__(self, path: Path | None, key: str, data: Any) -> None:
         if data is None:
@@ -172,6 +182,8 @@ class _Section:
         if not isinstance(data, Mapping):
             raise ConfError(path, key or "(top level)", f"expected a mapping, got {type(data).__name__}")
         self.path, self.key, self.data = path, key, data
+        self.read: set[str] = set()
+        self.children: list[_Section] = []
 
     def _name(self, key: str) -> str:
         return f"{self.key}.{key}" if self.key else key
@@ -179,11 +191,28 @@ class _Section:
     def _fail(self, key: str, problem: str) -> ConfError:
         return ConfError(self.path, self._name(key), problem)
 
+    def get(self, key: str, default: Any = None) -> Any:
+        """The raw value of ``key``, which thereby counts as a known key."""
+        self.read.add(key)
+        return self.data.get(key, default)
+
     def section(self, key: str) -> _Section:
-        return _Section(self.path, self._name(key), self.data.get(key))
+        child = _Section(self.path, self._name(key), self.get(key))
+        self.children.append(child)
+        return child
+
+    def refuse_unknown(self) -> None:
+        """Fail on the first key of this section or its sub-sections that the parser never read."""
+        for key in self.data:
+            if str(key) not in self.read:
+                close = difflib.get_close_matches(str(key), sorted(self.read), n=1, cutoff=0.6)
+                hint = f"; did you mean {close[0]}?" if close else f" (known: {', '.join(sorted(self.read))})"
+                raise self._fail(str(key), f"unknown key{hint}")
+        for child in self.children:
+            child.refuse_unknown()
 
     def text(self, key: str, default: str) -> str:
-        value = self.data.get(key, default)
+        value = self.get(key, default)
         if value is None:
             return default
         if not isinstance(value, (str, int)) or isinstance(value, bool):
@@ -191,7 +220,7 @@ class _Section:
         return str(value)
 
     def integer(self, key: str, default: int, minimum: int = 0) -> int:
-        value = self.data.get(key, default)
+        value = self.get(key, default)
         if value is None:
             return default
         if isinstance(value, bool) or not isinstance(value, int):
@@ -201,13 +230,13 @@ class _Section:
         return value
 
     def number(self, key: str, default: float) -> float:
-        value = self.data.get(key, default)
+        value = self.get(key, default)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
             raise self._fail(key, f"expected a positive number, got {value!r}")
         return float(value)
 
     def flag(self, key: str, default: bool) -> bool:
-        value = self.data.get(key, default)
+        value = self.get(key, default)
         if not isinstance(value, bool):
             raise self._fail(key, f"expected true or false, got {value!r}")
         return value
@@ -224,7 +253,7 @@ class _Section:
         return Path(text) if text else default
 
     def names(self, key: str) -> tuple[str, ...]:
-        value = self.data.get(key) or []
+        value = self.get(key) or []
         if not isinstance(value, list) or not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
             raise self._fail(key, "expected a list of names")
         return tuple(str(v) for v in value)
@@ -255,6 +284,9 @@ def _database(section: _Section, default_path: Path) -> DatabaseConf:
     if engine not in ("sqlite", "mysql"):
         raise ConfError(section.path, f"{section.key}.engine", f"expected sqlite or mysql, got {engine!r}")
     if engine == "sqlite":
+        mysql_only = sorted(set(map(str, section.data)) & MYSQL_ONLY_KEYS)
+        if mysql_only:
+            raise ConfError(section.path, section._name(mysql_only[0]), "applies to engine mysql only, not sqlite")
         return DatabaseConf(engine="sqlite", path=section.path_or("path", default_path))
     name = section.text("name", "")
     if not name:
@@ -278,10 +310,10 @@ def _party(parties: _Section, party_id: str, data_dir: Path, index: int) -> Part
         raise ConfError(parties.path, f"parties.{party_id}", str(exc)) from None
     section = parties.section(party_id)
     party_dir = section.path_or("data_dir", data_dir / "parties" / party_id)
-    servings = section.data.get("servings") or []
+    servings = section.get("servings") or []
     if not isinstance(servings, list) or not all(isinstance(s, str) for s in servings):
         raise ConfError(parties.path, f"parties.{party_id}.servings", "expected a list of host:port strings")
-    address = section.address("address", f"127.0.0.1:{9361 + index}")
+    address = section.address("address", f"127.0.0.1:{FIRST_AGENT_PORT + index}")
     return PartyConf(
         party_id=party_id,
         address=address,
@@ -292,23 +324,26 @@ def _party(parties: _Section, party_id: str, data_dir: Path, index: int) -> Part
         transfer_url=section.text("transfer_url", ""),
         tls=tls_section(section.section("tls"), (COORDINATOR_IDENTITY,)),
         serving_tls=tls_section(section.section("serving_tls")),
-        proxy=section.address("proxy", "") if section.data.get("proxy") else None,
+        proxy=section.address("proxy", "") if section.get("proxy") else None,
     )
 
 
+MYSQL_ONLY_KEYS = frozenset({"name", "user", "password", "host", "port", "max_connections", "stale_timeout"})
 DEFAULT_PARTIES: Mapping[str, Any] = {"9999": {}, "10000": {}}
 
 
 def parse(document: Any, path: Path | None = None, data_dir: Path | None = None) -> ServiceConf:
     """Build a :class:`ServiceConf` from a parsed YAML document; ``data_dir`` overrides the file's."""
     top = _Section(path, "", document)
-    base = data_dir or top.path_or("data_dir", DEFAULT_DATA_DIR)
+    base = top.path_or("data_dir", DEFAULT_DATA_DIR)  # read even when overridden: a key that is read is known
+    base = data_dir or base
     coordinator = top.section("coordinator")
     coordinator_dir = base / "coordinator"
-    parties_raw = top.data.get("parties", DEFAULT_PARTIES)
+    parties_raw = top.get("parties", DEFAULT_PARTIES)
     if not isinstance(parties_raw, Mapping) or not parties_raw:
         raise ConfError(path, "parties", "expected a mapping of party id to its agent settings")
     parties_section = _Section(path, "parties", {str(k): v for k, v in parties_raw.items()})
+    top.children.append(parties_section)
     parties = {pid: _party(parties_section, pid, base, i) for i, pid in enumerate(parties_section.data)}
     addresses = [str(p.address) for p in parties.values() if p.address.port]
     if len(set(addresses)) != len(addresses):
@@ -322,6 +357,7 @@ def parse(document: Any, path: Path | None = None, data_dir: Path | None = None)
                 path, "model_store_address.storage", f"expected one of {', '.join(STORAGE_ENGINES)}, got {storage!r}"
             )
         store = ModelStoreConf(storage, {k: v for k, v in store_section.data.items() if k != "storage"})
+        store_section.read.update(map(str, store_section.data))  # the engine's own reader refuses unknown keys
     enable_store = top.flag("enable_model_store", False)
     if enable_store and store is None:
         raise ConfError(path, "enable_model_store", "is true but model_store_address is not set")
@@ -329,11 +365,11 @@ def parse(document: Any, path: Path | None = None, data_dir: Path | None = None)
     coordinator_tls = tls_section(coordinator.section("tls"))
     if coordinator_tls.require_client_cert and not coordinator_tls.allow:
         raise ConfError(path, "coordinator.tls.allow", "require_client_cert needs the names of the clients allowed")
-    return ServiceConf(
+    conf = ServiceConf(
         path=path,
         data_dir=base,
         coordinator=CoordinatorConf(
-            address=coordinator.address("address", "127.0.0.1:9360"),
+            address=coordinator.address("address", f"127.0.0.1:{COORDINATOR_PORT}"),
             data_dir=coordinator_dir,
             database=_database(coordinator.section("database"), coordinator_dir / "registry.db"),
             call_timeout=coordinator.number("call_timeout", 30.0),
@@ -355,6 +391,8 @@ def parse(document: Any, path: Path | None = None, data_dir: Path | None = None)
             download_chunk_bytes=limits.integer("download_chunk_bytes", LimitsConf.download_chunk_bytes, minimum=1024),
         ),
     )
+    top.refuse_unknown()
+    return conf
 
 
 def load(path: Path | str | None = None, data_dir: Path | str | None = None) -> ServiceConf:

@@ -11,6 +11,7 @@ import errno
 import logging
 import shutil
 import signal
+import socket
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -197,13 +198,59 @@ def archive_handlers(
 
 @dataclass
 class RunningServer:
+    """A server that owns its port; it answers once :meth:`serve` has registered its services and started it."""
+
     server: grpc.Server
     port: int
     health: health.HealthServicer
+    service_names: Sequence[str] = ()
+
+    def serve(self, register: Callable[[grpc.Server], None]) -> None:
+        register(self.server)
+        self.server.start()
+        for name in ["", *self.service_names]:
+            self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
     def stop(self, grace: float = 5.0) -> None:
         self.health.enter_graceful_shutdown()
         self.server.stop(grace).wait()
+
+
+def bind_problem(host: str, port: int) -> str:
+    """Why ``host:port`` cannot be listened on, as the kernel tells a plain bind (gRPC keeps the reason to itself)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        return f"the host name does not resolve ({exc.strerror})"
+    for family, kind, proto, _, address in infos:
+        with socket.socket(family, kind, proto) as probe:
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                if exc.errno == errno.EADDRINUSE:
+                    return "the address is already in use by another program"
+                if exc.errno == errno.EADDRNOTAVAIL:
+                    return "it is not an address of this host"
+                return exc.strerror or exc.__class__.__name__
+    return "gRPC could not bind it"
+
+
+def listen_exclusively(server: grpc.Server, host: str, port: int, tls: TlsConf) -> int:
+    """Bind ``host:port`` (0: a free port) for ``server`` alone, or raise an OSError naming the address.
+
+    The server is made with ``grpc.so_reuseport`` off (:func:`bind_server`): with gRPC's default a second
+    program on the same port binds too and the kernel splits the connections between the two.
+    """
+    target = f"{host}:{port}"
+    try:
+        bound = (
+            server.add_secure_port(target, server_credentials(tls)) if tls.cert else server.add_insecure_port(target)
+        )
+    except RuntimeError:
+        bound = 0
+    if bound == 0:
+        raise OSError(f"cannot listen on {target}: {bind_problem(host, port)}")
+    return bound
 
 
 def server_credentials(tls: TlsConf) -> grpc.ServerCredentials:
@@ -217,16 +264,17 @@ def server_credentials(tls: TlsConf) -> grpc.ServerCredentials:
     )
 
 
-def start_server(
+def bind_server(
     host: str,
     port: int,
-    register: Callable[[grpc.Server], None],
     service_names: list[str],
     max_workers: int = DEFAULT_RPC_WORKERS,
     tls: TlsConf = PLAINTEXT,
     interceptors: Sequence[Interceptor] = (),
 ) -> RunningServer:
-    """Start a server on ``host:port`` (0 picks a free port) with health and reflection.
+    """A server with health and reflection that owns ``host:port`` (0 picks a free port); it answers once
+    :meth:`RunningServer.serve` has registered the services. Binding first lets a program that cannot have
+    its port stop before it acts on anything (a recovery, say, of state another running copy owns).
 
     TLS when ``tls`` names a certificate, plain text otherwise. ``interceptors`` (authorisation) run
     inside the error interceptor, so what they refuse reaches the caller as a status with a reason.
@@ -234,21 +282,13 @@ def start_server(
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
         interceptors=[ErrorInterceptor(), *interceptors],
-        options=list(CHANNEL_OPTIONS),
+        options=[*CHANNEL_OPTIONS, ("grpc.so_reuseport", 0)],
     )
-    register(server)
+    bound = listen_exclusively(server, host, port, tls)
     health_servicer = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    names = [*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME]
-    reflection.enable_server_reflection(names, server)
-    target = f"{host}:{port}"
-    bound = server.add_secure_port(target, server_credentials(tls)) if tls.cert else server.add_insecure_port(target)
-    if bound == 0:
-        raise OSError(f"cannot listen on {host}:{port}")
-    server.start()
-    for name in ["", *service_names]:
-        health_servicer.set(name, health_pb2.HealthCheckResponse.SERVING)
-    return RunningServer(server, bound, health_servicer)
+    reflection.enable_server_reflection([*service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], server)
+    return RunningServer(server, bound, health_servicer, tuple(service_names))
 
 
 def write_port_file(port_file: Path, address: str) -> None:

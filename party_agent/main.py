@@ -13,7 +13,14 @@ from fate_registry.authz import HEALTH_SERVICE, REFLECTION_SERVICES, CallerAllow
 from fate_registry.fate.model_service_pb2_grpc import add_ModelServiceServicer_to_server
 from fate_registry.fate.proxy_pb2 import DESCRIPTOR as PROXY_DESCRIPTOR
 from fate_registry.fate.proxy_pb2_grpc import add_DataTransferServiceServicer_to_server
-from fate_registry.grpc_server import Interceptor, register_handlers, servicer_handlers, start_server, wait_for_signal
+from fate_registry.grpc_server import (
+    Interceptor,
+    bind_problem,
+    bind_server,
+    register_handlers,
+    servicer_handlers,
+    wait_for_signal,
+)
 from party_agent.envelope import EnvelopeServicer
 from party_agent.fate_model_service import SERVICE as FATE_SERVICE
 from party_agent.fate_model_service import FateModelService
@@ -46,10 +53,24 @@ def authorisation(party: config.PartyConf) -> list[Interceptor]:
 
 def serve(conf: config.ServiceConf, party_id: str, port_file: Path | None = None) -> None:
     party = conf.party(party_id)
+    # Both ports first: an agent that cannot have them must not recover anything (another may own that state).
+    running = bind_server(
+        party.address.host,
+        party.address.port,
+        [SERVICE_NAME, FATE_SERVICE.full_name, PROXY_SERVICE],
+        tls=party.tls,
+        interceptors=authorisation(party),
+    )
+    transfer_at = party.transfer_address
+    try:
+        transfer = TransferServer(transfer_at.host, transfer_at.port, lambda ref: agent.transfer_body(ref), party.tls)
+    except OSError as exc:
+        running.stop(grace=0)
+        problem = bind_problem(transfer_at.host, transfer_at.port)
+        raise OSError(f"cannot listen on {transfer_at} (the transfer endpoint): {problem}") from exc
     agent = PartyAgent(conf, party)
     servicer = AgentServicer(agent)  # type: ignore[abstract]  # the rest answer UNIMPLEMENTED
     fate_service = FateModelService(agent)  # type: ignore[abstract]  # FATE-Serving's other methods too
-    transfer = TransferServer(party.transfer_address.host, party.transfer_address.port, agent.transfer_body, party.tls)
     agent.transfer_host, agent.transfer_port = party.transfer_address.host, transfer.server_address[1]
     transfer.start()
 
@@ -63,14 +84,7 @@ def serve(conf: config.ServiceConf, party_id: str, port_file: Path | None = None
         add_ModelServiceServicer_to_server(fate_service, server)
         add_DataTransferServiceServicer_to_server(envelope, server)
 
-    running = start_server(
-        party.address.host,
-        party.address.port,
-        register,
-        [SERVICE_NAME, FATE_SERVICE.full_name, PROXY_SERVICE],
-        tls=party.tls,
-        interceptors=authorisation(party),
-    )
+    running.serve(register)
     log.info(
         "agent of party %s listening on %s:%s, models in %s",
         party_id,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fate_registry import config
 from fate_registry.authz import CallerAllowList
-from fate_registry.grpc_server import register_servicer, start_server, wait_for_signal
+from fate_registry.grpc_server import bind_server, register_servicer, wait_for_signal
 from fate_registry.v1 import registry_pb2_grpc
 from registry_server.agents import AgentClients
 from registry_server.catalog import Catalog
@@ -22,6 +22,15 @@ log = logging.getLogger(__name__)
 
 
 def serve(conf: config.ServiceConf, port_file: Path | None = None) -> None:
+    address = conf.coordinator.address
+    running = bind_server(  # first: a coordinator that cannot have its port must not recover anything
+        address.host,
+        address.port,
+        [SERVICE.full_name],
+        tls=conf.coordinator.tls,
+        interceptors=[CallerAllowList(conf.coordinator.tls.allow)] if conf.coordinator.tls.require_client_cert else [],
+        max_workers=conf.coordinator.rpc_workers,
+    )
     replica = replica_name(conf.coordinator)
     catalog = Catalog(conf.coordinator.database, owner=replica)
     leases = Leases(catalog.db, replica, conf.coordinator.lease_seconds)
@@ -34,21 +43,14 @@ def serve(conf: config.ServiceConf, port_file: Path | None = None) -> None:
     multiparty.recover(at_start=True, live=leases.live())
     multiparty.settle_in_doubt()
     servicer = RegistryServicer(catalog, agents, fanout, transfers, multiparty)  # type: ignore[abstract]
-    address = conf.coordinator.address
-    running = start_server(
-        address.host,
-        address.port,
+    running.serve(
         lambda server: register_servicer(
             server,
             registry_pb2_grpc.add_RegistryServiceServicer_to_server,
             servicer,
             SERVICE.full_name,
             servicer.raw_handlers(),
-        ),
-        [SERVICE.full_name],
-        tls=conf.coordinator.tls,
-        interceptors=[CallerAllowList(conf.coordinator.tls.allow)] if conf.coordinator.tls.require_client_cert else [],
-        max_workers=conf.coordinator.rpc_workers,
+        )
     )
     log.info(
         "coordinator replica %s listening on %s:%s with %d parties",

@@ -304,7 +304,7 @@ def test_address_resolution_order(tmp_path: Path, service_conf: Path) -> None:
 def test_embedded_default_address(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("FATE_REGISTRY_CONF", raising=False)
     monkeypatch.chdir(tmp_path)  # no ./conf/service_conf.yaml here
-    assert settings.resolve(None, {settings.CLIENT_CONF_ENV: str(tmp_path / "none.json")}).address == "127.0.0.1:9360"
+    assert settings.resolve(None, {settings.CLIENT_CONF_ENV: str(tmp_path / "none.json")}).address == "127.0.0.1:9460"
 
 
 def test_saved_service_conf_path(tmp_path: Path, service_conf: Path) -> None:

@@ -10,7 +10,8 @@ from fate_registry import config
 def test_embedded_defaults_run_two_parties_on_loopback(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("FATE_REGISTRY_CONF", str(tmp_path / "absent.yaml"))
     conf = config.load(None, tmp_path)
-    assert str(conf.coordinator.address) == "127.0.0.1:9360"
+    assert str(conf.coordinator.address) == "127.0.0.1:9460"
+    assert [p.address.port for p in conf.parties.values()] == [9461, 9462]
     assert set(conf.parties) == {"9999", "10000"}
     assert conf.parties["9999"].model_cache_dir == tmp_path / "parties" / "9999" / "model_local_cache"
     assert conf.coordinator.database.engine == "sqlite"
@@ -44,6 +45,12 @@ def test_a_party_is_direct_unless_it_names_a_proxy(tmp_path: Path) -> None:
         ("limits: {max_archive_bytes: -1}", "limits.max_archive_bytes", "at least"),
         ("parties: {1: {address: '127.0.0.1:1'}, 2: {address: '127.0.0.1:1'}}", "parties", "share"),
         ("parties: {9999: {proxy: rollsite}}", "parties.9999.proxy", "expected host:port"),
+        ("coordinator: {call_timout: 5}", "coordinator.call_timout", "unknown key; did you mean call_timeout?"),
+        ("limit: {max_archive_bytes: 5}", "limit", "unknown key; did you mean limits?"),
+        ("parties: {9999: {adress: '127.0.0.1:1'}}", "parties.9999.adress", "did you mean address?"),
+        ("parties: {9999: {tls: {cafile: ca.pem}}}", "parties.9999.tls.cafile", "unknown key"),
+        ("coordinator: {database: {engine: sqlite, user: fate}}", "coordinator.database.user", "mysql only"),
+        ("coordinator: {zzz: 1}", "coordinator.zzz", "known: address, call_timeout"),
     ],
 )
 def test_bad_conf_names_file_key_and_problem(tmp_path: Path, text: str, key: str, problem: str) -> None:
@@ -70,3 +77,11 @@ def test_database_password_stays_out_of_repr(tmp_path: Path) -> None:
     conf = config.load(path)
     assert conf.coordinator.database.password == "s3cret"
     assert "s3cret" not in repr(conf)
+
+
+def test_default_ports_avoid_fates_standard_ports(tmp_path: Path) -> None:
+    """A registry runs beside a FATE deployment: none of its default ports is one of FATE's."""
+    fate_ports = {9360, 9380, 9370, 8000, 8059, 8879, 8080}
+    conf = config.parse({"parties": {str(9000 + i): {} for i in range(64)}}, None, tmp_path)
+    ports = {conf.coordinator.address.port} | {p.address.port for p in conf.parties.values()}
+    assert not ports & fate_ports

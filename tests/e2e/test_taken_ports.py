@@ -1,0 +1,70 @@
+"""A server of the registry owns its port: started where another program listens, it stops at once and says where.
+
+gRPC's Python server sets SO_REUSEPORT by default, so a coordinator started on a port that FATE-Flow's own gRPC
+server (which also sets it) holds would share the port with it, the kernel splitting connections between them.
+The holder here is a plain socket with SO_REUSEPORT set, as FATE-Flow's has.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+STARTS_WITHIN = 5.0  # seconds: the issue's bound for a refused start
+
+
+@pytest.fixture
+def holder() -> Iterator[int]:
+    """A port on 127.0.0.1 held by a listening socket with SO_REUSEPORT, as FATE-Flow's gRPC server holds 9360."""
+    with socket.socket() as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        yield sock.getsockname()[1]
+
+
+def _start(tmp_path: Path, conf: dict[str, object], *args: str) -> tuple[int, str, float]:
+    path = tmp_path / "service_conf.yaml"
+    path.write_text(yaml.safe_dump(conf), encoding="utf-8")
+    begun = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-m", "launcher", *args, "--conf", str(path), "--data-dir", str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    return done.returncode, done.stderr, time.monotonic() - begun
+
+
+def _conf(coordinator: int, agent: int, transfer: int) -> dict[str, object]:
+    return {
+        "coordinator": {"address": f"127.0.0.1:{coordinator}"},
+        "parties": {"9999": {"address": f"127.0.0.1:{agent}", "transfer_address": f"127.0.0.1:{transfer}"}},
+    }
+
+
+def test_a_coordinator_on_a_taken_port_stops_naming_the_address(tmp_path: Path, holder: int) -> None:
+    code, stderr, took = _start(tmp_path, _conf(holder, 0, 0), "server")
+    assert code != 0
+    assert took <= STARTS_WITHIN
+    assert f"cannot listen on 127.0.0.1:{holder}: the address is already in use by another program" in stderr
+    assert "Traceback" not in stderr
+    assert not (tmp_path / "data" / "coordinator").exists()  # stopped before it touched its catalog
+
+
+@pytest.mark.parametrize("which", ["address", "transfer_address"])
+def test_an_agent_on_a_taken_port_stops_naming_the_address(tmp_path: Path, holder: int, which: str) -> None:
+    conf = _conf(0, holder if which == "address" else 0, holder if which == "transfer_address" else 0)
+    code, stderr, took = _start(tmp_path, conf, "agent", "--party-id", "9999")
+    assert code != 0
+    assert took <= STARTS_WITHIN
+    assert f"cannot listen on 127.0.0.1:{holder}" in stderr and "already in use" in stderr
+    assert "Traceback" not in stderr
+    assert not (tmp_path / "data" / "parties" / "9999" / "agent.db").exists()  # no recovery, no database
