@@ -1,8 +1,11 @@
 """Call several parties at once; the answer takes as long as the slowest party, not the sum.
 
-Each call has its own deadline. A call marked idempotent is retried with backoff (tenacity) while
-its party is UNAVAILABLE, within that deadline; the operation id it carries makes the agent answer
-a repeat with the first answer, so nothing is done twice.
+Each call has its own deadline, for a party that answers and works. A party that cannot be reached
+(UNAVAILABLE: the connection is refused, the handshake or the route fails, the proxy has no route to
+it) is no reason to wait that long: a call that may be repeated is retried with backoff (tenacity)
+only within its ``retry_for`` seconds from its start (a restarting agent comes back within them),
+then the party's failure is the answer. The operation id a call carries makes the agent answer a
+repeat with the first answer, so nothing is done twice.
 """
 
 from __future__ import annotations
@@ -20,16 +23,23 @@ from fate_registry.errors import Reason, RegistryError
 T = TypeVar("T")
 FIRST_WAIT = 0.1
 """Seconds before an unavailable party's call is retried the first time; each later wait doubles."""
+REACH_SECONDS = 3.0
+"""How long a call that may be repeated keeps trying a party it cannot reach (about three connection
+attempts at the channels' reconnect backoff of one second)."""
 
 
 @dataclass(frozen=True)
 class PartyCall(Generic[T]):
-    """One party's part of an operation: ``call(timeout)`` must finish within ``timeout`` seconds."""
+    """One party's part of an operation: ``call(timeout)`` must finish within ``timeout`` seconds.
+
+    ``retry_for``: seconds from the start within which the call is tried again while the party is
+    unavailable (0: once; only for calls the agent answers once per operation id).
+    """
 
     role: str
     party_id: str
     call: Callable[[float], T]
-    idempotent: bool = False
+    retry_for: float = 0.0
 
 
 def _unavailable(exc: BaseException) -> bool:
@@ -53,18 +63,20 @@ class FanOut:
 
     @staticmethod
     def _one(call: PartyCall[T], deadline: float) -> T:
-        end = time.monotonic() + deadline
-        if not call.idempotent:
+        start = time.monotonic()
+        end = start + deadline
+        give_up = start + min(deadline, call.retry_for)
+        if not call.retry_for:
             return call.call(deadline)
         try:  # the first attempt outside tenacity: it answers almost always, and a Retrying per call costs CPU
             return call.call(deadline)
         except RegistryError as exc:
-            if not _unavailable(exc) or time.monotonic() + FIRST_WAIT >= end:
+            if not _unavailable(exc) or time.monotonic() + FIRST_WAIT >= give_up:
                 raise
         time.sleep(FIRST_WAIT)
         retrying = Retrying(  # the waits go on from FIRST_WAIT: 0.2 s, 0.4 s, ... up to 2 s
             retry=retry_if_exception(_unavailable),
-            stop=stop_after_delay(max(0.0, end - time.monotonic())),
+            stop=stop_after_delay(max(0.0, give_up - time.monotonic())),
             wait=wait_exponential(multiplier=2 * FIRST_WAIT, max=2.0),
             reraise=True,
         )

@@ -32,7 +32,7 @@ from fate_registry.v1 import registry_pb2 as pb
 from fate_registry.v1.common_pb2 import Party, PartyModelInfo, PartyModelRef, PartyResult, RoleParties
 from registry_server.agents import AgentClients, ref_of
 from registry_server.catalog import Catalog, ModelFilter
-from registry_server.fanout import FanOut, PartyCall
+from registry_server.fanout import REACH_SECONDS, FanOut, PartyCall
 from registry_server.oplog import OperationLog
 from registry_server.predict_dsl import derive_predict_dsl, validate_predict_dsl
 
@@ -123,13 +123,57 @@ class MultiParty:
         parties: Sequence[tuple[str, str]],
         make: Callable[[str, str, str], Callable[[float], Any]],
         idempotent: bool,
+        undo: Callable[[str, str, str], Callable[[float], Any]] | None = None,
     ) -> list[PartyResult]:
-        """Call ``make(role, party, operation_id)`` on every party at once; log and return the results."""
+        """Call ``make(role, party, operation_id)`` on every party at once; log and return the results.
+
+        With ``undo``, a call is all or nothing: when a party fails, ``undo`` is called on every party
+        that succeeded, and those are answered as rolled back.
+        """
+        retry_for = REACH_SECONDS if idempotent else 0.0
         with self.oplog.track(operation, caller, model.model_id, model.model_version) as op:
-            calls = [PartyCall(role, party, make(role, party, op.operation_id), idempotent) for role, party in parties]
+            calls = [PartyCall(role, party, make(role, party, op.operation_id), retry_for) for role, party in parties]
             answers = self.fanout.parties(calls, self.conf.coordinator.call_timeout)
-            op.results.extend(_result(role, party, a) for (role, party), a in zip(parties, answers, strict=True))
+            results = [_result(role, party, a) for (role, party), a in zip(parties, answers, strict=True)]
+            if undo is not None and any(r.retcode for r in results):
+                results = self._undo(operation, results, undo, op.operation_id)
+            op.results.extend(results)
             return list(op.results)
+
+    def _undo(
+        self,
+        operation: str,
+        results: list[PartyResult],
+        undo: Callable[[str, str, str], Callable[[float], Any]],
+        operation_id: str,
+    ) -> list[PartyResult]:
+        """Undo the parties that succeeded, because another failed; their results say whether it worked."""
+        done = [r for r in results if r.retcode == 0]
+        calls = [PartyCall(r.role, r.party_id, undo(r.role, r.party_id, operation_id), REACH_SECONDS) for r in done]
+        undone = dict(zip(map(id, done), self.fanout.parties(calls, self.conf.coordinator.call_timeout), strict=True))
+        failed = ", ".join(dict.fromkeys(r.party_id for r in results if r.retcode))
+        rolled_back = []
+        for result in results:
+            if result.retcode:
+                rolled_back.append(result)
+                continue
+            answer = undone[id(result)]
+            what = f"{operation} on role {result.role} {result.party_id}"
+            message = (
+                f"{what} could not be rolled back after party {failed} failed: {answer.message}"
+                if isinstance(answer, RegistryError)
+                else f"{what} rolled back: party {failed} failed"
+            )
+            rolled_back.append(
+                PartyResult(
+                    role=result.role,
+                    party_id=result.party_id,
+                    retcode=Retcode.FEDERATED_ERROR,
+                    retmsg=message,
+                    reason="ABORTED",
+                )
+            )
+        return rolled_back
 
     def learn(self, ref: PartyModelRef) -> None:
         """Catalog a version a party holds that the catalog does not know: the party brought it back
@@ -188,7 +232,11 @@ class MultiParty:
             )
             return lambda timeout: self.agents.unary(party, "LoadModel", message, operation_id, timeout)
 
-        results = self._fan("load", caller, model, self._serving_parties(model), make, idempotent=True)
+        def unload(role: str, party: str, operation_id: str) -> Callable[[float], Any]:
+            message = agent_pb2.UnloadModelRequest(model=self._ref(model, role, party))
+            return lambda timeout: self.agents.unary(party, "UnloadModel", message, operation_id, timeout)
+
+        results = self._fan("load", caller, model, self._serving_parties(model), make, idempotent=True, undo=unload)
         loaded = [(r.role, r.party_id) for r in results if r.retcode == 0]
         for role, party in loaded:  # a party may have brought the version back from the model store
             self.learn(self._ref(model, role, party))
@@ -437,7 +485,7 @@ class MultiParty:
                 return lambda timeout: self.agents.unary(party, prepare, message, operation_id, timeout)
 
             answers = self.fanout.parties(
-                [PartyCall(r, p, call(r, p), idempotent=True) for r, p in parties], self.conf.coordinator.deploy_timeout
+                [PartyCall(r, p, call(r, p), REACH_SECONDS) for r, p in parties], self.conf.coordinator.deploy_timeout
             )
             prepared = [a for a in answers if not isinstance(a, RegistryError)]
             if len(prepared) < len(answers):
@@ -483,8 +531,11 @@ class MultiParty:
     def _party_ids(self, plan: Mapping[str, Any]) -> list[str]:
         return list(dict.fromkeys(p for _, p in plan["parties"]))
 
-    def _decide(self, operation_id: str, plan: Mapping[str, Any], method: str) -> list[RegistryError | Any]:
-        """Send the decision (commit or abort) to every party, retrying while one is unavailable."""
+    def _decide(
+        self, operation_id: str, plan: Mapping[str, Any], method: str, unreachable: frozenset[str] = frozenset()
+    ) -> list[RegistryError | Any]:
+        """Send the decision (commit or abort) to every party, retrying for a moment while one is unavailable;
+        a party already found ``unreachable`` is tried once (the maintenance loop resends what is not confirmed)."""
         request = (
             agent_pb2.CommitOperationRequest if method == "CommitOperation" else agent_pb2.AbortOperationRequest
         )(operation_id=operation_id)
@@ -493,7 +544,7 @@ class MultiParty:
             return lambda timeout: self.agents.unary(party, method, request, operation_id, timeout)
 
         return self.fanout.parties(
-            [PartyCall("", p, make(p), idempotent=True) for p in self._party_ids(plan)],
+            [PartyCall("", p, make(p), 0.0 if p in unreachable else REACH_SECONDS) for p in self._party_ids(plan)],
             self.conf.coordinator.deploy_timeout,
         )
 
@@ -574,12 +625,18 @@ class MultiParty:
         return self._finish_abort(operation_id, plan, "failed")
 
     def _finish_abort(self, operation_id: str, plan: dict[str, Any], status: str) -> list[PartyResult]:
-        acks = dict(zip(self._party_ids(plan), self._decide(operation_id, plan, "AbortOperation"), strict=True))
         results = [PartyResult(**r) for r in plan["outcome"]]
+        unreachable = frozenset(r.party_id for r in results if r.reason == Reason.PARTY_UNAVAILABLE.name)
+        acks = dict(
+            zip(self._party_ids(plan), self._decide(operation_id, plan, "AbortOperation", unreachable), strict=True)
+        )
         unconfirmed = [p for p, a in acks.items() if isinstance(a, RegistryError)]
         if unconfirmed:
             log.info("%s %s: abort not yet confirmed by %s", plan.get("kind"), operation_id, ", ".join(unconfirmed))
             message = f"failed; the abort is resent until {', '.join(unconfirmed)} confirm"
+            for result in results:
+                if result.party_id in unconfirmed:
+                    result.retmsg += "; the abort is not confirmed yet: the coordinator resends it until it is"
             self.catalog.set_results(operation_id, results, Retcode.ARGUMENT_ERROR, message)
             return results  # stays "aborting": the maintenance loop resends it
         retcode = Retcode.ARGUMENT_ERROR if status == "failed" else Retcode.OPERATING_ERROR

@@ -11,7 +11,7 @@ from fate_registry.errors import Reason, RegistryError
 from fate_registry.v1.common_pb2 import ImportModelResult, PartyModelRef
 from party_agent.idempotency import OnceByOperation
 from party_agent.transfers import TicketBook
-from registry_server.fanout import FanOut, PartyCall
+from registry_server.fanout import REACH_SECONDS, FanOut, PartyCall
 
 
 class Flaky:
@@ -37,13 +37,13 @@ def fanout() -> FanOut:
 
 def test_idempotent_calls_are_retried_while_unavailable(fanout: FanOut) -> None:
     flaky = Flaky(failures=2)
-    (answer,) = fanout.parties([PartyCall("guest", "9999", flaky, idempotent=True)], deadline=10)
+    (answer,) = fanout.parties([PartyCall("guest", "9999", flaky, retry_for=REACH_SECONDS)], deadline=10)
     assert answer == 3 and flaky.calls == 3
 
 
 def test_other_calls_and_other_errors_are_not_retried(fanout: FanOut) -> None:
     flaky = Flaky(failures=1)
-    (answer,) = fanout.parties([PartyCall("guest", "9999", flaky, idempotent=False)], deadline=10)
+    (answer,) = fanout.parties([PartyCall("guest", "9999", flaky, retry_for=0)], deadline=10)
     assert isinstance(answer, RegistryError) and answer.reason is Reason.PARTY_UNAVAILABLE and flaky.calls == 1
 
     calls = 0
@@ -53,15 +53,26 @@ def test_other_calls_and_other_errors_are_not_retried(fanout: FanOut) -> None:
         calls += 1
         raise RegistryError(Reason.MODEL_NOT_FOUND, "no such model")
 
-    (answer,) = fanout.parties([PartyCall("guest", "9999", refused, idempotent=True)], deadline=10)
+    (answer,) = fanout.parties([PartyCall("guest", "9999", refused, retry_for=REACH_SECONDS)], deadline=10)
     assert isinstance(answer, RegistryError) and answer.reason is Reason.MODEL_NOT_FOUND and calls == 1
 
 
 def test_retries_stop_at_the_deadline(fanout: FanOut) -> None:
     flaky = Flaky(failures=10_000)
     start = time.monotonic()
-    (answer,) = fanout.parties([PartyCall("host", "10000", flaky, idempotent=True)], deadline=1.0)
+    (answer,) = fanout.parties([PartyCall("host", "10000", flaky, retry_for=REACH_SECONDS)], deadline=1.0)
     assert isinstance(answer, RegistryError) and time.monotonic() - start < 5
+
+
+def test_an_unreachable_party_is_tried_for_retry_for_not_the_whole_deadline(fanout: FanOut) -> None:
+    """A long deadline (a deploy's 600 s) is for a party that works: one that stays unreachable fails within
+    ``retry_for``, after more than one try."""
+    flaky = Flaky(failures=10_000)
+    start = time.monotonic()
+    (answer,) = fanout.parties([PartyCall("host", "10000", flaky, retry_for=1.0)], deadline=600)
+    took = time.monotonic() - start
+    assert isinstance(answer, RegistryError) and answer.reason is Reason.PARTY_UNAVAILABLE
+    assert 0.5 <= took < 3 and flaky.calls > 1
 
 
 def test_parties_run_at_once(fanout: FanOut) -> None:
