@@ -78,7 +78,8 @@ class Conf:
     def _invalid(self, key: str, expected: str) -> RegistryError:
         where = f"{self.path}: " if self.path else ""
         value = self.data.get(key)
-        return _failure(f"{where}{self._key(key)} must be {expected}, got {_json_type(value)}")
+        shown = f" ({json.dumps(value)})" if isinstance(value, (int, float)) else ""  # no secret, and says most
+        return _failure(f"{where}{self._key(key)} must be {expected}, got {_json_type(value)}{shown}")
 
     def require(self, *keys: str) -> None:
         """FATE's check: every key present and not null, or one error naming every missing key."""
@@ -92,7 +93,7 @@ class Conf:
         if value is None:
             return ""
         if isinstance(value, bool) or not isinstance(value, (str, int)):
-            raise self._invalid(key, "a string")
+            raise self._invalid(key, "a string or a whole number")
         return str(value)
 
     def flag(self, key: str) -> bool:

@@ -293,12 +293,12 @@ class RegistryClient:
         size and sha256, fsynced and renamed to its final name, so ``output_dir`` never holds a
         partial or corrupt archive under that name.
         """
-        try:
+        try:  # before a byte moves: the directory must exist and take a new file
             output_dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=output_dir):
+                pass
         except OSError as exc:
-            raise RegistryError(
-                Reason.INVALID_ARGUMENT, f"cannot create the output directory {output_dir}: {exc.strerror or exc}"
-            ) from None
+            raise _unwritable(output_dir, exc) from None
         begin = pb.BeginTransferRequest(export_model=model)
         route = self._route(begin)
         channel, service = (self._channel, REGISTRY_SERVICE) if route is None else (route.channel, AGENT_SERVICE)
@@ -461,6 +461,11 @@ def _data_loss(message: str) -> RegistryError:
     return RegistryError(Reason.DATA_LOSS, message)
 
 
+def _unwritable(output_dir: Path, exc: OSError) -> RegistryError:
+    reason = Reason.NO_SPACE if exc.errno in (errno.ENOSPC, errno.EDQUOT) else Reason.INVALID_ARGUMENT
+    return RegistryError(reason, f"cannot write the archive into {output_dir}: {exc.strerror or exc}")
+
+
 def receive_archive(
     messages: Iterator[bytes], output_dir: Path, what: str, progress: Progress | None = None
 ) -> ExportResult:
@@ -476,7 +481,10 @@ def receive_archive(
         name = validate_name(first.header.file_name, "the archive file name")
     except RegistryError as exc:
         raise _data_loss(f"the registry sent an unsafe archive name for {what}: {exc.message}") from None
-    fd, temp_name = tempfile.mkstemp(prefix=".export-", suffix=".part", dir=output_dir)
+    try:
+        fd, temp_name = tempfile.mkstemp(prefix=".export-", suffix=".part", dir=output_dir)
+    except OSError as exc:
+        raise _unwritable(output_dir, exc) from None
     temp = Path(temp_name)
     try:
         crc, size = 0, 0
@@ -510,8 +518,7 @@ def receive_archive(
         fsync_dir(output_dir)
     except OSError as exc:
         temp.unlink(missing_ok=True)
-        reason = Reason.NO_SPACE if exc.errno in (errno.ENOSPC, errno.EDQUOT) else Reason.INVALID_ARGUMENT
-        raise RegistryError(reason, f"cannot write the archive into {output_dir}: {exc.strerror or exc}") from None
+        raise _unwritable(output_dir, exc) from None
     except BaseException:
         temp.unlink(missing_ok=True)
         raise

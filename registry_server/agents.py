@@ -54,7 +54,7 @@ class AgentClients:
     def _open(self, party: PartyConf) -> Transport:
         coordinator = self.conf.coordinator
         if party.proxy is None:
-            return DirectTransport(party.party_id, party.address, coordinator.tls)
+            return DirectTransport(party.party_id, party.address, coordinator.tls, coordinator.call_timeout)
         return PacketTransport(
             coordinator.party_id,
             party.party_id,

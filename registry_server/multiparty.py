@@ -104,7 +104,13 @@ class MultiParty:
         roles = {r: list(p.party_ids) for r, p in role.items() if p.party_ids}
         if not roles:
             rows = self.catalog.find(ModelFilter(model_id=model_id, model_version=model_version))
-            roles = _roles_json(rows[0].roles_json) if rows else {}
+            if not rows:
+                raise RegistryError(
+                    Reason.MODEL_NOT_FOUND,
+                    f"Model {model_id} {model_version} not found.",
+                    retcode=Retcode.HTTP_NOT_FOUND,
+                )
+            roles = _roles_json(rows[0].roles_json)
         if not roles:
             raise missing_keys(["role"])
         return Resolved(model_id, model_version, roles)

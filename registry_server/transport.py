@@ -19,7 +19,7 @@ from typing import Protocol
 import grpc
 
 from fate_registry import packets
-from fate_registry.channels import open_channel
+from fate_registry.channels import CHANNEL_OPTIONS, open_channel
 from fate_registry.config import Address, TlsConf
 from fate_registry.errors import Reason, RegistryError, from_rpc_error
 from fate_registry.fate import proxy_pb2
@@ -28,6 +28,15 @@ from fate_registry.prefetch import prefetch
 Metadata = Mapping[str, str]
 # Response Packets of a stream fetched ahead of the relay (each up to one download chunk).
 PREFETCH_PACKETS = 4
+# gRPC's own bound of a connection attempt that gets no answer (SYNs dropped: a host down, a firewall).
+GRPC_CONNECT_SECONDS = 20.0
+
+
+def agent_channel(address: Address, tls: TlsConf, call_timeout: float) -> grpc.Channel:
+    """A channel whose connection attempts give up within ``call_timeout`` (at most gRPC's 20 s): a party
+    that cannot be reached fails a call within the short deadline, even a call allowed to run far longer."""
+    connect_ms = int(min(call_timeout, GRPC_CONNECT_SECONDS) * 1000)
+    return open_channel(str(address), tls, [*CHANNEL_OPTIONS, ("grpc.min_reconnect_backoff_ms", connect_ms)])
 
 
 # Calls are made as registered methods (``_registered_method=True``), as the generated stubs make
@@ -59,10 +68,10 @@ class Transport(Protocol):
 class DirectTransport:
     """Plain gRPC to the agent's own address."""
 
-    def __init__(self, party_id: str, address: Address, tls: TlsConf) -> None:
+    def __init__(self, party_id: str, address: Address, tls: TlsConf, call_timeout: float) -> None:
         self.party_id = party_id
         self.tls = tls.enabled
-        self.channel = open_channel(str(address), tls)
+        self.channel = agent_channel(address, tls, call_timeout)
         self._unary: dict[str, grpc.UnaryUnaryMultiCallable[bytes, bytes]] = {}
 
     def close(self) -> None:
@@ -119,7 +128,7 @@ class PacketTransport:
         self.call_timeout = call_timeout
         self.stream_timeout = stream_timeout
         self.tls = tls.enabled
-        self.channel = open_channel(str(proxy), tls)
+        self.channel = agent_channel(proxy, tls, call_timeout)
         self._call = self.channel.unary_unary(  # type: ignore[call-arg]  # grpc-stubs lag
             packets.UNARY_CALL,
             request_serializer=proxy_pb2.Packet.SerializeToString,

@@ -382,6 +382,11 @@ def test_bad_input_is_refused_and_changes_nothing(
             "The checkpoint was not found.",
         ),
         (["model", "load", "-j", "nosuch"], 101, "can not be found"),
+        (
+            ["model", "unload", "--model-id", model.model_id, "--model-version", "nope"],
+            404,
+            f"Model {model.model_id} nope not found.",
+        ),
     ]
     for args, retcode, needle in cases:
         code, answer = flow(fed, *args)

@@ -9,7 +9,9 @@ be sent is left to the maintenance loop (every second here), which delivers it o
 
 from __future__ import annotations
 
+import contextlib
 import json
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,7 +19,9 @@ from typing import Any
 
 import pytest
 
-from fate_registry.testing.cluster import Cluster, agent_name, wait_until
+from fate_registry.packets import AGENT_ROLE
+from fate_registry.testing.cluster import COORDINATOR, Cluster, agent_name, wait_until
+from fate_registry.testing.rollsite_process import RollsiteProcess
 from fate_registry.testing.serving_process import ServingTestServer
 from tests.conftest import GeneratedModel, generate_model
 from tests.faults.state import assert_consistent, import_everywhere, operations
@@ -56,6 +60,7 @@ def timed_flow(cluster: Cluster, *args: str) -> tuple[float, dict[str, Any]]:
     begun = time.monotonic()
     code, answer = flow(cluster, *args)
     took = time.monotonic() - begun
+    print(f"flow {' '.join(args[:2])}: answered {answer['retcode']} in {took:.2f} s")  # the figure, with -s
     assert code != 0 and answer["retcode"] == MULTI_PARTY_FAILED, answer
     return took, answer
 
@@ -138,6 +143,60 @@ def test_a_load_with_a_dead_party_answers_at_once_and_unloads_the_others(
     assert took <= ANSWER_WITHIN, (took, answer)
     assert_dead_party_answer(answer, {"guest": [9999], "host": [10000]})
     guest = servings["9999"]
-    assert [r["request"]["tableName"] for r in guest.records("publishLoad")] == [child]
+    assert len(guest.records("publishLoad")) == 1
     assert [r["request"]["tableName"] for r in guest.records("unload")] == [child]  # rolled back
+    assert "rolled back: party 10000 failed" in answer["data"]["detail"]["guest"]["9999"]["retmsg"], answer
     assert not servings[DEAD].records("publishLoad")
+
+
+@contextlib.contextmanager
+def silent_address() -> Iterator[str]:
+    """A loopback address whose connection attempts get no answer, like a host that is down behind a firewall:
+    a listening socket whose accept queue is full, so the kernel drops every further SYN."""
+    with contextlib.ExitStack() as stack:
+        listener = stack.enter_context(socket.socket())
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(0)
+        address = listener.getsockname()
+        for _ in range(4):  # more than the queue holds: it is full whatever the kernel rounds a backlog of 0 to
+            filler = stack.enter_context(socket.socket())
+            filler.setblocking(False)
+            with contextlib.suppress(BlockingIOError):
+                filler.connect(address)
+        yield f"{address[0]}:{address[1]}"
+
+
+def test_a_party_whose_connection_hangs_fails_within_call_timeout(tmp_path: Path) -> None:
+    """Its connection attempts are bounded by the short ``call_timeout`` (4 s here), not the deploy's 600 s."""
+    call_timeout = 4.0
+    conf = {"call_timeout": call_timeout, "maintenance_period": 1}
+    with Cluster.start(tmp_path / "cluster", {"9999": {}, DEAD: {}}, conf) as cluster, silent_address() as silent:
+        parent = import_everywhere(cluster, generate_model(tmp_path / "model", roles=ROLES))
+        cluster.route(DEAD, silent)
+        cluster.restart(COORDINATOR)
+        took, answer = timed_flow(
+            cluster, "model", "deploy", "--model-id", parent.model_id, "--model-version", parent.version
+        )
+        assert took <= 2 * call_timeout + 2, (took, answer)  # the prepare, and the one try of its abort
+        assert_dead_party_answer(answer, ROLES)
+        cluster.route(DEAD, None)
+        cluster.restart(COORDINATOR)  # reaches the party again: the abort is delivered
+        wait_until(lambda: operations(cluster, parent, "deploy")[0]["status"] == "failed", 30, "the abort")
+        assert_consistent(cluster, [parent.model_id])
+
+
+def test_a_party_behind_a_proxy_whose_router_is_down_fails_at_once(tmp_path: Path) -> None:
+    """Party 10000 is reached through FATE's proxy (the rollsite test router), which is stopped by its PID."""
+    with RollsiteProcess.start(tmp_path / "rollsite") as rollsite:
+        parties = {"9999": {}, DEAD: {"proxy": rollsite.address}}
+        with Cluster.start(tmp_path / "cluster", parties, {"party_id": "9999"}) as cluster:
+            rollsite.set_route(DEAD, AGENT_ROLE, cluster.agent_address(DEAD))
+            parent = import_everywhere(cluster, generate_model(tmp_path / "model", roles=ROLES))
+            rollsite.stop()
+            took, answer = timed_flow(
+                cluster, "model", "deploy", "--model-id", parent.model_id, "--model-version", parent.version
+            )
+            assert took <= ANSWER_WITHIN, (took, answer)
+            assert_dead_party_answer(answer, ROLES)
+            assert f"through the proxy at {rollsite.address}" in answer["data"]["detail"]["host"][DEAD]["retmsg"]
+            assert_consistent(cluster, [parent.model_id])

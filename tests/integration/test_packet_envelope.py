@@ -53,7 +53,7 @@ def _info_request(model: GeneratedModel, version: str) -> bytes:
 
 
 def test_stream_and_unary_answers_match_the_direct_api(federation: LocalFederation, model: GeneratedModel) -> None:
-    through, direct = _packet_transport(federation), DirectTransport("9999", _address(federation), PLAINTEXT)
+    through, direct = _packet_transport(federation), DirectTransport("9999", _address(federation), PLAINTEXT, 30.0)
     try:
         imported = agent_pb2.ImportModelResponse.FromString(
             through.client_stream(SERVICE + "ImportModel", _import_messages(model, model.version), {})

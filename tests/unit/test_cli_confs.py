@@ -80,6 +80,12 @@ def test_party_ids_may_be_ints_or_strings(party_id: int | str) -> None:
     assert request.force_update is True
 
 
+def test_a_party_id_that_is_no_whole_number_says_what_is_accepted() -> None:
+    with pytest.raises(RegistryError) as info:
+        confs.store_request(confs.Conf(single_party(party_id=9999.5)))
+    assert info.value.message == "party_id must be a string or a whole number, got a number (9999.5)"
+
+
 def test_role_maps_carry_string_party_ids() -> None:
     roles = confs.Conf({"role": {"guest": [9999], "host": ["10000", 10001]}}).roles("role")
     assert {role: list(parties.party_ids) for role, parties in roles.items()} == {

@@ -179,6 +179,19 @@ def test_export_writes_the_verified_archive(registry: tuple[FakeRegistry, str], 
     assert [p.name for p in (tmp_path / "out").iterdir()] == [ARCHIVE_NAME]
 
 
+@pytest.mark.parametrize("output", ["/proc/self", "/sys/kernel"])
+def test_an_export_into_a_directory_that_takes_no_file_fails_before_any_call(
+    registry: tuple[FakeRegistry, str], output: str
+) -> None:
+    """Directories that exist and refuse new files (as root too): the user hears which and why, nothing is sent."""
+    fake, address = registry
+    fake.export_stream = []  # a call would end without a header: DATA_LOSS, not the error expected
+    with RegistryClient(address) as client, pytest.raises(RegistryError) as caught:
+        client.export_model(TARGET, Path(output))
+    assert caught.value.reason is Reason.INVALID_ARGUMENT
+    assert caught.value.message.startswith(f"cannot write the archive into {output}: ")
+
+
 @pytest.mark.parametrize(
     "stream",
     [
