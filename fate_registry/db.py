@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import peewee
@@ -13,11 +14,14 @@ from playhouse.pool import PooledMySQLDatabase, PooledSqliteDatabase
 from pymysql.constants import CLIENT
 
 from fate_registry.config import DatabaseConf
+from fate_registry.errors import Reason, RegistryError
+from fate_registry.mysql_errors import Failure, ServerFailure, server_failure
 
 SQLITE_BUSY_SECONDS = 60
 
 
-def open_database(conf: DatabaseConf) -> peewee.Database:
+def open_database(conf: DatabaseConf, what: str = "the database") -> peewee.Database:
+    """``what`` names the database in errors ("the catalog database"), with :func:`mysql_url` for MySQL."""
     if conf.engine == "sqlite":
         assert conf.path is not None
         conf.path.parent.mkdir(parents=True, exist_ok=True)
@@ -41,20 +45,78 @@ def open_database(conf: DatabaseConf) -> peewee.Database:
             stale_timeout=None,
         )
         return sqlite
-    mysql: peewee.Database = PooledMySQLDatabase(
-        conf.name,
-        host=conf.host,
-        port=conf.port,
-        user=conf.user,
-        password=conf.password,
-        charset="utf8mb4",
-        max_connections=conf.max_connections,
-        stale_timeout=conf.stale_timeout,
-        # An UPDATE's row count is the rows it matched, as on SQLite, not only those it changed:
-        # a compare-and-set that rewrites identical values still reports that it held.
-        client_flag=CLIENT.FOUND_ROWS,
-    )
-    return mysql
+    return _MySQLDatabase(conf, what)
+
+
+def mysql_url(conf: DatabaseConf) -> str:
+    """``mysql://user@host:port/name``: where a MySQL database is, without its password."""
+    host = f"[{conf.host}]" if ":" in conf.host else conf.host
+    return f"mysql://{conf.user}@{host}:{conf.port}/{conf.name}"
+
+
+class _MySQLDatabase(PooledMySQLDatabase):  # type: ignore[misc]  # playhouse is untyped
+    """A MySQL pool that turns a failure to reach its server, or to be let in, into a :class:`RegistryError`
+    naming the database and its user (never the password): UNAVAILABLE (FATE's 105) or PERMISSION_DENIED
+    (108), as the model stores answer.
+
+    Every connection, statement and transaction step goes through the methods below, so whoever uses
+    the database, at start or in a call, gets that error instead of pymysql's, and no one else maps it.
+    """
+
+    def __init__(self, conf: DatabaseConf, what: str) -> None:
+        super().__init__(
+            conf.name,
+            host=conf.host,
+            port=conf.port,
+            user=conf.user,
+            password=conf.password,
+            charset="utf8mb4",
+            max_connections=conf.max_connections,
+            stale_timeout=conf.stale_timeout,
+            # An UPDATE's row count is the rows it matched, as on SQLite, not only those it changed:
+            # a compare-and-set that rewrites identical values still reports that it held.
+            client_flag=CLIENT.FOUND_ROWS,
+        )
+        self._named_as = f"{what} {mysql_url(conf)}"
+        self._user_name = conf.user
+
+    def _error(self, failure: Failure) -> RegistryError:
+        if failure.kind is ServerFailure.ACCESS_DENIED:
+            refused = f"{self._named_as} refused the user {self._user_name}: {failure.detail}"
+            return RegistryError(Reason.PERMISSION_DENIED, refused)
+        if failure.kind is ServerFailure.UNKNOWN_DATABASE:
+            return RegistryError(Reason.PARTY_UNAVAILABLE, f"{self._named_as} does not exist on its server")
+        return RegistryError(Reason.PARTY_UNAVAILABLE, f"{self._named_as} cannot be reached: {failure.detail}")
+
+    @contextlib.contextmanager
+    def _named_failures(self) -> Iterator[None]:
+        try:
+            yield
+        except peewee.PeeweeException as exc:
+            failure = server_failure(exc)
+            if failure is None:
+                raise
+            raise self._error(failure) from exc
+
+    def connect(self, reuse_if_open: bool = False) -> bool:
+        with self._named_failures():
+            return bool(super().connect(reuse_if_open))
+
+    def execute_sql(self, sql: str, params: Any = None) -> Any:
+        with self._named_failures():
+            return super().execute_sql(sql, params)
+
+    def begin(self, isolation_level: str | None = None) -> None:
+        with self._named_failures():
+            super().begin(isolation_level)
+
+    def commit(self) -> None:
+        with self._named_failures():
+            super().commit()
+
+    def rollback(self) -> None:
+        with self._named_failures():
+            super().rollback()
 
 
 def now_ms() -> int:

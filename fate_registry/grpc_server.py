@@ -28,6 +28,7 @@ from grpc_reflection.v1alpha import reflection
 from fate_registry.channels import CHANNEL_OPTIONS, read_pem
 from fate_registry.config import PLAINTEXT, TlsConf
 from fate_registry.errors import Reason, RegistryError
+from fate_registry.malformed import MalformedRequest, refusal, screened, tolerant
 
 log = logging.getLogger(__name__)
 # What SQLite says when a write, or the shared-memory file of a WAL database, finds the disk full.
@@ -44,9 +45,12 @@ def _out_of_space(exc: Exception) -> bool:
     return isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
-def as_registry_error(exc: Exception, method: str) -> RegistryError:
+def as_registry_error(exc: Exception, method: str, peer: str = "") -> RegistryError:
+    """The status a handler's exception is answered with; ``peer``, the caller, is named in the log."""
     if isinstance(exc, RegistryError):
         return exc
+    if isinstance(exc, MalformedRequest):
+        return refusal(exc, method, peer)
     if _out_of_space(exc):
         return RegistryError(Reason.NO_SPACE, "no space left on the party's disk; nothing was changed")
     if isinstance(exc, peewee.OperationalError) and str(exc) in SQLITE_DISK_ERRORS:
@@ -59,7 +63,7 @@ def as_registry_error(exc: Exception, method: str) -> RegistryError:
 
 
 def _abort(context: grpc.ServicerContext, exc: Exception, method: str) -> None:
-    context.abort_with_status(as_registry_error(exc, method).to_status())
+    context.abort_with_status(as_registry_error(exc, method, context.peer()).to_status())
 
 
 if TYPE_CHECKING:
@@ -70,28 +74,26 @@ else:
 
 
 Behavior = Callable[[Any, grpc.ServicerContext], Any]
+Deserializer = Callable[[bytes], Any]
 
 
 def wrap_handler(
-    handler: Handler, unary: Callable[[Behavior], Behavior], stream: Callable[[Behavior], Behavior]
+    handler: Handler,
+    unary: Callable[[Behavior], Behavior],
+    stream: Callable[[Behavior], Behavior],
+    request_deserializer: Deserializer | None = None,
 ) -> Handler:
-    """The same handler with its behaviour wrapped: ``unary`` for unary responses, ``stream`` for streamed ones."""
+    """The same handler with its behaviour wrapped: ``unary`` for unary responses, ``stream`` for streamed ones;
+    its requests parsed by ``request_deserializer`` when one is given."""
+    parse = request_deserializer or handler.request_deserializer
     if handler.unary_unary:
-        return grpc.unary_unary_rpc_method_handler(
-            unary(handler.unary_unary), handler.request_deserializer, handler.response_serializer
-        )
+        return grpc.unary_unary_rpc_method_handler(unary(handler.unary_unary), parse, handler.response_serializer)
     if handler.stream_unary:
-        return grpc.stream_unary_rpc_method_handler(
-            unary(handler.stream_unary), handler.request_deserializer, handler.response_serializer
-        )
+        return grpc.stream_unary_rpc_method_handler(unary(handler.stream_unary), parse, handler.response_serializer)
     if handler.unary_stream:
-        return grpc.unary_stream_rpc_method_handler(
-            stream(handler.unary_stream), handler.request_deserializer, handler.response_serializer
-        )
+        return grpc.unary_stream_rpc_method_handler(stream(handler.unary_stream), parse, handler.response_serializer)
     assert handler.stream_stream is not None
-    return grpc.stream_stream_rpc_method_handler(
-        stream(handler.stream_stream), handler.request_deserializer, handler.response_serializer
-    )
+    return grpc.stream_stream_rpc_method_handler(stream(handler.stream_stream), parse, handler.response_serializer)
 
 
 class HandlerInterceptor(Interceptor):
@@ -110,15 +112,17 @@ class HandlerInterceptor(Interceptor):
 
 
 class ErrorInterceptor(HandlerInterceptor):
-    """Maps exceptions raised by handlers (also mid-stream) to rich gRPC statuses."""
+    """Maps exceptions raised by handlers (also mid-stream) to rich gRPC statuses, and requests that do
+    not parse to INVALID_ARGUMENT before the handler runs (its deserializer made :func:`tolerant`)."""
 
     def rewrite(self, handler: Handler, details: grpc.HandlerCallDetails) -> Handler:
         method = details.method.rsplit("/", 1)[-1]
+        streaming = handler.request_streaming
 
         def wrap_unary(behavior: Behavior) -> Behavior:
             def run(request: Any, context: grpc.ServicerContext) -> Any:
                 try:
-                    return behavior(request, context)
+                    return behavior(screened(request, streaming), context)
                 except Exception as exc:  # the boundary: nothing unexpected leaves as a traceback
                     _abort(context, exc, method)
 
@@ -127,13 +131,14 @@ class ErrorInterceptor(HandlerInterceptor):
         def wrap_stream(behavior: Behavior) -> Behavior:
             def run(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
                 try:
-                    yield from behavior(request, context)
+                    yield from behavior(screened(request, streaming), context)
                 except Exception as exc:
                     _abort(context, exc, method)
 
             return run
 
-        return wrap_handler(handler, wrap_unary, wrap_stream)
+        deserializer = handler.request_deserializer
+        return wrap_handler(handler, wrap_unary, wrap_stream, tolerant(deserializer) if deserializer else None)
 
 
 class _HandlerCapture:

@@ -16,6 +16,9 @@ from fate_registry.grpc_server import StopFlag
 from fate_registry.health import is_serving
 
 STOP_GRACE_SECONDS = 10.0
+# How much of the end of a child's log is read for the line it ended with.
+LAST_LINE_BYTES = 4096
+PROGRAM_PREFIX = "fate-registry: "  # how launcher.main prefixes the one line it ends with on an error
 
 
 @dataclass
@@ -24,9 +27,26 @@ class Child:
     process: subprocess.Popen[bytes]
     port_file: Path
     log: IO[bytes]
+    log_path: Path
+    log_start: int  # where this run's output begins in the (appended) log
 
     def alive(self) -> bool:
         return self.process.poll() is None
+
+    def exit_message(self) -> str:
+        """How the child ended, with the last line it wrote when it exited on an error: a server that
+        cannot start says why in one line (a child killed by a signal wrote no such line)."""
+        code = self.process.returncode
+        said = _last_line(self.log_path, self.log_start).removeprefix(PROGRAM_PREFIX) if code > 0 else ""
+        return f"{self.name} exited with code {code}" + (f": {said}" if said else "; see its log")
+
+
+def _last_line(path: Path, start: int) -> str:
+    """The last non-empty line written to ``path`` after offset ``start``."""
+    with path.open("rb") as log:
+        log.seek(max(start, log.seek(0, 2) - LAST_LINE_BYTES))
+        lines = log.read().decode("utf-8", "replace").splitlines()
+    return next((line.strip() for line in reversed(lines) if line.strip()), "")
 
 
 def _command() -> list[str]:
@@ -42,7 +62,9 @@ def _conf_args(conf_path: Path | None, data_dir: Path) -> list[str]:
 def _spawn(name: str, args: list[str], run_dir: Path, log_dir: Path) -> Child:
     port_file = run_dir / f"{name}.addr"
     port_file.unlink(missing_ok=True)
-    log = (log_dir / f"{name}.log").open("ab")
+    log_path = log_dir / f"{name}.log"
+    log = log_path.open("ab")
+    start = log.tell()  # before the child writes: it shares this file offset
     process = subprocess.Popen(
         [*_command(), *args, "--port-file", str(port_file)],
         stdout=log,
@@ -50,7 +72,7 @@ def _spawn(name: str, args: list[str], run_dir: Path, log_dir: Path) -> Child:
         stdin=subprocess.DEVNULL,
         start_new_session=True,
     )
-    return Child(name, process, port_file, log)
+    return Child(name, process, port_file, log, log_path, start)
 
 
 def _wait_ready(children: list[Child], deadline: float, tls: TlsConf) -> dict[str, str]:
@@ -60,7 +82,7 @@ def _wait_ready(children: list[Child], deadline: float, tls: TlsConf) -> dict[st
     while pending:
         for child in list(pending):
             if not child.alive():
-                raise RuntimeError(f"{child.name} exited with code {child.process.returncode}; see its log")
+                raise RuntimeError(child.exit_message())
             if child.port_file.exists():
                 address = child.port_file.read_text(encoding="utf-8").strip()
                 if is_serving(address, tls=tls):
@@ -118,7 +140,7 @@ def run_federation(conf: ServiceConf, conf_path: Path | None, ready_timeout: flo
         while not stop.wait(0.5):
             dead = [c for c in children if not c.alive()]
             if dead:
-                print(f"{dead[0].name} exited with code {dead[0].process.returncode}; stopping", file=sys.stderr)
+                print(f"{dead[0].exit_message()}; stopping", file=sys.stderr)
                 return 1
         return 0
     except RuntimeError as exc:

@@ -27,6 +27,7 @@ from fate_registry import packets
 from fate_registry.errors import Reason, RegistryError
 from fate_registry.fate import proxy_pb2, proxy_pb2_grpc
 from fate_registry.grpc_server import as_registry_error
+from fate_registry.malformed import parse
 from fate_registry.prefetch import prefetch
 
 if TYPE_CHECKING:
@@ -55,7 +56,8 @@ class _PacketContext:
 
 
 def _in(value: bytes, handler: Handler) -> Any:
-    return handler.request_deserializer(value) if handler.request_deserializer else value
+    """The request a Packet carries, as the handler takes it (MalformedRequest if it does not parse)."""
+    return parse(handler.request_deserializer, value) if handler.request_deserializer else value
 
 
 def _out(message: Any, handler: Handler) -> bytes:
@@ -132,7 +134,7 @@ class EnvelopeServicer(proxy_pb2_grpc.DataTransferServiceServicer):
         try:
             return self._dispatch(request, method)
         except Exception as exc:  # the answer carries the status, so it crosses any proxy
-            return packets.failure_packet(request, as_registry_error(exc, method.rsplit("/", 1)[-1]))
+            return packets.failure_packet(request, as_registry_error(exc, method.rsplit("/", 1)[-1], context.peer()))
 
     def _dispatch(self, request: proxy_pb2.Packet, method: str) -> proxy_pb2.Packet:
         dst = request.header.dst
@@ -227,7 +229,7 @@ class EnvelopeServicer(proxy_pb2_grpc.DataTransferServiceServicer):
             messages = (_in(raw, handler) for raw in upload.take())
             upload.answer.set_result(_out(handler.stream_unary(messages, context), handler))
         except Exception as exc:
-            upload.answer.set_exception(as_registry_error(exc, "ImportModel"))
+            upload.answer.set_exception(as_registry_error(exc, "ImportModel", context.peer()))
         finally:
             self._forget_upload(stream_id, upload)
 

@@ -78,7 +78,7 @@ def record_from_json(text: str) -> PartyModelRecord | None:
 
 class MetadataStore:
     def __init__(self, conf: DatabaseConf) -> None:
-        self.db = open_database(conf)
+        self.db = open_database(conf, "the metadata database")
         base = base_model(self.db)
 
         class MLModel(base):  # type: ignore[misc, valid-type]

@@ -15,6 +15,7 @@ from fate_registry.channels import OPERATION_ID_KEY, TICKET_KEY
 from fate_registry.chunks import chunk_payload, encode_chunk
 from fate_registry.errors import Reason, RegistryError
 from fate_registry.grpc_server import archive_handlers
+from fate_registry.malformed import parse
 from fate_registry.unimplemented import fill_unimplemented
 from fate_registry.v1.common_pb2 import (
     ConvertedComponent,
@@ -110,7 +111,7 @@ class AgentServicer(agent_pb2_grpc.PartyAgentServiceServicer):
     ) -> agent_pb2.ImportModelResponse:
         """ImportModel on serialized messages: chunks reach the unzipper without being copied."""
         first_raw = next(request_iterator, None)
-        first = agent_pb2.ImportModelRequest.FromString(first_raw or b"")
+        first = parse(agent_pb2.ImportModelRequest.FromString, first_raw or b"")
         if first.WhichOneof("payload") != "header":
             raise RegistryError(Reason.MISSING_ARGUMENT, "an import starts with a header message")
         with self._transfer(context, first.header) as ticket:

@@ -54,7 +54,7 @@ class Catalog:
 
     def __init__(self, conf: DatabaseConf, owner: str = "") -> None:
         self.owner = owner
-        self.db = open_database(conf)
+        self.db = open_database(conf, "the catalog database")
         base = base_model(self.db)
 
         class PartyModel(base):  # type: ignore[misc, valid-type]

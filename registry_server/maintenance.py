@@ -7,6 +7,8 @@ import logging
 import threading
 from collections.abc import Callable, Sequence
 
+from fate_registry.errors import RegistryError
+
 log = logging.getLogger(__name__)
 
 
@@ -27,4 +29,6 @@ class Maintenance:
                 try:
                     duty()
                 except Exception as exc:  # a database hiccup must not end the duties
-                    log.error("maintenance duty failed: %s", exc.__class__.__name__)
+                    # a RegistryError says what failed (the catalog database, unreachable); others only their class
+                    said = exc.message if isinstance(exc, RegistryError) else exc.__class__.__name__
+                    log.error("maintenance duty failed: %s", said)

@@ -15,6 +15,7 @@ from fate_registry.agent.v1 import agent_pb2
 from fate_registry.errors import Reason, RegistryError, Retcode, missing_keys
 from fate_registry.grpc_server import archive_handlers
 from fate_registry.identity import validate_name
+from fate_registry.malformed import parse
 from fate_registry.unimplemented import fill_unimplemented
 from fate_registry.v1 import registry_pb2, registry_pb2_grpc
 from fate_registry.v1.common_pb2 import PartyModelInfo, PartyModelRef, PartyResult
@@ -63,7 +64,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         self, request_iterator: Iterator[bytes], context: grpc.ServicerContext
     ) -> registry_pb2.ImportModelResponse:
         first_raw = next(request_iterator, None)
-        first = registry_pb2.ImportModelRequest.FromString(first_raw or b"")
+        first = parse(registry_pb2.ImportModelRequest.FromString, first_raw or b"")
         if first.WhichOneof("payload") != "header":
             raise RegistryError(Reason.MISSING_ARGUMENT, "an import starts with a header message")
         ref = check_ref(first.header.target)

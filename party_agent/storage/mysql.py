@@ -36,6 +36,7 @@ import pymysql.cursors
 from pymysql.connections import Connection
 
 from fate_registry.errors import Reason, RegistryError
+from fate_registry.mysql_errors import ServerFailure, server_failure
 from party_agent.storage.base import (
     HashingCounter,
     ModelStore,
@@ -84,10 +85,6 @@ _INSERT = (
     f"INSERT INTO {TABLE} (f_model_id, f_model_version, f_slice_index, f_size, f_sha256, f_content, f_create_time)"
     " VALUES (%s, %s, %s, %s, %s, %s, %s)"
 )
-
-# MySQL client and server error numbers.
-_ACCESS_DENIED = {1044, 1045, 1698}
-_UNKNOWN_DATABASE = 1049
 
 
 def _now_ms() -> int:
@@ -214,17 +211,18 @@ class MySQLModelStore(ModelStore):
 
     def _translate(self, exc: pymysql.MySQLError) -> RegistryError:
         address = self.config.address
-        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
-        if code in _ACCESS_DENIED:
+        failure = server_failure(exc)
+        if failure is None:
+            code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
+            message = exc.args[1] if len(exc.args) > 1 else type(exc).__name__
+            return RegistryError(Reason.INTERNAL, f"mysql model store at {address}: error {code}: {message}")
+        if failure.kind is ServerFailure.ACCESS_DENIED:
             return access_denied(
                 self.engine, address, f"user {self.config.user!r} on database {self.config.database!r}"
             )
-        if code == _UNKNOWN_DATABASE:
+        if failure.kind is ServerFailure.UNKNOWN_DATABASE:
             return misconfigured(self.engine, f"database {self.config.database!r} does not exist at {address}")
-        if isinstance(exc, pymysql.OperationalError | pymysql.InterfaceError) and (code >= 2000 or code == 0):
-            return unavailable(self.engine, address, f"connection failed or lost (MySQL error {code})")
-        message = exc.args[1] if len(exc.args) > 1 else type(exc).__name__
-        return RegistryError(Reason.INTERNAL, f"mysql model store at {address}: error {code}: {message}")
+        return unavailable(self.engine, address, failure.detail)
 
     def stat(self, key: StoreKey) -> StoredObject | None:
         with self._connection() as conn, conn.cursor() as cur:
