@@ -4,6 +4,12 @@ Body ``{"namespace": <party_model_id>, "name": <model_version>}`` (or the path f
 ``/v1/model/transfer/<party_model_id with # as ~>/<model_version>``); the answer is FATE-Flow's
 ``{"retcode": 0, "retmsg": "success", "data": {"<cpn>.<alias>:<ModelName>": base64}}``, streamed
 with a Content-Length computed from the manifest, every buffer checked against it first.
+
+The endpoint is open to the network, so it keeps :class:`~fate_registry.http_limits.HttpLimits`: a
+connection gets one of a fixed pool of worker threads only once its whole request has arrived (the TLS
+handshake and the request are read by one selector thread, within a deadline), so a crowd of slow or
+silent clients holds neither threads nor the way for FATE-Serving's pull; oversized requests are refused
+(431, 413). See :mod:`fate_registry.http_limits`.
 """
 
 from __future__ import annotations
@@ -13,37 +19,31 @@ import logging
 import ssl
 import threading
 from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 from urllib.parse import unquote
 
 from fate_registry.channels import read_pem
 from fate_registry.config import PLAINTEXT, TlsConf
 from fate_registry.errors import Reason, RegistryError
+from fate_registry.http_limits import DEFAULT_LIMITS, BoundedHTTPServer, BufferedRequestHandler, HttpLimits
 from fate_registry.identity import parse_party_model_id
 from fate_registry.v1.common_pb2 import PartyModelRef
 
 log = logging.getLogger(__name__)
 PATH = "/v1/model/transfer"
-MAX_BODY = 64 * 1024
-HANDSHAKE_SECONDS = 30.0
 
 # (the answer's pieces in order, their total length) for a party model version
 Source = Callable[[PartyModelRef], tuple[Iterator[bytes], int]]
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(BufferedRequestHandler):
     server: TransferServer
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: object) -> None:
-        log.info("transfer %s", format % args)
 
     def _answer(self, status: int, retcode: int, retmsg: str) -> None:
         body = json.dumps({"retcode": retcode, "retmsg": retmsg}).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json;charset=UTF-8")
         self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
         self.end_headers()
         self.wfile.write(body)
 
@@ -58,19 +58,17 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_response(200)
         self.send_header("Content-Type", "application/json;charset=UTF-8")
         self.send_header("Content-Length", str(length))
+        self.send_header("Connection", "close")
         self.end_headers()
         try:
             for piece in pieces:
                 self.wfile.write(piece)
-        except RegistryError as exc:  # a buffer failed its check: the answer cannot be completed
+        except RegistryError as exc:  # a buffer failed its check: the answer stops short, and the connection closes
             log.error("transfer of %s %s stopped: %s", ref.model_id, ref.model_version, exc.message)
-            self.close_connection = True
 
     def _model(self) -> PartyModelRef:
         if self.path.rstrip("/") == PATH:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY:
-                raise RegistryError(Reason.INVALID_ARGUMENT, "the request body is too large")
+            length = int(self.headers.get("Content-Length") or 0)  # at most max_body: the server checked
             try:
                 body = json.loads(self.rfile.read(length) or b"{}")
             except ValueError:
@@ -87,40 +85,36 @@ class _Handler(BaseHTTPRequestHandler):
         return PartyModelRef(role=role, party_id=party_id, model_id=model_id, model_version=name)
 
 
-class TransferServer(ThreadingHTTPServer):
+class TransferServer(BoundedHTTPServer):
     """Plain HTTP, or HTTPS with the agent's certificate when ``tls`` names one; with
     ``tls.require_client_cert`` only a caller presenting a certificate signed by ``tls.ca`` is served."""
 
-    daemon_threads = True
+    log_name = "transfer"
 
-    def __init__(self, host: str, port: int, source: Source, tls: TlsConf = PLAINTEXT) -> None:
-        super().__init__((host, port), _Handler)
+    def __init__(
+        self, host: str, port: int, source: Source, tls: TlsConf = PLAINTEXT, limits: HttpLimits = DEFAULT_LIMITS
+    ) -> None:
+        super().__init__((host, port), _Handler, limits, _server_context(tls))
         self.source = source
-        if tls.cert and tls.key:
-            read_pem(tls.cert, "cert"), read_pem(tls.key, "key")  # a missing file is named, as for gRPC
-            context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-            context.load_cert_chain(tls.cert, tls.key)
-            if tls.require_client_cert and tls.ca:
-                context.load_verify_locations(cadata=read_pem(tls.ca, "ca").decode("ascii", "replace"))
-                context.verify_mode = ssl.CERT_REQUIRED
-            # The handshake runs in the request's own thread (finish_request), never in the accept loop.
-            self.socket = context.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
         self._thread = threading.Thread(target=self.serve_forever, name="transfer-http", daemon=True)
-
-    def finish_request(self, request: Any, client_address: Any) -> None:
-        if isinstance(request, ssl.SSLSocket):
-            request.settimeout(HANDSHAKE_SECONDS)
-            try:
-                request.do_handshake()
-            except (ssl.SSLError, OSError) as exc:
-                log.info("transfer: TLS handshake with %s refused: %s", client_address[0], exc.__class__.__name__)
-                return
-            request.settimeout(None)
-        super().finish_request(request, client_address)
 
     def start(self) -> None:
         self._thread.start()
 
     def stop(self) -> None:
-        self.shutdown()
+        if self._thread.ident is not None:  # started: its serve_forever ends, or has ended, and says so
+            self.shutdown()
         self.server_close()
+
+
+def _server_context(tls: TlsConf) -> ssl.SSLContext | None:
+    """The endpoint's TLS context, or None for plain HTTP."""
+    if not (tls.cert and tls.key):
+        return None
+    read_pem(tls.cert, "cert"), read_pem(tls.key, "key")  # a missing file is named, as for gRPC
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tls.cert, tls.key)
+    if tls.require_client_cert and tls.ca:
+        context.load_verify_locations(cadata=read_pem(tls.ca, "ca").decode("ascii", "replace"))
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
