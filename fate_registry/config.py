@@ -146,6 +146,10 @@ class LimitsConf:
     # Archives larger than this, or with more entries, are refused before anything is written.
     max_archive_bytes: int = 64 * 1024**3
     max_archive_entries: int = 100_000
+    # An entry (or the archive's deflated entries together) inflating more than this many bytes per compressed
+    # byte is refused as a zip bomb, once past 1 MiB. Zeros deflate ~1030-fold; generated FATE models reach 14.6
+    # (a 14 KiB JSON sidecar at zlib level 9), and 3.0 in entries past 256 KiB.
+    max_expansion_ratio: int = 200
     # Bytes per streamed message, chosen by measurement (DESIGN §5.4).
     upload_chunk_bytes: int = 256 * 1024
     download_chunk_bytes: int = 1024 * 1024
@@ -387,6 +391,7 @@ def parse(document: Any, path: Path | None = None, data_dir: Path | None = None)
         limits=LimitsConf(
             max_archive_bytes=limits.integer("max_archive_bytes", LimitsConf.max_archive_bytes, minimum=1),
             max_archive_entries=limits.integer("max_archive_entries", LimitsConf.max_archive_entries, minimum=1),
+            max_expansion_ratio=limits.integer("max_expansion_ratio", LimitsConf.max_expansion_ratio, minimum=1),
             upload_chunk_bytes=limits.integer("upload_chunk_bytes", LimitsConf.upload_chunk_bytes, minimum=1024),
             download_chunk_bytes=limits.integer("download_chunk_bytes", LimitsConf.download_chunk_bytes, minimum=1024),
         ),

@@ -8,6 +8,8 @@ file; FATE-Flow ignores the extra file, and FATE's own archives simply lack it.
 from __future__ import annotations
 
 import json
+import os
+import sys
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -15,43 +17,78 @@ from pathlib import Path, PurePosixPath
 from fate_registry.checksums import crc32
 from fate_registry.direct_io import read_pieces
 from fate_registry.errors import Reason, RegistryError
-from fate_registry.identity import MAX_NAME_LENGTH
 from fate_registry.v1.common_pb2 import PartyModelRef
 from party_agent.manifest import ARCHIVE_ONLY_FILES, MANIFEST_ENTRY, FileRecord, Manifest, hash_file
-from party_agent.zipstream import ExtractedFile, StreamingUnzip, ZipWriter
+from party_agent.zipstream import ArchiveLimits as ArchiveLimits  # the limits unpack() takes, for its callers
+from party_agent.zipstream import ExtractedFile, StreamingUnzip, ZipWriter, quoted
 
 
 @dataclass(frozen=True)
-class ArchiveLimits:
-    max_bytes: int
-    max_entries: int
+class NameLimits:
+    """How long the file system lets an entry's name be (``os.pathconf``): a name, and a path below the directories
+    it is extracted to and published in."""
+
+    name_bytes: int
+    path_bytes: int
+
+    @classmethod
+    def below(cls, *directories: Path) -> NameLimits:
+        """The limits below ``directories``, on the file system of the first (or of its closest existing parent);
+        a path's length counts the directory's, a separator and the final NUL."""
+        found = next(d for d in (directories[0].absolute(), *directories[0].absolute().parents) if d.exists())
+        longest = max(len(os.fsencode(directory.absolute())) for directory in directories)
+        return cls(_pathconf(found, "PC_NAME_MAX"), _pathconf(found, "PC_PATH_MAX") - longest - 2)
+
+
+def _pathconf(directory: Path, name: str) -> int:
+    """``os.pathconf``, a file system without that limit (-1) being unlimited."""
+    value = os.pathconf(directory, name)
+    return value if value > 0 else sys.maxsize
 
 
 def _bad(message: str) -> RegistryError:
     return RegistryError(Reason.BAD_ARCHIVE, message)
 
 
-def check_member_name(name: str) -> PurePosixPath:
-    """A safe relative path for an archive entry, or a BAD_ARCHIVE error naming the entry."""
+def check_member_name(name: str, limits: NameLimits) -> PurePosixPath:
+    """A safe relative path for an archive entry, which the file system takes, or a BAD_ARCHIVE error naming it."""
     if not name or "\\" in name or name.startswith("/") or (len(name) > 1 and name[1] == ":"):
-        raise _bad(f"archive entry {name!r} has an absolute or non-POSIX path")
+        raise _bad(f"archive entry {quoted(name)} has an absolute or non-POSIX path")
     parts = name.rstrip("/").split("/")
     for part in parts:
         if part in ("", ".", ".."):
-            raise _bad(f"archive entry {name!r} contains an empty, '.' or '..' path component")
-        if any(ord(c) < 32 or ord(c) == 127 for c in part) or len(part) > MAX_NAME_LENGTH:
-            raise _bad(f"archive entry {name!r} contains a control character or an over-long name")
+            raise _bad(f"archive entry {quoted(name)} contains an empty, '.' or '..' path component")
+        if any(ord(c) < 32 or ord(c) == 127 for c in part):
+            raise _bad(f"archive entry {quoted(name)} contains a control character")
+        size = len(os.fsencode(part))
+        if size > limits.name_bytes:
+            raise _bad(
+                f"archive entry {quoted(name)} has a name of {size} bytes; "
+                f"the file system takes at most {limits.name_bytes}"
+            )
+    size = len(os.fsencode("/".join(parts)))
+    if size > limits.path_bytes:
+        raise _bad(
+            f"archive entry {quoted(name)} is {size} bytes long; "
+            f"the file system takes paths of at most {limits.path_bytes} bytes here"
+        )
     return PurePosixPath(*parts)
 
 
 def unpack(
-    chunks: Iterable[bytes | memoryview], dest: Path, limits: ArchiveLimits, verified_source: bool = False
+    chunks: Iterable[bytes | memoryview],
+    dest: Path,
+    limits: ArchiveLimits,
+    verified_source: bool = False,
+    home: Path | None = None,
 ) -> Manifest:
     """Extract an archive from its byte stream into ``dest`` (new, empty) while it arrives.
 
-    Names are checked before a byte is written; the central directory is checked at the end
-    (symbolic links, devices and mismatches fail there, and the caller discards ``dest``).
-    When the archive carries our manifest, every extracted file must match it exactly.
+    Names are checked before a byte is written (they must fit the file system below ``dest`` and
+    below ``home``, where the version will be published), and sizes as :class:`ArchiveLimits` says;
+    the central directory is checked at the end (symbolic links, devices and mismatches fail there,
+    and the caller discards ``dest``). When the archive carries our manifest, every extracted file
+    must match it exactly.
 
     ``verified_source`` is for streams whose bytes are checked as a whole by their source before
     they end (a stored copy read back against the SHA-256 recorded when it was stored, which was
@@ -59,12 +96,12 @@ def unpack(
     second time: the archive must carry our manifest, each file's size and CRC-32 must match it,
     and the manifest's SHA-256 are taken (a file the manifest gives no CRC-32 is hashed).
     """
+    names = NameLimits.below(dest, *([home] if home is not None else []))
     unzip = StreamingUnzip(
         dest,
-        lambda name: check_member_name(name).as_posix(),
+        lambda name: check_member_name(name, names).as_posix(),
         ARCHIVE_ONLY_FILES,
-        limits.max_bytes,
-        limits.max_entries,
+        limits,
         hash_files=not verified_source,
     )
     try:

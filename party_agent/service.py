@@ -40,6 +40,7 @@ from party_agent.serving import ServingAnswer
 from party_agent.storage import ModelStore, StoredObject, StoreKey, open_store
 from party_agent.storage.base import not_found
 from party_agent.transfer_http import PATH as TRANSFER_PATH
+from party_agent.zipstream import DiskRoom, amount
 
 log = logging.getLogger(__name__)
 
@@ -125,22 +126,32 @@ class PartyAgent:
     def import_archive(
         self, header: ImportModelHeader, chunks: Iterator[bytes | memoryview], verified_source: bool = False
     ) -> ImportModelResult:
-        """Import an archive as it arrives; ``verified_source`` as :func:`archive.unpack` takes it."""
+        """Import an archive as it arrives; ``verified_source`` as :func:`archive.unpack` takes it.
+
+        An archive announced larger than the room on the disk is refused before a byte is written
+        (compressed or not, an archive expands to about its size or more); its entries are held to
+        the room as they come.
+        """
         ref = header.target
         self.check_party(ref)
-        self.cache.version_dir(ref)  # validates every id before a byte is written
+        home = self.cache.version_dir(ref)  # validates every id before a byte is written
         if not header.force_update and self.cache.has_model(ref):
             raise RegistryError(Reason.MODEL_EXISTS, "Model already exists.", {"party_model_id": self._pmid(ref)})
         if header.size > self.limits.max_archive_bytes:
             raise self._too_large()
+        room = DiskRoom.of(self.cache.root, f"party {self.party.party_id}'s disk")
+        if header.size > room.bytes:
+            raise room.refusal(f"the archive is {amount(header.size)}")
         staging = self.cache.new_staging()
         try:
             model_dir = staging / "model"
             model_dir.mkdir()
             digest = BackgroundSha256() if header.sha256 else None
-            limits = archive.ArchiveLimits(self.limits.max_archive_bytes, self.limits.max_archive_entries)
+            limits = archive.ArchiveLimits(
+                self.limits.max_archive_bytes, self.limits.max_archive_entries, self.limits.max_expansion_ratio, room
+            )
             received = faultpoints.midway(self._received(chunks, digest, header.size), "agent.import.receiving")
-            manifest = archive.unpack(prefetch(received), model_dir, limits, verified_source)
+            manifest = archive.unpack(prefetch(received), model_dir, limits, verified_source, home)
             archive_sha256 = digest.hexdigest() if digest else ""
             if header.sha256 and header.sha256.lower() != archive_sha256:
                 raise RegistryError(

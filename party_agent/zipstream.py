@@ -7,11 +7,17 @@ directory against what was extracted. It reads what FATE-Flow writes (deflated, 
 local headers), what we write (stored, sizes and CRC in the local headers) and what streaming
 writers produce (data descriptors). The writer emits stored entries whose local headers carry
 their final sizes and CRC, so our archives are streamable by any reader.
+
+The reader refuses, before writing them, bytes past the limits of :class:`ArchiveLimits`: more than
+``max_bytes`` or the room on the disk (declared by a header or inflated), and zip bombs, which it
+tells by the bytes an entry actually inflates per compressed byte it takes (headers can lie).
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import stat
 import struct
 import time
@@ -41,10 +47,83 @@ _CENTRAL = struct.Struct("<IHHHHHHIIIHHHHHII")
 _END = struct.Struct("<IHHHHIIH")
 _ZIP64_END = struct.Struct("<IQHHIIQQQQ")
 _ZIP64_LOCATOR = struct.Struct("<IIQI")
+_SIG_BYTES = {sig: struct.pack("<I", sig) for sig in (CENTRAL_SIG, END_SIG, ZIP64_END_SIG, ZIP64_LOCATOR_SIG)}
+# An entry, and the deflated entries of an archive together, may always inflate to this many bytes:
+# below it a ratio means little (a few KiB of JSON may deflate 100-fold), and checking only past it
+# bounds what a bomb writes. FATE's buffers past 256 KiB deflate at most 3-fold (see LimitsConf).
+EXPANSION_FLOOR = 1024 * 1024
+# What an import leaves free on the disk it writes to, for the database, the logs and other writers:
+# 1 GiB, or a twentieth of a disk smaller than 20 GiB.
+DISK_MARGIN_BYTES = 1024**3
+DISK_MARGIN_SHARE = 20
 
 
 def _bad(message: str) -> RegistryError:
     return RegistryError(Reason.BAD_ARCHIVE, message)
+
+
+def quoted(name: str) -> str:
+    """An entry's name for a message: quoted, escaped, cut after 100 characters."""
+    return repr(name) if len(name) <= 100 else f"{name[:100]!r}…"
+
+
+def amount(size: int) -> str:
+    """``size`` bytes as a person reads them: 512 B, 3.2 GiB."""
+    if size < 1024:
+        return f"{size} B"
+    scaled, unit = size / 1024, "KiB"
+    for larger in ("MiB", "GiB", "TiB", "PiB"):
+        if scaled < 1024:
+            break
+        scaled, unit = scaled / 1024, larger
+    return f"{scaled:.1f} {unit}"
+
+
+@dataclass(frozen=True)
+class DiskRoom:
+    """What an extraction may write: the disk's free space when it starts, less a margin."""
+
+    free: int
+    margin: int
+    disk: str  # whose disk, for messages: "party 9999's disk"
+
+    @classmethod
+    def of(cls, directory: Path, disk: str) -> DiskRoom:
+        usage = shutil.disk_usage(directory)
+        return cls(usage.free, min(DISK_MARGIN_BYTES, usage.total // DISK_MARGIN_SHARE), disk)
+
+    @property
+    def bytes(self) -> int:
+        return max(0, self.free - self.margin)
+
+    def refusal(self, what: str) -> RegistryError:
+        """The error for ``what`` ("the archive is 3.0 GiB"), which does not fit."""
+        return RegistryError(
+            Reason.ARCHIVE_TOO_LARGE,
+            f"{what}, but {self.disk} has {amount(self.free)} free (keeping a {amount(self.margin)} margin): "
+            "no space left for it, nothing was imported",
+        )
+
+
+@dataclass(frozen=True)
+class ArchiveLimits:
+    """What an archive may expand to: bytes in all, entries, bytes inflated per compressed byte (past
+    :data:`EXPANSION_FLOOR`), and, when given, the room on the disk."""
+
+    max_bytes: int
+    max_entries: int
+    max_ratio: int
+    room: DiskRoom | None = None
+
+    def check_expansion(self, given: int, taken: int, what: str, whose: str = "its") -> None:
+        """Refuse ``taken`` compressed bytes that inflate to ``given`` past the ratio; ``what`` expands, ``whose``
+        compressed size it is ("archive entry 'x' expands", "its")."""
+        if given > max(EXPANSION_FLOOR, self.max_ratio * taken):
+            raise RegistryError(
+                Reason.ARCHIVE_TOO_LARGE,
+                f"{what} {given // max(taken, 1)}x {whose} compressed size (limit {self.max_ratio}x): "
+                "a zip bomb? nothing was imported",
+            )
 
 
 def dos_time(mtime: float) -> tuple[int, int]:
@@ -219,9 +298,10 @@ class StreamingUnzip:
     """Extract a zip archive into ``dest`` while its bytes are fed in; :meth:`finish` checks the end.
 
     ``keep`` names entries held in memory instead of written (archive-only files); their bytes
-    end up in :attr:`kept`. Every entry name passes ``check_name`` before a byte is written; the
-    running size and entry count are bounded by ``max_bytes`` and ``max_entries``. Written files
-    are SHA-256 hashed unless ``hash_files`` is false (their CRC-32 is checked either way).
+    end up in :attr:`kept`. Every entry name passes ``check_name`` before a byte is written, and
+    the entry's declared sizes pass ``limits``; every byte inflated passes them again before it is
+    written. Written files are SHA-256 hashed unless ``hash_files`` is false (their CRC-32 is
+    checked either way).
     """
 
     def __init__(
@@ -229,16 +309,14 @@ class StreamingUnzip:
         dest: Path,
         check_name: Callable[[str], str],
         keep: frozenset[str],
-        max_bytes: int,
-        max_entries: int,
+        limits: ArchiveLimits,
         hash_files: bool = True,
     ) -> None:
         self.dest = dest
         self.check_name = check_name
         self.hash_files = hash_files
         self.keep = keep
-        self.max_bytes = max_bytes
-        self.max_entries = max_entries
+        self.limits = limits
         self.files: list[ExtractedFile] = []
         self.kept: dict[str, bytes] = {}
         self._extracted: list[tuple[_Entry, int, int]] = []  # entry, crc, size as read
@@ -247,15 +325,20 @@ class StreamingUnzip:
         self._sink: _Sink | None = None
         self._remaining = 0  # compressed bytes left in the current entry, when known
         self._inflate: zlib._Decompress | None = None
+        self._fed = 0  # compressed bytes given to the current entry's ``_inflate``
+        self._deflated = (0, 0)  # compressed bytes taken and bytes inflated by the finished deflated entries
         self._in_trailer = False
         self._awaiting_descriptor = False
         self._total = 0
+        self._received = 0  # bytes of the archive fed in
+        self._trailer_at = 0  # where the central directory begins in the archive
         self._dirs: set[Path] = set()
 
     # feeding -------------------------------------------------------------------------------------
 
     def feed(self, chunk: bytes | memoryview) -> None:
         data = memoryview(chunk)
+        self._received += len(data)
         while data:
             if self._in_trailer:
                 if len(self._buf) + len(data) > MAX_TRAILER_BYTES:
@@ -277,6 +360,7 @@ class StreamingUnzip:
         (sig,) = struct.unpack_from("<I", self._buf)
         if sig in (CENTRAL_SIG, END_SIG, ZIP64_END_SIG):
             self._in_trailer = True
+            self._trailer_at = self._received - len(self._buf)
             return data
         if sig != LOCAL_SIG:
             raise _bad("the data is not a zip archive, or it is corrupt")
@@ -296,14 +380,14 @@ class StreamingUnzip:
     def _start_entry(
         self, raw_name: bytes, flags: int, method: int, mt: int, md: int, crc: int, csize: int, size: int, extra: bytes
     ) -> None:
-        name = raw_name.decode("utf-8" if flags & FLAG_UTF8 else "cp437")
+        name = _decoded(raw_name, flags)
         if flags & FLAG_ENCRYPTED:
             raise _bad(f"archive entry {name!r} is encrypted")
         if method not in (STORED, DEFLATED):
             raise _bad(f"archive entry {name!r} uses an unsupported compression method")
-        if len(self._extracted) >= self.max_entries:
+        if len(self._extracted) >= self.limits.max_entries:
             raise RegistryError(
-                Reason.ARCHIVE_TOO_LARGE, f"the archive has more than {self.max_entries} entries, the limit"
+                Reason.ARCHIVE_TOO_LARGE, f"the archive has more than {self.limits.max_entries} entries, the limit"
             )
         zip64_values = _zip64_values(extra)
         zip64 = zip64_values is not None
@@ -323,29 +407,52 @@ class StreamingUnzip:
             _mtime(mt, md),
         )
         path = self.check_name(name)
-        if name.endswith("/"):
-            if entry.size:
-                raise _bad(f"archive entry {name!r} is a directory with content")
-            self._mkdir(self.dest / path)
-            sink = None
-        elif path in self.keep:
-            sink = _Sink(None, MAX_TRAILER_BYTES)
-        else:
-            target = self.dest / path
-            self._mkdir(target.parent)
-            try:
-                sink = _Sink(target, 0, self.hash_files)
-            except FileExistsError:
-                raise _bad(f"archive entry {path!r} appears twice") from None
-            except (NotADirectoryError, IsADirectoryError):
-                raise _bad(f"archive entry {path!r} conflicts with another entry") from None
+        self._check_declared(entry)
+        try:
+            sink = self._open(entry, path)
+        except OSError as exc:
+            if exc.errno != errno.ENAMETOOLONG:
+                raise
+            raise _bad(f"archive entry {quoted(name)} cannot be extracted: {os.strerror(exc.errno)}") from None
         self._entry, self._sink = entry, sink
         self._remaining = entry.csize if entry.csize is not None else -1
         self._inflate = zlib.decompressobj(-15) if method == DEFLATED else None
+        self._fed = 0
         if entry.method == STORED and entry.csize is None:
             raise _bad(f"archive entry {name!r} is stored with its size only after its data; it cannot be streamed")
         if self._remaining == 0 and self._inflate is None:
             self._data_done()
+
+    def _check_declared(self, entry: _Entry) -> None:
+        """Refuse an entry whose header declares a zip bomb, or more than the disk holds, before a byte is written."""
+        if entry.size is None:
+            return
+        if entry.method == DEFLATED and entry.csize is not None:
+            self.limits.check_expansion(
+                entry.size, entry.csize, f"archive entry {quoted(entry.name)} declares that it expands"
+            )
+        room = self.limits.room
+        if room is not None and self._total + entry.size > room.bytes:
+            earlier = f" after {amount(self._total)} of earlier entries" if self._total else ""
+            raise room.refusal(f"archive entry {quoted(entry.name)} declares {amount(entry.size)}{earlier}")
+
+    def _open(self, entry: _Entry, path: str) -> _Sink | None:
+        """Where the entry's bytes go: a new file, memory (``keep``), or nowhere (a directory, created here)."""
+        if entry.name.endswith("/"):
+            if entry.size:
+                raise _bad(f"archive entry {entry.name!r} is a directory with content")
+            self._mkdir(self.dest / path)
+            return None
+        if path in self.keep:
+            return _Sink(None, MAX_TRAILER_BYTES)
+        target = self.dest / path
+        self._mkdir(target.parent)
+        try:
+            return _Sink(target, 0, self.hash_files)
+        except FileExistsError:
+            raise _bad(f"archive entry {path!r} appears twice") from None
+        except (NotADirectoryError, IsADirectoryError):
+            raise _bad(f"archive entry {path!r} conflicts with another entry") from None
 
     def _mkdir(self, directory: Path) -> None:
         if directory in self._dirs:
@@ -385,6 +492,7 @@ class StreamingUnzip:
         if self._inflate is None:
             self._write(piece)
             return
+        self._fed += len(piece)
         try:
             out = self._inflate.decompress(piece, 4 * 1024 * 1024)
             while out:
@@ -394,17 +502,39 @@ class StreamingUnzip:
             raise RegistryError(Reason.DATA_LOSS, "an archive entry's compressed data is corrupt") from None
 
     def _write(self, data: memoryview | bytes) -> None:
+        """Write the entry's next bytes, once they pass the limits."""
         self._total += len(data)
-        if self._total > self.max_bytes:
+        if self._total > self.limits.max_bytes:
             raise RegistryError(
-                Reason.ARCHIVE_TOO_LARGE, f"the archive expands to more than {self.max_bytes} bytes, the limit"
+                Reason.ARCHIVE_TOO_LARGE, f"the archive expands to more than {self.limits.max_bytes} bytes, the limit"
             )
+        room = self.limits.room
+        if room is not None and self._total > room.bytes:
+            raise room.refusal(f"the archive expands to more than {amount(room.bytes)}")
+        if self._inflate is not None:
+            self._check_inflated(len(data))
         if self._sink is None:
             if len(data):
                 assert self._entry is not None
                 raise _bad(f"archive entry {self._entry.name!r} is a directory with content")
             return
         self._sink.write(data)
+
+    def _taken(self) -> int:
+        """The compressed bytes the current entry's inflater has used (not those it holds, nor those past its end)."""
+        assert self._inflate is not None
+        return self._fed - len(self._inflate.unconsumed_tail) - len(self._inflate.unused_data)
+
+    def _check_inflated(self, more: int) -> None:
+        """Refuse ``more`` inflated bytes that take the entry, or the archive's deflated entries, past the ratio."""
+        entry = self._entry
+        assert entry is not None
+        taken, given = self._taken(), (self._sink.size if self._sink is not None else 0) + more
+        self.limits.check_expansion(given, taken, f"archive entry {quoted(entry.name)} expands")
+        done_taken, done_given = self._deflated
+        self.limits.check_expansion(
+            done_given + given, done_taken + taken, "the archive's deflated entries expand", "their"
+        )
 
     def _data_done(self) -> None:
         """The current entry's data is complete: read its descriptor next, or close it now."""
@@ -448,6 +578,9 @@ class StreamingUnzip:
                 self.files.append(ExtractedFile(path, read_size, sink.sha256(), read_crc))
                 os.utime(self.dest / path, (entry.mtime, entry.mtime))
         self._extracted.append((entry, read_crc, read_size))
+        if self._inflate is not None:
+            done_taken, done_given = self._deflated
+            self._deflated = (done_taken + self._taken(), done_given + read_size)
         self._entry, self._sink, self._inflate = None, None, None
 
     # the end -------------------------------------------------------------------------------------
@@ -462,7 +595,7 @@ class StreamingUnzip:
         """Check the central directory against the entries extracted; symbolic links and devices fail here."""
         if self._entry is not None or not self._in_trailer:
             raise RegistryError(Reason.DATA_LOSS, "the archive is truncated")
-        central = _parse_central(bytes(self._buf))
+        central = _parse_trailer(bytes(self._buf), self._trailer_at)
         if len(central) != len(self._extracted):
             raise _bad("the archive's central directory does not list the entries it holds")
         for (name, crc, _csize, size, attrs), (entry, read_crc, read_size) in zip(
@@ -482,17 +615,18 @@ class StreamingUnzip:
         fsync_tree(self.dest)
 
 
-def _parse_central(data: bytes) -> list[tuple[str, int, int, int, int]]:
+def _parse_trailer(data: bytes, offset: int) -> list[tuple[str, int, int, int, int]]:
+    """The central directory records at the start of ``data`` (found at ``offset`` in the archive), once the
+    end of central directory that follows them is whole and agrees with them on their size and offset."""
     records = []
     pos = 0
-    while pos + 4 <= len(data) and struct.unpack_from("<I", data, pos)[0] == CENTRAL_SIG:
-        if pos + _CENTRAL.size > len(data):
-            break
+    while data[pos : pos + 4] == _SIG_BYTES[CENTRAL_SIG] and pos + _CENTRAL.size <= len(data):
         fields = _CENTRAL.unpack_from(data, pos)
         flags, crc, csize, size = fields[3], fields[7], fields[8], fields[9]
         nlen, xlen, clen, attrs = fields[10], fields[11], fields[12], fields[15]
         start = pos + _CENTRAL.size
-        raw = data[start : start + nlen]
+        if start + nlen + xlen + clen > len(data):
+            break
         extra = data[start + nlen : start + nlen + xlen]
         if size == MAX_32 or csize == MAX_32:
             values = _zip64_values(extra) or []
@@ -502,12 +636,48 @@ def _parse_central(data: bytes) -> list[tuple[str, int, int, int, int]]:
                 size = values.pop(0)
             if csize == MAX_32:
                 csize = values.pop(0)
-        records.append((raw.decode("utf-8" if flags & FLAG_UTF8 else "cp437"), crc, csize, size, attrs))
+        records.append((_decoded(data[start : start + nlen], flags), crc, csize, size, attrs))
         pos = start + nlen + xlen + clen
-    tail = data[pos:]
-    if not tail or struct.unpack_from("<I", tail)[0] not in (END_SIG, ZIP64_END_SIG):
+    if data[pos : pos + 4] == _SIG_BYTES[CENTRAL_SIG]:
         raise RegistryError(Reason.DATA_LOSS, "the archive is truncated: its central directory is incomplete")
+    if _end_of_directory(data[pos:]) != (pos, offset):
+        raise RegistryError(
+            Reason.DATA_LOSS,
+            "the archive is damaged: its end of central directory disagrees with its central directory",
+        )
     return records
+
+
+def _end_of_directory(data: bytes) -> tuple[int, int]:
+    """(size, offset) of the central directory, as the end records at the start of ``data`` give them: the
+    zip64 end record (with its locator) when there is one, then the end of central directory, which must be
+    whole, its comment included. Bytes after it are left alone, as zipfile leaves them."""
+    zip64: tuple[int, int] | None = None
+    if data[:4] == _SIG_BYTES[ZIP64_END_SIG] and len(data) >= _ZIP64_END.size:
+        _, length, *_, size, offset = _ZIP64_END.unpack_from(data)
+        locator = 12 + length  # the record's length counts from after its length field
+        if data[locator : locator + 4] == _SIG_BYTES[ZIP64_LOCATOR_SIG]:
+            zip64, data = (size, offset), data[locator + _ZIP64_LOCATOR.size :]
+    if len(data) < _END.size or data[:4] != _SIG_BYTES[END_SIG]:
+        raise _cut_end()
+    *_, size, offset, comment = _END.unpack_from(data)
+    if len(data) < _END.size + comment:
+        raise _cut_end()
+    return zip64 or (size, offset)
+
+
+def _cut_end() -> RegistryError:
+    return RegistryError(
+        Reason.DATA_LOSS, "the archive is damaged: its end of central directory is missing or cut (truncated?)"
+    )
+
+
+def _decoded(raw: bytes, flags: int) -> str:
+    """An entry's name: UTF-8 when its flags say so, else the code page 437 of MS-DOS."""
+    try:
+        return raw.decode("utf-8" if flags & FLAG_UTF8 else "cp437")
+    except UnicodeDecodeError:
+        raise _bad("an archive entry's name is marked UTF-8 but is not") from None
 
 
 def _zip64_values(extra: bytes) -> list[int] | None:

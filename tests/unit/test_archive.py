@@ -16,7 +16,7 @@ from fate_registry.errors import Reason, RegistryError
 from party_agent import archive
 from party_agent.manifest import MANIFEST_ENTRY, FileRecord, Manifest, scan
 
-LIMITS = archive.ArchiveLimits(max_bytes=10 * 1024 * 1024, max_entries=100)
+LIMITS = archive.ArchiveLimits(max_bytes=10 * 1024 * 1024, max_entries=100, max_ratio=200)
 
 
 def _zip_bytes(entries: list[tuple[zipfile.ZipInfo | str, bytes]], compression: int = zipfile.ZIP_STORED) -> bytes:
