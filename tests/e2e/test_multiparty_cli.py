@@ -321,8 +321,9 @@ def test_serving_answering_123_on_one_party(
     finally:
         servings["10000"].clear_control()
     assert code != 0 and loaded["retcode"] == 101 and loaded["retmsg"] == "failed"
-    assert loaded["data"]["guest"] == {"9999": 0} and loaded["data"]["host"] == {"10000": 123}
+    assert loaded["data"]["guest"] == {"9999": 104} and loaded["data"]["host"] == {"10000": 123}  # all or nothing
     assert loaded["data"]["detail"]["host"]["10000"]["retmsg"] == "model init failed"
+    assert [r["request"]["tableName"] for r in servings["9999"].records("unload")][-1:] == [child]
 
 
 def test_bad_input_is_refused_and_changes_nothing(

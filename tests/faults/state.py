@@ -29,6 +29,7 @@ from party_agent.manifest import scan
 from party_agent.metadata import MetadataStore
 from party_agent.model_cache import ABORTED_PREFIX, PREPARED_MARKER, STAGING, TRASH
 from registry_server.catalog import Catalog, ModelFilter
+from registry_server.multiparty import ABORT_NOT_CONFIRMED
 from tests.conftest import GeneratedModel
 from tests.flow_cli import flow
 
@@ -101,6 +102,18 @@ def assert_rolled_back_answer(answer: dict[str, Any], failed_role: str, reasons:
             assert data[role] == {party: FEDERATED_ERROR}, answer
             assert detail[role][party]["reason"] == "ABORTED", answer
             assert "rolled back" in detail[role][party]["retmsg"], answer
+
+
+def assert_results_as_answered(operation: dict[str, Any], answer: dict[str, Any]) -> None:
+    """The operation log holds the per-party results the caller was given; once an abort a party could not
+    be sent is confirmed (status "failed"), that party's result no longer says it is pending."""
+    parties = operation["parties"]
+    for role, party in PARTY_OF.items():
+        assert parties[role] == answer["data"][role], operation
+        given = dict(answer["data"]["detail"][role][party])
+        if operation["status"] == "failed":
+            given["retmsg"] = given["retmsg"].removesuffix(ABORT_NOT_CONFIRMED)
+        assert parties["detail"][role][party] == given, operation
 
 
 # -- staging ----------------------------------------------------------------------------------------

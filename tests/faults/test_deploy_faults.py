@@ -37,6 +37,7 @@ from tests.faults.state import (
     WAIT,
     all_prepared,
     assert_consistent,
+    assert_results_as_answered,
     assert_rolled_back_answer,
     has_prepared,
     import_everywhere,
@@ -117,12 +118,10 @@ def assert_deployed_everywhere(cluster: Cluster, model: GeneratedModel, answer: 
 
 def assert_failed_in_log(operation: dict[str, Any], answer: dict[str, Any]) -> None:
     """The operation log holds the deploy as failed, with the per-party results the caller was given;
-    it stays "aborting" (and is resent) while the failed party has not confirmed the abort."""
+    it stays "aborting" (and is resent) while the failed party has not confirmed the abort, and once it
+    has, that party's result no longer says the abort is pending."""
     assert operation["status"] in ("failed", "aborting") and operation["retcode"] == 101, operation
-    parties = operation["parties"]
-    for role, party in PARTY_OF.items():
-        assert parties[role] == answer["data"][role], operation
-        assert parties["detail"][role][party] == answer["data"]["detail"][role][party], operation
+    assert_results_as_answered(operation, answer)
 
 
 # -- a. an agent killed -----------------------------------------------------------------------------

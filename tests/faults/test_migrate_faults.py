@@ -33,6 +33,7 @@ from tests.faults.state import (
     WAIT,
     all_prepared,
     assert_consistent,
+    assert_results_as_answered,
     assert_rolled_back_answer,
     import_everywhere,
     operations,
@@ -121,10 +122,7 @@ def assert_logged(operation: dict[str, Any], answer: dict[str, Any], status: str
     """The operation log holds the migrate with the status and the per-party results the caller got."""
     assert operation["operation"] == "migrate", operation
     assert operation["status"] == status and operation["retcode"] == MULTI_PARTY_FAILED, operation
-    parties = operation["parties"]
-    for role, party in PARTY_OF.items():
-        assert parties[role] == answer["data"][role], operation
-        assert parties["detail"][role][party] == answer["data"]["detail"][role][party], operation
+    assert_results_as_answered(operation, answer)
     if status == "failed":
         assert operation["end_date"], operation
 
