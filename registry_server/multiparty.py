@@ -43,6 +43,8 @@ IN_DOUBT = ("import", "restore")  # relayed, they write the catalog after the pa
 REQUEST_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 FINAL_STATUSES = ("success", "failed", "rolled_back", "interrupted", "cancelled")
 REPEAT_POLL_SECONDS = 0.2
+# Added to the result of a party the abort could not be sent to, while it is not confirmed.
+ABORT_NOT_CONFIRMED = "; the abort is not confirmed yet: the coordinator resends it until it is"
 Roles = dict[str, list[str]]
 
 
@@ -642,7 +644,7 @@ class MultiParty:
             message = f"failed; the abort is resent until {', '.join(unconfirmed)} confirm"
             for result in results:
                 if result.party_id in unconfirmed:
-                    result.retmsg += "; the abort is not confirmed yet: the coordinator resends it until it is"
+                    result.retmsg += ABORT_NOT_CONFIRMED
             self.catalog.set_results(operation_id, results, Retcode.ARGUMENT_ERROR, message)
             return results  # stays "aborting": the maintenance loop resends it
         retcode = Retcode.ARGUMENT_ERROR if status == "failed" else Retcode.OPERATING_ERROR
