@@ -200,3 +200,36 @@ def test_a_party_behind_a_proxy_whose_router_is_down_fails_at_once(tmp_path: Pat
             assert_dead_party_answer(answer, ROLES)
             assert f"through the proxy at {rollsite.address}" in answer["data"]["detail"]["host"][DEAD]["retmsg"]
             assert_consistent(cluster, [parent.model_id])
+
+
+def test_single_party_and_serving_calls_to_a_dead_party_answer_at_once(
+    cluster: Cluster, parent: GeneratedModel, tmp_path: Path
+) -> None:
+    """Unload (every serving party), delete and export of the dead party's slice: 105 naming it, in seconds."""
+    model = ["--model-id", parent.model_id, "--model-version", parent.version]
+    export_conf = tmp_path / "export.json"
+    export_conf.write_text(
+        json.dumps(
+            {
+                **dict(zip(["model_id", "model_version"], model[1::2], strict=True)),
+                "role": "host",
+                "party_id": int(DEAD),
+                "output_path": str(tmp_path / "out"),
+            }
+        ),
+        encoding="utf-8",
+    )
+    cluster.kill(agent_name(DEAD))
+    for args in (
+        ["model", "unload", *model],
+        ["model", "delete", *model, "-r", "host", "-p", DEAD],
+        ["model", "export", "-c", str(export_conf)],
+    ):
+        begun = time.monotonic()
+        code, answer = flow(cluster, *args)
+        took = time.monotonic() - begun
+        print(f"flow {' '.join(args[:2])}: answered {answer['retcode']} in {took:.2f} s")
+        assert code != 0 and took <= ANSWER_WITHIN, (args, took, answer)
+        assert CONNECTION_ERROR in (answer["retcode"], answer.get("data", {}).get("host", {}).get(DEAD)), answer
+        assert f"{DEAD}" in json.dumps(answer), answer
+    assert assert_consistent(cluster, [parent.model_id])["9999"].on_disk  # the guest's slice untouched
