@@ -15,6 +15,7 @@ from registry_server.fanout import FanOut
 from registry_server.maintenance import Maintenance
 from registry_server.multiparty import MultiParty
 from registry_server.replicas import Leases, replica_name
+from registry_server.required import RequiredFields
 from registry_server.servicer import SERVICE, RegistryServicer
 from registry_server.transfers import TransferDesk
 
@@ -28,7 +29,10 @@ def serve(conf: config.ServiceConf, port_file: Path | None = None) -> None:
         address.port,
         [SERVICE.full_name],
         tls=conf.coordinator.tls,
-        interceptors=[CallerAllowList(conf.coordinator.tls.allow)] if conf.coordinator.tls.require_client_cert else [],
+        interceptors=[  # a caller is authorised before its request is looked at
+            *([CallerAllowList(conf.coordinator.tls.allow)] if conf.coordinator.tls.require_client_cert else []),
+            RequiredFields(SERVICE.full_name),
+        ],
         max_workers=conf.coordinator.rpc_workers,
     )
     replica = replica_name(conf.coordinator)

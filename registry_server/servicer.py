@@ -12,7 +12,7 @@ from google.protobuf.message import Message
 
 from fate_registry import faultpoints
 from fate_registry.agent.v1 import agent_pb2
-from fate_registry.errors import Reason, RegistryError, Retcode, missing_keys
+from fate_registry.errors import Reason, RegistryError, Retcode
 from fate_registry.grpc_server import archive_handlers
 from fate_registry.identity import validate_name
 from fate_registry.malformed import parse
@@ -25,6 +25,7 @@ from registry_server.fanout import FanOut
 from registry_server.multiparty import MultiParty
 from registry_server.oplog import OperationLog
 from registry_server.predict_dsl import predict_conf_template
+from registry_server.required import REF_KEYS, refuse_missing
 from registry_server.transfers import TransferDesk
 
 SERVICE = registry_pb2.DESCRIPTOR.services_by_name["RegistryService"]
@@ -33,12 +34,8 @@ NO_MODEL_RETCODE = 210
 
 
 def check_ref(ref: PartyModelRef) -> PartyModelRef:
-    """All four keys present (FATE's missing-keys message) and each one safe for a path."""
-    fields = ("role", "party_id", "model_id", "model_version")
-    missing = [f for f in fields if not getattr(ref, f)]
-    if missing:
-        raise missing_keys(missing)
-    for f in fields:
+    """Each key safe for a path (an empty one was refused with the request: :mod:`registry_server.required`)."""
+    for f in REF_KEYS:
         validate_name(getattr(ref, f), f)
     return ref
 
@@ -67,6 +64,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         first = parse(registry_pb2.ImportModelRequest.FromString, first_raw or b"")
         if first.WhichOneof("payload") != "header":
             raise RegistryError(Reason.MISSING_ARGUMENT, "an import starts with a header message")
+        refuse_missing("ImportModel", first)  # its raw stream passes the interceptor unchecked
         ref = check_ref(first.header.target)
         self.agents.transport(ref.party_id)  # an unknown party fails before the upload starts
 
@@ -99,8 +97,6 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         self, request: registry_pb2.BeginTransferRequest, context: grpc.ServicerContext
     ) -> registry_pb2.BeginTransferResponse:
         kind = request.WhichOneof("transfer")
-        if kind is None:
-            raise RegistryError(Reason.MISSING_ARGUMENT, "say which import or export the transfer is for")
         ref = check_ref(request.import_header.target if kind == "import_header" else request.export_model)
         self.agents.transport(ref.party_id)
         return self.transfers.begin(request, context.peer(), ref)
@@ -115,8 +111,6 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
     def GetModelInfo(
         self, request: registry_pb2.GetModelInfoRequest, context: grpc.ServicerContext
     ) -> registry_pb2.GetModelInfoResponse:
-        if not request.model_id and not request.model_version:
-            raise missing_keys(["model_version"])
         where = ModelFilter(request.model_id, request.model_version, request.role, request.party_id)
         rows = self.catalog.find(where)
         if not rows:
