@@ -130,23 +130,29 @@ def named_parties(request: Message) -> set[str]:
 
 
 class PartyGuard(HandlerInterceptor):
-    """Refuses every request of ``services`` that names a party id other than ``party_id``.
+    """Refuses every request of ``services`` that names a party id other than ``party_id`` and those
+    ``hosted`` admits (the parties the agent migrated slices to, which stay in its care).
 
     ``raw_decoders`` parse the first message of the methods whose handlers take serialized bytes
     (the archive import, whose first message holds the header naming the target party).
     """
 
     def __init__(
-        self, party_id: str, services: Collection[str], raw_decoders: Mapping[str, Callable[[bytes], Message]]
+        self,
+        party_id: str,
+        services: Collection[str],
+        raw_decoders: Mapping[str, Callable[[bytes], Message]],
+        hosted: Callable[[str], bool] = lambda party_id: False,
     ) -> None:
         self.party_id = party_id
         self.services = frozenset(services)
         self.raw_decoders = dict(raw_decoders)
+        self.hosted = hosted
 
     def _check(self, request: Any) -> None:
         if not isinstance(request, Message):
             return
-        others = sorted(named_parties(request) - {self.party_id})
+        others = sorted(p for p in named_parties(request) - {self.party_id} if not self.hosted(p))
         if others:
             raise RegistryError(
                 Reason.PERMISSION_DENIED,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import grpc
@@ -35,16 +36,18 @@ PROXY_SERVICE = PROXY_DESCRIPTOR.services_by_name["DataTransferService"].full_na
 TICKETED_METHODS = (f"/{SERVICE_NAME}/ImportModel", f"/{SERVICE_NAME}/ExportModel")
 
 
-def party_guard(party: config.PartyConf) -> PartyGuard:
-    """With or without TLS, the agent acts only for its own party id: on direct calls and in Packets alike."""
-    return PartyGuard(party.party_id, [SERVICE_NAME], {TICKETED_METHODS[0]: agent_pb2.ImportModelRequest.FromString})
+def party_guard(party: config.PartyConf, hosted: Callable[[str], bool]) -> PartyGuard:
+    """With or without TLS, the agent acts only for its own party id and those ``hosted`` admits (the new
+    party ids of slices it migrated): on direct calls and in Packets alike."""
+    decoders = {TICKETED_METHODS[0]: agent_pb2.ImportModelRequest.FromString}
+    return PartyGuard(party.party_id, [SERVICE_NAME], decoders, hosted)
 
 
-def authorisation(party: config.PartyConf) -> list[Interceptor]:
+def authorisation(party: config.PartyConf, hosted: Callable[[str], bool]) -> list[Interceptor]:
     """The agent's interceptors: with mutual TLS, only ``tls.allow`` calls its API (the coordinator, and the
     proxy that forwards Packets when the agent sits behind one), while FATE's read-only ModelService, health
     and reflection stay open to any caller the CA vouches for."""
-    guard = party_guard(party)
+    guard = party_guard(party, hosted)
     if not party.tls.require_client_cert:
         return [guard]
     open_services = (HEALTH_SERVICE, *REFLECTION_SERVICES, FATE_SERVICE.full_name)
@@ -53,13 +56,17 @@ def authorisation(party: config.PartyConf) -> list[Interceptor]:
 
 def serve(conf: config.ServiceConf, party_id: str, port_file: Path | None = None) -> None:
     party = conf.party(party_id)
+
+    def hosted(other: str) -> bool:  # asked only once the agent below serves
+        return agent.acts_for(other)
+
     # Both ports first: an agent that cannot have them must not recover anything (another may own that state).
     running = bind_server(
         party.address.host,
         party.address.port,
         [SERVICE_NAME, FATE_SERVICE.full_name, PROXY_SERVICE],
         tls=party.tls,
-        interceptors=authorisation(party),
+        interceptors=authorisation(party, hosted),
     )
     transfer_at = party.transfer_address
     try:
@@ -77,7 +84,7 @@ def serve(conf: config.ServiceConf, party_id: str, port_file: Path | None = None
     handlers = servicer_handlers(
         agent_pb2_grpc.add_PartyAgentServiceServicer_to_server, servicer, servicer.raw_handlers()
     )
-    envelope = EnvelopeServicer(party_id, SERVICE_NAME, guarded(party_guard(party), SERVICE_NAME, handlers))  # type: ignore[abstract]  # push, pull, polling too
+    envelope = EnvelopeServicer(party_id, SERVICE_NAME, guarded(party_guard(party, hosted), SERVICE_NAME, handlers))  # type: ignore[abstract]  # push, pull, polling too
 
     def register(server: grpc.Server) -> None:
         register_handlers(server, SERVICE_NAME, handlers)

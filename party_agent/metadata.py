@@ -148,6 +148,13 @@ class MetadataStore:
             row = self._run(self._sql.select_model, _key_values(ref)).fetchone()
         return None if row is None else self._to_record(dict(zip(self._sql.model_columns, row, strict=True)))
 
+    def holds_party(self, party_id: str) -> bool:
+        """Whether a version of ``party_id`` is recorded here: this agent's own party, or one it migrated a
+        slice to (a migrated slice stays on the agent that prepared it, under its new party id)."""
+        m = self._model
+        with self.db.connection_context():
+            return bool(m.select(m.f_party_id).where(m.f_party_id == party_id).limit(1).exists())
+
     def all_records(self, limit: int = 10_000) -> list[PartyModelRecord]:
         m = self._model
         with self.db.connection_context():

@@ -113,8 +113,12 @@ class PartyAgent:
             self.model_store.close()
         self.store.close()
 
+    def acts_for(self, party_id: str) -> bool:
+        """This agent's own party, or a party it holds migrated slices of (FATE-Flow serves those too)."""
+        return party_id == self.party.party_id or self.store.holds_party(party_id)
+
     def check_party(self, ref: PartyModelRef) -> None:
-        if ref.party_id != self.party.party_id:
+        if not self.acts_for(ref.party_id):
             raise RegistryError(
                 Reason.PERMISSION_DENIED,
                 f"the agent of party {self.party.party_id} cannot act for party {ref.party_id}",

@@ -7,7 +7,7 @@ messages share one wire layout, so chunks pass through without being decoded or 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from google.protobuf.message import Message
@@ -24,10 +24,15 @@ _METHODS = agent_pb2.DESCRIPTOR.services_by_name["PartyAgentService"].methods_by
 
 
 class AgentClients:
-    """The coordinator's calls on the agents, each through its party's route (DESIGN §7)."""
+    """The coordinator's calls on the agents, each through its party's route (DESIGN §7).
 
-    def __init__(self, conf: ServiceConf) -> None:
+    ``site_of`` names the party whose agent holds the migrated slices of a party id that is not one of
+    the federation's (:meth:`Catalog.site_of`): calls for such a party go to that agent.
+    """
+
+    def __init__(self, conf: ServiceConf, site_of: Callable[[str], str | None] = lambda party_id: None) -> None:
         self.conf = conf
+        self.site_of = site_of
         self._lock = threading.Lock()
         self._transports: dict[str, Transport] = {}
 
@@ -37,19 +42,28 @@ class AgentClients:
                 transport.close()
             self._transports.clear()
 
-    def transport(self, party_id: str) -> Transport:
-        """The party's route: direct to its agent, or Packets through its proxy; an unknown party fails."""
+    def party(self, party_id: str) -> PartyConf:
+        """The conf of the agent that acts for ``party_id``: its own, or that of the site holding its
+        migrated slices; an unknown party fails."""
         party = self.conf.parties.get(party_id)
+        site = None if party is not None else self.site_of(party_id)
+        if site is not None:
+            party = self.conf.parties.get(site)
         if party is None:
             raise RegistryError(
                 Reason.UNKNOWN_PARTY,
                 f"party {party_id} is not part of this federation (configured: {', '.join(sorted(self.conf.parties))})",
                 {"party_id": party_id},
             )
+        return party
+
+    def transport(self, party_id: str) -> Transport:
+        """The route to the agent acting for ``party_id``: direct, or Packets through its proxy."""
+        party = self.party(party_id)
         with self._lock:
-            if party_id not in self._transports:
-                self._transports[party_id] = self._open(party)
-            return self._transports[party_id]
+            if party.party_id not in self._transports:
+                self._transports[party.party_id] = self._open(party)
+            return self._transports[party.party_id]
 
     def _open(self, party: PartyConf) -> Transport:
         coordinator = self.conf.coordinator
@@ -65,7 +79,7 @@ class AgentClients:
         )
 
     def behind_proxy(self, party_id: str) -> bool:
-        return self.conf.party(party_id).proxy is not None
+        return self.party(party_id).proxy is not None
 
     @staticmethod
     def metadata(operation_id: str) -> dict[str, str]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -120,6 +120,16 @@ class Catalog:
                     (("operation", "start_time", "operation_id"), False),
                 )
 
+        class HostedParty(base):  # type: ignore[misc, valid-type]
+            """A party id that is not one of this federation's, whose migrated slices stay with the agent
+            of ``site`` (the party that prepared them): calls for that party go to that agent."""
+
+            party_id = peewee.CharField(max_length=50, primary_key=True)
+            site = peewee.CharField(max_length=50)
+
+            class Meta:
+                table_name = "t_registry_hosted_party"
+
         class VersionId(base):  # type: ignore[misc, valid-type]
             """Every version id handed out, so the database, not a clock, makes them unique."""
 
@@ -133,8 +143,9 @@ class Catalog:
         self._version = VersionRow
         self._operation = OperationRow
         self._version_id = VersionId
+        self._hosted = HostedParty
         with self.db.connection_context():
-            self.db.create_tables([PartyModel, VersionRow, OperationRow, VersionId])
+            self.db.create_tables([PartyModel, VersionRow, OperationRow, VersionId, HostedParty])
             self._upgrade()
         self.tags = TagStore(self.db)
 
@@ -179,8 +190,16 @@ class Catalog:
         """Insert or replace one party's row of a model version (its load count is kept)."""
         self.record_all([info])
 
-    def record_all(self, infos: Sequence[PartyModelInfo]) -> None:
-        """Insert or replace several parties' rows in one transaction."""
+    def site_of(self, party_id: str) -> str | None:
+        """The party whose agent holds the migrated slices of ``party_id``, if it is such a party."""
+        hosted = self._hosted
+        with self.db.connection_context():
+            row = hosted.select(hosted.site).where(hosted.party_id == party_id).first()
+        return None if row is None else str(row.site)
+
+    def record_all(self, infos: Sequence[PartyModelInfo], sites: Mapping[str, str] | None = None) -> None:
+        """Insert or replace several parties' rows in one transaction; ``sites``: the party ids (not of this
+        federation) whose slices among them stay with the agent of another party (a migrate's)."""
 
         if not infos:
             return
@@ -216,6 +235,10 @@ class Catalog:
             self._version.insert_many(
                 [{"model_id": m, "model_version": v, "create_time": now} for m, v in versions]
             ).on_conflict_ignore().execute()
+            if sites:
+                self._hosted.insert_many(
+                    [{"party_id": party, "site": site} for party, site in sites.items()]
+                ).on_conflict_ignore().execute()
 
         in_transaction(self.db, write)
 

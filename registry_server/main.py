@@ -40,7 +40,7 @@ def serve(conf: config.ServiceConf, port_file: Path | None = None) -> None:
     leases = Leases(catalog.db, replica, conf.coordinator.lease_seconds)
     leases.renew()
     heartbeat = Maintenance([leases.renew], conf.coordinator.lease_seconds / 3)
-    agents = AgentClients(conf)
+    agents = AgentClients(conf, catalog.site_of)
     fanout = FanOut()
     multiparty = MultiParty(conf, catalog, agents, fanout)
     transfers = TransferDesk(catalog, agents, multiparty.learn)

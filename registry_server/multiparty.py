@@ -10,6 +10,7 @@ finishes a commit or an abort it had started, and aborts a deploy caught while p
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import re
@@ -420,7 +421,7 @@ class MultiParty:
             raise missing_keys(missing)
         old = {r: list(p.party_ids) for r, p in request.role.items()}
         new = {r: list(p.party_ids) for r, p in request.migrate_role.items()}
-        party_map(old, new)  # FATE's checks of the two role maps, with FATE's messages
+        moves = party_map(old, new)  # FATE's checks of the two role maps, with FATE's messages
         execute = {r: list(dict.fromkeys(p.party_ids)) for r, p in request.execute_party.items()}
         for role, ids in execute.items():
             outside = [i for i in ids if i not in old.get(role, [])]
@@ -429,6 +430,7 @@ class MultiParty:
                     Reason.INVALID_ARGUMENT,
                     f"execute_party {role} {', '.join(outside)} is not in the model's role {role}: {old.get(role, [])}",
                 )
+        self._check_new_sites({moves[r][p]: p for r, ids in execute.items() for p in ids if p in moves.get(r, {})})
         job_id = self.catalog.new_version_id()
         unify = request.unify_model_version or job_id
         validate_name(unify, "unify_model_version")
@@ -465,6 +467,28 @@ class MultiParty:
             job_id=job_id, model_id=new_model_id, model_version=unify, results=results, archives=archives
         )
 
+    def _check_new_sites(self, sites: Mapping[str, str]) -> None:
+        """A migrated slice stays with the agent that prepares it, under its new party id, and is reached
+        through that agent: the new id must not be a party of this federation (whose agent would be asked
+        instead), nor one whose slices another party's agent holds already."""
+        for new_party, site in sites.items():
+            if new_party == site:
+                continue
+            if new_party in self.conf.parties:
+                raise RegistryError(
+                    Reason.INVALID_ARGUMENT,
+                    f"cannot migrate party {site}'s slice to party {new_party}: {new_party} is a party of this "
+                    f"federation, and the slice would stay on the agent of {site}; migrate to party ids this "
+                    "federation does not use",
+                )
+            holder = self.catalog.site_of(new_party)
+            if holder is not None and holder != site:
+                raise RegistryError(
+                    Reason.INVALID_ARGUMENT,
+                    f"cannot migrate party {site}'s slice to party {new_party}: the agent of {holder} already "
+                    f"holds migrated slices of party {new_party}",
+                )
+
     def _two_phase(
         self,
         operation: str,
@@ -499,7 +523,11 @@ class MultiParty:
             if len(prepared) < len(answers):
                 return self._abort(operation_id, plan, answers)
             plan["prepared"] = {
-                f"{r}#{p}": {"digest": a.manifest_digest, "archive": getattr(a, "archive_path", "")}
+                f"{r}#{p}": {
+                    "digest": a.manifest_digest,
+                    "archive": getattr(a, "archive_path", ""),
+                    "new_party_id": a.new_model.party_id if isinstance(a, agent_pb2.PrepareMigrateResponse) else "",
+                }
                 for (r, p), a in zip(parties, prepared, strict=True)
             }
             return self._commit(operation_id, plan)
@@ -573,34 +601,71 @@ class MultiParty:
         return self._finish_commit(operation_id, plan)
 
     def _finish_commit(self, operation_id: str, plan: Mapping[str, Any]) -> list[PartyResult]:
+        """Catalog the committed child, each party's row as the party tells it (so a row reads the same
+        whether the catalog or the party serves it), then answer."""
         if plan.get("kind") == "migrate":
             return self._finish_migrate(operation_id, plan)
-        results = []
-        rows = []
-        roles_json, parent_info_json = json.dumps(plan["roles"]), json.dumps(plan["parent_info"])
-        for role, party in plan["parties"]:
-            rows.append(
-                PartyModelInfo(
-                    role=role,
-                    party_id=party,
-                    model_id=plan["model_id"],
-                    model_version=plan["child"],
-                    roles_json=roles_json,
-                    parent=False,
-                    parent_info_json=parent_info_json,
-                    manifest_digest=plan.get("prepared", {}).get(f"{role}#{party}", {}).get("digest", ""),
-                    job_id=plan["child"],
-                )
-            )
-            results.append(
-                PartyResult(role=role, party_id=party, retcode=0, retmsg=f"deploy model of role {role} {party} success")
-            )
+        parties = [(role, party) for role, party in plan["parties"]]
+        refs = [
+            PartyModelRef(role=role, party_id=party, model_id=plan["model_id"], model_version=plan["child"])
+            for role, party in parties
+        ]
+        accounts = self.fanout.run([functools.partial(self._info_at, ref.party_id, ref) for ref in refs])
+        rows = [
+            self._planned_row(plan, ref, account) if isinstance(account, RegistryError) else account
+            for ref, account in zip(refs, accounts, strict=True)
+        ]
+        results = [
+            PartyResult(role=role, party_id=party, retcode=0, retmsg=f"deploy model of role {role} {party} success")
+            for role, party in parties
+        ]
         self.catalog.record_all(rows)
         self.catalog.finish_operation(operation_id, "success", results, Retcode.SUCCESS, "success")
         return results
 
+    @staticmethod
+    def _planned_row(plan: Mapping[str, Any], ref: PartyModelRef, failure: RegistryError) -> PartyModelInfo:
+        """A committed child's row from the plan alone, when its party cannot give its account right now."""
+        log.info(
+            "deploy %s: party %s gave no account of its child (%s)", ref.model_version, ref.party_id, failure.message
+        )
+        roles = {r: [int(p) if p.isdigit() else p for p in ids] for r, ids in plan["roles"].items()}  # FATE's form
+        return PartyModelInfo(
+            role=ref.role,
+            party_id=ref.party_id,
+            model_id=ref.model_id,
+            model_version=ref.model_version,
+            roles_json=json.dumps(roles),
+            parent=False,
+            parent_info_json=json.dumps(plan["parent_info"]),
+            manifest_digest=plan.get("prepared", {}).get(f"{ref.role}#{ref.party_id}", {}).get("digest", ""),
+            job_id=plan["child"],
+        )
+
     def _finish_migrate(self, operation_id: str, plan: Mapping[str, Any]) -> list[PartyResult]:
-        """FATE's answer text per party; the migrated slices belong to another federation, not this catalog."""
+        """Catalog the committed slices, each as its party tells it (they stay on the agents that prepared
+        them, under the new party ids), then FATE's answer text per party."""
+        prepared = plan.get("prepared", {})
+        slices = [
+            (
+                party,
+                PartyModelRef(
+                    role=role, party_id=new_party, model_id=plan["new_model_id"], model_version=plan["child"]
+                ),
+            )
+            for role, party in plan["parties"]
+            if (new_party := prepared.get(f"{role}#{party}", {}).get("new_party_id"))
+        ]
+        infos = self.fanout.run([functools.partial(self._info_at, site, ref) for site, ref in slices])
+        self.catalog.record_all(
+            [info for info in infos if not isinstance(info, RegistryError)],
+            {ref.party_id: site for site, ref in slices if ref.party_id != site},
+        )
+        for (site, ref), info in zip(slices, infos, strict=True):
+            if isinstance(info, RegistryError):  # committed, but its account is not to be had now: learnt later
+                log.info(
+                    "migrate %s: slice %s of %s not catalogued yet: %s", operation_id, ref.party_id, site, info.message
+                )
         results = []
         for role, party in plan["parties"]:
             archive = plan.get("prepared", {}).get(f"{role}#{party}", {}).get("archive", "")
@@ -612,6 +677,13 @@ class MultiParty:
             results.append(PartyResult(role=role, party_id=party, retcode=0, retmsg=message))
         self.catalog.finish_operation(operation_id, "success", results, Retcode.SUCCESS, "success")
         return results
+
+    def _info_at(self, site: str, ref: PartyModelRef) -> PartyModelInfo:
+        """A party's own account of a version, asked of the agent of ``site`` (which holds it)."""
+        request = agent_pb2.GetModelInfoRequest(model=ref)
+        answer = self.agents.unary(site, "GetModelInfo", request, "", self.conf.coordinator.call_timeout)
+        info: PartyModelInfo = answer.info
+        return info
 
     def _abort(self, operation_id: str, plan: dict[str, Any], answers: Sequence[Any]) -> list[PartyResult]:
         """Abort everywhere. Each party's outcome is kept in the plan, so that an abort a party did not

@@ -66,7 +66,7 @@ class TransferDesk:
         except RegistryError as error:
             self.catalog.finish_operation(operation_id, "failed", [], error.fate_retcode, error.message)
             raise
-        address = str(self.agents.conf.parties[ref.party_id].address)
+        address = str(self.agents.party(ref.party_id).address)
         return registry_pb2.BeginTransferResponse(agent_address=address, ticket=ticket)
 
     def end(self, request: registry_pb2.EndTransferRequest) -> registry_pb2.EndTransferResponse:

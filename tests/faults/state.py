@@ -183,11 +183,15 @@ def party_state(cluster: Cluster, party: str) -> PartyState:
 
 
 def catalog_rows(cluster: Cluster, model_ids: Iterable[str]) -> dict[tuple[str, Version], str]:
-    """(party, (party model id, version)) -> the digest the catalog records, for the given models."""
+    """(agent's party, (party model id, version)) -> the digest the catalog records, for the given models;
+    a migrated slice is held by the agent of the party that prepared it (the catalog's site of its party)."""
     catalog = Catalog(DatabaseConf(path=cluster.data_dir / "coordinator" / "registry.db"))
     try:
         return {
-            (row.party_id, (f"{row.role}#{row.party_id}#{row.model_id}", row.model_version)): row.manifest_digest
+            (
+                catalog.site_of(row.party_id) or row.party_id,
+                (f"{row.role}#{row.party_id}#{row.model_id}", row.model_version),
+            ): row.manifest_digest
             for model_id in model_ids
             for row in catalog.find(ModelFilter(model_id=model_id))
         }
@@ -200,8 +204,8 @@ def assert_consistent(
 ) -> dict[str, PartyState]:
     """Nothing lost, nothing half-written, every party's files, rows and catalog rows agree.
 
-    ``model_ids`` are the models the catalog keeps (a migrated slice belongs to another federation:
-    it is on the party's disk and in its database, not in this catalog). A prepared version may
+    ``model_ids`` are the models to compare (a migrated model's slices are catalogued under their new
+    party ids and held by the agents that prepared them). A prepared version may
     wait in staging only on the parties in ``prepared_allowed``. Returns each party's state.
     """
     model_ids = list(model_ids)

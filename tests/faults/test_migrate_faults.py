@@ -103,7 +103,7 @@ def source_versions(cluster: Cluster, model: GeneratedModel, role: str) -> set[s
 def assert_nothing_migrated(cluster: Cluster, model: GeneratedModel, staged_allowed: frozenset[str]) -> None:
     """No party has a migrated version or archive; the source is untouched; nothing is staged except
     on the parties in ``staged_allowed`` (a dead party's disk can only be cleaned once it is back)."""
-    assert_consistent(cluster, [model.model_id], prepared_allowed=staged_allowed)
+    assert_consistent(cluster, [model.model_id, NEW_MODEL_ID], prepared_allowed=staged_allowed)
     for role, party in PARTY_OF.items():
         assert not migrated_dir_exists(cluster, role), (role, party, migrated_versions(cluster, role))
         assert archives(cluster, party) == [], (role, party)
@@ -128,8 +128,10 @@ def assert_logged(operation: dict[str, Any], answer: dict[str, Any], status: str
 
 
 def assert_migrated_everywhere(cluster: Cluster, answer: dict[str, Any]) -> None:
-    """Every party has exactly one migrated version and exactly one archive, where the answer says."""
-    assert_consistent(cluster, [])  # a migrated slice is on its party, in its rows, not in this catalog
+    """Every party has exactly one migrated version and exactly one archive, where the answer says; the
+    catalog lists every migrated slice under its new party id (and nothing else of the new model)."""
+    states = assert_consistent(cluster, [NEW_MODEL_ID])
+    assert all(len(state.versions(NEW_MODEL_ID)) == 1 for state in states.values()), states
     assert answer["retcode"] == 0, answer
     data = answer["data"]
     version = data["model_version"]

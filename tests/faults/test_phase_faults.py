@@ -27,6 +27,7 @@ from tests.conftest import GeneratedModel, generate_model
 from tests.faults.state import (
     CONNECTION_ERROR,
     NEW_MODEL_ID,
+    NEW_PARTY_OF,
     PARTY_OF,
     ROLES,
     WAIT,
@@ -77,7 +78,7 @@ def settled(cluster: Cluster, model: GeneratedModel, operation: str, status: str
 
 def assert_everywhere_or_nowhere(cluster: Cluster, model: GeneratedModel, operation: str, done: bool) -> str:
     """Every party holds the new version (``done``) or none does; files, rows, catalog agree. Its version."""
-    states = assert_consistent(cluster, [model.model_id])
+    states = assert_consistent(cluster, [model.model_id, NEW_MODEL_ID])  # a migrate's slices are catalogued too
     if operation == "deploy":
         held = versions_of(states, model.model_id)
         children = {frozenset(v - {model.version}) for v in held.values()}
@@ -125,6 +126,7 @@ def test_agent_killed_while_committing(
         ("deploy", "coordinator.two_phase.committing", True),
         ("deploy", "coordinator.two_phase.committed", True),
         ("migrate", "coordinator.two_phase.committing", True),
+        ("migrate", "coordinator.two_phase.committed", True),
     ],
 )
 def test_coordinator_killed(
@@ -139,9 +141,12 @@ def test_coordinator_killed(
     (logged,) = operations(cluster, parent, operation)
     assert logged["status"] == ("success" if done else "rolled_back"), logged
     child = assert_everywhere_or_nowhere(cluster, parent, operation, done)
-    if operation == "deploy" and done:
-        code, info = flow(cluster, "model", "get-model-info", "--model-id", parent.model_id, "--model-version", child)
+    if done:
+        model_id = parent.model_id if operation == "deploy" else NEW_MODEL_ID
+        code, info = flow(cluster, "model", "get-model-info", "--model-id", model_id, "--model-version", child)
         assert code == 0 and sorted(r["f_role"] for r in info["data"]) == sorted(PARTY_OF), info
+        expected = PARTY_OF if operation == "deploy" else NEW_PARTY_OF
+        assert {r["f_role"]: r["f_party_id"] for r in info["data"]} == expected, info
     if not done:
         code, again = flow(cluster, *args)
         assert code == 0, again
