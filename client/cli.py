@@ -16,17 +16,24 @@ import datetime
 import functools
 import json
 import os
+import shutil
 import sys
+import textwrap
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, NoReturn
 
 from client import confs, render, settings
 from client.render import Answer
-from client.sdk import Progress, RegistryClient
+from client.sdk import RegistryClient
 from fate_registry.errors import Reason, RegistryError, Retcode
 from fate_registry.malloc import keep_heap_for_streams, limit_arenas
 from fate_registry.v1 import common_pb2 as common
 from fate_registry.v1 import registry_pb2 as pb
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 ROLES = ("local", "guest", "arbiter", "host")
 Handler = Callable[[argparse.Namespace], Answer]
@@ -37,20 +44,35 @@ def _connect(args: argparse.Namespace) -> RegistryClient:
     return RegistryClient(chosen.address, timeout=chosen.timeout, transfer=chosen.transfer, tls=chosen.tls)
 
 
+class _Bar:
+    """A transfer's progress bar: bytes and rate, and once the total is known, percentage and ETA."""
+
+    def __init__(self, bar: tqdm[NoReturn]) -> None:
+        self._bar = bar
+
+    def expect(self, total: int) -> None:
+        """Set the total before the first byte (an export learns it from the stream's header)."""
+        self._bar.reset(total=total)
+
+    def advance(self, size: int) -> None:
+        """Count ``size`` more bytes. An export's total leaves out the archive's zip headers and manifest:
+        the total grows to what has arrived rather than show more than 100 %."""
+        total = self._bar.total
+        if total is not None and self._bar.n + size > total:
+            self._bar.total = self._bar.n + size
+        self._bar.update(size)
+
+
 @contextlib.contextmanager
-def _progress(total: int | None, label: str) -> Iterator[Progress | None]:
-    """A byte counter on stderr when it is a terminal; nothing when output is piped or logged."""
+def _progress(total: int | None, label: str) -> Iterator[_Bar | None]:
+    """A progress bar on stderr when it is a terminal; nothing when output is piped or logged."""
     if not sys.stderr.isatty():
         yield None
         return
     from tqdm import tqdm  # here, not at the top: a piped flow does not pay its import at start-up
 
     with tqdm(total=total, desc=label, unit="B", unit_scale=True, unit_divisor=1024, file=sys.stderr) as bar:
-
-        def advance(size: int) -> None:
-            bar.update(size)
-
-        yield advance
+        yield _Bar(bar)
 
 
 def _model_ref(args: argparse.Namespace) -> common.PartyModelRef:
@@ -82,8 +104,10 @@ def _import(args: argparse.Namespace) -> Answer:
             return render.import_answer(client.restore_model(request).result)
     spec = confs.import_spec(conf)
     total = spec.file.stat().st_size if spec.file.is_file() else None
-    with _connect(args) as client, _progress(total, "import") as progress:
-        response = client.import_model(spec.file, spec.target, spec.force_update, spec.sha256, progress)
+    with _connect(args) as client, _progress(total, "import") as bar:
+        response = client.import_model(
+            spec.file, spec.target, spec.force_update, spec.sha256, bar.advance if bar else None
+        )
     return render.import_answer(response.result)
 
 
@@ -94,8 +118,14 @@ def _export(args: argparse.Namespace) -> Answer:
         with _connect(args) as client:
             return render.store_answer(client.store_model(request))
     spec = confs.export_spec(conf)
-    with _connect(args) as client, _progress(None, "export") as progress:
-        return render.export_answer(client.export_model(spec.model, spec.output_dir, progress))
+    with _connect(args) as client, _progress(None, "export") as bar:
+        result = client.export_model(
+            spec.model,
+            spec.output_dir,
+            progress=bar.advance if bar else None,
+            expected_size=bar.expect if bar else None,
+        )
+    return render.export_answer(result)
 
 
 def _migrate(args: argparse.Namespace) -> Answer:
@@ -303,6 +333,85 @@ def _port(text: str) -> int:
     return int(text)
 
 
+_PUBLISHED_KEYS = (
+    "initiator.role",
+    "initiator.party_id",
+    "role",
+    "job_parameters.model_id",
+    "job_parameters.model_version",
+)
+
+
+@dataclass(frozen=True)
+class ConfKeys:
+    """The keys of one kind of ``-c`` conf, in FATE's layout, as :mod:`client.confs` reads them
+    (tests/unit/test_conf_keys.py holds the two together); ``flow model <command> --help`` prints them
+    with FATE's name for the example conf, which ``examples/model/`` holds.
+
+    A dotted key is one of a nested object (``job_parameters.model_id``); ``role``-like keys are role maps
+    (``{"guest": [9999], "host": [10000]}``). ``without_job`` keys are required unless ``-j`` names the
+    job; ``accepted`` keys are FATE's, taken and not needed.
+    """
+
+    example: str
+    required: tuple[str, ...] = ()
+    optional: tuple[str, ...] = ()
+    without_job: tuple[str, ...] = ()
+    accepted: tuple[str, ...] = ()
+
+    def describe(self, title: str) -> str:
+        kinds = (
+            ("required", self.required),
+            ("required without -j", self.without_job),
+            ("optional", self.optional),
+            ("accepted, not needed", self.accepted),
+        )
+        width = shutil.get_terminal_size().columns - 2  # as argparse wraps the rest of the help
+        lines = [f"{title} (e.g. examples/model/{self.example}):"]
+        lines += [
+            textwrap.fill(f"{kind}: {', '.join(keys)}", width, initial_indent="  ", subsequent_indent="    ")
+            for kind, keys in kinds
+            if keys
+        ]
+        return "\n".join(lines)
+
+
+CONF_KEYS: dict[str, ConfKeys] = {
+    "import": ConfKeys("import_model.json", (*confs.MODEL_KEYS, "file"), ("force_update", "sha256")),
+    "restore": ConfKeys("restore_model.json", confs.MODEL_KEYS, ("force_update", "sha256")),
+    "export": ConfKeys("export_model.json", (*confs.MODEL_KEYS, "output_path")),
+    "store": ConfKeys("store_model.json", confs.MODEL_KEYS, ("force_update",)),
+    "load": ConfKeys(
+        "publish_load_model.json",
+        _PUBLISHED_KEYS,
+        ("job_parameters.load_type", "job_parameters.file_path", "job_parameters.use_transfer_url_on_serving"),
+    ),
+    "bind": ConfKeys("bind_model_service.json", ("service_id",), ("servings",), without_job=_PUBLISHED_KEYS),
+    "migrate": ConfKeys(
+        "migrate_model.json",
+        (
+            "role",
+            "execute_party",
+            "migrate_initiator.role",
+            "migrate_initiator.party_id",
+            "migrate_role",
+            "model_id",
+            "model_version",
+        ),
+        ("unify_model_version",),
+        accepted=("job_parameters",),
+    ),
+    "homo-convert": ConfKeys("homo_convert_model.json", confs.MODEL_KEYS, ("framework_name",)),
+    "homo-deploy": ConfKeys(
+        "homo_deploy_model.json",
+        (*confs.MODEL_KEYS, "service_id", "component_name", "deployment_type", "deployment_parameters"),
+        ("framework_name",),
+    ),
+}
+"""Every kind of ``-c`` conf, by command (``restore`` and ``store`` are import's and export's ``--from-database``
+and ``--to-database``)."""
+
+
 class _Commands:
     """Adds subcommands that all accept ``--address`` and run a handler."""
 
@@ -317,14 +426,33 @@ class _Commands:
     def group(self, name: str, help: str) -> _Commands:
         return _Commands(self._sub.add_parser(name, help=help, description=help, allow_abbrev=False), "commands")
 
-    def add(self, name: str, help: str, handler: Handler) -> argparse.ArgumentParser:
-        parser = self._sub.add_parser(name, help=help, description=help, parents=[self._address], allow_abbrev=False)
+    def add(self, name: str, help: str, handler: Handler, epilog: str | None = None) -> argparse.ArgumentParser:
+        parser = self._sub.add_parser(
+            name,
+            help=help,
+            description=help,
+            epilog=epilog,
+            formatter_class=argparse.RawDescriptionHelpFormatter,  # keeps the epilog's lines
+            parents=[self._address],
+            allow_abbrev=False,
+        )
         parser.set_defaults(handler=handler)
         return parser
 
-
-def _conf_path(parser: argparse.ArgumentParser, required: bool = True) -> None:
-    parser.add_argument("-c", "--conf-path", type=Path, required=required, help="configuration file path")
+    def add_conf_command(
+        self, name: str, help: str, handler: Handler, *, variant: tuple[str, str] | None = None, required: bool = True
+    ) -> argparse.ArgumentParser:
+        """A command reading a ``-c`` conf, its keys (:data:`CONF_KEYS`) in its help; ``variant`` is the
+        option that makes it read another kind of conf, and that kind."""
+        epilog = CONF_KEYS[name].describe("conf keys")
+        if variant is not None:
+            option, kind = variant
+            epilog += "\n" + CONF_KEYS[kind].describe(f"conf keys with {option}")
+        parser = self.add(name, help, handler, epilog)
+        parser.add_argument(
+            "-c", "--conf-path", type=Path, required=required, help="configuration file path (its keys: below)"
+        )
+        return parser
 
 
 def _job_id(parser: argparse.ArgumentParser, required: bool) -> None:
@@ -348,24 +476,26 @@ def _paging(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_model_commands(commands: _Commands) -> None:
-    parser = commands.add("load", "load a deployed model into FATE-Serving", _load)
-    _conf_path(parser, required=False)
+    parser = commands.add_conf_command("load", "load a deployed model into FATE-Serving", _load, required=False)
     _job_id(parser, required=False)
 
-    parser = commands.add("bind", "bind a deployed model to a FATE-Serving service id", _bind)
-    _conf_path(parser)
+    parser = commands.add_conf_command("bind", "bind a deployed model to a FATE-Serving service id", _bind)
     _job_id(parser, required=False)
 
-    parser = commands.add("import", "import a model archive, or restore it from the model store", _import)
-    _conf_path(parser)
+    parser = commands.add_conf_command(
+        "import",
+        "import a model archive, or restore it from the model store",
+        _import,
+        variant=("--from-database", "restore"),
+    )
     parser.add_argument("--from-database", action="store_true", help="restore the model from the model store")
 
-    parser = commands.add("export", "export a model archive, or store it in the model store", _export)
-    _conf_path(parser)
+    parser = commands.add_conf_command(
+        "export", "export a model archive, or store it in the model store", _export, variant=("--to-database", "store")
+    )
     parser.add_argument("--to-database", action="store_true", help="store the model in the model store")
 
-    parser = commands.add("migrate", "migrate a model to new party ids", _migrate)
-    _conf_path(parser)
+    commands.add_conf_command("migrate", "migrate a model to new party ids", _migrate)
 
     parser = commands.add("tag-list", "list the tags of a model", _tag_list)
     _job_id(parser, required=True)
@@ -396,10 +526,8 @@ def _add_model_commands(commands: _Commands) -> None:
     _party(parser, required=False)
     parser.add_argument("--detail", action="store_true", help="show every column")
 
-    parser = commands.add("homo-convert", "convert a homo model to another ML framework", _homo_convert)
-    _conf_path(parser)
-    parser = commands.add("homo-deploy", "deploy a converted homo model to KFServing", _homo_deploy)
-    _conf_path(parser)
+    commands.add_conf_command("homo-convert", "convert a homo model to another ML framework", _homo_convert)
+    commands.add_conf_command("homo-deploy", "deploy a converted homo model to KFServing", _homo_deploy)
 
     parser = commands.add("unload", "unload a deployed version from every party's FATE-Serving", _unload)
     _model(parser)
@@ -412,8 +540,10 @@ def _add_model_commands(commands: _Commands) -> None:
     _party(parser, required=True)
     parser.add_argument("--from-store", action="store_true", help="also delete the copy in the model store")
 
-    parser = commands.add("list-versions", "list the versions of a model id", _list_versions)
-    parser.add_argument("--model-id", required=True, help="model id")
+    parser = commands.add(
+        "list-versions", "list the versions of a model id, or of every model, newest first", _list_versions
+    )
+    parser.add_argument("--model-id", default="", help="model id (default: every model)")
     _paging(parser)
 
 

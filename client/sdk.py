@@ -47,6 +47,9 @@ LONG_CALL_SECONDS = 3600.0
 
 Progress = Callable[[int], None]
 """Called with the number of bytes just sent or received."""
+ExpectedSize = Callable[[int], None]
+"""Called once, before an export's first byte, with the size of the model files the archive holds: the
+archive (stored, not deflated) is that plus its zip headers and manifest, a few hundred bytes per file."""
 
 _Request = TypeVar("_Request")
 _Response = TypeVar("_Response")
@@ -286,12 +289,14 @@ class RegistryClient:
         output_dir: Path,
         progress: Progress | None = None,
         timeout: float | None = None,
+        expected_size: ExpectedSize | None = None,
     ) -> ExportResult:
         """``flow model export -c``: download ``model``'s archive into ``output_dir``.
 
         The archive is written to a temporary file in ``output_dir``, checked against the trailer's
         size and sha256, fsynced and renamed to its final name, so ``output_dir`` never holds a
-        partial or corrupt archive under that name.
+        partial or corrupt archive under that name. ``expected_size`` learns what to expect (for a
+        progress bar's total) from the stream's header.
         """
         try:  # before a byte moves: the directory must exist and take a new file
             output_dir.mkdir(parents=True, exist_ok=True)
@@ -310,7 +315,7 @@ class RegistryClient:
         stream = call(pb.ExportModelRequest(model=model), timeout=timeout, metadata=route.metadata if route else None)
         what = f"{party_model_id(model.role, model.party_id, model.model_id)} {model.model_version}"
         try:
-            result = receive_archive(iter(stream), output_dir, what, progress)
+            result = receive_archive(iter(stream), output_dir, what, progress, expected_size)
         except grpc.RpcError as exc:
             if route is not None:
                 self._end_quietly(route, begin)
@@ -467,11 +472,16 @@ def _unwritable(output_dir: Path, exc: OSError) -> RegistryError:
 
 
 def receive_archive(
-    messages: Iterator[bytes], output_dir: Path, what: str, progress: Progress | None = None
+    messages: Iterator[bytes],
+    output_dir: Path,
+    what: str,
+    progress: Progress | None = None,
+    expected_size: ExpectedSize | None = None,
 ) -> ExportResult:
     """Write an export stream (serialized header, chunks, trailer) into ``output_dir`` atomically.
 
     ``what`` names the model in messages. Chunks are written straight from the received buffers.
+    ``expected_size`` gets the header's ``content_size`` when the sender gave one.
     """
     first_raw = next(messages, None)
     first = pb.ExportModelResponse.FromString(first_raw) if first_raw is not None else None
@@ -481,6 +491,8 @@ def receive_archive(
         name = validate_name(first.header.file_name, "the archive file name")
     except RegistryError as exc:
         raise _data_loss(f"the registry sent an unsafe archive name for {what}: {exc.message}") from None
+    if expected_size and first.header.content_size > 0:
+        expected_size(first.header.content_size)
     try:
         fd, temp_name = tempfile.mkstemp(prefix=".export-", suffix=".part", dir=output_dir)
     except OSError as exc:

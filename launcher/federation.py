@@ -16,8 +16,10 @@ from fate_registry.grpc_server import StopFlag
 from fate_registry.health import is_serving
 
 STOP_GRACE_SECONDS = 10.0
-# How much of the end of a child's log is read for the line it ended with.
-LAST_LINE_BYTES = 4096
+# The end of a child's log shown when it ends: that many lines, read from at most that many last bytes.
+TAIL_LINES = 5
+TAIL_BYTES = 16384
+STOPPING = "; stopping the federation"  # up stops every child when one ends
 PROGRAM_PREFIX = "fate-registry: "  # how launcher.main prefixes the one line it ends with on an error
 
 
@@ -33,20 +35,44 @@ class Child:
     def alive(self) -> bool:
         return self.process.poll() is None
 
-    def exit_message(self) -> str:
-        """How the child ended, with the last line it wrote when it exited on an error: a server that
-        cannot start says why in one line (a child killed by a signal wrote no such line)."""
+    def exit_message(self, then: str = "") -> str:
+        """How the child ended and ``then`` what follows, on one line, then the last lines of this run's log.
+
+        A server that cannot start says why in its last line, which the first line quotes (a child
+        killed by a signal wrote no such line: the signal is named). The logs hold no secrets: the
+        programs never log a password or key.
+        """
         code = self.process.returncode
-        said = _last_line(self.log_path, self.log_start).removeprefix(PROGRAM_PREFIX) if code > 0 else ""
-        return f"{self.name} exited with code {code}" + (f": {said}" if said else "; see its log")
+        lines = _last_lines(self.log_path, self.log_start, TAIL_LINES)
+        if code < 0:
+            summary = f"{self.name} was killed by {_signal_name(-code)}"
+        else:
+            summary = f"{self.name} exited with code {code}"
+            if code > 0 and lines:
+                summary += ": " + lines.pop().removeprefix(PROGRAM_PREFIX)
+        summary += then
+        if not lines:
+            return f"{summary}\n  its log: {self.log_path}"
+        shown = "\n".join(f"    {line}" for line in lines)
+        return f"{summary}\n  the last lines of its log {self.log_path}:\n{shown}"
 
 
-def _last_line(path: Path, start: int) -> str:
-    """The last non-empty line written to ``path`` after offset ``start``."""
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
+def _last_lines(path: Path, start: int, count: int) -> list[str]:
+    """The last ``count`` non-empty lines written to ``path`` after offset ``start``, oldest first."""
     with path.open("rb") as log:
-        log.seek(max(start, log.seek(0, 2) - LAST_LINE_BYTES))
+        end = log.seek(0, 2)
+        log.seek(max(start, end - TAIL_BYTES))
         lines = log.read().decode("utf-8", "replace").splitlines()
-    return next((line.strip() for line in reversed(lines) if line.strip()), "")
+    if start < end - TAIL_BYTES:
+        lines = lines[1:]  # read from the middle of a line
+    return [line.rstrip() for line in lines if line.strip()][-count:]
 
 
 def _command() -> list[str]:
@@ -82,7 +108,7 @@ def _wait_ready(children: list[Child], deadline: float, tls: TlsConf) -> dict[st
     while pending:
         for child in list(pending):
             if not child.alive():
-                raise RuntimeError(child.exit_message())
+                raise RuntimeError(child.exit_message(STOPPING))
             if child.port_file.exists():
                 address = child.port_file.read_text(encoding="utf-8").strip()
                 if is_serving(address, tls=tls):
@@ -90,7 +116,9 @@ def _wait_ready(children: list[Child], deadline: float, tls: TlsConf) -> dict[st
                     pending.remove(child)
         if pending and time.monotonic() > deadline:
             names = ", ".join(c.name for c in pending)
-            raise RuntimeError(f"{names} did not become ready in time; see the logs")
+            raise RuntimeError(
+                f"{names} did not become ready in time; see {', '.join(str(c.log_path) for c in pending)}"
+            )
         if pending:
             time.sleep(0.05)  # a poll interval with a deadline, not a wait for readiness
     return addresses
@@ -140,11 +168,10 @@ def run_federation(conf: ServiceConf, conf_path: Path | None, ready_timeout: flo
         while not stop.wait(0.5):
             dead = [c for c in children if not c.alive()]
             if dead:
-                print(f"{dead[0].exit_message()}; stopping", file=sys.stderr)
-                return 1
+                raise RuntimeError(dead[0].exit_message(STOPPING))
         return 0
     except RuntimeError as exc:
-        print(f"fate-registry up: {exc} (logs in {log_dir})", file=sys.stderr)
+        print(f"fate-registry up: {exc}", file=sys.stderr)
         return 1
     finally:
         _stop(children)

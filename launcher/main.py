@@ -42,7 +42,15 @@ def build_parser() -> argparse.ArgumentParser:
     agent.add_argument("--party-id", required=True)
     agent.add_argument("--port-file", type=Path, help="write the bound host:port here once serving")
 
-    up = sub.add_parser("up", help="run a coordinator and one agent per configured party, until Ctrl-C")
+    up = sub.add_parser(
+        "up",
+        help="run a coordinator and one agent per configured party, until Ctrl-C",
+        description="Run a coordinator and one agent per party of the conf as child processes, until Ctrl-C or "
+        "SIGTERM stops them all. The federation lives and dies as one: when any child exits (an agent that "
+        "crashes or is killed, say), up stops all the others and exits 1, printing which child ended, how, "
+        "and the last lines of its log. To keep the other parties up when one fails, run each program on "
+        "its own (fate-registry server, fate-registry agent).",
+    )
     _common(up)
     up.add_argument("--ready-timeout", type=float, default=60.0, help="seconds to wait for every server (default 60)")
 

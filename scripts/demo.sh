@@ -48,7 +48,14 @@ export FATE_REGISTRY_ADDRESS=$(cat "$DATA/run/ready")
 export FATE_REGISTRY_CLIENT_CONF="$DATA/flow.json"
 unset FATE_REGISTRY_TLS_CA FATE_REGISTRY_TLS_CERT FATE_REGISTRY_TLS_KEY
 
-run() { echo; echo "\$ $*"; "$@"; }
+quoted() {  # the words on one line, each quoted as a POSIX shell needs it (as Python's shlex.quote does)
+  local word out=()
+  for word in "$@"; do
+    if [[ $word =~ ^[A-Za-z0-9_@%+=:,./-]+$ ]]; then out+=("$word"); else out+=("'${word//\'/\'\\\'\'}'"); fi
+  done
+  echo "${out[*]}"
+}
+run() { echo; echo "\$ $(quoted "$@")"; "$@"; }  # show a command as it can be pasted, then run it
 echo; echo "== a generated trained model (HeteroLR: guest 9999, host 10000, arbiter 10000), packed as FATE-Flow packs it"
 fate-registry make-model --out "$DATA/demo" > "$DATA/demo.json"
 MODEL_ID=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["model_id"])' "$DATA/demo.json")
@@ -62,17 +69,17 @@ run flow model export -c "$DATA/demo/export_guest_9999.json"
 echo; echo "== deploy (a child version on every party, all or nothing), then load and bind it into FATE-Serving"
 DEPLOY=(flow model deploy --model-id "$MODEL_ID" --model-version "$VERSION"
   --cpn-list "reader_0, data_transform_0, intersection_0, hetero_lr_0" --cpn-step-index hetero_lr_0:29)
-echo; echo "\$ ${DEPLOY[*]}"
+echo; echo "\$ $(quoted "${DEPLOY[@]}")"
 "${DEPLOY[@]}" | tee "$DATA/demo/deploy.json"
 CHILD=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["data"]["model_version"])' "$DATA/demo/deploy.json")
+# load and bind take the example confs (examples/model/), with the version the deploy made
 python3 - "$DATA/demo" "$MODEL_ID" "$CHILD" <<'PY'
 import json, sys
 out, model_id, child = sys.argv[1:]
-conf = {"initiator": {"party_id": "9999", "role": "guest"},
-        "role": {"guest": ["9999"], "host": ["10000"], "arbiter": ["10000"]},
-        "job_parameters": {"model_id": model_id, "model_version": child}}
-json.dump(conf, open(f"{out}/publish_load_model.json", "w"), indent=4)
-json.dump({**conf, "service_id": "demo-service", "servings": []}, open(f"{out}/bind_model_service.json", "w"), indent=4)
+for name in ("publish_load_model.json", "bind_model_service.json"):
+    conf = json.load(open(f"examples/model/{name}"))
+    conf["job_parameters"].update(model_id=model_id, model_version=child)
+    json.dump(conf, open(f"{out}/{name}", "w"), indent=4)
 PY
 run flow model load -c "$DATA/demo/publish_load_model.json"
 run flow model bind -c "$DATA/demo/bind_model_service.json"
@@ -84,9 +91,11 @@ run flow operation list --model-version "$CHILD" --page-size 3
 cat <<MSG
 
 The registry is running (coordinator $FATE_REGISTRY_ADDRESS). In another shell:
-  export PATH=$PWD/.venv/bin:\$PATH FATE_REGISTRY_ADDRESS=$FATE_REGISTRY_ADDRESS FATE_REGISTRY_CLIENT_CONF=$FATE_REGISTRY_CLIENT_CONF
-  flow model get-model-info --model-id '$MODEL_ID' --model-version $CHILD --detail
+  export PATH=$(quoted "$PWD/.venv/bin"):\$PATH $(quoted "FATE_REGISTRY_ADDRESS=$FATE_REGISTRY_ADDRESS" \
+    "FATE_REGISTRY_CLIENT_CONF=$FATE_REGISTRY_CLIENT_CONF")
+  $(quoted flow model get-model-info --model-id "$MODEL_ID" --model-version "$CHILD" --detail)
   flow model --help
+The confs of every -c command are in examples/model/ (flow model <command> --help names their keys).
 Ctrl-C stops it.
 MSG
 wait "$UP"
