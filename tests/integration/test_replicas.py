@@ -56,6 +56,9 @@ class Outcomes:
     raced_refused: int = 0  # raced tag additions refused because the other replica's came first
     cut: int = 0  # calls replica 2 never answered (it was killed under them)
     unconfirmed: int = 0  # deploys committed whose commit a party had not confirmed when answered
+    # deploys the other replica took over because this one's lease lapsed (a stall longer than the 2 s
+    # lease on a loaded machine): answered CANCELLED, finished by the other replica (checked in the log)
+    taken_over: int = 0
     done: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -127,6 +130,8 @@ def _run(clients: list[RegistryClient], model: GeneratedModel, index: int, out: 
                 out.cut += 1
             elif exc.reason is Reason.PARTY_UNAVAILABLE and "did not confirm yet" in exc.message:
                 out.unconfirmed += 1  # committed; the paused agent's confirmation is awaited
+            elif exc.reason is Reason.CANCELLED and "taken over by another coordinator replica" in exc.message:
+                out.taken_over += 1
             else:
                 raise
     finally:
