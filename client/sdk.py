@@ -23,7 +23,7 @@ import grpc
 from grpc_health.v1.health_pb2 import HealthCheckRequest
 from grpc_health.v1.health_pb2_grpc import HealthStub
 
-from fate_registry.channels import CHANNEL_OPTIONS, TICKET_KEY, open_channel
+from fate_registry.channels import CHANNEL_OPTIONS, TICKET_KEY, never_connected, open_channel
 from fate_registry.checksums import crc32
 from fate_registry.chunks import chunk_payload, encode_chunk
 from fate_registry.config import PLAINTEXT, LimitsConf, TlsConf
@@ -216,7 +216,7 @@ class RegistryClient:
                 return method(self._stubs[self._current])(request, timeout=timeout)
             except grpc.RpcError as exc:
                 last = attempt == len(self._channels) - 1
-                if last or exc.code() != grpc.StatusCode.UNAVAILABLE or not (idempotent or _never_connected(exc)):
+                if last or exc.code() != grpc.StatusCode.UNAVAILABLE or not (idempotent or never_connected(exc)):
                     raise self._error(exc, long=long) from None
                 self._current = (self._current + 1) % len(self._channels)
         raise AssertionError("the last attempt returns or raises")
@@ -454,12 +454,6 @@ class _Upload:
             if not chunk:
                 return
             held = chunk
-
-
-def _never_connected(exc: grpc.RpcError) -> bool:
-    """gRPC's own wording when no connection to the server could be made: the call was not sent."""
-    details = exc.details() or ""
-    return "failed to connect to all addresses" in details
 
 
 def _data_loss(message: str) -> RegistryError:

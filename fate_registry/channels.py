@@ -53,3 +53,10 @@ def open_channel(
         certificate_chain=read_pem(tls.cert, "cert") if tls.cert else None,
     )
     return grpc.secure_channel(address, credentials, options=list(options))
+
+
+def never_connected(exc: grpc.RpcError) -> bool:
+    """gRPC's own wording when no connection to the server could be made: the call was not sent, so sending
+    it again is safe whatever it does."""
+    details = exc.details() or ""
+    return exc.code() == grpc.StatusCode.UNAVAILABLE and "failed to connect to all addresses" in details

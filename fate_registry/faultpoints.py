@@ -14,6 +14,10 @@ Nothing else changes. The points, each placed where a crash leaves a distinct st
 - ``coordinator.two_phase.preparing`` / ``.committing`` / ``.committed``: the plan or decision is
   in the operation log, not yet sent; or the commit is confirmed, the catalog not yet written
 - ``coordinator.import.answered``: the party imported the version, the catalog does not know it yet
+- ``coordinator.delete.answered``: the party deleted the version, the catalog still lists it
+- ``agent.delete.store_deleted``: the model store's copy is deleted, the local one not yet
+- ``coordinator.transfer.reported``: the agent reported a one-hop transfer done, the catalog does not
+  know it yet
 """
 
 from __future__ import annotations

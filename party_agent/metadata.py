@@ -155,6 +155,12 @@ class MetadataStore:
         with self.db.connection_context():
             return bool(m.select(m.f_party_id).where(m.f_party_id == party_id).limit(1).exists())
 
+    def keys(self) -> set[tuple[str, str, str, str]]:
+        """(role, party id, model id, model version) of every version recorded here, in one query."""
+        m = self._model
+        with self.db.connection_context():
+            return set(m.select(m.f_role, m.f_party_id, m.f_model_id, m.f_model_version).tuples())
+
     def all_records(self, limit: int = 10_000) -> list[PartyModelRecord]:
         m = self._model
         with self.db.connection_context():

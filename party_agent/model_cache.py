@@ -14,7 +14,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from pathlib import Path
 
 from fate_registry import faultpoints
@@ -22,6 +22,7 @@ from fate_registry.errors import Reason, RegistryError
 from fate_registry.files import fsync_dir
 from fate_registry.identity import parse_party_model_id, party_model_id, validate_name
 from fate_registry.v1.common_pb2 import PartyModelRef
+from party_agent.manifest import ARCHIVE_ONLY_FILES
 from party_agent.metadata import MetadataStore, PartyModelRecord, PendingPublish
 
 STAGING = ".staging"
@@ -69,6 +70,21 @@ def link_file(source: str | Path, target: str | Path) -> None:
         os.link(source, target)
     except OSError:
         shutil.copy2(source, target)
+
+
+def files_size(version_dir: Path) -> tuple[int, int]:
+    """Bytes and number of the files a version's manifest would list (:func:`~party_agent.manifest.scan`'s
+    choice), from their sizes alone: what a version FATE-Flow wrote weighs before it is hashed."""
+    size = count = 0
+    top = os.fspath(version_dir)
+    for root, _dirs, files in os.walk(top):
+        for name in files:
+            if root == top and name in ARCHIVE_ONLY_FILES:
+                continue
+            with contextlib.suppress(FileNotFoundError):
+                size += os.stat(os.path.join(root, name)).st_size
+                count += 1
+    return size, count
 
 
 def _ref_of(relative_target: str) -> PartyModelRef:
@@ -138,6 +154,36 @@ class ModelCache:
         """FATE's test: the version directory exists and holds something besides ``.lock``."""
         directory = self.version_dir(ref)
         return directory.is_dir() and any(p.name != ".lock" for p in directory.iterdir())
+
+    def versions(
+        self, model_id: str = "", model_version: str = "", skip: Collection[tuple[str, str, str, str]] = ()
+    ) -> list[PartyModelRef]:
+        """The versions held here (FATE's "model exists") of ``model_id`` and ``model_version`` (empty: any),
+        found as FATE-Flow's fallback scan of ``<role>#<party_id>#<model_id>/<version>`` finds them: by
+        listing directories, no file read. Those whose (role, party id, model id, version) is in ``skip``
+        are passed over unseen, as is a name no path of ours may take."""
+        found = []
+        for name in sorted(os.listdir(self.root)):
+            try:
+                role, party_id, held_model_id = parse_party_model_id(name)
+            except RegistryError:
+                continue  # staging, trash, or what is not a party model's directory
+            if model_id and held_model_id != model_id:
+                continue
+            try:
+                versions = [model_version] if model_version else sorted(os.listdir(self.root / name))
+            except OSError:  # a file, or a directory removed meanwhile
+                continue
+            for version in versions:
+                if (role, party_id, held_model_id, version) in skip:
+                    continue
+                ref = PartyModelRef(role=role, party_id=party_id, model_id=held_model_id, model_version=version)
+                try:
+                    if self.has_model(ref):
+                        found.append(ref)
+                except (RegistryError, OSError):  # an invalid name, or a directory removed meanwhile
+                    continue
+        return found
 
     def new_staging(self) -> Path:
         return Path(tempfile.mkdtemp(prefix="stage-", dir=self.root / STAGING))

@@ -23,6 +23,7 @@ from fate_registry.v1.common_pb2 import (
     ExportModelTrailer,
     ImportModelHeader,
     ImportModelResult,
+    PartyModelInfo,
     PartyModelRef,
 )
 from party_agent import archive, serving
@@ -34,7 +35,7 @@ from party_agent.homo_deploy.request import HomoDeployRequest
 from party_agent.manifest import MANIFEST_ENTRY, FileRecord, Manifest, hash_file, scan
 from party_agent.metadata import MetadataStore, PartyModelRecord
 from party_agent.migrate import Migrated, MigrateRequest, Migrator
-from party_agent.model_cache import ModelCache
+from party_agent.model_cache import ModelCache, files_size
 from party_agent.pipeline import PIPELINE_PATH, fate_version, json_of, party_in_role, read_pipeline, renamed, roles_of
 from party_agent.serving import ServingAnswer
 from party_agent.storage import ModelStore, StoredObject, StoreKey, open_store
@@ -71,6 +72,24 @@ def record_from_pipeline(
         runtime_conf_on_party_json=_json_text(pipeline.runtime_conf_on_party),
         loaded_times=pipeline.loaded_times,
         imported=imported,
+    )
+
+
+def catalog_info(record: PartyModelRecord, manifest_digest: str, size_bytes: int, file_count: int) -> PartyModelInfo:
+    """What the coordinator's catalog keeps of a version (:meth:`PartyAgent.held_versions`)."""
+    return PartyModelInfo(
+        role=record.role,
+        party_id=record.party_id,
+        model_id=record.model_id,
+        model_version=record.model_version,
+        roles_json=record.roles_json,
+        parent=record.parent,
+        parent_info_json=record.parent_info_json,
+        job_id=record.job_id,
+        imported=record.imported,
+        manifest_digest=manifest_digest,
+        size_bytes=size_bytes,
+        file_count=file_count,
     )
 
 
@@ -340,17 +359,33 @@ class PartyAgent:
         return body(), length + len(closing)
 
     def delete(self, ref: PartyModelRef, from_store: bool) -> tuple[bool, bool]:
-        """Delete the version here (if it is here) and, when asked, in the model store."""
+        """Delete the version here (if it is here) and, when asked, in the model store: all or nothing here.
+
+        The store's copy goes first, so a store that cannot be reached (or refuses) fails the delete
+        before the local copy is touched. Stopped between the two, the store's copy is gone and the
+        local one, its row and its catalog row are kept (the coordinator asks this party when it lost
+        the answer); the same delete, sent again, finishes it. Both steps hold the version's write lock:
+        no export, load or store reads the version in between."""
         self.check_party(ref)
-        deleted_local = False
-        if self.cache.has_model(ref) or self.store.get(ref) is not None:
-            with self.cache.locks.write(self.cache.lock_key(ref)):
+        with self.cache.locks.write(self.cache.lock_key(ref)):
+            deleted_store = False
+            if from_store:
+                deleted_store = self._delete_stored(ref)
+                faultpoints.reached("agent.delete.store_deleted")
+            deleted_local = self.cache.has_model(ref) or self.store.get(ref) is not None
+            if deleted_local:
                 self.cache.delete(ref)
-            deleted_local = True
-        deleted_store = self._model_store().delete(self._store_key(ref)) if from_store else False
         if not deleted_local and not deleted_store:
             raise RegistryError(Reason.MODEL_NOT_FOUND, f"Model {self._pmid(ref)} {ref.model_version} does not exist.")
         return deleted_local, deleted_store
+
+    def _delete_stored(self, ref: PartyModelRef) -> bool:
+        """Delete the store's copy of ``ref`` (False: there was none); its failure says the local copy is kept."""
+        try:
+            return self._model_store().delete(self._store_key(ref))
+        except RegistryError as exc:
+            kept = f"; nothing was deleted on party {self.party.party_id}: its local copy is kept"
+            raise RegistryError(exc.reason, exc.message + kept, exc.metadata, exc.retcode) from None
 
     # -- the model store ----------------------------------------------------------------------------
 
@@ -502,6 +537,37 @@ class PartyAgent:
             record = record_from_pipeline(ref, read_pipeline(directory), scan(directory), ref.model_version, False)
             self.store.save(record)
         return record
+
+    def held_versions(
+        self, model_id: str = "", model_version: str = "", unrecorded_only: bool = False
+    ) -> list[PartyModelInfo]:
+        """The versions of ``model_id`` and ``model_version`` (empty: any) this agent holds for the parties it
+        acts for, as the coordinator's catalog keeps them (:func:`catalog_info`); ``unrecorded_only``: only
+        those without a record here (the directories of the others are not looked into).
+
+        A directory FATE-Flow wrote that has no record yet is described from its Pipeline and its files'
+        sizes, not hashed (its manifest digest is empty): it is adopted on first use (:meth:`record`). One
+        without a readable Pipeline (FATE-Flow has not finished writing it) is left out."""
+        held = []
+        acting: dict[str, bool] = {}
+        for ref in self.cache.versions(model_id, model_version, self.store.keys() if unrecorded_only else ()):
+            if ref.party_id not in acting:
+                acting[ref.party_id] = self.acts_for(ref.party_id)
+            if not acting[ref.party_id]:
+                continue
+            record = None if unrecorded_only else self.store.get(ref)
+            if record is not None:
+                manifest = record.manifest
+                held.append(catalog_info(record, manifest.digest, manifest.total_size, len(manifest.files)))
+                continue
+            directory = self.cache.version_dir(ref)
+            try:
+                pipeline = read_pipeline(directory)
+            except (RegistryError, OSError):
+                continue
+            described = record_from_pipeline(ref, pipeline, Manifest(()), ref.model_version, False)
+            held.append(catalog_info(described, "", *files_size(directory)))
+        return held
 
     @staticmethod
     def _pmid(ref: PartyModelRef) -> str:

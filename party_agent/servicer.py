@@ -329,6 +329,12 @@ class AgentServicer(agent_pb2_grpc.PartyAgentServiceServicer):
         manifest = [ManifestEntry(path=r.path, size=r.size, sha256=r.sha256) for r in record.manifest.files]
         return agent_pb2.GetModelInfoResponse(info=model_info(record), manifest=manifest)
 
+    def ListModels(
+        self, request: agent_pb2.ListModelsRequest, context: grpc.ServicerContext
+    ) -> agent_pb2.ListModelsResponse:
+        held = self.agent.held_versions(request.model_id, request.model_version, request.unrecorded_only)
+        return agent_pb2.ListModelsResponse(models=held)
+
 
 fill_unimplemented(
     AgentServicer, agent_pb2.DESCRIPTOR.services_by_name["PartyAgentService"], agent_pb2_grpc.PartyAgentServiceServicer

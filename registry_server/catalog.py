@@ -36,6 +36,16 @@ class Unfinished:
 
 
 @dataclass(frozen=True)
+class OpenTransfer:
+    """A one-hop transfer still running in the log: its ticket, its operation (its party first in its
+    results) and its entry as an unfinished operation, to claim it (:meth:`Catalog.claim`)."""
+
+    ticket: str
+    operation: Operation
+    unfinished: Unfinished
+
+
+@dataclass(frozen=True)
 class ModelFilter:
     model_id: str = ""
     model_version: str = ""
@@ -515,6 +525,35 @@ class Catalog:
                 op.select().where((op.ticket != "") & (op.status == "running") & (op.start_time < started_before_ms))
             )
         return [(r.ticket, _operation_entity(r)) for r in rows]
+
+    def open_transfers(self, live: peewee.SelectQuery) -> list[OpenTransfer]:
+        """Running one-hop transfers of this replica, or of a replica not among ``live`` (a subquery of replica ids)."""
+        op = self._operation
+        with self.db.connection_context():
+            rows = list(
+                op.select()
+                .where(
+                    (op.ticket != "") & (op.status == "running") & ((op.owner == self.owner) | op.owner.not_in(live))
+                )
+                .order_by(op.start_time)
+            )
+        return [
+            OpenTransfer(r.ticket, _operation_entity(r), Unfinished(r.operation_id, r.status, {}, r.owner))
+            for r in rows
+        ]
+
+    def unsettled(self, kinds: Sequence[str], model_id: str, model_version: str) -> list[Operation]:
+        """Operations of ``kinds`` in doubt, and running one-hop transfers of those kinds of this replica
+        (an empty ``model_id`` or ``model_version`` matches any)."""
+        op = self._operation
+        one_hop = (op.status == "running") & (op.ticket != "") & (op.owner == self.owner)
+        query = op.select().where(((op.status == "in_doubt") | one_hop) & op.operation.in_(list(kinds)))
+        for column, value in ((op.model_id, model_id), (op.model_version, model_version)):
+            if value:
+                query = query.where(column == value)
+        with self.db.connection_context():
+            rows = list(query)
+        return [_operation_entity(r) for r in rows]
 
     def finish_operation(
         self, operation_id: str, status: str, results: Sequence[PartyResult], retcode: int, retmsg: str

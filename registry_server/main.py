@@ -9,6 +9,7 @@ from fate_registry import config
 from fate_registry.authz import CallerAllowList
 from fate_registry.grpc_server import bind_server, register_servicer, wait_for_signal
 from fate_registry.v1 import registry_pb2_grpc
+from registry_server.adoption import Adoption
 from registry_server.agents import AgentClients
 from registry_server.catalog import Catalog
 from registry_server.fanout import FanOut
@@ -42,9 +43,11 @@ def serve(conf: config.ServiceConf, port_file: Path | None = None) -> None:
     heartbeat = Maintenance([leases.renew], conf.coordinator.lease_seconds / 3)
     agents = AgentClients(conf, catalog.site_of)
     fanout = FanOut()
-    multiparty = MultiParty(conf, catalog, agents, fanout)
+    adoption = Adoption(catalog, agents, fanout)
+    multiparty = MultiParty(conf, catalog, agents, fanout, adoption)
     transfers = TransferDesk(catalog, agents, multiparty.learn)
     multiparty.recover(at_start=True, live=leases.live())
+    transfers.settle_orphans(leases.live())
     multiparty.settle_in_doubt()
     servicer = RegistryServicer(catalog, agents, fanout, transfers, multiparty)  # type: ignore[abstract]
     running.serve(
@@ -63,8 +66,10 @@ def serve(conf: config.ServiceConf, port_file: Path | None = None) -> None:
         running.port,
         len(conf.parties),
     )
+    adopting = adoption.start(conf.coordinator.maintenance_period)  # what the parties hold, FATE-Flow's too
     maintenance = Maintenance(
         [
+            lambda: transfers.settle_orphans(leases.live()),  # before the sweep: an orphan may be old too
             transfers.sweep,
             lambda: multiparty.recover(at_start=False, live=leases.live()),
             multiparty.settle_in_doubt,
@@ -76,6 +81,7 @@ def serve(conf: config.ServiceConf, port_file: Path | None = None) -> None:
     finally:
         heartbeat.stop()
         maintenance.stop()
+        adopting.stop()
         leases.release()  # the running calls have ended: no one need wait for this lease to expire
         fanout.close()
         agents.close()

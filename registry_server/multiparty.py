@@ -31,8 +31,10 @@ from fate_registry.identity import gen_model_id, job_ids, validate_name
 from fate_registry.migration_roles import party_map
 from fate_registry.v1 import registry_pb2 as pb
 from fate_registry.v1.common_pb2 import Party, PartyModelInfo, PartyModelRef, PartyResult, RoleParties
+from registry_server.adoption import Adoption
 from registry_server.agents import AgentClients, ref_of
 from registry_server.catalog import Catalog, ModelFilter
+from registry_server.deletes import DELETE, settle_delete
 from registry_server.fanout import REACH_SECONDS, FanOut, PartyCall
 from registry_server.oplog import OperationLog
 from registry_server.predict_dsl import derive_predict_dsl, validate_predict_dsl
@@ -40,7 +42,7 @@ from registry_server.predict_dsl import derive_predict_dsl, validate_predict_dsl
 log = logging.getLogger(__name__)
 DEPLOY_ROLES = ("arbiter", "host", "guest")
 SERVING_ROLES = ("guest", "host")  # FATE-Flow loads on every party but the arbiter
-IN_DOUBT = ("import", "restore")  # relayed, they write the catalog after the party's answer
+IN_DOUBT = ("import", "restore", DELETE)  # they write (or forget) in the catalog after the party's answer
 REQUEST_ID = re.compile(r"[0-9A-Za-z_-]{1,64}")
 FINAL_STATUSES = ("success", "failed", "rolled_back", "interrupted", "cancelled")
 REPEAT_POLL_SECONDS = 0.2
@@ -77,9 +79,12 @@ def _result(role: str, party_id: str, answer: Any) -> PartyResult:
 
 
 class MultiParty:
-    def __init__(self, conf: ServiceConf, catalog: Catalog, agents: AgentClients, fanout: FanOut) -> None:
+    def __init__(
+        self, conf: ServiceConf, catalog: Catalog, agents: AgentClients, fanout: FanOut, adoption: Adoption
+    ) -> None:
         self.conf = conf
         self.catalog = catalog
+        self.adoption = adoption  # the catalog's lookups, asking the parties on a miss
         self.agents = agents
         self.fanout = fanout
         self.oplog = OperationLog(catalog)
@@ -92,7 +97,7 @@ class MultiParty:
     def resolve(self, model_id: str, model_version: str, job_id: str, role: Mapping[str, RoleParties]) -> Resolved:
         """FATE's two ways to name a model: a job id (the deployed version) or model id and version."""
         if job_id:
-            rows = [r for r in self.catalog.find(ModelFilter(model_version=job_id)) if r.role == "guest"]
+            rows = self.adoption.find(ModelFilter(model_version=job_id, role="guest"))
             if not rows:
                 raise RegistryError(
                     Reason.MODEL_NOT_FOUND,
@@ -106,7 +111,7 @@ class MultiParty:
             raise missing_keys(missing)
         roles = {r: list(p.party_ids) for r, p in role.items() if p.party_ids}
         if not roles:
-            rows = self.catalog.find(ModelFilter(model_id=model_id, model_version=model_version))
+            rows = self.adoption.find(ModelFilter(model_id=model_id, model_version=model_version))
             if not rows:
                 raise RegistryError(
                     Reason.MODEL_NOT_FOUND,
@@ -211,6 +216,9 @@ class MultiParty:
                 model_id=operation.model_id,
                 model_version=operation.model_version,
             )
+            if operation.operation == DELETE:
+                settle_delete(self.catalog, self.agents, operation, ref)
+                continue
             try:
                 self.catalog.record(self.agents.party_info(ref))
             except RegistryError as exc:
@@ -323,7 +331,7 @@ class MultiParty:
                 )
             if self.catalog.operation(request.request_id) is not None:
                 return self._earlier_deploy(request.request_id)
-        rows = self.catalog.find(ModelFilter(model_id=request.model_id, model_version=request.model_version))
+        rows = self.adoption.find(ModelFilter(model_id=request.model_id, model_version=request.model_version))
         if not rows:
             raise RegistryError(
                 Reason.MODEL_NOT_FOUND,

@@ -21,6 +21,7 @@ from fate_registry.v1 import registry_pb2, registry_pb2_grpc
 from fate_registry.v1.common_pb2 import PartyModelInfo, PartyModelRef, PartyResult
 from registry_server.agents import AgentClients, ref_of
 from registry_server.catalog import Catalog, ModelFilter
+from registry_server.deletes import DELETE
 from registry_server.fanout import FanOut
 from registry_server.multiparty import MultiParty
 from registry_server.oplog import OperationLog
@@ -112,8 +113,9 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         self, request: registry_pb2.GetModelInfoRequest, context: grpc.ServicerContext
     ) -> registry_pb2.GetModelInfoResponse:
         where = ModelFilter(request.model_id, request.model_version, request.role, request.party_id)
-        rows = self.catalog.find(where)
+        rows = self.multiparty.adoption.find(where)  # on a miss, the parties are asked
         if not rows:
+            self.transfers.raise_if_settling(where)  # an import in doubt may have made it: not "not found" yet
             raise RegistryError(
                 Reason.MODEL_NOT_FOUND,
                 "Query model info failed, cannot find model from db and local model files. "
@@ -190,7 +192,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
 
     def _serving_detail(self, model_id: str, model_version: str, role: str, party_id: str) -> PartyModelInfo:
         """FATE's lookup for get-predict-dsl/conf: the first guest or host row, its detail from the agent."""
-        rows = self.catalog.find(ModelFilter(model_id, model_version, role, party_id))
+        rows = self.multiparty.adoption.find(ModelFilter(model_id, model_version, role, party_id))
         if not rows:
             raise RegistryError(
                 Reason.MODEL_NOT_FOUND,
@@ -227,7 +229,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
     # -- tags -----------------------------------------------------------------------------------------
 
     def _model_of_job(self, job_id: str) -> str:
-        rows = self.catalog.find(ModelFilter(model_version=job_id)) if job_id else []
+        rows = self.multiparty.adoption.find(ModelFilter(model_version=job_id)) if job_id else []
         if not rows:
             raise RegistryError(
                 Reason.MODEL_NOT_FOUND, f"Can not found model by job id: '{job_id}'.", retcode=Retcode.EXCEPTION_ERROR
@@ -299,8 +301,8 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         changes_version: bool = False,
     ) -> Any:
         """One call to the party ``ref`` names, logged as ``kind``. ``settle`` brings the catalog up to date
-        with the answer before the operation counts as done; ``changes_version``: the call makes the party's
-        version (a lost answer leaves it in doubt, settled later by asking the party)."""
+        with the answer before the operation counts as done; ``changes_version``: the call makes or deletes
+        the party's version (a lost answer leaves it in doubt, settled later by asking the party)."""
         party = ref if changes_version else None
         with self.oplog.track(kind, context.peer(), ref.model_id, ref.model_version, party) as op:
             answer = self.agents.unary(ref.party_id, method, request, op.operation_id, timeout)
@@ -359,15 +361,23 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
     def DeleteModel(
         self, request: registry_pb2.DeleteModelRequest, context: grpc.ServicerContext
     ) -> registry_pb2.DeleteModelResponse:
+        """All or nothing on the party (it deletes the model store's copy before its own), then the catalog.
+
+        The party is named in the operation log before it is called: a delete whose answer is lost, or
+        whose coordinator stops before the catalog forgot the version, is settled by asking the party
+        (:func:`registry_server.deletes.settle_delete`)."""
         ref = check_ref(request.model)
 
         def settle(answer: agent_pb2.DeleteModelResponse) -> None:
-            if answer.deleted_local:
-                self.catalog.forget(ref.model_id, ref.model_version, ref.role, ref.party_id)
+            faultpoints.reached("coordinator.delete.answered")
+            # the party holds no local copy now (deleted, or it had none): neither does the catalog
+            self.catalog.forget(ref.model_id, ref.model_version, ref.role, ref.party_id)
 
         forward = agent_pb2.DeleteModelRequest(model=ref, delete_from_store=request.delete_from_store)
         timeout = self.agents.conf.coordinator.call_timeout
-        answer = self._on_party("delete", context, ref, "DeleteModel", forward, timeout, settle=settle)
+        answer = self._on_party(
+            DELETE, context, ref, "DeleteModel", forward, timeout, settle=settle, changes_version=True
+        )
         return registry_pb2.DeleteModelResponse(
             model=ref, deleted_local=answer.deleted_local, deleted_store=answer.deleted_store
         )

@@ -12,14 +12,15 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import time
 import uuid
-from collections.abc import Iterator, Mapping
-from typing import Protocol
+from collections.abc import Callable, Iterator, Mapping
+from typing import Protocol, TypeVar
 
 import grpc
 
 from fate_registry import packets
-from fate_registry.channels import CHANNEL_OPTIONS, open_channel
+from fate_registry.channels import CHANNEL_OPTIONS, never_connected, open_channel
 from fate_registry.config import Address, TlsConf
 from fate_registry.errors import Reason, RegistryError, from_rpc_error
 from fate_registry.fate import proxy_pb2
@@ -30,6 +31,28 @@ Metadata = Mapping[str, str]
 PREFETCH_PACKETS = 4
 # gRPC's own bound of a connection attempt that gets no answer (SYNs dropped: a host down, a firewall).
 GRPC_CONNECT_SECONDS = 20.0
+# How long a unary call that could not connect is sent again: just over the channels' longest reconnect
+# backoff (1 s), so a peer that is back (an agent restarted) is reached even from a channel that failed
+# to reach it a moment ago; a peer that stays away fails the call as soon as this has passed.
+CONNECT_RETRY_SECONDS = 1.5
+FIRST_CONNECT_WAIT = 0.1
+T = TypeVar("T")
+
+
+def reconnecting(call: Callable[[float], T], timeout: float) -> T:
+    """``call(remaining timeout)``, sent again while no connection could be made (the request never left,
+    so this is safe for any call) for up to :data:`CONNECT_RETRY_SECONDS` within ``timeout``."""
+    start = time.monotonic()
+    wait = FIRST_CONNECT_WAIT
+    while True:
+        try:
+            return call(max(0.1, timeout - (time.monotonic() - start)))
+        except grpc.RpcError as exc:
+            spent = time.monotonic() - start
+            if not never_connected(exc) or spent + wait >= min(timeout, CONNECT_RETRY_SECONDS):
+                raise
+        time.sleep(wait)
+        wait *= 2
 
 
 def agent_channel(address: Address, tls: TlsConf, call_timeout: float) -> grpc.Channel:
@@ -84,7 +107,9 @@ class DirectTransport:
                 method, request_serializer=None, response_deserializer=None, _registered_method=True
             )
         try:
-            answer: bytes = call(request, timeout=timeout, metadata=tuple(metadata.items()))
+            answer: bytes = reconnecting(
+                lambda remaining: call(request, timeout=remaining, metadata=tuple(metadata.items())), timeout
+            )
         except grpc.RpcError as exc:
             raise party_error(exc, self.party_id, tls=self.tls) from None
         return answer
@@ -140,9 +165,10 @@ class PacketTransport:
         self.channel.close()
 
     def _send(self, packet: proxy_pb2.Packet, timeout: float) -> proxy_pb2.Packet:
+        routing = packets.routing_metadata(self.src_party, self.party_id)
         try:
-            answer: proxy_pb2.Packet = self._call(
-                packet, timeout=timeout, metadata=packets.routing_metadata(self.src_party, self.party_id)
+            answer: proxy_pb2.Packet = reconnecting(
+                lambda remaining: self._call(packet, timeout=remaining, metadata=routing), timeout
             )
         except grpc.RpcError as exc:
             raise party_error(exc, self.party_id, self.via, self.tls) from None

@@ -43,6 +43,7 @@ import yaml
 from fate_registry import config
 from fate_registry.health import is_serving
 from fate_registry.testing.federation import fate_registry_command
+from fate_registry.testing.started import STARTED
 
 T = TypeVar("T")
 COORDINATOR = "coordinator"
@@ -139,7 +140,12 @@ class Cluster:
         except BaseException:
             cluster.stop_all()
             raise
+        STARTED.append(cluster)
         return cluster
+
+    def running(self) -> bool:
+        """Whether any of its processes still runs."""
+        return any(process.alive() for process in self._processes.values())
 
     @property
     def data_dir(self) -> Path:

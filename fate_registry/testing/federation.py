@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from fate_registry.testing.processes import wait_for_port_file
+from fate_registry.testing.started import STARTED
 
 DEFAULT_PARTIES: Mapping[str, Mapping[str, Any]] = {"9999": {}, "10000": {}}
 
@@ -70,7 +71,12 @@ class LocalFederation:
                 start_new_session=True,
             )
         address = wait_for_port_file(process, ready, timeout, "fate-registry up", log_path)
-        return cls(root, process, address, tuple(parties), log_path)
+        federation = cls(root, process, address, tuple(parties), log_path)
+        STARTED.append(federation)
+        return federation
+
+    def running(self) -> bool:
+        return self.process.poll() is None
 
     def agent_address(self, party_id: str) -> str:
         """The bound address of a party's agent, from ``up``'s banner."""

@@ -24,6 +24,7 @@ from client.sdk import RegistryClient
 from fate_registry.config import DatabaseConf
 from fate_registry.identity import gen_model_id
 from fate_registry.testing.cluster import Cluster
+from fate_registry.testing.started import STARTED, StartedFederation
 from fate_registry.v1.common_pb2 import PartyModelRef
 from party_agent.manifest import scan
 from party_agent.metadata import MetadataStore
@@ -151,7 +152,7 @@ class PartyState:
         return {v for v in self.on_disk if v[0].endswith(f"#{model_id}")}
 
 
-def party_state(cluster: Cluster, party: str) -> PartyState:
+def party_state(cluster: StartedFederation, party: str) -> PartyState:
     cache = cluster.model_cache(party)
     on_disk = {
         (pmid.name, version.name): scan(version).digest
@@ -182,7 +183,7 @@ def party_state(cluster: Cluster, party: str) -> PartyState:
 # -- the federation -------------------------------------------------------------------------------
 
 
-def catalog_rows(cluster: Cluster, model_ids: Iterable[str]) -> dict[tuple[str, Version], str]:
+def catalog_rows(cluster: StartedFederation, model_ids: Iterable[str]) -> dict[tuple[str, Version], str]:
     """(agent's party, (party model id, version)) -> the digest the catalog records, for the given models;
     a migrated slice is held by the agent of the party that prepared it (the catalog's site of its party)."""
     catalog = Catalog(DatabaseConf(path=cluster.data_dir / "coordinator" / "registry.db"))
@@ -200,7 +201,7 @@ def catalog_rows(cluster: Cluster, model_ids: Iterable[str]) -> dict[tuple[str, 
 
 
 def assert_consistent(
-    cluster: Cluster, model_ids: Iterable[str], prepared_allowed: Iterable[str] = ()
+    cluster: StartedFederation, model_ids: Iterable[str], prepared_allowed: Iterable[str] = ()
 ) -> dict[str, PartyState]:
     """Nothing lost, nothing half-written, every party's files, rows and catalog rows agree.
 
@@ -229,3 +230,32 @@ def assert_consistent(
 def versions_of(states: dict[str, PartyState], model_id: str) -> dict[str, set[str]]:
     """Each party's versions of ``model_id``."""
     return {party: {v for _, v in state.versions(model_id)} for party, state in states.items()}
+
+
+def all_model_ids(federation: StartedFederation) -> set[str]:
+    """Every model id the catalog lists or a party's cache holds."""
+    held = {
+        pmid.name.split("#", 2)[-1]
+        for party in federation.parties
+        if federation.model_cache(party).is_dir()
+        for pmid in federation.model_cache(party).iterdir()
+        if pmid.is_dir() and pmid.name not in (STAGING, TRASH)
+    }
+    catalog = Catalog(DatabaseConf(path=federation.data_dir / "coordinator" / "registry.db"))
+    try:
+        return held | {row.model_id for row in catalog.find(ModelFilter())}
+    finally:
+        catalog.close()
+
+
+def assert_every_started_federation_consistent() -> None:
+    """The state check on every federation the tests started (a fixture runs it after each test of
+    tests/e2e and tests/faults): its catalog lists exactly what its parties hold, nothing is half-done.
+    Those that have stopped are forgotten once read."""
+    for federation in list(STARTED):
+        files = [federation.data_dir / "coordinator" / "registry.db"]
+        files += [federation.data_dir / "parties" / party / "agent.db" for party in federation.parties]
+        if all(f.exists() for f in files):  # SQLite databases where this check reads them (not a MySQL catalog)
+            assert_consistent(federation, sorted(all_model_ids(federation)))
+        if not federation.running():
+            STARTED.remove(federation)

@@ -286,6 +286,61 @@ class GetModelInfoResponse(_message.Message):
 Global___GetModelInfoResponse: _TypeAlias = GetModelInfoResponse  # noqa: Y015
 
 @_typing.final
+class ListModelsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_ID_FIELD_NUMBER: _builtins.int
+    MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    UNRECORDED_ONLY_FIELD_NUMBER: _builtins.int
+    model_id: _builtins.str
+    """Each filter is optional: empty matches any."""
+    model_version: _builtins.str
+    unrecorded_only: _builtins.bool
+    """Only the versions this agent has no record of: directories FATE-Flow wrote that were not used yet
+    (cheap: the directories of recorded versions are not looked into, their records not read).
+    """
+    def __init__(
+        self,
+        *,
+        model_id: _builtins.str = ...,
+        model_version: _builtins.str = ...,
+        unrecorded_only: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model_id", b"model_id", "model_version", b"model_version", "unrecorded_only", b"unrecorded_only"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListModelsRequest: _TypeAlias = ListModelsRequest  # noqa: Y015
+
+@_typing.final
+class ListModelsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODELS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def models(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.PartyModelInfo]:
+        """Only what the coordinator's catalog keeps of each version: the model reference, roles_json, parent,
+        parent_info_json, job_id, imported, size_bytes, file_count and manifest_digest. A directory FATE-Flow
+        wrote that was not used yet is described from its Pipeline and its files' sizes: its manifest_digest
+        is empty until its first use hashes it.
+        """
+
+    def __init__(
+        self,
+        *,
+        models: _abc.Iterable[_common_pb2.PartyModelInfo] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["models", b"models"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListModelsResponse: _TypeAlias = ListModelsResponse  # noqa: Y015
+
+@_typing.final
 class StoreModelRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

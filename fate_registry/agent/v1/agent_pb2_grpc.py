@@ -59,6 +59,11 @@ class PartyAgentServiceStub:
                 request_serializer=fate__registry_dot_agent_dot_v1_dot_agent__pb2.GetModelInfoRequest.SerializeToString,
                 response_deserializer=fate__registry_dot_agent_dot_v1_dot_agent__pb2.GetModelInfoResponse.FromString,
                 _registered_method=True)
+        self.ListModels = channel.unary_unary(
+                '/fate_registry.agent.v1.PartyAgentService/ListModels',
+                request_serializer=fate__registry_dot_agent_dot_v1_dot_agent__pb2.ListModelsRequest.SerializeToString,
+                response_deserializer=fate__registry_dot_agent_dot_v1_dot_agent__pb2.ListModelsResponse.FromString,
+                _registered_method=True)
         self.StoreModel = channel.unary_unary(
                 '/fate_registry.agent.v1.PartyAgentService/StoreModel',
                 request_serializer=fate__registry_dot_agent_dot_v1_dot_agent__pb2.StoreModelRequest.SerializeToString,
@@ -169,6 +174,14 @@ class PartyAgentServiceServicer:
 
     def GetModelInfo(self, request, context):
         """Everything this party knows about one of its model versions.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListModels(self, request, context):
+        """The versions this agent holds in its model_local_cache, a directory FATE-Flow wrote included;
+        nothing is hashed (see ListModelsResponse).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -302,6 +315,11 @@ def add_PartyAgentServiceServicer_to_server(servicer, server):
                     servicer.GetModelInfo,
                     request_deserializer=fate__registry_dot_agent_dot_v1_dot_agent__pb2.GetModelInfoRequest.FromString,
                     response_serializer=fate__registry_dot_agent_dot_v1_dot_agent__pb2.GetModelInfoResponse.SerializeToString,
+            ),
+            'ListModels': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListModels,
+                    request_deserializer=fate__registry_dot_agent_dot_v1_dot_agent__pb2.ListModelsRequest.FromString,
+                    response_serializer=fate__registry_dot_agent_dot_v1_dot_agent__pb2.ListModelsResponse.SerializeToString,
             ),
             'StoreModel': grpc.unary_unary_rpc_method_handler(
                     servicer.StoreModel,
@@ -514,6 +532,33 @@ class PartyAgentService:
             '/fate_registry.agent.v1.PartyAgentService/GetModelInfo',
             fate__registry_dot_agent_dot_v1_dot_agent__pb2.GetModelInfoRequest.SerializeToString,
             fate__registry_dot_agent_dot_v1_dot_agent__pb2.GetModelInfoResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListModels(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fate_registry.agent.v1.PartyAgentService/ListModels',
+            fate__registry_dot_agent_dot_v1_dot_agent__pb2.ListModelsRequest.SerializeToString,
+            fate__registry_dot_agent_dot_v1_dot_agent__pb2.ListModelsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -43,6 +43,10 @@ class PartyAgentServiceStub:
     """What became of a one-hop transfer."""
     GetModelInfo: _grpc.UnaryUnaryMultiCallable[_agent_pb2.GetModelInfoRequest, _agent_pb2.GetModelInfoResponse]
     """Everything this party knows about one of its model versions."""
+    ListModels: _grpc.UnaryUnaryMultiCallable[_agent_pb2.ListModelsRequest, _agent_pb2.ListModelsResponse]
+    """The versions this agent holds in its model_local_cache, a directory FATE-Flow wrote included;
+    nothing is hashed (see ListModelsResponse).
+    """
     StoreModel: _grpc.UnaryUnaryMultiCallable[_agent_pb2.StoreModelRequest, _agent_pb2.StoreModelResponse]
     """Push the version to the configured model store."""
     RestoreModel: _grpc.UnaryUnaryMultiCallable[_agent_pb2.RestoreModelRequest, _agent_pb2.RestoreModelResponse]
@@ -83,6 +87,10 @@ class PartyAgentServiceAsyncStub(PartyAgentServiceStub):
     """What became of a one-hop transfer."""
     GetModelInfo: _aio.UnaryUnaryMultiCallable[_agent_pb2.GetModelInfoRequest, _agent_pb2.GetModelInfoResponse]  # type: ignore[assignment]
     """Everything this party knows about one of its model versions."""
+    ListModels: _aio.UnaryUnaryMultiCallable[_agent_pb2.ListModelsRequest, _agent_pb2.ListModelsResponse]  # type: ignore[assignment]
+    """The versions this agent holds in its model_local_cache, a directory FATE-Flow wrote included;
+    nothing is hashed (see ListModelsResponse).
+    """
     StoreModel: _aio.UnaryUnaryMultiCallable[_agent_pb2.StoreModelRequest, _agent_pb2.StoreModelResponse]  # type: ignore[assignment]
     """Push the version to the configured model store."""
     RestoreModel: _aio.UnaryUnaryMultiCallable[_agent_pb2.RestoreModelRequest, _agent_pb2.RestoreModelResponse]  # type: ignore[assignment]
@@ -150,6 +158,16 @@ class PartyAgentServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_agent_pb2.GetModelInfoResponse, _abc.Awaitable[_agent_pb2.GetModelInfoResponse]]:
         """Everything this party knows about one of its model versions."""
+
+    @_abc_1.abstractmethod
+    def ListModels(
+        self,
+        request: _agent_pb2.ListModelsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.ListModelsResponse, _abc.Awaitable[_agent_pb2.ListModelsResponse]]:
+        """The versions this agent holds in its model_local_cache, a directory FATE-Flow wrote included;
+        nothing is hashed (see ListModelsResponse).
+        """
 
     @_abc_1.abstractmethod
     def StoreModel(
