@@ -337,8 +337,11 @@ def test_a_converted_file_that_no_longer_matches_the_manifest_is_not_uploaded(
     pmid = party_model_id("guest", 9999, model.model_id)
     stored = federation.model_cache("9999") / pmid / model.version / CONVERTED / "sklearn.joblib"
     stored.write_bytes(b"the converted model, altered")
-    conf = _deploy_conf(tmp_path, model, kube, _cos_storage(cos), service_id="refused")
-    code, answer = flow(federation, "model", "homo-deploy", "-c", conf)
+    try:
+        conf = _deploy_conf(tmp_path, model, kube, _cos_storage(cos), service_id="refused")
+        code, answer = flow(federation, "model", "homo-deploy", "-c", conf)
+    finally:  # the damage is this test's own: undone, so the check after each test sees the party whole
+        stored.write_bytes(b"the converted model")
     assert code == 1 and answer["retcode"] == 102, answer
     assert answer["retmsg"] == f"{CONVERTED}/sklearn.joblib does not match the model's manifest"
     assert _cos_objects(cos, _prefix(model, "refused")) == {} and kube.writes() == []

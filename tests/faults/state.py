@@ -253,9 +253,9 @@ def assert_every_started_federation_consistent() -> None:
     tests/e2e and tests/faults): its catalog lists exactly what its parties hold, nothing is half-done.
     Those that have stopped are forgotten once read."""
     for federation in list(STARTED):
+        if not federation.running():  # read one last time, whatever the outcome, then forgotten
+            STARTED.remove(federation)
         files = [federation.data_dir / "coordinator" / "registry.db"]
         files += [federation.data_dir / "parties" / party / "agent.db" for party in federation.parties]
         if all(f.exists() for f in files):  # SQLite databases where this check reads them (not a MySQL catalog)
             assert_consistent(federation, sorted(all_model_ids(federation)))
-        if not federation.running():
-            STARTED.remove(federation)
