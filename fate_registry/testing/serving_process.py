@@ -17,10 +17,11 @@ keeps appending to the record and the log.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -134,3 +135,13 @@ class ServingTestServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+@contextlib.contextmanager
+def serving_servers(
+    root: Path, parties: Sequence[str], tls: TlsConf = PLAINTEXT
+) -> Iterator[dict[str, ServingTestServer]]:
+    """A FATE-Serving test server per party (in ``root/<party>``), all stopped by PID on exit, also when one
+    of them fails to start."""
+    with contextlib.ExitStack() as stack:
+        yield {party: stack.enter_context(ServingTestServer.start(root / party, tls=tls)) for party in parties}

@@ -26,7 +26,7 @@ from client.cli import CONF_KEYS
 from fate_registry.identity import gen_model_id
 from fate_registry.testing import services
 from fate_registry.testing.federation import LocalFederation
-from fate_registry.testing.serving_process import ServingTestServer
+from fate_registry.testing.serving_process import ServingTestServer, serving_servers
 from tests.conftest import GeneratedModel, generate_model
 from tests.flow_cli import FLOW, WAIT, flow
 
@@ -39,14 +39,8 @@ CPN_LIST = "reader_0, data_transform_0, intersection_0, hetero_lr_0"
 @pytest.fixture(scope="module")
 def servings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ServingTestServer]]:
     root = tmp_path_factory.mktemp("servings")
-    started: dict[str, ServingTestServer] = {}
-    try:
-        for party in ("9999", "10000"):
-            started[party] = ServingTestServer.start(root / party)
+    with serving_servers(root, ("9999", "10000")) as started:
         yield started
-    finally:
-        for server in started.values():
-            server.stop()
 
 
 @pytest.fixture(scope="module")

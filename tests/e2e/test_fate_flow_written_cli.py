@@ -30,7 +30,7 @@ from fate_registry.fate.pipeline_pb2 import Pipeline
 from fate_registry.identity import job_ids
 from fate_registry.testing import ModelSpec, write_federation
 from fate_registry.testing.cluster import COORDINATOR, Cluster, agent_name, wait_until
-from fate_registry.testing.serving_process import ServingTestServer
+from fate_registry.testing.serving_process import ServingTestServer, serving_servers
 from fate_registry.v1 import registry_pb2 as pb
 from party_agent.pipeline import PIPELINE_PATH
 from tests.conftest import GeneratedModel
@@ -46,12 +46,8 @@ HOUR = 3600
 @pytest.fixture(scope="module")
 def servings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ServingTestServer]]:
     root = tmp_path_factory.mktemp("servings")
-    started = {party: ServingTestServer.start(root / party) for party in (PARTY_OF["guest"], PARTY_OF["host"])}
-    try:
+    with serving_servers(root, (PARTY_OF["guest"], PARTY_OF["host"])) as started:
         yield started
-    finally:
-        for server in started.values():
-            server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import pytest
 
 from fate_registry.identity import gen_model_id
 from fate_registry.testing.cluster import Cluster
-from fate_registry.testing.serving_process import ServingTestServer
+from fate_registry.testing.serving_process import ServingTestServer, serving_servers
 from tests.conftest import GeneratedModel, generate_model
 from tests.faults.state import assert_consistent, import_everywhere
 from tests.flow_cli import flow, write_conf
@@ -30,12 +30,8 @@ NEW_MODEL_ID = gen_model_id(NEW)
 @pytest.fixture(scope="module")
 def servings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ServingTestServer]]:
     root = tmp_path_factory.mktemp("servings")
-    started = {party: ServingTestServer.start(root / party) for party in ("9999", "10000")}
-    try:
+    with serving_servers(root, ("9999", "10000")) as started:
         yield started
-    finally:
-        for server in started.values():
-            server.stop()
 
 
 @pytest.fixture(scope="module")

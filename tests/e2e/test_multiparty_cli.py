@@ -19,7 +19,7 @@ from fate_registry.fate.model_service_pb2_grpc import ModelServiceStub
 from fate_registry.fate.pipeline_pb2 import Pipeline
 from fate_registry.testing.federation import LocalFederation
 from fate_registry.testing.serving import Faults
-from fate_registry.testing.serving_process import ServingTestServer
+from fate_registry.testing.serving_process import ServingTestServer, serving_servers
 from tests.conftest import GeneratedModel, generate_model
 from tests.flow_cli import flow, write_conf
 
@@ -29,12 +29,8 @@ ROLES = {"guest": [9999], "host": [10000], "arbiter": [10000]}
 @pytest.fixture(scope="module")
 def servings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ServingTestServer]]:
     root = tmp_path_factory.mktemp("servings")
-    started = {party: ServingTestServer.start(root / party) for party in ("9999", "10000")}
-    try:
+    with serving_servers(root, ("9999", "10000")) as started:
         yield started
-    finally:
-        for server in started.values():
-            server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -11,14 +11,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from fate_registry.testing.federation import LocalFederation
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
+from fate_registry.testing.processes import alive
 
 
 def test_up_runs_named_children_and_stops_them_all(tmp_path: Path) -> None:
@@ -36,9 +29,9 @@ def test_up_runs_named_children_and_stops_them_all(tmp_path: Path) -> None:
         os.kill(fed.process.pid, signal.SIGTERM)  # a second signal while the first is handled
         assert fed.process.wait(timeout=30) == 0
         deadline = time.monotonic() + 10
-        while any(_alive(pid) for pid in pids.values()) and time.monotonic() < deadline:
+        while any(alive(pid) for pid in pids.values()) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not any(_alive(pid) for pid in pids.values())
+        assert not any(alive(pid) for pid in pids.values())
         assert not (fed.data_dir / "run").exists()
     finally:
         fed.stop()

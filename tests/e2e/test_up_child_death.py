@@ -12,18 +12,10 @@ from pathlib import Path
 import yaml
 
 from fate_registry.testing.federation import fate_registry_command
-from fate_registry.testing.processes import terminate, wait_for_port_file
+from fate_registry.testing.processes import alive, terminate, wait_for_port_file
 from launcher.federation import TAIL_LINES
 
 WAIT = 60.0
-
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except FileNotFoundError:
-        return False
 
 
 def _banner_pids(stdout: str) -> dict[str, int]:
@@ -77,8 +69,8 @@ def test_a_dead_agent_stops_up_which_names_it_and_shows_its_logs_end(tmp_path: P
         ], stderr
 
         deadline = time.monotonic() + WAIT  # up waited for its children: none is left
-        while any(_alive(pid) for pid in pids.values()) and time.monotonic() < deadline:
+        while any(alive(pid) for pid in pids.values()) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert not any(_alive(pid) for pid in pids.values())
+        assert not any(alive(pid) for pid in pids.values())
     finally:
         terminate(up, WAIT)

@@ -22,7 +22,7 @@ import pytest
 from fate_registry.packets import AGENT_ROLE
 from fate_registry.testing.cluster import COORDINATOR, Cluster, agent_name, wait_until
 from fate_registry.testing.rollsite_process import RollsiteProcess
-from fate_registry.testing.serving_process import ServingTestServer
+from fate_registry.testing.serving_process import ServingTestServer, serving_servers
 from tests.conftest import GeneratedModel, generate_model
 from tests.faults.state import assert_consistent, import_everywhere, operations
 from tests.flow_cli import flow
@@ -35,12 +35,8 @@ MULTI_PARTY_FAILED, CONNECTION_ERROR, FEDERATED_ERROR = 101, 105, 104
 
 @pytest.fixture
 def servings(tmp_path: Path) -> Iterator[dict[str, ServingTestServer]]:
-    started = {party: ServingTestServer.start(tmp_path / "serving" / party) for party in ("9999", DEAD)}
-    try:
+    with serving_servers(tmp_path / "serving", ("9999", DEAD)) as started:
         yield started
-    finally:
-        for server in started.values():
-            server.stop()
 
 
 @pytest.fixture

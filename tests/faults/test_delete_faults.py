@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +20,14 @@ import pytest
 from client.sdk import RegistryClient
 from fate_registry.faultpoints import ENV
 from fate_registry.testing.cluster import COORDINATOR, Cluster, agent_name, wait_until
-from fate_registry.testing.services import RedisServer, redis_server
+from fate_registry.testing.services import RedisServer
 from fate_registry.v1 import registry_pb2 as pb
 from tests.conftest import GeneratedModel, generate_model
+from tests.faults.conftest import ENGINE_PASSWORD
 from tests.faults.state import (
     CONNECTION_ERROR,
     PARTY_OF,
     ROLES,
-    TIMEOUTS,
     WAIT,
     assert_consistent,
     operations,
@@ -38,24 +37,8 @@ from tests.faults.test_transfer_faults import killed_at, settled, stored_keys
 from tests.flow_cli import answer_of, flow, flow_in_background, write_conf
 
 GUEST = PARTY_OF["guest"]
-PASSWORD = "engine-pw-not-to-be-shown"
 MODEL_NOT_FOUND = 100  # get-model-info's retcode for a version the catalog does not list
 NOT_FOUND = 404
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[RedisServer]:
-    with redis_server(tmp_path / "redis", password=PASSWORD) as server:  # stopped by PID on exit
-        yield server
-
-
-@pytest.fixture
-def stored_cluster(tmp_path: Path, engine: RedisServer) -> Iterator[Cluster]:
-    """The fault suite's federation with redis as the model store."""
-    parties: dict[str, dict[str, Any]] = {party: {} for party in PARTY_OF.values()}
-    store = {"model_store_address": {"storage": "redis", **engine.settings()}}
-    with Cluster.start(tmp_path / "cluster", parties, TIMEOUTS, extra_conf=store) as started:
-        yield started
 
 
 @pytest.fixture
@@ -125,7 +108,7 @@ def test_delete_from_store_with_the_store_down_deletes_nothing(
     code, answer = flow(stored_cluster, *delete_args(model, "--from-store"))
     assert code != 0 and answer["retcode"] == CONNECTION_ERROR, answer
     assert "redis model store" in answer["retmsg"] and "nothing was deleted" in answer["retmsg"], answer
-    assert PASSWORD not in answer["retmsg"], answer
+    assert ENGINE_PASSWORD not in answer["retmsg"], answer
     assert guest_holds(stored_cluster, model), "the local files and the agent's row are untouched"
     assert catalog_lists(stored_cluster, model)
     assert last_delete(stored_cluster, model)["status"] == "failed"

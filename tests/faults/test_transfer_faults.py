@@ -9,7 +9,6 @@ engine must hold the whole archive or nothing under the model's key; then the sa
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,14 +19,13 @@ from client.settings import TRANSFER_ENV
 from fate_registry.config import LimitsConf
 from fate_registry.faultpoints import ENV
 from fate_registry.testing.cluster import COORDINATOR, Cluster, agent_name, wait_until
-from fate_registry.testing.services import RedisServer, redis_server
+from fate_registry.testing.services import RedisServer
 from party_agent.storage.base import StoreKey
 from party_agent.storage.redis_store import header_key
 from tests.conftest import GeneratedModel, generate_model
 from tests.faults.state import (
     PARTY_OF,
     ROLES,
-    TIMEOUTS,
     WAIT,
     assert_consistent,
     import_everywhere,
@@ -43,21 +41,6 @@ MODEL_BYTES = 8 * LimitsConf.upload_chunk_bytes  # several chunks: a fault point
 @pytest.fixture
 def model(tmp_path: Path) -> GeneratedModel:
     return generate_model(tmp_path / "model", roles=ROLES, target_bytes=MODEL_BYTES)
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> Iterator[RedisServer]:
-    with redis_server(tmp_path / "redis", password="engine-pw-not-to-be-shown") as server:  # stopped by PID on exit
-        yield server
-
-
-@pytest.fixture
-def stored_cluster(tmp_path: Path, engine: RedisServer) -> Iterator[Cluster]:
-    """The fault suite's federation with redis as the model store."""
-    parties: dict[str, dict[str, Any]] = {party: {} for party in PARTY_OF.values()}
-    store = {"model_store_address": {"storage": "redis", **engine.settings()}}
-    with Cluster.start(tmp_path / "cluster", parties, TIMEOUTS, extra_conf=store) as started:
-        yield started
 
 
 def keys(model: GeneratedModel) -> dict[str, Any]:

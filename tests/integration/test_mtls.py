@@ -32,7 +32,7 @@ from fate_registry.testing.cluster import Cluster
 from fate_registry.testing.federation import fate_registry_command
 from fate_registry.testing.processes import wait_for_port_file
 from fate_registry.testing.serving import PullError, pull_model
-from fate_registry.testing.serving_process import ServingTestServer
+from fate_registry.testing.serving_process import ServingTestServer, serving_servers
 from fate_registry.v1 import registry_pb2 as pb
 from fate_registry.v1.common_pb2 import ImportModelHeader, PartyModelRef
 from tests.conftest import GeneratedModel, generate_model
@@ -83,14 +83,8 @@ def servings(tmp_path_factory: pytest.TempPathFactory, pki: Pki) -> Iterator[dic
     """A FATE-Serving test server per party, serving gRPC over mutual TLS and pulling over HTTPS."""
     root = tmp_path_factory.mktemp("servings")
     tls = pki.certs.clients["serving"].tls(pki.ca, require_client_cert=True)
-    started: dict[str, ServingTestServer] = {}
-    try:
-        for party in PARTIES:
-            started[party] = ServingTestServer.start(root / party, tls=tls)
+    with serving_servers(root, PARTIES, tls) as started:
         yield started
-    finally:
-        for server in started.values():
-            server.stop()
 
 
 @pytest.fixture(scope="module")
