@@ -579,7 +579,10 @@ class MultiParty:
         self, operation_id: str, plan: Mapping[str, Any], method: str, unreachable: frozenset[str] = frozenset()
     ) -> list[RegistryError | Any]:
         """Send the decision (commit or abort) to every party, retrying for a moment while one is unavailable;
-        a party already found ``unreachable`` is tried once (the maintenance loop resends what is not confirmed)."""
+        a party already found ``unreachable`` is tried once (the maintenance loop resends what is not confirmed).
+
+        A decision is a rename or a removal, not a copy: each party has the short deadline (at most the
+        deploy's), so a party that hangs delays the answer by ``call_timeout``, not a second ``deploy_timeout``."""
         request = (
             agent_pb2.CommitOperationRequest if method == "CommitOperation" else agent_pb2.AbortOperationRequest
         )(operation_id=operation_id)
@@ -589,7 +592,7 @@ class MultiParty:
 
         return self.fanout.parties(
             [PartyCall("", p, make(p), 0.0 if p in unreachable else REACH_SECONDS) for p in self._party_ids(plan)],
-            self.conf.coordinator.deploy_timeout,
+            min(self.conf.coordinator.call_timeout, self.conf.coordinator.deploy_timeout),
         )
 
     def _commit(self, operation_id: str, plan: dict[str, Any]) -> list[PartyResult]:

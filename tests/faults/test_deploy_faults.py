@@ -175,6 +175,7 @@ def test_agent_slower_than_its_deadline(cluster: Cluster, parent: GeneratedModel
     started = time.monotonic()
     code, answer = deploy(cluster, parent)
     elapsed = time.monotonic() - started
+    print(f"deploy with the host paused: answered in {elapsed:.2f} s (deploy_timeout {DEPLOY_TIMEOUT} s)")  # with -s
     assert code != 0
     assert_rolled_back_answer(answer, "host", {"DEADLINE_EXCEEDED"})
     assert elapsed >= DEPLOY_TIMEOUT, elapsed  # the host was given its whole deadline ...
