@@ -3,7 +3,7 @@
 A model or an archive is written once and read rarely, so caching its pages buys nothing, and
 allocating them costs much: on our VMs a freshly allocated page-cache page is often a page the host
 must fault in first. Writing 1 GiB through the cache then took 1.3 to 3.7 s against 0.7 s with
-``O_DIRECT``, and reading it back cold 0.6 to 2.7 s against 0.76 s (``dd``, README's Performance section).
+``O_DIRECT``, and reading it back cold 0.6 to 2.7 s against 0.76 s (``dd``, docs/performance.md).
 
 :class:`DirectWriter` copies what it is given into one of two aligned buffers; a full buffer is
 written with ``O_DIRECT`` on a shared thread while the other fills. The last partial block goes

@@ -2,7 +2,7 @@
 
 Hypothesis runs derandomized (a fixed seed per test, no example database), so CI sees the same
 cases on every run; each test sets its own ``max_examples`` and the run prints how many cases
-were tried in all (the issue asks for at least :data:`MIN_TOTAL_CASES`).
+were tried in all (at least :data:`MIN_TOTAL_CASES`).
 """
 
 from __future__ import annotations
