@@ -19,6 +19,7 @@ from typing import Generic, TypeVar
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from fate_registry.errors import Reason, RegistryError
+from registry_server.transport import UNREACHABLE_KEY
 
 T = TypeVar("T")
 FIRST_WAIT = 0.1
@@ -43,7 +44,13 @@ class PartyCall(Generic[T]):
 
 
 def _unavailable(exc: BaseException) -> bool:
-    return isinstance(exc, RegistryError) and exc.reason is Reason.PARTY_UNAVAILABLE
+    """A party that answered UNAVAILABLE, or whose connection broke: worth another try. One that could not be
+    reached at all has been tried again by its transport already (:func:`transport.reconnecting`)."""
+    return (
+        isinstance(exc, RegistryError)
+        and exc.reason is Reason.PARTY_UNAVAILABLE
+        and UNREACHABLE_KEY not in exc.metadata
+    )
 
 
 class FanOut:

@@ -38,6 +38,7 @@ from registry_server.deletes import DELETE, settle_delete
 from registry_server.fanout import REACH_SECONDS, FanOut, PartyCall
 from registry_server.oplog import OperationLog
 from registry_server.predict_dsl import derive_predict_dsl, validate_predict_dsl
+from registry_server.transport import UNREACHABLE_KEY
 
 log = logging.getLogger(__name__)
 DEPLOY_ROLES = ("arbiter", "host", "guest")
@@ -576,10 +577,10 @@ class MultiParty:
         return list(dict.fromkeys(p for _, p in plan["parties"]))
 
     def _decide(
-        self, operation_id: str, plan: Mapping[str, Any], method: str, unreachable: frozenset[str] = frozenset()
+        self, operation_id: str, plan: Mapping[str, Any], method: str, deferred: frozenset[str] = frozenset()
     ) -> list[RegistryError | Any]:
         """Send the decision (commit or abort) to every party, retrying for a moment while one is unavailable;
-        a party already found ``unreachable`` is tried once (the maintenance loop resends what is not confirmed).
+        a party in ``deferred`` is not sent it now (the maintenance loop sends what is not confirmed).
 
         A decision is a rename or a removal, not a copy: each party has the short deadline (at most the
         deploy's), so a party that hangs delays the answer by ``call_timeout``, not a second ``deploy_timeout``."""
@@ -590,10 +591,17 @@ class MultiParty:
         def make(party: str) -> Callable[[float], Any]:
             return lambda timeout: self.agents.unary(party, method, request, operation_id, timeout)
 
-        return self.fanout.parties(
-            [PartyCall("", p, make(p), 0.0 if p in unreachable else REACH_SECONDS) for p in self._party_ids(plan)],
-            min(self.conf.coordinator.call_timeout, self.conf.coordinator.deploy_timeout),
-        )
+        def deferral(party: str) -> Callable[[float], Any]:
+            def deferred_call(timeout: float) -> Any:
+                raise RegistryError(Reason.PARTY_UNAVAILABLE, f"party {party} could not be reached; sent later")
+
+            return deferred_call
+
+        calls = [
+            PartyCall("", p, deferral(p)) if p in deferred else PartyCall("", p, make(p), REACH_SECONDS)
+            for p in self._party_ids(plan)
+        ]
+        return self.fanout.parties(calls, min(self.conf.coordinator.call_timeout, self.conf.coordinator.deploy_timeout))
 
     def _commit(self, operation_id: str, plan: dict[str, Any]) -> list[PartyResult]:
         self.catalog.set_plan(operation_id, "committing", plan)
@@ -713,13 +721,21 @@ class MultiParty:
                 )
         plan["outcome"] = [_result_dict(r) for r in outcome]
         self.catalog.set_plan(operation_id, "aborting", plan)
-        return self._finish_abort(operation_id, plan, "failed")
+        # A party whose prepare could not reach it is sent the abort by the maintenance loop, not while the
+        # caller waits: nothing was sent to it, and trying again now would only delay the answer.
+        unreachable = frozenset(
+            party
+            for (_, party), answer in zip(plan["parties"], answers, strict=True)
+            if isinstance(answer, RegistryError) and UNREACHABLE_KEY in answer.metadata
+        )
+        return self._finish_abort(operation_id, plan, "failed", unreachable)
 
-    def _finish_abort(self, operation_id: str, plan: dict[str, Any], status: str) -> list[PartyResult]:
+    def _finish_abort(
+        self, operation_id: str, plan: dict[str, Any], status: str, deferred: frozenset[str] = frozenset()
+    ) -> list[PartyResult]:
         results = [PartyResult(**r) for r in plan["outcome"]]
-        unreachable = frozenset(r.party_id for r in results if r.reason == Reason.PARTY_UNAVAILABLE.name)
         acks = dict(
-            zip(self._party_ids(plan), self._decide(operation_id, plan, "AbortOperation", unreachable), strict=True)
+            zip(self._party_ids(plan), self._decide(operation_id, plan, "AbortOperation", deferred), strict=True)
         )
         unconfirmed = [p for p, a in acks.items() if isinstance(a, RegistryError)]
         if unconfirmed:

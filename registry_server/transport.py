@@ -31,11 +31,14 @@ Metadata = Mapping[str, str]
 PREFETCH_PACKETS = 4
 # gRPC's own bound of a connection attempt that gets no answer (SYNs dropped: a host down, a firewall).
 GRPC_CONNECT_SECONDS = 20.0
-# How long a unary call that could not connect is sent again: just over the channels' longest reconnect
-# backoff (1 s), so a peer that is back (an agent restarted) is reached even from a channel that failed
-# to reach it a moment ago; a peer that stays away fails the call as soon as this has passed.
-CONNECT_RETRY_SECONDS = 1.5
+# How long a unary call that could not connect is sent again: past the channels' longest reconnect
+# backoff (1 s, and gRPC's jitter of 20 %) and a connection attempt, so a peer that is back (an agent
+# restarted) is reached even from a channel that failed to reach it a moment ago; a peer that stays
+# away fails the call once this has passed, marked UNREACHABLE_KEY.
+CONNECT_RETRY_SECONDS = 2.5
 FIRST_CONNECT_WAIT = 0.1
+UNREACHABLE_KEY = "unreachable"
+"""Metadata of a party's error when no connection to it could be made: the request never reached it."""
 T = TypeVar("T")
 
 
@@ -43,15 +46,16 @@ def reconnecting(call: Callable[[float], T], timeout: float) -> T:
     """``call(remaining timeout)``, sent again while no connection could be made (the request never left,
     so this is safe for any call) for up to :data:`CONNECT_RETRY_SECONDS` within ``timeout``."""
     start = time.monotonic()
+    give_up = start + min(timeout, CONNECT_RETRY_SECONDS)
     wait = FIRST_CONNECT_WAIT
     while True:
         try:
             return call(max(0.1, timeout - (time.monotonic() - start)))
         except grpc.RpcError as exc:
-            spent = time.monotonic() - start
-            if not never_connected(exc) or spent + wait >= min(timeout, CONNECT_RETRY_SECONDS):
+            now = time.monotonic()
+            if not never_connected(exc) or now >= give_up:
                 raise
-        time.sleep(wait)
+        time.sleep(min(wait, give_up - now))
         wait *= 2
 
 
@@ -71,7 +75,8 @@ def party_error(exc: grpc.RpcError, party_id: str, via: str = "", tls: bool = Fa
     """The agent's own error, or a transport failure that names the party (and the proxy it went through);
     ``tls``: the coordinator spoke TLS, so a refused handshake is told as such."""
     error = from_rpc_error(exc, context=f"party {party_id} did not answer{via}", tls=tls)
-    return with_party(error, party_id)
+    flags = {UNREACHABLE_KEY: "true"} if never_connected(exc) else {}
+    return RegistryError(error.reason, error.message, {**error.metadata, "party_id": party_id, **flags}, error.retcode)
 
 
 def with_party(error: RegistryError, party_id: str) -> RegistryError:
@@ -114,7 +119,14 @@ class DirectTransport:
             raise party_error(exc, self.party_id, tls=self.tls) from None
         return answer
 
+    def _await_ready(self) -> None:
+        """Give a channel that lost its peer a moment to connect again before a stream starts: a stream, unlike
+        a unary call, cannot be sent again once it began (a peer that stays away fails the stream after this)."""
+        with contextlib.suppress(grpc.FutureTimeoutError):
+            grpc.channel_ready_future(self.channel).result(timeout=CONNECT_RETRY_SECONDS)
+
     def client_stream(self, method: str, messages: Iterator[bytes], metadata: Metadata) -> bytes:
+        self._await_ready()
         call = self.channel.stream_unary(  # type: ignore[call-arg]  # grpc-stubs lag
             method, request_serializer=None, response_deserializer=None, _registered_method=True
         )
@@ -125,6 +137,7 @@ class DirectTransport:
         return answer
 
     def server_stream(self, method: str, request: bytes, metadata: Metadata) -> Iterator[bytes]:
+        self._await_ready()
         call = self.channel.unary_stream(  # type: ignore[call-arg]  # grpc-stubs lag
             method, request_serializer=None, response_deserializer=None, _registered_method=True
         )
