@@ -576,11 +576,9 @@ class MultiParty:
     def _party_ids(self, plan: Mapping[str, Any]) -> list[str]:
         return list(dict.fromkeys(p for _, p in plan["parties"]))
 
-    def _decide(
-        self, operation_id: str, plan: Mapping[str, Any], method: str, deferred: frozenset[str] = frozenset()
-    ) -> list[RegistryError | Any]:
-        """Send the decision (commit or abort) to every party, retrying for a moment while one is unavailable;
-        a party in ``deferred`` is not sent it now (the maintenance loop sends what is not confirmed).
+    def _decide(self, operation_id: str, parties: Sequence[str], method: str) -> dict[str, RegistryError | Any]:
+        """Send the decision (commit or abort) to ``parties`` at once, retrying for a moment while one is
+        unavailable; each party's answer, or its error.
 
         A decision is a rename or a removal, not a copy: each party has the short deadline (at most the
         deploy's), so a party that hangs delays the answer by ``call_timeout``, not a second ``deploy_timeout``."""
@@ -591,22 +589,14 @@ class MultiParty:
         def make(party: str) -> Callable[[float], Any]:
             return lambda timeout: self.agents.unary(party, method, request, operation_id, timeout)
 
-        def deferral(party: str) -> Callable[[float], Any]:
-            def deferred_call(timeout: float) -> Any:
-                raise RegistryError(Reason.PARTY_UNAVAILABLE, f"party {party} could not be reached; sent later")
-
-            return deferred_call
-
-        calls = [
-            PartyCall("", p, deferral(p)) if p in deferred else PartyCall("", p, make(p), REACH_SECONDS)
-            for p in self._party_ids(plan)
-        ]
-        return self.fanout.parties(calls, min(self.conf.coordinator.call_timeout, self.conf.coordinator.deploy_timeout))
+        deadline = min(self.conf.coordinator.call_timeout, self.conf.coordinator.deploy_timeout)
+        answers = self.fanout.parties([PartyCall("", p, make(p), REACH_SECONDS) for p in parties], deadline)
+        return dict(zip(parties, answers, strict=True))
 
     def _commit(self, operation_id: str, plan: dict[str, Any]) -> list[PartyResult]:
         self.catalog.set_plan(operation_id, "committing", plan)
         faultpoints.reached("coordinator.two_phase.committing")
-        answers = dict(zip(self._party_ids(plan), self._decide(operation_id, plan, "CommitOperation"), strict=True))
+        answers = self._decide(operation_id, self._party_ids(plan), "CommitOperation")
         if any(isinstance(a, RegistryError) for a in answers.values()):
             failed = ", ".join(p for p, a in answers.items() if isinstance(a, RegistryError))
             why = "; ".join(f"{p}: {a.message}" for p, a in answers.items() if isinstance(a, RegistryError))
@@ -734,10 +724,9 @@ class MultiParty:
         self, operation_id: str, plan: dict[str, Any], status: str, deferred: frozenset[str] = frozenset()
     ) -> list[PartyResult]:
         results = [PartyResult(**r) for r in plan["outcome"]]
-        acks = dict(
-            zip(self._party_ids(plan), self._decide(operation_id, plan, "AbortOperation", deferred), strict=True)
-        )
-        unconfirmed = [p for p, a in acks.items() if isinstance(a, RegistryError)]
+        sent = [p for p in self._party_ids(plan) if p not in deferred]  # the deferred: the maintenance loop's
+        acks = self._decide(operation_id, sent, "AbortOperation")
+        unconfirmed = [p for p in self._party_ids(plan) if p in deferred or isinstance(acks[p], RegistryError)]
         if unconfirmed:
             log.info("%s %s: abort not yet confirmed by %s", plan.get("kind"), operation_id, ", ".join(unconfirmed))
             message = f"failed; the abort is resent until {', '.join(unconfirmed)} confirm"

@@ -113,9 +113,11 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         self, request: registry_pb2.GetModelInfoRequest, context: grpc.ServicerContext
     ) -> registry_pb2.GetModelInfoResponse:
         where = ModelFilter(request.model_id, request.model_version, request.role, request.party_id)
-        rows = self.multiparty.adoption.find(where)  # on a miss, the parties are asked
+        rows = self.catalog.find(where)
         if not rows:
             self.transfers.raise_if_settling(where)  # an import in doubt may have made it: not "not found" yet
+            rows = self.multiparty.adoption.adopt(where)  # a version the parties hold unbeknown to the catalog
+        if not rows:
             raise RegistryError(
                 Reason.MODEL_NOT_FOUND,
                 "Query model info failed, cannot find model from db and local model files. "

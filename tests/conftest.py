@@ -24,19 +24,14 @@ def _flow_settings_of_the_tests(tmp_path_factory: pytest.TempPathFactory) -> Ite
         yield
 
 
-CHECKED_SUITES = ("e2e", "faults")
-"""The directories of tests after each of which every federation's catalog must agree with its parties."""
-
-
 @pytest.fixture(autouse=True)
 def _catalog_agrees_with_the_parties(request: pytest.FixtureRequest) -> Iterator[None]:
     """After each test of tests/e2e and tests/faults: the fault suite's state check on every federation the
     tests started (tests/faults/state.py), so no path can leave the catalog and the parties apart unnoticed."""
     yield
-    if Path(request.node.path).parent.name in CHECKED_SUITES:
-        from tests.faults.state import assert_every_started_federation_consistent  # here: state imports this module
+    from tests.faults.state import assert_every_started_federation_consistent  # here: state imports this module
 
-        assert_every_started_federation_consistent()
+    assert_every_started_federation_consistent()  # reads only the federations tests/e2e and tests/faults started
 
 
 @pytest.fixture(scope="module")

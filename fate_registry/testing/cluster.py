@@ -43,7 +43,7 @@ import yaml
 from fate_registry import config
 from fate_registry.health import is_serving
 from fate_registry.testing.federation import fate_registry_command
-from fate_registry.testing.started import STARTED
+from fate_registry.testing.started import register
 
 T = TypeVar("T")
 COORDINATOR = "coordinator"
@@ -140,7 +140,7 @@ class Cluster:
         except BaseException:
             cluster.stop_all()
             raise
-        STARTED.append(cluster)
+        register(cluster)
         return cluster
 
     def running(self) -> bool:

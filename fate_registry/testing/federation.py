@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from fate_registry.testing.processes import wait_for_port_file
-from fate_registry.testing.started import STARTED
+from fate_registry.testing.started import register
 
 DEFAULT_PARTIES: Mapping[str, Mapping[str, Any]] = {"9999": {}, "10000": {}}
 
@@ -72,7 +72,7 @@ class LocalFederation:
             )
         address = wait_for_port_file(process, ready, timeout, "fate-registry up", log_path)
         federation = cls(root, process, address, tuple(parties), log_path)
-        STARTED.append(federation)
+        register(federation)
         return federation
 
     def running(self) -> bool:

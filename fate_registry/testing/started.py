@@ -3,6 +3,7 @@ parties agree (``tests/faults/state.py``), whichever test started it and however
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Protocol
 
@@ -22,5 +23,10 @@ class StartedFederation(Protocol):
     def running(self) -> bool: ...
 
 
-STARTED: list[StartedFederation] = []
-"""In the order they were started; a check forgets those that have stopped once it has read them."""
+STARTED: list[tuple[StartedFederation, str]] = []
+"""Each with the test that started it (pytest's ``PYTEST_CURRENT_TEST``), in the order they were started;
+a check forgets those that have stopped once it has read them."""
+
+
+def register(federation: StartedFederation) -> None:
+    STARTED.append((federation, os.environ.get("PYTEST_CURRENT_TEST", "")))
