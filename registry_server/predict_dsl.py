@@ -5,8 +5,6 @@
 - :func:`validate_predict_dsl` checks a predict DSL the user wrote (``deploy --dsl-path``) as FATE-Flow's
   ``verify_dsl(dsl, "predict")`` does, and also against the training DSL.
 - :func:`predict_conf_template` is ``RuntimeConfParserV2.generate_predict_conf_template`` (§6.11).
-- :func:`parse_cpn_list` and :func:`parse_step_options` read deploy's ``--cpn-list`` and
-  ``--cpn-step-index`` / ``--cpn-step-name`` option strings (§6.9).
 
 A DSL is ``{"components": {<name>: {"module", "input", "output", "provider"?}}, "provider"?}``; a reference
 is ``"<component>.<output name>"`` (fate_buffers.md §5.1). Every error is a :class:`RegistryError` with
@@ -24,7 +22,6 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from fate_registry.errors import Reason, RegistryError
-from fate_registry.identity import validate_name
 
 READER_MODULE: Final = "Reader"
 PIPELINE_PREFIX: Final = "pipeline"
@@ -47,7 +44,6 @@ PREDICT_CONF_ROLES: Final = ("guest", "host")
 _MODEL_INPUTS: Final = (("model", "model"), ("isometric_model", "model"))
 _CACHE_INPUTS: Final = (("cache", "cache"),)
 _OUTPUT_KINDS: Final = ("data", "model", "cache")
-_INT64_MAX: Final = 2**63 - 1
 
 
 def _invalid(message: str, **metadata: str) -> RegistryError:
@@ -415,59 +411,3 @@ def predict_conf_template(
         "job_parameters": job_parameters,
         "component_parameters": {"role": role_parameters},
     }
-
-
-def parse_cpn_list(text: str) -> list[str]:
-    """Deploy's ``--cpn-list`` text, or the content of a ``--cpn-path`` file, as component names.
-
-    FATE's CLI rules: whitespace is removed (FATE removes spaces and newlines; tabs and carriage
-    returns go too here), then ``,``, ``[`` and ``]`` are stripped from both ends and the rest is split
-    at commas. FATE means to refuse '/' and '\\' but its check only catches a '\\' or a leading '/';
-    here every name is checked to be a valid path component. A text that names no component, or an
-    empty name between two commas, is an error (FATE would send an empty component name and fail later).
-    """
-    names = "".join(text.split()).strip(",[]").split(",")
-    if names == [""]:
-        raise _invalid(f"the component list {text!r} names no component", field="cpn_list")
-    for name in names:
-        if not name:
-            raise _invalid(f"the component list {text!r} has an empty name between two commas", field="cpn_list")
-        validate_name(name, "component name")
-    return names
-
-
-def parse_step_options(step_index: Sequence[str], step_name: Sequence[str]) -> dict[str, dict[str, int | str]]:
-    """Deploy's ``--cpn-step-index cpn:123`` and ``--cpn-step-name cpn:name`` options → ``components_checkpoint``.
-
-    Each option is split at its last ':'. The result maps a component to ``{"step_index": int}`` or
-    ``{"step_name": str}``. A component may be named once only (FATE's "Duplicated component name").
-    """
-    checkpoints: dict[str, dict[str, int | str]] = {}
-    for option, key, specs in (
-        ("--cpn-step-index", "step_index", step_index),
-        ("--cpn-step-name", "step_name", step_name),
-    ):
-        for spec in specs:
-            component, separator, step = spec.rpartition(":")
-            if not separator or not component or not step:
-                raise _invalid(f"{option} takes <component>:<step>, got {spec!r}", option=option)
-            validate_name(component, "component name")
-            value: int | str
-            if key == "step_index":
-                if not (step.isascii() and step.isdigit()) or int(step) > _INT64_MAX:
-                    raise _invalid(
-                        f"{option} {spec!r}: the step index of {component} must be a non-negative 64-bit integer",
-                        option=option,
-                        component=component,
-                    )
-                value = int(step)
-            else:
-                value = validate_name(step, "checkpoint step name")
-            if component in checkpoints:
-                if key in checkpoints[component]:
-                    message = f"Duplicated component name: {component} is given twice to {option}"
-                else:
-                    message = f"component {component} is given both a step index and a step name; give one"
-                raise _invalid(message, option=option, component=component)
-            checkpoints[component] = {key: value}
-    return checkpoints

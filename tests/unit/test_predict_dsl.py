@@ -1,4 +1,4 @@
-"""Predict DSL derivation (FATE-Flow's deploy_component), user predict DSLs, deploy option strings, conf template."""
+"""Predict DSL derivation (FATE-Flow's deploy_component), user predict DSLs, conf template."""
 
 from __future__ import annotations
 
@@ -12,8 +12,6 @@ from fate_registry.errors import Reason, RegistryError
 from fate_registry.testing import ModelSpec, train_dsl, train_runtime_conf
 from registry_server.predict_dsl import (
     derive_predict_dsl,
-    parse_cpn_list,
-    parse_step_options,
     predict_conf_template,
     validate_predict_dsl,
 )
@@ -423,80 +421,6 @@ def test_invalid_json_names_line_and_column() -> None:
 )
 def test_a_user_predict_dsl_needs_components_with_modules(dsl: str, expected: str) -> None:
     assert error_of(validate_predict_dsl, dsl, train_dsl("hetero_lr")).message.startswith(expected)
-
-
-# parse_cpn_list ---------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("text", "names"),
-    [
-        ("reader_0, data_transform_0, hetero_lr_0", ["reader_0", "data_transform_0", "hetero_lr_0"]),
-        ("[reader_0,hetero_lr_0]", ["reader_0", "hetero_lr_0"]),
-        ("\n[\n  reader_0,\n  hetero_lr_0,\n]\n", ["reader_0", "hetero_lr_0"]),
-        (",,hetero_lr_0,,", ["hetero_lr_0"]),
-        ("hetero lr_0", ["heterolr_0"]),  # FATE removes every space, inside names too
-        ("reader_0,\r\n\thetero_lr_0", ["reader_0", "hetero_lr_0"]),
-        ('["reader_0"]', ['"reader_0"']),  # quotes are FATE's too: such names are then unknown components
-    ],
-)
-def test_cpn_list_follows_fates_cli(text: str, names: list[str]) -> None:
-    assert parse_cpn_list(text) == names
-
-
-@pytest.mark.parametrize("text", ["reader_0,a/b", "/reader_0", "reader_0\\x", "a\\b,c"])
-def test_cpn_list_refuses_path_separators(text: str) -> None:
-    error = error_of(parse_cpn_list, text)
-    assert error.reason is Reason.INVALID_ID
-    assert "contains '/', '\\', '..' or a control character" in error.message
-
-
-@pytest.mark.parametrize(("text", "expected"), [("", "names no component"), (" [ , ] ", "names no component")])
-def test_cpn_list_must_name_a_component(text: str, expected: str) -> None:
-    assert expected in error_of(parse_cpn_list, text).message
-
-
-def test_cpn_list_refuses_an_empty_name_between_commas() -> None:
-    error = error_of(parse_cpn_list, "reader_0, ,hetero_lr_0")
-    assert error.message == "the component list 'reader_0, ,hetero_lr_0' has an empty name between two commas"
-
-
-# parse_step_options -------------------------------------------------------------------------------
-
-
-def test_step_options_split_at_the_last_colon() -> None:
-    assert parse_step_options(["hetero_lr_0:12", "a:b:7"], ["homo_lr_0:step_name"]) == {
-        "hetero_lr_0": {"step_index": 12},
-        "a:b": {"step_index": 7},
-        "homo_lr_0": {"step_name": "step_name"},
-    }
-    assert parse_step_options([], []) == {}
-
-
-@pytest.mark.parametrize(
-    ("index", "name", "expected"),
-    [
-        (["hetero_lr_0"], [], "--cpn-step-index takes <component>:<step>, got 'hetero_lr_0'"),
-        ([":12"], [], "--cpn-step-index takes <component>:<step>, got ':12'"),
-        (["hetero_lr_0:"], [], "--cpn-step-index takes <component>:<step>, got 'hetero_lr_0:'"),
-        ([], ["hetero_lr_0"], "--cpn-step-name takes <component>:<step>, got 'hetero_lr_0'"),
-        (["hetero_lr_0:x"], [], "the step index of hetero_lr_0 must be a non-negative 64-bit integer"),
-        (["hetero_lr_0:-1"], [], "the step index of hetero_lr_0 must be a non-negative 64-bit integer"),
-        (["hetero_lr_0:" + "9" * 20], [], "the step index of hetero_lr_0 must be a non-negative 64-bit integer"),
-        (["a:1", "a:2"], [], "Duplicated component name: a is given twice to --cpn-step-index"),
-        ([], ["a:x", "a:y"], "Duplicated component name: a is given twice to --cpn-step-name"),
-        (["a:1"], ["a:x"], "component a is given both a step index and a step name; give one"),
-    ],
-)
-def test_malformed_step_options_are_refused(index: list[str], name: list[str], expected: str) -> None:
-    error = error_of(parse_step_options, index, name)
-    assert error.reason is Reason.INVALID_ARGUMENT
-    assert expected in error.message
-
-
-def test_step_names_and_components_must_be_path_safe() -> None:
-    assert error_of(parse_step_options, [], ["hetero_lr_0:../x"]).reason is Reason.INVALID_ID
-    assert error_of(parse_step_options, ["a/b:1"], []).reason is Reason.INVALID_ID
 
 
 # predict_conf_template ----------------------------------------------------------------------------
