@@ -1,21 +1,50 @@
-"""``service_conf.yaml``: typed, frozen configuration for the coordinator, the agents and the CLI.
+"""``service_conf.yaml``: one typed schema for the coordinator, the agents and the CLI.
 
-Every key has an embedded default, so an empty file (or none) runs a two-party federation on
-one machine. A bad value fails at start with the file, the dotted key and what is wrong.
+Every key and its default is written once, in the sections below (pydantic dataclasses, checked by
+tests/unit/test_conf_docs.py against docs/configuration.md). An empty file (or none) runs a two-party
+federation on one machine. A bad value or an unknown key fails at start with the file, the dotted key
+and what is wrong (:mod:`fate_registry.schema`). A few defaults depend on other keys (a party's address
+and directories, the coordinator's party): the schema leaves them unset and :func:`parse` derives them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    GetCoreSchemaHandler,
+    SecretStr,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass as section
+from pydantic_core import core_schema
 
 from fate_registry.errors import RegistryError
 from fate_registry.identity import validate_name
+from fate_registry.schema import (
+    SECTION,
+    Flag,
+    Names,
+    OptionalPath,
+    Seconds,
+    Secret,
+    Section,
+    Text,
+    conf_error,
+    explain,
+    list_of,
+    optional_path,
+)
 
 DEFAULT_CONF_PATH = Path("conf/service_conf.yaml")
 DEFAULT_DATA_DIR = Path(".fate_registry")
@@ -25,6 +54,7 @@ STORAGE_ENGINES = ("tencent_cos", "mysql", "redis")
 # The agents' defaults count up from FIRST_AGENT_PORT, one per configured party.
 COORDINATOR_PORT = 9460
 FIRST_AGENT_PORT = 9461
+HTTP_PORT = 9450
 
 
 class ConfError(Exception):
@@ -37,28 +67,62 @@ class ConfError(Exception):
 
 @dataclass(frozen=True)
 class Address:
+    """``host:port`` (``[::1]:9460`` for IPv6); port 0 picks a free port."""
+
     host: str
     port: int
 
     def __str__(self) -> str:
         return f"{self.host}:{self.port}"
 
+    @classmethod
+    def parse(cls, value: Any) -> Address:
+        if isinstance(value, Address):
+            return value
+        if isinstance(value, bool) or not isinstance(value, str | int):
+            raise conf_error(f"expected host:port, got {type(value).__name__}")
+        text = str(value)
+        host, sep, port = text.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
+            raise conf_error(f"expected host:port, got {text!r}")
+        return cls(host.strip("[]") if host.startswith("[") else host, int(port))
 
-@dataclass(frozen=True)
-class TlsConf:
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return core_schema.no_info_plain_validator_function(
+            cls.parse, serialization=core_schema.plain_serializer_function_ser_schema(str)
+        )
+
+
+OptionalAddress = Annotated[Address | None, BeforeValidator(lambda value: value or None)]
+"""An address whose default is derived from other keys (empty or null: derived)."""
+
+
+@section(frozen=True, config=SECTION)
+class TlsConf(Section):
     """TLS for one program; no ``cert`` and no ``ca`` means plain text (the default, for loopback).
 
     As a server: ``cert`` and ``key`` are its own PEM certificate chain and key; with
     ``require_client_cert`` every caller must present a certificate signed by ``ca``, and the
     program's API admits only callers whose certificate names one of ``allow`` (its subject CN or a
     SAN entry). As a client: ``ca`` verifies the server, and ``cert``/``key`` are presented when set.
+    The files are read by the program that uses them (:mod:`fate_registry.tls`), so one conf can name
+    files that exist on one machine only.
     """
 
-    cert: Path | None = None
-    key: Path | None = None
-    ca: Path | None = None
-    require_client_cert: bool = False
-    allow: tuple[str, ...] = ()
+    cert: OptionalPath = None
+    key: OptionalPath = None
+    ca: OptionalPath = None
+    require_client_cert: Flag = False
+    allow: Names = ()
+
+    @model_validator(mode="after")
+    def _complete(self) -> Self:
+        if (self.cert is None) != (self.key is None):
+            raise conf_error("cert and key go together: set both or neither")
+        if self.require_client_cert and self.ca is None:
+            raise conf_error("require_client_cert needs the ca of the client certificates", "ca")
+        return self
 
     @property
     def enabled(self) -> bool:
@@ -68,41 +132,206 @@ class TlsConf:
 PLAINTEXT = TlsConf()
 # The name an agent admits by default: the subject CN that scripts/make_test_certs.sh gives the coordinator.
 COORDINATOR_IDENTITY = "coordinator"
+Count = Annotated[int, Field(strict=True, ge=1)]
+MYSQL_ONLY_KEYS = frozenset({"name", "user", "password", "host", "port", "max_connections", "stale_timeout"})
 
 
-@dataclass(frozen=True)
-class DatabaseConf:
-    """SQLite by default; MySQL with FATE's keys (name, user, password, host, port, ...)."""
+@section(frozen=True, config=SECTION)
+class DatabaseConf(Section):
+    """SQLite by default (``path``, derived from the data dir when unset); MySQL with FATE's keys."""
 
     engine: Literal["sqlite", "mysql"] = "sqlite"
-    path: Path | None = None
-    name: str = ""
-    user: str = ""
-    password: str = field(default="", repr=False)
-    host: str = "127.0.0.1"
-    port: int = 3306
-    max_connections: int = 10
-    stale_timeout: int = 30
+    path: OptionalPath = None
+    name: Text = ""
+    user: Text = "root"
+    password: Secret = SecretStr("")
+    host: Text = "127.0.0.1"
+    port: Count = 3306
+    max_connections: Count = 10
+    stale_timeout: Count = 30
+
+    @model_validator(mode="before")
+    @classmethod
+    def _engine_keys(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and data.get("engine", "sqlite") == "sqlite":
+            mysql_only = sorted(set(map(str, data)) & MYSQL_ONLY_KEYS)
+            if mysql_only:
+                raise conf_error("applies to engine mysql only, not sqlite", mysql_only[0])
+        return data
+
+    @model_validator(mode="after")
+    def _named(self) -> Self:
+        if self.engine == "mysql" and not self.name:
+            raise conf_error("the MySQL database name is required", "name")
+        return self
 
 
-@dataclass(frozen=True)
-class PartyConf:
-    party_id: str
-    address: Address
-    data_dir: Path
-    database: DatabaseConf
-    servings: tuple[str, ...] = ()
-    # Where FATE-Serving pulls model bytes (POST /v1/model/transfer); port 0 picks a free port.
-    transfer_address: Address = Address("127.0.0.1", 0)
+@section(frozen=True, config=SECTION)
+class HttpAuthConf(Section):
+    """FATE-Flow's HTTP authentication: requests signed with the app key and the secret key."""
+
+    switch: Flag = False
+    http_app_key: Text = ""
+    http_secret_key: Secret = SecretStr("")
+
+
+@section(frozen=True, config=SECTION)
+class HttpConf(Section):
+    """The coordinator's FATE-Flow HTTP API; ``upstream`` is a FATE-Flow base URL (``http://host:9380``)
+    that requests the registry does not serve go to (empty: none)."""
+
+    enabled: Flag = True
+    address: Address = Address("127.0.0.1", HTTP_PORT)
+    upstream: Text = ""
+    authentication: HttpAuthConf = HttpAuthConf()
+
+
+@section(frozen=True, config=SECTION)
+class CoordinatorConf(Section):
+    """The coordinator: its client API, its catalog, and how it calls the agents."""
+
+    address: Address = Address("127.0.0.1", COORDINATOR_PORT)
+    # Per-party call deadline for short calls, in seconds.
+    call_timeout: Seconds = 30.0
+    # Per-party deadline for a deploy's prepare step, which copies model files.
+    deploy_timeout: Seconds = 600.0
+    # Seconds between passes of the background duties (resending unconfirmed decisions, settling transfers).
+    maintenance_period: Seconds = 60.0
+    # The client API's server, and the client side of every call to the agents (same cert, key and ca).
+    tls: TlsConf = PLAINTEXT
+    # Replicas sharing one MySQL catalog: each names itself (default: host name and port) and renews a
+    # lease every third of ``lease_seconds``; another replica takes over its unfinished operations
+    # only once the lease has expired.
+    replica_id: Text = ""
+    lease_seconds: Seconds = 30.0
+    # Threads serving RPCs (bench.catalog_scale measures the choice).
+    rpc_workers: Count = 32
+    # The party whose site the coordinator runs at: the ``src`` of the Packets it sends through a proxy
+    # (derived: the first party).
+    party_id: Text = ""
+    # The catalog (sqlite derived: <data_dir>/coordinator/registry.db).
+    database: DatabaseConf = DatabaseConf()
+    http: HttpConf = HttpConf()
+
+    @model_validator(mode="after")
+    def _clients_named(self) -> Self:
+        if self.tls.require_client_cert and not self.tls.allow:
+            raise conf_error("require_client_cert needs the names of the clients allowed", "tls.allow")
+        return self
+
+
+@section(frozen=True, config=SECTION)
+class PartySection(Section):
+    """One party's agent as the file has it; :class:`PartyConf` is the same with every default derived."""
+
+    # Derived: 127.0.0.1 and FIRST_AGENT_PORT plus the party's place in the file.
+    address: OptionalAddress = None
+    # Derived: <data_dir>/parties/<party id>.
+    data_dir: OptionalPath = None
+    database: DatabaseConf = DatabaseConf()
+    servings: Annotated[tuple[str, ...], list_of("host:port strings")] = ()
+    # Where FATE-Serving pulls model bytes (POST /v1/model/transfer); derived: the agent's host, port 0 (free).
+    transfer_address: OptionalAddress = None
     # The URL FATE-Serving is told to pull from, when it differs from http(s)://<transfer_address>.
-    transfer_url: str = ""
+    transfer_url: Text = ""
     # The agent's gRPC server and (with a cert) its HTTPS transfer endpoint; ``allow`` names the coordinator.
     tls: TlsConf = PLAINTEXT
     # How the agent reaches its FATE-Serving instances (a client side: ca, and cert/key for mutual TLS).
     serving_tls: TlsConf = PLAINTEXT
     # The route to the agent: direct to ``address`` (None), or through FATE's proxy (rollsite,
     # nginx, OSX) at this address, every call wrapped in an eggroll Packet (fate_serving.md §4).
-    proxy: Address | None = None
+    proxy: OptionalAddress = None
+
+
+@section(frozen=True, config=SECTION)
+class ModelStoreConf(Section):
+    """Which engine ``model_store_address`` names; its other keys are typed by the engine itself
+    (party_agent/storage/config.py), and kept out of every repr."""
+
+    storage: Literal["tencent_cos", "mysql", "redis"]
+    settings: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+
+def _store_address(value: Any) -> Any:
+    """FATE's flat ``model_store_address`` as the engine and its settings; empty is none."""
+    if not value or not isinstance(value, Mapping):
+        return value or None
+    return {"storage": value.get("storage"), "settings": {k: v for k, v in value.items() if k != "storage"}}
+
+
+@section(frozen=True, config=SECTION)
+class LimitsConf(Section):
+    # Archives larger than this, or with more entries, are refused before anything is written.
+    max_archive_bytes: Count = 64 * 1024**3
+    max_archive_entries: Count = 100_000
+    # An entry (or the archive's deflated entries together) inflating more than this many bytes per compressed
+    # byte is refused as a zip bomb, once past 1 MiB. Zeros deflate ~1030-fold; generated FATE models reach 14.6
+    # (a 14 KiB JSON sidecar at zlib level 9), and 3.0 in entries past 256 KiB.
+    max_expansion_ratio: Count = 200
+    # Bytes per streamed message, chosen by measurement (DESIGN §5.4).
+    upload_chunk_bytes: Annotated[int, Field(strict=True, ge=1024)] = 256 * 1024
+    download_chunk_bytes: Annotated[int, Field(strict=True, ge=1024)] = 1024 * 1024
+
+
+def _party_id(value: Any) -> str:
+    try:
+        return validate_name(
+            str(value) if isinstance(value, int) and not isinstance(value, bool) else value, "party id"
+        )
+    except RegistryError as exc:
+        raise conf_error(str(exc)) from None
+
+
+def _some_parties(parties: dict[str, PartySection]) -> dict[str, PartySection]:
+    if not parties:
+        raise conf_error("expected a mapping of party id to its agent settings")
+    return parties
+
+
+PartyId = Annotated[str, BeforeValidator(_party_id)]
+
+
+@section(frozen=True, config=SECTION)
+class ServiceFile(Section):
+    """The whole file."""
+
+    # All state, unless a key says otherwise; ``fate-registry up --data-dir`` overrides it.
+    data_dir: Annotated[Path, BeforeValidator(lambda value: optional_path(value) or DEFAULT_DATA_DIR)] = (
+        DEFAULT_DATA_DIR
+    )
+    coordinator: CoordinatorConf = CoordinatorConf()
+    # One agent per party id, in this order.
+    parties: Annotated[dict[PartyId, PartySection], AfterValidator(_some_parties)] = field(
+        default_factory=lambda: {"9999": PartySection(), "10000": PartySection()}
+    )
+    enable_model_store: Flag = False
+    model_store_address: Annotated[ModelStoreConf | None, BeforeValidator(_store_address)] = None
+    limits: LimitsConf = LimitsConf()
+
+    @model_validator(mode="after")
+    def _store_named(self) -> Self:
+        if self.enable_model_store and self.model_store_address is None:
+            raise conf_error("is true but model_store_address is not set", "enable_model_store")
+        return self
+
+
+_FILE = TypeAdapter(ServiceFile)
+
+
+@dataclass(frozen=True)
+class PartyConf:
+    """One party's agent, every default derived (see :class:`PartySection` for what each key means)."""
+
+    party_id: str
+    address: Address
+    data_dir: Path
+    database: DatabaseConf
+    servings: tuple[str, ...]
+    transfer_address: Address
+    transfer_url: str
+    tls: TlsConf
+    serving_tls: TlsConf
+    proxy: Address | None
 
     @property
     def model_cache_dir(self) -> Path:
@@ -110,60 +339,16 @@ class PartyConf:
 
 
 @dataclass(frozen=True)
-class CoordinatorConf:
-    address: Address
-    data_dir: Path
-    database: DatabaseConf
-    # Per-party call deadline for short calls, in seconds.
-    call_timeout: float = 30.0
-    # Per-party deadline for a deploy's prepare step, which copies model files.
-    deploy_timeout: float = 600.0
-    # Seconds between passes of the background duties (resending unconfirmed decisions, settling transfers).
-    maintenance_period: float = 60.0
-    # The client API's server, and the client side of every call to the agents (same cert, key and ca).
-    tls: TlsConf = PLAINTEXT
-    # Replicas sharing one MySQL catalog: each names itself (default: host name and port) and renews a
-    # lease every third of ``lease_seconds``; another replica takes over its unfinished operations
-    # only once the lease has expired.
-    replica_id: str = ""
-    lease_seconds: float = 30.0
-    # Threads serving RPCs (bench.catalog_scale measures the choice).
-    rpc_workers: int = 32
-    # The party whose site the coordinator runs at: the ``src`` of the Packets it sends through a proxy.
-    party_id: str = ""
-
-
-@dataclass(frozen=True)
-class ModelStoreConf:
-    """Which engine ``model_store_address`` names; its settings are typed by the engine itself."""
-
-    storage: str
-    settings: Mapping[str, Any] = field(default_factory=dict, repr=False)
-
-
-@dataclass(frozen=True)
-class LimitsConf:
-    # Archives larger than this, or with more entries, are refused before anything is written.
-    max_archive_bytes: int = 64 * 1024**3
-    max_archive_entries: int = 100_000
-    # An entry (or the archive's deflated entries together) inflating more than this many bytes per compressed
-    # byte is refused as a zip bomb, once past 1 MiB. Zeros deflate ~1030-fold; generated FATE models reach 14.6
-    # (a 14 KiB JSON sidecar at zlib level 9), and 3.0 in entries past 256 KiB.
-    max_expansion_ratio: int = 200
-    # Bytes per streamed message, chosen by measurement (DESIGN §5.4).
-    upload_chunk_bytes: int = 256 * 1024
-    download_chunk_bytes: int = 1024 * 1024
-
-
-@dataclass(frozen=True)
 class ServiceConf:
+    """The file's settings with every default derived; ``path`` is the file (None: the embedded defaults)."""
+
     path: Path | None
     data_dir: Path
     coordinator: CoordinatorConf
     parties: Mapping[str, PartyConf]
-    enable_model_store: bool = False
-    model_store: ModelStoreConf | None = None
-    limits: LimitsConf = LimitsConf()
+    enable_model_store: bool
+    model_store: ModelStoreConf | None
+    limits: LimitsConf
 
     def party(self, party_id: str) -> PartyConf:
         try:
@@ -173,231 +358,58 @@ class ServiceConf:
             raise ConfError(self.path, "parties", f"party {party_id} is not configured (known: {known})") from None
 
 
-class _Section:
-    """Reads one mapping of the YAML document, remembering the dotted key for messages.
-
-    Every key the parser asks for is noted, so that :meth:`refuse_unknown` can stop a program whose
-    conf holds a key nothing reads (a misspelling would otherwise leave its default in force silently).
-    """
-
-    def __init__(self, path: Path | None, key: str, data: Any) -> None:
-        if data is None:
-            data = {}
-        if not isinstance(data, Mapping):
-            raise ConfError(path, key or "(top level)", f"expected a mapping, got {type(data).__name__}")
-        self.path, self.key, self.data = path, key, data
-        self.read: set[str] = set()
-        self.children: list[_Section] = []
-
-    def _name(self, key: str) -> str:
-        return f"{self.key}.{key}" if self.key else key
-
-    def _fail(self, key: str, problem: str) -> ConfError:
-        return ConfError(self.path, self._name(key), problem)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        """The raw value of ``key``, which thereby counts as a known key."""
-        self.read.add(key)
-        return self.data.get(key, default)
-
-    def section(self, key: str) -> _Section:
-        child = _Section(self.path, self._name(key), self.get(key))
-        self.children.append(child)
-        return child
-
-    def refuse_unknown(self) -> None:
-        """Fail on the first key of this section or its sub-sections that the parser never read."""
-        for key in self.data:
-            if str(key) not in self.read:
-                close = difflib.get_close_matches(str(key), sorted(self.read), n=1, cutoff=0.6)
-                hint = f"; did you mean {close[0]}?" if close else f" (known: {', '.join(sorted(self.read))})"
-                raise self._fail(str(key), f"unknown key{hint}")
-        for child in self.children:
-            child.refuse_unknown()
-
-    def text(self, key: str, default: str) -> str:
-        value = self.get(key, default)
-        if value is None:
-            return default
-        if not isinstance(value, (str, int)) or isinstance(value, bool):
-            raise self._fail(key, f"expected a string, got {type(value).__name__}")
-        return str(value)
-
-    def integer(self, key: str, default: int, minimum: int = 0) -> int:
-        value = self.get(key, default)
-        if value is None:
-            return default
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise self._fail(key, f"expected an integer, got {value!r}")
-        if value < minimum:
-            raise self._fail(key, f"must be at least {minimum}, got {value}")
-        return value
-
-    def number(self, key: str, default: float) -> float:
-        value = self.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-            raise self._fail(key, f"expected a positive number, got {value!r}")
-        return float(value)
-
-    def flag(self, key: str, default: bool) -> bool:
-        value = self.get(key, default)
-        if not isinstance(value, bool):
-            raise self._fail(key, f"expected true or false, got {value!r}")
-        return value
-
-    def address(self, key: str, default: str) -> Address:
-        text = self.text(key, default)
-        host, sep, port = text.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 <= int(port) <= 65535:
-            raise self._fail(key, f"expected host:port, got {text!r}")
-        return Address(host.strip("[]") if host.startswith("[") else host, int(port))
-
-    def path_or(self, key: str, default: Path) -> Path:
-        text = self.text(key, "")
-        return Path(text) if text else default
-
-    def names(self, key: str) -> tuple[str, ...]:
-        value = self.get(key) or []
-        if not isinstance(value, list) or not all(isinstance(v, (str, int)) and not isinstance(v, bool) for v in value):
-            raise self._fail(key, "expected a list of names")
-        return tuple(str(v) for v in value)
+def _sqlite_under(database: DatabaseConf, default_path: Path) -> DatabaseConf:
+    if database.engine != "sqlite" or database.path is not None:
+        return database
+    return dataclasses.replace(database, path=default_path)
 
 
-def tls_section(section: _Section, default_allow: tuple[str, ...] = ()) -> TlsConf:
-    """A ``tls`` mapping: a cert needs its key, mutual TLS needs a ca. The files are read by the program
-    that uses them (:mod:`fate_registry.tls`), so one conf can name files that exist on one machine only."""
-    files = {key: Path(text) if (text := section.text(key, "")) else None for key in ("cert", "key", "ca")}
-    if (files["cert"] is None) != (files["key"] is None):
-        raise ConfError(section.path, section.key, "cert and key go together: set both or neither")
-    require = section.flag("require_client_cert", False)
-    if require and files["ca"] is None:
-        raise ConfError(
-            section.path, section._name("ca"), "require_client_cert needs the ca of the client certificates"
-        )
-    return TlsConf(
-        cert=files["cert"],
-        key=files["key"],
-        ca=files["ca"],
-        require_client_cert=require,
-        allow=section.names("allow") or (default_allow if require else ()),
-    )
-
-
-def _database(section: _Section, default_path: Path) -> DatabaseConf:
-    engine = section.text("engine", "sqlite")
-    if engine not in ("sqlite", "mysql"):
-        raise ConfError(section.path, f"{section.key}.engine", f"expected sqlite or mysql, got {engine!r}")
-    if engine == "sqlite":
-        mysql_only = sorted(set(map(str, section.data)) & MYSQL_ONLY_KEYS)
-        if mysql_only:
-            raise ConfError(section.path, section._name(mysql_only[0]), "applies to engine mysql only, not sqlite")
-        return DatabaseConf(engine="sqlite", path=section.path_or("path", default_path))
-    name = section.text("name", "")
-    if not name:
-        raise ConfError(section.path, f"{section.key}.name", "the MySQL database name is required")
-    return DatabaseConf(
-        engine="mysql",
-        name=name,
-        user=section.text("user", "root"),
-        password=section.text("password", ""),
-        host=section.text("host", "127.0.0.1"),
-        port=section.integer("port", 3306, minimum=1),
-        max_connections=section.integer("max_connections", 10, minimum=1),
-        stale_timeout=section.integer("stale_timeout", 30, minimum=1),
-    )
-
-
-def _party(parties: _Section, party_id: str, data_dir: Path, index: int) -> PartyConf:
-    try:
-        validate_name(party_id, "party id")
-    except RegistryError as exc:
-        raise ConfError(parties.path, f"parties.{party_id}", str(exc)) from None
-    section = parties.section(party_id)
-    party_dir = section.path_or("data_dir", data_dir / "parties" / party_id)
-    servings = section.get("servings") or []
-    if not isinstance(servings, list) or not all(isinstance(s, str) for s in servings):
-        raise ConfError(parties.path, f"parties.{party_id}.servings", "expected a list of host:port strings")
-    address = section.address("address", f"127.0.0.1:{FIRST_AGENT_PORT + index}")
+def _party(party_id: str, party: PartySection, data_dir: Path, index: int) -> PartyConf:
+    party_dir = party.data_dir or data_dir / "parties" / party_id
+    address = party.address or Address("127.0.0.1", FIRST_AGENT_PORT + index)
+    tls = party.tls
+    if tls.require_client_cert and not tls.allow:
+        tls = dataclasses.replace(tls, allow=(COORDINATOR_IDENTITY,))
     return PartyConf(
         party_id=party_id,
         address=address,
         data_dir=party_dir,
-        database=_database(section.section("database"), party_dir / "agent.db"),
-        servings=tuple(servings),
-        transfer_address=section.address("transfer_address", f"{address.host}:0"),
-        transfer_url=section.text("transfer_url", ""),
-        tls=tls_section(section.section("tls"), (COORDINATOR_IDENTITY,)),
-        serving_tls=tls_section(section.section("serving_tls")),
-        proxy=section.address("proxy", "") if section.get("proxy") else None,
+        database=_sqlite_under(party.database, party_dir / "agent.db"),
+        servings=party.servings,
+        transfer_address=party.transfer_address or Address(address.host, 0),
+        transfer_url=party.transfer_url,
+        tls=tls,
+        serving_tls=party.serving_tls,
+        proxy=party.proxy,
     )
-
-
-MYSQL_ONLY_KEYS = frozenset({"name", "user", "password", "host", "port", "max_connections", "stale_timeout"})
-DEFAULT_PARTIES: Mapping[str, Any] = {"9999": {}, "10000": {}}
 
 
 def parse(document: Any, path: Path | None = None, data_dir: Path | None = None) -> ServiceConf:
     """Build a :class:`ServiceConf` from a parsed YAML document; ``data_dir`` overrides the file's."""
-    top = _Section(path, "", document)
-    base = top.path_or("data_dir", DEFAULT_DATA_DIR)  # read even when overridden: a key that is read is known
-    base = data_dir or base
-    coordinator = top.section("coordinator")
-    coordinator_dir = base / "coordinator"
-    parties_raw = top.get("parties", DEFAULT_PARTIES)
-    if not isinstance(parties_raw, Mapping) or not parties_raw:
-        raise ConfError(path, "parties", "expected a mapping of party id to its agent settings")
-    parties_section = _Section(path, "parties", {str(k): v for k, v in parties_raw.items()})
-    top.children.append(parties_section)
-    parties = {pid: _party(parties_section, pid, base, i) for i, pid in enumerate(parties_section.data)}
+    try:
+        file = _FILE.validate_python(document)
+    except ValidationError as exc:
+        key, problem = explain(exc)
+        raise ConfError(path, key or "(top level)", problem) from None
+    base = data_dir or file.data_dir
+    parties = {pid: _party(pid, party, base, i) for i, (pid, party) in enumerate(file.parties.items())}
     addresses = [str(p.address) for p in parties.values() if p.address.port]
     if len(set(addresses)) != len(addresses):
         raise ConfError(path, "parties", "two parties share one agent address")
-    store: ModelStoreConf | None = None
-    store_section = top.section("model_store_address")
-    if store_section.data:
-        storage = store_section.text("storage", "")
-        if storage not in STORAGE_ENGINES:
-            raise ConfError(
-                path, "model_store_address.storage", f"expected one of {', '.join(STORAGE_ENGINES)}, got {storage!r}"
-            )
-        store = ModelStoreConf(storage, {k: v for k, v in store_section.data.items() if k != "storage"})
-        store_section.read.update(map(str, store_section.data))  # the engine's own reader refuses unknown keys
-    enable_store = top.flag("enable_model_store", False)
-    if enable_store and store is None:
-        raise ConfError(path, "enable_model_store", "is true but model_store_address is not set")
-    limits = top.section("limits")
-    coordinator_tls = tls_section(coordinator.section("tls"))
-    if coordinator_tls.require_client_cert and not coordinator_tls.allow:
-        raise ConfError(path, "coordinator.tls.allow", "require_client_cert needs the names of the clients allowed")
-    conf = ServiceConf(
+    coordinator = dataclasses.replace(
+        file.coordinator,
+        party_id=file.coordinator.party_id or next(iter(parties)),
+        database=_sqlite_under(file.coordinator.database, base / "coordinator" / "registry.db"),
+    )
+    return ServiceConf(
         path=path,
         data_dir=base,
-        coordinator=CoordinatorConf(
-            address=coordinator.address("address", f"127.0.0.1:{COORDINATOR_PORT}"),
-            data_dir=coordinator_dir,
-            database=_database(coordinator.section("database"), coordinator_dir / "registry.db"),
-            call_timeout=coordinator.number("call_timeout", 30.0),
-            deploy_timeout=coordinator.number("deploy_timeout", 600.0),
-            maintenance_period=coordinator.number("maintenance_period", 60.0),
-            tls=coordinator_tls,
-            replica_id=coordinator.text("replica_id", ""),
-            lease_seconds=coordinator.number("lease_seconds", 30.0),
-            rpc_workers=coordinator.integer("rpc_workers", 32, minimum=1),
-            party_id=coordinator.text("party_id", next(iter(parties))),
-        ),
+        coordinator=coordinator,
         parties=parties,
-        enable_model_store=enable_store,
-        model_store=store,
-        limits=LimitsConf(
-            max_archive_bytes=limits.integer("max_archive_bytes", LimitsConf.max_archive_bytes, minimum=1),
-            max_archive_entries=limits.integer("max_archive_entries", LimitsConf.max_archive_entries, minimum=1),
-            max_expansion_ratio=limits.integer("max_expansion_ratio", LimitsConf.max_expansion_ratio, minimum=1),
-            upload_chunk_bytes=limits.integer("upload_chunk_bytes", LimitsConf.upload_chunk_bytes, minimum=1024),
-            download_chunk_bytes=limits.integer("download_chunk_bytes", LimitsConf.download_chunk_bytes, minimum=1024),
-        ),
+        enable_model_store=file.enable_model_store,
+        model_store=file.model_store_address,
+        limits=file.limits,
     )
-    top.refuse_unknown()
-    return conf
 
 
 def load(path: Path | str | None = None, data_dir: Path | str | None = None) -> ServiceConf:

@@ -69,7 +69,7 @@ class _MySQLDatabase(PooledMySQLDatabase):  # type: ignore[misc]  # playhouse is
             host=conf.host,
             port=conf.port,
             user=conf.user,
-            password=conf.password,
+            password=conf.password.get_secret_value(),
             charset="utf8mb4",
             max_connections=conf.max_connections,
             stale_timeout=conf.stale_timeout,

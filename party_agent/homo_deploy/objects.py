@@ -119,7 +119,7 @@ class CosStore(ObjectStore):
 
     def access(self) -> S3Access:
         s = self.settings
-        return S3Access(s.address, s.scheme != "http", s.region, s.secret_id, s.secret_key)
+        return S3Access(s.address, s.scheme != "http", s.region, s.secret_id, s.secret_key.get_secret_value())
 
 
 def open_object_store(settings: StorageSettings) -> ObjectStore:

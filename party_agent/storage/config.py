@@ -1,75 +1,57 @@
-"""Typed engine settings, built from FATE's ``model_store_address`` keys exactly.
+"""The engine settings of ``model_store_address``, one schema per engine, with FATE's keys exactly.
 
-Secrets (passwords, SecretKey) are kept out of ``repr`` so they never reach a log line or an error.
+Secrets (passwords, SecretKey) are :class:`~pydantic.SecretStr`, so they never reach a repr, a log line
+or an error; an unknown key is refused with the nearest valid one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
+from pydantic import BeforeValidator, Field, SecretStr, TypeAdapter, ValidationError
+from pydantic.dataclasses import dataclass as section
+
+from fate_registry.schema import SECTION, Secret, Section, Text, conf_error, explain
 from party_agent.storage.base import misconfigured
 
-MYSQL_KEYS = ("database", "user", "password", "host", "port", "max_connections", "stale_timeout")
-REDIS_KEYS = ("host", "port", "db", "password", "ex")
-# model_store_address key -> CosConfig argument; Bucket is not a CosConfig argument.
-COS_REQUIRED = ("Region", "SecretId", "SecretKey", "Bucket")
-COS_OPTIONAL = ("Scheme", "Endpoint", "Domain", "IP", "Port", "Appid", "ServiceDomain")
+
+def _required(value: Any) -> Any:
+    if value is None or value == "":
+        raise conf_error("is required")
+    return value
 
 
-class _Reader:
-    """Reads one engine's settings, naming the offending key (never its value) on any error."""
-
-    def __init__(self, engine: str, settings: Mapping[str, Any], known: tuple[str, ...]) -> None:
-        self.engine = engine
-        self.data = {k: v for k, v in settings.items() if k != "storage"}
-        unknown = sorted(set(self.data) - set(known))
-        if unknown:
-            raise misconfigured(engine, f"unknown keys {', '.join(unknown)}; expected {', '.join(known)}")
-
-    def text(self, key: str, default: str | None = None) -> str:
-        value = self.data.get(key, default)
-        if value is None or value == "":
-            raise misconfigured(self.engine, f"{key} is required")
-        if not isinstance(value, str | int):
-            raise misconfigured(self.engine, f"{key} must be a string")
-        return str(value)
-
-    def optional_text(self, key: str) -> str | None:
-        return None if self.data.get(key) in (None, "") else self.text(key)
-
-    def integer(self, key: str, default: int | None, minimum: int) -> int | None:
-        value = self.data.get(key, default)
-        if value is None:
-            return None
-        if isinstance(value, bool) or not isinstance(value, int | str):
-            raise misconfigured(self.engine, f"{key} must be an integer")
-        try:
-            number = int(value)
-        except ValueError:
-            raise misconfigured(self.engine, f"{key} must be an integer") from None
-        if number < minimum:
-            raise misconfigured(self.engine, f"{key} must be at least {minimum}")
-        return number
-
-    def required_integer(self, key: str, default: int, minimum: int) -> int:
-        number = self.integer(key, default, minimum)
-        assert number is not None
-        return number
+def _optional(value: Any) -> Any:
+    return None if value is None or value == "" else value
 
 
-@dataclass(frozen=True)
-class MySQLConfig:
+def _whole_number(value: Any) -> Any:
+    """An integer, or its digits as a string (FATE's confs hold both)."""
+    if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise conf_error("must be an integer")
+    return value
+
+
+Required = Annotated[Text, BeforeValidator(_required)]
+OptionalText = Annotated[Text | None, BeforeValidator(_optional)]
+Port = Annotated[int, BeforeValidator(_whole_number), Field(ge=1)]
+OptionalSeconds = Annotated[int | None, BeforeValidator(lambda v: _optional(v) and _whole_number(v)), Field(ge=1)]
+
+
+@section(frozen=True, config=SECTION)
+class MySQLConfig(Section):
     """``storage: mysql``. ``max_connections`` and ``stale_timeout`` mean what they mean to peewee's pool."""
 
-    database: str
-    user: str
-    password: str = field(repr=False)
-    host: str
-    port: int = 3306
-    max_connections: int = 8
-    stale_timeout: int | None = None
+    database: Required
+    user: Required
+    host: Required
+    password: Secret = SecretStr("")
+    port: Port = 3306
+    max_connections: Port = 8
+    stale_timeout: OptionalSeconds = None
 
     @property
     def address(self) -> str:
@@ -77,27 +59,18 @@ class MySQLConfig:
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> MySQLConfig:
-        r = _Reader("mysql", settings, MYSQL_KEYS)
-        return cls(
-            database=r.text("database"),
-            user=r.text("user"),
-            password=str(r.data.get("password") or ""),
-            host=r.text("host"),
-            port=r.required_integer("port", 3306, 1),
-            max_connections=r.required_integer("max_connections", 8, 1),
-            stale_timeout=r.integer("stale_timeout", None, 1),
-        )
+        return _read(cls, "mysql", settings)
 
 
-@dataclass(frozen=True)
-class RedisConfig:
+@section(frozen=True, config=SECTION)
+class RedisConfig(Section):
     """``storage: redis``. ``ex`` is the expiry in seconds of every stored key; None keeps them forever."""
 
-    host: str
-    port: int = 6379
-    db: int = 0
-    password: str | None = field(default=None, repr=False)
-    ex: int | None = None
+    host: Required
+    port: Port = 6379
+    db: Annotated[int, BeforeValidator(_whole_number), Field(ge=0)] = 0
+    password: Annotated[Secret | None, BeforeValidator(_optional)] = None
+    ex: OptionalSeconds = None
 
     @property
     def address(self) -> str:
@@ -105,32 +78,26 @@ class RedisConfig:
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> RedisConfig:
-        r = _Reader("redis", settings, REDIS_KEYS)
-        password = r.data.get("password")
-        return cls(
-            host=r.text("host"),
-            port=r.required_integer("port", 6379, 1),
-            db=r.required_integer("db", 0, 0),
-            password=None if password in (None, "") else str(password),
-            ex=r.integer("ex", None, 1),
-        )
+        return _read(cls, "redis", settings)
 
 
-@dataclass(frozen=True)
-class CosConfigSettings:
+@section(frozen=True, config=SECTION)
+class CosConfigSettings(Section):
     """``storage: tencent_cos``. Every key but ``Bucket`` goes to the SDK's ``CosConfig`` unchanged."""
 
-    region: str
-    secret_id: str
-    secret_key: str = field(repr=False)
-    bucket: str
-    scheme: str | None = None
-    endpoint: str | None = None
-    domain: str | None = None
-    ip: str | None = None
-    port: int | None = None
-    appid: str | None = None
-    service_domain: str | None = None
+    region: Required = Field(alias="Region")
+    secret_id: Required = Field(alias="SecretId")
+    secret_key: Annotated[Secret, BeforeValidator(_required)] = Field(alias="SecretKey")
+    bucket: Required = Field(alias="Bucket")
+    scheme: OptionalText = Field(None, alias="Scheme")
+    endpoint: OptionalText = Field(None, alias="Endpoint")
+    domain: OptionalText = Field(None, alias="Domain")
+    ip: OptionalText = Field(None, alias="IP")
+    port: Annotated[int | None, BeforeValidator(lambda v: _optional(v) and _whole_number(v)), Field(ge=1)] = Field(
+        None, alias="Port"
+    )
+    appid: OptionalText = Field(None, alias="Appid")
+    service_domain: OptionalText = Field(None, alias="ServiceDomain")
 
     @property
     def address(self) -> str:
@@ -149,22 +116,21 @@ class CosConfigSettings:
             "Appid": self.appid,
             "ServiceDomain": self.service_domain,
         }
-        required = {"Region": self.region, "SecretId": self.secret_id, "SecretKey": self.secret_key}
+        required = {"Region": self.region, "SecretId": self.secret_id, "SecretKey": self.secret_key.get_secret_value()}
         return {**required, **{k: v for k, v in optional.items() if v is not None}}
 
     @classmethod
     def from_settings(cls, settings: Mapping[str, Any]) -> CosConfigSettings:
-        r = _Reader("tencent_cos", settings, COS_REQUIRED + COS_OPTIONAL)
-        return cls(
-            region=r.text("Region"),
-            secret_id=r.text("SecretId"),
-            secret_key=r.text("SecretKey"),
-            bucket=r.text("Bucket"),
-            scheme=r.optional_text("Scheme"),
-            endpoint=r.optional_text("Endpoint"),
-            domain=r.optional_text("Domain"),
-            ip=r.optional_text("IP"),
-            port=r.integer("Port", None, 1),
-            appid=r.optional_text("Appid"),
-            service_domain=r.optional_text("ServiceDomain"),
-        )
+        return _read(cls, "tencent_cos", settings)
+
+
+Engine = TypeVar("Engine", MySQLConfig, RedisConfig, CosConfigSettings)
+
+
+def _read(schema: type[Engine], engine: str, settings: Mapping[str, Any]) -> Engine:
+    """``settings`` (a ``storage`` key is ignored) as ``schema``, or an error naming the key, never its value."""
+    try:
+        return TypeAdapter(schema).validate_python({k: v for k, v in settings.items() if k != "storage"})
+    except ValidationError as exc:
+        key, problem = explain(exc)
+        raise misconfigured(engine, f"{key} {problem}" if problem == "is required" else f"{key}: {problem}") from None

@@ -106,7 +106,7 @@ class _Pool:
             host=c.host,
             port=c.port,
             user=c.user,
-            password=c.password,
+            password=c.password.get_secret_value(),
             database=c.database,
             charset="utf8mb4",
             connect_timeout=CONNECT_TIMEOUT,

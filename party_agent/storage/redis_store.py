@@ -80,7 +80,7 @@ class RedisModelStore(ModelStore):
             host=config.host,
             port=config.port,
             db=config.db,
-            password=config.password,
+            password=config.password.get_secret_value() if config.password else None,
             protocol=2,
             socket_connect_timeout=10,
             socket_timeout=120,

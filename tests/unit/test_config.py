@@ -75,7 +75,7 @@ def test_database_password_stays_out_of_repr(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("coordinator: {database: {engine: mysql, name: reg, password: s3cret}}")
     conf = config.load(path)
-    assert conf.coordinator.database.password == "s3cret"
+    assert conf.coordinator.database.password.get_secret_value() == "s3cret"
     assert "s3cret" not in repr(conf)
 
 
