@@ -64,13 +64,33 @@ def test_missing_keys_are_all_named_in_fates_words(tmp_path: Path) -> None:
 
 def test_nested_missing_keys_carry_their_dotted_path() -> None:
     conf = confs.Conf(
-        {"initiator": {"role": "guest"}, "role": {"guest": [9999]}, "job_parameters": {"model_id": MODEL_ID}}
+        {
+            "initiator": {"role": "guest", "party_id": 9999},
+            "role": {"guest": [9999]},
+            "job_parameters": {"model_id": MODEL_ID},
+        }
     )
     with pytest.raises(RegistryError, match=r"missing: job_parameters\.model_version; "):
         confs.load_request(conf, "")
     conf = confs.Conf({"initiator": {"role": "guest"}, "role": {}, "job_parameters": single_party()})
     with pytest.raises(RegistryError, match=r"missing: initiator\.party_id; "):
         confs.load_request(conf, "")
+
+
+def test_missing_keys_nested_or_not_come_in_one_error() -> None:
+    conf = confs.Conf({"initiator": {"role": "guest"}, "job_parameters": {"model_id": MODEL_ID}})
+    with pytest.raises(RegistryError) as caught:
+        confs.load_request(conf, "")
+    assert (
+        caught.value.message
+        == "required parameters are missing: initiator.party_id,role,job_parameters.model_version; "
+    )
+
+
+def test_keys_a_command_does_not_read_are_left_alone() -> None:
+    """FATE's confs carry more keys than a command reads (a job's whole runtime conf, say)."""
+    request = confs.store_request(confs.Conf(single_party(dsl_version=2, job_parameters={"common": {}})))
+    assert request.model.model_id == MODEL_ID
 
 
 @pytest.mark.parametrize("party_id", [9999, "9999"])
@@ -86,8 +106,21 @@ def test_a_party_id_that_is_no_whole_number_says_what_is_accepted() -> None:
     assert info.value.message == "party_id must be a string or a whole number, got a number (9999.5)"
 
 
+MIGRATE_CONF = {
+    "job_parameters": {"federated_mode": "SINGLE"},
+    "role": {"guest": [9999], "arbiter": [10000], "host": [10000]},
+    "execute_party": {"guest": [9999]},
+    "migrate_initiator": {"role": "guest", "party_id": 99},
+    "migrate_role": {"guest": [99], "arbiter": [100], "host": [100]},
+    "model_id": MODEL_ID,
+    "model_version": VERSION,
+}
+
+
 def test_role_maps_carry_string_party_ids() -> None:
-    roles = confs.Conf({"role": {"guest": [9999], "host": ["10000", 10001]}}).roles("role")
+    roles = confs.migrate_request(
+        confs.Conf({**MIGRATE_CONF, "role": {"guest": [9999], "host": ["10000", 10001]}})
+    ).role
     assert {role: list(parties.party_ids) for role, parties in roles.items()} == {
         "guest": ["9999"],
         "host": ["10000", "10001"],
@@ -104,15 +137,15 @@ def test_role_maps_carry_string_party_ids() -> None:
 )
 def test_bad_role_maps_are_named(data: dict[str, Any], problem: str) -> None:
     with pytest.raises(RegistryError, match=problem):
-        confs.Conf(data).roles("role")
+        confs.migrate_request(confs.Conf({**MIGRATE_CONF, **data}))
 
 
 def test_force_update_accepts_fates_0_and_1_but_not_words() -> None:
-    assert confs.Conf({"force_update": 1}).flag("force_update") is True
-    assert confs.Conf({"force_update": 0}).flag("force_update") is False
-    assert confs.Conf({}).flag("force_update") is False
+    assert confs.store_request(confs.Conf(single_party(force_update=1))).force_update is True
+    assert confs.store_request(confs.Conf(single_party(force_update=0))).force_update is False
+    assert confs.store_request(confs.Conf(single_party())).force_update is False
     with pytest.raises(RegistryError, match="force_update must be true or false, got a string"):
-        confs.Conf({"force_update": "yes"}).flag("force_update")
+        confs.store_request(confs.Conf(single_party(force_update="yes")))
 
 
 # Single-party builders ----------------------------------------------------------------------------
@@ -229,15 +262,7 @@ def test_bind_with_a_job_id_needs_only_the_service() -> None:
 
 
 def test_migrate_maps_every_key() -> None:
-    data = {
-        "job_parameters": {"federated_mode": "SINGLE"},
-        "role": {"guest": [9999], "arbiter": [10000], "host": [10000]},
-        "execute_party": {"guest": [9999]},
-        "migrate_initiator": {"role": "guest", "party_id": 99},
-        "migrate_role": {"guest": [99], "arbiter": [100], "host": [100]},
-        "model_id": MODEL_ID,
-        "model_version": VERSION,
-    }
+    data = dict(MIGRATE_CONF)
     request = confs.migrate_request(confs.Conf(data))
     assert list(request.migrate_role["guest"].party_ids) == ["99"]
     assert list(request.execute_party) == ["guest"]
