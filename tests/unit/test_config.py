@@ -51,6 +51,12 @@ def test_a_party_is_direct_unless_it_names_a_proxy(tmp_path: Path) -> None:
         ("parties: {9999: {tls: {cafile: ca.pem}}}", "parties.9999.tls.cafile", "unknown key"),
         ("coordinator: {database: {engine: sqlite, user: fate}}", "coordinator.database.user", "mysql only"),
         ("coordinator: {zzz: 1}", "coordinator.zzz", "known: address, call_timeout"),
+        ("coordinator: {http: {adress: '127.0.0.1:1'}}", "coordinator.http.adress", "did you mean address?"),
+        ("coordinator: {http: {enabled: 1}}", "coordinator.http.enabled", "expected true or false, got 1"),
+        ("coordinator: {call_timeout: -5}", "coordinator.call_timeout", "expected a positive number, got -5"),
+        ("coordinator: {rpc_workers: '8'}", "coordinator.rpc_workers", "expected an integer, got '8'"),
+        ("coordinator: {database: {engine: oracle}}", "coordinator.database.engine", "expected one of sqlite, mysql"),
+        ("parties: {9999: {tls: {cert: a.pem}}}", "parties.9999.tls", "cert and key go together"),
     ],
 )
 def test_bad_conf_names_file_key_and_problem(tmp_path: Path, text: str, key: str, problem: str) -> None:
@@ -77,6 +83,33 @@ def test_database_password_stays_out_of_repr(tmp_path: Path) -> None:
     conf = config.load(path)
     assert conf.coordinator.database.password.get_secret_value() == "s3cret"
     assert "s3cret" not in repr(conf)
+
+
+def test_the_http_section_and_its_secret(tmp_path: Path) -> None:
+    http = config.parse({}, None, tmp_path).coordinator.http
+    assert (http.enabled, str(http.address), http.upstream, http.authentication.switch) == (
+        True,
+        "127.0.0.1:9450",
+        "",
+        False,
+    )
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "coordinator: {http: {upstream: 'http://127.0.0.1:9380',"
+        " authentication: {switch: true, http_app_key: app, http_secret_key: s3cret}}}"
+    )
+    conf = config.load(path)
+    assert conf.coordinator.http.upstream == "http://127.0.0.1:9380"
+    assert conf.coordinator.http.authentication.http_secret_key.get_secret_value() == "s3cret"
+    assert "s3cret" not in repr(conf)
+
+
+def test_model_store_settings_stay_out_of_repr(tmp_path: Path) -> None:
+    store = {"storage": "mysql", "database": "m", "user": "fate", "host": "127.0.0.1", "password": "s3cret"}
+    conf = config.parse({"enable_model_store": True, "model_store_address": store}, None, tmp_path)
+    assert conf.model_store is not None and conf.model_store.settings["password"] == "s3cret"
+    assert "s3cret" not in repr(conf)
+    assert config.parse({"model_store_address": {}}, None, tmp_path).model_store is None
 
 
 def test_default_ports_avoid_fates_standard_ports(tmp_path: Path) -> None:
