@@ -17,7 +17,8 @@ from typing import Any
 
 from pydantic.dataclasses import dataclass as section
 
-from client.conf_reader import FATE_CONF, Conf, Flag, RoleMap, Text, Texts, failure, is_text, json_type
+from client.conf_reader import FATE_CONF, Flag, RoleMap, Text, Texts, failure, is_text, json_type
+from client.conf_reader import Conf as Conf
 from client.conf_reader import parse_json as parse_json
 from client.conf_reader import read_conf as read_conf
 from client.conf_reader import read_text as read_text

@@ -18,7 +18,7 @@ from party_agent.storage.config import CosConfigSettings, MySQLConfig, RedisConf
 DOC = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 # Sections documented in tables of their own, wherever they appear; the model store's keys are its engine's.
 SHARED = {config.TlsConf: "### TLS keys", config.DatabaseConf: "### Database keys", config.ModelStoreConf: None}
-ENGINES = {"mysql": MySQLConfig, "redis": RedisConfig, "tencent_cos": CosConfigSettings}
+ENGINES: dict[str, Any] = {"mysql": MySQLConfig, "redis": RedisConfig, "tencent_cos": CosConfigSettings}
 
 
 def _table(heading: str) -> dict[str, list[str]]:

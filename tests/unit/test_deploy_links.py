@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from pydantic import SecretStr
 
 from fate_registry import config
 from fate_registry.config import DatabaseConf
@@ -135,7 +136,7 @@ def test_the_metadata_statements_run_on_both_engines(tmp_path: Path, engine: str
         if engine == "mysql":
             db = stack.enter_context(services.mariadb(tmp_path / "mariadb", password="agent-test-pw"))
             conf = DatabaseConf(
-                "mysql", name=db.database, user=db.user, password=db.password, host=db.host, port=db.port
+                "mysql", name=db.database, user=db.user, password=SecretStr(db.password), host=db.host, port=db.port
             )
         else:
             conf = DatabaseConf("sqlite", path=tmp_path / "agent.db")
