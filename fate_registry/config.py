@@ -48,7 +48,6 @@ from fate_registry.schema import (
 
 DEFAULT_CONF_PATH = Path("conf/service_conf.yaml")
 DEFAULT_DATA_DIR = Path(".fate_registry")
-STORAGE_ENGINES = ("tencent_cos", "mysql", "redis")
 # Default ports: clear of FATE's standard ports on one host (FATE-Flow 9360/9380, rollsite 9370,
 # FATE-Serving 8000/8059/8879, FATE-Board 8080), since a registry usually runs beside a FATE deployment.
 # The agents' defaults count up from FIRST_AGENT_PORT, one per configured party.
@@ -248,7 +247,7 @@ class ModelStoreConf(Section):
     """Which engine ``model_store_address`` names; its other keys are typed by the engine itself
     (party_agent/storage/config.py), and kept out of every repr."""
 
-    storage: Literal["tencent_cos", "mysql", "redis"]
+    storage: Literal["tencent_cos", "mysql", "redis"]  # party_agent.storage.ENGINES
     settings: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
 
