@@ -232,3 +232,39 @@ def test_other_routes_answer_fates_not_found(fed: LocalFederation) -> None:
     assert wrong.status == 200 and wrong.json()["retcode"] == 100
     trailing = call(fed.http_address, "/v1/version/get/", {"module": "FATE"}).json()
     assert trailing["retcode"] == 0
+
+
+def test_tags(fed: LocalFederation, imported: GeneratedModel) -> None:
+    address = fed.http_address
+    created = call(address, "/v1/model/tag/create", {"tag_name": "http-tag", "tag_desc": "first"}).json()
+    assert created == {"retcode": 0, "retmsg": "'http-tag' tag has been created successfully."}
+    assert call(address, "/v1/model/tag/create", {"tag_name": "http-tag"}).json() == {
+        "retcode": 100,
+        "retmsg": "'http-tag' has already exists in database.",
+    }
+    call(address, "/v1/model/model_tag/create", {"job_id": imported.version, "tag_name": "http-tag"})
+    found = call(address, "/v1/model/tag/retrieve", {"tag_name": "http-t", "with_model": False}).json()
+    assert {"name": "http-tag", "description": "first"} in found["data"]["tags"]
+    models = call(address, "/v1/model/tag/retrieve", {"tag_name": "http-tag", "with_model": True}).json()["data"]
+    assert models["count"] == 3 and {m["role"] for m in models["models"]} == {"guest", "host", "arbiter"}
+    assert set(models["models"][0]) == {"model_id", "model_version", "model_size", "role", "party_id"}
+    updated = call(address, "/v1/model/tag/update", {"tag_name": "http-tag", "new_tag_name": "http-tag2"}).json()
+    assert updated == {"retcode": 0, "retmsg": "Infomation of 'http-tag' tag has been updated successfully."}
+    listed = call(address, "/v1/model/tag/list", {"limit": 100}).json()["data"]["tags"]
+    assert {"name": "http-tag2", "description": None, "model_count": 1} in listed
+    same = call(address, "/v1/model/tag/update", {"tag_name": "http-tag2", "new_tag_name": "http-tag2"}).json()
+    assert same == {"retcode": 100, "retmsg": "Nothing to be updated."}
+    deleted = call(address, "/v1/model/tag/destroy", {"tag_name": "http-tag2"}).json()
+    assert deleted == {"retcode": 0, "retmsg": "'http-tag2' tag has been deleted successfully."}
+    assert call(address, "/v1/model/tag/destroy", {"tag_name": "http-tag2"}).json() == {
+        "retcode": 100,
+        "retmsg": "Can not found 'http-tag2' tag.",
+    }
+    assert call(address, "/v1/model/tag/retrieve", {"tag_name": "zzz-none"}).json() == {
+        "retcode": 100,
+        "retmsg": "No tags found.",
+    }
+    assert call(address, "/v1/model/tag/bogus", {}).json() == {
+        "retcode": 100,
+        "retmsg": "The bogus operation is not currently supported.",
+    }
