@@ -38,7 +38,7 @@ FATE_COLUMNS = (
     "f_update_date",
     "f_update_time",
 )
-# What the catalog holds without asking the parties: the columns FATE's CLI asks for without --detail.
+# The columns FATE's CLI asks for without --detail: the catalog holds them without asking the parties.
 CATALOG_FILTERS = frozenset(
     {
         "create_date",

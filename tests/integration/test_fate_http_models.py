@@ -9,28 +9,18 @@ import json
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from fate_registry.testing.federation import LocalFederation
 from fate_registry.testing.serving_process import ServingTestServer, serving_servers
+from registry_server.fate_http.rows import CATALOG_FILTERS
 from tests.conftest import GeneratedModel, generate_model
 from tests.fate_http import call, import_archive, send
 
 ARCHIVE_ONLY = {"import_model.json", ".fate_registry_manifest.json"}
-CLI_FILTERS = [
-    "create_date",
-    "role",
-    "party_id",
-    "roles",
-    "model_id",
-    "model_version",
-    "loaded_times",
-    "size",
-    "description",
-    "parent",
-    "parent_info",
-]
+CLI_FILTERS = sorted(CATALOG_FILTERS)  # what FATE's CLI sends without --detail
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +140,7 @@ def test_deploy_predict_dsl_and_conf_load_bind(fed: LocalFederation, imported: G
     assert conf["retcode"] == 0 and conf["data"]["job_parameters"]["common"]["model_version"] == child
 
     roles = {"guest": [9999], "host": [10000], "arbiter": [10000]}
-    published = {
+    published: dict[str, Any] = {
         "initiator": {"role": "guest", "party_id": 9999},
         "role": roles,
         "job_parameters": {"model_id": imported.model_id, "model_version": child},
