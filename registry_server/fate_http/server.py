@@ -21,7 +21,7 @@ from client.confs import Conf
 from client.render import envelope
 from fate_registry.config import ServiceConf
 from fate_registry.errors import Reason, RegistryError, Retcode
-from fate_registry.grpc_server import as_registry_error, http_port_file, write_port_file
+from fate_registry.grpc_server import as_registry_error, bind_problem, http_port_file, write_port_file
 from fate_registry.http_limits import BoundedHTTPServer, BufferedRequestHandler, HttpLimits, https_context
 from registry_server.fate_http import archives, auth, routes, upstream
 from registry_server.fate_http.calls import Registry
@@ -148,9 +148,12 @@ class FateHttpServer(BoundedHTTPServer):
     def __init__(self, conf: ServiceConf) -> None:
         http = conf.coordinator.http
         limits = HttpLimits(max_body=MAX_JSON_BODY)
-        super().__init__(
-            (http.address.host, http.address.port), FateHttpHandler, limits, https_context(conf.coordinator.tls)
-        )
+        context = https_context(conf.coordinator.tls)
+        try:
+            super().__init__((http.address.host, http.address.port), FateHttpHandler, limits, context)
+        except OSError:
+            problem = bind_problem(http.address.host, http.address.port)
+            raise OSError(f"cannot listen on {http.address} (coordinator.http.address): {problem}") from None
         self.conf = conf
         self.upstream = http.upstream
         self.registry: Registry | None = None
