@@ -67,16 +67,16 @@ def _failed_all_or_nothing(answer: dict[str, Any]) -> dict[str, Any]:
 def load(call: Call) -> Reply:
     job_id = call.body.text("job_id")
     request = pb.LoadModelRequest(job_id=job_id) if job_id else confs.load_request(call.body, "")
-    return json_reply(_failed_all_or_nothing(render.loadjson_reply(call.rpc("LoadModel", request))))
+    return json_reply(_failed_all_or_nothing(render.load_answer(call.rpc("LoadModel", request))))
 
 
 def bind(call: Call) -> Reply:
     request = confs.bind_request(call.body, call.body.text("job_id"))
-    return json_reply(render.bindjson_reply(call.rpc("BindModel", request)))
+    return json_reply(render.bind_answer(call.rpc("BindModel", request)))
 
 
 def migrate(call: Call) -> Reply:
-    answer = render.migratejson_reply(call.rpc("MigrateModel", confs.migrate_request(call.body)))
+    answer = render.migrate_answer(call.rpc("MigrateModel", confs.migrate_request(call.body)))
     return json_reply(_failed_all_or_nothing(answer))
 
 
@@ -113,7 +113,7 @@ def deploy(call: Call) -> Reply:
         response = call.rpc("DeployModel", _deploy_request(call.body))
     except RegistryError as exc:
         return error_reply(exc, data={})
-    return json_reply(_failed_all_or_nothing(render.deployjson_reply(response)))
+    return json_reply(_failed_all_or_nothing(render.deploy_answer(response)))
 
 
 # -- model info, predict DSL and conf ----------------------------------------------------------------------
@@ -132,7 +132,7 @@ def query(call: Call) -> Reply:
         response = call.rpc("GetModelInfo", request)
     except RegistryError as exc:
         return error_reply(exc, data=[])
-    return json_reply(rows.model_infojson_reply(response, filters))
+    return json_reply(rows.model_info_answer(response, filters))
 
 
 def _predict(kind: str, call: Call) -> Reply:
@@ -182,7 +182,7 @@ def model_tag(operation: str) -> Route:
                 token = page.next_page_token
                 if not token:
                     break
-            return json_reply(rows.tag_listjson_reply(tags))
+            return json_reply(rows.tag_list_answer(tags))
         if operation == "create":
             response = call.rpc("AddModelTag", pb.AddModelTagRequest(job_id=job_id, tag_name=tag_name))
         else:
@@ -238,7 +238,7 @@ def unsupported(message: str) -> Route:
 def store(call: Call) -> Reply:
     """FATE-Flow starts a ModelStore job; the registry stores before it answers, and says so."""
     response = call.rpc("StoreModel", confs.store_request(call.body))
-    answer = render.storejson_reply(response)
+    answer = render.store_answer(response)
     answer["data"]["model_info"] = {"model_id": response.model.model_id, "model_version": response.model.model_version}
     answer["retmsg"] = "success; stored before this answer (no job to wait for)"
     return json_reply(answer)
@@ -247,14 +247,14 @@ def store(call: Call) -> Reply:
 def restore(call: Call) -> Reply:
     """FATE-Flow starts a ModelRestore job; the registry restores before it answers, and says so."""
     response = call.rpc("RestoreModel", confs.restore_request(call.body))
-    answer = rows.importedjson_reply(response.result)
+    answer = rows.imported_answer(response.result)
     answer["retmsg"] = "success; restored before this answer (no job to wait for)"
     return json_reply(answer)
 
 
 def homo_convert(call: Call) -> Reply:
     response = call.rpc("HomoConvertModel", confs.homo_convert_request(call.body))
-    return json_reply(render.homo_convertjson_reply(response))
+    return json_reply(render.homo_convert_answer(response))
 
 
 def homo_deploy(call: Call) -> Reply:
@@ -265,7 +265,7 @@ def homo_deploy(call: Call) -> Reply:
     body["deployment_parameters"] = {k: v for k, v in parameters.data.items() if k != "config_file"}
     body.setdefault("deployment_type", "kfserving")
     request = confs.homo_deploy_request(Conf(body))
-    return json_reply(render.homo_deployjson_reply(call.rpc("HomoDeployModel", request)))
+    return json_reply(render.homo_deploy_answer(call.rpc("HomoDeployModel", request)))
 
 
 # -- checkpoints ---------------------------------------------------------------------------------------------
@@ -287,7 +287,7 @@ def checkpoint_list(call: Call) -> Reply:
         if exc.reason is Reason.MODEL_NOT_FOUND:  # FATE-Flow: no checkpoint of an unknown model, and no error
             return json_reply(render.envelope(data=[]))
         return _checkpoint_refusal(exc)
-    return json_reply(render.checkpoint_listjson_reply(response))
+    return json_reply(render.checkpoint_list_answer(response))
 
 
 def checkpoint_get(call: Call) -> Reply:
@@ -309,7 +309,7 @@ def checkpoint_get(call: Call) -> Reply:
         if exc.reason is Reason.MODEL_NOT_FOUND:
             return status_reply(404, "The checkpoint was not found.")
         return _checkpoint_refusal(exc)
-    return json_reply(render.checkpointjson_reply(response))
+    return json_reply(render.checkpoint_answer(response))
 
 
 def version(call: Call) -> Reply:
