@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,7 +54,8 @@ DEFAULT_DATA_DIR = Path(".fate_registry")
 # The agents' defaults count up from FIRST_AGENT_PORT, one per configured party.
 COORDINATOR_PORT = 9460
 FIRST_AGENT_PORT = 9461
-HTTP_PORT = 9450
+# FATE-Flow 1.11's HTTP API on the coordinator (coordinator.http).
+COORDINATOR_HTTP_PORT = 9450
 
 
 class ConfError(Exception):
@@ -173,6 +175,22 @@ class HttpAuthConf(Section):
     http_app_key: Text = ""
     http_secret_key: Secret = SecretStr("")
 
+    @model_validator(mode="after")
+    def _keys_given(self) -> Self:
+        if self.switch and not (self.http_app_key and self.http_secret_key.get_secret_value()):
+            raise conf_error("switch is true: http_app_key and http_secret_key are both needed")
+        return self
+
+
+def _base_url(url: str) -> str:
+    """A FATE-Flow base URL, ``http(s)://host:port``, without a trailing slash; empty: none."""
+    parsed = urllib.parse.urlsplit(url)
+    if url and (
+        parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.path.strip("/") or parsed.query
+    ):
+        raise conf_error(f"expected http(s)://host:port, got {url!r}")
+    return url.rstrip("/")
+
 
 @section(frozen=True, config=SECTION)
 class HttpConf(Section):
@@ -180,9 +198,17 @@ class HttpConf(Section):
     that requests the registry does not serve go to (empty: none)."""
 
     enabled: Flag = True
-    address: Address = Address("127.0.0.1", HTTP_PORT)
-    upstream: Text = ""
+    # Derived: the coordinator's host and COORDINATOR_HTTP_PORT, or a free port (0) when the coordinator's is.
+    address: OptionalAddress = None
+    upstream: Annotated[Text, AfterValidator(_base_url)] = ""
     authentication: HttpAuthConf = HttpAuthConf()
+
+    @property
+    def bound_address(self) -> Address:
+        """The address to serve on, once :func:`parse` has derived it."""
+        if self.address is None:
+            raise ValueError("coordinator.http.address is derived by config.parse")
+        return self.address
 
 
 @section(frozen=True, config=SECTION)
@@ -395,8 +421,13 @@ def parse(document: Any, path: Path | None = None, data_dir: Path | None = None)
     addresses = [str(p.address) for p in parties.values() if p.address.port]
     if len(set(addresses)) != len(addresses):
         raise ConfError(path, "parties", "two parties share one agent address")
+    coordinator_address = file.coordinator.address
+    http_address = file.coordinator.http.address or Address(
+        coordinator_address.host, COORDINATOR_HTTP_PORT if coordinator_address.port else 0
+    )
     coordinator = dataclasses.replace(
         file.coordinator,
+        http=dataclasses.replace(file.coordinator.http, address=http_address),
         party_id=file.coordinator.party_id or next(iter(parties)),
         database=_sqlite_under(file.coordinator.database, base / "coordinator" / "registry.db"),
     )
