@@ -15,11 +15,23 @@ from dataclasses import dataclass
 from typing import Any
 
 from client import confs, render
+from client.conf_reader import is_text
 from client.confs import Conf
 from fate_registry.errors import Reason, RegistryError, Retcode
-from fate_registry.v1 import common_pb2 as common
 from fate_registry.v1 import registry_pb2 as pb
 from registry_server.fate_http import rows
+from registry_server.fate_http.bodies import (
+    CheckpointBody,
+    CpnList,
+    DeployBody,
+    HomoDeployBody,
+    JobBody,
+    ModelTagBody,
+    PredictBody,
+    QueryBody,
+    TagBody,
+    VersionBody,
+)
 from registry_server.fate_http.calls import Registry
 from registry_server.fate_http.replies import Reply, download_error_reply, error_reply, json_reply, status_reply
 from registry_server.required import REQUIRED
@@ -45,15 +57,6 @@ class Call:
 Route = Callable[[Call], Reply]
 
 
-def model_ref(body: Conf) -> common.PartyModelRef:
-    return common.PartyModelRef(
-        role=body.text("role"),
-        party_id=body.text("party_id"),
-        model_id=body.text("model_id"),
-        model_version=body.text("model_version"),
-    )
-
-
 def _failed_all_or_nothing(answer: dict[str, Any]) -> dict[str, Any]:
     """A failed multi-party answer keeps FATE's shape; its retmsg says that no party kept a change."""
     if answer["retcode"] != 0:
@@ -65,13 +68,13 @@ def _failed_all_or_nothing(answer: dict[str, Any]) -> dict[str, Any]:
 
 
 def load(call: Call) -> Reply:
-    job_id = call.body.text("job_id")
+    job_id = call.body.read(JobBody).job_id
     request = pb.LoadModelRequest(job_id=job_id) if job_id else confs.load_request(call.body, "")
     return json_reply(_failed_all_or_nothing(render.load_answer(call.rpc("LoadModel", request))))
 
 
 def bind(call: Call) -> Reply:
-    request = confs.bind_request(call.body, call.body.text("job_id"))
+    request = confs.bind_request(call.body, call.body.read(JobBody).job_id)
     return json_reply(render.bind_answer(call.rpc("BindModel", request)))
 
 
@@ -80,27 +83,30 @@ def migrate(call: Call) -> Reply:
     return json_reply(_failed_all_or_nothing(answer))
 
 
-def _deploy_request(body: Conf) -> pb.DeployModelRequest:
+def _deploy_request(conf: Conf) -> pb.DeployModelRequest:
     """FATE's deploy body: ``cpn_list`` (a list, or the CLI's string), ``predict_dsl`` (the SDK's object) or
     ``dsl`` (the CLI's JSON text), and ``components_checkpoint`` ``{cpn: {"step_index"|"step_name": …}}``."""
-    dsl = body.data.get("predict_dsl") or body.data.get("dsl")
-    cpn_list = body.data.get("cpn_list")
-    checkpoints = body.section("components_checkpoint")
+    body = conf.read(DeployBody)
+    dsl = body.predict_dsl or body.dsl
     step_index: dict[str, int] = {}
     step_name: dict[str, str] = {}
-    for component in checkpoints.data:
-        step = checkpoints.section(component)
-        if step.data.get("step_index") is not None:
-            index = step.text("step_index")
-            if not index.lstrip("-").isdigit():
+    for component, step in body.components_checkpoint.items():
+        if not isinstance(step, dict):
+            raise RegistryError(Reason.INVALID_ARGUMENT, f"components_checkpoint.{component} must be an object")
+        index, name = step.get("step_index"), step.get("step_name")
+        if index is not None:
+            if not (is_text(index) and str(index).lstrip("-").isdigit()):
                 raise RegistryError(Reason.INVALID_ARGUMENT, f"Invalid 'step_index' of component {component}")
             step_index[component] = int(index)
-        elif step.text("step_name"):
-            step_name[component] = step.text("step_name")
+        elif name:
+            if not is_text(name):
+                raise RegistryError(Reason.INVALID_ARGUMENT, f"Invalid 'step_name' of component {component}")
+            step_name[component] = str(name)
+    cpn_list = body.cpn_list
     return pb.DeployModelRequest(
-        model_id=body.text("model_id"),
-        model_version=body.text("model_version"),
-        cpn_list=confs.parse_cpn_list(cpn_list) if isinstance(cpn_list, str) else body.texts("cpn_list"),
+        model_id=body.model_id,
+        model_version=body.model_version,
+        cpn_list=confs.parse_cpn_list(cpn_list) if isinstance(cpn_list, str) else conf.read(CpnList).cpn_list,
         predict_dsl_json=dsl if isinstance(dsl, str) else json.dumps(dsl) if dsl else "",
         cpn_step_index=step_index,
         cpn_step_name=step_name,
@@ -120,12 +126,13 @@ def deploy(call: Call) -> Reply:
 
 
 def query(call: Call) -> Reply:
-    filters = call.body.texts("query_filters")
+    body = call.body.read(QueryBody)
+    filters = body.query_filters
     request = pb.GetModelInfoRequest(
-        model_id=call.body.text("model_id"),
-        model_version=call.body.text("model_version"),
-        role=call.body.text("role"),
-        party_id=call.body.text("party_id"),
+        model_id=body.model_id,
+        model_version=body.model_version,
+        role=body.role,
+        party_id=body.party_id,
         detail=rows.needs_detail(filters),
     )
     try:
@@ -141,12 +148,10 @@ def _predict(kind: str, call: Call) -> Reply:
     method, request_type = (
         ("GetPredictDsl", pb.GetPredictDslRequest) if kind == "dsl" else ("GetPredictConf", pb.GetPredictConfRequest)
     )
-    filename = call.body.text("filename")
+    body = call.body.read(PredictBody)
+    filename = body.filename
     request = request_type(
-        model_id=call.body.text("model_id"),
-        model_version=call.body.text("model_version"),
-        role=call.body.text("role"),
-        party_id=call.body.text("party_id"),
+        model_id=body.model_id, model_version=body.model_version, role=body.role, party_id=body.party_id
     )
     try:
         response = call.rpc(method, request)
@@ -172,7 +177,8 @@ def predict_conf(call: Call) -> Reply:
 
 def model_tag(operation: str) -> Route:
     def run(call: Call) -> Reply:
-        job_id, tag_name = call.body.text("job_id"), call.body.text("tag_name")
+        body = call.body.read(ModelTagBody)
+        job_id, tag_name = body.job_id, body.tag_name
         if operation == "retrieve":
             tags: list[pb.Tag] = []
             token = ""
@@ -193,14 +199,16 @@ def model_tag(operation: str) -> Route:
 
 
 def tag_create(call: Call) -> Reply:
-    request = pb.CreateTagRequest(tag_name=call.body.text("tag_name"), tag_desc=call.body.text("tag_desc"))
+    body = call.body.read(TagBody)
+    request = pb.CreateTagRequest(tag_name=body.tag_name, tag_desc=body.tag_desc)
     return json_reply(render.envelope(retmsg=call.rpc("CreateTag", request).retmsg))
 
 
 def tag_retrieve(call: Call) -> Reply:
     """Without ``with_model`` the tags whose name contains ``tag_name``; with it, the models of exactly that tag."""
-    with_model = call.body.flag("with_model")
-    response = call.rpc("QueryTag", pb.QueryTagRequest(tag_name=call.body.text("tag_name"), with_model=with_model))
+    body = call.body.read(TagBody)
+    with_model = body.with_model
+    response = call.rpc("QueryTag", pb.QueryTagRequest(tag_name=body.tag_name, with_model=with_model))
     if not with_model:
         return json_reply(render.envelope(data={"tags": rows.tag_rows(response.tags)}))
     models = [rows.tagged_model(info) for info in response.models]
@@ -208,21 +216,20 @@ def tag_retrieve(call: Call) -> Reply:
 
 
 def tag_update(call: Call) -> Reply:
+    body = call.body.read(TagBody)
     request = pb.UpdateTagRequest(
-        tag_name=call.body.text("tag_name"),
-        new_tag_name=call.body.text("new_tag_name"),
-        new_tag_desc=call.body.text("new_tag_desc"),
+        tag_name=body.tag_name, new_tag_name=body.new_tag_name, new_tag_desc=body.new_tag_desc
     )
     return json_reply(render.envelope(retmsg=call.rpc("UpdateTag", request).retmsg))
 
 
 def tag_destroy(call: Call) -> Reply:
-    response = call.rpc("DeleteTag", pb.DeleteTagRequest(tag_name=call.body.text("tag_name")))
+    response = call.rpc("DeleteTag", pb.DeleteTagRequest(tag_name=call.body.read(TagBody).tag_name))
     return json_reply(render.envelope(retmsg=response.retmsg))
 
 
 def tag_list(call: Call) -> Reply:
-    limit = call.body.text("limit")
+    limit = call.body.read(TagBody).limit
     response = call.rpc("ListTags", pb.ListTagsRequest(limit=int(limit) if limit.isdigit() else 0))
     return json_reply(render.envelope(data={"tags": rows.tag_rows(response.tags, with_count=True)}))
 
@@ -260,9 +267,9 @@ def homo_convert(call: Call) -> Reply:
 def homo_deploy(call: Call) -> Reply:
     """FATE's client sends the kubeconfig's text (``config_file_content``); a ``config_file`` path would name a
     file of the coordinator's machine, which is never read for a caller."""
-    parameters = call.body.section("deployment_parameters")
+    parameters = call.body.read(HomoDeployBody).deployment_parameters
     body = dict(call.body.data)
-    body["deployment_parameters"] = {k: v for k, v in parameters.data.items() if k != "config_file"}
+    body["deployment_parameters"] = {k: v for k, v in parameters.items() if k != "config_file"}
     body.setdefault("deployment_type", "kfserving")
     request = confs.homo_deploy_request(Conf(body))
     return json_reply(render.homo_deploy_answer(call.rpc("HomoDeployModel", request)))
@@ -280,7 +287,8 @@ def _checkpoint_refusal(exc: RegistryError) -> Reply:
 
 
 def checkpoint_list(call: Call) -> Reply:
-    request = pb.ListCheckpointsRequest(model=model_ref(call.body), component_name=call.body.text("component_name"))
+    body = call.body.read(CheckpointBody)
+    request = pb.ListCheckpointsRequest(model=body.ref(), component_name=body.component_name)
     try:
         response = call.rpc("ListCheckpoints", request)
     except RegistryError as exc:
@@ -291,8 +299,9 @@ def checkpoint_list(call: Call) -> Reply:
 
 
 def checkpoint_get(call: Call) -> Reply:
-    request = pb.GetCheckpointRequest(model=model_ref(call.body), component_name=call.body.text("component_name"))
-    step_index, step_name = call.body.data.get("step_index"), call.body.text("step_name")
+    body = call.body.read(CheckpointBody)
+    request = pb.GetCheckpointRequest(model=body.ref(), component_name=body.component_name)
+    step_index, step_name = body.step_index, body.step_name
     missing = REQUIRED["GetCheckpoint"].missing(request) + ([] if step_index is not None or step_name else [STEP])
     if missing:
         return status_reply(400, f"the following arguments are required: {', '.join(missing)}")
@@ -313,7 +322,7 @@ def checkpoint_get(call: Call) -> Reply:
 
 
 def version(call: Call) -> Reply:
-    module = call.body.text("module") or "FATE"
+    module = call.body.read(VersionBody).module or "FATE"
     return json_reply(render.envelope(data={module: VERSIONS.get(module)}))
 
 

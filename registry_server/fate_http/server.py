@@ -24,6 +24,7 @@ from fate_registry.errors import Reason, RegistryError, Retcode
 from fate_registry.grpc_server import as_registry_error, bind_problem, http_port_file, write_port_file
 from fate_registry.http_limits import BoundedHTTPServer, BufferedRequestHandler, HttpLimits, https_context
 from registry_server.fate_http import archives, auth, routes, upstream
+from registry_server.fate_http.bodies import ModelKeys
 from registry_server.fate_http.calls import Registry
 from registry_server.fate_http.replies import (
     METHOD_NOT_ALLOWED_RETMSG,
@@ -105,7 +106,7 @@ class FateHttpHandler(BufferedRequestHandler):
             conf, signed_body, signed_form = self._parse(body)
             self.check_signature(signed_body, signed_form)
             if path == EXPORT:
-                archives.export_model(self, routes.model_ref(conf))
+                archives.export_model(self, conf.read(ModelKeys).ref())
                 return
             assert route is not None
             reply = route(routes.Call(conf, self.registry, self.peer))
