@@ -166,44 +166,51 @@ class Measured:
 class Flow:
     """The ``flow`` CLI as a user runs it, against the federation, with per-process peak memory."""
 
+    name = "flow"  # the CLI's process in the peak-memory and CPU figures
+
     def __init__(
         self, address: str, watch: PeakWatch, timeout: float, extra_env: Mapping[str, str] | None = None
     ) -> None:
         script = Path(sys.executable).parent / "flow"
         self._command = [str(script)] if script.exists() else [sys.executable, "-m", "client"]
         self._env = {**os.environ, "FATE_REGISTRY_ADDRESS": address, **(extra_env or {})}
+        self._cwd = REPO
         self._watch = watch
         self._timeout = timeout
+
+    def parse(self, stdout: str) -> Any:
+        """The CLI's JSON answer (raises ValueError when it printed none)."""
+        return json.loads(stdout)
 
     def run(self, *args: str) -> Measured:
         """Run ``flow <args>`` to completion and check its answer; fail unless its retcode is 0."""
         os.sync()  # earlier writes are flushed now, not in the middle of this operation
         self._watch.reset()
-        reaped = run_reaped([*self._command, *args], env=self._env, timeout=self._timeout, cwd=REPO)
+        reaped = run_reaped([*self._command, *args], env=self._env, timeout=self._timeout, cwd=self._cwd)
         peaks = self._watch.peaks_kib()
         cpu = self._watch.cpu_used()
         try:
-            answer = json.loads(reaped.stdout)
-        except json.JSONDecodeError:
+            answer = self.parse(reaped.stdout)
+        except ValueError:
             answer = None
         if reaped.returncode != 0 or not isinstance(answer, dict) or answer.get("retcode") != 0:
             raise RuntimeError(
-                f"flow {' '.join(args)} failed (exit {reaped.returncode}):\n"
+                f"{self.name} {' '.join(args)} failed (exit {reaped.returncode}):\n"
                 f"stdout: {reaped.stdout[-2000:]}\nstderr: {reaped.stderr[-2000:]}"
             )
-        return Measured(reaped, answer, {"flow": reaped.maxrss_kib, **peaks}, {"flow": reaped.cpu_seconds, **cpu})
+        return Measured(reaped, answer, {self.name: reaped.maxrss_kib, **peaks}, {self.name: reaped.cpu_seconds, **cpu})
 
     def try_run(self, *args: str) -> bool:
         """Run ``flow <args>`` untimed; True when it answered retcode 0."""
-        reaped = run_reaped([*self._command, *args], env=self._env, timeout=self._timeout, cwd=REPO)
+        reaped = run_reaped([*self._command, *args], env=self._env, timeout=self._timeout, cwd=self._cwd)
         try:
-            return reaped.returncode == 0 and json.loads(reaped.stdout).get("retcode") == 0
-        except (json.JSONDecodeError, AttributeError):
+            return reaped.returncode == 0 and self.parse(reaped.stdout).get("retcode") == 0
+        except (ValueError, AttributeError):
             return False
 
     def startup_seconds(self) -> float:
         """``flow --help``: the interpreter and the CLI's imports, no RPC (part of every CLI figure)."""
-        reaped = run_reaped([*self._command, "--help"], env=self._env, timeout=60.0, cwd=REPO)
+        reaped = run_reaped([*self._command, "--help"], env=self._env, timeout=60.0, cwd=self._cwd)
         if reaped.returncode != 0:
             raise RuntimeError(f"flow --help exited with {reaped.returncode}: {reaped.stderr[-2000:]}")
         return reaped.seconds
@@ -228,12 +235,14 @@ def import_export_once(
     model_cache: Path,
     imports: Series | None,
     exports: Series | None,
+    deleter: Flow | None = None,
 ) -> bool:
     """Import the archive into a fresh model version, export that version, then clean up (untimed).
 
-    The cleanup deletes the version (``flow model delete``) or, where the registry cannot delete yet,
-    drops its page cache: either frees the pages the run filled, so the next run reuses them instead
-    of touching fresh ones (slow on this VM, see the warm-up). Returns whether the delete worked.
+    The cleanup deletes the version (``flow model delete``, run by ``deleter`` when given) or, where the
+    registry cannot delete yet, drops its page cache: either frees the pages the run filled, so the next
+    run reuses them instead of touching fresh ones (slow on this VM, see the warm-up). Returns whether the
+    delete worked.
     """
     confs = write_confs(workdir, prepared, job_ids.next())
     imported = flow.run("model", "import", "-c", str(confs.import_conf))
@@ -248,7 +257,7 @@ def import_export_once(
         exports.nbytes = archive.stat().st_size  # the registry's archive (it adds a manifest entry): what moved
     shutil.rmtree(confs.output_dir)
     model = ["--model-id", prepared.spec.model_id, "--model-version", confs.model_version]
-    if flow.try_run("model", "delete", *model, "-r", ROLE, "-p", str(PARTY_ID)):
+    if (deleter or flow).try_run("model", "delete", *model, "-r", ROLE, "-p", str(PARTY_ID)):
         return True
     version_dir = model_cache / prepared.spec.party_model_id(ROLE, PARTY_ID) / confs.model_version
     if not version_dir.is_dir():

@@ -1,0 +1,169 @@
+"""FATE's own 1.11 ``flow`` CLI through the registry's HTTP API, beside our ``flow`` over gRPC, in the same run.
+
+Run from the repository root (after ``scripts/install_fate_client.sh``)::
+
+    .venv/bin/python -m bench.fate_http [--size-mib 1024] [--runs 3] [--workdir DIR] [--keep]
+
+One run prepares the generated HeteroLR guest model and its stored archive of ``bench.import_export``
+(about ``--size-mib`` MiB), starts a real federation (``fate-registry up``: coordinator + agents 9999 and
+10000) with FATE-Flow's HTTP API on a free port, and times, ``--runs`` rounds, each of the two CLIs as a user
+types it on the same archive: ``flow model import -c`` into a fresh model version and ``flow model export
+-c`` of it (the version is deleted after each, untimed). It prints the medians, the ratio of the 1.11
+CLI's time to ours each way (target <= 1.25), the peak RSS of every process per operation (the CLI, the
+coordinator, each agent) and, last, one JSON line with every figure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Final
+
+from bench.import_export import (
+    MEMORY_TARGET_MIB,
+    Flow,
+    Prepared,
+    Series,
+    _fmt_row,
+    import_export_once,
+    prepare,
+)
+from bench.memory import KIB, MIB, PeakWatch
+from bench.scratch import log, scratch_dir
+from fate_registry.testing import services
+from fate_registry.testing.fate_client import FateClient, coordinator_with_http, parse_answer
+from fate_registry.testing.federation import LocalFederation
+
+RATIO_TARGET: Final = 1.25  # the 1.11 CLI over HTTP / our flow over gRPC, wall time, each way
+
+
+class FateFlow(Flow):
+    """FATE's 1.11 ``flow`` CLI (``.venv-fate-client``) after ``flow init`` with the HTTP API's address."""
+
+    name = "fate flow"
+
+    def __init__(self, client: FateClient, watch: PeakWatch, timeout: float) -> None:
+        self._command = client.command("flow")
+        self._env = client.env()
+        self._cwd = client.home
+        self._watch = watch
+        self._timeout = timeout
+
+    def parse(self, stdout: str) -> Any:
+        return parse_answer(stdout)  # after the client's own "Import torch failed" line
+
+
+def report(prepared: Prepared, series: Sequence[Series], notes: Sequence[str], total_seconds: float) -> dict[str, Any]:
+    by_name = {s.name: s for s in series}
+    ratios = {way: by_name[f"fate {way}"].median / by_name[f"ours {way}"].median for way in ("import", "export")}
+    lines = [
+        "",
+        f"archive {prepared.archive_bytes} B ({prepared.archive_bytes / MIB:.1f} MiB); {os.cpu_count()} CPUs",
+        "ours: our flow over gRPC; fate: FATE's 1.11 flow CLI over the registry's HTTP API",
+        "",
+        f"{'operation':<14} {'runs':>4} {'median s':>9} {'min s':>8} {'max s':>8}"
+        f" {'GB/s':>8} {'MiB/s':>9} {'min MiB/s':>9} {'max MiB/s':>9}",
+        "-" * 86,
+        *(_fmt_row(s) for s in series),
+        "",
+        f"time ratio fate / ours (median; target <= {RATIO_TARGET}):",
+        *(
+            f"  {way:<8} {value:.3f}  {'ok' if value <= RATIO_TARGET else 'ABOVE TARGET'}"
+            for way, value in ratios.items()
+        ),
+        "",
+        f"peak memory, MiB, max across runs (target < {MEMORY_TARGET_MIB:.0f} MiB):",
+        *(
+            f"  {s.name:<12} "
+            + "  ".join(
+                f"{name} {kib / KIB:.1f}{'' if kib / KIB < MEMORY_TARGET_MIB else ' (OVER)'}"
+                for name, kib in s.peaks_kib.items()
+            )
+            for s in series
+        ),
+        *(f"note: {note}" for note in notes),
+        f"whole benchmark {total_seconds:.1f} s",
+    ]
+    print("\n".join(lines), flush=True)
+    figures: dict[str, Any] = {
+        "benchmark": "fate_http",
+        "cpus": os.cpu_count(),
+        "archive_bytes": prepared.archive_bytes,
+        "operations": {s.name: s.summary() for s in series},
+        "time_ratio_fate_over_ours": {way: round(value, 4) for way, value in ratios.items()},
+        "ratio_target": RATIO_TARGET,
+        "memory_target_mib": MEMORY_TARGET_MIB,
+        "notes": list(notes),
+    }
+    print(json.dumps(figures), flush=True)
+    return figures
+
+
+def run(size_mib: int, runs: int, workdir: Path) -> dict[str, Any]:
+    began = time.perf_counter()
+    op_timeout = 120.0 + size_mib / 4
+    log(f"workdir {workdir}; preparing a {size_mib} MiB model and its stored archive")
+    prepared = prepare(workdir, size_mib * MIB)
+    log(f"prepared: archive {prepared.archive_bytes / MIB:.1f} MiB")
+    series = {
+        name: Series(name, prepared.archive_bytes)
+        for name in ("ours import", "fate import", "ours export", "fate export")
+    }
+    notes: list[str] = []
+    with contextlib.ExitStack() as stack:
+        port = services.free_port()
+        federation = LocalFederation.start(
+            workdir / "federation", extra_conf={"coordinator": coordinator_with_http(port)}
+        )
+        stack.callback(federation.stop)
+        pids = federation.pids()
+        log(f"federation at {federation.address}, HTTP API at 127.0.0.1:{port}: {pids}")
+        watch = PeakWatch(pids)
+        ours = Flow(federation.address, watch, op_timeout)
+        client = FateClient.create(workdir / "fate-client")
+        client.init(f"127.0.0.1:{port}")
+        fate = FateFlow(client, watch, op_timeout)
+        model_cache = federation.model_cache("9999")
+
+        def round_of(flow: Flow, imports: Series | None, exports: Series | None) -> None:
+            if not import_export_once(flow, workdir, prepared, model_cache, imports, exports, deleter=ours):
+                notes.append("flow model delete failed: the imported versions stay on disk")
+
+        log("warm-up: one untimed import/export with each CLI")
+        round_of(ours, None, None)
+        round_of(fate, None, None)
+        for index in range(runs):  # the two CLIs in turn, so a drift of the machine touches both alike
+            round_of(ours, series["ours import"], series["ours export"])
+            round_of(fate, series["fate import"], series["fate export"])
+            log(
+                f"round {index + 1}/{runs}: " + ", ".join(f"{name} {s.seconds[-1]:.3f} s" for name, s in series.items())
+            )
+        notes.extend(watch.notes())
+    ordered = [series[name] for name in ("ours import", "fate import", "ours export", "fate export")]
+    return report(prepared, ordered, sorted(set(notes)), time.perf_counter() - began)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.fate_http", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--size-mib", type=int, default=1024, help="model size in MiB (default 1024)")
+    parser.add_argument("--runs", type=int, default=3, help="timed rounds of each CLI (default 3)")
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="parent of the scratch directory (default: the system temp dir)"
+    )
+    parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
+    args = parser.parse_args(argv)
+    if args.size_mib < 1 or args.runs < 1:
+        parser.error("--size-mib and --runs must be at least 1")
+    with scratch_dir("bench-fate-http-", args.workdir, args.keep) as workdir:
+        run(args.size_mib, args.runs, workdir)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
