@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,8 @@ STORAGE_ENGINES = ("tencent_cos", "mysql", "redis")
 # The agents' defaults count up from FIRST_AGENT_PORT, one per configured party.
 COORDINATOR_PORT = 9460
 FIRST_AGENT_PORT = 9461
+# FATE-Flow 1.11's HTTP API on the coordinator (coordinator.http).
+COORDINATOR_HTTP_PORT = 9450
 
 
 class ConfError(Exception):
@@ -110,6 +113,30 @@ class PartyConf:
 
 
 @dataclass(frozen=True)
+class HttpAuthConf:
+    """FATE-Flow's client authentication: with ``switch`` every request the registry serves must carry
+    FATE's HMAC-SHA1 signature made with this key pair (``APP_KEY``, ``SIGNATURE`` headers)."""
+
+    switch: bool = False
+    http_app_key: str = ""
+    http_secret_key: str = field(default="", repr=False)
+
+
+@dataclass(frozen=True)
+class HttpConf:
+    """FATE-Flow 1.11's HTTP API, served by the coordinator for FATE's own clients (docs/fate_http.md).
+
+    ``upstream`` is a FATE-Flow base URL (``http://host:9380``): every request the registry does not serve
+    is forwarded to it unchanged; empty: such a request is answered with FATE-Flow's not-found answer.
+    """
+
+    enabled: bool = True
+    address: Address = Address("127.0.0.1", COORDINATOR_HTTP_PORT)
+    upstream: str = ""
+    authentication: HttpAuthConf = HttpAuthConf()
+
+
+@dataclass(frozen=True)
 class CoordinatorConf:
     address: Address
     data_dir: Path
@@ -131,6 +158,7 @@ class CoordinatorConf:
     rpc_workers: int = 32
     # The party whose site the coordinator runs at: the ``src`` of the Packets it sends through a proxy.
     party_id: str = ""
+    http: HttpConf = HttpConf()
 
 
 @dataclass(frozen=True)
@@ -332,6 +360,29 @@ def _party(parties: _Section, party_id: str, data_dir: Path, index: int) -> Part
     )
 
 
+def _http(section: _Section, coordinator: Address) -> HttpConf:
+    """``coordinator.http``; a coordinator on a free port (0) gets its HTTP API on a free port too, unless set."""
+    port = COORDINATOR_HTTP_PORT if coordinator.port else 0
+    auth = section.section("authentication")
+    authentication = HttpAuthConf(
+        switch=auth.flag("switch", False),
+        http_app_key=auth.text("http_app_key", ""),
+        http_secret_key=auth.text("http_secret_key", ""),
+    )
+    if authentication.switch and not (authentication.http_app_key and authentication.http_secret_key):
+        raise ConfError(section.path, auth.key, "switch is true: http_app_key and http_secret_key are both needed")
+    upstream = section.text("upstream", "").rstrip("/")
+    parsed = urllib.parse.urlsplit(upstream)
+    if upstream and (parsed.scheme not in ("http", "https") or not parsed.hostname or parsed.path or parsed.query):
+        raise ConfError(section.path, section._name("upstream"), f"expected http(s)://host:port, got {upstream!r}")
+    return HttpConf(
+        enabled=section.flag("enabled", True),
+        address=section.address("address", f"{coordinator.host}:{port}"),
+        upstream=upstream,
+        authentication=authentication,
+    )
+
+
 MYSQL_ONLY_KEYS = frozenset({"name", "user", "password", "host", "port", "max_connections", "stale_timeout"})
 DEFAULT_PARTIES: Mapping[str, Any] = {"9999": {}, "10000": {}}
 
@@ -369,11 +420,12 @@ def parse(document: Any, path: Path | None = None, data_dir: Path | None = None)
     coordinator_tls = tls_section(coordinator.section("tls"))
     if coordinator_tls.require_client_cert and not coordinator_tls.allow:
         raise ConfError(path, "coordinator.tls.allow", "require_client_cert needs the names of the clients allowed")
+    coordinator_address = coordinator.address("address", f"127.0.0.1:{COORDINATOR_PORT}")
     conf = ServiceConf(
         path=path,
         data_dir=base,
         coordinator=CoordinatorConf(
-            address=coordinator.address("address", f"127.0.0.1:{COORDINATOR_PORT}"),
+            address=coordinator_address,
             data_dir=coordinator_dir,
             database=_database(coordinator.section("database"), coordinator_dir / "registry.db"),
             call_timeout=coordinator.number("call_timeout", 30.0),
@@ -384,6 +436,7 @@ def parse(document: Any, path: Path | None = None, data_dir: Path | None = None)
             lease_seconds=coordinator.number("lease_seconds", 30.0),
             rpc_workers=coordinator.integer("rpc_workers", 32, minimum=1),
             party_id=coordinator.text("party_id", next(iter(parties))),
+            http=_http(coordinator.section("http"), coordinator_address),
         ),
         parties=parties,
         enable_model_store=enable_store,

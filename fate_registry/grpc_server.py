@@ -304,6 +304,11 @@ def write_port_file(port_file: Path, address: str) -> None:
     tmp.replace(port_file)
 
 
+def http_port_file(port_file: Path) -> Path:
+    """Where a coordinator writes its FATE-Flow HTTP API's bound address, beside its gRPC ``port_file``."""
+    return port_file.with_suffix(".http")
+
+
 def wait_for_signal(running: RunningServer, port_file: Path | None, host: str) -> None:
     """Write the bound address to ``port_file`` (for launchers), then serve until SIGTERM/SIGINT."""
     if port_file is not None:

@@ -22,6 +22,9 @@ few slow clients then occupy the pool and a real request waits for their timeout
 * An answer is written in slices of ``WRITE_SLICE`` bytes, each allowed ``io_timeout`` seconds: a client
   that stops reading is dropped, while a long answer streams for as long as the client keeps reading.
 * One request per connection (``Connection: close``): a kept-alive connection would hold a worker idle.
+* A server may have some requests' bodies streamed (:meth:`BoundedHTTPServer.streams_body`: an upload):
+  such a request goes to a worker once its head has arrived, the body read from the socket as the handler
+  asks, each read allowed ``io_timeout`` seconds, with no ``max_body``.
 
 Every failure is one log line; none reaches a client or the log as a traceback.
 """
@@ -39,19 +42,20 @@ import selectors
 import socket
 import socketserver
 import ssl
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from _typeshed import ReadableBuffer
+from fate_registry.channels import read_pem
+from fate_registry.config import TlsConf
+from fate_registry.socket_io import SocketWriter, socket_reader
 
 log = logging.getLogger(__name__)
 READ_SIZE = 64 * 1024
-WRITE_SLICE = 64 * 1024
 LINGER_SECONDS = 2.0
 ACCEPT_BATCH = 64  # connections accepted per turn of the loop, so that reading requests goes on meanwhile
 ACCEPT_PAUSE_SECONDS = 0.1  # when no connection can be accepted (no file descriptor left) and none can be closed
@@ -84,6 +88,20 @@ class HttpLimits:
 DEFAULT_LIMITS = HttpLimits()
 
 
+def https_context(tls: TlsConf) -> ssl.SSLContext | None:
+    """A server's TLS context from its ``tls`` conf (its certificate; with ``require_client_cert``, callers must
+    present one signed by ``tls.ca``), or None for plain HTTP."""
+    if not (tls.cert and tls.key):
+        return None
+    read_pem(tls.cert, "cert"), read_pem(tls.key, "key")  # a missing file is named, as for gRPC
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(tls.cert, tls.key)
+    if tls.require_client_cert and tls.ca:
+        context.load_verify_locations(cadata=read_pem(tls.ca, "ca").decode("ascii", "replace"))
+        context.verify_mode = ssl.CERT_REQUIRED
+    return context
+
+
 class _Refusal(Exception):
     def __init__(self, status: HTTPStatus, message: str) -> None:
         super().__init__(message)
@@ -103,6 +121,7 @@ class _Connection:
     data: bytearray = field(default_factory=bytearray)
     head_end: int = 0  # the head's length, once it has arrived
     body_length: int = 0
+    streaming: bool = False  # the handler reads the body from the socket (BoundedHTTPServer.streams_body)
     lingering: bool = False
 
     @property
@@ -146,22 +165,6 @@ def _close(sock: socket.socket) -> None:
     sock.close()
 
 
-class _SocketWriter(io.BufferedIOBase):
-    """Sends what is written in slices, each given the socket's timeout (see the module's docstring)."""
-
-    def __init__(self, sock: socket.socket) -> None:
-        self._sock = sock
-
-    def writable(self) -> bool:
-        return True
-
-    def write(self, data: ReadableBuffer, /) -> int:
-        with memoryview(data) as view, view.cast("B") as octets:
-            for start in range(0, len(octets), WRITE_SLICE):
-                self._sock.sendall(octets[start : start + WRITE_SLICE])
-            return len(octets)
-
-
 class BufferedRequestHandler(BaseHTTPRequestHandler):
     """Answers one request the server has already read whole: ``request`` is ``(its bytes, the socket)``, as
     a datagram handler's is."""
@@ -170,9 +173,9 @@ class BufferedRequestHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
 
     def setup(self) -> None:
-        data, self.connection = self.request
-        self.rfile = io.BytesIO(data)
-        self.wfile = _SocketWriter(self.connection)
+        data, self.connection, streaming = self.request
+        self.rfile = socket_reader(data, self.connection) if streaming else io.BytesIO(data)
+        self.wfile = SocketWriter(self.connection)
 
     def handle(self) -> None:
         self.close_connection = True
@@ -215,7 +218,7 @@ class BoundedHTTPServer(socketserver.TCPServer):
         self._context = context
         self._reading: dict[socket.socket, _Connection] = {}  # in order of acceptance, so of deadline
         self._lingering: dict[socket.socket, _Connection] = {}  # in order of refusal, so of deadline
-        self._requests: queue.Queue[tuple[socket.socket, bytes, Any] | None] = queue.Queue()
+        self._requests: queue.Queue[tuple[socket.socket, bytes, bool, Any] | None] = queue.Queue()
         self._places = threading.BoundedSemaphore(limits.workers + limits.queued)  # requests answered or waiting
         self._stopping = threading.Event()
         self._stopped = threading.Event()
@@ -378,7 +381,7 @@ class BoundedHTTPServer(socketserver.TCPServer):
                 wanted = (
                     connection.head_end + connection.body_length if connection.head_end else self.limits.max_head + 1
                 ) - len(connection.data)
-                if connection.head_end and wanted <= 0:
+                if connection.head_end and (wanted <= 0 or connection.streaming):
                     self._dispatch(connection)
                     return
                 chunk = sock.recv(min(wanted, READ_SIZE))
@@ -410,11 +413,17 @@ class BoundedHTTPServer(socketserver.TCPServer):
                 )
             return
         connection.head_end = end.end()
-        connection.body_length, expects_continue = _body_length(
-            bytes(connection.data[: connection.head_end]), self.limits.max_body
-        )
+        head = bytes(connection.data[: connection.head_end])
+        connection.streaming = self.streams_body(head)
+        max_body = sys.maxsize if connection.streaming else self.limits.max_body
+        connection.body_length, expects_continue = _body_length(head, max_body)
         if expects_continue and len(connection.data) < connection.head_end + connection.body_length:
             connection.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def streams_body(self, head: bytes) -> bool:
+        """Whether the request whose head (request line and headers) is ``head`` has its body streamed to
+        the handler rather than read whole first (see the module's docstring); this server streams none."""
+        return False
 
     def _dispatch(self, connection: _Connection) -> None:
         """Hand the whole request to the workers, or answer 503 when too many wait already."""
@@ -431,7 +440,7 @@ class BoundedHTTPServer(socketserver.TCPServer):
         self._selector.unregister(connection.sock)
         connection.sock.settimeout(self.limits.io_timeout)
         request = bytes(connection.data[: connection.head_end + connection.body_length])
-        self._requests.put((connection.sock, request, connection.address))
+        self._requests.put((connection.sock, request, connection.streaming, connection.address))
 
     def _refuse(self, connection: _Connection, status: HTTPStatus, message: str) -> None:
         """Answer ``status`` and stop sending; read and drop what the client still sends, then close."""
@@ -467,9 +476,9 @@ class BoundedHTTPServer(socketserver.TCPServer):
 
     def _work(self) -> None:
         while (item := self._requests.get()) is not None:
-            sock, request, address = item
+            sock, request, streaming, address = item
             try:
-                self._handler((request, sock), address, self)
+                self._handler((request, sock, streaming), address, self)
             except OSError as exc:  # the client stopped reading, or went away
                 log.info(
                     "%s: the answer to %s was cut short: %s",

@@ -12,13 +12,14 @@ from pathlib import Path
 from typing import IO
 
 from fate_registry.config import ServiceConf, TlsConf
-from fate_registry.grpc_server import StopFlag
+from fate_registry.grpc_server import StopFlag, http_port_file
 from fate_registry.health import is_serving
 
 STOP_GRACE_SECONDS = 10.0
 # The end of a child's log shown when it ends: that many lines, read from at most that many last bytes.
 TAIL_LINES = 5
 TAIL_BYTES = 16384
+FATE_FLOW_API_LABEL = "fate-flow api"  # the banner line naming the coordinator's FATE-Flow HTTP API
 STOPPING = "; stopping the federation"  # up stops every child when one ends
 PROGRAM_PREFIX = "fate-registry: "  # how launcher.main prefixes the one line it ends with on an error
 
@@ -159,6 +160,10 @@ def run_federation(conf: ServiceConf, conf_path: Path | None, ready_timeout: flo
         children.append(coordinator)
         coordinator_address = _wait_ready([coordinator], deadline, conf.coordinator.tls)["coordinator"]
         print(f"coordinator  {coordinator_address}  (pid {coordinator.process.pid})")
+        http_file = http_port_file(coordinator.port_file)
+        if http_file.exists():
+            host, _, port = http_file.read_text(encoding="utf-8").strip().rpartition(":")
+            print(f"{FATE_FLOW_API_LABEL}  {host}:{port}  (FATE's own clients: flow init --ip {host} --port {port})")
         for party_id, child in agent_children.items():
             print(f"agent {party_id:<6} {agents[child.name]}  (pid {child.process.pid})")
         print(f"state in {data_dir.resolve()}, logs in {log_dir.resolve()}")

@@ -16,15 +16,19 @@ from __future__ import annotations
 
 import json
 import logging
-import ssl
 import threading
 from collections.abc import Callable, Iterator
 from urllib.parse import unquote
 
-from fate_registry.channels import read_pem
 from fate_registry.config import PLAINTEXT, TlsConf
 from fate_registry.errors import Reason, RegistryError
-from fate_registry.http_limits import DEFAULT_LIMITS, BoundedHTTPServer, BufferedRequestHandler, HttpLimits
+from fate_registry.http_limits import (
+    DEFAULT_LIMITS,
+    BoundedHTTPServer,
+    BufferedRequestHandler,
+    HttpLimits,
+    https_context,
+)
 from fate_registry.identity import parse_party_model_id
 from fate_registry.v1.common_pb2 import PartyModelRef
 
@@ -94,7 +98,7 @@ class TransferServer(BoundedHTTPServer):
     def __init__(
         self, host: str, port: int, source: Source, tls: TlsConf = PLAINTEXT, limits: HttpLimits = DEFAULT_LIMITS
     ) -> None:
-        super().__init__((host, port), _Handler, limits, _server_context(tls))
+        super().__init__((host, port), _Handler, limits, https_context(tls))
         self.source = source
         self._thread = threading.Thread(target=self.serve_forever, name="transfer-http", daemon=True)
 
@@ -105,16 +109,3 @@ class TransferServer(BoundedHTTPServer):
         if self._thread.ident is not None:  # started: its serve_forever ends, or has ended, and says so
             self.shutdown()
         self.server_close()
-
-
-def _server_context(tls: TlsConf) -> ssl.SSLContext | None:
-    """The endpoint's TLS context, or None for plain HTTP."""
-    if not (tls.cert and tls.key):
-        return None
-    read_pem(tls.cert, "cert"), read_pem(tls.key, "key")  # a missing file is named, as for gRPC
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(tls.cert, tls.key)
-    if tls.require_client_cert and tls.ca:
-        context.load_verify_locations(cadata=read_pem(tls.ca, "ca").decode("ascii", "replace"))
-        context.verify_mode = ssl.CERT_REQUIRED
-    return context

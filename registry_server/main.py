@@ -13,6 +13,7 @@ from registry_server.adoption import Adoption
 from registry_server.agents import AgentClients
 from registry_server.catalog import Catalog
 from registry_server.fanout import FanOut
+from registry_server.fate_http.server import FateHttpServer
 from registry_server.maintenance import Maintenance
 from registry_server.multiparty import MultiParty
 from registry_server.replicas import Leases, replica_name
@@ -36,6 +37,7 @@ def serve(conf: config.ServiceConf, port_file: Path | None = None) -> None:
         ],
         max_workers=conf.coordinator.rpc_workers,
     )
+    fate_http = FateHttpServer(conf) if conf.coordinator.http.enabled else None  # bound now, served below
     replica = replica_name(conf.coordinator)
     catalog = Catalog(conf.coordinator.database, owner=replica)
     leases = Leases(catalog.db, replica, conf.coordinator.lease_seconds)
@@ -59,6 +61,8 @@ def serve(conf: config.ServiceConf, port_file: Path | None = None) -> None:
             servicer.raw_handlers(),
         )
     )
+    if fate_http is not None:
+        fate_http.start(servicer, port_file)  # before the gRPC port file: a launcher finds both once that is there
     log.info(
         "coordinator replica %s listening on %s:%s with %d parties",
         replica,
@@ -79,6 +83,8 @@ def serve(conf: config.ServiceConf, port_file: Path | None = None) -> None:
     try:
         wait_for_signal(running, port_file, address.host)
     finally:
+        if fate_http is not None:
+            fate_http.stop()
         heartbeat.stop()
         maintenance.stop()
         adopting.stop()

@@ -41,6 +41,7 @@ from typing import Any, TypeVar
 import yaml
 
 from fate_registry import config
+from fate_registry.grpc_server import http_port_file
 from fate_registry.health import is_serving
 from fate_registry.testing.federation import fate_registry_command
 from fate_registry.testing.started import register
@@ -125,7 +126,7 @@ class Cluster:
         """
         root.mkdir(parents=True, exist_ok=True)
         conf: dict[str, Any] = {
-            "coordinator": {"address": "127.0.0.1:0", **(coordinator_conf or {})},
+            "coordinator": {"address": "127.0.0.1:0", "http": {"address": "127.0.0.1:0"}, **(coordinator_conf or {})},
             "parties": {str(pid): {"address": "127.0.0.1:0", **settings} for pid, settings in parties.items()},
             **(extra_conf or {}),
         }
@@ -163,6 +164,10 @@ class Cluster:
     def address_of(self, name: str) -> str:
         """The ``host:port`` of any process (a coordinator replica, an agent)."""
         return self._process(name).address
+
+    def http_address(self, name: str = COORDINATOR) -> str:
+        """The FATE-Flow HTTP API of a coordinator (replica) that serves, from the file it writes its address to."""
+        return http_port_file(self._process(name).port_file).read_text(encoding="utf-8").strip()
 
     def add_replica(self, name: str) -> str:
         """Start one more coordinator replica (``name`` begins with ``coordinator``) on the same conf,

@@ -53,7 +53,7 @@ class LocalFederation:
     ) -> LocalFederation:
         root.mkdir(parents=True, exist_ok=True)
         conf = {
-            "coordinator": {"address": "127.0.0.1:0"},
+            "coordinator": {"address": "127.0.0.1:0", "http": {"address": "127.0.0.1:0"}},
             "parties": {pid: {"address": "127.0.0.1:0", **settings} for pid, settings in parties.items()},
             **(extra_conf or {}),
         }
@@ -84,6 +84,14 @@ class LocalFederation:
             if line.startswith("agent ") and line.split()[1] == party_id:
                 return line.split()[2]
         raise KeyError(party_id)
+
+    @property
+    def http_address(self) -> str:
+        """The coordinator's FATE-Flow HTTP API (host:port), from ``up``'s banner."""
+        for line in self.log_path.read_text(encoding="utf-8").splitlines():
+            if line.startswith("fate-flow api "):
+                return line.split()[2]
+        raise KeyError("the coordinator serves no FATE-Flow HTTP API (coordinator.http.enabled is false)")
 
     def pids(self) -> dict[str, int]:
         """PIDs of the children, by name (``coordinator``, ``agent-9999``), from ``up``'s banner."""

@@ -1,0 +1,190 @@
+"""The coordinator's HTTP server for FATE's clients: FATE-Flow 1.11's routes for models, tags and checkpoints,
+the rest passed to an upstream FATE-Flow (or answered FATE-Flow's not-found).
+
+It keeps :class:`~fate_registry.http_limits.HttpLimits` (a worker thread only for a request whose head has
+arrived; JSON bodies read whole, at most ``MAX_JSON_BODY``; an import's body and a pass-through's streamed).
+HTTPS with the coordinator's certificate when its ``tls`` has one; with ``require_client_cert``, a caller
+must present a certificate of its CA naming one of ``tls.allow``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import ssl
+import threading
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from client.confs import Conf
+from client.render import envelope
+from fate_registry.config import ServiceConf
+from fate_registry.errors import Reason, RegistryError, Retcode
+from fate_registry.grpc_server import as_registry_error, http_port_file, write_port_file
+from fate_registry.http_limits import BoundedHTTPServer, BufferedRequestHandler, HttpLimits, https_context
+from registry_server.fate_http import archives, auth, routes, upstream
+from registry_server.fate_http.calls import Registry
+from registry_server.fate_http.replies import METHOD_NOT_ALLOWED_RETMSG, NOT_FOUND_RETMSG, Reply, json_reply
+from registry_server.servicer import RegistryServicer
+
+log = logging.getLogger(__name__)
+MAX_JSON_BODY = 4 * 1024 * 1024
+IMPORT = f"{routes.V1}/model/import"
+EXPORT = f"{routes.V1}/model/export"
+MODEL_TAG = f"{routes.V1}/model/model_tag/"
+ARCHIVE_ROUTES = {IMPORT: routes.GET_OR_POST, EXPORT: routes.GET_OR_POST}
+
+
+def route_path(target: str) -> str:
+    """A request target's path as routes are named: no query, no trailing slash (FATE-Flow accepts one)."""
+    return urlsplit(target).path.rstrip("/") or "/"
+
+
+class FateHttpHandler(BufferedRequestHandler):
+    server: FateHttpServer
+
+    @property
+    def registry(self) -> Registry:
+        assert self.server.registry is not None
+        return self.server.registry
+
+    @property
+    def peer(self) -> str:
+        return f"http:{self.client_address[0]}:{self.client_address[1]}"
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    do_POST = do_PUT = do_DELETE = do_PATCH = do_GET
+
+    def reply(self, reply: Reply) -> None:
+        self.send_response(reply.status)
+        self.send_header("Content-Type", reply.content_type)
+        self.send_header("Content-Length", str(len(reply.body)))
+        for name, value in reply.headers:
+            self.send_header(name, value)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(reply.body)
+
+    def check_signature(self, body: bytes = b"", form: bytes = b"") -> None:
+        """FATE-Flow's signature check, when the conf switches it on (:mod:`registry_server.fate_http.auth`)."""
+        conf = self.server.conf.coordinator.http.authentication
+        if conf.switch:
+            auth.check(conf, self.headers, self.path.rstrip("?"), body, form)
+
+    def _serve(self) -> None:
+        path = route_path(self.path)
+        methods, route = self.server.resolve(path)
+        if methods is None:
+            if self.server.upstream:
+                upstream.forward(self, self.server.upstream, self.server.conf.coordinator.deploy_timeout)
+            else:
+                self.reply(json_reply(envelope(int(Retcode.EXCEPTION_ERROR), NOT_FOUND_RETMSG)))
+            return
+        if self.command not in methods:
+            self.reply(json_reply(envelope(int(Retcode.EXCEPTION_ERROR), METHOD_NOT_ALLOWED_RETMSG)))
+            return
+        try:
+            self._check_peer()
+            if path == IMPORT:
+                self.reply(archives.import_model(self))
+                return
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            conf, signed_body, signed_form = self._parse(body)
+            self.check_signature(signed_body, signed_form)
+            if path == EXPORT:
+                archives.export_model(self, routes.model_ref(conf))
+                return
+            assert route is not None
+            reply = route(routes.Call(conf, self.registry, self.peer))
+        except RegistryError as exc:
+            reply = json_reply(envelope(exc.fate_retcode, exc.message))
+        except Exception as exc:  # the boundary: a class and an error id in the log, never a traceback
+            error = as_registry_error(exc, path, self.peer)
+            reply = json_reply(envelope(error.fate_retcode, error.message))
+        self.reply(reply)
+
+    def _parse(self, body: bytes) -> tuple[Conf, bytes, bytes]:
+        """The body as FATE-Flow reads it (JSON whatever the Content-Type, else a urlencoded form; neither: no
+        keys), and the two parts of it its signature covers."""
+        try:
+            data: Any = json.loads(body) if body.strip() else None
+        except ValueError:
+            data = None
+        if isinstance(data, dict):
+            return Conf(data), body if data else b"", b""
+        form = (
+            dict(parse_qsl(body.decode("utf-8", "replace")))
+            if "urlencoded" in self.headers.get("Content-Type", "")
+            else {}
+        )
+        return Conf(form), b"", auth.form_text(form) if form else b""
+
+    def _check_peer(self) -> None:
+        """With mutual TLS, the caller's certificate must name one of ``tls.allow`` (as on the gRPC API)."""
+        tls = self.server.conf.coordinator.tls
+        if not (tls.require_client_cert and isinstance(self.connection, ssl.SSLSocket)):
+            return
+        certificate: dict[str, Any] = dict(self.connection.getpeercert() or {})
+        names = {str(value) for rdn in certificate.get("subject", ()) for key, value in rdn if key == "commonName"}
+        names |= {str(value) for _, value in certificate.get("subjectAltName", ())}
+        if not names & set(tls.allow):
+            raise RegistryError(
+                Reason.PERMISSION_DENIED, f"the caller {', '.join(sorted(names)) or 'without a name'} is not allowed"
+            )
+
+
+class FateHttpServer(BoundedHTTPServer):
+    """Bound when made (port 0: a free port), serving once :meth:`start` has the RPC methods to call."""
+
+    log_name = "fate-http"
+
+    def __init__(self, conf: ServiceConf) -> None:
+        http = conf.coordinator.http
+        limits = HttpLimits(max_body=MAX_JSON_BODY)
+        super().__init__(
+            (http.address.host, http.address.port), FateHttpHandler, limits, https_context(conf.coordinator.tls)
+        )
+        self.conf = conf
+        self.upstream = http.upstream
+        self.registry: Registry | None = None
+        self._thread = threading.Thread(target=self.serve_forever, name="fate-http", daemon=True)
+
+    @property
+    def address(self) -> str:
+        host, port = self.server_address[:2]
+        return f"{host!s}:{port}"
+
+    def resolve(self, path: str) -> tuple[frozenset[str] | None, routes.Route | None]:
+        """The methods and route serving ``path``; (None, None) when the registry does not serve it."""
+        if path in ARCHIVE_ROUTES:
+            return ARCHIVE_ROUTES[path], None
+        if path in routes.ROUTES:
+            return routes.ROUTES[path]
+        if path.startswith(MODEL_TAG) and "/" not in path.removeprefix(MODEL_TAG):
+            return routes.POST, routes.unsupported(path.removeprefix(MODEL_TAG))
+        return None, None
+
+    def streams_body(self, head: bytes) -> bool:
+        """An import's body, and one passed to the upstream, are read as they arrive, not whole first."""
+        target = head.split(b" ", 2)[1].decode("latin-1") if head.count(b" ") >= 2 else ""
+        path = route_path(target)
+        return path == IMPORT or (bool(self.upstream) and self.resolve(path)[0] is None)
+
+    def start(self, servicer: RegistryServicer, port_file: Path | None) -> None:
+        self.registry = Registry(servicer)
+        self._thread.start()
+        if port_file is not None:
+            write_port_file(http_port_file(port_file), self.address)
+        log.info(
+            "FATE-Flow HTTP API on %s%s",
+            self.address,
+            f", passing the rest to {self.upstream}" if self.upstream else "",
+        )
+
+    def stop(self) -> None:
+        if self._thread.ident is not None:
+            self.shutdown()
+        self.server_close()
