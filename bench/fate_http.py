@@ -36,7 +36,6 @@ from bench.import_export import (
 )
 from bench.memory import KIB, MIB, PeakWatch
 from bench.scratch import log, scratch_dir
-from fate_registry.testing import services
 from fate_registry.testing.fate_client import FateClient, coordinator_with_http, parse_answer
 from fate_registry.testing.federation import LocalFederation
 
@@ -117,17 +116,15 @@ def run(size_mib: int, runs: int, workdir: Path) -> dict[str, Any]:
     }
     notes: list[str] = []
     with contextlib.ExitStack() as stack:
-        port = services.free_port()
-        federation = LocalFederation.start(
-            workdir / "federation", extra_conf={"coordinator": coordinator_with_http(port)}
-        )
+        federation = LocalFederation.start(workdir / "federation", extra_conf={"coordinator": coordinator_with_http()})
         stack.callback(federation.stop)
         pids = federation.pids()
-        log(f"federation at {federation.address}, HTTP API at 127.0.0.1:{port}: {pids}")
+        http_address = federation.http_address
+        log(f"federation at {federation.address}, HTTP API at {http_address}: {pids}")
         watch = PeakWatch(pids)
         ours = Flow(federation.address, watch, op_timeout)
         client = FateClient.create(workdir / "fate-client")
-        client.init(f"127.0.0.1:{port}")
+        client.init(http_address)
         fate = FateFlow(client, watch, op_timeout)
         model_cache = federation.model_cache("9999")
 

@@ -167,10 +167,10 @@ def _clean_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
 
 
-def coordinator_with_http(port: int, upstream: str = "", app_key: str = "", secret_key: str = "") -> dict[str, Any]:
-    """The ``coordinator`` section of a test federation's conf: its gRPC API on a free port, FATE-Flow's HTTP
-    API on ``port``, forwarding to ``upstream`` when given, FATE's signature required when keys are given."""
-    http: dict[str, Any] = {"enabled": True, "address": f"127.0.0.1:{port}"}
+def coordinator_with_http(upstream: str = "", app_key: str = "", secret_key: str = "") -> dict[str, Any]:
+    """The ``coordinator`` section of a test federation's conf: its gRPC API and FATE-Flow's HTTP API on free
+    ports, forwarding to ``upstream`` when given, FATE's signature required when keys are given."""
+    http: dict[str, Any] = {"enabled": True}
     if upstream:
         http["upstream"] = upstream
     if app_key:

@@ -57,14 +57,13 @@ def http_federation(
         serving_servers(root / "serving", ("9999", "10000")) as servings,
         services.redis_server(root / "redis") as redis,
     ):
-        port = services.free_port()
         conf = {
-            "coordinator": coordinator_with_http(port, upstream=upstream.url),
+            "coordinator": coordinator_with_http(upstream=upstream.url),
             "model_store_address": {"storage": "redis", **redis.settings()},
         }
         parties = {party: {"servings": [server.address]} for party, server in servings.items()}
         with LocalFederation.start(root / "fed", parties=parties, extra_conf=conf) as fed:
-            yield HttpFederation(fed, f"127.0.0.1:{port}", servings, upstream)
+            yield HttpFederation(fed, fed.http_address, servings, upstream)
 
 
 @pytest.fixture(scope="module")

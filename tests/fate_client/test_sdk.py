@@ -30,7 +30,7 @@ out["import"] = [
 out["info"] = client.model.get_model_info(**model)
 out["export"] = client.model.export_model({**guest, "output_path": args["output_path"]})
 out["store"] = client.model.export_model(guest, to_database=True)
-out["restore"] = client.model.import_model(guest, from_database=True)
+out["restore"] = client.model.import_model({**guest, "force_update": True}, from_database=True)
 out["checkpoints"] = client.checkpoint.list_checkpoints(**guest, component_name="hetero_lr_0")
 step = out["checkpoints"]["data"][0]["step_index"]
 out["checkpoint"] = client.checkpoint.get_checkpoint(**guest, component_name="hetero_lr_0", step_index=step)
@@ -72,7 +72,7 @@ def test_flow_client_model_and_checkpoint_methods(
     assert got["export"]["retcode"] == 0, got["export"]
     exported = out / f"guest#9999#{model.model_id}_{model.version}.zip"
     assert got["export"]["file"] == str(exported) and zipfile.ZipFile(exported).testzip() is None
-    assert got["store"]["retcode"] == 0 and got["store"]["jobId"], got["store"]
+    assert got["store"]["retcode"] == 0 and got["store"]["data"]["model_info"]["model_version"] == model.version
     assert got["restore"]["retcode"] == 0 and got["restore"]["jobId"], got["restore"]
     steps = got["checkpoints"]["data"]
     assert got["checkpoints"]["retcode"] == 0 and len(steps) == 2, got["checkpoints"]
