@@ -48,7 +48,7 @@ import time
 from dataclasses import dataclass, field
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
-from typing import Any
+from typing import Any, cast
 
 from fate_registry.channels import read_pem
 from fate_registry.config import TlsConf
@@ -166,8 +166,8 @@ def _close(sock: socket.socket) -> None:
 
 
 class BufferedRequestHandler(BaseHTTPRequestHandler):
-    """Answers one request the server has already read whole: ``request`` is ``(its bytes, the socket)``, as
-    a datagram handler's is."""
+    """Answers one request the server has read: ``request`` is ``(its bytes, the socket, streamed)``, as a
+    datagram handler's is with a flag: the request whole, or (streamed) its head and the socket to read on."""
 
     server: BoundedHTTPServer
     protocol_version = "HTTP/1.1"
@@ -478,7 +478,8 @@ class BoundedHTTPServer(socketserver.TCPServer):
         while (item := self._requests.get()) is not None:
             sock, request, streaming, address = item
             try:
-                self._handler((request, sock, streaming), address, self)
+                # (its bytes, the socket, whether its body is streamed): typeshed knows only the first two
+                self._handler(cast(Any, (request, sock, streaming)), address, self)
             except OSError as exc:  # the client stopped reading, or went away
                 log.info(
                     "%s: the answer to %s was cut short: %s",

@@ -112,6 +112,11 @@ REQUIRED: dict[str, Required] = {
     "ListModelTags": Required(keys("job_id")),
     "AddModelTag": Required(keys("job_id", "tag_name")),
     "RemoveModelTag": Required(keys("job_id", "tag_name")),
+    "CreateTag": Required(keys("tag_name")),
+    "QueryTag": Required(keys("tag_name")),
+    "UpdateTag": Required(keys("tag_name")),
+    "DeleteTag": Required(keys("tag_name")),
+    "ListTags": Required(),  # a listing
     "HomoConvertModel": PARTY_MODEL,  # no framework: each component's default
     "HomoDeployModel": Required((*ref_keys("model"), *keys("service_id", "component_name", "deployment_type"))),
     "ListCheckpoints": Required((*ref_keys("model"), *keys("component_name"))),

@@ -32,6 +32,8 @@ from registry_server.transfers import TransferDesk
 SERVICE = registry_pb2.DESCRIPTOR.services_by_name["RegistryService"]
 # FATE-Flow answers "no model" for get-predict-dsl/conf with HTTP status 210.
 NO_MODEL_RETCODE = 210
+# FATE's ``flow tag list`` shows this many tags unless told otherwise.
+DEFAULT_TAG_LIMIT = 10
 
 
 def check_ref(ref: PartyModelRef) -> PartyModelRef:
@@ -260,6 +262,41 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         with self.oplog.track("untag", context.peer(), model_id, request.job_id):
             message = self.catalog.tags.remove(request.job_id, request.tag_name, model_id)
         return registry_pb2.RemoveModelTagResponse(retmsg=message)
+
+    def CreateTag(
+        self, request: registry_pb2.CreateTagRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.CreateTagResponse:
+        return registry_pb2.CreateTagResponse(retmsg=self.catalog.tags.create(request.tag_name, request.tag_desc))
+
+    def QueryTag(
+        self, request: registry_pb2.QueryTagRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.QueryTagResponse:
+        """Without ``with_model`` the tags whose name contains ``tag_name``; with it, every party's row of each
+        model version carrying exactly that tag."""
+        if not request.with_model:
+            return registry_pb2.QueryTagResponse(tags=self.catalog.tags.matching(request.tag_name))
+        rows = [
+            row
+            for version in self.catalog.tags.versions_of(request.tag_name)
+            for row in self.multiparty.adoption.find(ModelFilter(model_version=version))
+        ]
+        return registry_pb2.QueryTagResponse(models=rows)
+
+    def UpdateTag(
+        self, request: registry_pb2.UpdateTagRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.UpdateTagResponse:
+        message = self.catalog.tags.update(request.tag_name, request.new_tag_name, request.new_tag_desc)
+        return registry_pb2.UpdateTagResponse(retmsg=message)
+
+    def DeleteTag(
+        self, request: registry_pb2.DeleteTagRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.DeleteTagResponse:
+        return registry_pb2.DeleteTagResponse(retmsg=self.catalog.tags.destroy(request.tag_name))
+
+    def ListTags(
+        self, request: registry_pb2.ListTagsRequest, context: grpc.ServicerContext
+    ) -> registry_pb2.ListTagsResponse:
+        return registry_pb2.ListTagsResponse(tags=self.catalog.tags.first(request.limit or DEFAULT_TAG_LIMIT))
 
     # -- checkpoints ----------------------------------------------------------------------------------
 

@@ -98,6 +98,85 @@ class TagStore:
             )
         return f"'{tag_name}' tag has been removed from tag list of model {model_id} {job_id}."
 
+    # -- the tags themselves (FATE's ``flow tag``) --------------------------------------------------------
+
+    def create(self, tag_name: str, description: str) -> str:
+        _check_name(tag_name)
+        try:
+            with self.db.connection_context():
+                self._tag.insert(name=tag_name, description=description, create_time=now_ms()).execute()
+        except peewee.IntegrityError:
+            raise _fate_error(Reason.MODEL_EXISTS, f"'{tag_name}' has already exists in database.") from None
+        return f"'{tag_name}' tag has been created successfully."
+
+    def matching(self, text: str) -> list[Tag]:
+        """Every tag whose name contains ``text``, FATE's ``tag query`` without models."""
+        tag = self._tag
+        with self.db.connection_context():
+            rows = list(tag.select().where(tag.name.contains(text)).order_by(tag.id))
+        if not rows:
+            raise _fate_error(Reason.MODEL_NOT_FOUND, "No tags found.")
+        return [Tag(name=row.name, description=row.description) for row in rows]
+
+    def versions_of(self, tag_name: str) -> list[str]:
+        """The model versions carrying the tag named exactly ``tag_name``, in the order they were tagged."""
+        link = self._model_tag
+        with self.db.connection_context():
+            tag_id = self._id_of(tag_name)
+            return [
+                row.model_version for row in link.select(link.model_version).where(link.tag == tag_id).order_by(link.id)
+            ]
+
+    def update(self, tag_name: str, new_name: str, new_description: str) -> str:
+        """Rename and re-describe a tag; the description is replaced (cleared when empty), as in FATE."""
+        if new_name:
+            _check_name(new_name)
+        tag = self._tag
+        with self.db.connection_context(), self.db.atomic():
+            row = tag.get_by_id(self._id_of(tag_name))
+            if (new_name or row.name) == row.name and new_description == row.description:
+                raise _fate_error(Reason.INVALID_ARGUMENT, "Nothing to be updated.")
+            try:
+                tag.update(name=new_name or row.name, description=new_description).where(tag.id == row.id).execute()
+            except peewee.IntegrityError:
+                raise _fate_error(Reason.MODEL_EXISTS, f"'{new_name}' tag already exists.") from None
+        return f"Infomation of '{tag_name}' tag has been updated successfully."
+
+    def destroy(self, tag_name: str) -> str:
+        """Delete a tag and its links to model versions."""
+        tag, link = self._tag, self._model_tag
+        with self.db.connection_context(), self.db.atomic():
+            tag_id = self._id_of(tag_name)
+            link.delete().where(link.tag == tag_id).execute()
+            tag.delete().where(tag.id == tag_id).execute()
+        return f"'{tag_name}' tag has been deleted successfully."
+
+    def first(self, limit: int) -> list[Tag]:
+        """The ``limit`` oldest tags, each with the number of model versions it is on."""
+        tag, link = self._tag, self._model_tag
+        count = peewee.fn.COUNT(link.id)
+        query = (
+            tag.select(tag.name, tag.description, count.alias("model_count"))
+            .join(link, peewee.JOIN.LEFT_OUTER, on=link.tag == tag.id)
+            .group_by(tag.id, tag.name, tag.description)
+            .order_by(tag.id)
+            .limit(limit)
+        )
+        with self.db.connection_context():
+            rows = list(query.dicts())
+        return [Tag(name=r["name"], description=r["description"], model_count=r["model_count"]) for r in rows]
+
+    def _id_of(self, tag_name: str) -> int:
+        tag_id: int | None = self._tag.select(self._tag.id).where(self._tag.name == tag_name).scalar()
+        if tag_id is None:
+            raise _fate_error(Reason.MODEL_NOT_FOUND, f"Can not found '{tag_name}' tag.")
+        return tag_id
+
+
+def _fate_error(reason: Reason, message: str) -> RegistryError:
+    """FATE-Flow's tag API answers each refusal with retcode 100."""
+    return RegistryError(reason, message, retcode=Retcode.EXCEPTION_ERROR)
+
 
 def _check_name(tag_name: str) -> None:
     """FATE's check lets an absent name through as the tag ``'None'``; here a blank name is refused."""

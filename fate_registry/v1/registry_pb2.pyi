@@ -1152,21 +1152,240 @@ class Tag(_message.Message):
 
     NAME_FIELD_NUMBER: _builtins.int
     DESCRIPTION_FIELD_NUMBER: _builtins.int
+    MODEL_COUNT_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     description: _builtins.str
+    model_count: _builtins.int
+    """How many model versions carry the tag (ListTags only)."""
     def __init__(
         self,
         *,
         name: _builtins.str = ...,
         description: _builtins.str = ...,
+        model_count: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "name", b"name"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["description", b"description", "model_count", b"model_count", "name", b"name"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___Tag: _TypeAlias = Tag  # noqa: Y015
+
+@_typing.final
+class CreateTagRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TAG_NAME_FIELD_NUMBER: _builtins.int
+    TAG_DESC_FIELD_NUMBER: _builtins.int
+    tag_name: _builtins.str
+    tag_desc: _builtins.str
+    def __init__(
+        self,
+        *,
+        tag_name: _builtins.str = ...,
+        tag_desc: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tag_desc", b"tag_desc", "tag_name", b"tag_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateTagRequest: _TypeAlias = CreateTagRequest  # noqa: Y015
+
+@_typing.final
+class CreateTagResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RETMSG_FIELD_NUMBER: _builtins.int
+    retmsg: _builtins.str
+    """FATE's message for the change."""
+    def __init__(
+        self,
+        *,
+        retmsg: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["retmsg", b"retmsg"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateTagResponse: _TypeAlias = CreateTagResponse  # noqa: Y015
+
+@_typing.final
+class QueryTagRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TAG_NAME_FIELD_NUMBER: _builtins.int
+    WITH_MODEL_FIELD_NUMBER: _builtins.int
+    tag_name: _builtins.str
+    """Without with_model: every tag whose name contains it; with: the tag of exactly this name."""
+    with_model: _builtins.bool
+    def __init__(
+        self,
+        *,
+        tag_name: _builtins.str = ...,
+        with_model: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tag_name", b"tag_name", "with_model", b"with_model"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueryTagRequest: _TypeAlias = QueryTagRequest  # noqa: Y015
+
+@_typing.final
+class QueryTagResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TAGS_FIELD_NUMBER: _builtins.int
+    MODELS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedCompositeFieldContainer[Global___Tag]: ...
+    @_builtins.property
+    def models(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.PartyModelInfo]:
+        """with_model: every party's row of each model version the tag is on."""
+
+    def __init__(
+        self,
+        *,
+        tags: _abc.Iterable[Global___Tag] | None = ...,
+        models: _abc.Iterable[_common_pb2.PartyModelInfo] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["models", b"models", "tags", b"tags"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___QueryTagResponse: _TypeAlias = QueryTagResponse  # noqa: Y015
+
+@_typing.final
+class UpdateTagRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TAG_NAME_FIELD_NUMBER: _builtins.int
+    NEW_TAG_NAME_FIELD_NUMBER: _builtins.int
+    NEW_TAG_DESC_FIELD_NUMBER: _builtins.int
+    tag_name: _builtins.str
+    new_tag_name: _builtins.str
+    """Empty: the name stays."""
+    new_tag_desc: _builtins.str
+    """The new description; empty clears it, as FATE-Flow does."""
+    def __init__(
+        self,
+        *,
+        tag_name: _builtins.str = ...,
+        new_tag_name: _builtins.str = ...,
+        new_tag_desc: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["new_tag_desc", b"new_tag_desc", "new_tag_name", b"new_tag_name", "tag_name", b"tag_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateTagRequest: _TypeAlias = UpdateTagRequest  # noqa: Y015
+
+@_typing.final
+class UpdateTagResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RETMSG_FIELD_NUMBER: _builtins.int
+    retmsg: _builtins.str
+    def __init__(
+        self,
+        *,
+        retmsg: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["retmsg", b"retmsg"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateTagResponse: _TypeAlias = UpdateTagResponse  # noqa: Y015
+
+@_typing.final
+class DeleteTagRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TAG_NAME_FIELD_NUMBER: _builtins.int
+    tag_name: _builtins.str
+    def __init__(
+        self,
+        *,
+        tag_name: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tag_name", b"tag_name"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteTagRequest: _TypeAlias = DeleteTagRequest  # noqa: Y015
+
+@_typing.final
+class DeleteTagResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    RETMSG_FIELD_NUMBER: _builtins.int
+    retmsg: _builtins.str
+    def __init__(
+        self,
+        *,
+        retmsg: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["retmsg", b"retmsg"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteTagResponse: _TypeAlias = DeleteTagResponse  # noqa: Y015
+
+@_typing.final
+class ListTagsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    LIMIT_FIELD_NUMBER: _builtins.int
+    limit: _builtins.int
+    """At most this many tags, the oldest first (0: FATE's default, 10)."""
+    def __init__(
+        self,
+        *,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTagsRequest: _TypeAlias = ListTagsRequest  # noqa: Y015
+
+@_typing.final
+class ListTagsResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TAGS_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedCompositeFieldContainer[Global___Tag]: ...
+    def __init__(
+        self,
+        *,
+        tags: _abc.Iterable[Global___Tag] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tags", b"tags"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTagsResponse: _TypeAlias = ListTagsResponse  # noqa: Y015
 
 @_typing.final
 class AddModelTagRequest(_message.Message):

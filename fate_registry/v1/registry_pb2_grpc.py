@@ -129,6 +129,31 @@ class RegistryServiceStub:
                 request_serializer=fate__registry_dot_v1_dot_registry__pb2.RemoveModelTagRequest.SerializeToString,
                 response_deserializer=fate__registry_dot_v1_dot_registry__pb2.RemoveModelTagResponse.FromString,
                 _registered_method=True)
+        self.CreateTag = channel.unary_unary(
+                '/fate_registry.v1.RegistryService/CreateTag',
+                request_serializer=fate__registry_dot_v1_dot_registry__pb2.CreateTagRequest.SerializeToString,
+                response_deserializer=fate__registry_dot_v1_dot_registry__pb2.CreateTagResponse.FromString,
+                _registered_method=True)
+        self.QueryTag = channel.unary_unary(
+                '/fate_registry.v1.RegistryService/QueryTag',
+                request_serializer=fate__registry_dot_v1_dot_registry__pb2.QueryTagRequest.SerializeToString,
+                response_deserializer=fate__registry_dot_v1_dot_registry__pb2.QueryTagResponse.FromString,
+                _registered_method=True)
+        self.UpdateTag = channel.unary_unary(
+                '/fate_registry.v1.RegistryService/UpdateTag',
+                request_serializer=fate__registry_dot_v1_dot_registry__pb2.UpdateTagRequest.SerializeToString,
+                response_deserializer=fate__registry_dot_v1_dot_registry__pb2.UpdateTagResponse.FromString,
+                _registered_method=True)
+        self.DeleteTag = channel.unary_unary(
+                '/fate_registry.v1.RegistryService/DeleteTag',
+                request_serializer=fate__registry_dot_v1_dot_registry__pb2.DeleteTagRequest.SerializeToString,
+                response_deserializer=fate__registry_dot_v1_dot_registry__pb2.DeleteTagResponse.FromString,
+                _registered_method=True)
+        self.ListTags = channel.unary_unary(
+                '/fate_registry.v1.RegistryService/ListTags',
+                request_serializer=fate__registry_dot_v1_dot_registry__pb2.ListTagsRequest.SerializeToString,
+                response_deserializer=fate__registry_dot_v1_dot_registry__pb2.ListTagsResponse.FromString,
+                _registered_method=True)
         self.HomoConvertModel = channel.unary_unary(
                 '/fate_registry.v1.RegistryService/HomoConvertModel',
                 request_serializer=fate__registry_dot_v1_dot_registry__pb2.HomoConvertModelRequest.SerializeToString,
@@ -298,6 +323,41 @@ class RegistryServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateTag(self, request, context):
+        """flow tag create (FATE-Flow's /v1/model/tag/create)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def QueryTag(self, request, context):
+        """flow tag query (/v1/model/tag/retrieve)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateTag(self, request, context):
+        """flow tag update (/v1/model/tag/update)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteTag(self, request, context):
+        """flow tag delete (/v1/model/tag/destroy)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListTags(self, request, context):
+        """flow tag list (/v1/model/tag/list)
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def HomoConvertModel(self, request, context):
         """flow model homo-convert
         """
@@ -437,6 +497,31 @@ def add_RegistryServiceServicer_to_server(servicer, server):
                     servicer.RemoveModelTag,
                     request_deserializer=fate__registry_dot_v1_dot_registry__pb2.RemoveModelTagRequest.FromString,
                     response_serializer=fate__registry_dot_v1_dot_registry__pb2.RemoveModelTagResponse.SerializeToString,
+            ),
+            'CreateTag': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateTag,
+                    request_deserializer=fate__registry_dot_v1_dot_registry__pb2.CreateTagRequest.FromString,
+                    response_serializer=fate__registry_dot_v1_dot_registry__pb2.CreateTagResponse.SerializeToString,
+            ),
+            'QueryTag': grpc.unary_unary_rpc_method_handler(
+                    servicer.QueryTag,
+                    request_deserializer=fate__registry_dot_v1_dot_registry__pb2.QueryTagRequest.FromString,
+                    response_serializer=fate__registry_dot_v1_dot_registry__pb2.QueryTagResponse.SerializeToString,
+            ),
+            'UpdateTag': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateTag,
+                    request_deserializer=fate__registry_dot_v1_dot_registry__pb2.UpdateTagRequest.FromString,
+                    response_serializer=fate__registry_dot_v1_dot_registry__pb2.UpdateTagResponse.SerializeToString,
+            ),
+            'DeleteTag': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteTag,
+                    request_deserializer=fate__registry_dot_v1_dot_registry__pb2.DeleteTagRequest.FromString,
+                    response_serializer=fate__registry_dot_v1_dot_registry__pb2.DeleteTagResponse.SerializeToString,
+            ),
+            'ListTags': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTags,
+                    request_deserializer=fate__registry_dot_v1_dot_registry__pb2.ListTagsRequest.FromString,
+                    response_serializer=fate__registry_dot_v1_dot_registry__pb2.ListTagsResponse.SerializeToString,
             ),
             'HomoConvertModel': grpc.unary_unary_rpc_method_handler(
                     servicer.HomoConvertModel,
@@ -982,6 +1067,141 @@ class RegistryService:
             '/fate_registry.v1.RegistryService/RemoveModelTag',
             fate__registry_dot_v1_dot_registry__pb2.RemoveModelTagRequest.SerializeToString,
             fate__registry_dot_v1_dot_registry__pb2.RemoveModelTagResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateTag(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fate_registry.v1.RegistryService/CreateTag',
+            fate__registry_dot_v1_dot_registry__pb2.CreateTagRequest.SerializeToString,
+            fate__registry_dot_v1_dot_registry__pb2.CreateTagResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def QueryTag(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fate_registry.v1.RegistryService/QueryTag',
+            fate__registry_dot_v1_dot_registry__pb2.QueryTagRequest.SerializeToString,
+            fate__registry_dot_v1_dot_registry__pb2.QueryTagResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateTag(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fate_registry.v1.RegistryService/UpdateTag',
+            fate__registry_dot_v1_dot_registry__pb2.UpdateTagRequest.SerializeToString,
+            fate__registry_dot_v1_dot_registry__pb2.UpdateTagResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteTag(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fate_registry.v1.RegistryService/DeleteTag',
+            fate__registry_dot_v1_dot_registry__pb2.DeleteTagRequest.SerializeToString,
+            fate__registry_dot_v1_dot_registry__pb2.DeleteTagResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListTags(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fate_registry.v1.RegistryService/ListTags',
+            fate__registry_dot_v1_dot_registry__pb2.ListTagsRequest.SerializeToString,
+            fate__registry_dot_v1_dot_registry__pb2.ListTagsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -74,6 +74,16 @@ class RegistryServiceStub:
     """flow model tag-model"""
     RemoveModelTag: _grpc.UnaryUnaryMultiCallable[_registry_pb2.RemoveModelTagRequest, _registry_pb2.RemoveModelTagResponse]
     """flow model tag-model --remove"""
+    CreateTag: _grpc.UnaryUnaryMultiCallable[_registry_pb2.CreateTagRequest, _registry_pb2.CreateTagResponse]
+    """flow tag create (FATE-Flow's /v1/model/tag/create)"""
+    QueryTag: _grpc.UnaryUnaryMultiCallable[_registry_pb2.QueryTagRequest, _registry_pb2.QueryTagResponse]
+    """flow tag query (/v1/model/tag/retrieve)"""
+    UpdateTag: _grpc.UnaryUnaryMultiCallable[_registry_pb2.UpdateTagRequest, _registry_pb2.UpdateTagResponse]
+    """flow tag update (/v1/model/tag/update)"""
+    DeleteTag: _grpc.UnaryUnaryMultiCallable[_registry_pb2.DeleteTagRequest, _registry_pb2.DeleteTagResponse]
+    """flow tag delete (/v1/model/tag/destroy)"""
+    ListTags: _grpc.UnaryUnaryMultiCallable[_registry_pb2.ListTagsRequest, _registry_pb2.ListTagsResponse]
+    """flow tag list (/v1/model/tag/list)"""
     HomoConvertModel: _grpc.UnaryUnaryMultiCallable[_registry_pb2.HomoConvertModelRequest, _registry_pb2.HomoConvertModelResponse]
     """flow model homo-convert"""
     HomoDeployModel: _grpc.UnaryUnaryMultiCallable[_registry_pb2.HomoDeployModelRequest, _registry_pb2.HomoDeployModelResponse]
@@ -130,6 +140,16 @@ class RegistryServiceAsyncStub(RegistryServiceStub):
     """flow model tag-model"""
     RemoveModelTag: _aio.UnaryUnaryMultiCallable[_registry_pb2.RemoveModelTagRequest, _registry_pb2.RemoveModelTagResponse]  # type: ignore[assignment]
     """flow model tag-model --remove"""
+    CreateTag: _aio.UnaryUnaryMultiCallable[_registry_pb2.CreateTagRequest, _registry_pb2.CreateTagResponse]  # type: ignore[assignment]
+    """flow tag create (FATE-Flow's /v1/model/tag/create)"""
+    QueryTag: _aio.UnaryUnaryMultiCallable[_registry_pb2.QueryTagRequest, _registry_pb2.QueryTagResponse]  # type: ignore[assignment]
+    """flow tag query (/v1/model/tag/retrieve)"""
+    UpdateTag: _aio.UnaryUnaryMultiCallable[_registry_pb2.UpdateTagRequest, _registry_pb2.UpdateTagResponse]  # type: ignore[assignment]
+    """flow tag update (/v1/model/tag/update)"""
+    DeleteTag: _aio.UnaryUnaryMultiCallable[_registry_pb2.DeleteTagRequest, _registry_pb2.DeleteTagResponse]  # type: ignore[assignment]
+    """flow tag delete (/v1/model/tag/destroy)"""
+    ListTags: _aio.UnaryUnaryMultiCallable[_registry_pb2.ListTagsRequest, _registry_pb2.ListTagsResponse]  # type: ignore[assignment]
+    """flow tag list (/v1/model/tag/list)"""
     HomoConvertModel: _aio.UnaryUnaryMultiCallable[_registry_pb2.HomoConvertModelRequest, _registry_pb2.HomoConvertModelResponse]  # type: ignore[assignment]
     """flow model homo-convert"""
     HomoDeployModel: _aio.UnaryUnaryMultiCallable[_registry_pb2.HomoDeployModelRequest, _registry_pb2.HomoDeployModelResponse]  # type: ignore[assignment]
@@ -297,6 +317,46 @@ class RegistryServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_registry_pb2.RemoveModelTagResponse, _abc.Awaitable[_registry_pb2.RemoveModelTagResponse]]:
         """flow model tag-model --remove"""
+
+    @_abc_1.abstractmethod
+    def CreateTag(
+        self,
+        request: _registry_pb2.CreateTagRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.CreateTagResponse, _abc.Awaitable[_registry_pb2.CreateTagResponse]]:
+        """flow tag create (FATE-Flow's /v1/model/tag/create)"""
+
+    @_abc_1.abstractmethod
+    def QueryTag(
+        self,
+        request: _registry_pb2.QueryTagRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.QueryTagResponse, _abc.Awaitable[_registry_pb2.QueryTagResponse]]:
+        """flow tag query (/v1/model/tag/retrieve)"""
+
+    @_abc_1.abstractmethod
+    def UpdateTag(
+        self,
+        request: _registry_pb2.UpdateTagRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.UpdateTagResponse, _abc.Awaitable[_registry_pb2.UpdateTagResponse]]:
+        """flow tag update (/v1/model/tag/update)"""
+
+    @_abc_1.abstractmethod
+    def DeleteTag(
+        self,
+        request: _registry_pb2.DeleteTagRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.DeleteTagResponse, _abc.Awaitable[_registry_pb2.DeleteTagResponse]]:
+        """flow tag delete (/v1/model/tag/destroy)"""
+
+    @_abc_1.abstractmethod
+    def ListTags(
+        self,
+        request: _registry_pb2.ListTagsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_registry_pb2.ListTagsResponse, _abc.Awaitable[_registry_pb2.ListTagsResponse]]:
+        """flow tag list (/v1/model/tag/list)"""
 
     @_abc_1.abstractmethod
     def HomoConvertModel(

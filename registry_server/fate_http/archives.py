@@ -64,8 +64,8 @@ class _Form:
                 event = self.decoder.next_event()
             except ValueError as exc:
                 raise _bad_form(str(exc)) from None
-            except Exception:  # Werkzeug's RequestEntityTooLarge: a text field or too many parts
-                raise _bad_form(f"a text field past {MAX_FIELD_BYTES} bytes, or past {MAX_PARTS} parts") from None
+            except Exception:  # Werkzeug's RequestEntityTooLarge
+                raise _bad_form(f"more than {MAX_PARTS} parts") from None
             if isinstance(event, NeedData):
                 piece = self.body.read(min(READ_BYTES, self.remaining)) if self.remaining else b""
                 if self.remaining and not piece:
@@ -99,6 +99,8 @@ def _text_fields(events: Iterator[Field | File | Data | Epilogue]) -> tuple[dict
             name, value = (event.name if isinstance(event, Field) else None), bytearray()
         elif isinstance(event, Data) and name is not None:
             value += event.data
+            if len(value) > MAX_FIELD_BYTES:
+                raise _bad_form(f"the text field {name} is longer than {MAX_FIELD_BYTES} bytes")
             if not event.more_data:
                 fields.setdefault(name, value.decode("utf-8", "replace"))
     return fields, None
@@ -138,7 +140,7 @@ def import_model(handler: FateHttpHandler) -> Reply:
         data = json.loads(body) if body.strip().startswith(b"{") else {}
         missing = [key for key in REF_KEYS if not str(data.get(key) or "").strip()]
         return error_reply(missing_keys(missing)) if missing else status_reply(400, "`file` is required.")
-    decoder = MultipartDecoder(options["boundary"].encode(), max_form_memory_size=MAX_FIELD_BYTES, max_parts=MAX_PARTS)
+    decoder = MultipartDecoder(options["boundary"].encode(), max_parts=MAX_PARTS)
     form = _Form(decoder, handler.rfile, length)
     try:
         events = form.events()

@@ -196,9 +196,43 @@ def model_tag(operation: str) -> Route:
     return run
 
 
-def unsupported(operation: str) -> Route:
-    """FATE-Flow's answer to a model_tag operation it lacks."""
-    message = f"'{operation}' is not currently supported."
+def tag_create(call: Call) -> Reply:
+    request = pb.CreateTagRequest(tag_name=call.body.text("tag_name"), tag_desc=call.body.text("tag_desc"))
+    return _answer(render.envelope(retmsg=call.rpc("CreateTag", request).retmsg))
+
+
+def tag_retrieve(call: Call) -> Reply:
+    """Without ``with_model`` the tags whose name contains ``tag_name``; with it, the models of exactly that tag."""
+    with_model = call.body.flag("with_model")
+    response = call.rpc("QueryTag", pb.QueryTagRequest(tag_name=call.body.text("tag_name"), with_model=with_model))
+    if not with_model:
+        return _answer(render.envelope(data={"tags": rows.tag_rows(response.tags)}))
+    models = [rows.tagged_model(info) for info in response.models]
+    return _answer(render.envelope(data={"models": models, "count": len(models)}))
+
+
+def tag_update(call: Call) -> Reply:
+    request = pb.UpdateTagRequest(
+        tag_name=call.body.text("tag_name"),
+        new_tag_name=call.body.text("new_tag_name"),
+        new_tag_desc=call.body.text("new_tag_desc"),
+    )
+    return _answer(render.envelope(retmsg=call.rpc("UpdateTag", request).retmsg))
+
+
+def tag_destroy(call: Call) -> Reply:
+    response = call.rpc("DeleteTag", pb.DeleteTagRequest(tag_name=call.body.text("tag_name")))
+    return _answer(render.envelope(retmsg=response.retmsg))
+
+
+def tag_list(call: Call) -> Reply:
+    limit = call.body.text("limit")
+    response = call.rpc("ListTags", pb.ListTagsRequest(limit=int(limit) if limit.isdigit() else 0))
+    return _answer(render.envelope(data={"tags": rows.tag_rows(response.tags, with_count=True)}))
+
+
+def unsupported(message: str) -> Route:
+    """FATE-Flow's answer to a tag operation it lacks."""
     return lambda call: _answer(render.envelope(int(Retcode.EXCEPTION_ERROR), message))
 
 
@@ -302,6 +336,11 @@ ROUTES: dict[str, tuple[frozenset[str], Route]] = {
     f"{V1}/model/model_tag/create": (POST, model_tag("create")),
     f"{V1}/model/model_tag/remove": (POST, model_tag("remove")),
     f"{V1}/model/model_tag/retrieve": (POST, model_tag("retrieve")),
+    f"{V1}/model/tag/create": (POST, tag_create),
+    f"{V1}/model/tag/retrieve": (POST, tag_retrieve),
+    f"{V1}/model/tag/update": (POST, tag_update),
+    f"{V1}/model/tag/destroy": (POST, tag_destroy),
+    f"{V1}/model/tag/list": (POST, tag_list),
     f"{V1}/model/store": (GET_OR_POST, store),
     f"{V1}/model/restore": (GET_OR_POST, restore),
     f"{V1}/model/homo/convert": (POST, homo_convert),

@@ -38,7 +38,7 @@ FATE_COLUMNS = (
     "f_update_date",
     "f_update_time",
 )
-# What the catalog holds without asking the parties: the columns FATE's CLI asks for without --detail.
+# The columns FATE's CLI asks for without --detail: the catalog holds them without asking the parties.
 CATALOG_FILTERS = frozenset(
     {
         "create_date",
@@ -97,9 +97,32 @@ def model_info_answer(response: pb.GetModelInfoResponse, filters: Sequence[str])
     )
 
 
+def tag_rows(tags: Iterable[pb.Tag], with_count: bool = False) -> list[dict[str, Any]]:
+    """FATE-Flow's tags: a missing description is null."""
+    return [
+        {
+            "name": tag.name,
+            "description": tag.description or None,
+            **({"model_count": tag.model_count} if with_count else {}),
+        }
+        for tag in tags
+    ]
+
+
 def tag_list_answer(tags: Iterable[pb.Tag]) -> render.Answer:
-    rows = [{"name": tag.name, "description": tag.description or None} for tag in tags]
+    rows = tag_rows(tags)
     return render.envelope(data={"tags": rows, "count": len(rows)})
+
+
+def tagged_model(info: common.PartyModelInfo) -> dict[str, Any]:
+    """A row of ``tag query --with-model``."""
+    return {
+        "model_id": info.model_id,
+        "model_version": info.model_version,
+        "model_size": info.size_kib,
+        "role": info.role,
+        "party_id": info.party_id,
+    }
 
 
 def imported_answer(result: common.ImportModelResult) -> render.Answer:

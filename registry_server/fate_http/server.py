@@ -32,7 +32,11 @@ log = logging.getLogger(__name__)
 MAX_JSON_BODY = 4 * 1024 * 1024
 IMPORT = f"{routes.V1}/model/import"
 EXPORT = f"{routes.V1}/model/export"
-MODEL_TAG = f"{routes.V1}/model/model_tag/"
+# A tag route with an operation FATE-Flow lacks: its answer, by the route's prefix.
+UNSUPPORTED_TAG_OPERATION = {
+    f"{routes.V1}/model/model_tag/": "'{}' is not currently supported.",
+    f"{routes.V1}/model/tag/": "The {} operation is not currently supported.",
+}
 ARCHIVE_ROUTES = {IMPORT: routes.GET_OR_POST, EXPORT: routes.GET_OR_POST}
 
 
@@ -163,8 +167,10 @@ class FateHttpServer(BoundedHTTPServer):
             return ARCHIVE_ROUTES[path], None
         if path in routes.ROUTES:
             return routes.ROUTES[path]
-        if path.startswith(MODEL_TAG) and "/" not in path.removeprefix(MODEL_TAG):
-            return routes.POST, routes.unsupported(path.removeprefix(MODEL_TAG))
+        for prefix, message in UNSUPPORTED_TAG_OPERATION.items():
+            operation = path.removeprefix(prefix)
+            if path.startswith(prefix) and "/" not in operation:
+                return routes.POST, routes.unsupported(message.format(operation))
         return None, None
 
     def streams_body(self, head: bytes) -> bool:
