@@ -6,14 +6,11 @@ and its answers come back as it sent them."""
 from __future__ import annotations
 
 import hashlib
-import http.client
-import json
-import os
 from pathlib import Path
 
 from fate_registry.testing.fate_client import FateClient
 from tests.fate_client.conftest import HttpFederation, conf_file
-from tests.fate_client.upstream import ANSWER_HEADER, JOB_ID, Received, Upstream, signature
+from tests.fate_client.upstream import JOB_ID, Received, Upstream
 
 APP_KEY, SECRET_KEY = "upstream-app", "upstream-secret"
 SIGNATURE_HEADERS = ("TIMESTAMP", "NONCE", "APP_KEY", "SIGNATURE")
@@ -84,35 +81,3 @@ def test_job_submit_and_data_upload_pass_through(
             assert all(request.header(h) for h in SIGNATURE_HEADERS) and upstream.signed_correctly(request)
     finally:
         upstream.app_key = upstream.secret_key = ""
-
-
-def test_any_request_is_forwarded_byte_for_byte_both_ways(upstream: Upstream, http_federation: HttpFederation) -> None:
-    """A request the clients do not make (a route FATE-Flow has, a body of arbitrary bytes, headers of our
-    choosing): the upstream gets exactly what was sent, the sender exactly what the upstream answered."""
-    body = os.urandom(3 * 1024 * 1024)
-    path = "/v1/table/table_info?limit=3&name=a%23b"
-    sent = {
-        "Content-Type": "application/octet-stream",
-        "TIMESTAMP": "1700000000000",
-        "NONCE": "a-nonce",
-        "APP_KEY": "k",
-        "SIGNATURE": signature("s", "1700000000000", "a-nonce", "k", path, b""),
-        "X-Custom": "kept as is",
-    }
-    host, port = http_federation.http_address.rsplit(":", 1)
-    first = len(upstream.received)
-    connection = http.client.HTTPConnection(host, int(port), timeout=60)
-    try:
-        connection.request("PUT", path, body=body, headers=sent)
-        response = connection.getresponse()
-        answered = response.read()
-        status, answer_header = response.status, response.getheader(ANSWER_HEADER)
-    finally:
-        connection.close()
-
-    [request] = upstream.received[first:]
-    assert request.method == "PUT" and request.path == path and request.body == body
-    assert all(request.header(name) == value for name, value in sent.items()), request.headers
-    assert status == 404 and answered == upstream.answers[-1]
-    assert answer_header == hashlib.sha256(answered).hexdigest()
-    assert json.loads(answered) == {"retcode": 100, "retmsg": "<NotFound '404: Not Found'>"}

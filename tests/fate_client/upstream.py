@@ -21,7 +21,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 JOB_ID = "202612071500000000000"
-ANSWER_HEADER = "X-Upstream-Answer"
 
 
 @dataclass(frozen=True)
@@ -46,7 +45,6 @@ class Upstream:
     app_key: str = ""
     secret_key: str = ""
     received: list[Received] = field(default_factory=list)
-    answers: list[bytes] = field(default_factory=list)  # the body of every answer, in order
     port: int = 0
 
     @property
@@ -99,11 +97,9 @@ def _handler(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
             upstream.received.append(request)
             status, document = upstream.answer(request)
             body = json.dumps(document).encode()
-            upstream.answers.append(body)
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
-            self.send_header(ANSWER_HEADER, hashlib.sha256(body).hexdigest())
             self.end_headers()
             self.wfile.write(body)
 
