@@ -19,9 +19,10 @@ import argparse
 import contextlib
 import json
 import os
+import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
 
@@ -40,6 +41,8 @@ from fate_registry.testing.fate_client import FateClient, coordinator_with_http,
 from fate_registry.testing.federation import LocalFederation
 
 RATIO_TARGET: Final = 1.25  # the 1.11 CLI over HTTP / our flow over gRPC, wall time, each way
+STARTUP_RUNS: Final = 3
+FLOW_HELP: Final = "flow --help"
 
 
 class FateFlow(Flow):
@@ -58,9 +61,23 @@ class FateFlow(Flow):
         return parse_answer(stdout)  # after the client's own "Import torch failed" line
 
 
-def report(prepared: Prepared, series: Sequence[Series], notes: Sequence[str], total_seconds: float) -> dict[str, Any]:
+def _ratio_without(startup: Mapping[str, float], fate: Series, ours: Series) -> float | None:
+    """The time ratio without each CLI's start-up; None where the noise of a small model swamps it."""
+    ours_net, fate_net = ours.median - startup["ours"], fate.median - startup["fate"]
+    return fate_net / ours_net if ours_net > 0 and fate_net > 0 else None
+
+
+def report(
+    prepared: Prepared,
+    series: Sequence[Series],
+    startup: Mapping[str, float],
+    notes: Sequence[str],
+    total_seconds: float,
+) -> dict[str, Any]:
     by_name = {s.name: s for s in series}
-    ratios = {way: by_name[f"fate {way}"].median / by_name[f"ours {way}"].median for way in ("import", "export")}
+    ways = ("import", "export")
+    ratios = {way: by_name[f"fate {way}"].median / by_name[f"ours {way}"].median for way in ways}
+    net = {way: _ratio_without(startup, by_name[f"fate {way}"], by_name[f"ours {way}"]) for way in ways}
     lines = [
         "",
         f"archive {prepared.archive_bytes} B ({prepared.archive_bytes / MIB:.1f} MiB); {os.cpu_count()} CPUs",
@@ -76,6 +93,9 @@ def report(prepared: Prepared, series: Sequence[Series], notes: Sequence[str], t
             f"  {way:<8} {value:.3f}  {'ok' if value <= RATIO_TARGET else 'ABOVE TARGET'}"
             for way, value in ratios.items()
         ),
+        f"CLI start-up alone ({FLOW_HELP}, no request; part of every figure above): median ours"
+        f" {startup['ours']:.3f} s, fate {startup['fate']:.3f} s; time ratio without it:",
+        *(f"  {way:<8} {'n/a' if value is None else f'{value:.3f}'}" for way, value in net.items()),
         "",
         f"peak memory, MiB, max across runs (target < {MEMORY_TARGET_MIB:.0f} MiB):",
         *(
@@ -84,6 +104,13 @@ def report(prepared: Prepared, series: Sequence[Series], notes: Sequence[str], t
                 f"{name} {kib / KIB:.1f}{'' if kib / KIB < MEMORY_TARGET_MIB else ' (OVER)'}"
                 for name, kib in s.peaks_kib.items()
             )
+            for s in series
+        ),
+        f"CPU seconds per operation, median across runs ({os.cpu_count()} CPUs; compare with the wall time):",
+        *(
+            f"  {s.name:<12} "
+            + "  ".join(f"{name} {statistics.median(used):.2f}" for name, used in s.cpu.items())
+            + f"   (wall {s.median:.2f})"
             for s in series
         ),
         *(f"note: {note}" for note in notes),
@@ -96,6 +123,8 @@ def report(prepared: Prepared, series: Sequence[Series], notes: Sequence[str], t
         "archive_bytes": prepared.archive_bytes,
         "operations": {s.name: s.summary() for s in series},
         "time_ratio_fate_over_ours": {way: round(value, 4) for way, value in ratios.items()},
+        "startup_median_s": {name: round(value, 4) for name, value in startup.items()},
+        "time_ratio_without_startup": {way: None if v is None else round(v, 4) for way, v in net.items()},
         "ratio_target": RATIO_TARGET,
         "memory_target_mib": MEMORY_TARGET_MIB,
         "notes": list(notes),
@@ -141,9 +170,13 @@ def run(size_mib: int, runs: int, workdir: Path) -> dict[str, Any]:
             log(
                 f"round {index + 1}/{runs}: " + ", ".join(f"{name} {s.seconds[-1]:.3f} s" for name, s in series.items())
             )
+        startup = {
+            name: statistics.median(cli.startup_seconds() for _ in range(STARTUP_RUNS))
+            for name, cli in (("ours", ours), ("fate", fate))
+        }
         notes.extend(watch.notes())
     ordered = [series[name] for name in ("ours import", "fate import", "ours export", "fate export")]
-    return report(prepared, ordered, sorted(set(notes)), time.perf_counter() - began)
+    return report(prepared, ordered, startup, sorted(set(notes)), time.perf_counter() - began)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
