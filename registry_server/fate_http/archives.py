@@ -1,6 +1,6 @@
 """``model/import`` and ``model/export``: the archive streamed between FATE's client and the party's agent.
 
-An import's multipart body is parsed as it arrives (Werkzeug's sans-IO decoder): its text fields (FATE's
+An import's multipart body is parsed as it arrives (:mod:`registry_server.fate_http.multipart`): its text fields (FATE's
 client sends them first, one of them a ``file`` holding the client's path) make the header of the gRPC
 import stream, and the part named ``file`` with a file name becomes its chunks, sent on to the agent as they
 arrive. An export's chunks are written to the client as the agent sends them (chunked transfer encoding: the
@@ -13,17 +13,14 @@ import io
 import json
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
-
-from werkzeug.http import parse_options_header
-from werkzeug.sansio.multipart import Data, Epilogue, Field, File, MultipartDecoder, NeedData
 
 from client import render
 from fate_registry.errors import Reason, RegistryError, missing_keys
 from fate_registry.v1 import common_pb2 as common
 from fate_registry.v1 import registry_pb2 as pb
 from registry_server.fate_http import auth
+from registry_server.fate_http.multipart import READ_BYTES, MultipartReader, Part, boundary_of, malformed
 from registry_server.fate_http.replies import Reply, download_error_reply, error_reply, json_reply, status_reply
 from registry_server.required import REF_KEYS
 
@@ -31,14 +28,8 @@ if TYPE_CHECKING:
     from registry_server.fate_http.server import FateHttpHandler
 
 log = logging.getLogger(__name__)
-READ_BYTES = 256 * 1024
 MAX_FIELD_BYTES = 64 * 1024  # a text field of the import's form
-MAX_PARTS = 100
 CHUNKED_END = b"0\r\n\r\n"
-
-
-def _bad_form(message: str) -> RegistryError:
-    return RegistryError(Reason.INVALID_ARGUMENT, f"the import's multipart form is malformed: {message}")
 
 
 def _force_update(text: str) -> bool:
@@ -50,111 +41,69 @@ def _force_update(text: str) -> bool:
     raise RegistryError(Reason.INVALID_ARGUMENT, f"force_update must be 0 or 1, got {text[:20]!r}")
 
 
-@dataclass
-class _Form:
-    """An import's multipart body, read as the decoder asks: the text fields, then the archive's bytes."""
-
-    decoder: MultipartDecoder
-    body: io.BufferedIOBase
-    remaining: int
-
-    def events(self) -> Iterator[Field | File | Data | Epilogue]:
-        while True:
-            try:
-                event = self.decoder.next_event()
-            except ValueError as exc:
-                raise _bad_form(str(exc)) from None
-            except Exception:  # Werkzeug's RequestEntityTooLarge
-                raise _bad_form(f"more than {MAX_PARTS} parts") from None
-            if isinstance(event, NeedData):
-                piece = self.body.read(min(READ_BYTES, self.remaining)) if self.remaining else b""
-                if self.remaining and not piece:
-                    raise _bad_form("the body ended before its Content-Length")
-                self.remaining -= len(piece)
-                self.decoder.receive_data(piece or None)
-                continue
-            if isinstance(event, (Field, File, Data, Epilogue)):
-                yield event
-            if isinstance(event, Epilogue):
-                return
-
-    def drain(self) -> None:
-        """Read what the client still sends, so that it reads the answer rather than a reset connection."""
-        while self.remaining > 0:
-            piece = self.body.read(min(READ_BYTES, self.remaining))
-            if not piece:
-                return
-            self.remaining -= len(piece)
-
-
-def _text_fields(events: Iterator[Field | File | Data | Epilogue]) -> tuple[dict[str, str], File | None]:
+def _text_fields(parts: Iterator[Part]) -> tuple[dict[str, str], Part | None]:
     """The text fields before the archive (the first value of each name), and the archive's part if any."""
     fields: dict[str, str] = {}
-    name: str | None = None
-    value = bytearray()
-    for event in events:
-        if isinstance(event, File) and event.name == "file":
-            return fields, event
-        if isinstance(event, (Field, File)):
-            name, value = (event.name if isinstance(event, Field) else None), bytearray()
-        elif isinstance(event, Data) and name is not None:
-            value += event.data
-            if len(value) > MAX_FIELD_BYTES:
-                raise _bad_form(f"the text field {name} is longer than {MAX_FIELD_BYTES} bytes")
-            if not event.more_data:
-                fields.setdefault(name, value.decode("utf-8", "replace"))
+    for part in parts:
+        if part.name == "file" and part.filename is not None:
+            return fields, part
+        if part.filename is None:
+            value = bytearray()
+            for piece in part.data:
+                value += piece
+                if len(value) > MAX_FIELD_BYTES:
+                    raise malformed(f"the text field {part.name} is longer than {MAX_FIELD_BYTES} bytes")
+            fields.setdefault(part.name, value.decode("utf-8", "replace"))
     return fields, None
 
 
-def _header(fields: dict[str, str], archive: File) -> pb.ImportModelRequest:
+def _header(fields: dict[str, str], archive: Part) -> pb.ImportModelRequest:
     target = common.PartyModelRef(**{key: fields.get(key, "") for key in REF_KEYS})
     header = common.ImportModelHeader(
         target=target,
         force_update=_force_update(fields.get("force_update", "")),
         sha256=fields.get("hash", ""),
-        file_name=archive.filename,
+        file_name=archive.filename or "",
     )
     return pb.ImportModelRequest(header=header)
 
 
-def _archive_messages(
-    first: pb.ImportModelRequest, events: Iterator[Field | File | Data | Epilogue]
-) -> Iterator[bytes]:
+def _archive_messages(first: pb.ImportModelRequest, archive: Part) -> Iterator[bytes]:
     yield first.SerializeToString()
-    for event in events:
-        if not isinstance(event, Data):
-            break  # the archive's part ended: what follows is not the archive
-        if event.data:
-            yield pb.ImportModelRequest(chunk=event.data).SerializeToString()
-        if not event.more_data:
-            break
+    for piece in archive.data:
+        yield pb.ImportModelRequest(chunk=piece).SerializeToString()
+
+
+def _drain(body: io.BufferedIOBase, remaining: int) -> None:
+    """Read what the client still sends, so that it reads the answer rather than a reset connection."""
+    while remaining > 0 and (piece := body.read(min(READ_BYTES, remaining))):
+        remaining -= len(piece)
 
 
 def import_model(handler: FateHttpHandler) -> Reply:
     """FATE-Flow's answers: a missing key 101, no archive part 400, an existing version 409 (HTTP status too)."""
     length = int(handler.headers.get("Content-Length") or 0)
-    kind, options = parse_options_header(handler.headers.get("Content-Type", ""))
-    if kind != "multipart/form-data" or not options.get("boundary"):
+    boundary = boundary_of(handler.headers.get("Content-Type", ""))
+    if boundary is None:
         body = handler.rfile.read(length)
         handler.check_signature(body)
         data = json.loads(body) if body.strip().startswith(b"{") else {}
         missing = [key for key in REF_KEYS if not str(data.get(key) or "").strip()]
         return error_reply(missing_keys(missing)) if missing else status_reply(400, "`file` is required.")
-    decoder = MultipartDecoder(options["boundary"].encode(), max_parts=MAX_PARTS)
-    form = _Form(decoder, handler.rfile, length)
+    form = MultipartReader(handler.rfile, length, boundary)
     try:
-        events = form.events()
-        fields, archive = _text_fields(events)
+        parts = form.parts()
+        fields, archive = _text_fields(parts)
         handler.check_signature(form=auth.form_text(fields))
         if archive is None:
             missing = [key for key in REF_KEYS if not fields.get(key, "").strip()]
             return error_reply(missing_keys(missing)) if missing else status_reply(400, "`file` is required.")
-        response = handler.registry.import_archive(_archive_messages(_header(fields, archive), events), handler.peer)
+        response = handler.registry.import_archive(_archive_messages(_header(fields, archive), archive), handler.peer)
         return json_reply(render.import_answer(response.result))
     except RegistryError as exc:
         return error_reply(exc)
     finally:
-        form.drain()
+        _drain(handler.rfile, form.remaining)
 
 
 def export_model(handler: FateHttpHandler, model: common.PartyModelRef) -> None:

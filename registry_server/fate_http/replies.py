@@ -54,6 +54,8 @@ def download_error_reply(error: RegistryError) -> Reply:
         status = 400
     elif error.reason in (Reason.PARTY_UNAVAILABLE, Reason.DEADLINE_EXCEEDED):
         status = 503
+    elif error.reason in (Reason.UNAUTHENTICATED, Reason.PERMISSION_DENIED):
+        status = 401 if error.reason is Reason.UNAUTHENTICATED else 403
     else:
         status = 500
     return Reply(status, json.dumps({"retmsg": error.message, "retcode": retcode}).encode())

@@ -21,11 +21,17 @@ from client.confs import Conf
 from client.render import envelope
 from fate_registry.config import ServiceConf
 from fate_registry.errors import Reason, RegistryError, Retcode
-from fate_registry.grpc_server import as_registry_error, http_port_file, write_port_file
+from fate_registry.grpc_server import as_registry_error, bind_problem, http_port_file, write_port_file
 from fate_registry.http_limits import BoundedHTTPServer, BufferedRequestHandler, HttpLimits, https_context
 from registry_server.fate_http import archives, auth, routes, upstream
 from registry_server.fate_http.calls import Registry
-from registry_server.fate_http.replies import METHOD_NOT_ALLOWED_RETMSG, NOT_FOUND_RETMSG, Reply, json_reply
+from registry_server.fate_http.replies import (
+    METHOD_NOT_ALLOWED_RETMSG,
+    NOT_FOUND_RETMSG,
+    Reply,
+    download_error_reply,
+    json_reply,
+)
 from registry_server.servicer import RegistryServicer
 
 log = logging.getLogger(__name__)
@@ -81,17 +87,17 @@ class FateHttpHandler(BufferedRequestHandler):
     def _serve(self) -> None:
         path = route_path(self.path)
         methods, route = self.server.resolve(path)
-        if methods is None:
-            if self.server.upstream:
-                upstream.forward(self, self.server.upstream, self.server.conf.coordinator.deploy_timeout)
-            else:
-                self.reply(json_reply(envelope(int(Retcode.EXCEPTION_ERROR), NOT_FOUND_RETMSG)))
-            return
-        if self.command not in methods:
-            self.reply(json_reply(envelope(int(Retcode.EXCEPTION_ERROR), METHOD_NOT_ALLOWED_RETMSG)))
-            return
         try:
             self._check_peer()
+            if methods is None:
+                if self.server.upstream:
+                    upstream.forward(self, self.server.upstream, self.server.conf.coordinator.deploy_timeout)
+                else:
+                    self.reply(json_reply(envelope(int(Retcode.EXCEPTION_ERROR), NOT_FOUND_RETMSG)))
+                return
+            if self.command not in methods:
+                self.reply(json_reply(envelope(int(Retcode.EXCEPTION_ERROR), METHOD_NOT_ALLOWED_RETMSG)))
+                return
             if path == IMPORT:
                 self.reply(archives.import_model(self))
                 return
@@ -103,11 +109,16 @@ class FateHttpHandler(BufferedRequestHandler):
                 return
             assert route is not None
             reply = route(routes.Call(conf, self.registry, self.peer))
-        except RegistryError as exc:
-            reply = json_reply(envelope(exc.fate_retcode, exc.message))
+        except OSError:
+            raise  # the connection failed (the client went, or stopped sending): the worker logs it
         except Exception as exc:  # the boundary: a class and an error id in the log, never a traceback
             error = as_registry_error(exc, path, self.peer)
-            reply = json_reply(envelope(error.fate_retcode, error.message))
+            # on export, HTTP 200 means "the body is the archive" to FATE's client: a refusal must not be 200
+            reply = (
+                download_error_reply(error)
+                if path == EXPORT
+                else json_reply(envelope(error.fate_retcode, error.message))
+            )
         self.reply(reply)
 
     def _parse(self, body: bytes) -> tuple[Conf, bytes, bytes]:
@@ -148,9 +159,12 @@ class FateHttpServer(BoundedHTTPServer):
     def __init__(self, conf: ServiceConf) -> None:
         http = conf.coordinator.http
         limits = HttpLimits(max_body=MAX_JSON_BODY)
-        super().__init__(
-            (http.address.host, http.address.port), FateHttpHandler, limits, https_context(conf.coordinator.tls)
-        )
+        context = https_context(conf.coordinator.tls)
+        try:
+            super().__init__((http.address.host, http.address.port), FateHttpHandler, limits, context)
+        except OSError:
+            problem = bind_problem(http.address.host, http.address.port)
+            raise OSError(f"cannot listen on {http.address} (coordinator.http.address): {problem}") from None
         self.conf = conf
         self.upstream = http.upstream
         self.registry: Registry | None = None

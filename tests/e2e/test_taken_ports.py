@@ -50,6 +50,18 @@ def _conf(coordinator: int, agent: int, transfer: int) -> dict[str, object]:
     }
 
 
+def test_a_coordinator_whose_http_api_port_is_taken_stops_naming_it(tmp_path: Path, holder: int) -> None:
+    conf = _conf(0, 0, 0)
+    conf["coordinator"] = {"address": "127.0.0.1:0", "http": {"address": f"127.0.0.1:{holder}"}}
+    code, stderr, took = _start(tmp_path, conf, "server")
+    assert code != 0
+    assert took <= STARTS_WITHIN
+    message = f"cannot listen on 127.0.0.1:{holder} (coordinator.http.address): the address is already in use"
+    assert message in stderr, stderr
+    assert "Traceback" not in stderr
+    assert not (tmp_path / "data" / "coordinator").exists()  # stopped before it touched its catalog
+
+
 def test_a_coordinator_on_a_taken_port_stops_naming_the_address(tmp_path: Path, holder: int) -> None:
     code, stderr, took = _start(tmp_path, _conf(holder, 0, 0), "server")
     assert code != 0

@@ -76,6 +76,8 @@ def test_a_signed_import_checks_its_text_fields(fed: LocalFederation, tmp_path: 
         "force_update": "0",
     }
     assert import_archive(fed.http_address, fields, archive, keys=(KEYS[0], "wrong")).json()["retcode"] == 109
+    refused = call(fed.http_address, "/v1/model/export", fields, method="GET", keys=(KEYS[0], "wrong"))
+    assert refused.status == 401 and refused.json()["retcode"] == 109  # never 200: FATE's CLI saves a 200
     answer = import_archive(fed.http_address, fields, archive, keys=KEYS)
     assert answer.status == 200 and answer.json()["retcode"] == 0, answer
     exported = call(fed.http_address, "/v1/model/export", fields, method="GET", keys=KEYS)

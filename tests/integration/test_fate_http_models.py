@@ -258,3 +258,31 @@ def test_tags(fed: LocalFederation, imported: GeneratedModel) -> None:
         "retcode": 100,
         "retmsg": "The bogus operation is not currently supported.",
     }
+
+
+def test_migrate(fed: LocalFederation, imported: GeneratedModel) -> None:
+    old = {"guest": [9999], "host": [10000], "arbiter": [10000]}
+    body = {
+        "job_parameters": {"federated_mode": "MULTIPLE"},
+        "role": old,
+        "execute_party": old,
+        "migrate_initiator": {"role": "guest", "party_id": 99},
+        "migrate_role": {"guest": [99], "host": [100], "arbiter": [100]},
+        "model_id": imported.model_id,
+        "model_version": imported.version,
+        "conf_path": "migrate.json",
+    }
+    migrated = call(fed.http_address, "/v1/model/migrate", body).json()
+    assert migrated["retcode"] == 0 and migrated["retmsg"] == "success" and migrated["jobId"], migrated
+    assert migrated["data"]["guest"] == {"9999": 0} and migrated["data"]["host"] == {"10000": 0}
+    assert "Migrating model successfully" in migrated["data"]["detail"]["guest"]["9999"]["retmsg"]
+    same = call(fed.http_address, "/v1/model/migrate", {**body, "migrate_role": old}).json()
+    assert same["retcode"] == 100 and "There is no need to migrate model." in same["retmsg"]
+    missing = call(fed.http_address, "/v1/model/migrate", {"model_id": imported.model_id}).json()
+    assert missing["retcode"] == 101 and "migrate_initiator" in missing["retmsg"]
+
+
+def test_store_and_restore_without_a_model_store_say_why(fed: LocalFederation, imported: GeneratedModel) -> None:
+    for route in ("store", "restore"):
+        answer = call(fed.http_address, f"/v1/model/{route}", {**_ref(imported), "force_update": False}).json()
+        assert answer["retcode"] != 0 and answer["retmsg"], answer

@@ -8,6 +8,9 @@ A second, rogue CA signs another ``alice`` and another ``coordinator``: same nam
 
 from __future__ import annotations
 
+import http.client
+import json
+import ssl
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -348,3 +351,29 @@ def test_an_agent_refuses_a_coordinator_it_does_not_trust(
         assert "client certificate" in answer["retmsg"], answer
     else:
         assert answer["retcode"] == Retcode.PERMISSION_ERROR and "CN=alice" in answer["retmsg"], answer
+
+
+# -- the FATE-Flow HTTP API over HTTPS ---------------------------------------------------------------------
+
+
+def _https_version(address: str, ca: Path, files: CertFiles | None) -> dict[str, Any]:
+    context = ssl.create_default_context(cafile=str(ca))
+    if files is not None:
+        context.load_cert_chain(str(files.cert), str(files.key))
+    host, _, port = address.rpartition(":")
+    connection = http.client.HTTPSConnection(host, int(port), context=context, timeout=30)
+    try:
+        connection.request("POST", "/v1/version/get", body=b'{"module": "FATEFlow"}')
+        answer: dict[str, Any] = json.loads(connection.getresponse().read())
+        return answer
+    finally:
+        connection.close()
+
+
+def test_the_fate_flow_http_api_is_https_admitting_the_allowed_callers(cluster: Cluster, pki: Pki) -> None:
+    address = cluster.http_address()
+    assert _https_version(address, pki.ca, pki.certs.clients["alice"])["data"] == {"FATEFlow": "1.11.2"}
+    refused = _https_version(address, pki.ca, pki.certs.clients["serving"])
+    assert refused["retcode"] == 108 and "not allowed" in refused["retmsg"], refused
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        _https_version(address, pki.ca, None)
