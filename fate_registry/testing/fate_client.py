@@ -19,7 +19,7 @@ import json
 import os
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -116,28 +116,30 @@ class FateClient:
                 shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
         return cls(home, root)
 
-    def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
-        return {**_clean_env(), "PYTHONPATH": str(self.home), "HOME": str(self.home), **(extra or {})}
+    def env(self) -> dict[str, str]:
+        """The client's environment: its home's packages first, none of ours."""
+        return {**_clean_env(), "PYTHONPATH": str(self.home), "HOME": str(self.home)}
 
     def command(self, script: str) -> list[str]:
         """The venv's console script ``script`` (``flow``, ``pipeline``) as a command line."""
         return [str(self.venv / "bin" / script)]
 
-    def run(self, script: str, *args: str, cwd: Path | None = None, timeout: float = WAIT) -> Ran:
+    def run(self, script: str, *args: str) -> Ran:
+        """The venv's ``script`` with ``args``, to its end (bounded by :data:`WAIT`), in the client's home."""
         done = subprocess.run(
             [*self.command(script), *args],
             capture_output=True,
             text=True,
             env=self.env(),
-            cwd=cwd or self.home,
-            timeout=timeout,
+            cwd=self.home,
+            timeout=WAIT,
             check=False,
         )
         return Ran(done.returncode, done.stdout, done.stderr)
 
-    def flow(self, *args: str, cwd: Path | None = None) -> tuple[int, dict[str, Any]]:
+    def flow(self, *args: str) -> tuple[int, dict[str, Any]]:
         """``flow ARGS`` of the 1.11 CLI: its exit code and the JSON it printed (never a traceback)."""
-        ran = self.run("flow", *args, cwd=cwd)
+        ran = self.run("flow", *args)
         return ran.returncode, ran.answer()
 
     def init(self, address: str, app_key: str | None = None, secret_key: str | None = None) -> None:
