@@ -178,6 +178,10 @@ class Flow:
         self._watch = watch
         self._timeout = timeout
 
+    def argv(self, args: Sequence[str]) -> list[str]:
+        """The command line that runs ``flow <args>``."""
+        return [*self._command, *args]
+
     def parse(self, stdout: str) -> Any:
         """The CLI's JSON answer (raises ValueError when it printed none)."""
         return json.loads(stdout)
@@ -186,7 +190,7 @@ class Flow:
         """Run ``flow <args>`` to completion and check its answer; fail unless its retcode is 0."""
         os.sync()  # earlier writes are flushed now, not in the middle of this operation
         self._watch.reset()
-        reaped = run_reaped([*self._command, *args], env=self._env, timeout=self._timeout, cwd=self._cwd)
+        reaped = run_reaped(self.argv(args), env=self._env, timeout=self._timeout, cwd=self._cwd)
         peaks = self._watch.peaks_kib()
         cpu = self._watch.cpu_used()
         try:
@@ -202,7 +206,7 @@ class Flow:
 
     def try_run(self, *args: str) -> bool:
         """Run ``flow <args>`` untimed; True when it answered retcode 0."""
-        reaped = run_reaped([*self._command, *args], env=self._env, timeout=self._timeout, cwd=self._cwd)
+        reaped = run_reaped(self.argv(args), env=self._env, timeout=self._timeout, cwd=self._cwd)
         try:
             return reaped.returncode == 0 and self.parse(reaped.stdout).get("retcode") == 0
         except (ValueError, AttributeError):
