@@ -38,7 +38,7 @@ def _force_update(text: str) -> bool:
         return True
     if value in ("", "0", "false", "none"):
         return False
-    raise RegistryError(Reason.INVALID_ARGUMENT, f"force_update must be 0 or 1, got {text[:20]!r}")
+    raise RegistryError(Reason.INVALID_ARGUMENT, f"force_update must be 0 or 1, got {json.dumps(text[:20])}")
 
 
 def _text_fields(parts: Iterator[Part]) -> tuple[dict[str, str], Part | None]:

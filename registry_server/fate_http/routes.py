@@ -45,10 +45,6 @@ class Call:
 Route = Callable[[Call], Reply]
 
 
-def _answer(answer: dict[str, Any]) -> Reply:
-    return json_reply(answer)
-
-
 def model_ref(body: Conf) -> common.PartyModelRef:
     return common.PartyModelRef(
         role=body.text("role"),
@@ -71,17 +67,17 @@ def _failed_all_or_nothing(answer: dict[str, Any]) -> dict[str, Any]:
 def load(call: Call) -> Reply:
     job_id = call.body.text("job_id")
     request = pb.LoadModelRequest(job_id=job_id) if job_id else confs.load_request(call.body, "")
-    return _answer(_failed_all_or_nothing(render.load_answer(call.rpc("LoadModel", request))))
+    return json_reply(_failed_all_or_nothing(render.load_answer(call.rpc("LoadModel", request))))
 
 
 def bind(call: Call) -> Reply:
     request = confs.bind_request(call.body, call.body.text("job_id"))
-    return _answer(render.bind_answer(call.rpc("BindModel", request)))
+    return json_reply(render.bind_answer(call.rpc("BindModel", request)))
 
 
 def migrate(call: Call) -> Reply:
     answer = render.migrate_answer(call.rpc("MigrateModel", confs.migrate_request(call.body)))
-    return _answer(_failed_all_or_nothing(answer))
+    return json_reply(_failed_all_or_nothing(answer))
 
 
 def _deploy_request(body: Conf) -> pb.DeployModelRequest:
@@ -117,7 +113,7 @@ def deploy(call: Call) -> Reply:
         response = call.rpc("DeployModel", _deploy_request(call.body))
     except RegistryError as exc:
         return error_reply(exc, data={})
-    return _answer(_failed_all_or_nothing(render.deploy_answer(response)))
+    return json_reply(_failed_all_or_nothing(render.deploy_answer(response)))
 
 
 # -- model info, predict DSL and conf ----------------------------------------------------------------------
@@ -136,7 +132,7 @@ def query(call: Call) -> Reply:
         response = call.rpc("GetModelInfo", request)
     except RegistryError as exc:
         return error_reply(exc, data=[])
-    return _answer(rows.model_info_answer(response, filters))
+    return json_reply(rows.model_info_answer(response, filters))
 
 
 def _predict(kind: str, call: Call) -> Reply:
@@ -158,7 +154,7 @@ def _predict(kind: str, call: Call) -> Reply:
         return download_error_reply(exc) if filename else error_reply(exc)
     document = response.predict_dsl_json if kind == "dsl" else response.predict_conf_json
     if not filename:
-        return _answer(render.envelope(data=json.loads(document)))
+        return json_reply(render.envelope(data=json.loads(document)))
     disposition = f"attachment; filename={filename}"
     return Reply(200, document.encode(), headers=(("Content-Disposition", disposition),))
 
@@ -186,19 +182,19 @@ def model_tag(operation: str) -> Route:
                 token = page.next_page_token
                 if not token:
                     break
-            return _answer(rows.tag_list_answer(tags))
+            return json_reply(rows.tag_list_answer(tags))
         if operation == "create":
             response = call.rpc("AddModelTag", pb.AddModelTagRequest(job_id=job_id, tag_name=tag_name))
         else:
             response = call.rpc("RemoveModelTag", pb.RemoveModelTagRequest(job_id=job_id, tag_name=tag_name))
-        return _answer(render.envelope(retmsg=response.retmsg))
+        return json_reply(render.envelope(retmsg=response.retmsg))
 
     return run
 
 
 def tag_create(call: Call) -> Reply:
     request = pb.CreateTagRequest(tag_name=call.body.text("tag_name"), tag_desc=call.body.text("tag_desc"))
-    return _answer(render.envelope(retmsg=call.rpc("CreateTag", request).retmsg))
+    return json_reply(render.envelope(retmsg=call.rpc("CreateTag", request).retmsg))
 
 
 def tag_retrieve(call: Call) -> Reply:
@@ -206,9 +202,9 @@ def tag_retrieve(call: Call) -> Reply:
     with_model = call.body.flag("with_model")
     response = call.rpc("QueryTag", pb.QueryTagRequest(tag_name=call.body.text("tag_name"), with_model=with_model))
     if not with_model:
-        return _answer(render.envelope(data={"tags": rows.tag_rows(response.tags)}))
+        return json_reply(render.envelope(data={"tags": rows.tag_rows(response.tags)}))
     models = [rows.tagged_model(info) for info in response.models]
-    return _answer(render.envelope(data={"models": models, "count": len(models)}))
+    return json_reply(render.envelope(data={"models": models, "count": len(models)}))
 
 
 def tag_update(call: Call) -> Reply:
@@ -217,23 +213,23 @@ def tag_update(call: Call) -> Reply:
         new_tag_name=call.body.text("new_tag_name"),
         new_tag_desc=call.body.text("new_tag_desc"),
     )
-    return _answer(render.envelope(retmsg=call.rpc("UpdateTag", request).retmsg))
+    return json_reply(render.envelope(retmsg=call.rpc("UpdateTag", request).retmsg))
 
 
 def tag_destroy(call: Call) -> Reply:
     response = call.rpc("DeleteTag", pb.DeleteTagRequest(tag_name=call.body.text("tag_name")))
-    return _answer(render.envelope(retmsg=response.retmsg))
+    return json_reply(render.envelope(retmsg=response.retmsg))
 
 
 def tag_list(call: Call) -> Reply:
     limit = call.body.text("limit")
     response = call.rpc("ListTags", pb.ListTagsRequest(limit=int(limit) if limit.isdigit() else 0))
-    return _answer(render.envelope(data={"tags": rows.tag_rows(response.tags, with_count=True)}))
+    return json_reply(render.envelope(data={"tags": rows.tag_rows(response.tags, with_count=True)}))
 
 
 def unsupported(message: str) -> Route:
     """FATE-Flow's answer to a tag operation it lacks."""
-    return lambda call: _answer(render.envelope(int(Retcode.EXCEPTION_ERROR), message))
+    return lambda call: json_reply(render.envelope(int(Retcode.EXCEPTION_ERROR), message))
 
 
 # -- single party ------------------------------------------------------------------------------------------
@@ -245,7 +241,7 @@ def store(call: Call) -> Reply:
     answer = render.store_answer(response)
     answer["data"]["model_info"] = {"model_id": response.model.model_id, "model_version": response.model.model_version}
     answer["retmsg"] = "success; stored before this answer (no job to wait for)"
-    return _answer(answer)
+    return json_reply(answer)
 
 
 def restore(call: Call) -> Reply:
@@ -253,12 +249,12 @@ def restore(call: Call) -> Reply:
     response = call.rpc("RestoreModel", confs.restore_request(call.body))
     answer = rows.imported_answer(response.result)
     answer["retmsg"] = "success; restored before this answer (no job to wait for)"
-    return _answer(answer)
+    return json_reply(answer)
 
 
 def homo_convert(call: Call) -> Reply:
     response = call.rpc("HomoConvertModel", confs.homo_convert_request(call.body))
-    return _answer(render.homo_convert_answer(response))
+    return json_reply(render.homo_convert_answer(response))
 
 
 def homo_deploy(call: Call) -> Reply:
@@ -269,7 +265,7 @@ def homo_deploy(call: Call) -> Reply:
     body["deployment_parameters"] = {k: v for k, v in parameters.data.items() if k != "config_file"}
     body.setdefault("deployment_type", "kfserving")
     request = confs.homo_deploy_request(Conf(body))
-    return _answer(render.homo_deploy_answer(call.rpc("HomoDeployModel", request)))
+    return json_reply(render.homo_deploy_answer(call.rpc("HomoDeployModel", request)))
 
 
 # -- checkpoints ---------------------------------------------------------------------------------------------
@@ -289,9 +285,9 @@ def checkpoint_list(call: Call) -> Reply:
         response = call.rpc("ListCheckpoints", request)
     except RegistryError as exc:
         if exc.reason is Reason.MODEL_NOT_FOUND:  # FATE-Flow: no checkpoint of an unknown model, and no error
-            return _answer(render.envelope(data=[]))
+            return json_reply(render.envelope(data=[]))
         return _checkpoint_refusal(exc)
-    return _answer(render.checkpoint_list_answer(response))
+    return json_reply(render.checkpoint_list_answer(response))
 
 
 def checkpoint_get(call: Call) -> Reply:
@@ -313,12 +309,12 @@ def checkpoint_get(call: Call) -> Reply:
         if exc.reason is Reason.MODEL_NOT_FOUND:
             return status_reply(404, "The checkpoint was not found.")
         return _checkpoint_refusal(exc)
-    return _answer(render.checkpoint_answer(response))
+    return json_reply(render.checkpoint_answer(response))
 
 
 def version(call: Call) -> Reply:
     module = call.body.text("module") or "FATE"
-    return _answer(render.envelope(data={module: VERSIONS.get(module)}))
+    return json_reply(render.envelope(data={module: VERSIONS.get(module)}))
 
 
 V1 = "/v1"

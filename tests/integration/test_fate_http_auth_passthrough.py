@@ -4,6 +4,7 @@ FATE-Flow, on real processes; the upstream is a stand-in that echoes what it rec
 from __future__ import annotations
 
 import hashlib
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -115,3 +116,14 @@ def test_what_the_registry_does_not_serve_goes_upstream_unchanged(fed: LocalFede
     assert upstream.received[-1].body == upload
     got = send(address, "GET", "/v1/table/table_info")
     assert got.status == 201 and got.json()["data"]["method"] == "GET"
+
+
+def test_an_unreachable_upstream_is_answered_naming_it(tmp_path: Path) -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}"  # nothing listens once it is closed
+    extra = {"coordinator": {"address": "127.0.0.1:0", "http": {"address": "127.0.0.1:0", "upstream": url}}}
+    with LocalFederation.start(tmp_path / "fed", parties={"9999": {}}, extra_conf=extra) as federation:
+        answer = send(federation.http_address, "POST", "/v1/job/submit", b"{}")
+    assert answer.status == 200 and answer.json()["retcode"] == 100, answer
+    assert answer.json()["retmsg"].startswith(f"the upstream FATE-Flow {url} could not be reached")
