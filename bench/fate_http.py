@@ -17,7 +17,6 @@ agent) and, last, one JSON line with every figure.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -38,7 +37,7 @@ from bench.import_export import (
     prepare,
 )
 from bench.memory import KIB, MIB, PeakWatch
-from bench.scratch import log, scratch_dir
+from bench.scratch import log, sized_main
 from fate_registry.testing.fate_client import FateClient, coordinator_with_http, parse_answer
 from fate_registry.testing.federation import LocalFederation
 
@@ -239,19 +238,7 @@ def run(size_mib: int, runs: int, workdir: Path) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.fate_http", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size-mib", type=int, default=1024, help="model size in MiB (default 1024)")
-    parser.add_argument("--runs", type=int, default=3, help="timed rounds of each CLI (default 3)")
-    parser.add_argument(
-        "--workdir", type=Path, default=None, help="parent of the scratch directory (default: the system temp dir)"
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
-    args = parser.parse_args(argv)
-    if args.size_mib < 1 or args.runs < 1:
-        parser.error("--size-mib and --runs must be at least 1")
-    with scratch_dir("bench-fate-http-", args.workdir, args.keep) as workdir:
-        run(args.size_mib, args.runs, workdir)
-    return 0
+    return sized_main("python -m bench.fate_http", __doc__ or "", "bench-fate-http-", run, argv)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ coordinator and each agent per operation) and, last, one JSON line with every fi
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -34,7 +33,7 @@ from typing import Any, Final
 from bench.bare_server import BareServer
 from bench.bare_stream import download_seconds, upload_seconds
 from bench.memory import KIB, MIB, PeakWatch, Reaped, kill_after, run_reaped
-from bench.scratch import log, scratch_dir
+from bench.scratch import log, sized_main
 from fate_registry.config import LimitsConf
 from fate_registry.identity import archive_name, job_ids
 from fate_registry.testing import ModelSpec, write_party_model
@@ -476,19 +475,7 @@ def run(size_mib: int, runs: int, workdir: Path) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.import_export", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size-mib", type=int, default=1024, help="model size in MiB (default 1024)")
-    parser.add_argument("--runs", type=int, default=3, help="timed import/export runs (default 3)")
-    parser.add_argument(
-        "--workdir", type=Path, default=None, help="parent of the scratch directory (default: the system temp dir)"
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
-    args = parser.parse_args(argv)
-    if args.size_mib < 1 or args.runs < 1:
-        parser.error("--size-mib and --runs must be at least 1")
-    with scratch_dir("bench-import-export-", args.workdir, args.keep) as workdir:
-        run(args.size_mib, args.runs, workdir)
-    return 0
+    return sized_main("python -m bench.import_export", __doc__ or "", "bench-import-export-", run, argv)
 
 
 if __name__ == "__main__":
