@@ -18,7 +18,6 @@ coordinator and each agent per operation) and, last, one JSON line with every fi
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import json
 import os
@@ -34,7 +33,7 @@ from typing import Any, Final
 from bench.bare_server import BareServer
 from bench.bare_stream import download_seconds, upload_seconds
 from bench.memory import KIB, MIB, PeakWatch, Reaped, kill_after, run_reaped
-from bench.scratch import log, scratch_dir
+from bench.scratch import log, sized_main
 from fate_registry.config import LimitsConf
 from fate_registry.identity import archive_name, job_ids
 from fate_registry.testing import ModelSpec, write_party_model
@@ -166,44 +165,55 @@ class Measured:
 class Flow:
     """The ``flow`` CLI as a user runs it, against the federation, with per-process peak memory."""
 
+    name = "flow"  # the CLI's process in the peak-memory and CPU figures
+
     def __init__(
         self, address: str, watch: PeakWatch, timeout: float, extra_env: Mapping[str, str] | None = None
     ) -> None:
         script = Path(sys.executable).parent / "flow"
         self._command = [str(script)] if script.exists() else [sys.executable, "-m", "client"]
         self._env = {**os.environ, "FATE_REGISTRY_ADDRESS": address, **(extra_env or {})}
+        self._cwd = REPO
         self._watch = watch
         self._timeout = timeout
+
+    def argv(self, args: Sequence[str]) -> list[str]:
+        """The command line that runs ``flow <args>``."""
+        return [*self._command, *args]
+
+    def parse(self, stdout: str) -> Any:
+        """The CLI's JSON answer (raises ValueError when it printed none)."""
+        return json.loads(stdout)
 
     def run(self, *args: str) -> Measured:
         """Run ``flow <args>`` to completion and check its answer; fail unless its retcode is 0."""
         os.sync()  # earlier writes are flushed now, not in the middle of this operation
         self._watch.reset()
-        reaped = run_reaped([*self._command, *args], env=self._env, timeout=self._timeout, cwd=REPO)
+        reaped = run_reaped(self.argv(args), env=self._env, timeout=self._timeout, cwd=self._cwd)
         peaks = self._watch.peaks_kib()
         cpu = self._watch.cpu_used()
         try:
-            answer = json.loads(reaped.stdout)
-        except json.JSONDecodeError:
+            answer = self.parse(reaped.stdout)
+        except ValueError:
             answer = None
         if reaped.returncode != 0 or not isinstance(answer, dict) or answer.get("retcode") != 0:
             raise RuntimeError(
-                f"flow {' '.join(args)} failed (exit {reaped.returncode}):\n"
+                f"{self.name} {' '.join(args)} failed (exit {reaped.returncode}):\n"
                 f"stdout: {reaped.stdout[-2000:]}\nstderr: {reaped.stderr[-2000:]}"
             )
-        return Measured(reaped, answer, {"flow": reaped.maxrss_kib, **peaks}, {"flow": reaped.cpu_seconds, **cpu})
+        return Measured(reaped, answer, {self.name: reaped.maxrss_kib, **peaks}, {self.name: reaped.cpu_seconds, **cpu})
 
     def try_run(self, *args: str) -> bool:
         """Run ``flow <args>`` untimed; True when it answered retcode 0."""
-        reaped = run_reaped([*self._command, *args], env=self._env, timeout=self._timeout, cwd=REPO)
+        reaped = run_reaped(self.argv(args), env=self._env, timeout=self._timeout, cwd=self._cwd)
         try:
-            return reaped.returncode == 0 and json.loads(reaped.stdout).get("retcode") == 0
-        except (json.JSONDecodeError, AttributeError):
+            return reaped.returncode == 0 and self.parse(reaped.stdout).get("retcode") == 0
+        except (ValueError, AttributeError):
             return False
 
     def startup_seconds(self) -> float:
         """``flow --help``: the interpreter and the CLI's imports, no RPC (part of every CLI figure)."""
-        reaped = run_reaped([*self._command, "--help"], env=self._env, timeout=60.0, cwd=REPO)
+        reaped = run_reaped([*self._command, "--help"], env=self._env, timeout=60.0, cwd=self._cwd)
         if reaped.returncode != 0:
             raise RuntimeError(f"flow --help exited with {reaped.returncode}: {reaped.stderr[-2000:]}")
         return reaped.seconds
@@ -228,12 +238,14 @@ def import_export_once(
     model_cache: Path,
     imports: Series | None,
     exports: Series | None,
+    deleter: Flow | None = None,
 ) -> bool:
     """Import the archive into a fresh model version, export that version, then clean up (untimed).
 
-    The cleanup deletes the version (``flow model delete``) or, where the registry cannot delete yet,
-    drops its page cache: either frees the pages the run filled, so the next run reuses them instead
-    of touching fresh ones (slow on this VM, see the warm-up). Returns whether the delete worked.
+    The cleanup deletes the version (``flow model delete``, run by ``deleter`` when given) or, where the
+    registry cannot delete yet, drops its page cache: either frees the pages the run filled, so the next
+    run reuses them instead of touching fresh ones (slow on this VM, see the warm-up). Returns whether the
+    delete worked.
     """
     confs = write_confs(workdir, prepared, job_ids.next())
     imported = flow.run("model", "import", "-c", str(confs.import_conf))
@@ -248,7 +260,7 @@ def import_export_once(
         exports.nbytes = archive.stat().st_size  # the registry's archive (it adds a manifest entry): what moved
     shutil.rmtree(confs.output_dir)
     model = ["--model-id", prepared.spec.model_id, "--model-version", confs.model_version]
-    if flow.try_run("model", "delete", *model, "-r", ROLE, "-p", str(PARTY_ID)):
+    if (deleter or flow).try_run("model", "delete", *model, "-r", ROLE, "-p", str(PARTY_ID)):
         return True
     version_dir = model_cache / prepared.spec.party_model_id(ROLE, PARTY_ID) / confs.model_version
     if not version_dir.is_dir():
@@ -463,19 +475,7 @@ def run(size_mib: int, runs: int, workdir: Path) -> dict[str, Any]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.import_export", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size-mib", type=int, default=1024, help="model size in MiB (default 1024)")
-    parser.add_argument("--runs", type=int, default=3, help="timed import/export runs (default 3)")
-    parser.add_argument(
-        "--workdir", type=Path, default=None, help="parent of the scratch directory (default: the system temp dir)"
-    )
-    parser.add_argument("--keep", action="store_true", help="keep the scratch directory")
-    args = parser.parse_args(argv)
-    if args.size_mib < 1 or args.runs < 1:
-        parser.error("--size-mib and --runs must be at least 1")
-    with scratch_dir("bench-import-export-", args.workdir, args.keep) as workdir:
-        run(args.size_mib, args.runs, workdir)
-    return 0
+    return sized_main("python -m bench.import_export", __doc__ or "", "bench-import-export-", run, argv)
 
 
 if __name__ == "__main__":
