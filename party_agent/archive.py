@@ -7,6 +7,7 @@ file; FATE-Flow ignores the extra file, and FATE's own archives simply lack it.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -14,13 +15,19 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from fate_registry.checksums import crc32
-from fate_registry.direct_io import read_pieces
+from fate_registry.checksums import BackgroundSha256, crc32
+from fate_registry.direct_io import DirectWriter, read_pieces
 from fate_registry.errors import Reason, RegistryError
+from fate_registry.files import fsync_tree
 from fate_registry.v1.common_pb2 import PartyModelRef
+from party_agent.archive_limits import ArchiveLimits as ArchiveLimits  # the limits unpack() takes, for its callers
+from party_agent.archive_limits import quoted
 from party_agent.manifest import ARCHIVE_ONLY_FILES, MANIFEST_ENTRY, FileRecord, Manifest, hash_file
-from party_agent.zipstream import ArchiveLimits as ArchiveLimits  # the limits unpack() takes, for its callers
-from party_agent.zipstream import ExtractedFile, StreamingUnzip, ZipWriter, quoted
+from party_agent.zipstream import ZipEntry, read_zip
+from party_agent.zipwriter import ZipWriter
+
+# The most bytes an archive-only file (import_model.json, the manifest) may have: it is held in memory.
+ARCHIVE_ONLY_MAX_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -97,28 +104,124 @@ def unpack(
     and the manifest's SHA-256 are taken (a file the manifest gives no CRC-32 is hashed).
     """
     names = NameLimits.below(dest, *([home] if home is not None else []))
-    unzip = StreamingUnzip(
-        dest,
-        lambda name: check_member_name(name, names).as_posix(),
-        ARCHIVE_ONLY_FILES,
-        limits,
-        hash_files=not verified_source,
-    )
+    extraction = _Extraction(dest, names, hash_files=not verified_source)
     try:
-        for chunk in chunks:
-            unzip.feed(chunk)
-        unzip.finish()
+        for entry in read_zip(chunks, limits):
+            extraction.take(entry)
     finally:
-        unzip.discard()
-    embedded = unzip.kept.get(MANIFEST_ENTRY)
+        extraction.discard()
+    fsync_tree(dest)
+    embedded = extraction.kept.get(MANIFEST_ENTRY)
     if verified_source:
         if embedded is None:
             raise RegistryError(Reason.DATA_LOSS, "the stored archive lacks the manifest this registry writes")
-        return _taken_over(Manifest.from_json(embedded), unzip.files, dest)
-    manifest = Manifest.of(FileRecord(f.path, f.size, f.sha256, f.crc32) for f in unzip.files)
+        return _taken_over(Manifest.from_json(embedded), extraction.files, dest)
+    manifest = Manifest.of(FileRecord(f.path, f.size, f.sha256, f.crc32) for f in extraction.files)
     if embedded is not None:
         _compare(Manifest.from_json(embedded), manifest)
     return manifest
+
+
+@dataclass(frozen=True)
+class ExtractedFile:
+    path: str
+    size: int
+    sha256: str  # "" when the extraction was told not to hash
+    crc32: int
+
+
+class _Extraction:
+    """Where an archive's entries go: files under ``dest`` (SHA-256 hashed when ``hash_files``), directories,
+    and archive-only files kept in memory. Every entry's name passes :func:`check_member_name` before a byte
+    of it is written."""
+
+    def __init__(self, dest: Path, names: NameLimits, hash_files: bool) -> None:
+        self.dest = dest
+        self.names = names
+        self.hash_files = hash_files
+        self.files: list[ExtractedFile] = []
+        self.kept: dict[str, bytes] = {}
+        self._dirs: set[Path] = set()
+        self._fd: int | None = None  # the file being written
+        self._writer: DirectWriter | None = None
+
+    def take(self, entry: ZipEntry) -> None:
+        path = check_member_name(entry.name, self.names).as_posix()
+        try:
+            if entry.is_dir:
+                if entry.size:
+                    raise _bad(f"archive entry {entry.name!r} is a directory with content")
+                self._mkdir(self.dest / path)
+            elif path not in ARCHIVE_ONLY_FILES:
+                self._mkdir((self.dest / path).parent)
+                self._open(path)
+        except OSError as exc:
+            if exc.errno != errno.ENAMETOOLONG:
+                raise
+            raise _bad(f"archive entry {quoted(entry.name)} cannot be extracted: {os.strerror(exc.errno)}") from None
+        if entry.is_dir:
+            for piece in entry.chunks:
+                if len(piece):
+                    raise _bad(f"archive entry {entry.name!r} is a directory with content")
+        elif path in ARCHIVE_ONLY_FILES:
+            self.kept[path] = self._kept(entry)
+        else:
+            self._write(path, entry)
+
+    def _open(self, path: str) -> None:
+        try:
+            self._fd = os.open(self.dest / path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            raise _bad(f"archive entry {path!r} appears twice") from None
+        except (NotADirectoryError, IsADirectoryError):
+            raise _bad(f"archive entry {path!r} conflicts with another entry") from None
+        self._writer = DirectWriter(self._fd)
+
+    def _write(self, path: str, entry: ZipEntry) -> None:
+        assert self._writer is not None
+        sha = BackgroundSha256() if self.hash_files else None
+        for piece in entry.chunks:
+            if sha is not None:
+                sha.update(piece)
+            self._writer.write(piece)
+        self._close(sync=True)
+        self.files.append(ExtractedFile(path, entry.size or 0, sha.hexdigest() if sha is not None else "", entry.crc32))
+        os.utime(self.dest / path, (entry.mtime, entry.mtime))
+
+    @staticmethod
+    def _kept(entry: ZipEntry) -> bytes:
+        kept = bytearray()
+        for piece in entry.chunks:
+            if len(kept) + len(piece) > ARCHIVE_ONLY_MAX_BYTES:
+                raise _bad("an archive-only file (import_model.json or the manifest) is too large")
+            kept += piece
+        return bytes(kept)
+
+    def _mkdir(self, directory: Path) -> None:
+        if directory in self._dirs:
+            return
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+        except (FileExistsError, NotADirectoryError):
+            raise _bad(f"archive directory {directory.relative_to(self.dest)} conflicts with a file") from None
+        self._dirs.add(directory)
+
+    def _close(self, sync: bool) -> None:
+        if self._fd is None:
+            return
+        assert self._writer is not None
+        try:
+            if sync:
+                self._writer.finish()
+                os.fsync(self._fd)
+        finally:
+            self._writer.close()
+            os.close(self._fd)
+            self._fd, self._writer = None, None
+
+    def discard(self) -> None:
+        """After a failure: close the file being written."""
+        self._close(sync=False)
 
 
 def _taken_over(expected: Manifest, files: Iterable[ExtractedFile], dest: Path) -> Manifest:

@@ -1,7 +1,8 @@
 """Deploy on one party: prepare the child version (fate_flow.md §6.9) for a two-phase commit.
 
 The child holds the chosen components, checkpoint substitutions, the rewritten Pipeline and a
-define_meta of its own; :class:`TwoPhase` keeps it invisible until the coordinator commits.
+define_meta of its own; :class:`~party_agent.lifecycle.VersionLifecycle` keeps it invisible until the
+coordinator commits.
 """
 
 from __future__ import annotations
@@ -22,11 +23,11 @@ from fate_registry.identity import validate_name
 from fate_registry.v1.common_pb2 import PartyModelRef
 from party_agent.buffers import DEFINE_META, YAML_DUMPER, read_define_meta
 from party_agent.checkpoints import substitute_checkpoint
+from party_agent.lifecycle import VersionLifecycle
 from party_agent.manifest import Manifest, scan_reusing
 from party_agent.metadata import PartyModelRecord
-from party_agent.model_cache import ModelCache, link_file, link_files
+from party_agent.model_cache import link_file, link_files
 from party_agent.pipeline import PIPELINE_PATH, fate_version, json_of, read_pipeline
-from party_agent.two_phase import TwoPhase
 
 PIPELINE_COMPONENT = "pipeline"
 
@@ -40,9 +41,9 @@ class DeployRequest:
 
 
 class Deployer:
-    def __init__(self, cache: ModelCache) -> None:
-        self.cache = cache
-        self.phases = TwoPhase(cache)
+    def __init__(self, lifecycle: VersionLifecycle) -> None:
+        self.lifecycle = lifecycle
+        self.cache = lifecycle.cache
 
     def prepare(self, operation_id: str, request: DeployRequest, source_record: PartyModelRecord) -> Manifest:
         source, child = request.source, request.child_version
@@ -54,11 +55,11 @@ class Deployer:
         )
         if self.cache.has_model(child_ref):
             raise RegistryError(Reason.MODEL_EXISTS, f"the child version {child} exists already on this party")
-        place = self.phases.place(operation_id, source.role)
-        done = self.phases.prepared(place)
+        place = self.lifecycle.place(operation_id, source.role)
+        done = self.lifecycle.prepared(place)
         if done is not None:  # a retried prepare: the first one finished
             return done.manifest
-        target = self.phases.start(operation_id, place)
+        target = self.lifecycle.start(operation_id, place)
         try:
             source_dir = self.cache.version_dir(source)
             with self.cache.locks.read(self.cache.lock_key(source)):
@@ -77,7 +78,7 @@ class Deployer:
                 create_time_ms=0,
                 **texts,
             )
-            self.phases.seal(operation_id, place, record, tree_synced=True)
+            self.lifecycle.seal(operation_id, place, record, tree_synced=True)
         except BaseException:
             shutil.rmtree(place, ignore_errors=True)
             raise

@@ -13,12 +13,11 @@ import grpc
 from fate_registry.errors import RegistryError
 from fate_registry.fate import model_service_pb2 as ms
 from fate_registry.fate.model_service_pb2_grpc import ModelServiceServicer
-from fate_registry.identity import parse_party_model_id, party_model_id
 from fate_registry.unimplemented import fill_unimplemented
-from fate_registry.v1.common_pb2 import PartyModelRef
+from party_agent.agent import PartyAgent
 from party_agent.buffers import buffers, verified_base64
 from party_agent.metadata import PartyModelRecord
-from party_agent.service import PartyAgent
+from party_agent.model_cache import party_model_id_of, ref_of
 
 SERVICE = ms.DESCRIPTOR.services_by_name["ModelService"]
 MAX_CACHE_DATA = 48 * 1024 * 1024  # one answer carries the whole model: beyond this, use the HTTP transfer
@@ -31,7 +30,7 @@ def _summary(record: PartyModelRecord) -> str:
             "role": record.role,
             "partId": record.party_id,
             "tableName": record.model_version,
-            "namespace": party_model_id(record.role, record.party_id, record.model_id),
+            "namespace": party_model_id_of(record.ref),
             "parent": record.parent,
             "manifestDigest": record.manifest.digest,
         }
@@ -44,10 +43,7 @@ class FateModelService(ModelServiceServicer):
 
     def _record(self, table_name: str, namespace: str) -> PartyModelRecord | None:
         try:
-            role, party_id, model_id = parse_party_model_id(namespace)
-            return self.agent.record(
-                PartyModelRef(role=role, party_id=party_id, model_id=model_id, model_version=table_name)
-            )
+            return self.agent.record(ref_of(namespace, table_name))
         except RegistryError:
             return None
 
@@ -57,9 +53,7 @@ class FateModelService(ModelServiceServicer):
         record = self._record(request.tableName, request.namespace)
         if record is None:
             return ms.ModelTransferResponse(statusCode=MODEL_NULL, message="model not found")
-        ref = PartyModelRef(
-            role=record.role, party_id=record.party_id, model_id=record.model_id, model_version=record.model_version
-        )
+        ref = record.ref
         directory = self.agent.cache.version_dir(ref)
         found = buffers(directory)
         size = sum(record.manifest.by_path()[b.path].size for b in found if b.path in record.manifest.by_path())
@@ -82,13 +76,13 @@ class FateModelService(ModelServiceServicer):
             record = self._record(request.tableName, request.namespace)
             records = [record] if record is not None else []
         elif request.queryType == 0:
-            records = self.agent.store.all_records()
+            records = self.agent.metadata.all_records()
         else:  # service ids are bound in FATE-Serving, not here
             records = []
         infos = [
             ms.ModelInfoEx(
                 tableName=r.model_version,
-                namespace=party_model_id(r.role, r.party_id, r.model_id),
+                namespace=party_model_id_of(r.ref),
                 content=_summary(r),
                 index=i,
             )

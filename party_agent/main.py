@@ -22,10 +22,10 @@ from fate_registry.grpc_server import (
     servicer_handlers,
     wait_for_signal,
 )
+from party_agent.agent import PartyAgent
 from party_agent.envelope import EnvelopeServicer
 from party_agent.fate_model_service import SERVICE as FATE_SERVICE
 from party_agent.fate_model_service import FateModelService
-from party_agent.service import PartyAgent
 from party_agent.servicer import AgentServicer
 from party_agent.transfer_http import TransferServer
 

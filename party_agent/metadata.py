@@ -47,6 +47,13 @@ class PartyModelRecord:
     def size_kib(self) -> int:
         return round(self.manifest.total_size / 1024)
 
+    @property
+    def ref(self) -> PartyModelRef:
+        """The version this record describes."""
+        return PartyModelRef(
+            role=self.role, party_id=self.party_id, model_id=self.model_id, model_version=self.model_version
+        )
+
 
 @dataclass(frozen=True)
 class PendingPublish:
@@ -218,10 +225,7 @@ class MetadataStore:
             "f_create_time": record.create_time_ms or now,
             "f_update_time": now,
         }
-        ref = PartyModelRef(
-            role=record.role, party_id=record.party_id, model_id=record.model_id, model_version=record.model_version
-        )
-        self._run(self._sql.delete_model, _key_values(ref))
+        self._run(self._sql.delete_model, _key_values(record.ref))
         self._run(self._sql.insert_model, [values[c] for c in self._sql.model_columns])
 
     def save(self, record: PartyModelRecord) -> None:

@@ -2,7 +2,7 @@
 
 The new slice (fate_flow.md §6.8) gets the new model id (from the new role map), the unified
 version, a rewritten Pipeline and every component buffer that carries party ids rewritten
-(:mod:`party_agent.migration`); the others are carried over byte for byte. Beside it the archive
+(:mod:`party_agent.party_rewrite`); the others are carried over byte for byte. Beside it the archive
 ``<new party_model_id>_<version>.zip`` is prepared for import on the new federation. At commit
 the slice is registered here, as FATE-Flow does, and the archive lands in ``<data_dir>/migrated``.
 """
@@ -21,12 +21,11 @@ from fate_registry.migration_roles import party_map
 from fate_registry.v1.common_pb2 import PartyModelRef
 from party_agent.archive import import_model_json, stream_archive
 from party_agent.buffers import read_define_meta
+from party_agent.lifecycle import ARCHIVE, VersionLifecycle
 from party_agent.manifest import MANIFEST_ENTRY, Manifest, scan
 from party_agent.metadata import PartyModelRecord
-from party_agent.migration import MIGRATED_MODULES, message_json, rewrite_component, rewrite_pipeline
-from party_agent.model_cache import ModelCache
+from party_agent.party_rewrite import MIGRATED_MODULES, message_json, rewrite_component, rewrite_pipeline
 from party_agent.pipeline import PIPELINE_PATH, json_of, read_pipeline
-from party_agent.two_phase import ARCHIVE, TwoPhase
 
 PIPELINE_COMPONENT = "pipeline"
 CARRIED = ("define", "run_parameters", "variables")  # checkpoints stay behind, as in FATE-Flow 1.9+
@@ -49,9 +48,9 @@ class Migrated:
 
 
 class Migrator:
-    def __init__(self, cache: ModelCache, phases: TwoPhase, archive_dir: Path, chunk_bytes: int) -> None:
-        self.cache = cache
-        self.phases = phases
+    def __init__(self, lifecycle: VersionLifecycle, archive_dir: Path, chunk_bytes: int) -> None:
+        self.lifecycle = lifecycle
+        self.cache = lifecycle.cache
         self.archive_dir = archive_dir
         self.chunk_bytes = chunk_bytes
 
@@ -71,8 +70,8 @@ class Migrator:
         target_archive = self.archive_dir / archive_name(
             party_model_id(new_ref.role, new_ref.party_id, new_model_id), new_ref.model_version
         )
-        place = self.phases.place(operation_id, source.role)
-        done = self.phases.prepared(place)
+        place = self.lifecycle.place(operation_id, source.role)
+        done = self.lifecycle.prepared(place)
         if done is not None:  # a retried prepare: the first one finished
             return Migrated(new_ref, done.manifest, target_archive)
         if self.cache.has_model(new_ref) or target_archive.exists():
@@ -81,7 +80,7 @@ class Migrator:
                 f"Unify model version {request.new_version} has been occupied in database. "
                 "Please choose another unify model version and try again.",
             )
-        target = self.phases.start(operation_id, place)
+        target = self.lifecycle.start(operation_id, place)
         try:
             source_dir = self.cache.version_dir(source)
             with self.cache.locks.read(self.cache.lock_key(source)):
@@ -117,7 +116,7 @@ class Migrator:
                 create_time_ms=0,
             )
             self._write_archive(place / ARCHIVE, target, manifest, new_ref)
-            self.phases.seal(operation_id, place, record, target_archive)
+            self.lifecycle.seal(operation_id, place, record, target_archive)
         except BaseException:
             shutil.rmtree(place, ignore_errors=True)
             raise

@@ -1,8 +1,7 @@
-"""The party's ``model_local_cache``: FATE's layout, staged writes, atomic publish, crash recovery.
-
-A new or replaced version is built in ``.staging/`` (same filesystem), fsynced, then renamed into
-place. Each publish is journalled in the metadata database first, so a restarted agent finishes
-or undoes a publish that a crash interrupted: the version directory and its model row always agree.
+"""The party's ``model_local_cache`` as FATE lays it out: where a version lives, which versions are held,
+the locks that keep a reader and a writer of one version apart, and the hard links a derived version
+shares with its source. What changes a version (staging, publish, delete, recovery) is
+:mod:`party_agent.lifecycle`'s.
 """
 
 from __future__ import annotations
@@ -10,28 +9,14 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 import threading
-import time
-import uuid
 from collections.abc import Collection, Iterator
 from pathlib import Path
 
-from fate_registry import faultpoints
-from fate_registry.errors import Reason, RegistryError
-from fate_registry.files import fsync_dir
+from fate_registry.errors import RegistryError
 from fate_registry.identity import parse_party_model_id, party_model_id, validate_name
 from fate_registry.v1.common_pb2 import PartyModelRef
 from party_agent.manifest import ARCHIVE_ONLY_FILES
-from party_agent.metadata import MetadataStore, PartyModelRecord, PendingPublish
-
-STAGING = ".staging"
-TRASH = ".trash"
-# Marks a staged directory that a two-phase operation prepared: kept across restarts.
-PREPARED_MARKER = "prepared.json"
-# Remembers an aborted two-phase operation in staging, so a prepare arriving late does not stay.
-ABORTED_PREFIX = "aborted-"
-ABORTED_KEEP_SECONDS = 7 * 24 * 3600
 
 
 def link_files(source: Path, target: Path, skip: frozenset[str] = frozenset({".lock"})) -> None:
@@ -87,10 +72,15 @@ def files_size(version_dir: Path) -> tuple[int, int]:
     return size, count
 
 
-def _ref_of(relative_target: str) -> PartyModelRef:
-    pmid, _, version = relative_target.rpartition("/")
-    role, party_id, model_id = parse_party_model_id(pmid)
-    return PartyModelRef(role=role, party_id=party_id, model_id=model_id, model_version=version)
+def ref_of(party_model_id_: str, model_version: str) -> PartyModelRef:
+    """The version ``model_version`` of the party model named ``party_model_id_`` (``role#party_id#model_id``)."""
+    role, party_id, model_id = parse_party_model_id(party_model_id_)
+    return PartyModelRef(role=role, party_id=party_id, model_id=model_id, model_version=model_version)
+
+
+def party_model_id_of(ref: PartyModelRef) -> str:
+    """The name of ``ref``'s party model, ``role#party_id#model_id``: its directory here."""
+    return party_model_id(ref.role, ref.party_id, ref.model_id)
 
 
 class VersionLocks:
@@ -129,12 +119,11 @@ class VersionLocks:
 
 
 class ModelCache:
-    def __init__(self, root: Path, store: MetadataStore) -> None:
+    """The version directories under ``root``, ``<role>#<party_id>#<model_id>/<model_version>``."""
+
+    def __init__(self, root: Path) -> None:
         self.root = root
-        self.store = store
         self.locks = VersionLocks()
-        for sub in (STAGING, TRASH):
-            (root / sub).mkdir(parents=True, exist_ok=True)
 
     def version_dir(self, ref: PartyModelRef) -> Path:
         for value, what in (
@@ -144,11 +133,11 @@ class ModelCache:
             (ref.model_version, "model_version"),
         ):
             validate_name(value, what)
-        return self.root / party_model_id(ref.role, ref.party_id, ref.model_id) / ref.model_version
+        return self.root / party_model_id_of(ref) / ref.model_version
 
     @staticmethod
     def lock_key(ref: PartyModelRef) -> str:
-        return f"{party_model_id(ref.role, ref.party_id, ref.model_id)}/{ref.model_version}"
+        return f"{party_model_id_of(ref)}/{ref.model_version}"
 
     def has_model(self, ref: PartyModelRef) -> bool:
         """FATE's test: the version directory exists and holds something besides ``.lock``."""
@@ -185,112 +174,5 @@ class ModelCache:
                     continue
         return found
 
-    def new_staging(self) -> Path:
-        return Path(tempfile.mkdtemp(prefix="stage-", dir=self.root / STAGING))
-
-    def publish(self, staged: Path, record: PartyModelRecord, replace: bool) -> None:
-        """Rename ``staged`` to the record's version directory and save the record, atomically."""
-        ref = PartyModelRef(
-            role=record.role, party_id=record.party_id, model_id=record.model_id, model_version=record.model_version
-        )
-        target = self.version_dir(ref)
-        trash = self.root / TRASH / uuid.uuid4().hex
-        exists = self.has_model(ref)
-        if exists and not replace:
-            raise RegistryError(Reason.MODEL_EXISTS, "Model already exists.")
-        pending = PendingPublish(
-            uuid.uuid4().hex,
-            self.relative(target),
-            self.relative(staged),
-            self.relative(trash) if target.exists() else "",
-            record,
-        )
-        self.store.add_pending(pending)
-        faultpoints.reached("agent.publish.journalled")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists():
-            os.rename(target, trash)
-        os.rename(staged, target)
-        fsync_dir(target.parent)
-        faultpoints.reached("agent.publish.renamed")
-        self.store.complete(pending.id, record)
-        shutil.rmtree(trash, ignore_errors=True)
-
-    def publish_prepared(self, staged: Path, record: PartyModelRecord) -> None:
-        """Rename a version that a two-phase operation prepared to its (new) directory, then save its record.
-
-        Not journalled: the operation's ``prepared.json`` beside ``staged`` is the journal, durable and kept
-        until the commit is done, so a crash after the rename is finished from it (:meth:`TwoPhase.recover`).
-        """
-        ref = PartyModelRef(
-            role=record.role, party_id=record.party_id, model_id=record.model_id, model_version=record.model_version
-        )
-        if self.has_model(ref):
-            raise RegistryError(Reason.MODEL_EXISTS, "Model already exists.")
-        target = self.version_dir(ref)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(staged, target)
-        fsync_dir(target.parent)
-        faultpoints.reached("agent.publish.renamed")
-        self.store.save(record)
-
-    def delete(self, ref: PartyModelRef) -> None:
-        """Remove a version: journalled, renamed aside, its row deleted, then its files."""
-        target = self.version_dir(ref)
-        if not target.exists():
-            if self.store.get(ref) is None:
-                raise RegistryError(
-                    Reason.MODEL_NOT_FOUND, f"Model {self.relative(target.parent)} {ref.model_version} does not exist."
-                )
-            self.store.remove(ref, "")  # a row whose files are gone: only the row goes
-            return
-        trash = self.root / TRASH / uuid.uuid4().hex
-        pending = PendingPublish(uuid.uuid4().hex, self.relative(target), "", self.relative(trash), None)
-        self.store.add_pending(pending)
-        os.rename(target, trash)
-        fsync_dir(target.parent)
-        self.store.remove(ref, pending.id)
-        shutil.rmtree(trash, ignore_errors=True)
-        with contextlib.suppress(OSError):
-            target.parent.rmdir()  # the party model id's directory, when this was its last version
-
     def relative(self, path: Path) -> str:
         return path.relative_to(self.root).as_posix()
-
-    def recover(self) -> list[str]:
-        """Finish or undo publishes a crash interrupted; drop abandoned staging. Returns what was done."""
-        done = []
-        for pending in self.store.pending():
-            target, staged = self.root / pending.target, self.root / pending.staged
-            trash = self.root / pending.trash if pending.trash else None
-            if not pending.staged:  # a delete
-                if target.exists():  # stopped before the rename: nothing happened
-                    self.store.complete(pending.id, None)
-                    done.append(f"kept {pending.target}")
-                else:
-                    self.store.remove(_ref_of(pending.target), pending.id)
-                    if trash is not None:
-                        shutil.rmtree(trash, ignore_errors=True)
-                    done.append(f"deleted {pending.target}")
-                continue
-            if staged.exists():
-                if trash is not None and trash.exists() and not target.exists():
-                    os.rename(trash, target)
-                shutil.rmtree(staged, ignore_errors=True)
-                self.store.complete(pending.id, None)
-                done.append(f"rolled back {pending.target}")
-            else:
-                self.store.complete(pending.id, pending.record)
-                if trash is not None:
-                    shutil.rmtree(trash, ignore_errors=True)
-                done.append(f"completed {pending.target}")
-        for sub in (STAGING, TRASH):
-            for leftover in (self.root / sub).iterdir():
-                if (leftover / PREPARED_MARKER).exists():
-                    continue  # a deploy prepared here waits for the coordinator's commit or abort
-                if leftover.name.startswith(ABORTED_PREFIX):
-                    if time.time() - leftover.stat().st_mtime > ABORTED_KEEP_SECONDS:
-                        leftover.unlink()
-                    continue
-                shutil.rmtree(leftover, ignore_errors=True)
-        return done

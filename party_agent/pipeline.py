@@ -1,4 +1,4 @@
-"""Reading and rewriting the Pipeline buffer that every party model version carries."""
+"""Reading and rewriting the Pipeline buffer that every party model version carries, and the record it gives."""
 
 from __future__ import annotations
 
@@ -10,6 +10,9 @@ from google.protobuf.message import DecodeError
 
 from fate_registry.errors import Reason, RegistryError
 from fate_registry.fate.pipeline_pb2 import Pipeline
+from fate_registry.v1.common_pb2 import PartyModelRef
+from party_agent.manifest import Manifest
+from party_agent.metadata import PartyModelRecord
 
 PIPELINE_PATH = "variables/data/pipeline/pipeline/Pipeline"
 
@@ -71,3 +74,32 @@ def renamed(pipeline: Pipeline, model_id: str, model_version: str) -> Pipeline:
         on_party.setdefault("job_parameters", {}).update(model_id=model_id, model_version=model_version)
         out.runtime_conf_on_party = json.dumps(on_party).encode()
     return out
+
+
+def _json_text(data: bytes, default: str = "{}") -> str:
+    return json.dumps(json_of(data)) if data else default
+
+
+def record_from_pipeline(
+    ref: PartyModelRef, pipeline: Pipeline, manifest: Manifest, job_id: str, imported: bool
+) -> PartyModelRecord:
+    return PartyModelRecord(
+        role=ref.role,
+        party_id=ref.party_id,
+        model_id=ref.model_id,
+        model_version=ref.model_version,
+        job_id=job_id,
+        manifest=manifest,
+        roles_json=json.dumps(roles_of(pipeline)),
+        initiator_role=pipeline.initiator_role,
+        initiator_party_id=str(pipeline.initiator_party_id) if pipeline.initiator_party_id else "",
+        fate_version=pipeline.fate_version,
+        parent=pipeline.parent,
+        parent_info_json=_json_text(pipeline.parent_info),
+        train_dsl_json=_json_text(pipeline.train_dsl),
+        train_runtime_conf_json=_json_text(pipeline.train_runtime_conf),
+        inference_dsl_json=_json_text(pipeline.inference_dsl),
+        runtime_conf_on_party_json=_json_text(pipeline.runtime_conf_on_party),
+        loaded_times=pipeline.loaded_times,
+        imported=imported,
+    )

@@ -24,45 +24,39 @@ from fate_registry.v1.common_pb2 import (
     PartyModelInfo,
     PartyModelRef,
 )
+from party_agent.agent import PartyAgent, catalog_info
 from party_agent.checkpoints import list_checkpoints, read_checkpoint
 from party_agent.deploy import DeployRequest
 from party_agent.homo_deploy.request import HomoDeployRequest
 from party_agent.idempotency import OnceByOperation
 from party_agent.metadata import PartyModelRecord
 from party_agent.migrate import MigrateRequest
-from party_agent.service import PartyAgent
-from party_agent.transfers import TicketBook
+from party_agent.tickets import TicketBook
 
 T = TypeVar("T")
 
 
 def model_info(record: PartyModelRecord) -> PartyModelInfo:
+    """Everything the agent knows of a version: what the catalog keeps and FATE's other columns."""
+    manifest = record.manifest
     created = Timestamp()
     created.FromMilliseconds(record.create_time_ms)
-    return PartyModelInfo(
-        role=record.role,
-        party_id=record.party_id,
-        model_id=record.model_id,
-        model_version=record.model_version,
-        roles_json=record.roles_json,
-        create_time=created,
-        loaded_times=record.loaded_times,
-        size_kib=record.size_kib,
-        parent=record.parent,
-        parent_info_json=record.parent_info_json,
-        initiator_role=record.initiator_role,
-        initiator_party_id=record.initiator_party_id,
-        fate_version=record.fate_version,
-        train_dsl_json=record.train_dsl_json,
-        train_runtime_conf_json=record.train_runtime_conf_json,
-        inference_dsl_json=record.inference_dsl_json,
-        runtime_conf_on_party_json=record.runtime_conf_on_party_json,
-        imported=record.imported,
-        job_id=record.job_id,
-        manifest_digest=record.manifest.digest,
-        file_count=len(record.manifest.files),
-        size_bytes=record.manifest.total_size,
+    info = catalog_info(record, manifest.digest, manifest.total_size, len(manifest.files))
+    info.MergeFrom(
+        PartyModelInfo(
+            create_time=created,
+            loaded_times=record.loaded_times,
+            size_kib=record.size_kib,
+            initiator_role=record.initiator_role,
+            initiator_party_id=record.initiator_party_id,
+            fate_version=record.fate_version,
+            train_dsl_json=record.train_dsl_json,
+            train_runtime_conf_json=record.train_runtime_conf_json,
+            inference_dsl_json=record.inference_dsl_json,
+            runtime_conf_on_party_json=record.runtime_conf_on_party_json,
+        )
     )
+    return info
 
 
 def _chunks(after_header: Iterator[bytes]) -> Iterator[memoryview]:
@@ -261,13 +255,13 @@ class AgentServicer(agent_pb2_grpc.PartyAgentServiceServicer):
     def CommitOperation(
         self, request: agent_pb2.CommitOperationRequest, context: grpc.ServicerContext
     ) -> agent_pb2.CommitOperationResponse:
-        self.agent.deployer.phases.commit(request.operation_id)
+        self.agent.lifecycle.commit(request.operation_id)
         return agent_pb2.CommitOperationResponse()
 
     def AbortOperation(
         self, request: agent_pb2.AbortOperationRequest, context: grpc.ServicerContext
     ) -> agent_pb2.AbortOperationResponse:
-        self.agent.deployer.phases.abort(request.operation_id)
+        self.agent.lifecycle.abort(request.operation_id)
         return agent_pb2.AbortOperationResponse()
 
     def ListCheckpoints(

@@ -29,8 +29,8 @@ from fate_registry.http_limits import (
     HttpLimits,
     https_context,
 )
-from fate_registry.identity import parse_party_model_id
 from fate_registry.v1.common_pb2 import PartyModelRef
+from party_agent.model_cache import ref_of
 
 log = logging.getLogger(__name__)
 PATH = "/v1/model/transfer"
@@ -85,8 +85,7 @@ class _Handler(BufferedRequestHandler):
             raise RegistryError(Reason.MODEL_NOT_FOUND, "model not found")
         if not namespace or not name or not isinstance(namespace, str) or not isinstance(name, str):
             raise RegistryError(Reason.INVALID_ARGUMENT, "namespace and name are required")
-        role, party_id, model_id = parse_party_model_id(namespace)
-        return PartyModelRef(role=role, party_id=party_id, model_id=model_id, model_version=name)
+        return ref_of(namespace, name)
 
 
 class TransferServer(BoundedHTTPServer):

@@ -26,9 +26,9 @@ from party_agent.buffers import read_define_meta
 from party_agent.homo_convert import lightgbm_sbt, pytorch_nn, sklearn_lr
 from party_agent.homo_convert.buffers import ComponentModel
 from party_agent.homo_convert.frameworks import LIGHTGBM, PYTORCH, SKLEARN, canonical, target_for
+from party_agent.lifecycle import VersionLifecycle
 from party_agent.manifest import FileRecord, Manifest, hash_file
 from party_agent.metadata import PartyModelRecord
-from party_agent.model_cache import ModelCache
 
 CONVERTED_DIR = "converted_model"
 PIPELINE_COMPONENT = "pipeline"
@@ -81,11 +81,12 @@ def _convertible(directory: Path, manifest: Manifest, requested: str) -> list[tu
     return found
 
 
-def convert_version(cache: ModelCache, ref: PartyModelRef, framework_name: str) -> Conversion:
+def convert_version(lifecycle: VersionLifecycle, ref: PartyModelRef, framework_name: str) -> Conversion:
     """Convert every convertible component of the version ``ref`` (which must have a record)."""
     requested = canonical(framework_name)
+    cache = lifecycle.cache
     with cache.locks.write(cache.lock_key(ref)):
-        record = cache.store.get(ref)
+        record = lifecycle.metadata.get(ref)
         if record is None:
             pmid = party_model_id(ref.role, ref.party_id, ref.model_id)
             raise RegistryError(
@@ -102,7 +103,7 @@ def convert_version(cache: ModelCache, ref: PartyModelRef, framework_name: str) 
                 {"framework_name": requested},
                 retcode=Retcode.EXCEPTION_ERROR,
             )
-        staging = cache.new_staging()
+        staging = lifecycle.new_staging()
         try:
             staged = staging / "model"
             shutil.copytree(source, staged, copy_function=os.link, symlinks=True)
@@ -121,7 +122,7 @@ def convert_version(cache: ModelCache, ref: PartyModelRef, framework_name: str) 
             kept = [r for r in record.manifest.files if not r.path.startswith(replaced)]
             added = [FileRecord(f, *hash_file(staged / f)) for c in converted for f in c.files]
             record = dataclasses.replace(record, manifest=Manifest.of([*kept, *added]))
-            cache.publish(staged, record, replace=True)
+            lifecycle.publish(staged, record, replace=True)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return Conversion(requested, tuple(converted), record)

@@ -26,9 +26,9 @@ from fate_registry.identity import gen_model_id
 from fate_registry.testing.cluster import Cluster
 from fate_registry.testing.started import STARTED, StartedFederation
 from fate_registry.v1.common_pb2 import PartyModelRef
+from party_agent.lifecycle import ABORTED_PREFIX, PREPARED_MARKER, STAGING, TRASH
 from party_agent.manifest import scan
 from party_agent.metadata import MetadataStore
-from party_agent.model_cache import ABORTED_PREFIX, PREPARED_MARKER, STAGING, TRASH
 from registry_server.catalog import Catalog, ModelFilter
 from registry_server.multiparty import ABORT_NOT_CONFIRMED
 from tests.conftest import GeneratedModel

@@ -23,7 +23,7 @@ from fate_registry.errors import Retcode
 from fate_registry.faultpoints import ENV
 from fate_registry.testing.cluster import COORDINATOR, Cluster, agent_name, wait_until
 from fate_registry.v1.common_pb2 import PartyModelRef
-from party_agent.model_cache import STAGING
+from party_agent.lifecycle import STAGING
 from tests.conftest import GeneratedModel, generate_model
 from tests.faults.state import PARTY_OF, ROLES, WAIT, operations
 from tests.faults.test_transfer_faults import guest_versions, import_args

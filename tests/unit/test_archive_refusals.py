@@ -23,8 +23,8 @@ from fate_registry.errors import Reason, RegistryError
 from fate_registry.testing import ModelSpec, build_fate_archive, write_federation
 from fate_registry.v1.common_pb2 import ImportModelHeader, PartyModelRef
 from party_agent import archive
-from party_agent.service import PartyAgent
-from party_agent.zipstream import DiskRoom
+from party_agent.agent import PartyAgent
+from party_agent.archive_limits import DiskRoom
 from tests.zipcraft import DEFLATED, DESCRIPTOR, Entry, MiB, deflate, zeros
 
 RATIO = config.LimitsConf.max_expansion_ratio

@@ -17,10 +17,10 @@ from fate_registry import config
 from fate_registry.config import DatabaseConf
 from fate_registry.testing import MODEL_ALIAS, ModelSpec, services, write_party_model
 from fate_registry.v1.common_pb2 import PartyModelRef
+from party_agent.agent import PartyAgent
 from party_agent.deploy import DeployRequest
 from party_agent.manifest import FileRecord, Manifest, scan
 from party_agent.metadata import MetadataStore, PartyModelRecord, PendingPublish
-from party_agent.service import PartyAgent
 from registry_server.predict_dsl import derive_predict_dsl
 
 PARTY = "9999"
@@ -51,7 +51,7 @@ def _deploy(
     train_dsl = json.loads(agent.record(parent).train_dsl_json)
     request = DeployRequest(parent, child, derive_predict_dsl(train_dsl, cpn_list), steps)
     agent.prepare_deploy(f"op-{child}", request)
-    assert agent.deployer.phases.commit(f"op-{child}")
+    assert agent.lifecycle.commit(f"op-{child}")
     return PartyModelRef(role=parent.role, party_id=PARTY, model_id=parent.model_id, model_version=child)
 
 
@@ -61,7 +61,7 @@ def _exact(manifest: Manifest) -> list[tuple[str, int, str, int]]:
 
 
 def _assert_manifest_matches_files(agent: PartyAgent, ref: PartyModelRef) -> Manifest:
-    record = agent.store.get(ref)
+    record = agent.metadata.get(ref)
     assert record is not None
     assert _exact(record.manifest) == _exact(scan(agent.cache.version_dir(ref)))
     return record.manifest
@@ -96,7 +96,7 @@ def test_a_child_of_some_components_gets_its_own_proto_index(agent: PartyAgent, 
 
 def test_a_deleted_child_leaves_the_parent_whole(agent: PartyAgent, parent: PartyModelRef) -> None:
     child = _deploy(agent, parent, "child3", None, {})
-    agent.cache.delete(child)
+    agent.lifecycle.delete(child)
     _assert_manifest_matches_files(agent, parent)
 
 
@@ -109,8 +109,8 @@ def test_a_commit_stopped_after_its_rename_is_finished_from_the_prepared_record(
     train_dsl = json.loads(agent.record(parent).train_dsl_json)
     agent.prepare_deploy("op-crash", DeployRequest(parent, "child4", derive_predict_dsl(train_dsl, None), {}))
     child = PartyModelRef(role=parent.role, party_id=PARTY, model_id=parent.model_id, model_version="child4")
-    (place,) = agent.deployer.phases._places("op-crash")
-    prepared = agent.deployer.phases.prepared(place)
+    (place,) = agent.lifecycle._places("op-crash")
+    prepared = agent.lifecycle.prepared(place)
     assert prepared is not None and not (place / "prepared.json.part").exists()
     target = agent.cache.version_dir(child)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -120,9 +120,9 @@ def test_a_commit_stopped_after_its_rename_is_finished_from_the_prepared_record(
     conf = config.parse({"parties": {PARTY: {}}}, data_dir=tmp_path)
     restarted = PartyAgent(conf, conf.parties[PARTY])
     try:
-        stored = restarted.store.get(child)
+        stored = restarted.metadata.get(child)
         assert stored is not None and stored.manifest == prepared.manifest
-        assert restarted.deployer.phases.commit("op-crash") == [child]  # the coordinator's resent commit
+        assert restarted.lifecycle.commit("op-crash") == [child]  # the coordinator's resent commit
         assert not place.exists()
         _assert_manifest_matches_files(restarted, child)
     finally:

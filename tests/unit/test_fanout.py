@@ -10,7 +10,7 @@ import pytest
 from fate_registry.errors import Reason, RegistryError
 from fate_registry.v1.common_pb2 import ImportModelResult, PartyModelRef
 from party_agent.idempotency import OnceByOperation
-from party_agent.transfers import TicketBook
+from party_agent.tickets import TicketBook
 from registry_server.fanout import REACH_SECONDS, FanOut, PartyCall
 
 

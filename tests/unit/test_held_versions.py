@@ -14,10 +14,11 @@ from fate_registry.config import DatabaseConf
 from fate_registry.testing import ModelSpec, write_party_model
 from fate_registry.v1.common_pb2 import PartyModelRef
 from party_agent import manifest
+from party_agent.agent import PartyAgent
+from party_agent.lifecycle import VersionLifecycle
 from party_agent.manifest import scan
 from party_agent.metadata import MetadataStore
 from party_agent.model_cache import ModelCache
-from party_agent.service import PartyAgent
 
 PARTY = "9999"
 MODEL = "guest-9999#host-10000#model"
@@ -36,7 +37,7 @@ def _version(cache: ModelCache, ref: PartyModelRef, *names: str) -> None:
 
 def test_versions_lists_the_directories_holding_a_model(tmp_path: Path) -> None:
     store = MetadataStore(DatabaseConf(engine="sqlite", path=tmp_path / "agent.db"))
-    cache = ModelCache(tmp_path / "model_local_cache", store)
+    cache = VersionLifecycle(ModelCache(tmp_path / "model_local_cache"), store).cache
     try:
         guest_v1, host_v1 = _ref("guest", PARTY, MODEL, "v1"), _ref("host", PARTY, MODEL, "v1")
         other_model = _ref("guest", PARTY, "guest-9999#host-1#model", "v1")
@@ -94,7 +95,7 @@ def test_a_version_fate_flow_wrote_is_described_without_hashing_it(
     assert held.roles_json == '{"guest": [9999], "host": [10000], "arbiter": [10000]}'
     assert held.manifest_digest == ""  # not hashed yet
     assert (held.size_bytes, held.file_count) == (files.total_size, len(files.files))
-    assert agent.store.get(ref) is None  # nothing recorded: adopted on first use
+    assert agent.metadata.get(ref) is None  # nothing recorded: adopted on first use
 
     record = agent.record(ref)  # the first use hashes it
     (again,) = agent.held_versions(model_version=spec.version)

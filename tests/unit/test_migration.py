@@ -32,7 +32,7 @@ from fate_registry.fate import (
 )
 from fate_registry.identity import gen_model_id
 from fate_registry.testing import BUFFER_CLASSES, ModelSpec, read_define_meta, write_federation
-from party_agent.migration import (
+from party_agent.party_rewrite import (
     MIGRATED_MODULES,
     PartyMap,
     message_json,

@@ -10,7 +10,7 @@ import pytest
 from fate_registry.agent.v1 import agent_pb2
 from fate_registry.errors import Reason, RegistryError
 from fate_registry.v1.common_pb2 import ImportModelHeader, ImportModelResult, PartyModelRef
-from party_agent.transfers import TicketBook
+from party_agent.tickets import TicketBook
 
 MODEL_ID = "arbiter-10000#guest-9999#host-10000#model"
 

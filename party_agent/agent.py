@@ -1,22 +1,20 @@
-"""What one party's agent does with its models: import, export and describe them."""
+"""One party's agent: what it does with its models (import, export, describe, delete, store, serve, deploy)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import logging
-import shutil
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fate_registry import faultpoints
-from fate_registry.checksums import BackgroundSha256, crc32
+from fate_registry.checksums import crc32
 from fate_registry.config import PartyConf, ServiceConf
 from fate_registry.errors import Reason, RegistryError, Retcode
-from fate_registry.fate.pipeline_pb2 import Pipeline
-from fate_registry.identity import archive_name, job_ids, party_model_id
+from fate_registry.identity import archive_name
 from fate_registry.prefetch import prefetch
 from fate_registry.v1.common_pb2 import (
     ExportModelHeader,
@@ -28,51 +26,23 @@ from fate_registry.v1.common_pb2 import (
 )
 from party_agent import archive, serving
 from party_agent.archive import import_model_json
+from party_agent.archive_import import ArchiveImporter
 from party_agent.buffers import Buffer, base64_length, buffers, verified_base64
 from party_agent.deploy import Deployer, DeployRequest
 from party_agent.homo_convert.convert import Conversion, convert_version
 from party_agent.homo_deploy.request import HomoDeployRequest
-from party_agent.manifest import MANIFEST_ENTRY, FileRecord, Manifest, hash_file, scan
+from party_agent.lifecycle import VersionLifecycle
+from party_agent.manifest import MANIFEST_ENTRY, Manifest, scan
 from party_agent.metadata import MetadataStore, PartyModelRecord
 from party_agent.migrate import Migrated, MigrateRequest, Migrator
-from party_agent.model_cache import ModelCache, files_size
-from party_agent.pipeline import PIPELINE_PATH, fate_version, json_of, party_in_role, read_pipeline, renamed, roles_of
+from party_agent.model_cache import ModelCache, files_size, party_model_id_of
+from party_agent.pipeline import fate_version, read_pipeline, record_from_pipeline
 from party_agent.serving import ServingAnswer
 from party_agent.storage import ModelStore, StoredObject, StoreKey, open_store
 from party_agent.storage.base import not_found
 from party_agent.transfer_http import PATH as TRANSFER_PATH
-from party_agent.zipstream import DiskRoom, amount
 
 log = logging.getLogger(__name__)
-
-
-def _json_text(data: bytes, default: str = "{}") -> str:
-    return json.dumps(json_of(data)) if data else default
-
-
-def record_from_pipeline(
-    ref: PartyModelRef, pipeline: Pipeline, manifest: Manifest, job_id: str, imported: bool
-) -> PartyModelRecord:
-    return PartyModelRecord(
-        role=ref.role,
-        party_id=ref.party_id,
-        model_id=ref.model_id,
-        model_version=ref.model_version,
-        job_id=job_id,
-        manifest=manifest,
-        roles_json=json.dumps(roles_of(pipeline)),
-        initiator_role=pipeline.initiator_role,
-        initiator_party_id=str(pipeline.initiator_party_id) if pipeline.initiator_party_id else "",
-        fate_version=pipeline.fate_version,
-        parent=pipeline.parent,
-        parent_info_json=_json_text(pipeline.parent_info),
-        train_dsl_json=_json_text(pipeline.train_dsl),
-        train_runtime_conf_json=_json_text(pipeline.train_runtime_conf),
-        inference_dsl_json=_json_text(pipeline.inference_dsl),
-        runtime_conf_on_party_json=_json_text(pipeline.runtime_conf_on_party),
-        loaded_times=pipeline.loaded_times,
-        imported=imported,
-    )
 
 
 def catalog_info(record: PartyModelRecord, manifest_digest: str, size_bytes: int, file_count: int) -> PartyModelInfo:
@@ -113,16 +83,16 @@ class PartyAgent:
     def __init__(self, conf: ServiceConf, party: PartyConf) -> None:
         self.party = party
         self.limits = conf.limits
-        self.store = MetadataStore(party.database)
-        self.cache = ModelCache(party.model_cache_dir, self.store)
-        self.deployer = Deployer(self.cache)
+        self.metadata = MetadataStore(party.database)
+        self.cache = ModelCache(party.model_cache_dir)
+        self.lifecycle = VersionLifecycle(self.cache, self.metadata)
+        self.importer = ArchiveImporter(self.lifecycle, conf.limits, f"party {party.party_id}'s disk")
+        self.deployer = Deployer(self.lifecycle)
         self.model_store_engine = conf.model_store.storage if conf.model_store else ""
         self.enable_model_store = conf.enable_model_store
         self.model_store = open_store(conf.model_store.storage, conf.model_store.settings) if conf.model_store else None
-        self.migrator = Migrator(
-            self.cache, self.deployer.phases, party.data_dir / "migrated", conf.limits.download_chunk_bytes
-        )
-        for action in [*self.cache.recover(), *self.deployer.phases.recover()]:
+        self.migrator = Migrator(self.lifecycle, party.data_dir / "migrated", conf.limits.download_chunk_bytes)
+        for action in self.lifecycle.recover():
             log.info("recovery: %s", action)
         # Set by the process that serves the transfer endpoint, once it is bound.
         self.transfer_host, self.transfer_port = party.transfer_address.host, party.transfer_address.port
@@ -130,11 +100,11 @@ class PartyAgent:
     def close(self) -> None:
         if self.model_store is not None:
             self.model_store.close()
-        self.store.close()
+        self.metadata.close()
 
     def acts_for(self, party_id: str) -> bool:
         """This agent's own party, or a party it holds migrated slices of (FATE-Flow serves those too)."""
-        return party_id == self.party.party_id or self.store.holds_party(party_id)
+        return party_id == self.party.party_id or self.metadata.holds_party(party_id)
 
     def check_party(self, ref: PartyModelRef) -> None:
         if not self.acts_for(ref.party_id):
@@ -149,104 +119,21 @@ class PartyAgent:
     def import_archive(
         self, header: ImportModelHeader, chunks: Iterator[bytes | memoryview], verified_source: bool = False
     ) -> ImportModelResult:
-        """Import an archive as it arrives; ``verified_source`` as :func:`archive.unpack` takes it.
-
-        An archive announced larger than the room on the disk is refused before a byte is written
-        (compressed or not, an archive expands to about its size or more); its entries are held to
-        the room as they come.
-        """
-        ref = header.target
-        self.check_party(ref)
-        home = self.cache.version_dir(ref)  # validates every id before a byte is written
-        if not header.force_update and self.cache.has_model(ref):
-            raise RegistryError(Reason.MODEL_EXISTS, "Model already exists.", {"party_model_id": self._pmid(ref)})
-        if header.size > self.limits.max_archive_bytes:
-            raise self._too_large()
-        room = DiskRoom.of(self.cache.root, f"party {self.party.party_id}'s disk")
-        if header.size > room.bytes:
-            raise room.refusal(f"the archive is {amount(header.size)}")
-        staging = self.cache.new_staging()
-        try:
-            model_dir = staging / "model"
-            model_dir.mkdir()
-            digest = BackgroundSha256() if header.sha256 else None
-            limits = archive.ArchiveLimits(
-                self.limits.max_archive_bytes, self.limits.max_archive_entries, self.limits.max_expansion_ratio, room
-            )
-            received = faultpoints.midway(self._received(chunks, digest, header.size), "agent.import.receiving")
-            manifest = archive.unpack(prefetch(received), model_dir, limits, verified_source, home)
-            archive_sha256 = digest.hexdigest() if digest else ""
-            if header.sha256 and header.sha256.lower() != archive_sha256:
-                raise RegistryError(
-                    Reason.DATA_LOSS,
-                    f"Model archive hash mismatch. expected: {header.sha256} actual: {archive_sha256}",
-                )
-            pipeline = read_pipeline(model_dir)
-            if not party_in_role(pipeline, ref.role, ref.party_id):
-                raise RegistryError(
-                    Reason.PARTY_NOT_IN_ROLE,
-                    f'Party id "{ref.party_id}" is not in role "{ref.role}", '
-                    "please check if the party id and role is valid.",
-                )
-            if (pipeline.model_id, pipeline.model_version) != (ref.model_id, ref.model_version):
-                pipeline = renamed(pipeline, ref.model_id, ref.model_version)
-                path = model_dir / PIPELINE_PATH
-                path.write_bytes(pipeline.SerializeToString())
-                manifest = manifest.replace(FileRecord(PIPELINE_PATH, *hash_file(path)))
-            job_id = job_ids.next()
-            record = record_from_pipeline(ref, pipeline, manifest, job_id, imported=True)
-            with self.cache.locks.write(self.cache.lock_key(ref)):
-                self.cache.publish(model_dir, record, replace=header.force_update)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
-        return ImportModelResult(
-            model=ref,
-            job_id=job_id,
-            manifest_digest=manifest.digest,
-            size_bytes=manifest.total_size,
-            file_count=len(manifest.files),
-            archive_sha256=archive_sha256,
-            roles_json=record.roles_json,
-        )
-
-    def _too_large(self) -> RegistryError:
-        return RegistryError(
-            Reason.ARCHIVE_TOO_LARGE, f"the archive is larger than {self.limits.max_archive_bytes} bytes, the limit"
-        )
-
-    def _received(
-        self, chunks: Iterator[bytes | memoryview], digest: BackgroundSha256 | None, announced: int
-    ) -> Iterator[bytes | memoryview]:
-        """The archive's bytes as they arrive, bounded in size, hashed when the caller gave a hash.
-
-        An archive whose size was ``announced`` (not 0) must arrive whole: a client that cannot send
-        it all (the file changed or could not be read) ends its stream short to call the import off."""
-        size = 0
-        for chunk in chunks:
-            size += len(chunk)
-            if size > self.limits.max_archive_bytes:
-                raise self._too_large()
-            if digest is not None:
-                digest.update(chunk)
-            yield chunk
-        if size == 0:
-            raise RegistryError(Reason.BAD_ARCHIVE, "the archive is empty")
-        if announced and size != announced:
-            raise RegistryError(
-                Reason.BAD_ARCHIVE, f"the archive arrived with {size} bytes where {announced} were announced"
-            )
+        """:meth:`ArchiveImporter.run` for a party this agent acts for."""
+        self.check_party(header.target)
+        return self.importer.run(header, chunks, verified_source)
 
     # -- export ---------------------------------------------------------------------------------
 
     def export_archive(self, ref: PartyModelRef) -> Iterator[ExportPiece]:
         self.check_party(ref)
         record = self.record(ref)
-        name = archive_name(self._pmid(ref), ref.model_version)
+        name = archive_name(party_model_id_of(ref), ref.model_version)
         with self.cache.locks.read(self.cache.lock_key(ref)):
             yield ExportPiece(
                 header=ExportModelHeader(
                     file_name=name,
-                    party_model_id=self._pmid(ref),
+                    party_model_id=party_model_id_of(ref),
                     manifest_digest=record.manifest.digest,
                     content_size=record.manifest.total_size,
                 )
@@ -294,7 +181,7 @@ class PartyAgent:
         request.filePath = file_path if use_transfer_url else self.transfer_url
         answer = serving.load(self.party.servings, self.party.serving_tls, request)
         if answer.retcode == 0:
-            self.store.count_load(ref)
+            self.metadata.count_load(ref)
         return answer
 
     def bind(
@@ -321,7 +208,7 @@ class PartyAgent:
             if exc.reason is Reason.MODEL_NOT_FOUND:
                 raise RegistryError(
                     Reason.MODEL_NOT_FOUND,
-                    f"Model {self._pmid(ref)} {ref.model_version} not exists in model local cache.",
+                    f"Model {party_model_id_of(ref)} {ref.model_version} not exists in model local cache.",
                     retcode=Retcode.EXCEPTION_ERROR,
                 ) from None
             raise
@@ -372,11 +259,13 @@ class PartyAgent:
             if from_store:
                 deleted_store = self._delete_stored(ref)
                 faultpoints.reached("agent.delete.store_deleted")
-            deleted_local = self.cache.has_model(ref) or self.store.get(ref) is not None
+            deleted_local = self.cache.has_model(ref) or self.metadata.get(ref) is not None
             if deleted_local:
-                self.cache.delete(ref)
+                self.lifecycle.delete(ref)
         if not deleted_local and not deleted_store:
-            raise RegistryError(Reason.MODEL_NOT_FOUND, f"Model {self._pmid(ref)} {ref.model_version} does not exist.")
+            raise RegistryError(
+                Reason.MODEL_NOT_FOUND, f"Model {party_model_id_of(ref)} {ref.model_version} does not exist."
+            )
         return deleted_local, deleted_store
 
     def _delete_stored(self, ref: PartyModelRef) -> bool:
@@ -399,7 +288,7 @@ class PartyAgent:
         return self.model_store
 
     def _store_key(self, ref: PartyModelRef) -> StoreKey:
-        return StoreKey(self._pmid(ref), ref.model_version)
+        return StoreKey(party_model_id_of(ref), ref.model_version)
 
     def store_model(self, ref: PartyModelRef, force: bool) -> tuple[StoredObject, str]:
         """FATE's store: the version's archive (ours, with its manifest) streamed into the engine."""
@@ -417,7 +306,7 @@ class PartyAgent:
         # the archive is read (and its CRCs checked) on a thread of its own while the engine sends
         chunks = prefetch(self._archive_bytes(ref))
         stored = store.put(key, faultpoints.midway(chunks, "agent.store.writing"), expected, force)
-        self.store.set_archive_sha256(ref, stored.sha256)
+        self.metadata.set_archive_sha256(ref, stored.sha256)
         return stored, f"{self.model_store_engine}:{key.party_model_id}/{key.model_version}"
 
     def _archive_bytes(self, ref: PartyModelRef) -> Iterator[bytes]:
@@ -457,7 +346,7 @@ class PartyAgent:
                 f"the stored copy of model {key.party_model_id} {key.model_version} in the "
                 f"{self.model_store_engine} model store is corrupt, nothing was changed here: {exc.message}",
             ) from None
-        self.store.set_archive_sha256(ref, remote.sha256)
+        self.metadata.set_archive_sha256(ref, remote.sha256)
         result.archive_sha256 = remote.sha256
         return result
 
@@ -475,7 +364,7 @@ class PartyAgent:
             self.store_model(ref, force=False)
         elif remote is not None and not local:
             self.restore_model(ref, force=False, sha256=remote.sha256)
-        elif remote is not None and self.store.archive_sha256(ref) != remote.sha256:
+        elif remote is not None and self.metadata.archive_sha256(ref) != remote.sha256:
             self.restore_model(ref, force=True, sha256=remote.sha256)
 
     def version_dir_of(self, ref: PartyModelRef) -> Path:
@@ -504,7 +393,7 @@ class PartyAgent:
             if exc.reason is Reason.MODEL_NOT_FOUND:  # FATE answers 100 here
                 raise RegistryError(exc.reason, exc.message, exc.metadata, Retcode.EXCEPTION_ERROR) from None
             raise
-        conversion = convert_version(self.cache, ref, framework_name)
+        conversion = convert_version(self.lifecycle, ref, framework_name)
         if self.enable_model_store and self.model_store is not None:
             self.store_model(ref, force=True)
         return conversion
@@ -518,24 +407,24 @@ class PartyAgent:
 
         record = self.record(ref)
         with self.cache.locks.read(self.cache.lock_key(ref)):
-            return homo_deploy(self.cache.version_dir(ref), record, self._pmid(ref), request)
+            return homo_deploy(self.cache.version_dir(ref), record, party_model_id_of(ref), request)
 
     def record(self, ref: PartyModelRef) -> PartyModelRecord:
         """The version's record; a directory FATE-Flow wrote (no row yet) is adopted by hashing it."""
         self.check_party(ref)
-        found = self.store.get(ref)
+        found = self.metadata.get(ref)
         if found is not None:
             return found
         if not self.cache.has_model(ref):
             raise RegistryError(
                 Reason.MODEL_NOT_FOUND,
-                f"Model {self._pmid(ref)} {ref.model_version} does not exist.",
-                {"party_model_id": self._pmid(ref), "model_version": ref.model_version},
+                f"Model {party_model_id_of(ref)} {ref.model_version} does not exist.",
+                {"party_model_id": party_model_id_of(ref), "model_version": ref.model_version},
             )
         with self.cache.locks.write(self.cache.lock_key(ref)):
             directory = self.cache.version_dir(ref)
             record = record_from_pipeline(ref, read_pipeline(directory), scan(directory), ref.model_version, False)
-            self.store.save(record)
+            self.metadata.save(record)
         return record
 
     def held_versions(
@@ -550,12 +439,12 @@ class PartyAgent:
         without a readable Pipeline (FATE-Flow has not finished writing it) is left out."""
         held = []
         acting: dict[str, bool] = {}
-        for ref in self.cache.versions(model_id, model_version, self.store.keys() if unrecorded_only else ()):
+        for ref in self.cache.versions(model_id, model_version, self.metadata.keys() if unrecorded_only else ()):
             if ref.party_id not in acting:
                 acting[ref.party_id] = self.acts_for(ref.party_id)
             if not acting[ref.party_id]:
                 continue
-            record = None if unrecorded_only else self.store.get(ref)
+            record = None if unrecorded_only else self.metadata.get(ref)
             if record is not None:
                 manifest = record.manifest
                 held.append(catalog_info(record, manifest.digest, manifest.total_size, len(manifest.files)))
@@ -568,7 +457,3 @@ class PartyAgent:
             described = record_from_pipeline(ref, pipeline, Manifest(()), ref.model_version, False)
             held.append(catalog_info(described, "", *files_size(directory)))
         return held
-
-    @staticmethod
-    def _pmid(ref: PartyModelRef) -> str:
-        return party_model_id(ref.role, ref.party_id, ref.model_id)
