@@ -32,6 +32,7 @@ from fate_registry.migration_roles import party_map
 from fate_registry.v1 import registry_pb2 as pb
 from fate_registry.v1.common_pb2 import Party, PartyModelInfo, PartyModelRef, PartyResult, RoleParties
 from registry_server.adoption import Adoption
+from registry_server.agent_rpc import AgentRpc, Req, Resp, Rpc
 from registry_server.agents import AgentClients, ref_of
 from registry_server.catalog import Catalog, ModelFilter
 from registry_server.deletes import DELETE, settle_delete
@@ -248,11 +249,11 @@ class MultiParty:
                 file_path=request.file_path,
                 use_transfer_url_on_serving=request.use_transfer_url_on_serving,
             )
-            return lambda timeout: self.agents.unary(party, "LoadModel", message, operation_id, timeout)
+            return lambda timeout: self.agents.call(party, AgentRpc.LOAD_MODEL, message, operation_id, timeout)
 
         def unload(role: str, party: str, operation_id: str) -> Callable[[float], Any]:
             message = agent_pb2.UnloadModelRequest(model=self._ref(model, role, party))
-            return lambda timeout: self.agents.unary(party, "UnloadModel", message, operation_id, timeout)
+            return lambda timeout: self.agents.call(party, AgentRpc.UNLOAD_MODEL, message, operation_id, timeout)
 
         results = self._fan("load", caller, model, self._serving_parties(model), make, idempotent=True, undo=unload)
         loaded = [(r.role, r.party_id) for r in results if r.retcode == 0]
@@ -287,7 +288,7 @@ class MultiParty:
             caller,
             model,
             [(initiator.role, initiator.party_id)],
-            lambda role, party, op_id: lambda t: self.agents.unary(party, "BindModel", message, op_id, t),
+            lambda role, party, op_id: lambda t: self.agents.call(party, AgentRpc.BIND_MODEL, message, op_id, t),
             idempotent=True,
         )
         return pb.BindModelResponse(service_id=request.service_id, results=results)
@@ -297,7 +298,7 @@ class MultiParty:
 
         def make(role: str, party: str, operation_id: str) -> Callable[[float], Any]:
             message = agent_pb2.UnloadModelRequest(model=self._ref(model, role, party))
-            return lambda timeout: self.agents.unary(party, "UnloadModel", message, operation_id, timeout)
+            return lambda timeout: self.agents.call(party, AgentRpc.UNLOAD_MODEL, message, operation_id, timeout)
 
         return pb.UnloadModelResponse(
             results=self._fan("unload", caller, model, self._serving_parties(model), make, idempotent=True)
@@ -313,7 +314,7 @@ class MultiParty:
             message = agent_pb2.UnbindModelRequest(
                 model=self._ref(model, role, party), service_ids=list(request.service_ids)
             )
-            return lambda timeout: self.agents.unary(party, "UnbindModel", message, operation_id, timeout)
+            return lambda timeout: self.agents.call(party, AgentRpc.UNBIND_MODEL, message, operation_id, timeout)
 
         return pb.UnbindModelResponse(results=self._fan("unbind", caller, model, guests, make, idempotent=True))
 
@@ -385,7 +386,7 @@ class MultiParty:
             )
 
         try:
-            results = self._two_phase("deploy", caller, plan, "PrepareDeploy", make, request.request_id)
+            results = self._two_phase("deploy", caller, plan, AgentRpc.PREPARE_DEPLOY, make, request.request_id)
         except peewee.IntegrityError:  # the same request id, sent twice at once: the other one runs it
             return self._earlier_deploy(request.request_id)
         return pb.DeployModelResponse(model_id=model.model_id, model_version=child, results=results)
@@ -465,7 +466,7 @@ class MultiParty:
                 new_model_version=unify,
             )
 
-        results = self._two_phase("migrate", caller, plan, "PrepareMigrate", make)
+        results = self._two_phase("migrate", caller, plan, AgentRpc.PREPARE_MIGRATE, make)
         prepared: dict[str, dict[str, str]] = plan.get("prepared", {})
         archives = [
             pb.MigratedArchive(party=Party(role=r, party_id=p), path=prepared[f"{r}#{p}"]["archive"])
@@ -503,8 +504,8 @@ class MultiParty:
         operation: str,
         caller: str,
         plan: dict[str, Any],
-        prepare: str,
-        make: Callable[[str, str], Any],
+        prepare: Rpc[Req, Resp],
+        make: Callable[[str, str], Req],
         operation_id: str = "",
     ) -> list[PartyResult]:
         """Prepare on every party at once; commit everywhere if all prepared, else abort everywhere.
@@ -523,7 +524,7 @@ class MultiParty:
 
             def call(role: str, party: str) -> Callable[[float], Any]:
                 message = make(role, party)
-                return lambda timeout: self.agents.unary(party, prepare, message, operation_id, timeout)
+                return lambda timeout: self.agents.call(party, prepare, message, operation_id, timeout)
 
             answers = self.fanout.parties(
                 [PartyCall(r, p, call(r, p), REACH_SECONDS) for r, p in parties], self.conf.coordinator.deploy_timeout
@@ -576,18 +577,19 @@ class MultiParty:
     def _party_ids(self, plan: Mapping[str, Any]) -> list[str]:
         return list(dict.fromkeys(p for _, p in plan["parties"]))
 
-    def _decide(self, operation_id: str, parties: Sequence[str], method: str) -> dict[str, RegistryError | Any]:
+    def _decide(self, operation_id: str, parties: Sequence[str], commit: bool) -> dict[str, RegistryError | object]:
         """Send the decision (commit or abort) to ``parties`` at once, retrying for a moment while one is
         unavailable; each party's answer, or its error.
 
         A decision is a rename or a removal, not a copy: each party has the short deadline (at most the
         deploy's), so a party that hangs delays the answer by ``call_timeout``, not a second ``deploy_timeout``."""
-        request = (
-            agent_pb2.CommitOperationRequest if method == "CommitOperation" else agent_pb2.AbortOperationRequest
-        )(operation_id=operation_id)
+        commit_request = agent_pb2.CommitOperationRequest(operation_id=operation_id)
+        abort_request = agent_pb2.AbortOperationRequest(operation_id=operation_id)
 
-        def make(party: str) -> Callable[[float], Any]:
-            return lambda timeout: self.agents.unary(party, method, request, operation_id, timeout)
+        def make(party: str) -> Callable[[float], object]:
+            if commit:
+                return lambda t: self.agents.call(party, AgentRpc.COMMIT_OPERATION, commit_request, operation_id, t)
+            return lambda t: self.agents.call(party, AgentRpc.ABORT_OPERATION, abort_request, operation_id, t)
 
         deadline = min(self.conf.coordinator.call_timeout, self.conf.coordinator.deploy_timeout)
         answers = self.fanout.parties([PartyCall("", p, make(p), REACH_SECONDS) for p in parties], deadline)
@@ -596,7 +598,7 @@ class MultiParty:
     def _commit(self, operation_id: str, plan: dict[str, Any]) -> list[PartyResult]:
         self.catalog.set_plan(operation_id, "committing", plan)
         faultpoints.reached("coordinator.two_phase.committing")
-        answers = self._decide(operation_id, self._party_ids(plan), "CommitOperation")
+        answers = self._decide(operation_id, self._party_ids(plan), commit=True)
         if any(isinstance(a, RegistryError) for a in answers.values()):
             failed = ", ".join(p for p, a in answers.items() if isinstance(a, RegistryError))
             why = "; ".join(f"{p}: {a.message}" for p, a in answers.items() if isinstance(a, RegistryError))
@@ -690,7 +692,7 @@ class MultiParty:
     def _info_at(self, site: str, ref: PartyModelRef) -> PartyModelInfo:
         """A party's own account of a version, asked of the agent of ``site`` (which holds it)."""
         request = agent_pb2.GetModelInfoRequest(model=ref)
-        answer = self.agents.unary(site, "GetModelInfo", request, "", self.conf.coordinator.call_timeout)
+        answer = self.agents.call(site, AgentRpc.GET_MODEL_INFO, request, "", self.conf.coordinator.call_timeout)
         info: PartyModelInfo = answer.info
         return info
 
@@ -725,7 +727,7 @@ class MultiParty:
     ) -> list[PartyResult]:
         results = [PartyResult(**r) for r in plan["outcome"]]
         sent = [p for p in self._party_ids(plan) if p not in deferred]  # the deferred: the maintenance loop's
-        acks = self._decide(operation_id, sent, "AbortOperation")
+        acks = self._decide(operation_id, sent, commit=False)
         unconfirmed = [p for p in self._party_ids(plan) if p in deferred or isinstance(acks[p], RegistryError)]
         if unconfirmed:
             log.info("%s %s: abort not yet confirmed by %s", plan.get("kind"), operation_id, ", ".join(unconfirmed))

@@ -25,6 +25,7 @@ from fate_registry.errors import Reason, RegistryError, Retcode
 from fate_registry.v1 import registry_pb2
 from fate_registry.v1.common_pb2 import PartyModelRef, PartyResult
 from fate_registry.v1.registry_pb2 import Operation
+from registry_server.agent_rpc import AgentRpc
 from registry_server.agents import AgentClients
 from registry_server.catalog import Catalog, ModelFilter
 from registry_server.oplog import ANSWER_LOST, failed_result
@@ -72,8 +73,12 @@ class TransferDesk:
         else:
             announce.export_model.CopyFrom(request.export_model)
         try:
-            self.agents.unary(
-                ref.party_id, "ExpectTransfer", announce, operation_id, self.agents.conf.coordinator.call_timeout
+            self.agents.call(
+                ref.party_id,
+                AgentRpc.EXPECT_TRANSFER,
+                announce,
+                operation_id,
+                self.agents.conf.coordinator.call_timeout,
             )
         except RegistryError as error:
             self._close(operation_id, "failed", [], error.fate_retcode, error.message)
@@ -104,9 +109,9 @@ class TransferDesk:
         stopped, so its client may still be streaming, and its agent may have restarted since."""
         party = operation.results[0]
         try:
-            outcome = self.agents.unary(
+            outcome = self.agents.call(
                 party.party_id,
-                "GetTransferOutcome",
+                AgentRpc.GET_TRANSFER_OUTCOME,
                 agent_pb2.GetTransferOutcomeRequest(ticket=ticket),
                 "",
                 self.agents.conf.coordinator.call_timeout,
