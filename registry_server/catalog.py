@@ -22,6 +22,7 @@ from fate_registry.identity import job_ids
 from fate_registry.v1.common_pb2 import ImportModelResult, Party, PartyModelInfo, PartyResult
 from fate_registry.v1.registry_pb2 import ModelVersion, Operation
 from registry_server import paging
+from registry_server.op_state import OpState
 from registry_server.tag_store import TagStore
 
 
@@ -392,7 +393,7 @@ class Catalog:
             self._operation.insert(
                 operation_id=operation_id,
                 operation=operation,
-                status="running",
+                status=OpState.RUNNING,
                 caller=caller[:255],
                 model_id=model_id[:255],
                 model_version=model_version[:255],
@@ -456,11 +457,11 @@ class Catalog:
         ``in_doubt`` whose party may have done the work (relayed calls, no ticket) become "in_doubt"
         instead: the party is asked later (:meth:`in_doubt`)."""
         op = self._operation
-        mine = (op.operation_id == operation_id) & (op.status == "running") & (op.owner == self.owner)
+        mine = (op.operation_id == operation_id) & (op.status == OpState.RUNNING) & (op.owner == self.owner)
         with self.db.connection_context():
             if in_doubt:
                 doubted = (
-                    op.update(status="in_doubt")
+                    op.update(status=OpState.IN_DOUBT)
                     .where(mine & op.operation.in_(list(in_doubt)) & (op.ticket == ""))
                     .execute()
                 )
@@ -483,7 +484,7 @@ class Catalog:
                 for r in _results_of(row)
             ]
             op.update(
-                status="interrupted",
+                status=OpState.INTERRUPTED,
                 end_time=now_ms(),
                 retcode=Retcode.OPERATING_ERROR,
                 retmsg=message,
@@ -494,7 +495,7 @@ class Catalog:
         """Operations in doubt: their party's answer was lost."""
         op = self._operation
         with self.db.connection_context():
-            rows = list(op.select().where(op.status == "in_doubt"))
+            rows = list(op.select().where(op.status == OpState.IN_DOUBT))
         return [_operation_entity(r) for r in rows]
 
     def set_results(self, operation_id: str, results: Sequence[PartyResult], retcode: int, retmsg: str) -> None:
@@ -514,7 +515,7 @@ class Catalog:
         """The running operation a one-hop transfer ticket belongs to."""
         op = self._operation
         with self.db.connection_context():
-            row = op.get_or_none((op.ticket == ticket) & (op.status == "running"))
+            row = op.get_or_none((op.ticket == ticket) & (op.status == OpState.RUNNING))
         return None if row is None else _operation_entity(row)
 
     def stale_transfers(self, started_before_ms: int) -> list[tuple[str, Operation]]:
@@ -522,7 +523,9 @@ class Catalog:
         op = self._operation
         with self.db.connection_context():
             rows = list(
-                op.select().where((op.ticket != "") & (op.status == "running") & (op.start_time < started_before_ms))
+                op.select().where(
+                    (op.ticket != "") & (op.status == OpState.RUNNING) & (op.start_time < started_before_ms)
+                )
             )
         return [(r.ticket, _operation_entity(r)) for r in rows]
 
@@ -533,7 +536,9 @@ class Catalog:
             rows = list(
                 op.select()
                 .where(
-                    (op.ticket != "") & (op.status == "running") & ((op.owner == self.owner) | op.owner.not_in(live))
+                    (op.ticket != "")
+                    & (op.status == OpState.RUNNING)
+                    & ((op.owner == self.owner) | op.owner.not_in(live))
                 )
                 .order_by(op.start_time)
             )
@@ -546,8 +551,8 @@ class Catalog:
         """Operations of ``kinds`` in doubt, and running one-hop transfers of those kinds of this replica
         (an empty ``model_id`` or ``model_version`` matches any)."""
         op = self._operation
-        one_hop = (op.status == "running") & (op.ticket != "") & (op.owner == self.owner)
-        query = op.select().where(((op.status == "in_doubt") | one_hop) & op.operation.in_(list(kinds)))
+        one_hop = (op.status == OpState.RUNNING) & (op.ticket != "") & (op.owner == self.owner)
+        query = op.select().where(((op.status == OpState.IN_DOUBT) | one_hop) & op.operation.in_(list(kinds)))
         for column, value in ((op.model_id, model_id), (op.model_version, model_version)):
             if value:
                 query = query.where(column == value)
@@ -556,7 +561,7 @@ class Catalog:
         return [_operation_entity(r) for r in rows]
 
     def finish_operation(
-        self, operation_id: str, status: str, results: Sequence[PartyResult], retcode: int, retmsg: str
+        self, operation_id: str, status: OpState, results: Sequence[PartyResult], retcode: int, retmsg: str
     ) -> None:
         op = self._operation
         with self.db.connection_context():

@@ -30,7 +30,7 @@ from party_agent.manifest import scan
 from party_agent.metadata import MetadataStore
 from party_agent.model_cache import ABORTED_PREFIX, PREPARED_MARKER, STAGING, TRASH
 from registry_server.catalog import Catalog, ModelFilter
-from registry_server.multiparty import ABORT_NOT_CONFIRMED
+from registry_server.two_phase import ABORT_NOT_CONFIRMED
 from tests.conftest import GeneratedModel
 from tests.flow_cli import flow
 
