@@ -123,7 +123,7 @@ class Deploys:
             operation, plan = found
             if OpState(operation.status).final:
                 return pb.DeployModelResponse(
-                    model_id=operation.model_id, model_version=plan.get("child", ""), results=operation.results
+                    model_id=operation.model_id, model_version=Plan.from_json(plan).child, results=operation.results
                 )
             if time.monotonic() > deadline:
                 raise RegistryError(

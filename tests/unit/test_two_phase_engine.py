@@ -68,8 +68,13 @@ class Federation:
             fanout.close()
             catalog.close()
 
+    @property
+    def catalog(self) -> Catalog:
+        """The catalog as the first coordinator run opened it (every run shares its database)."""
+        return self._opened[0][0]
+
     def state(self, operation_id: str = OPERATION) -> tuple[OpState, list[PartyResult]]:
-        found = self._opened[0][0].operation(operation_id)
+        found = self.catalog.operation(operation_id)
         assert found is not None
         return OpState(found[0].status), list(found[0].results)
 
@@ -119,7 +124,7 @@ def deploy(engine: TwoPhase) -> list[PartyResult]:
 
 
 def catalogued_digests(federation: Federation) -> dict[str, str]:
-    rows = federation._opened[0][0].find(ModelFilter(MODEL_ID, CHILD))
+    rows = federation.catalog.find(ModelFilter(MODEL_ID, CHILD))
     return {row.party_id: row.manifest_digest for row in rows}
 
 
@@ -290,7 +295,7 @@ def test_a_committed_party_that_gives_no_account_is_catalogued_from_the_plan(fed
     deploy(federation.coordinator())
     assert federation.state()[0] is OpState.SUCCESS
     assert catalogued_digests(federation) == EVERY_DIGEST  # 10000's from what it said it prepared
-    (row,) = federation._opened[0][0].find(ModelFilter(MODEL_ID, CHILD, party_id="10000"))
+    (row,) = federation.catalog.find(ModelFilter(MODEL_ID, CHILD, party_id="10000"))
     assert (row.parent, row.job_id, row.roles_json) == (
         False,
         CHILD,
