@@ -22,6 +22,7 @@ from fate_registry.agent.v1 import agent_pb2
 from fate_registry.db import now_ms
 from fate_registry.errors import RegistryError
 from fate_registry.v1.common_pb2 import PartyModelInfo
+from registry_server.agent_rpc import AgentRpc
 from registry_server.agents import AgentClients
 from registry_server.catalog import Catalog, ModelFilter
 from registry_server.deletes import DELETE
@@ -124,8 +125,7 @@ class Adoption:
 
     def _lister(self, party: str, request: agent_pb2.ListModelsRequest) -> Callable[[float], Sequence[PartyModelInfo]]:
         def call(timeout: float) -> Sequence[PartyModelInfo]:
-            answer: agent_pb2.ListModelsResponse = self.agents.unary(party, "ListModels", request, "", timeout)
-            return list(answer.models)
+            return list(self.agents.call(party, AgentRpc.LIST_MODELS, request, "", timeout).models)
 
         return call
 

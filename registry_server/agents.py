@@ -8,19 +8,22 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
-
-from google.protobuf.message import Message
+from typing import Protocol
 
 from fate_registry.agent.v1 import agent_pb2
 from fate_registry.channels import OPERATION_ID_KEY
 from fate_registry.config import PartyConf, ServiceConf
 from fate_registry.errors import Reason, RegistryError
 from fate_registry.v1.common_pb2 import PartyModelInfo, PartyModelRef
+from registry_server.agent_rpc import AgentRpc, Req, Resp, Rpc
 from registry_server.transport import DirectTransport, PacketTransport, Transport
 
-_SERVICE = "/fate_registry.agent.v1.PartyAgentService/"
-_METHODS = agent_pb2.DESCRIPTOR.services_by_name["PartyAgentService"].methods_by_name
+
+class AgentCaller(Protocol):
+    """The unary calls on the agents, as the coordinator's operations make them (:class:`AgentClients`;
+    an in-memory fake in the unit tests of the two-phase engine)."""
+
+    def call(self, party_id: str, rpc: Rpc[Req, Resp], request: Req, operation_id: str, timeout: float) -> Resp: ...
 
 
 class AgentClients:
@@ -85,34 +88,31 @@ class AgentClients:
     def metadata(operation_id: str) -> dict[str, str]:
         return {OPERATION_ID_KEY: operation_id}
 
-    def unary(self, party_id: str, method: str, request: Message, operation_id: str, timeout: float) -> Any:
-        """One call of PartyAgentService ``method`` on a party, its failure as a RegistryError naming the party."""
+    def call(self, party_id: str, rpc: Rpc[Req, Resp], request: Req, operation_id: str, timeout: float) -> Resp:
+        """One unary call of ``rpc`` on a party, its answer typed; its failure a RegistryError naming the party."""
         answer = self.transport(party_id).unary(
-            _SERVICE + method, request.SerializeToString(), self.metadata(operation_id), timeout
+            rpc.path, request.SerializeToString(), self.metadata(operation_id), timeout
         )
-        output = _METHODS[method].output_type.name
-        return getattr(agent_pb2, output).FromString(answer)
+        return rpc.response.FromString(answer)
 
     def party_info(self, ref: PartyModelRef) -> PartyModelInfo:
         """A party's own account of one of its versions: every column, from its Pipeline and manifest."""
-        answer = self.unary(
-            ref.party_id,
-            "GetModelInfo",
-            agent_pb2.GetModelInfoRequest(model=ref),
-            "",
-            self.conf.coordinator.call_timeout,
-        )
-        info: PartyModelInfo = answer.info
-        return info
+        return party_info(self, ref.party_id, ref, self.conf.coordinator.call_timeout)
 
     def import_raw(self, party_id: str, messages: Iterator[bytes], operation_id: str) -> agent_pb2.ImportModelResponse:
-        answer = self.transport(party_id).client_stream(_SERVICE + "ImportModel", messages, self.metadata(operation_id))
-        return agent_pb2.ImportModelResponse.FromString(answer)
+        rpc = AgentRpc.IMPORT_MODEL
+        answer = self.transport(party_id).client_stream(rpc.path, messages, self.metadata(operation_id))
+        return rpc.response.FromString(answer)
 
     def export_raw(self, party_id: str, request: agent_pb2.ExportModelRequest, operation_id: str) -> Iterator[bytes]:
         return self.transport(party_id).server_stream(
-            _SERVICE + "ExportModel", request.SerializeToString(), self.metadata(operation_id)
+            AgentRpc.EXPORT_MODEL.path, request.SerializeToString(), self.metadata(operation_id)
         )
+
+
+def party_info(agents: AgentCaller, site: str, ref: PartyModelRef, timeout: float) -> PartyModelInfo:
+    """A party's own account of a version, asked of the agent of ``site`` (which holds it)."""
+    return agents.call(site, AgentRpc.GET_MODEL_INFO, agent_pb2.GetModelInfoRequest(model=ref), "", timeout).info
 
 
 def ref_of(info: PartyModelInfo) -> PartyModelRef:

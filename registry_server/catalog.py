@@ -1,48 +1,26 @@
-"""The coordinator's federation-wide catalog: party model versions and the operation log.
+"""The coordinator's federation-wide catalog: party model versions, and the operation log
+(:mod:`registry_server.operation_records`).
 
 Rows stay inside; callers get protobuf entities (PartyModelInfo, Operation) or dataclasses.
 """
 
 from __future__ import annotations
 
-import json
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import peewee
-from google.protobuf.timestamp_pb2 import Timestamp
 from playhouse.migrate import SchemaMigrator, migrate
 
 from fate_registry.config import DatabaseConf
 from fate_registry.db import base_model, conflict_target, in_transaction, now_ms, open_database
-from fate_registry.errors import Reason, RegistryError, Retcode
+from fate_registry.errors import Reason, RegistryError
 from fate_registry.identity import job_ids
-from fate_registry.v1.common_pb2 import ImportModelResult, Party, PartyModelInfo, PartyResult
-from fate_registry.v1.registry_pb2 import ModelVersion, Operation
+from fate_registry.v1.common_pb2 import ImportModelResult, Party, PartyModelInfo
+from fate_registry.v1.registry_pb2 import ModelVersion
 from registry_server import paging
+from registry_server.operation_records import OperationRecords, operation_table, timestamp
 from registry_server.tag_store import TagStore
-
-
-@dataclass(frozen=True)
-class Unfinished:
-    """An operation a replica may have to finish or undo: its plan is empty for single-phase ones."""
-
-    operation_id: str
-    status: str
-    plan: dict[str, Any]
-    owner: str
-
-
-@dataclass(frozen=True)
-class OpenTransfer:
-    """A one-hop transfer still running in the log: its ticket, its operation (its party first in its
-    results) and its entry as an unfinished operation, to claim it (:meth:`Catalog.claim`)."""
-
-    ticket: str
-    operation: Operation
-    unfinished: Unfinished
 
 
 @dataclass(frozen=True)
@@ -53,13 +31,7 @@ class ModelFilter:
     party_id: str = ""
 
 
-def _timestamp(ms: int) -> Timestamp:
-    ts = Timestamp()
-    ts.FromMilliseconds(ms)
-    return ts
-
-
-class Catalog:
+class Catalog(OperationRecords):
     """``owner`` names the coordinator replica this catalog writes operations for (see :mod:`replicas`)."""
 
     def __init__(self, conf: DatabaseConf, owner: str = "") -> None:
@@ -103,32 +75,7 @@ class Catalog:
                     (("create_time", "model_version"), False),
                 )
 
-        class OperationRow(base):  # type: ignore[misc, valid-type]
-            operation_id = peewee.CharField(max_length=64, primary_key=True)
-            operation = peewee.CharField(max_length=50)
-            status = peewee.CharField(max_length=20, index=True)
-            caller = peewee.CharField(max_length=255, default="")
-            model_id = peewee.CharField(max_length=255, default="")
-            model_version = peewee.CharField(max_length=255, default="")
-            start_time = peewee.BigIntegerField(index=True)
-            end_time = peewee.BigIntegerField(default=0)
-            results_json = peewee.TextField(default="[]")
-            retcode = peewee.IntegerField(default=0)
-            retmsg = peewee.TextField(default="")
-            # A one-hop transfer's ticket, while the agent's report of it is awaited.
-            ticket = peewee.CharField(max_length=128, default="", index=True)
-            # What a two-phase operation needs to be finished or rolled back after a restart.
-            plan_json = peewee.TextField(default="")
-            # The coordinator replica that runs the operation, or took it over.
-            owner = peewee.CharField(max_length=255, default="")
-
-            class Meta:
-                table_name = "t_registry_operation"
-                indexes = (
-                    (("model_id", "model_version", "start_time", "operation_id"), False),
-                    (("model_id", "start_time", "operation_id"), False),
-                    (("operation", "start_time", "operation_id"), False),
-                )
+        OperationRow = operation_table(base)
 
         class HostedParty(base):  # type: ignore[misc, valid-type]
             """A party id that is not one of this federation's, whose migrated slices stay with the agent
@@ -313,7 +260,7 @@ class Catalog:
                 model_id=r["model_id"],
                 model_version=r["model_version"],
                 roles_json=r["roles_json"],
-                create_time=_timestamp(r["create_time"]),
+                create_time=timestamp(r["create_time"]),
                 loaded_times=r["loaded_times"],
                 size_kib=round(r["size_bytes"] / 1024),
                 parent=bool(r["parent"]),
@@ -364,7 +311,7 @@ class Catalog:
             ModelVersion(
                 model_id=g.model_id,
                 model_version=g.model_version,
-                create_time=_timestamp(g.create_time),
+                create_time=timestamp(g.create_time),
                 parties=[
                     Party(role=p["role"], party_id=p["party_id"])
                     for p in parties
@@ -375,245 +322,3 @@ class Catalog:
         ]
         token = paging.encode_token(groups[-1].create_time, groups[-1].model_version) if more else ""
         return versions, token
-
-    # -- operation log --------------------------------------------------------------------------
-
-    def start_operation(
-        self,
-        operation: str,
-        caller: str,
-        model_id: str,
-        model_version: str,
-        operation_id: str = "",
-        pending: Sequence[PartyResult] = (),
-    ) -> str:
-        operation_id = operation_id or uuid.uuid4().hex
-        with self.db.connection_context():
-            self._operation.insert(
-                operation_id=operation_id,
-                operation=operation,
-                status="running",
-                caller=caller[:255],
-                model_id=model_id[:255],
-                model_version=model_version[:255],
-                start_time=now_ms(),
-                results_json=_results_json(pending),
-                owner=self.owner,
-            ).execute()
-        return operation_id
-
-    def operation(self, operation_id: str) -> tuple[Operation, dict[str, Any]] | None:
-        """One logged operation and its plan (empty for a single-phase one), if it exists."""
-        op = self._operation
-        with self.db.connection_context():
-            row = op.get_or_none(op.operation_id == operation_id)
-        return None if row is None else (_operation_entity(row), json.loads(row.plan_json or "{}"))
-
-    def set_plan(self, operation_id: str, status: str, plan: dict[str, Any]) -> None:
-        """Persist a two-phase operation's state before acting on it; only its owner may (a replica
-        whose operation was taken over while it stalled learns so here, before it decides anything)."""
-        op = self._operation
-        with self.db.connection_context():
-            changed = (
-                op.update(status=status, plan_json=json.dumps(plan))
-                .where((op.operation_id == operation_id) & (op.owner == self.owner))
-                .execute()
-            )
-        if not changed:
-            raise RegistryError(
-                Reason.CANCELLED,
-                f"operation {operation_id} was taken over by another coordinator replica; it finishes it",
-            )
-
-    def unfinished(self, statuses: Sequence[str], live: peewee.SelectQuery) -> list[Unfinished]:
-        """The operations in ``statuses`` this replica owns or whose owner is not among ``live``
-        (a subquery of replica ids), except one-hop transfers, which the transfer sweep settles."""
-        op = self._operation
-        with self.db.connection_context():
-            rows = list(
-                op.select(op.operation_id, op.status, op.plan_json, op.owner).where(
-                    op.status.in_(list(statuses))
-                    & (op.ticket == "")
-                    & ((op.owner == self.owner) | op.owner.not_in(live))
-                )
-            )
-        return [Unfinished(r.operation_id, r.status, json.loads(r.plan_json or "{}"), r.owner) for r in rows]
-
-    def claim(self, operation: Unfinished) -> bool:
-        """Take an operation over from its (expired) owner; False if another replica was first."""
-        if operation.owner == self.owner:
-            return True
-        op = self._operation
-        with self.db.connection_context():
-            return bool(
-                op.update(owner=self.owner)
-                .where((op.operation_id == operation.operation_id) & (op.owner == operation.owner))
-                .execute()
-            )
-
-    def interrupt(self, operation_id: str, message: str, in_doubt: Sequence[str] = ()) -> None:
-        """Close the log entry of a single-phase operation whose replica stopped while it ran. Kinds in
-        ``in_doubt`` whose party may have done the work (relayed calls, no ticket) become "in_doubt"
-        instead: the party is asked later (:meth:`in_doubt`)."""
-        op = self._operation
-        mine = (op.operation_id == operation_id) & (op.status == "running") & (op.owner == self.owner)
-        with self.db.connection_context():
-            if in_doubt:
-                doubted = (
-                    op.update(status="in_doubt")
-                    .where(mine & op.operation.in_(list(in_doubt)) & (op.ticket == ""))
-                    .execute()
-                )
-                if doubted:
-                    return
-            row = op.get_or_none(mine)
-            if row is None:
-                return
-            # a party still marked running gets the operation's end, so the log holds no result in flight
-            results = [
-                PartyResult(
-                    role=r.role,
-                    party_id=r.party_id,
-                    retcode=Retcode.OPERATING_ERROR,
-                    retmsg=message,
-                    reason=Reason.CANCELLED.name,
-                )
-                if r.retcode == Retcode.RUNNING
-                else r
-                for r in _results_of(row)
-            ]
-            op.update(
-                status="interrupted",
-                end_time=now_ms(),
-                retcode=Retcode.OPERATING_ERROR,
-                retmsg=message,
-                results_json=_results_json(results),
-            ).where(mine).execute()
-
-    def in_doubt(self) -> list[Operation]:
-        """Operations in doubt: their party's answer was lost."""
-        op = self._operation
-        with self.db.connection_context():
-            rows = list(op.select().where(op.status == "in_doubt"))
-        return [_operation_entity(r) for r in rows]
-
-    def set_results(self, operation_id: str, results: Sequence[PartyResult], retcode: int, retmsg: str) -> None:
-        """Record the parties' results of an operation that is not finished yet."""
-        op = self._operation
-        with self.db.connection_context():
-            op.update(results_json=_results_json(results), retcode=retcode, retmsg=retmsg).where(
-                op.operation_id == operation_id
-            ).execute()
-
-    def set_ticket(self, operation_id: str, ticket: str) -> None:
-        op = self._operation
-        with self.db.connection_context():
-            op.update(ticket=ticket).where(op.operation_id == operation_id).execute()
-
-    def open_transfer(self, ticket: str) -> Operation | None:
-        """The running operation a one-hop transfer ticket belongs to."""
-        op = self._operation
-        with self.db.connection_context():
-            row = op.get_or_none((op.ticket == ticket) & (op.status == "running"))
-        return None if row is None else _operation_entity(row)
-
-    def stale_transfers(self, started_before_ms: int) -> list[tuple[str, Operation]]:
-        """Running one-hop transfers started before the given time: (ticket, operation)."""
-        op = self._operation
-        with self.db.connection_context():
-            rows = list(
-                op.select().where((op.ticket != "") & (op.status == "running") & (op.start_time < started_before_ms))
-            )
-        return [(r.ticket, _operation_entity(r)) for r in rows]
-
-    def open_transfers(self, live: peewee.SelectQuery) -> list[OpenTransfer]:
-        """Running one-hop transfers of this replica, or of a replica not among ``live`` (a subquery of replica ids)."""
-        op = self._operation
-        with self.db.connection_context():
-            rows = list(
-                op.select()
-                .where(
-                    (op.ticket != "") & (op.status == "running") & ((op.owner == self.owner) | op.owner.not_in(live))
-                )
-                .order_by(op.start_time)
-            )
-        return [
-            OpenTransfer(r.ticket, _operation_entity(r), Unfinished(r.operation_id, r.status, {}, r.owner))
-            for r in rows
-        ]
-
-    def unsettled(self, kinds: Sequence[str], model_id: str, model_version: str) -> list[Operation]:
-        """Operations of ``kinds`` in doubt, and running one-hop transfers of those kinds of this replica
-        (an empty ``model_id`` or ``model_version`` matches any)."""
-        op = self._operation
-        one_hop = (op.status == "running") & (op.ticket != "") & (op.owner == self.owner)
-        query = op.select().where(((op.status == "in_doubt") | one_hop) & op.operation.in_(list(kinds)))
-        for column, value in ((op.model_id, model_id), (op.model_version, model_version)):
-            if value:
-                query = query.where(column == value)
-        with self.db.connection_context():
-            rows = list(query)
-        return [_operation_entity(r) for r in rows]
-
-    def finish_operation(
-        self, operation_id: str, status: str, results: Sequence[PartyResult], retcode: int, retmsg: str
-    ) -> None:
-        op = self._operation
-        with self.db.connection_context():
-            op.update(
-                status=status,
-                end_time=now_ms(),
-                results_json=_results_json(results),
-                retcode=retcode,
-                retmsg=retmsg,
-                ticket="",
-            ).where(op.operation_id == operation_id).execute()
-
-    def list_operations(
-        self, model_id: str, model_version: str, operation: str, page_size: int, page_token: str
-    ) -> tuple[list[Operation], str]:
-        """Newest first; the page token is the (start_time, operation_id) of the last row returned."""
-        op = self._operation
-        query = op.select()
-        for column, value in ((op.model_id, model_id), (op.model_version, model_version), (op.operation, operation)):
-            if value:
-                query = query.where(column == value)
-        if page_token:
-            start, last_id = paging.decode_token(page_token)
-            query = query.where((op.start_time < start) | ((op.start_time == start) & (op.operation_id < last_id)))
-        size = paging.page_size(page_size)
-        with self.db.connection_context():
-            rows = list(query.order_by(op.start_time.desc(), op.operation_id.desc()).limit(size + 1))
-        more = len(rows) > size
-        rows = rows[:size]
-        token = paging.encode_token(rows[-1].start_time, rows[-1].operation_id) if more else ""
-        return [_operation_entity(r) for r in rows], token
-
-
-def _results_json(results: Sequence[PartyResult]) -> str:
-    return json.dumps(
-        [
-            {"role": r.role, "party_id": r.party_id, "retcode": r.retcode, "retmsg": r.retmsg, "reason": r.reason}
-            for r in results
-        ]
-    )
-
-
-def _results_of(row: Any) -> list[PartyResult]:
-    return [PartyResult(**r) for r in json.loads(row.results_json)]
-
-
-def _operation_entity(row: Any) -> Operation:
-    return Operation(
-        operation_id=row.operation_id,
-        operation=row.operation,
-        status=row.status,
-        caller=row.caller,
-        model_id=row.model_id,
-        model_version=row.model_version,
-        start_time=_timestamp(row.start_time),
-        end_time=_timestamp(row.end_time) if row.end_time else None,
-        results=_results_of(row),
-        retcode=row.retcode,
-        retmsg=row.retmsg,
-    )

@@ -15,6 +15,7 @@ from fate_registry.v1.common_pb2 import PartyModelRef, PartyResult
 from fate_registry.v1.registry_pb2 import Operation
 from registry_server.agents import AgentClients
 from registry_server.catalog import Catalog
+from registry_server.op_state import OpState
 
 log = logging.getLogger(__name__)
 DELETE = "delete"  # the operation log's name of a delete, in doubt when its outcome was lost
@@ -32,12 +33,12 @@ def settle_delete(catalog: Catalog, agents: AgentClients, operation: Operation, 
         catalog.forget(ref.model_id, ref.model_version, ref.role, ref.party_id)
         message = f"the outcome was lost; party {ref.party_id} no longer holds the version, now gone from the catalog"
         done = PartyResult(role=ref.role, party_id=ref.party_id, retcode=Retcode.SUCCESS, retmsg=message)
-        catalog.finish_operation(operation.operation_id, "success", [done], Retcode.SUCCESS, message)
+        catalog.finish_operation(operation.operation_id, OpState.SUCCESS, [done], Retcode.SUCCESS, message)
         log.info("%s %s: %s", operation.operation, operation.operation_id, message)
         return
     why = operation.retmsg or "the coordinator stopped before the party's answer was recorded"
     message = f"{why}; party {ref.party_id} still holds the version"
     retcode = operation.retcode or Retcode.OPERATING_ERROR
     failed = PartyResult(role=ref.role, party_id=ref.party_id, retcode=retcode, retmsg=message)
-    catalog.finish_operation(operation.operation_id, "failed", [failed], retcode, message)
+    catalog.finish_operation(operation.operation_id, OpState.FAILED, [failed], retcode, message)
     log.info("%s %s: %s", operation.operation, operation.operation_id, message)

@@ -1,7 +1,7 @@
 """Every operation is written to the catalog's operation log: who, what, per-party results, when.
 
 An operation on one party's version whose answer was lost (the party or the link went down) is
-"in_doubt": the party may have done it. The coordinator asks the party later (MultiParty.settle_in_doubt).
+"in_doubt": the party may have done it. The coordinator asks the party later (:meth:`Accounts.settle_in_doubt`).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from fate_registry.errors import Reason, RegistryError, Retcode
 from fate_registry.v1.common_pb2 import PartyModelRef, PartyResult
 from registry_server.catalog import Catalog
+from registry_server.op_state import OpState
 
 # A failure after which the party may still have done what it was asked.
 ANSWER_LOST = frozenset({Reason.PARTY_UNAVAILABLE, Reason.DEADLINE_EXCEEDED})
@@ -47,24 +48,24 @@ class OperationLog:
         try:
             yield op
         except RegistryError as exc:
-            status, results = "failed", op.results
+            status, results = OpState.FAILED, op.results
             if party is not None and exc.reason in ANSWER_LOST:
-                status = "in_doubt"
+                status = OpState.IN_DOUBT
                 results = [failed_result(party.role, party.party_id, exc)]
             self.catalog.finish_operation(op.operation_id, status, results, exc.fate_retcode, exc.message)
             raise
         except GeneratorExit:  # the client stopped reading a stream
             self.catalog.finish_operation(
-                op.operation_id, "cancelled", op.results, Retcode.OPERATING_ERROR, "the client cancelled the call"
+                op.operation_id, OpState.CANCELLED, op.results, Retcode.OPERATING_ERROR, "the client cancelled the call"
             )
             raise
         except Exception:
             self.catalog.finish_operation(
-                op.operation_id, "failed", op.results, Retcode.EXCEPTION_ERROR, "internal error"
+                op.operation_id, OpState.FAILED, op.results, Retcode.EXCEPTION_ERROR, "internal error"
             )
             raise
         failed = [r for r in op.results if r.retcode != 0]
         if failed:
-            self.catalog.finish_operation(op.operation_id, "failed", op.results, Retcode.ARGUMENT_ERROR, "failed")
+            self.catalog.finish_operation(op.operation_id, OpState.FAILED, op.results, Retcode.ARGUMENT_ERROR, "failed")
         else:
-            self.catalog.finish_operation(op.operation_id, "success", op.results, Retcode.SUCCESS, "success")
+            self.catalog.finish_operation(op.operation_id, OpState.SUCCESS, op.results, Retcode.SUCCESS, "success")

@@ -8,7 +8,6 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
-from google.protobuf.message import Message
 
 from fate_registry import faultpoints
 from fate_registry.agent.v1 import agent_pb2
@@ -19,6 +18,7 @@ from fate_registry.malformed import parse
 from fate_registry.unimplemented import fill_unimplemented
 from fate_registry.v1 import registry_pb2, registry_pb2_grpc
 from fate_registry.v1.common_pb2 import PartyModelInfo, PartyModelRef, PartyResult
+from registry_server.agent_rpc import AgentRpc, Req, Resp, Rpc
 from registry_server.agents import AgentClients, ref_of
 from registry_server.catalog import Catalog, ModelFilter
 from registry_server.deletes import DELETE
@@ -304,9 +304,9 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         self, request: registry_pb2.ListCheckpointsRequest, context: grpc.ServicerContext
     ) -> registry_pb2.ListCheckpointsResponse:
         ref = check_ref(request.model)
-        answer = self.agents.unary(
+        answer = self.agents.call(
             ref.party_id,
-            "ListCheckpoints",
+            AgentRpc.LIST_CHECKPOINTS,
             agent_pb2.ListCheckpointsRequest(model=ref, component_name=request.component_name),
             "",
             self.agents.conf.coordinator.call_timeout,
@@ -323,8 +323,8 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             forward.step_index = request.step_index
         elif step == "step_name":
             forward.step_name = request.step_name
-        answer = self.agents.unary(
-            ref.party_id, "GetCheckpoint", forward, "", self.agents.conf.coordinator.call_timeout
+        answer = self.agents.call(
+            ref.party_id, AgentRpc.GET_CHECKPOINT, forward, "", self.agents.conf.coordinator.call_timeout
         )
         return registry_pb2.GetCheckpointResponse(checkpoint=answer.checkpoint, models=dict(answer.models))
 
@@ -333,18 +333,18 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         kind: str,
         context: grpc.ServicerContext,
         ref: PartyModelRef,
-        method: str,
-        request: Message,
+        rpc: Rpc[Req, Resp],
+        request: Req,
         timeout: float,
-        settle: Callable[[Any], object] | None = None,
+        settle: Callable[[Resp], object] | None = None,
         changes_version: bool = False,
-    ) -> Any:
+    ) -> Resp:
         """One call to the party ``ref`` names, logged as ``kind``. ``settle`` brings the catalog up to date
         with the answer before the operation counts as done; ``changes_version``: the call makes or deletes
         the party's version (a lost answer leaves it in doubt, settled later by asking the party)."""
         party = ref if changes_version else None
         with self.oplog.track(kind, context.peer(), ref.model_id, ref.model_version, party) as op:
-            answer = self.agents.unary(ref.party_id, method, request, op.operation_id, timeout)
+            answer = self.agents.call(ref.party_id, rpc, request, op.operation_id, timeout)
             if settle is not None:
                 settle(answer)
             op.results.append(ok(ref))
@@ -355,7 +355,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
     ) -> registry_pb2.StoreModelResponse:
         ref = check_ref(request.model)
         forward = agent_pb2.StoreModelRequest(model=ref, force_update=request.force_update)
-        answer = self._on_party("store", context, ref, "StoreModel", forward, self._long_timeout)
+        answer = self._on_party("store", context, ref, AgentRpc.STORE_MODEL, forward, self._long_timeout)
         return registry_pb2.StoreModelResponse(model=ref, sha256=answer.sha256, location=answer.location)
 
     def RestoreModel(
@@ -367,7 +367,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             "restore",
             context,
             ref,
-            "RestoreModel",
+            AgentRpc.RESTORE_MODEL,
             forward,
             self._long_timeout,
             settle=lambda a: self.catalog.record_import(a.result),
@@ -384,7 +384,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             "homo_convert",
             context,
             ref,
-            "HomoConvertModel",
+            AgentRpc.HOMO_CONVERT_MODEL,
             forward,
             self._long_timeout,
             settle=lambda a: self.catalog.record(a.info),  # the party's manifest digest changed
@@ -415,7 +415,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         forward = agent_pb2.DeleteModelRequest(model=ref, delete_from_store=request.delete_from_store)
         timeout = self.agents.conf.coordinator.call_timeout
         answer = self._on_party(
-            DELETE, context, ref, "DeleteModel", forward, timeout, settle=settle, changes_version=True
+            DELETE, context, ref, AgentRpc.DELETE_MODEL, forward, timeout, settle=settle, changes_version=True
         )
         return registry_pb2.DeleteModelResponse(
             model=ref, deleted_local=answer.deleted_local, deleted_store=answer.deleted_store
@@ -440,7 +440,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             deployment_parameters_json=request.deployment_parameters_json,
             framework_name=request.framework_name,
         )
-        answer = self._on_party("homo_deploy", context, ref, "HomoDeployModel", forward, self._long_timeout)
+        answer = self._on_party("homo_deploy", context, ref, AgentRpc.HOMO_DEPLOY_MODEL, forward, self._long_timeout)
         return registry_pb2.HomoDeployModelResponse(service_id=request.service_id, status_json=answer.status_json)
 
     # -- operation history ----------------------------------------------------------------------

@@ -25,8 +25,10 @@ from fate_registry.errors import Reason, RegistryError, Retcode
 from fate_registry.v1 import registry_pb2
 from fate_registry.v1.common_pb2 import PartyModelRef, PartyResult
 from fate_registry.v1.registry_pb2 import Operation
+from registry_server.agent_rpc import AgentRpc
 from registry_server.agents import AgentClients
 from registry_server.catalog import Catalog, ModelFilter
+from registry_server.op_state import OpState
 from registry_server.oplog import ANSWER_LOST, failed_result
 
 log = logging.getLogger(__name__)
@@ -72,11 +74,15 @@ class TransferDesk:
         else:
             announce.export_model.CopyFrom(request.export_model)
         try:
-            self.agents.unary(
-                ref.party_id, "ExpectTransfer", announce, operation_id, self.agents.conf.coordinator.call_timeout
+            self.agents.call(
+                ref.party_id,
+                AgentRpc.EXPECT_TRANSFER,
+                announce,
+                operation_id,
+                self.agents.conf.coordinator.call_timeout,
             )
         except RegistryError as error:
-            self._close(operation_id, "failed", [], error.fate_retcode, error.message)
+            self._close(operation_id, OpState.FAILED, [], error.fate_retcode, error.message)
             raise
         address = str(self.agents.party(ref.party_id).address)
         return registry_pb2.BeginTransferResponse(agent_address=address, ticket=ticket)
@@ -95,7 +101,9 @@ class TransferDesk:
             raise RegistryError(Reason.INVALID_ARGUMENT, "the transfer ticket was issued for another model")
         return self._settle(request.ticket, operation)
 
-    def _close(self, operation_id: str, status: str, results: Sequence[PartyResult], retcode: int, retmsg: str) -> None:
+    def _close(
+        self, operation_id: str, status: OpState, results: Sequence[PartyResult], retcode: int, retmsg: str
+    ) -> None:
         self.catalog.finish_operation(operation_id, status, results, retcode, retmsg)
         self._issued.discard(operation_id)
 
@@ -104,9 +112,9 @@ class TransferDesk:
         stopped, so its client may still be streaming, and its agent may have restarted since."""
         party = operation.results[0]
         try:
-            outcome = self.agents.unary(
+            outcome = self.agents.call(
                 party.party_id,
-                "GetTransferOutcome",
+                AgentRpc.GET_TRANSFER_OUTCOME,
                 agent_pb2.GetTransferOutcomeRequest(ticket=ticket),
                 "",
                 self.agents.conf.coordinator.call_timeout,
@@ -116,7 +124,7 @@ class TransferDesk:
                 # the client's stream has ended: the party imported the version or not, it may tell later
                 # (an orphan's may not have: asked in doubt, the party could say "no" before it finished)
                 lost = failed_result(party.role, party.party_id, error)
-                self._close(operation.operation_id, "in_doubt", [lost], error.fate_retcode, error.message)
+                self._close(operation.operation_id, OpState.IN_DOUBT, [lost], error.fate_retcode, error.message)
             raise
         op_id = operation.operation_id
         if outcome.state == TransferState.TRANSFER_STATE_DONE:
@@ -133,7 +141,7 @@ class TransferDesk:
                     )
                 )
             done = PartyResult(role=party.role, party_id=party.party_id, retcode=0, retmsg="success")
-            self._close(op_id, "success", [done], Retcode.SUCCESS, "success")
+            self._close(op_id, OpState.SUCCESS, [done], Retcode.SUCCESS, "success")
             return registry_pb2.EndTransferResponse(result=outcome.result)
         if outcome.state == TransferState.TRANSFER_STATE_FAILED:
             failed = PartyResult(
@@ -143,19 +151,19 @@ class TransferDesk:
                 retmsg=outcome.retmsg,
                 reason=outcome.reason,
             )
-            self._close(op_id, "failed", [failed], outcome.retcode, outcome.retmsg)
+            self._close(op_id, OpState.FAILED, [failed], outcome.retcode, outcome.retmsg)
             reason = Reason[outcome.reason] if outcome.reason in Reason.__members__ else Reason.INTERNAL
             raise RegistryError(reason, outcome.retmsg, retcode=outcome.retcode)
         if outcome.state == TransferState.TRANSFER_STATE_RUNNING:
             raise RegistryError(Reason.INVALID_ARGUMENT, "the transfer is still running on the party")
         if orphaned and operation.operation == "import":
             # unused (now withdrawn) or unknown to an agent that restarted, perhaps after publishing the
-            # version: the transfer can no longer run, and the party is asked (MultiParty.settle_in_doubt)
+            # version: the transfer can no longer run, and the party is asked (Accounts.settle_in_doubt)
             message = f"the coordinator stopped during the import; party {party.party_id} is asked for the version"
-            self._close(op_id, "in_doubt", list(operation.results), Retcode.OPERATING_ERROR, message)
+            self._close(op_id, OpState.IN_DOUBT, list(operation.results), Retcode.OPERATING_ERROR, message)
             raise RegistryError(Reason.CANCELLED, message)
         message = "the transfer was authorised but never made"
-        self._close(op_id, "cancelled", [], Retcode.OPERATING_ERROR, message)
+        self._close(op_id, OpState.CANCELLED, [], Retcode.OPERATING_ERROR, message)
         raise RegistryError(Reason.CANCELLED, message)
 
     def sweep(self) -> None:

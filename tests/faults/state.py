@@ -30,7 +30,7 @@ from party_agent.lifecycle import ABORTED_PREFIX, PREPARED_MARKER, STAGING, TRAS
 from party_agent.manifest import scan
 from party_agent.metadata import MetadataStore
 from registry_server.catalog import Catalog, ModelFilter
-from registry_server.multiparty import ABORT_NOT_CONFIRMED
+from registry_server.two_phase import ABORT_NOT_CONFIRMED
 from tests.conftest import GeneratedModel
 from tests.flow_cli import flow
 
