@@ -81,8 +81,8 @@ from fate_registry.fate import (
     pearson_model_param_pb2,
     pipeline_pb2,
 )
+from fate_registry.fate_models import homo_models
 from fate_registry.identity import PartyId, gen_model_id, job_ids, party_model_id
-from fate_registry.testing import homo_models
 
 Algorithm = Literal["hetero_lr", "homo_lr", "hetero_secureboost", "homo_nn", "homo_secureboost"]
 

@@ -1,7 +1,7 @@
-"""Test support: realistic trained FATE models on disk and FATE-Flow-style export archives."""
+"""Generated trained FATE models on disk (any size, streamed) and their FATE-Flow-style export archives."""
 
-from fate_registry.testing.fate_archive import build_fate_archive, sha256_file
-from fate_registry.testing.model_factory import (
+from fate_registry.fate_models.fate_archive import build_fate_archive, sha256_file
+from fate_registry.fate_models.model_factory import (
     BUFFER_CLASSES,
     MODEL_ALIAS,
     PIPELINE_ALIAS,
