@@ -20,7 +20,7 @@ fi
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[test,convert]'
+.venv/bin/python -m pip install -q -e '.[test,convert,deploy]'
 PATH="$PWD/.venv/bin:$PATH" scripts/check.sh
 set +e
 .venv/bin/python -m pytest "$@"
