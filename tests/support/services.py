@@ -42,6 +42,8 @@ from xml.sax.saxutils import escape
 
 import pymysql
 
+from tests.support.processes import support_module
+
 HOST = "127.0.0.1"
 START_DEADLINE = 60.0
 STOP_DEADLINE = 15.0
@@ -374,7 +376,7 @@ def cos_emulator(root: Path, *, bucket: str = "fate-model", secret_id: str = "AK
     root.mkdir(parents=True, exist_ok=True)
     secret_key = secrets.token_urlsafe(16)
     port = free_port()
-    argv = [sys.executable, "-m", "tests.support.services", "cos-emulator", "--port", str(port)]
+    argv = [*support_module("services"), "cos-emulator", "--port", str(port)]
     env_argv = ["env", f"COS_EMULATOR_SECRET_ID={secret_id}", f"COS_EMULATOR_SECRET_KEY={secret_key}", *argv]
     server = CosEmulator(
         root, port, bucket, secret_id, secret_key, ServerProcess("cos-emulator", env_argv, root / "cos.log")
@@ -445,7 +447,7 @@ def s3_server(root: Path) -> Iterator[S3Server]:
     root = root.resolve()
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    argv = [sys.executable, "-m", "tests.support.services", "s3-server", "--port", str(port)]
+    argv = [*support_module("services"), "s3-server", "--port", str(port)]
     server = S3Server(root, port, ServerProcess("s3-server", argv, root / "s3.log"))
     try:
         server.process.start()

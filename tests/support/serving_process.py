@@ -20,14 +20,13 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fate_registry.config import PLAINTEXT, TlsConf
-from tests.support.processes import terminate, wait_for_port_file
+from tests.support.processes import support_module, terminate, wait_for_port_file
 from tests.support.serving import Faults
 
 _POLL_INTERVAL = 0.05
@@ -71,9 +70,7 @@ class ServingTestServer:
         control_path.unlink(missing_ok=True)  # a restart on the same root starts with the faults given here
         command = [
             *prefix,
-            sys.executable,
-            "-m",
-            "tests.support.serving",
+            *support_module("serving"),
             f"--port-file={port_file}",
             f"--record={record_path}",
             f"--control={control_path}",
