@@ -14,7 +14,7 @@ import grpc
 
 from fate_registry.channels import CHANNEL_OPTIONS
 from fate_registry.grpc_server import write_port_file
-from fate_registry.testing.processes import terminate, wait_for_port_file
+from tests.support.processes import terminate, wait_for_port_file
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -48,11 +48,11 @@ from bench.scratch import log, scratch_dir
 from fate_registry.channels import CHANNEL_OPTIONS
 from fate_registry.config import DatabaseConf
 from fate_registry.health import is_serving
-from fate_registry.testing.federation import fate_registry_command
-from fate_registry.testing.processes import wait_for_port_file
 from fate_registry.v1 import registry_pb2 as pb
 from fate_registry.v1.registry_pb2_grpc import RegistryServiceStub
 from registry_server.catalog import Catalog
+from tests.support.federation import fate_registry_command
+from tests.support.processes import wait_for_port_file
 
 MODEL_ID: Final = "arbiter-10000#guest-9999#host-10000#model"
 ROLES_JSON: Final = json.dumps({"guest": ["9999"], "host": ["10000"], "arbiter": ["10000"]})

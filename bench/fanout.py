@@ -44,12 +44,12 @@ from bench.bare_fanout import BareFanout
 from bench.memory import KIB, cpu_seconds, status_kib
 from bench.scratch import log, scratch_dir
 from client.sdk import RegistryClient
-from fate_registry.testing import ModelSpec, build_fate_archive, write_federation
-from fate_registry.testing.federation import LocalFederation
-from fate_registry.testing.serving import Faults
-from fate_registry.testing.serving_process import ServingTestServer
+from fate_registry.fate_models import ModelSpec, build_fate_archive, write_federation
 from fate_registry.v1 import common_pb2 as common
 from fate_registry.v1 import registry_pb2 as pb
+from tests.support.federation import LocalFederation
+from tests.support.serving import Faults
+from tests.support.serving_process import ServingTestServer
 
 T = TypeVar("T")
 

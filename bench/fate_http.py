@@ -38,8 +38,8 @@ from bench.import_export import (
 )
 from bench.memory import KIB, MIB, PeakWatch
 from bench.scratch import log, sized_main
-from fate_registry.testing.fate_client import FateClient, coordinator_with_http, parse_answer
-from fate_registry.testing.federation import LocalFederation
+from tests.support.fate_client import FateClient, coordinator_with_http, parse_answer
+from tests.support.federation import LocalFederation
 
 RATIO_TARGET: Final = 1.25  # the 1.11 CLI over HTTP / our flow over gRPC, wall time, each way
 STARTUP_RUNS: Final = 3

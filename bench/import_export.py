@@ -35,10 +35,10 @@ from bench.bare_stream import download_seconds, upload_seconds
 from bench.memory import KIB, MIB, PeakWatch, Reaped, kill_after, run_reaped
 from bench.scratch import log, sized_main
 from fate_registry.config import LimitsConf
+from fate_registry.fate_models import ModelSpec, write_party_model
+from fate_registry.fate_models.fate_archive import build_stored_archive, walk_sorted
 from fate_registry.identity import archive_name, job_ids
-from fate_registry.testing import ModelSpec, write_party_model
-from fate_registry.testing.fate_archive import build_stored_archive, walk_sorted
-from fate_registry.testing.federation import LocalFederation
+from tests.support.federation import LocalFederation
 
 REPO: Final = Path(__file__).resolve().parents[1]
 ROLE: Final = "guest"

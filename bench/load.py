@@ -52,10 +52,10 @@ from bench.scratch import log, scratch_dir
 from client.sdk import RegistryClient
 from fate_registry.channels import CHANNEL_OPTIONS
 from fate_registry.errors import RegistryError
-from fate_registry.testing import ModelSpec, build_fate_archive, write_federation
-from fate_registry.testing.federation import LocalFederation
+from fate_registry.fate_models import ModelSpec, build_fate_archive, write_federation
 from fate_registry.v1 import common_pb2 as common
 from fate_registry.v1 import registry_pb2 as pb
+from tests.support.federation import LocalFederation
 
 MIX: Final[Mapping[str, int]] = {
     "model-info": 25,

@@ -5,7 +5,7 @@ Run from the repository root::
     .venv/bin/python -m bench.proxy_export [--size-mib 1024] [--runs 3] [--workdir DIR] [--keep]
 
 Prepares the model and its stored archive as :mod:`bench.import_export` does; starts the rollsite
-test router (:mod:`fate_registry.testing.rollsite`) and two federations (``fate-registry up``):
+test router (:mod:`tests.support.rollsite`) and two federations (``fate-registry up``):
 one whose parties are direct, one whose parties are reachable only as eggroll Packets through the
 router. The archive is imported once into each (untimed). Then, ``--runs`` times, in turn:
 
@@ -36,8 +36,8 @@ from bench.scratch import log, scratch_dir
 from client.settings import TRANSFER_ENV
 from fate_registry.identity import job_ids
 from fate_registry.packets import AGENT_ROLE
-from fate_registry.testing.federation import LocalFederation
-from fate_registry.testing.rollsite_process import RollsiteProcess
+from tests.support.federation import LocalFederation
+from tests.support.rollsite_process import RollsiteProcess
 
 
 def _export(flow: Flow, conf: Path, output_dir: Path, series: Series) -> None:

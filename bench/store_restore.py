@@ -51,10 +51,10 @@ from bench.scratch import log, scratch_dir
 from fate_registry.checksums import BackgroundSha256
 from fate_registry.direct_io import read_pieces
 from fate_registry.identity import party_model_id
-from fate_registry.testing import services
-from fate_registry.testing.federation import LocalFederation
 from party_agent.storage import StoreKey, open_store
 from party_agent.storage.mysql import MySQLModelStore
+from tests.support import services
+from tests.support.federation import LocalFederation
 
 ROLE: Final = "guest"
 PARTY_ID: Final = 9999

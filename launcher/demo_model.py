@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from fate_registry.testing import ModelSpec, build_fate_archive, write_federation
+from fate_registry.fate_models import ModelSpec, build_fate_archive, write_federation
 
 
 def make_demo_model(out: Path, target_bytes: int = 0) -> dict[str, object]:

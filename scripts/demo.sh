@@ -16,7 +16,7 @@ rm -rf "$DATA/demo"
 mkdir -p "$DATA/serving"
 rm -f "$DATA/serving/port"
 # A FATE-Serving stand-in (same gRPC protocol; it pulls models from the agents as FATE-Serving does).
-python -m fate_registry.testing.serving --port-file "$DATA/serving/port" --record "$DATA/serving/requests.jsonl" \
+python -m tests.support.serving --port-file "$DATA/serving/port" --record "$DATA/serving/requests.jsonl" \
   > "$DATA/serving/serving.log" 2>&1 &
 SERVING=$!
 trap 'kill -TERM "${UP:-}" "$SERVING" 2>/dev/null || true; wait 2>/dev/null || true' EXIT

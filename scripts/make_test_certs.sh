@@ -7,4 +7,4 @@ set -euo pipefail
 repo="$(cd "$(dirname "$0")/.." && pwd)"
 PY="$repo/.venv/bin/python"
 [ -x "$PY" ] || PY=python3
-PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" exec "$PY" -m fate_registry.testing.certs "$@"
+PYTHONPATH="$repo${PYTHONPATH:+:$PYTHONPATH}" exec "$PY" -m tests.support.certs "$@"

@@ -20,7 +20,7 @@ fi
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q -e '.[test,convert]'
+.venv/bin/python -m pip install -q -e '.[test,convert,deploy]'
 # FATE's own 1.11 client for tests/fate_client and bench/fate_http.py, in a venv of its own (its pins clash with ours).
 PYTHON="$PYTHON" scripts/install_fate_client.sh
 PATH="$PWD/.venv/bin:$PATH" scripts/check.sh

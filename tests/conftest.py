@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 
 from client.settings import ADDRESS_ENV, CLIENT_CONF_ENV, TLS_ENVS
-from fate_registry.testing import ModelSpec, build_fate_archive, services, write_federation
-from fate_registry.testing.federation import LocalFederation
+from fate_registry.fate_models import ModelSpec, build_fate_archive, write_federation
+from tests.support import services
+from tests.support.federation import LocalFederation
 
 
 @pytest.fixture(autouse=True, scope="session")

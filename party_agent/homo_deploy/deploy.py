@@ -17,6 +17,7 @@ from typing import Any
 
 from fate_registry.errors import Reason, RegistryError, Retcode
 from fate_registry.identity import validate_name
+from party_agent.homo_deploy.extra import needs_deploy_extra
 from party_agent.homo_deploy.frameworks import Framework, framework_for, is_homo
 from party_agent.homo_deploy.inference_service import (
     DEFAULT_SERVICE_ACCOUNT,
@@ -25,12 +26,14 @@ from party_agent.homo_deploy.inference_service import (
     inference_service,
     storage_secret,
 )
-from party_agent.homo_deploy.kube import KubeClient
-from party_agent.homo_deploy.objects import Upload, object_prefix, open_object_store
 from party_agent.homo_deploy.params import DeploymentParameters, Flavour, check_service_id, invalid
 from party_agent.homo_deploy.request import HomoDeployRequest
 from party_agent.manifest import Manifest, hash_file
 from party_agent.metadata import PartyModelRecord
+
+with needs_deploy_extra():  # the kubernetes and boto3 clients: the [deploy] extra
+    from party_agent.homo_deploy.kube import KubeClient
+    from party_agent.homo_deploy.objects import Upload, object_prefix, open_object_store
 
 log = logging.getLogger(__name__)
 

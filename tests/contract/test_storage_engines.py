@@ -1,6 +1,6 @@
 """One contract, every engine: the same tests run against MariaDB, redis-server and the COS emulator.
 
-Each server is a real process on 127.0.0.1 in a temp directory (:mod:`fate_registry.testing.services`),
+Each server is a real process on 127.0.0.1 in a temp directory (:mod:`tests.support.services`),
 started once per module. Every test uses its own party model version, so tests never see each
 other's copies. An engine differs from the others only in :class:`Harness`: how to reach its server
 with the raw client (to tamper with a stored copy) and how to give it a wrong secret.
@@ -23,10 +23,10 @@ import pytest
 import redis
 
 from fate_registry.errors import Reason, RegistryError
-from fate_registry.testing.services import CosEmulator, MariaDB, RedisServer, cos_emulator, mariadb, redis_server
 from party_agent.storage import ModelStore, StoredObject, StoreKey, open_store
 from party_agent.storage.cos import object_key
 from party_agent.storage.redis_store import chunk_key, header_key
+from tests.support.services import CosEmulator, MariaDB, RedisServer, cos_emulator, mariadb, redis_server
 
 ENGINES = ("mysql", "redis", "tencent_cos")
 CHUNK = 256 * 1024

@@ -24,11 +24,11 @@ import pytest
 
 from client.cli import CONF_KEYS
 from fate_registry.identity import gen_model_id
-from fate_registry.testing import services
-from fate_registry.testing.federation import LocalFederation
-from fate_registry.testing.serving_process import ServingTestServer, serving_servers
 from tests.conftest import GeneratedModel, generate_model
 from tests.flow_cli import FLOW, WAIT, flow
+from tests.support import services
+from tests.support.federation import LocalFederation
+from tests.support.serving_process import ServingTestServer, serving_servers
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "model"
 EXAMPLE_VERSION = "202006122116502527621"  # the trained version the examples name

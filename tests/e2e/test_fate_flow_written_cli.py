@@ -27,15 +27,15 @@ from google.protobuf import json_format
 from client.sdk import RegistryClient
 from fate_registry.errors import RegistryError
 from fate_registry.fate.pipeline_pb2 import Pipeline
+from fate_registry.fate_models import ModelSpec, write_federation
 from fate_registry.identity import job_ids
-from fate_registry.testing import ModelSpec, write_federation
-from fate_registry.testing.cluster import COORDINATOR, Cluster, agent_name, wait_until
-from fate_registry.testing.serving_process import ServingTestServer, serving_servers
 from fate_registry.v1 import registry_pb2 as pb
 from party_agent.pipeline import PIPELINE_PATH
 from tests.conftest import GeneratedModel
 from tests.faults.state import PARTY_OF, ROLES, TIMEOUTS, WAIT, assert_consistent, write_migrate_conf
 from tests.flow_cli import flow, write_conf
+from tests.support.cluster import COORDINATOR, Cluster, agent_name, wait_until
+from tests.support.serving_process import ServingTestServer, serving_servers
 
 ARBITER = PARTY_OF["arbiter"]
 NOT_FOUND = 100

@@ -7,9 +7,9 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-from fate_registry.testing.federation import LocalFederation
 from tests.conftest import GeneratedModel
 from tests.flow_cli import flow, write_conf
+from tests.support.federation import LocalFederation
 
 
 def _import_conf(model: GeneratedModel, role: str, party: str, archive: Path, **extra: Any) -> dict[str, Any]:

@@ -1,6 +1,6 @@
 """`flow model homo-deploy -c` through the real coordinator and agent, to KServe.
 
-The Kubernetes API server here is a FAKE (``fate_registry.testing.kube_api``): no Kubernetes
+The Kubernetes API server here is a FAKE (``tests.support.kube_api``): no Kubernetes
 cluster, let alone KServe, can run on our machines. It serves the REST paths the official client
 uses over real HTTP and validates every InferenceService against KServe's published CRD schema.
 The object store is real: the COS-compatible S3 server of the storage tests (moto behind the COS
@@ -18,13 +18,13 @@ from typing import Any
 import pytest
 import yaml
 
+from fate_registry.fate_models import build_fate_archive
 from fate_registry.identity import party_model_id
-from fate_registry.testing import build_fate_archive
-from fate_registry.testing.federation import LocalFederation
-from fate_registry.testing.kube_api import FakeKubeApi, fake_kube_api
-from fate_registry.testing.services import CosEmulator, S3Server, cos_emulator, free_port, s3_server
 from tests.conftest import GeneratedModel, generate_model
 from tests.flow_cli import flow, write_conf
+from tests.support.federation import LocalFederation
+from tests.support.kube_api import FakeKubeApi, fake_kube_api
+from tests.support.services import CosEmulator, S3Server, cos_emulator, free_port, s3_server
 
 BUCKET = "fate-models"
 CONVERTED = "variables/data/homo_lr_0/model/converted_model"

@@ -14,12 +14,12 @@ import pytest
 import yaml
 from google.protobuf import json_format
 
+from fate_registry.fate_models import BUFFER_CLASSES
 from fate_registry.identity import gen_model_id
-from fate_registry.testing import BUFFER_CLASSES
-from fate_registry.testing.federation import LocalFederation
-from fate_registry.testing.serving_process import ServingTestServer
 from tests.conftest import GeneratedModel, generate_model
 from tests.flow_cli import flow, write_conf
+from tests.support.federation import LocalFederation
+from tests.support.serving_process import ServingTestServer
 
 OLD = {"guest": [9999], "host": [10000], "arbiter": [10000]}
 NEW = {"guest": [99], "host": [100], "arbiter": [100]}

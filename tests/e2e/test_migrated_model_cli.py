@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 
 from fate_registry.identity import gen_model_id
-from fate_registry.testing.cluster import Cluster
-from fate_registry.testing.serving_process import ServingTestServer, serving_servers
 from tests.conftest import GeneratedModel, generate_model
 from tests.faults.state import assert_consistent, import_everywhere
 from tests.flow_cli import flow, write_conf
+from tests.support.cluster import Cluster
+from tests.support.serving_process import ServingTestServer, serving_servers
 
 OLD = {"guest": [9999], "host": [10000], "arbiter": [10000]}
 NEW = {"guest": [99], "host": [100], "arbiter": [100]}

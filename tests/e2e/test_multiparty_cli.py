@@ -17,11 +17,11 @@ import yaml
 from fate_registry.fate import model_service_pb2 as ms
 from fate_registry.fate.model_service_pb2_grpc import ModelServiceStub
 from fate_registry.fate.pipeline_pb2 import Pipeline
-from fate_registry.testing.federation import LocalFederation
-from fate_registry.testing.serving import Faults
-from fate_registry.testing.serving_process import ServingTestServer, serving_servers
 from tests.conftest import GeneratedModel, generate_model
 from tests.flow_cli import flow, write_conf
+from tests.support.federation import LocalFederation
+from tests.support.serving import Faults
+from tests.support.serving_process import ServingTestServer, serving_servers
 
 ROLES = {"guest": [9999], "host": [10000], "arbiter": [10000]}
 

@@ -1,7 +1,7 @@
 """The multi-party scenario through FATE's proxy: every agent in a network namespace of its own,
 reachable only through the rollsite test router, every coordinator -> agent call an eggroll Packet.
 
-Topology (fate_registry/testing/netns.py): the coordinator, the CLI and this test in the root
+Topology (tests/support/netns.py): the coordinator, the CLI and this test in the root
 namespace; the router in its own namespace with a leg to the root and one to each agent's
 namespace; each agent and its FATE-Serving test server in the agent's namespace.
 """
@@ -20,13 +20,13 @@ from client.sdk import RegistryClient
 from fate_registry.errors import Reason, RegistryError
 from fate_registry.health import is_serving
 from fate_registry.packets import AGENT_ROLE, COORDINATOR_ROLE
-from fate_registry.testing.cluster import Cluster, agent_name
-from fate_registry.testing.netns import Topology
-from fate_registry.testing.rollsite_process import RollsiteProcess
-from fate_registry.testing.serving_process import ServingTestServer
 from fate_registry.v1.common_pb2 import PartyModelRef
 from tests.conftest import GeneratedModel, generate_model
 from tests.flow_cli import flow, write_conf
+from tests.support.cluster import Cluster, agent_name
+from tests.support.netns import Topology
+from tests.support.rollsite_process import RollsiteProcess
+from tests.support.serving_process import ServingTestServer
 
 PARTIES = ("9999", "10000")
 ROLES = {"guest": [9999], "host": [10000], "arbiter": [10000]}

@@ -10,8 +10,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from fate_registry.testing.federation import LocalFederation
-from fate_registry.testing.processes import alive
+from tests.support.federation import LocalFederation
+from tests.support.processes import alive
 
 
 def test_up_runs_named_children_and_stops_them_all(tmp_path: Path) -> None:

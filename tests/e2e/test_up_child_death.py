@@ -11,9 +11,9 @@ from pathlib import Path
 
 import yaml
 
-from fate_registry.testing.federation import fate_registry_command
-from fate_registry.testing.processes import alive, terminate, wait_for_port_file
 from launcher.federation import TAIL_LINES
+from tests.support.federation import fate_registry_command
+from tests.support.processes import alive, terminate, wait_for_port_file
 
 WAIT = 60.0
 

@@ -17,12 +17,12 @@ from typing import Any
 
 import pytest
 
-from fate_registry.testing import services
-from fate_registry.testing.fate_client import FateClient, coordinator_with_http, require_venv
-from fate_registry.testing.federation import LocalFederation
-from fate_registry.testing.serving_process import ServingTestServer, serving_servers
 from tests.conftest import GeneratedModel, generate_model
 from tests.fate_client.upstream import Upstream, upstream_server
+from tests.support import services
+from tests.support.fate_client import FateClient, coordinator_with_http, require_venv
+from tests.support.federation import LocalFederation
+from tests.support.serving_process import ServingTestServer, serving_servers
 
 ROLES = {"guest": [9999], "host": [10000], "arbiter": [10000]}
 

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from fate_registry.testing.cluster import Cluster, agent_name
-from fate_registry.testing.fate_client import FateClient, coordinator_with_http
-from fate_registry.testing.federation import LocalFederation
-from fate_registry.testing.serving_process import serving_servers
 from tests.conftest import GeneratedModel, generate_model
 from tests.fate_client.conftest import ROLES, conf_file, guest_model, import_conf, import_with_flow
+from tests.support.cluster import Cluster, agent_name
+from tests.support.fate_client import FateClient, coordinator_with_http
+from tests.support.federation import LocalFederation
+from tests.support.serving_process import serving_servers
 
 APP_KEY, SECRET_KEY = "fate-app", "fate-secret-not-logged"
 AUTHENTICATION_ERROR = 109

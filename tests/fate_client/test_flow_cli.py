@@ -13,10 +13,7 @@ from typing import Any
 import yaml
 
 from fate_registry.fate.pipeline_pb2 import Pipeline
-from fate_registry.testing import STEP_NAME, build_fate_archive
-from fate_registry.testing.fate_client import FateClient
-from fate_registry.testing.kube_api import fake_kube_api
-from fate_registry.testing.services import s3_server
+from fate_registry.fate_models import STEP_NAME, build_fate_archive
 from tests.conftest import GeneratedModel, generate_model
 from tests.fate_client.conftest import (
     ROLES,
@@ -27,6 +24,9 @@ from tests.fate_client.conftest import (
     import_with_flow,
     load_conf,
 )
+from tests.support.fate_client import FateClient
+from tests.support.kube_api import fake_kube_api
+from tests.support.services import s3_server
 
 PIPELINE_ENTRY = "variables/data/pipeline/pipeline/Pipeline"
 
@@ -359,7 +359,7 @@ def test_homo_convert(client: FateClient, tmp_path: Path) -> None:
 
 def test_homo_deploy_to_kfserving(client: FateClient, tmp_path: Path) -> None:
     """The CLI reads ``config_file`` (a kubeconfig) into ``config_file_content``; the Kubernetes API is the
-    project's stand-in (``fate_registry.testing.kube_api``), the object store a real S3 server."""
+    project's stand-in (``tests.support.kube_api``), the object store a real S3 server."""
     model = generate_model(tmp_path, algorithm="homo_lr")
     converted = model.version_dirs["guest", "9999"] / "variables/data/homo_lr_0/model/converted_model"
     converted.mkdir(parents=True)

@@ -9,9 +9,9 @@ import json
 import zipfile
 from pathlib import Path
 
-from fate_registry.testing.fate_client import FateClient
 from tests.conftest import generate_model
 from tests.fate_client.conftest import ROLES, HttpFederation, import_with_flow, load_conf
+from tests.support.fate_client import FateClient
 
 FLOW_CLIENT_SCRIPT = """
 import json, sys

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from fate_registry.testing.cluster import Cluster
-from fate_registry.testing.services import RedisServer, redis_server
 from tests.faults.state import PARTY_OF, TIMEOUTS
+from tests.support.cluster import Cluster
+from tests.support.services import RedisServer, redis_server
 
 
 @pytest.fixture

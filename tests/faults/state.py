@@ -23,8 +23,6 @@ from typing import Any
 from client.sdk import RegistryClient
 from fate_registry.config import DatabaseConf
 from fate_registry.identity import gen_model_id
-from fate_registry.testing.cluster import Cluster
-from fate_registry.testing.started import STARTED, StartedFederation
 from fate_registry.v1.common_pb2 import PartyModelRef
 from party_agent.lifecycle import ABORTED_PREFIX, PREPARED_MARKER, STAGING, TRASH
 from party_agent.manifest import scan
@@ -33,6 +31,8 @@ from registry_server.catalog import Catalog, ModelFilter
 from registry_server.two_phase import ABORT_NOT_CONFIRMED
 from tests.conftest import GeneratedModel
 from tests.flow_cli import flow
+from tests.support.cluster import Cluster
+from tests.support.started import STARTED, StartedFederation
 
 PARTY_OF = {"guest": "9999", "host": "10000", "arbiter": "10001"}
 ROLES = {role: [int(party)] for role, party in PARTY_OF.items()}

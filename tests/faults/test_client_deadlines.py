@@ -18,10 +18,10 @@ import pytest
 from client.sdk import RegistryClient
 from fate_registry.errors import Reason, RegistryError
 from fate_registry.faultpoints import ENV
-from fate_registry.testing.cluster import Cluster, agent_name, wait_until
 from fate_registry.v1 import registry_pb2 as pb
 from tests.conftest import GeneratedModel, generate_model
 from tests.faults.state import PARTY_OF, ROLES, WAIT, import_everywhere
+from tests.support.cluster import Cluster, agent_name, wait_until
 
 SHORT = 0.5  # the SDK's deadline for short calls here
 HOST = agent_name(PARTY_OF["host"])

@@ -20,12 +20,12 @@ from typing import Any
 import pytest
 
 from fate_registry.packets import AGENT_ROLE
-from fate_registry.testing.cluster import COORDINATOR, Cluster, agent_name, wait_until
-from fate_registry.testing.rollsite_process import RollsiteProcess
-from fate_registry.testing.serving_process import ServingTestServer, serving_servers
 from tests.conftest import GeneratedModel, generate_model
 from tests.faults.state import assert_consistent, import_everywhere, operations
 from tests.flow_cli import flow
+from tests.support.cluster import COORDINATOR, Cluster, agent_name, wait_until
+from tests.support.rollsite_process import RollsiteProcess
+from tests.support.serving_process import ServingTestServer, serving_servers
 
 ROLES = {"guest": [9999], "host": [10000], "arbiter": [10000]}
 DEAD = "10000"

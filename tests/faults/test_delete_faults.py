@@ -19,8 +19,6 @@ import pytest
 
 from client.sdk import RegistryClient
 from fate_registry.faultpoints import ENV
-from fate_registry.testing.cluster import COORDINATOR, Cluster, agent_name, wait_until
-from fate_registry.testing.services import RedisServer
 from fate_registry.v1 import registry_pb2 as pb
 from tests.conftest import GeneratedModel, generate_model
 from tests.faults.conftest import ENGINE_PASSWORD
@@ -35,6 +33,8 @@ from tests.faults.state import (
 )
 from tests.faults.test_transfer_faults import killed_at, settled, stored_keys
 from tests.flow_cli import answer_of, flow, flow_in_background, write_conf
+from tests.support.cluster import COORDINATOR, Cluster, agent_name, wait_until
+from tests.support.services import RedisServer
 
 GUEST = PARTY_OF["guest"]
 MODEL_NOT_FOUND = 100  # get-model-info's retcode for a version the catalog does not list

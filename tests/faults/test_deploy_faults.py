@@ -26,7 +26,6 @@ from typing import Any
 
 import pytest
 
-from fate_registry.testing.cluster import COORDINATOR, Cluster, agent_name, wait_until
 from tests.conftest import GeneratedModel, generate_model
 from tests.faults.state import (
     CONNECTION_ERROR,
@@ -45,6 +44,7 @@ from tests.faults.state import (
     prepared_dirs,
 )
 from tests.flow_cli import answer_of, flow, flow_in_background
+from tests.support.cluster import COORDINATOR, Cluster, agent_name, wait_until
 
 NOT_FOUND = "cannot find model"
 

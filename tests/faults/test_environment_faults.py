@@ -23,8 +23,6 @@ from typing import Any
 import pytest
 
 from fate_registry.faultpoints import ENV
-from fate_registry.testing.cluster import COORDINATOR, Cluster, agent_name, wait_until
-from fate_registry.testing.netproxy import TcpProxy
 from tests.conftest import GeneratedModel, generate_model
 from tests.faults.state import (
     CONNECTION_ERROR,
@@ -40,6 +38,8 @@ from tests.faults.state import (
     versions_of,
 )
 from tests.flow_cli import answer_of, flow, flow_in_background, write_conf
+from tests.support.cluster import COORDINATOR, Cluster, agent_name, wait_until
+from tests.support.netproxy import TcpProxy
 
 HOST = PARTY_OF["host"]
 DISK_BYTES = 16 * 1024 * 1024

@@ -22,7 +22,6 @@ from typing import Any
 
 import pytest
 
-from fate_registry.testing.cluster import Cluster, agent_name, wait_until
 from tests.conftest import GeneratedModel, generate_model
 from tests.faults.state import (
     MULTI_PARTY_FAILED,
@@ -41,6 +40,7 @@ from tests.faults.state import (
     write_migrate_conf,
 )
 from tests.flow_cli import answer_of, flow, flow_in_background
+from tests.support.cluster import Cluster, agent_name, wait_until
 
 DEAD_REASONS = {"PARTY_UNAVAILABLE", "DEADLINE_EXCEEDED"}
 

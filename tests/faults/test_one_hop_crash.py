@@ -21,13 +21,13 @@ from client.sdk import RegistryClient
 from client.settings import TRANSFER_ENV
 from fate_registry.errors import Retcode
 from fate_registry.faultpoints import ENV
-from fate_registry.testing.cluster import COORDINATOR, Cluster, agent_name, wait_until
 from fate_registry.v1.common_pb2 import PartyModelRef
 from party_agent.lifecycle import STAGING
 from tests.conftest import GeneratedModel, generate_model
 from tests.faults.state import PARTY_OF, ROLES, WAIT, operations
 from tests.faults.test_transfer_faults import guest_versions, import_args
 from tests.flow_cli import answer_of, flow, flow_in_background
+from tests.support.cluster import COORDINATOR, Cluster, agent_name, wait_until
 
 GUEST = PARTY_OF["guest"]
 SETTLED_WITHIN = 10.0  # the maintenance period is 1 s here; the ticket's own time is 300 s

@@ -18,8 +18,6 @@ import redis
 from client.settings import TRANSFER_ENV
 from fate_registry.config import LimitsConf
 from fate_registry.faultpoints import ENV
-from fate_registry.testing.cluster import COORDINATOR, Cluster, agent_name, wait_until
-from fate_registry.testing.services import RedisServer
 from party_agent.storage.base import StoreKey
 from party_agent.storage.redis_store import header_key
 from tests.conftest import GeneratedModel, generate_model
@@ -33,6 +31,8 @@ from tests.faults.state import (
     versions_of,
 )
 from tests.flow_cli import answer_of, flow, flow_in_background, write_conf
+from tests.support.cluster import COORDINATOR, Cluster, agent_name, wait_until
+from tests.support.services import RedisServer
 
 GUEST = PARTY_OF["guest"]
 MODEL_BYTES = 8 * LimitsConf.upload_chunk_bytes  # several chunks: a fault point midway needs a second one

@@ -18,11 +18,11 @@ from hypothesis import HealthCheck, settings
 from client.sdk import RegistryClient
 from fate_registry.errors import RegistryError
 from fate_registry.identity import validate_name
-from fate_registry.testing.federation import LocalFederation
 from fate_registry.v1 import common_pb2 as common
 from party_agent.lifecycle import ABORTED_PREFIX
 from tests.conftest import GeneratedModel, generate_model
 from tests.fuzz.oracles import MODEL_CACHE, STAGING_DIRS, TreeSnapshot, assert_serving, escaped_files
+from tests.support.federation import LocalFederation
 
 MIN_TOTAL_CASES = 10_000
 # Small archive limits, so that zip bombs hit them in milliseconds.

@@ -11,9 +11,9 @@ import pytest
 from client.sdk import RegistryClient, TransferMode
 from fate_registry.config import LimitsConf
 from fate_registry.errors import Reason, RegistryError
-from fate_registry.testing.federation import LocalFederation
 from fate_registry.v1.common_pb2 import PartyModelRef
 from tests.conftest import GeneratedModel
+from tests.support.federation import LocalFederation
 from tests.zipcraft import DEFLATED, Entry, MiB, spliced, zeros
 
 PARTY = "9999"

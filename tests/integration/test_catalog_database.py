@@ -21,11 +21,11 @@ import yaml
 
 from client.sdk import RegistryClient
 from fate_registry.errors import Reason, RegistryError
-from fate_registry.testing.cluster import Cluster
-from fate_registry.testing.federation import fate_registry_command
-from fate_registry.testing.services import HOST, MariaDB, free_port, mariadb
 from fate_registry.v1 import registry_pb2 as pb
 from tests.flow_cli import flow
+from tests.support.cluster import Cluster
+from tests.support.federation import fate_registry_command
+from tests.support.services import HOST, MariaDB, free_port, mariadb
 
 DATABASE = "registry"
 USER = "fate"

@@ -13,13 +13,13 @@ from fate_registry.agent.v1 import agent_pb2, agent_pb2_grpc
 from fate_registry.channels import TICKET_KEY
 from fate_registry.config import DatabaseConf, parse
 from fate_registry.errors import Reason, RegistryError, from_rpc_error
-from fate_registry.testing.federation import LocalFederation
 from fate_registry.v1 import registry_pb2 as pb
 from fate_registry.v1.common_pb2 import ImportModelHeader, PartyModelRef
 from registry_server import transfers
 from registry_server.agents import AgentClients
 from registry_server.catalog import Catalog, ModelFilter
 from tests.conftest import GeneratedModel
+from tests.support.federation import LocalFederation
 
 
 def _ref(model: GeneratedModel, version: str = "") -> PartyModelRef:

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from fate_registry.testing.federation import LocalFederation
 from tests.conftest import generate_model
 from tests.fate_http import EchoUpstream, call, import_archive, send, signed_headers
+from tests.support.federation import LocalFederation
 
 KEYS = ("app-key-1", "secret-key-1")
 SECRET_IN_LOGS = KEYS[1]

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from fate_registry.testing.cluster import Cluster, agent_name
 from registry_server.fate_http.routes import ALL_OR_NOTHING
 from tests.conftest import GeneratedModel, generate_model
 from tests.fate_http import call, import_archive
+from tests.support.cluster import Cluster, agent_name
 
 DEAD = "10000"
 

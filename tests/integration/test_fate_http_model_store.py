@@ -3,9 +3,9 @@ processes): done before the answer, which says so in FATE's shape."""
 
 from __future__ import annotations
 
-from fate_registry.testing.federation import LocalFederation
 from tests.conftest import GeneratedModel
 from tests.fate_http import call, import_archive
+from tests.support.federation import LocalFederation
 
 
 def test_store_then_restore_over_a_deleted_copy(synced_federation: LocalFederation, model: GeneratedModel) -> None:

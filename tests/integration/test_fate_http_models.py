@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from fate_registry.testing.federation import LocalFederation
-from fate_registry.testing.serving_process import ServingTestServer, serving_servers
 from registry_server.fate_http.rows import CATALOG_FILTERS
 from tests.conftest import GeneratedModel, generate_model
 from tests.fate_http import call, import_archive, send
+from tests.support.federation import LocalFederation
+from tests.support.serving_process import ServingTestServer, serving_servers
 
 ARCHIVE_ONLY = {"import_model.json", ".fate_registry_manifest.json"}
 CLI_FILTERS = sorted(CATALOG_FILTERS)  # what FATE's CLI sends without --detail

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from bench.memory import MIB, status_kib
+from fate_registry.fate_models import ModelSpec, write_party_model
+from fate_registry.fate_models.fate_archive import build_stored_archive
 from fate_registry.identity import archive_name
-from fate_registry.testing import ModelSpec, write_party_model
-from fate_registry.testing.fate_archive import build_stored_archive
-from fate_registry.testing.federation import LocalFederation
 from tests.fate_http import import_archive
+from tests.support.federation import LocalFederation
 
 ARCHIVE_BYTES = 512 * MIB
 MAX_COORDINATOR_RSS_KIB = 200 * 1024

@@ -15,12 +15,12 @@ import torch
 
 from client.sdk import RegistryClient
 from fate_registry.errors import Reason, RegistryError
-from fate_registry.testing.federation import LocalFederation
 from fate_registry.v1 import registry_pb2 as pb
 from fate_registry.v1.common_pb2 import PartyModelRef
 from tests import homo_reference as ref
 from tests.conftest import GeneratedModel, generate_model
 from tests.flow_cli import flow, write_conf
+from tests.support.federation import LocalFederation
 
 LR_TOLERANCE = 1e-6
 NN_TOLERANCE = 1e-5

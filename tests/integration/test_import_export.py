@@ -11,10 +11,10 @@ import pytest
 
 from client.sdk import RegistryClient, TransferMode
 from fate_registry.errors import Reason, RegistryError
-from fate_registry.testing.federation import LocalFederation
 from fate_registry.v1 import registry_pb2 as pb
 from fate_registry.v1.common_pb2 import PartyModelRef
 from tests.conftest import GeneratedModel
+from tests.support.federation import LocalFederation
 
 ARCHIVE_ONLY = {"import_model.json", ".fate_registry_manifest.json"}
 

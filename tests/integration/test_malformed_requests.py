@@ -21,8 +21,8 @@ import pytest
 from fate_registry import packets
 from fate_registry.errors import Reason, RegistryError, from_rpc_error
 from fate_registry.fate import proxy_pb2
-from fate_registry.testing.cluster import COORDINATOR, Cluster, agent_name
 from fate_registry.v1 import registry_pb2 as pb
+from tests.support.cluster import COORDINATOR, Cluster, agent_name
 
 GARBAGE = b"\xff\xff\xff"
 CALLS = 200

@@ -12,12 +12,13 @@ from typing import Any
 
 import pytest
 
+from fate_registry.fate_models import ModelSpec, write_party_model
+from fate_registry.fate_models.fate_archive import build_stored_archive, sha256_file
 from fate_registry.identity import archive_name
-from fate_registry.testing import ModelSpec, services, write_party_model
-from fate_registry.testing.fate_archive import build_stored_archive, sha256_file
-from fate_registry.testing.federation import LocalFederation
 from tests.conftest import GeneratedModel, generate_model
 from tests.flow_cli import flow, write_conf
+from tests.support import services
+from tests.support.federation import LocalFederation
 
 SECRET = "s3cret-pw-that-must-not-leak"
 BIG_BYTES = 512 * 1024 * 1024

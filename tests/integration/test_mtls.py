@@ -30,16 +30,16 @@ from fate_registry.config import TlsConf
 from fate_registry.errors import Reason, RegistryError, Retcode, from_rpc_error
 from fate_registry.fate import model_service_pb2 as ms
 from fate_registry.fate.model_service_pb2_grpc import ModelServiceStub
-from fate_registry.testing.certs import Authority, CertFiles, FederationCerts, make_federation_certs
-from fate_registry.testing.cluster import Cluster
-from fate_registry.testing.federation import fate_registry_command
-from fate_registry.testing.processes import wait_for_port_file
-from fate_registry.testing.serving import PullError, pull_model
-from fate_registry.testing.serving_process import ServingTestServer, serving_servers
 from fate_registry.v1 import registry_pb2 as pb
 from fate_registry.v1.common_pb2 import ImportModelHeader, PartyModelRef
 from tests.conftest import GeneratedModel, generate_model
 from tests.flow_cli import flow, write_conf
+from tests.support.certs import Authority, CertFiles, FederationCerts, make_federation_certs
+from tests.support.cluster import Cluster
+from tests.support.federation import fate_registry_command
+from tests.support.processes import wait_for_port_file
+from tests.support.serving import PullError, pull_model
+from tests.support.serving_process import ServingTestServer, serving_servers
 
 PARTIES = ("9999", "10000")
 ROLES = {"guest": ["9999"], "host": ["10000"], "arbiter": ["10000"]}

@@ -13,7 +13,6 @@ import pytest
 
 from fate_registry.config import DatabaseConf, parse
 from fate_registry.errors import Reason, RegistryError
-from fate_registry.testing.federation import LocalFederation
 from fate_registry.v1 import registry_pb2 as pb
 from fate_registry.v1.common_pb2 import ImportModelHeader
 from registry_server.agents import AgentClients
@@ -22,6 +21,7 @@ from registry_server.replicas import Leases
 from registry_server.transfers import TransferDesk
 from tests.conftest import GeneratedModel
 from tests.integration.test_direct_transfer import _agent_import, _ref
+from tests.support.federation import LocalFederation
 
 REPLICA = "coordinator"
 

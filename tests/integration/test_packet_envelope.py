@@ -16,10 +16,10 @@ from fate_registry.agent.v1 import agent_pb2
 from fate_registry.config import PLAINTEXT, Address
 from fate_registry.errors import Reason, RegistryError
 from fate_registry.fate import proxy_pb2
-from fate_registry.testing.federation import LocalFederation
 from fate_registry.v1.common_pb2 import ImportModelHeader, PartyModelRef
 from registry_server.transport import DirectTransport, PacketTransport
 from tests.conftest import GeneratedModel
+from tests.support.federation import LocalFederation
 
 SERVICE = "/fate_registry.agent.v1.PartyAgentService/"
 CHUNK = 64 * 1024

@@ -29,12 +29,12 @@ import pytest
 
 from client.sdk import RegistryClient
 from fate_registry.errors import Reason, RegistryError, Retcode
-from fate_registry.testing.cluster import COORDINATOR, Cluster, agent_name, wait_until
-from fate_registry.testing.services import mariadb
 from fate_registry.v1 import registry_pb2 as pb
 from fate_registry.v1.common_pb2 import PartyModelRef
 from tests.conftest import GeneratedModel, generate_model
 from tests.flow_cli import flow
+from tests.support.cluster import COORDINATOR, Cluster, agent_name, wait_until
+from tests.support.services import mariadb
 
 REPLICA_2 = "coordinator-2"
 PARTIES = ("9999", "10000")

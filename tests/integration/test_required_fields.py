@@ -20,11 +20,11 @@ from google.protobuf.message_factory import GetMessageClass
 
 from client.sdk import RegistryClient
 from fate_registry.errors import Reason, RegistryError, from_rpc_error
-from fate_registry.testing.federation import LocalFederation
 from fate_registry.v1 import registry_pb2 as pb
 from fate_registry.v1.common_pb2 import ImportModelHeader, PartyModelRef
 from tests.conftest import GeneratedModel, generate_model
 from tests.flow_cli import flow
+from tests.support.federation import LocalFederation
 
 SERVICE = pb.DESCRIPTOR.services_by_name["RegistryService"]
 TIMEOUT = 30.0

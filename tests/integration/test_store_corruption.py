@@ -23,12 +23,12 @@ import redis
 from client.sdk import RegistryClient
 from fate_registry.errors import Reason, RegistryError
 from fate_registry.identity import party_model_id
-from fate_registry.testing import services
-from fate_registry.testing.federation import LocalFederation
 from fate_registry.v1 import common_pb2 as common
 from fate_registry.v1 import registry_pb2 as pb
 from tests.conftest import GeneratedModel, generate_model
 from tests.flow_cli import flow, write_conf
+from tests.support import services
+from tests.support.federation import LocalFederation
 
 ROLE = "guest"
 PARTY = "9999"

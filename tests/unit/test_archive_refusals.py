@@ -20,7 +20,7 @@ import pytest
 
 from fate_registry import config
 from fate_registry.errors import Reason, RegistryError
-from fate_registry.testing import ModelSpec, build_fate_archive, write_federation
+from fate_registry.fate_models import ModelSpec, build_fate_archive, write_federation
 from fate_registry.v1.common_pb2 import ImportModelHeader, PartyModelRef
 from party_agent import archive
 from party_agent.agent import PartyAgent

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from fate_registry.errors import Reason, RegistryError
-from fate_registry.testing import MODEL_ALIAS, STEP_NAME, ModelSpec, read_define_meta, write_party_model
+from fate_registry.fate_models import MODEL_ALIAS, STEP_NAME, ModelSpec, read_define_meta, write_party_model
 from party_agent.checkpoints import (
     BufferDigest,
     list_checkpoints,

@@ -15,13 +15,14 @@ from pydantic import SecretStr
 
 from fate_registry import config
 from fate_registry.config import DatabaseConf
-from fate_registry.testing import MODEL_ALIAS, ModelSpec, services, write_party_model
+from fate_registry.fate_models import MODEL_ALIAS, ModelSpec, write_party_model
 from fate_registry.v1.common_pb2 import PartyModelRef
 from party_agent.agent import PartyAgent
 from party_agent.deploy import DeployRequest
 from party_agent.manifest import FileRecord, Manifest, scan
 from party_agent.metadata import MetadataStore, PartyModelRecord, PendingPublish
 from registry_server.predict_dsl import derive_predict_dsl
+from tests.support import services
 
 PARTY = "9999"
 CPN = "hetero_lr_0"

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from fate_registry import direct_io
 from fate_registry.direct_io import BLOCK, BUFFER_BYTES, DirectWriter, read_pieces
-from fate_registry.testing.cluster import wait_until
+from tests.support.cluster import wait_until
 
 # Sizes around every edge: empty, under a block, a block, a buffer, a buffer and a partial block, several buffers.
 EDGES = [0, 1, BLOCK - 1, BLOCK, BUFFER_BYTES - 1, BUFFER_BYTES, BUFFER_BYTES + 1, 2 * BUFFER_BYTES + BLOCK + 7]

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from client.cli import _progress
+from client.handlers import progress_bar
 from client.sdk import receive_archive
 from fate_registry.chunks import encode_chunk
 from fate_registry.v1 import common_pb2 as common
@@ -47,7 +47,7 @@ def _frames(drawn: str) -> list[str]:
 def _export_with_bar(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content_size: int) -> list[str]:
     terminal = _Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
-    with _progress(None, "export") as bar:
+    with progress_bar(None, "export") as bar:
         assert bar is not None
         result = receive_archive(iter(_stream(PAYLOAD, content_size)), tmp_path, "the model", bar.advance, bar.expect)
     assert result.size == len(PAYLOAD) and (tmp_path / ARCHIVE_NAME).read_bytes() == PAYLOAD
@@ -84,6 +84,6 @@ def test_a_stream_without_a_size_still_counts_bytes(tmp_path: Path, monkeypatch:
 def test_no_bar_when_stderr_is_not_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     piped = io.StringIO()
     monkeypatch.setattr(sys, "stderr", piped)
-    with _progress(None, "export") as bar:
+    with progress_bar(None, "export") as bar:
         assert bar is None
     assert piped.getvalue() == ""

@@ -11,7 +11,7 @@ import pytest
 
 from fate_registry import config
 from fate_registry.config import DatabaseConf
-from fate_registry.testing import ModelSpec, write_party_model
+from fate_registry.fate_models import ModelSpec, write_party_model
 from fate_registry.v1.common_pb2 import PartyModelRef
 from party_agent import manifest
 from party_agent.agent import PartyAgent

@@ -15,8 +15,7 @@ from fate_registry.fate.boosting_tree_model_meta_pb2 import DecisionTreeModelMet
 from fate_registry.fate.boosting_tree_model_param_pb2 import BoostingTreeModelParam
 from fate_registry.fate.homo_nn_model_meta_pb2 import HomoNNMeta
 from fate_registry.fate.lr_model_param_pb2 import LRModelParam
-from fate_registry.testing import homo_models
-from fate_registry.testing.model_factory import ModelSpec, write_party_model
+from fate_registry.fate_models import ModelSpec, homo_models, write_party_model
 from party_agent.homo_convert import lightgbm_sbt, pytorch_nn, sklearn_lr
 from party_agent.homo_convert.buffers import ComponentModel
 from party_agent.homo_convert.frameworks import canonical, needs, target_for

@@ -1,6 +1,6 @@
 """The InferenceService bodies homo-deploy builds, against KServe's published CRD schema.
 
-The schema is the subset of KServe's CRD kept in ``fate_registry/testing/data`` (its header says
+The schema is the subset of KServe's CRD kept in ``tests/support/data`` (its header says
 which file, commit and parts); the fake Kubernetes API server validates with the same validator.
 """
 
@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from fate_registry.errors import RegistryError
-from fate_registry.testing.kube_api import inference_service_validator
 from party_agent.homo_convert.frameworks import ALIASES
 from party_agent.homo_deploy.frameworks import FRAMEWORKS, framework_for
 from party_agent.homo_deploy.inference_service import ServiceSpec, inference_service
 from party_agent.homo_deploy.params import DeploymentParameters, Flavour
+from tests.support.kube_api import inference_service_validator
 
 VALIDATOR = inference_service_validator()
 

@@ -30,8 +30,8 @@ from fate_registry.fate import (
     pearson_model_param_pb2,
     pipeline_pb2,
 )
+from fate_registry.fate_models import BUFFER_CLASSES, ModelSpec, read_define_meta, write_federation
 from fate_registry.identity import gen_model_id
-from fate_registry.testing import BUFFER_CLASSES, ModelSpec, read_define_meta, write_federation
 from party_agent.party_rewrite import (
     MIGRATED_MODULES,
     PartyMap,

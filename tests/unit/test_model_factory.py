@@ -24,8 +24,7 @@ from fate_registry.fate import (
     lr_model_meta_pb2,
     lr_model_param_pb2,
 )
-from fate_registry.identity import party_model_id
-from fate_registry.testing import (
+from fate_registry.fate_models import (
     BUFFER_CLASSES,
     STEP_NAME,
     ModelSpec,
@@ -36,6 +35,7 @@ from fate_registry.testing import (
     write_federation,
     write_party_model,
 )
+from fate_registry.identity import party_model_id
 
 MODEL_ID = "arbiter-10000#guest-9999#host-10000#model"
 MIB = 1024 * 1024

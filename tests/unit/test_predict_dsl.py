@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from fate_registry.errors import Reason, RegistryError
-from fate_registry.testing import ModelSpec, train_dsl, train_runtime_conf
+from fate_registry.fate_models import ModelSpec, train_dsl, train_runtime_conf
 from registry_server.predict_dsl import (
     derive_predict_dsl,
     predict_conf_template,

@@ -9,10 +9,10 @@ import pytest
 
 from fate_registry.config import DatabaseConf
 from fate_registry.errors import Reason, RegistryError, Retcode
-from fate_registry.testing.cluster import wait_until
 from fate_registry.v1.common_pb2 import PartyModelInfo, PartyResult
 from registry_server.catalog import Catalog
 from registry_server.replicas import Leases
+from tests.support.cluster import wait_until
 
 LONG = 60.0
 SHORT = 0.2

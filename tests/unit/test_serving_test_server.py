@@ -18,9 +18,9 @@ import pytest
 
 from fate_registry.fate import model_service_pb2 as pb
 from fate_registry.fate import model_service_pb2_grpc
-from fate_registry.testing import ModelSpec, read_define_meta, write_party_model
-from fate_registry.testing.serving import CRASH_EXIT_CODE, MODEL_INIT_MESSAGE, PIPELINE_KEY, Faults, ServingOptions
-from fate_registry.testing.serving_process import ServingTestServer
+from fate_registry.fate_models import ModelSpec, read_define_meta, write_party_model
+from tests.support.serving import CRASH_EXIT_CODE, MODEL_INIT_MESSAGE, PIPELINE_KEY, Faults, ServingOptions
+from tests.support.serving_process import ServingTestServer
 
 TRANSFER_PATH = "/v1/model/transfer"
 

@@ -27,10 +27,10 @@ import pytest
 from fate_registry.config import PLAINTEXT, TlsConf
 from fate_registry.errors import Reason, RegistryError
 from fate_registry.http_limits import HttpLimits
-from fate_registry.testing.certs import Authority
-from fate_registry.testing.serving import PullError, pull_model
 from fate_registry.v1.common_pb2 import PartyModelRef
 from party_agent.transfer_http import PATH, TransferServer
+from tests.support.certs import Authority
+from tests.support.serving import PullError, pull_model
 
 NAMESPACE = "guest#9999#arbiter-10000#guest-9999#host-10000#model"
 VERSION = "202401010000000000000"

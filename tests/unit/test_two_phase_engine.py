@@ -18,7 +18,6 @@ from fate_registry import faultpoints
 from fate_registry.agent.v1 import agent_pb2
 from fate_registry.config import DatabaseConf
 from fate_registry.errors import Reason, RegistryError, Retcode
-from fate_registry.testing.cluster import wait_until
 from fate_registry.v1.common_pb2 import PartyModelRef, PartyResult, RoleParties
 from registry_server.agent_rpc import AgentRpc, Req, Resp, Rpc
 from registry_server.catalog import Catalog, ModelFilter
@@ -28,6 +27,7 @@ from registry_server.op_state import OpState
 from registry_server.plan import Plan, PlanKind, Prepared
 from registry_server.replicas import Leases
 from registry_server.two_phase import ABORT_NOT_CONFIRMED, Deadlines, PrepareStep, Services, TwoPhase
+from tests.support.cluster import wait_until
 from tests.unit.fake_agents import Crash, FakeAgents, Fault
 
 PARTIES = [("arbiter", "10001"), ("host", "10000"), ("guest", "9999")]

@@ -14,8 +14,8 @@ from typing import Any
 
 import yaml
 
-from fate_registry.testing.processes import wait_for_port_file
-from fate_registry.testing.started import register
+from tests.support.processes import wait_for_port_file
+from tests.support.started import register
 
 DEFAULT_PARTIES: Mapping[str, Mapping[str, Any]] = {"9999": {}, "10000": {}}
 

@@ -1,6 +1,6 @@
 """A rollsite-style router for tests: forwards eggroll Packets by ``header.dst`` as rollsite does.
 
-``python -m fate_registry.testing.rollsite --root DIR [--host H] [--port P]`` serves
+``python -m tests.support.rollsite --root DIR [--host H] [--port P]`` serves
 ``DataTransferService.unaryCall`` and, for each Packet:
 
 - looks ``header.dst.partyId`` / ``header.dst.role`` up in ``DIR/route_table.json`` (FATE's

@@ -5,10 +5,19 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 POLL_INTERVAL = 0.05
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def support_module(module: str) -> list[str]:
+    """The command running ``python -m tests.support.<module>`` from any working directory: ``tests`` is
+    not installed with the package, so the repository root goes first on the child's PYTHONPATH."""
+    path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
+    return ["env", f"PYTHONPATH={path}", sys.executable, "-m", f"tests.support.{module}"]
 
 
 def tail(path: Path, size: int = 2000) -> str:

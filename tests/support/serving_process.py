@@ -1,4 +1,4 @@
-"""Start and stop the FATE-Serving test server (:mod:`fate_registry.testing.serving`) as a process.
+"""Start and stop the FATE-Serving test server (:mod:`tests.support.serving`) as a process.
 
 Usage in a test::
 
@@ -20,15 +20,14 @@ from __future__ import annotations
 import contextlib
 import json
 import subprocess
-import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fate_registry.config import PLAINTEXT, TlsConf
-from fate_registry.testing.processes import terminate, wait_for_port_file
-from fate_registry.testing.serving import Faults
+from tests.support.processes import support_module, terminate, wait_for_port_file
+from tests.support.serving import Faults
 
 _POLL_INTERVAL = 0.05
 
@@ -71,9 +70,7 @@ class ServingTestServer:
         control_path.unlink(missing_ok=True)  # a restart on the same root starts with the faults given here
         command = [
             *prefix,
-            sys.executable,
-            "-m",
-            "fate_registry.testing.serving",
+            *support_module("serving"),
             f"--port-file={port_file}",
             f"--record={record_path}",
             f"--control={control_path}",
@@ -100,7 +97,7 @@ class ServingTestServer:
     def records(self, method: str | None = None) -> list[dict[str, Any]]:
         """The requests received so far, oldest first; only ``method``'s when given.
 
-        Each is ``{"method", "request", "raw", "metadata", "time"}`` (see :mod:`fate_registry.testing.serving`).
+        Each is ``{"method", "request", "raw", "metadata", "time"}`` (see :mod:`tests.support.serving`).
         A line still being written is left out.
         """
         if not self.record_path.exists():

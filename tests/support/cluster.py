@@ -1,6 +1,6 @@
 """A federation of separately started processes, for fault tests: kill, pause or restart any one.
 
-Unlike :class:`~fate_registry.testing.federation.LocalFederation` (``fate-registry up``, which stops
+Unlike :class:`~tests.support.federation.LocalFederation` (``fate-registry up``, which stops
 everything when one child dies), every process here is started on its own::
 
     fate-registry agent  --conf <root>/conf/agent-<party>.yaml --data-dir <root>/data --party-id <party> --port-file …
@@ -43,8 +43,8 @@ import yaml
 from fate_registry import config
 from fate_registry.grpc_server import http_port_file
 from fate_registry.health import is_serving
-from fate_registry.testing.federation import fate_registry_command
-from fate_registry.testing.started import register
+from tests.support.federation import fate_registry_command
+from tests.support.started import register
 
 T = TypeVar("T")
 COORDINATOR = "coordinator"

@@ -1,4 +1,4 @@
-"""Start and stop the rollsite test router (:mod:`fate_registry.testing.rollsite`) as a process.
+"""Start and stop the rollsite test router (:mod:`tests.support.rollsite`) as a process.
 
 Usage in a test::
 
@@ -18,14 +18,13 @@ from __future__ import annotations
 import base64
 import json
 import subprocess
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fate_registry.fate import proxy_pb2
-from fate_registry.testing.processes import terminate, wait_for_port_file
+from tests.support.processes import support_module, terminate, wait_for_port_file
 
 
 def _write_json(path: Path, document: Any) -> None:
@@ -55,7 +54,7 @@ class RollsiteProcess:
         routes: dict[str, Any] = {"route_table": {}, "permission": {"default_allow": False}}
         _write_json(root / "route_table.json", routes)
         log_path = root / "rollsite.log"
-        command = [*prefix, sys.executable, "-m", "fate_registry.testing.rollsite", f"--root={root}", f"--host={host}"]
+        command = [*prefix, *support_module("rollsite"), f"--root={root}", f"--host={host}"]
         with log_path.open("ab") as log:
             process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True

@@ -1,7 +1,7 @@
 """A FATE-Serving 2.1 stand-in for tests: a real gRPC ``ModelService`` in its own process.
 
-Run it as ``python -m fate_registry.testing.serving --port-file F [options]``, or from a test with
-:class:`fate_registry.testing.serving_process.ServingTestServer`. It listens on a loopback address
+Run it as ``python -m tests.support.serving --port-file F [options]``, or from a test with
+:class:`tests.support.serving_process.ServingTestServer`. It listens on a loopback address
 only, writes ``host:port`` to the port file once it serves, and stops on SIGTERM or SIGINT.
 
 It answers as FATE-Serving 2.1's ``ModelManager`` does (fate_serving.md §2.4, §5.4, §6.4):
@@ -671,7 +671,7 @@ def serve(options: ServingOptions, port_file: Path) -> None:
 
 def parse_args(argv: Sequence[str] | None = None) -> tuple[ServingOptions, Path]:
     parser = argparse.ArgumentParser(
-        prog="python -m fate_registry.testing.serving", description="A FATE-Serving 2.1 stand-in for tests."
+        prog="python -m tests.support.serving", description="A FATE-Serving 2.1 stand-in for tests."
     )
     parser.add_argument("--port-file", type=Path, required=True, help="where host:port is written once serving")
     parser.add_argument("--host", default="127.0.0.1", help="loopback address to listen on")

@@ -1,7 +1,8 @@
-"""Test support: realistic trained FATE models on disk and FATE-Flow-style export archives."""
+"""Generated trained FATE models on disk (any size, streamed) and their FATE-Flow-style export archives."""
 
-from fate_registry.testing.fate_archive import build_fate_archive, sha256_file
-from fate_registry.testing.model_factory import (
+from fate_registry.fate_models.fate_archive import build_fate_archive, sha256_file
+from fate_registry.fate_models.model_factory import read_define_meta, read_pipeline, write_federation, write_party_model
+from fate_registry.fate_models.recipes import (
     BUFFER_CLASSES,
     MODEL_ALIAS,
     PIPELINE_ALIAS,
@@ -11,13 +12,8 @@ from fate_registry.testing.model_factory import (
     STEP_NAME,
     Algorithm,
     ModelSpec,
-    read_define_meta,
-    read_pipeline,
-    train_dsl,
-    train_runtime_conf,
-    write_federation,
-    write_party_model,
 )
+from fate_registry.fate_models.train_conf import train_dsl, train_runtime_conf
 
 __all__ = [
     "BUFFER_CLASSES",

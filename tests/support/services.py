@@ -14,7 +14,7 @@ Redis keep their data across that; the COS emulator, moto, keeps it in memory on
 The COS emulator is moto's S3 backend behind :class:`CosShim`, which makes it answer what the
 unmodified cos-python-sdk-v5 sends and expects: COS signatures checked against the configured
 SecretId/SecretKey, ``x-cos-*`` headers translated, and error bodies in COS's shape. Run it alone
-with ``python -m fate_registry.testing.services cos-emulator --port PORT`` and the credentials in
+with ``python -m tests.support.services cos-emulator --port PORT`` and the credentials in
 ``COS_EMULATOR_SECRET_ID`` / ``COS_EMULATOR_SECRET_KEY``.
 """
 
@@ -41,6 +41,8 @@ from urllib.parse import parse_qsl, quote
 from xml.sax.saxutils import escape
 
 import pymysql
+
+from tests.support.processes import support_module
 
 HOST = "127.0.0.1"
 START_DEADLINE = 60.0
@@ -374,7 +376,7 @@ def cos_emulator(root: Path, *, bucket: str = "fate-model", secret_id: str = "AK
     root.mkdir(parents=True, exist_ok=True)
     secret_key = secrets.token_urlsafe(16)
     port = free_port()
-    argv = [sys.executable, "-m", "fate_registry.testing.services", "cos-emulator", "--port", str(port)]
+    argv = [*support_module("services"), "cos-emulator", "--port", str(port)]
     env_argv = ["env", f"COS_EMULATOR_SECRET_ID={secret_id}", f"COS_EMULATOR_SECRET_KEY={secret_key}", *argv]
     server = CosEmulator(
         root, port, bucket, secret_id, secret_key, ServerProcess("cos-emulator", env_argv, root / "cos.log")
@@ -445,7 +447,7 @@ def s3_server(root: Path) -> Iterator[S3Server]:
     root = root.resolve()
     root.mkdir(parents=True, exist_ok=True)
     port = free_port()
-    argv = [sys.executable, "-m", "fate_registry.testing.services", "s3-server", "--port", str(port)]
+    argv = [*support_module("services"), "s3-server", "--port", str(port)]
     server = S3Server(root, port, ServerProcess("s3-server", argv, root / "s3.log"))
     try:
         server.process.start()
@@ -589,7 +591,7 @@ def _serve_s3(port: int, shim: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m fate_registry.testing.services")
+    parser = argparse.ArgumentParser(prog="python -m tests.support.services")
     sub = parser.add_subparsers(dest="command", required=True)
     cos = sub.add_parser("cos-emulator", help="serve the COS emulator on 127.0.0.1:PORT (credentials from the env)")
     cos.add_argument("--port", type=int, required=True)
