@@ -168,7 +168,8 @@ class _Commands:
         required: bool = True,
     ) -> argparse.ArgumentParser:
         """A command reading a ``-c`` conf, its keys (:data:`CONF_KEYS`) in its help; ``variant`` is the
-        option that makes it read another kind of conf, and that kind."""
+        option that makes it read another kind of conf, and that kind.
+        """
         epilog = CONF_KEYS[name].describe("conf keys")
         if variant is not None:
             option, kind = variant

@@ -133,7 +133,8 @@ class Conf:
 
     def read(self, schema: type[Schema]) -> Schema:
         """The conf as ``schema``: FATE's check first (every required key present and not null, or one
-        error naming every missing key, dotted), then each value's type, naming the file and the key."""
+        error naming every missing key, dotted), then each value's type, naming the file and the key.
+        """
         try:
             return TypeAdapter(schema).validate_python(_present(schema, self.data))
         except ValidationError as exc:

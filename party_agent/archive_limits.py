@@ -64,7 +64,8 @@ class DiskRoom:
 @dataclass(frozen=True)
 class ArchiveLimits:
     """What an archive may expand to: bytes in all, entries, bytes inflated per compressed byte (past
-    :data:`EXPANSION_FLOOR`), and, when given, the room on the disk."""
+    :data:`EXPANSION_FLOOR`), and, when given, the room on the disk.
+    """
 
     max_bytes: int
     max_entries: int
@@ -73,7 +74,8 @@ class ArchiveLimits:
 
     def check_expansion(self, given: int, taken: int, what: str, whose: str = "its") -> None:
         """Refuse ``taken`` compressed bytes that inflate to ``given`` past the ratio; ``what`` expands, ``whose``
-        compressed size it is ("archive entry 'x' expands", "its")."""
+        compressed size it is ("archive entry 'x' expands", "its").
+        """
         if given > max(EXPANSION_FLOOR, self.max_ratio * taken):
             raise RegistryError(
                 Reason.ARCHIVE_TOO_LARGE,

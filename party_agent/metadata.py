@@ -157,7 +157,8 @@ class MetadataStore:
 
     def holds_party(self, party_id: str) -> bool:
         """Whether a version of ``party_id`` is recorded here: this agent's own party, or one it migrated a
-        slice to (a migrated slice stays on the agent that prepared it, under its new party id)."""
+        slice to (a migrated slice stays on the agent that prepared it, under its new party id).
+        """
         m = self._model
         with self.db.connection_context():
             return bool(m.select(m.f_party_id).where(m.f_party_id == party_id).limit(1).exists())

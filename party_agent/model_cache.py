@@ -59,7 +59,8 @@ def link_file(source: str | Path, target: str | Path) -> None:
 
 def files_size(version_dir: Path) -> tuple[int, int]:
     """Bytes and number of the files a version's manifest would list (:func:`~party_agent.manifest.scan`'s
-    choice), from their sizes alone: what a version FATE-Flow wrote weighs before it is hashed."""
+    choice), from their sizes alone: what a version FATE-Flow wrote weighs before it is hashed.
+    """
     size = count = 0
     top = os.fspath(version_dir)
     for root, _dirs, files in os.walk(top):
@@ -150,7 +151,8 @@ class ModelCache:
         """The versions held here (FATE's "model exists") of ``model_id`` and ``model_version`` (empty: any),
         found as FATE-Flow's fallback scan of ``<role>#<party_id>#<model_id>/<version>`` finds them: by
         listing directories, no file read. Those whose (role, party id, model id, version) is in ``skip``
-        are passed over unseen, as is a name no path of ours may take."""
+        are passed over unseen, as is a name no path of ours may take.
+        """
         found = []
         for name in sorted(os.listdir(self.root)):
             try:

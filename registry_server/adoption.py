@@ -42,7 +42,8 @@ def _key(info: PartyModelInfo) -> tuple[str, str, str, str]:
 
 class Adoption:
     """The catalog's lookups, made good from the parties on a miss (:meth:`find`), and kept in step with
-    what the parties hold (:meth:`start`)."""
+    what the parties hold (:meth:`start`).
+    """
 
     def __init__(self, catalog: Catalog, agents: AgentClients, fanout: FanOut) -> None:
         self.catalog = catalog
@@ -56,7 +57,8 @@ class Adoption:
     def adopt(self, where: ModelFilter) -> list[PartyModelInfo]:
         """Ask every party which slices of ``where``'s model id and version it holds (every role's and
         party's, whichever ``where`` names: a version is catalogued whole), catalog those the catalog
-        lacks, and look ``where`` up again."""
+        lacks, and look ``where`` up again.
+        """
         self._catalog(agent_pb2.ListModelsRequest(model_id=where.model_id, model_version=where.model_version))
         return self.catalog.find(where)
 
@@ -66,13 +68,15 @@ class Adoption:
 
     def sync_unrecorded(self) -> None:
         """Catalog the versions parties hold without a record of them (FATE-Flow's, not used yet) that the
-        catalog lacks (every maintenance period: a party only lists its directories for it)."""
+        catalog lacks (every maintenance period: a party only lists its directories for it).
+        """
         self._catalog(agent_pb2.ListModelsRequest(unrecorded_only=True))
 
     def start(self, period: float) -> Maintenance:
         """:meth:`sync` now, on a thread of its own (a party that does not answer must not hold the
         coordinator's start up), then :meth:`sync_unrecorded` every ``period`` seconds; ``stop()`` the
-        answer to end it."""
+        answer to end it.
+        """
         threading.Thread(target=self._first_sync, name="adoption", daemon=True).start()
         return Maintenance([self.sync_unrecorded], period)
 
@@ -85,7 +89,8 @@ class Adoption:
 
     def _catalog(self, request: agent_pb2.ListModelsRequest) -> None:
         """Ask every party for its versions as ``request`` says and catalog those the catalog lacks, or
-        knows without the manifest digest the party has now."""
+        knows without the manifest digest the party has now.
+        """
         asked_at = now_ms()
         parties = list(self.agents.conf.parties)
         timeout = self.agents.conf.coordinator.call_timeout
@@ -132,7 +137,8 @@ class Adoption:
     def _operated_on(self, model_id: str, model_version: str, since_ms: int) -> bool:
         """Whether an operation of the log on the version is unfinished (running, or in doubt: it is that
         operation's to catalog or forget), or is a delete that ended after ``since_ms`` (the party's answer
-        may predate it: the catalog must not get back what the delete made it forget)."""
+        may predate it: the catalog must not get back what the delete made it forget).
+        """
         operations, _ = self.catalog.list_operations(model_id, model_version, "", 0, "")
         return any(
             not op.HasField("end_time") or (op.operation == DELETE and op.end_time.ToMilliseconds() >= since_ms)

@@ -61,7 +61,8 @@ class Catalog(OperationRecords):
 
         class VersionRow(base):  # type: ignore[misc, valid-type]
             """One row per model version some party holds: the version list pages on its indexes
-            instead of grouping every party row of the model."""
+            instead of grouping every party row of the model.
+            """
 
             model_id = peewee.CharField(max_length=255)
             model_version = peewee.CharField(max_length=255)
@@ -79,7 +80,8 @@ class Catalog(OperationRecords):
 
         class HostedParty(base):  # type: ignore[misc, valid-type]
             """A party id that is not one of this federation's, whose migrated slices stay with the agent
-            of ``site`` (the party that prepared them): calls for that party go to that agent."""
+            of ``site`` (the party that prepared them): calls for that party go to that agent.
+            """
 
             party_id = peewee.CharField(max_length=50, primary_key=True)
             site = peewee.CharField(max_length=50)
@@ -156,8 +158,8 @@ class Catalog(OperationRecords):
 
     def record_all(self, infos: Sequence[PartyModelInfo], sites: Mapping[str, str] | None = None) -> None:
         """Insert or replace several parties' rows in one transaction; ``sites``: the party ids (not of this
-        federation) whose slices among them stay with the agent of another party (a migrate's)."""
-
+        federation) whose slices among them stay with the agent of another party (a migrate's).
+        """
         if not infos:
             return
         pm = self._party_model

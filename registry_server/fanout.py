@@ -45,7 +45,8 @@ class PartyCall(Generic[T]):
 
 def _unavailable(exc: BaseException) -> bool:
     """A party that answered UNAVAILABLE, or whose connection broke: worth another try. One that could not be
-    reached at all has been tried again by its transport already (:func:`transport.reconnecting`)."""
+    reached at all has been tried again by its transport already (:func:`transport.reconnecting`).
+    """
     return (
         isinstance(exc, RegistryError)
         and exc.reason is Reason.PARTY_UNAVAILABLE

@@ -37,7 +37,8 @@ class Unfinished:
 @dataclass(frozen=True)
 class OpenTransfer:
     """A one-hop transfer still running in the log: its ticket, its operation (its party first in its
-    results) and its entry as an unfinished operation, to claim it (:meth:`Catalog.claim`)."""
+    results) and its entry as an unfinished operation, to claim it (:meth:`Catalog.claim`).
+    """
 
     ticket: str
     operation: Operation
@@ -123,7 +124,8 @@ class OperationRecords:
 
     def set_plan(self, operation_id: str, status: str, plan: dict[str, Any]) -> None:
         """Persist a two-phase operation's state before acting on it; only its owner may (a replica
-        whose operation was taken over while it stalled learns so here, before it decides anything)."""
+        whose operation was taken over while it stalled learns so here, before it decides anything).
+        """
         op = self._operation
         with self.db.connection_context():
             changed = (
@@ -139,7 +141,8 @@ class OperationRecords:
 
     def unfinished(self, statuses: Sequence[str], live: peewee.SelectQuery) -> list[Unfinished]:
         """The operations in ``statuses`` this replica owns or whose owner is not among ``live``
-        (a subquery of replica ids), except one-hop transfers, which the transfer sweep settles."""
+        (a subquery of replica ids), except one-hop transfers, which the transfer sweep settles.
+        """
         op = self._operation
         with self.db.connection_context():
             rows = list(
@@ -166,7 +169,8 @@ class OperationRecords:
     def interrupt(self, operation_id: str, message: str, in_doubt: Sequence[str] = ()) -> None:
         """Close the log entry of a single-phase operation whose replica stopped while it ran. Kinds in
         ``in_doubt`` whose party may have done the work (relayed calls, no ticket) become "in_doubt"
-        instead: the party is asked later (:meth:`in_doubt`)."""
+        instead: the party is asked later (:meth:`in_doubt`).
+        """
         op = self._operation
         mine = (op.operation_id == operation_id) & (op.status == OpState.RUNNING) & (op.owner == self.owner)
         with self.db.connection_context():
@@ -260,7 +264,8 @@ class OperationRecords:
 
     def unsettled(self, kinds: Sequence[str], model_id: str, model_version: str) -> list[Operation]:
         """Operations of ``kinds`` in doubt, and running one-hop transfers of those kinds of this replica
-        (an empty ``model_id`` or ``model_version`` matches any)."""
+        (an empty ``model_id`` or ``model_version`` matches any).
+        """
         op = self._operation
         one_hop = (op.status == OpState.RUNNING) & (op.ticket != "") & (op.owner == self.owner)
         query = op.select().where(((op.status == OpState.IN_DOUBT) | one_hop) & op.operation.in_(list(kinds)))

@@ -272,7 +272,8 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         self, request: registry_pb2.QueryTagRequest, context: grpc.ServicerContext
     ) -> registry_pb2.QueryTagResponse:
         """Without ``with_model`` the tags whose name contains ``tag_name``; with it, every party's row of each
-        model version carrying exactly that tag."""
+        model version carrying exactly that tag.
+        """
         if not request.with_model:
             return registry_pb2.QueryTagResponse(tags=self.catalog.tags.matching(request.tag_name))
         rows = [
@@ -341,7 +342,8 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
     ) -> Resp:
         """One call to the party ``ref`` names, logged as ``kind``. ``settle`` brings the catalog up to date
         with the answer before the operation counts as done; ``changes_version``: the call makes or deletes
-        the party's version (a lost answer leaves it in doubt, settled later by asking the party)."""
+        the party's version (a lost answer leaves it in doubt, settled later by asking the party).
+        """
         party = ref if changes_version else None
         with self.oplog.track(kind, context.peer(), ref.model_id, ref.model_version, party) as op:
             answer = self.agents.call(ref.party_id, rpc, request, op.operation_id, timeout)
@@ -404,7 +406,8 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
 
         The party is named in the operation log before it is called: a delete whose answer is lost, or
         whose coordinator stops before the catalog forgot the version, is settled by asking the party
-        (:func:`registry_server.deletes.settle_delete`)."""
+        (:func:`registry_server.deletes.settle_delete`).
+        """
         ref = check_ref(request.model)
 
         def settle(answer: agent_pb2.DeleteModelResponse) -> None:

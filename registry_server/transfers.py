@@ -109,7 +109,8 @@ class TransferDesk:
 
     def _settle(self, ticket: str, operation: Operation, orphaned: bool = False) -> registry_pb2.EndTransferResponse:
         """Record the transfer as its agent reports it. ``orphaned``: the coordinator that authorised it
-        stopped, so its client may still be streaming, and its agent may have restarted since."""
+        stopped, so its client may still be streaming, and its agent may have restarted since.
+        """
         party = operation.results[0]
         try:
             outcome = self.agents.call(
@@ -208,7 +209,8 @@ class TransferDesk:
     def raise_if_settling(self, where: ModelFilter) -> None:
         """Refuse to call a version missing while an import that may have made it is in doubt: relayed and
         unanswered, or one hop and authorised by a coordinator that stopped. The catalog learns it (or that
-        it was not made) as soon as the party can be asked; meanwhile the caller is told to ask again."""
+        it was not made) as soon as the party can be asked; meanwhile the caller is told to ask again.
+        """
         for operation in self.catalog.unsettled(MAKES_VERSIONS, where.model_id, where.model_version):
             if operation.operation_id in self._issued or not operation.results:
                 continue  # a transfer of this process: its client ends it; no party named: nothing to ask

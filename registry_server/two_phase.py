@@ -150,7 +150,8 @@ class TwoPhase:
         unavailable; each party's error, or None once it confirmed.
 
         A decision is a rename or a removal, not a copy: each party has the short deadline (at most the
-        prepare's), so a party that hangs delays the answer by ``call_timeout``, not a second prepare deadline."""
+        prepare's), so a party that hangs delays the answer by ``call_timeout``, not a second prepare deadline.
+        """
         agents = self.services.agents
         commit_request = agent_pb2.CommitOperationRequest(operation_id=operation_id)
         abort_request = agent_pb2.AbortOperationRequest(operation_id=operation_id)
@@ -188,7 +189,8 @@ class TwoPhase:
 
     def _abort(self, operation_id: str, plan: Plan, answers: Sequence[Prepared | RegistryError]) -> list[PartyResult]:
         """Abort everywhere. Each party's outcome is kept in the plan, so that an abort a party did not
-        confirm is resent by the maintenance loop (and after a restart) until it is."""
+        confirm is resent by the maintenance loop (and after a restart) until it is.
+        """
         plan.outcome = [
             failed_result(role, party, answer)
             if isinstance(answer, RegistryError)
@@ -262,7 +264,8 @@ class TwoPhase:
 
     def resume(self, operation_id: str, state: OpState, plan: Plan) -> None:
         """Take a logged two-phase operation on from ``state``: a commit is resent; one caught preparing
-        is rolled back everywhere; an abort is resent."""
+        is rolled back everywhere; an abort is resent.
+        """
         if state is OpState.COMMITTING:
             self._commit(operation_id, plan)
             log.info("%s %s: commit finished", plan.kind, operation_id)

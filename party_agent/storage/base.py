@@ -88,12 +88,14 @@ class ModelStore(abc.ABC):
     @abc.abstractmethod
     def _stream(self, key: StoreKey, offset: int, pinned: str | None) -> Iterator[bytes]:
         """The lazy part of :meth:`open`: reads the commit marker again (the copy may have changed
-        since) and passes what it read to :func:`check_pinned`."""
+        since) and passes what it read to :func:`check_pinned`.
+        """
 
     def digest_first(self, size: int) -> bool:
         """Whether :meth:`put` of about ``size`` bytes should be given ``expected_sha256``: an engine
         that must write the digest before the bytes (object metadata) says so, and the caller then
-        hashes the bytes in a first pass. Engines that write their commit marker last need not."""
+        hashes the bytes in a first pass. Engines that write their commit marker last need not.
+        """
         return False
 
     @abc.abstractmethod
@@ -156,7 +158,8 @@ class SendAhead(Generic[T]):
 def rechunk(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
     """Regroup ``chunks`` into pieces of exactly ``size`` bytes (the last may be shorter, never empty).
 
-    A chunk of exactly ``size`` that arrives on a boundary passes through; other bytes are copied once."""
+    A chunk of exactly ``size`` that arrives on a boundary passes through; other bytes are copied once.
+    """
     buffer = bytearray()
     for chunk in chunks:
         if not buffer and len(chunk) == size:

@@ -45,7 +45,8 @@ def signature(secret: str, timestamp: str, nonce: str, app_key: str, path: str, 
 
 def check(conf: HttpAuthConf, headers: Message, path: str, body: bytes = b"", form: bytes = b"") -> None:
     """Refuse (:class:`RegistryError`, retcode 109) a request not signed with ``conf``'s key pair; ``path`` is the
-    request's path with its query, if any."""
+    request's path with its query, if any.
+    """
     values = {name: _header(headers, name) for name in HEADERS}
     if any(value is None for value in values.values()):
         raise _refuse(f"requirement headers parameters: {list(HEADERS)}")

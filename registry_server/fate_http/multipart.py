@@ -40,7 +40,8 @@ class Part:
 
 class MultipartReader:
     """The parts of a body of ``length`` bytes read from ``body``; a part's ``data`` must be read (or left) before
-    the next part is asked for, which then skips what remains of it."""
+    the next part is asked for, which then skips what remains of it.
+    """
 
     def __init__(self, body: io.BufferedIOBase, length: int, boundary: bytes) -> None:
         self._body, self.remaining = body, length

@@ -124,7 +124,8 @@ class FateHttpHandler(BufferedRequestHandler):
 
     def _parse(self, body: bytes) -> tuple[Conf, bytes, bytes]:
         """The body as FATE-Flow reads it (JSON whatever the Content-Type, else a urlencoded form; neither: no
-        keys), and the two parts of it its signature covers."""
+        keys), and the two parts of it its signature covers.
+        """
         try:
             data: Any = json.loads(body) if body.strip() else None
         except ValueError:
