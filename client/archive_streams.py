@@ -1,5 +1,7 @@
-"""The archive byte streams of import and export: the upload request stream and the verified, atomic write
-of an export stream into a directory. Memory stays flat whatever the model size (DESIGN §5.4).
+"""The archive byte streams of import and export.
+
+The upload request stream and the verified, atomic write of an export stream into a directory. Memory stays flat
+whatever the model size (DESIGN §5.4).
 """
 
 from __future__ import annotations

@@ -61,9 +61,10 @@ _PUBLISHED_KEYS = (
 
 @dataclass(frozen=True)
 class ConfKeys:
-    """The keys of one kind of ``-c`` conf, in FATE's layout, as :mod:`client.confs` reads them
-    (tests/unit/test_conf_keys.py holds the two together); ``flow model <command> --help`` prints them
-    with FATE's name for the example conf, which ``examples/model/`` holds.
+    """The keys of one kind of ``-c`` conf, in FATE's layout, as :mod:`client.confs` reads them.
+
+    tests/unit/test_conf_keys.py holds the two together; ``flow model <command> --help`` prints them with FATE's name
+    for the example conf, which ``examples/model/`` holds.
 
     A dotted key is one of a nested object (``job_parameters.model_id``); ``role``-like keys are role maps
     (``{"guest": [9999], "host": [10000]}``). ``without_job`` keys are required unless ``-j`` names the
@@ -167,8 +168,9 @@ class _Commands:
         variant: tuple[str, str] | None = None,
         required: bool = True,
     ) -> argparse.ArgumentParser:
-        """A command reading a ``-c`` conf, its keys (:data:`CONF_KEYS`) in its help; ``variant`` is the
-        option that makes it read another kind of conf, and that kind.
+        """A command reading a ``-c`` conf, its keys (:data:`CONF_KEYS`) in its help.
+
+        ``variant`` is the option that makes it read another kind of conf, and that kind.
         """
         epilog = CONF_KEYS[name].describe("conf keys")
         if variant is not None:

@@ -132,8 +132,10 @@ class Conf:
     path: Path | None = None
 
     def read(self, schema: type[Schema]) -> Schema:
-        """The conf as ``schema``: FATE's check first (every required key present and not null, or one
-        error naming every missing key, dotted), then each value's type, naming the file and the key.
+        """The conf as ``schema``.
+
+        FATE's check first (every required key present and not null, or one error naming every missing key, dotted),
+        then each value's type, naming the file and the key.
         """
         try:
             return TypeAdapter(schema).validate_python(_present(schema, self.data))

@@ -315,9 +315,9 @@ def migrate_request(conf: Conf) -> pb.MigrateModelRequest:
 
 
 def parse_cpn_list(text: str) -> list[str]:
-    """``--cpn-list "a, b"`` or a ``--cpn-path`` file: names split at commas, brackets and quotes dropped.
+    r"""``--cpn-list "a, b"`` or a ``--cpn-path`` file: names split at commas, brackets and quotes dropped.
 
-    FATE's CLI means to refuse '/' and '\\' but only refuses some such strings; we refuse them all.
+    FATE's CLI means to refuse '/' and '\' but only refuses some such strings; we refuse them all.
     """
     if "/" in text or "\\" in text:
         raise failure("Component list string should not contain '/' or '\\'.")

@@ -1,5 +1,7 @@
-"""The ``flow`` commands' handlers: each builds its request from the options and conf, calls the registry
-and shapes FATE's JSON answer. The command table and options are :mod:`client.cli`'s.
+"""The ``flow`` commands' handlers.
+
+Each builds its request from the options and conf, calls the registry and shapes FATE's JSON answer. The command table
+and options are :mod:`client.cli`'s.
 """
 
 from __future__ import annotations
@@ -43,8 +45,10 @@ class ProgressBar:
         self._bar.reset(total=total)
 
     def advance(self, size: int) -> None:
-        """Count ``size`` more bytes. An export's total leaves out the archive's zip headers and manifest:
-        the total grows to what has arrived rather than show more than 100 %.
+        """Count ``size`` more bytes.
+
+        An export's total leaves out the archive's zip headers and manifest: the total grows to what has arrived rather
+        than show more than 100 %.
         """
         total = self._bar.total
         if total is not None and self._bar.n + size > total:
