@@ -354,9 +354,11 @@ class PartyAgent:
         return result
 
     def sync_with_store(self, ref: PartyModelRef) -> None:
-        """``enable_model_store``: a version only here is uploaded, one only in the store is downloaded
-        (and verified), one in both that differs from what was last stored or restored is replaced by
-        the store's copy, as FATE-Flow does; an identical copy is left alone.
+        """Bring one version in step with the model store (``enable_model_store``).
+
+        A version only here is uploaded, one only in the store is downloaded (and verified), one in both that differs
+        from what was last stored or restored is replaced by the store's copy, as FATE-Flow does; an identical copy is
+        left alone.
         """
         if not self.enable_model_store or self.model_store is None:
             return
@@ -434,9 +436,10 @@ class PartyAgent:
     def held_versions(
         self, model_id: str = "", model_version: str = "", unrecorded_only: bool = False
     ) -> list[PartyModelInfo]:
-        """The versions of ``model_id`` and ``model_version`` (empty: any) this agent holds for the parties it
-        acts for, as the coordinator's catalog keeps them (:func:`catalog_info`); ``unrecorded_only``: only
-        those without a record here (the directories of the others are not looked into).
+        """The versions of ``model_id`` and ``model_version`` (empty: any) this agent holds for the parties it acts for.
+
+        They are as the coordinator's catalog keeps them (:func:`catalog_info`); ``unrecorded_only``: only those without
+        a record here (the directories of the others are not looked into).
 
         A directory FATE-Flow wrote that has no record yet is described from its Pipeline and its files'
         sizes, not hashed (its manifest digest is empty): it is adopted on first use (:meth:`record`). One

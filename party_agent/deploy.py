@@ -85,9 +85,10 @@ class Deployer:
         return record.manifest
 
     def _build(self, source_dir: Path, target: Path, request: DeployRequest) -> dict[str, str]:
-        """Build the child in ``target``: the source's files of the deployed components hard-linked
-        (published files never change in place), new files written and fsynced. Returns the JSON
-        texts of the child's record that its Pipeline holds.
+        """Build the child in ``target``.
+
+        The source's files of the deployed components hard-linked (published files never change in place), new files
+        written and fsynced. Returns the JSON texts of the child's record that its Pipeline holds.
         """
         meta = read_define_meta(source_dir)
         deployed = set(request.predict_dsl.get("components", {}))

@@ -42,7 +42,7 @@ class Manifest:
 
     @property
     def digest(self) -> str:
-        """SHA-256 over one ``path\\tsize\\tsha256`` line per file, in path order."""
+        r"""SHA-256 over one ``path\tsize\tsha256`` line per file, in path order."""
         h = hashlib.sha256()
         for r in self.files:
             h.update(f"{r.path}\t{r.size}\t{r.sha256}\n".encode())
@@ -91,8 +91,9 @@ def scan(version_dir: Path) -> Manifest:
 def scan_reusing(
     version_dir: Path, base_dir: Path | None, base: Manifest, on_directory: Callable[[str], None] | None = None
 ) -> Manifest:
-    """:func:`scan`, except that a file that is a hard link of ``base_dir``'s file at the same path
-    takes ``base``'s record (``base`` is ``base_dir``'s manifest) instead of being read and hashed.
+    """:func:`scan`, reusing ``base``'s record of a file hard-linked to ``base_dir``'s file at the same path.
+
+    Such a file takes ``base``'s record (``base`` is ``base_dir``'s manifest) instead of being read and hashed.
 
     Same inode means same bytes; the size is compared too, so a stale record is not taken over.
     ``on_directory`` is called with each directory of the tree (a deploy fsyncs them in the same walk).

@@ -156,8 +156,10 @@ class MetadataStore:
         return None if row is None else self._to_record(dict(zip(self._sql.model_columns, row, strict=True)))
 
     def holds_party(self, party_id: str) -> bool:
-        """Whether a version of ``party_id`` is recorded here: this agent's own party, or one it migrated a
-        slice to (a migrated slice stays on the agent that prepared it, under its new party id).
+        """Whether a version of ``party_id`` is recorded here.
+
+        This agent's own party, or one it migrated a slice to (a migrated slice stays on the agent that prepared it,
+        under its new party id).
         """
         m = self._model
         with self.db.connection_context():

@@ -29,8 +29,10 @@ class ServingAnswer:
 def publish_request(
     model: PartyModelRef, roles: Mapping[str, Sequence[str]], *, only_own_model: bool = False
 ) -> ms.PublishRequest:
-    """The PublishRequest FATE-Flow builds: ``local`` = this party; the whole role map; the model of
-    every role and party (load), or only this party's own (bind).
+    """The PublishRequest FATE-Flow builds.
+
+    ``local`` = this party; the whole role map; the model of every role and party (load), or only this party's own
+    (bind).
     """
     request = ms.PublishRequest(local=ms.LocalInfo(role=model.role, partyId=model.party_id))
     for role, parties in roles.items():
@@ -48,8 +50,9 @@ Answer = ms.PublishResponse | ms.UnloadResponse | ms.UnbindResponse
 
 
 def call_servings(servings: Sequence[str], tls: TlsConf, call: Callable[[ModelServiceStub], Answer]) -> ServingAnswer:
-    """Call each serving in turn (over the party's ``serving_tls``); the first non-zero statusCode stops and
-    answers for the party.
+    """Call each serving in turn (over the party's ``serving_tls``).
+
+    The first non-zero statusCode stops and answers for the party.
     """
     if not servings:
         return ServingAnswer(Retcode.EXCEPTION_ERROR, "Please configure servings address")

@@ -1,5 +1,6 @@
-"""The records of a zip archive that its writer and its reader share (APPNOTE 6.3: local header, data
-descriptor, central directory, zip64 end records), and the MS-DOS dates they carry.
+"""The records of a zip archive that its writer and its reader share, and the MS-DOS dates they carry.
+
+APPNOTE 6.3: local header, data descriptor, central directory, zip64 end records.
 """
 
 from __future__ import annotations

@@ -87,14 +87,16 @@ class ModelStore(abc.ABC):
 
     @abc.abstractmethod
     def _stream(self, key: StoreKey, offset: int, pinned: str | None) -> Iterator[bytes]:
-        """The lazy part of :meth:`open`: reads the commit marker again (the copy may have changed
-        since) and passes what it read to :func:`check_pinned`.
+        """The lazy part of :meth:`open`.
+
+        Reads the commit marker again (the copy may have changed since) and passes what it read to :func:`check_pinned`.
         """
 
     def digest_first(self, size: int) -> bool:
-        """Whether :meth:`put` of about ``size`` bytes should be given ``expected_sha256``: an engine
-        that must write the digest before the bytes (object metadata) says so, and the caller then
-        hashes the bytes in a first pass. Engines that write their commit marker last need not.
+        """Whether :meth:`put` of about ``size`` bytes should be given ``expected_sha256``.
+
+        An engine that must write the digest before the bytes (object metadata) says so, and the caller then hashes the
+        bytes in a first pass. Engines that write their commit marker last need not.
         """
         return False
 
