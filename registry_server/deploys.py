@@ -1,5 +1,7 @@
-"""FATE's deploy, all or nothing across parties: the child version's plan and each party's prepare request;
-the two-phase engine (:mod:`registry_server.two_phase`) carries it out.
+"""FATE's deploy, all or nothing across parties.
+
+The child version's plan and each party's prepare request; the two-phase engine (:mod:`registry_server.two_phase`)
+carries it out.
 """
 
 from __future__ import annotations
@@ -157,8 +159,9 @@ def _predict_dsl(request: pb.DeployModelRequest, train_dsl: Mapping[str, Any]) -
 
 
 def catalog_deployed(services: Services, operation_id: str, plan: Plan) -> list[PartyResult]:
-    """Catalog the committed child, each party's row as the party tells it (so a row reads the same
-    whether the catalog or the party serves it), then each party's result.
+    """Catalog the committed child, each party's row as the party tells it, then each party's result.
+
+    So a row reads the same whether the catalog or the party serves it.
     """
     refs = [
         PartyModelRef(role=role, party_id=party, model_id=plan.model_id, model_version=plan.child)

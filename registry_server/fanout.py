@@ -44,8 +44,10 @@ class PartyCall(Generic[T]):
 
 
 def _unavailable(exc: BaseException) -> bool:
-    """A party that answered UNAVAILABLE, or whose connection broke: worth another try. One that could not be
-    reached at all has been tried again by its transport already (:func:`transport.reconnecting`).
+    """A party that answered UNAVAILABLE, or whose connection broke.
+
+    Worth another try. One that could not be reached at all has been tried again by its transport already
+    (:func:`transport.reconnecting`).
     """
     return (
         isinstance(exc, RegistryError)

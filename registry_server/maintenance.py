@@ -1,5 +1,6 @@
-"""The coordinator's background duties, run every ``coordinator.maintenance_period`` seconds:
-settle abandoned one-hop transfers, resend two-phase decisions a party has not confirmed yet.
+"""The coordinator's background duties, run every ``coordinator.maintenance_period`` seconds.
+
+Settle abandoned one-hop transfers, resend two-phase decisions a party has not confirmed yet.
 """
 
 from __future__ import annotations

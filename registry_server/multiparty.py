@@ -1,6 +1,7 @@
-"""The coordinator's multi-party operations, put together: FATE-Serving's (:mod:`serving_ops`), the
-two-phase ones (:mod:`deploys`, :mod:`migrates` on the engine of :mod:`two_phase`), and the catalog
-kept in line with the parties' accounts (:mod:`accounts`).
+"""The coordinator's multi-party operations, put together.
+
+FATE-Serving's (:mod:`serving_ops`), the two-phase ones (:mod:`deploys`, :mod:`migrates` on the engine of
+:mod:`two_phase`), and the catalog kept in line with the parties' accounts (:mod:`accounts`).
 """
 
 from __future__ import annotations

@@ -19,8 +19,9 @@ from fate_registry.db import base_model, conflict_target, db_now_ms, in_transact
 
 
 def replica_name(conf: CoordinatorConf) -> str:
-    """The configured replica id, else ``<host name>:<port>``; a replica on a system-chosen port
-    (port 0) has no stable name and gets a fresh one per start.
+    """The configured replica id, else ``<host name>:<port>``.
+
+    A replica on a system-chosen port (port 0) has no stable name and gets a fresh one per start.
     """
     if conf.replica_id:
         return conf.replica_id

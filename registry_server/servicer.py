@@ -271,8 +271,9 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
     def QueryTag(
         self, request: registry_pb2.QueryTagRequest, context: grpc.ServicerContext
     ) -> registry_pb2.QueryTagResponse:
-        """Without ``with_model`` the tags whose name contains ``tag_name``; with it, every party's row of each
-        model version carrying exactly that tag.
+        """Without ``with_model`` the tags whose name contains ``tag_name``.
+
+        With it, every party's row of each model version carrying exactly that tag.
         """
         if not request.with_model:
             return registry_pb2.QueryTagResponse(tags=self.catalog.tags.matching(request.tag_name))
@@ -340,9 +341,11 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         settle: Callable[[Resp], object] | None = None,
         changes_version: bool = False,
     ) -> Resp:
-        """One call to the party ``ref`` names, logged as ``kind``. ``settle`` brings the catalog up to date
-        with the answer before the operation counts as done; ``changes_version``: the call makes or deletes
-        the party's version (a lost answer leaves it in doubt, settled later by asking the party).
+        """One call to the party ``ref`` names, logged as ``kind``.
+
+        ``settle`` brings the catalog up to date with the answer before the operation counts as done;
+        ``changes_version``: the call makes or deletes the party's version (a lost answer leaves it in doubt, settled
+        later by asking the party).
         """
         party = ref if changes_version else None
         with self.oplog.track(kind, context.peer(), ref.model_id, ref.model_version, party) as op:

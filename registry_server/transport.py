@@ -43,8 +43,9 @@ T = TypeVar("T")
 
 
 def reconnecting(call: Callable[[float], T], timeout: float) -> T:
-    """``call(remaining timeout)``, sent again while no connection could be made (the request never left,
-    so this is safe for any call) for up to :data:`CONNECT_RETRY_SECONDS` within ``timeout``.
+    """``call(remaining timeout)``, sent again while no connection could be made.
+
+    The request never left, so this is safe for any call; for up to :data:`CONNECT_RETRY_SECONDS` within ``timeout``.
     """
     start = time.monotonic()
     give_up = start + min(timeout, CONNECT_RETRY_SECONDS)
@@ -61,8 +62,9 @@ def reconnecting(call: Callable[[float], T], timeout: float) -> T:
 
 
 def agent_channel(address: Address, tls: TlsConf, call_timeout: float) -> grpc.Channel:
-    """A channel whose connection attempts give up within ``call_timeout`` (at most gRPC's 20 s): a party
-    that cannot be reached fails a call within the short deadline, even a call allowed to run far longer.
+    """A channel whose connection attempts give up within ``call_timeout`` (at most gRPC's 20 s).
+
+    A party that cannot be reached fails a call within the short deadline, even a call allowed to run far longer.
     """
     connect_ms = int(min(call_timeout, GRPC_CONNECT_SECONDS) * 1000)
     return open_channel(str(address), tls, [*CHANNEL_OPTIONS, ("grpc.min_reconnect_backoff_ms", connect_ms)])
@@ -74,7 +76,8 @@ def agent_channel(address: Address, tls: TlsConf, call_timeout: float) -> grpc.C
 
 
 def party_error(exc: grpc.RpcError, party_id: str, via: str = "", tls: bool = False) -> RegistryError:
-    """The agent's own error, or a transport failure that names the party (and the proxy it went through);
+    """The agent's own error, or a transport failure that names the party (and the proxy it went through).
+
     ``tls``: the coordinator spoke TLS, so a refused handshake is told as such.
     """
     error = from_rpc_error(exc, context=f"party {party_id} did not answer{via}", tls=tls)
@@ -123,8 +126,10 @@ class DirectTransport:
         return answer
 
     def _await_ready(self) -> None:
-        """Give a channel that lost its peer a moment to connect again before a stream starts: a stream, unlike
-        a unary call, cannot be sent again once it began (a peer that stays away fails the stream after this).
+        """Give a channel that lost its peer a moment to connect again before a stream starts.
+
+        A stream, unlike a unary call, cannot be sent again once it began (a peer that stays away fails the stream after
+        this).
         """
         with contextlib.suppress(grpc.FutureTimeoutError):
             grpc.channel_ready_future(self.channel).result(timeout=CONNECT_RETRY_SECONDS)

@@ -1,6 +1,6 @@
-"""FATE-Flow's client authentication (its ``authentication.client``): an HMAC-SHA1 signature in the headers.
+r"""FATE-Flow's client authentication (its ``authentication.client``): an HMAC-SHA1 signature in the headers.
 
-``SIGNATURE = base64(HMAC-SHA1(secret, TIMESTAMP \\n NONCE \\n APP_KEY \\n path[?query] \\n body \\n form))``:
+``SIGNATURE = base64(HMAC-SHA1(secret, TIMESTAMP \n NONCE \n APP_KEY \n path[?query] \n body \n form))``:
 a JSON request signs its raw body (the form part empty), a multipart one (an import) its text fields
 URL-encoded in key order (the body part empty). TIMESTAMP is in milliseconds and within 60 s of the server's
 clock. Every refusal is HTTP 200, retcode 109, with FATE-Flow's words; no key is ever logged.
@@ -44,8 +44,9 @@ def signature(secret: str, timestamp: str, nonce: str, app_key: str, path: str, 
 
 
 def check(conf: HttpAuthConf, headers: Message, path: str, body: bytes = b"", form: bytes = b"") -> None:
-    """Refuse (:class:`RegistryError`, retcode 109) a request not signed with ``conf``'s key pair; ``path`` is the
-    request's path with its query, if any.
+    """Refuse (:class:`RegistryError`, retcode 109) a request not signed with ``conf``'s key pair.
+
+    ``path`` is the request's path with its query, if any.
     """
     values = {name: _header(headers, name) for name in HEADERS}
     if any(value is None for value in values.values()):

@@ -1,6 +1,8 @@
-"""A streaming reader of a ``multipart/form-data`` body (RFC 7578): each part's name, file name and bytes, the
-bytes read from the connection as they are asked for and searched with ``bytes.find`` (a general-purpose
-decoder's per-event scanning made an import CPU-bound at ~110 MiB/s; this one runs at the speed of copying).
+"""A streaming reader of a ``multipart/form-data`` body (RFC 7578).
+
+Each part's name, file name and bytes, the bytes read from the connection as they are asked for and searched with
+``bytes.find`` (a general-purpose decoder's per-event scanning made an import CPU-bound at ~110 MiB/s; this one runs at
+the speed of copying).
 """
 
 from __future__ import annotations
@@ -39,8 +41,9 @@ class Part:
 
 
 class MultipartReader:
-    """The parts of a body of ``length`` bytes read from ``body``; a part's ``data`` must be read (or left) before
-    the next part is asked for, which then skips what remains of it.
+    """The parts of a body of ``length`` bytes read from ``body``.
+
+    A part's ``data`` must be read (or left) before the next part is asked for, which then skips what remains of it.
     """
 
     def __init__(self, body: io.BufferedIOBase, length: int, boundary: bytes) -> None:

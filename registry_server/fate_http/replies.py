@@ -1,5 +1,7 @@
-"""FATE-Flow's answers on the wire: the JSON envelope (Flask's ``jsonify``: sorted keys, compact, a newline) with
-HTTP 200, or ``error_response`` (HTTP status = retcode, ``{"retmsg", "retcode"}``) where FATE-Flow answers so.
+"""FATE-Flow's answers on the wire.
+
+The JSON envelope (Flask's ``jsonify``: sorted keys, compact, a newline) with HTTP 200, or ``error_response`` (HTTP
+status = retcode, ``{"retmsg", "retcode"}``) where FATE-Flow answers so.
 """
 
 from __future__ import annotations
@@ -37,8 +39,10 @@ def status_reply(status: int, retmsg: str, **extra: Any) -> Reply:
 
 
 def error_reply(error: RegistryError, **data: Any) -> Reply:
-    """An error as FATE-Flow answers it: an HTTP-style retcode (400, 404, 409, 210) as the status, any other
-    with HTTP 200; ``data`` (when given) goes into the envelope, for the clients that read it on failure.
+    """An error as FATE-Flow answers it.
+
+    An HTTP-style retcode (400, 404, 409, 210) as the status, any other with HTTP 200; ``data`` (when given) goes into
+    the envelope, for the clients that read it on failure.
     """
     retcode = error.fate_retcode
     if 200 < retcode < 600:
@@ -47,8 +51,9 @@ def error_reply(error: RegistryError, **data: Any) -> Reply:
 
 
 def download_error_reply(error: RegistryError) -> Reply:
-    """An error on a route whose HTTP 200 means "the body is the file" (export, a predict DSL with a file name):
-    never 200, or FATE's client would save the error as the file.
+    """An error on a route whose HTTP 200 means "the body is the file" (export, a predict DSL with a file name).
+
+    Never 200, or FATE's client would save the error as the file.
     """
     retcode = error.fate_retcode
     if 200 < retcode < 600:

@@ -84,8 +84,10 @@ def migrate(call: Call) -> Reply:
 
 
 def _deploy_request(conf: Conf) -> pb.DeployModelRequest:
-    """FATE's deploy body: ``cpn_list`` (a list, or the CLI's string), ``predict_dsl`` (the SDK's object) or
-    ``dsl`` (the CLI's JSON text), and ``components_checkpoint`` ``{cpn: {"step_index"|"step_name": …}}``.
+    """FATE's deploy body.
+
+    ``cpn_list`` (a list, or the CLI's string), ``predict_dsl`` (the SDK's object) or ``dsl`` (the CLI's JSON text), and
+    ``components_checkpoint`` ``{cpn: {"step_index"|"step_name": …}}``.
     """
     body = conf.read(DeployBody)
     dsl = body.predict_dsl or body.dsl
@@ -144,8 +146,10 @@ def query(call: Call) -> Reply:
 
 
 def _predict(kind: str, call: Call) -> Reply:
-    """FATE's two modes: with ``filename`` (the CLI) the document itself, an error never HTTP 200; without it
-    (the SDK, the pipeline) the envelope whose ``data`` is the document.
+    """FATE's two modes.
+
+    With ``filename`` (the CLI) the document itself, an error never HTTP 200; without it (the SDK, the pipeline) the
+    envelope whose ``data`` is the document.
     """
     method, request_type = (
         ("GetPredictDsl", pb.GetPredictDslRequest) if kind == "dsl" else ("GetPredictConf", pb.GetPredictConfRequest)
@@ -267,8 +271,9 @@ def homo_convert(call: Call) -> Reply:
 
 
 def homo_deploy(call: Call) -> Reply:
-    """FATE's client sends the kubeconfig's text (``config_file_content``); a ``config_file`` path would name a
-    file of the coordinator's machine, which is never read for a caller.
+    """FATE's client sends the kubeconfig's text (``config_file_content``).
+
+    A ``config_file`` path would name a file of the coordinator's machine, which is never read for a caller.
     """
     parameters = call.body.read(HomoDeployBody).deployment_parameters
     body = dict(call.body.data)
