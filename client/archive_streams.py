@@ -84,6 +84,7 @@ def _data_loss(message: str) -> RegistryError:
 
 
 def unwritable(output_dir: Path, exc: OSError) -> RegistryError:
+    """The error for an archive that cannot be written into ``output_dir``: NO_SPACE when the disk is full."""
     reason = Reason.NO_SPACE if exc.errno in (errno.ENOSPC, errno.EDQUOT) else Reason.INVALID_ARGUMENT
     return RegistryError(reason, f"cannot write the archive into {output_dir}: {exc.strerror or exc}")
 

@@ -293,6 +293,7 @@ def _add_checkpoint_commands(commands: _Commands) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``flow`` argument parser: every command group and command, with their ``--help``."""
     parser = argparse.ArgumentParser(prog="flow", description="FATE-Flow model registry client", allow_abbrev=False)
     parser.add_argument(
         "--address", default=None, help="registry host:port (replicas: comma-separated; see client.settings)"
@@ -321,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``flow`` command and print its answer; the exit code is 0 when the answer's retcode is 0."""
     limit_arenas()  # gRPC's receiving threads otherwise leave a gigabyte export's buffers spread over arenas
     keep_heap_for_streams()  # an export's 1 MiB messages come from a kept heap, not freshly faulted pages
     try:
