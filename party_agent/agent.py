@@ -80,6 +80,8 @@ def _dsl_version(record: PartyModelRecord) -> int:
 
 
 class PartyAgent:
+    """The agent of one party, and of the party ids its migrated slices took; the servicers call it."""
+
     def __init__(self, conf: ServiceConf, party: PartyConf) -> None:
         self.party = party
         self.limits = conf.limits

@@ -128,6 +128,8 @@ def unpack(
 
 @dataclass(frozen=True)
 class ExtractedFile:
+    """A file an import wrote: its path in the version, size, SHA-256 and the CRC-32 the archive gave."""
+
     path: str
     size: int
     sha256: str  # "" when the extraction was told not to hash

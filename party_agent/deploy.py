@@ -34,6 +34,8 @@ PIPELINE_COMPONENT = "pipeline"
 
 @dataclasses.dataclass(frozen=True)
 class DeployRequest:
+    """A party's share of a deploy: the source version, the child's version, its predict DSL and checkpoint steps."""
+
     source: PartyModelRef
     child_version: str
     predict_dsl: Mapping[str, Any]
@@ -41,6 +43,8 @@ class DeployRequest:
 
 
 class Deployer:
+    """Prepares a deploy's child version on this party; the lifecycle commits or aborts it."""
+
     def __init__(self, lifecycle: VersionLifecycle) -> None:
         self.lifecycle = lifecycle
         self.cache = lifecycle.cache

@@ -60,6 +60,7 @@ def authorisation(party: config.PartyConf, hosted: Callable[[str], bool]) -> lis
 
 
 def serve(conf: config.ServiceConf, party_id: str, port_file: Path | None = None) -> None:
+    """Serve ``party_id``'s agent until SIGTERM, writing its address to ``port_file`` once it serves."""
     party = conf.party(party_id)
 
     def hosted(other: str) -> bool:  # asked only once the agent below serves

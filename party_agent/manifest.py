@@ -21,6 +21,8 @@ MANIFEST_ENTRY = ".fate_registry_manifest.json"
 
 @dataclass(frozen=True)
 class FileRecord:
+    """One file of a version: its path in the version directory, size and SHA-256."""
+
     path: str
     size: int
     sha256: str
@@ -30,6 +32,8 @@ class FileRecord:
 
 @dataclass(frozen=True)
 class Manifest:
+    """Every file of a version, in path order; :meth:`digest` stands for them all."""
+
     files: tuple[FileRecord, ...]
 
     @classmethod

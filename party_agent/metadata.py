@@ -67,6 +67,7 @@ class PendingPublish:
 
 
 def record_to_json(record: PartyModelRecord | None) -> str:
+    """``record`` as JSON, manifest included; ``""`` for None."""
     if record is None:
         return ""
     # not dataclasses.asdict: it would deep-copy every file record of the manifest first
@@ -76,6 +77,7 @@ def record_to_json(record: PartyModelRecord | None) -> str:
 
 
 def record_from_json(text: str) -> PartyModelRecord | None:
+    """The record :func:`record_to_json` wrote; None for ``""``."""
     if not text:
         return None
     data = json.loads(text)
@@ -84,6 +86,8 @@ def record_from_json(text: str) -> PartyModelRecord | None:
 
 
 class MetadataStore:
+    """The agent's metadata database: FATE's model info table, with our manifest and publish journal."""
+
     def __init__(self, conf: DatabaseConf) -> None:
         self.db = open_database(conf, "the metadata database")
         base = base_model(self.db)

@@ -72,14 +72,17 @@ def call_servings(servings: Sequence[str], tls: TlsConf, call: Callable[[ModelSe
 
 
 def load(servings: Sequence[str], tls: TlsConf, request: ms.PublishRequest) -> ServingAnswer:
+    """FATE-Serving's ``publishLoad`` on each serving in turn."""
     return call_servings(servings, tls, lambda stub: stub.publishLoad(request, timeout=SERVING_TIMEOUT_SECONDS))
 
 
 def bind(servings: Sequence[str], tls: TlsConf, request: ms.PublishRequest) -> ServingAnswer:
+    """FATE-Serving's ``publishBind`` on each serving in turn."""
     return call_servings(servings, tls, lambda stub: stub.publishBind(request, timeout=SERVING_TIMEOUT_SECONDS))
 
 
 def unload(servings: Sequence[str], tls: TlsConf, model: PartyModelRef) -> ServingAnswer:
+    """FATE-Serving's ``unload`` of ``model`` on each serving in turn."""
     request = ms.UnloadRequest(
         tableName=model.model_version, namespace=party_model_id(model.role, model.party_id, model.model_id)
     )
@@ -87,6 +90,7 @@ def unload(servings: Sequence[str], tls: TlsConf, model: PartyModelRef) -> Servi
 
 
 def unbind(servings: Sequence[str], tls: TlsConf, model: PartyModelRef, service_ids: Sequence[str]) -> ServingAnswer:
+    """FATE-Serving's ``unbind`` of ``service_ids`` from ``model`` on each serving in turn."""
     request = ms.UnbindRequest(
         serviceIds=list(service_ids),
         tableName=model.model_version,

@@ -82,7 +82,7 @@ class ModelStore(abc.ABC):
         stored = pinned or self.stat(key)
         if stored is None:
             raise not_found(self.engine, key)
-        check_offset(offset, stored.size, key)
+        _check_offset(offset, stored.size, key)
         return self._stream(key, offset, pinned.sha256 if pinned else None)
 
     @abc.abstractmethod
@@ -188,7 +188,7 @@ def skip_prefix(pieces: Iterable[bytes], offset: int, digest: HashingCounter) ->
         position = end
 
 
-def check_offset(offset: int, size: int, key: StoreKey) -> None:
+def _check_offset(offset: int, size: int, key: StoreKey) -> None:
     if offset < 0 or offset > size:
         raise RegistryError(
             Reason.INVALID_ARGUMENT, f"offset {offset} is outside the stored model {key} ({size} bytes)"
@@ -206,6 +206,7 @@ def already_exists(engine: str, key: StoreKey) -> RegistryError:
 
 
 def not_found(engine: str, key: StoreKey, detail: str = "") -> RegistryError:
+    """MODEL_NOT_FOUND for ``key`` in the ``engine`` model store, with ``detail`` if given."""
     suffix = f" ({detail})" if detail else ""
     return RegistryError(
         Reason.MODEL_NOT_FOUND,
@@ -214,7 +215,7 @@ def not_found(engine: str, key: StoreKey, detail: str = "") -> RegistryError:
     )
 
 
-def digest_mismatch(engine: str, key: StoreKey, expected: str, actual: str, what: str) -> RegistryError:
+def _digest_mismatch(engine: str, key: StoreKey, expected: str, actual: str, what: str) -> RegistryError:
     return RegistryError(
         Reason.DATA_LOSS,
         f"sha256 mismatch for model {key} in the {engine} model store: {what} {expected}, got {actual}",
@@ -225,7 +226,7 @@ def digest_mismatch(engine: str, key: StoreKey, expected: str, actual: str, what
 def check_expected(engine: str, key: StoreKey, expected: str | None, digest: HashingCounter) -> None:
     """DATA_LOSS when the bytes written so far do not hash to the caller's expected sha256."""
     if expected is not None and digest.hexdigest() != expected.lower():
-        raise digest_mismatch(engine, key, expected.lower(), digest.hexdigest(), "expected")
+        raise _digest_mismatch(engine, key, expected.lower(), digest.hexdigest(), "expected")
 
 
 def check_pinned(engine: str, key: StoreKey, stored: StoredObject, pinned: str | None) -> None:
@@ -248,7 +249,7 @@ def check_stored(engine: str, key: StoreKey, stored: StoredObject, digest: Hashi
             {"engine": engine},
         )
     if digest.hexdigest() != stored.sha256:
-        raise digest_mismatch(engine, key, stored.sha256, digest.hexdigest(), "stored")
+        raise _digest_mismatch(engine, key, stored.sha256, digest.hexdigest(), "stored")
 
 
 def unavailable(engine: str, address: str, detail: str) -> RegistryError:
@@ -270,4 +271,5 @@ def access_denied(engine: str, address: str, who: str) -> RegistryError:
 
 
 def misconfigured(engine: str, detail: str) -> RegistryError:
+    """INVALID_ARGUMENT naming ``model_store_address`` and the engine; ``detail`` must hold no secret."""
     return RegistryError(Reason.INVALID_ARGUMENT, f"model_store_address ({engine}): {detail}", {"engine": engine})
