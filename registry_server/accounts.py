@@ -19,6 +19,8 @@ log = logging.getLogger(__name__)
 
 
 class Accounts:
+    """Brings the catalog in line with what a party says it holds."""
+
     def __init__(self, catalog: Catalog, agents: AgentClients) -> None:
         self.catalog = catalog
         self.agents = agents

@@ -120,6 +120,7 @@ def party_info(agents: AgentCaller, site: str, ref: PartyModelRef, timeout: floa
 
 
 def ref_of(info: PartyModelInfo) -> PartyModelRef:
+    """The reference of the version ``info`` describes."""
     return PartyModelRef(
         role=info.role, party_id=info.party_id, model_id=info.model_id, model_version=info.model_version
     )

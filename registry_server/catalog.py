@@ -26,6 +26,8 @@ from registry_server.tag_store import TagStore
 
 @dataclass(frozen=True)
 class ModelFilter:
+    """Which catalog rows to match; an empty field matches any."""
+
     model_id: str = ""
     model_version: str = ""
     role: str = ""

@@ -38,6 +38,8 @@ REPEAT_POLL_SECONDS = 0.2
 
 
 class Deploys:
+    """FATE's deploy, planned here and carried out by the two-phase engine."""
+
     def __init__(self, engine: TwoPhase, adoption: Adoption) -> None:
         self.engine = engine
         self.services = engine.services

@@ -57,6 +57,8 @@ def _unavailable(exc: BaseException) -> bool:
 
 
 class FanOut:
+    """A thread pool that calls up to ``max_parallel`` parties at once."""
+
     def __init__(self, max_parallel: int = 64) -> None:
         self._pool = futures.ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="fanout")
 

@@ -15,6 +15,8 @@ log = logging.getLogger(__name__)
 
 
 class Maintenance:
+    """A daemon thread that runs ``duties`` every ``period`` seconds until :meth:`stop`."""
+
     def __init__(self, duties: Sequence[Callable[[], None]], period: float) -> None:
         self._duties = list(duties)
         self._period = period

@@ -27,6 +27,8 @@ FINISHERS = {PlanKind.DEPLOY: catalog_deployed, PlanKind.MIGRATE: catalog_migrat
 
 
 class MultiParty:
+    """The coordinator's multi-party operations, on one catalog, agents and fan-out."""
+
     def __init__(
         self, conf: ServiceConf, catalog: Catalog, agents: AgentClients, fanout: FanOut, adoption: Adoption
     ) -> None:

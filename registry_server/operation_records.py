@@ -50,6 +50,7 @@ class OpenTransfer:
 
 
 def timestamp(ms: int) -> Timestamp:
+    """A protobuf Timestamp of ``ms`` milliseconds since the epoch."""
     ts = Timestamp()
     ts.FromMilliseconds(ms)
     return ts

@@ -31,6 +31,8 @@ def replica_name(conf: CoordinatorConf) -> str:
 
 
 class Leases:
+    """This replica's lease in ``t_registry_replica``, and which replicas are live."""
+
     def __init__(self, db: peewee.Database, replica_id: str, lease_seconds: float) -> None:
         self.db = db
         self.replica_id = replica_id

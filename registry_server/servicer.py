@@ -43,11 +43,13 @@ def check_ref(ref: PartyModelRef) -> PartyModelRef:
     return ref
 
 
-def ok(ref: PartyModelRef, message: str = "success") -> PartyResult:
+def _ok(ref: PartyModelRef, message: str = "success") -> PartyResult:
     return PartyResult(role=ref.role, party_id=ref.party_id, retcode=0, retmsg=message)
 
 
 class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
+    """The RegistryService: each RPC method, for gRPC and for the FATE-Flow HTTP routes alike."""
+
     def __init__(
         self, catalog: Catalog, agents: AgentClients, fanout: FanOut, transfers: TransferDesk, multiparty: MultiParty
     ) -> None:
@@ -80,7 +82,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             response = self.agents.import_raw(ref.party_id, relay(), op.operation_id)
             faultpoints.reached("coordinator.import.answered")
             self.catalog.record_import(response.result)
-            op.results.append(ok(ref))
+            op.results.append(_ok(ref))
         return registry_pb2.ImportModelResponse(result=response.result)
 
     def export_raw(self, request: registry_pb2.ExportModelRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
@@ -88,7 +90,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         self.agents.transport(ref.party_id)
         with self.oplog.track("export", context.peer(), ref.model_id, ref.model_version) as op:
             yield from self.agents.export_raw(ref.party_id, agent_pb2.ExportModelRequest(model=ref), op.operation_id)
-            op.results.append(ok(ref))
+            op.results.append(_ok(ref))
         self.multiparty.learn(ref)
 
     def raw_handlers(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
@@ -352,7 +354,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             answer = self.agents.call(ref.party_id, rpc, request, op.operation_id, timeout)
             if settle is not None:
                 settle(answer)
-            op.results.append(ok(ref))
+            op.results.append(_ok(ref))
         return answer
 
     def StoreModel(

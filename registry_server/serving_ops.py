@@ -48,6 +48,8 @@ def _result(role: str, party_id: str, answer: ServingAnswer | RegistryError) -> 
 
 
 class ServingOps:
+    """Load, bind, unload and unbind on every party's FATE-Serving, logged."""
+
     def __init__(self, services: Services, adoption: Adoption, learn: Callable[[PartyModelRef], None]) -> None:
         self.services = services
         self.adoption = adoption

@@ -37,6 +37,8 @@ MAKES_VERSIONS = ("import", "restore")  # in doubt, these may have made a versio
 
 
 class TransferDesk:
+    """The one-hop transfers this replica authorises, and the settling of those left open."""
+
     def __init__(self, catalog: Catalog, agents: AgentClients, learn: Callable[[PartyModelRef], None]) -> None:
         self.catalog = catalog
         self.agents = agents

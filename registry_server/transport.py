@@ -85,11 +85,13 @@ def party_error(exc: grpc.RpcError, party_id: str, via: str = "", tls: bool = Fa
     return RegistryError(error.reason, error.message, {**error.metadata, "party_id": party_id, **flags}, error.retcode)
 
 
-def with_party(error: RegistryError, party_id: str) -> RegistryError:
+def _with_party(error: RegistryError, party_id: str) -> RegistryError:
     return RegistryError(error.reason, error.message, {**error.metadata, "party_id": party_id}, error.retcode)
 
 
 class Transport(Protocol):
+    """A way to an agent: unary, client-stream and server-stream calls in serialized messages."""
+
     def unary(self, method: str, request: bytes, metadata: Metadata, timeout: float) -> bytes: ...
 
     def client_stream(self, method: str, messages: Iterator[bytes], metadata: Metadata) -> bytes: ...
@@ -196,7 +198,7 @@ class PacketTransport:
             raise party_error(exc, self.party_id, self.via, self.tls) from None
         failure = packets.failure_of(answer)
         if failure is not None:
-            raise with_party(failure, self.party_id)
+            raise _with_party(failure, self.party_id)
         return answer
 
     def _packet(

@@ -51,6 +51,8 @@ ABORT_NOT_CONFIRMED = "; the abort is not confirmed yet: the coordinator resends
 
 @dataclass(frozen=True)
 class Deadlines:
+    """The deadlines of the calls of a two-phase operation, in seconds."""
+
     call_timeout: float
     """Each party's deadline of a short call (a decision gets at most this)."""
     prepare_timeout: float
@@ -87,6 +89,8 @@ and answer each party's result."""
 
 
 class TwoPhase:
+    """Carries out a two-phase operation from its logged plan, and recovers those a stop left open."""
+
     def __init__(self, services: Services, finishers: Mapping[PlanKind, Finish]) -> None:
         self.services = services
         self.catalog = services.catalog

@@ -38,7 +38,7 @@ def form_text(fields: Mapping[str, str]) -> bytes:
     return urlencode(sorted(fields.items()), quote_via=quote, safe="-._~").encode()
 
 
-def signature(secret: str, timestamp: str, nonce: str, app_key: str, path: str, body: bytes, form: bytes) -> str:
+def _signature(secret: str, timestamp: str, nonce: str, app_key: str, path: str, body: bytes, form: bytes) -> str:
     message = b"\n".join([timestamp.encode(), nonce.encode(), app_key.encode(), path.encode(), body, form])
     return base64.b64encode(hmac.new(secret.encode(), message, hashlib.sha1).digest()).decode("ascii")
 
@@ -58,6 +58,6 @@ def check(conf: HttpAuthConf, headers: Message, path: str, body: bytes = b"", fo
         raise _refuse("TIMESTAMP is more than 60 seconds away from the server time")
     if not hmac.compare_digest(app_key.encode(), conf.http_app_key.encode()):
         raise _refuse("Unknown APP_KEY")
-    expected = signature(conf.http_secret_key.get_secret_value(), timestamp, nonce, app_key, path, body, form)
+    expected = _signature(conf.http_secret_key.get_secret_value(), timestamp, nonce, app_key, path, body, form)
     if not hmac.compare_digest(signed.encode(), expected.encode()):
         raise _refuse("signature authentication failed")

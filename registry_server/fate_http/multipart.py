@@ -30,11 +30,14 @@ def boundary_of(content_type: str) -> bytes | None:
 
 
 def malformed(problem: str) -> RegistryError:
+    """INVALID_ARGUMENT naming what is wrong with an import's multipart form."""
     return RegistryError(Reason.INVALID_ARGUMENT, f"the import's multipart form is malformed: {problem}")
 
 
 @dataclass
 class Part:
+    """One part of a form: its field name, its file name for a file, and its bytes as they arrive."""
+
     name: str
     filename: str | None  # None for a text field
     data: Iterator[bytes]

@@ -22,6 +22,8 @@ METHOD_NOT_ALLOWED_RETMSG = "<MethodNotAllowed '405: Method Not Allowed'>"
 
 @dataclass(frozen=True)
 class Reply:
+    """An HTTP answer: status, body, its Content-Type and any other headers."""
+
     status: int
     body: bytes
     content_type: str = JSON_TYPE

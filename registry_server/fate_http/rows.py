@@ -115,6 +115,7 @@ def tag_rows(tags: Iterable[pb.Tag], with_count: bool = False) -> list[dict[str,
 
 
 def tag_list_answer(tags: Iterable[pb.Tag]) -> render.Answer:
+    """FATE-Flow's answer to ``tag list``: each tag's row, and their count."""
     rows = tag_rows(tags)
     return render.envelope(data={"tags": rows, "count": len(rows)})
 

@@ -55,6 +55,8 @@ def route_path(target: str) -> str:
 
 
 class FateHttpHandler(BufferedRequestHandler):
+    """One HTTP request of a FATE client: routed, signature-checked, answered or passed upstream."""
+
     server: FateHttpServer
 
     @property
