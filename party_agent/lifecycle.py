@@ -234,7 +234,7 @@ class VersionLifecycle:
     # -- after a crash ----------------------------------------------------------------------------
 
     def recover(self) -> list[str]:
-        """At start-up, before any change.
+        """Recover from a crash at start-up, before any change.
 
         Finish or undo the publishes and deletes a crash interrupted, save the record of a version a commit renamed into
         place (the place, and a migration's archive, are left for the coordinator's resent commit to finish), drop

@@ -146,7 +146,7 @@ def _query(call: Call) -> Reply:
 
 
 def _predict(kind: str, call: Call) -> Reply:
-    """FATE's two modes.
+    """A predict DSL or conf, in FATE's two modes.
 
     With ``filename`` (the CLI) the document itself, an error never HTTP 200; without it (the SDK, the pipeline) the
     envelope whose ``data`` is the document.
