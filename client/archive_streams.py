@@ -1,5 +1,7 @@
-"""The archive byte streams of import and export: the upload request stream and the verified, atomic write
-of an export stream into a directory. Memory stays flat whatever the model size (DESIGN §5.4).
+"""The archive byte streams of import and export.
+
+The upload request stream and the verified, atomic write of an export stream into a directory. Memory stays flat
+whatever the model size (DESIGN §5.4).
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ def _data_loss(message: str) -> RegistryError:
 
 
 def unwritable(output_dir: Path, exc: OSError) -> RegistryError:
+    """The error for an archive that cannot be written into ``output_dir``: NO_SPACE when the disk is full."""
     reason = Reason.NO_SPACE if exc.errno in (errno.ENOSPC, errno.EDQUOT) else Reason.INVALID_ARGUMENT
     return RegistryError(reason, f"cannot write the archive into {output_dir}: {exc.strerror or exc}")
 

@@ -61,9 +61,10 @@ _PUBLISHED_KEYS = (
 
 @dataclass(frozen=True)
 class ConfKeys:
-    """The keys of one kind of ``-c`` conf, in FATE's layout, as :mod:`client.confs` reads them
-    (tests/unit/test_conf_keys.py holds the two together); ``flow model <command> --help`` prints them
-    with FATE's name for the example conf, which ``examples/model/`` holds.
+    """The keys of one kind of ``-c`` conf, in FATE's layout, as :mod:`client.confs` reads them.
+
+    tests/unit/test_conf_keys.py holds the two together; ``flow model <command> --help`` prints them with FATE's name
+    for the example conf, which ``examples/model/`` holds.
 
     A dotted key is one of a nested object (``job_parameters.model_id``); ``role``-like keys are role maps
     (``{"guest": [9999], "host": [10000]}``). ``without_job`` keys are required unless ``-j`` names the
@@ -167,8 +168,10 @@ class _Commands:
         variant: tuple[str, str] | None = None,
         required: bool = True,
     ) -> argparse.ArgumentParser:
-        """A command reading a ``-c`` conf, its keys (:data:`CONF_KEYS`) in its help; ``variant`` is the
-        option that makes it read another kind of conf, and that kind."""
+        """A command reading a ``-c`` conf, its keys (:data:`CONF_KEYS`) in its help.
+
+        ``variant`` is the option that makes it read another kind of conf, and that kind.
+        """
         epilog = CONF_KEYS[name].describe("conf keys")
         if variant is not None:
             option, kind = variant
@@ -290,6 +293,7 @@ def _add_checkpoint_commands(commands: _Commands) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``flow`` argument parser: every command group and command, with their ``--help``."""
     parser = argparse.ArgumentParser(prog="flow", description="FATE-Flow model registry client", allow_abbrev=False)
     parser.add_argument(
         "--address", default=None, help="registry host:port (replicas: comma-separated; see client.settings)"
@@ -318,6 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``flow`` command and print its answer; the exit code is 0 when the answer's retcode is 0."""
     limit_arenas()  # gRPC's receiving threads otherwise leave a gigabyte export's buffers spread over arenas
     keep_heap_for_streams()  # an export's 1 MiB messages come from a kept heap, not freshly faulted pages
     try:

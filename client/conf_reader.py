@@ -24,6 +24,7 @@ Schema = TypeVar("Schema")
 
 
 def failure(message: str, retcode: int = Retcode.ARGUMENT_ERROR) -> RegistryError:
+    """A conf error as FATE's CLI reports it, with the ARGUMENT_ERROR retcode unless given."""
     return RegistryError(Reason.INVALID_ARGUMENT, message, retcode=retcode)
 
 
@@ -68,6 +69,7 @@ def _refuse(expected: str) -> PydanticCustomError:
 
 
 def is_text(value: Any) -> bool:
+    """Whether ``value`` may stand where FATE expects text: a string or a whole number, not a bool."""
     return isinstance(value, str | int) and not isinstance(value, bool)
 
 
@@ -132,8 +134,11 @@ class Conf:
     path: Path | None = None
 
     def read(self, schema: type[Schema]) -> Schema:
-        """The conf as ``schema``: FATE's check first (every required key present and not null, or one
-        error naming every missing key, dotted), then each value's type, naming the file and the key."""
+        """The conf as ``schema``.
+
+        FATE's check first (every required key present and not null, or one error naming every missing key, dotted),
+        then each value's type, naming the file and the key.
+        """
         try:
             return TypeAdapter(schema).validate_python(_present(schema, self.data))
         except ValidationError as exc:

@@ -129,6 +129,7 @@ class ExportSpec:
 
 
 def import_spec(conf: Conf) -> ImportSpec:
+    """What ``flow model import`` uploads: the archive file (which must exist) and the version it holds."""
     spec = conf.read(ImportConf)
     if not spec.file:
         raise failure(
@@ -144,21 +145,25 @@ def import_spec(conf: Conf) -> ImportSpec:
 
 def export_spec(conf: Conf) -> ExportSpec:
     # FATE's CLI makes output_path absolute against the current directory, and so do we.
+    """What ``flow model export`` downloads, and the absolute directory it writes to."""
     spec = conf.read(ExportConf)
     return ExportSpec(spec.ref(), Path(spec.output_path).expanduser().absolute())
 
 
 def store_request(conf: Conf) -> pb.StoreModelRequest:
+    """The request of ``flow model export --to-database``: copy a version into its party's model store."""
     spec = conf.read(StoreConf)
     return pb.StoreModelRequest(model=spec.ref(), force_update=spec.force_update)
 
 
 def restore_request(conf: Conf) -> pb.RestoreModelRequest:
+    """The request of ``flow model import --from-database``: bring a version back from the model store."""
     spec = conf.read(RestoreConf)
     return pb.RestoreModelRequest(model=spec.ref(), force_update=spec.force_update, sha256=spec.sha256)
 
 
 def homo_convert_request(conf: Conf) -> pb.HomoConvertModelRequest:
+    """The request of ``flow model homo-convert``: a version and the framework to convert it to."""
     spec = conf.read(HomoConvertConf)
     return pb.HomoConvertModelRequest(model=spec.ref(), framework_name=spec.framework_name)
 
@@ -198,6 +203,8 @@ class NamedModel:
 
 @section(frozen=True, kw_only=True, config=FATE_CONF)
 class LoadParameters(NamedModel):
+    """``job_parameters`` of a load conf: FATE's keys, accepted and not used by the registry."""
+
     load_type: Text = ""
     file_path: Text = ""
     use_transfer_url_on_serving: Flag = False
@@ -273,6 +280,7 @@ def load_request(conf: Conf | None, job_id: str) -> pb.LoadModelRequest:
 
 
 def bind_request(conf: Conf, job_id: str) -> pb.BindModelRequest:
+    """The request of ``flow model bind``, from the conf, or from the job ``job_id`` names when given."""
     spec: BindConf | BindByJobConf = conf.read(BindByJobConf) if job_id else conf.read(BindConf)
     return pb.BindModelRequest(
         initiator=spec.initiator.proto() if spec.initiator else None,
@@ -299,6 +307,7 @@ class MigrateConf:
 
 
 def migrate_request(conf: Conf) -> pb.MigrateModelRequest:
+    """The request of ``flow model migrate``: the version, its old and new role maps and executing parties."""
     spec = conf.read(MigrateConf)
     return pb.MigrateModelRequest(
         model_id=spec.model_id,
@@ -315,9 +324,9 @@ def migrate_request(conf: Conf) -> pb.MigrateModelRequest:
 
 
 def parse_cpn_list(text: str) -> list[str]:
-    """``--cpn-list "a, b"`` or a ``--cpn-path`` file: names split at commas, brackets and quotes dropped.
+    r"""``--cpn-list "a, b"`` or a ``--cpn-path`` file: names split at commas, brackets and quotes dropped.
 
-    FATE's CLI means to refuse '/' and '\\' but only refuses some such strings; we refuse them all.
+    FATE's CLI means to refuse '/' and '\' but only refuses some such strings; we refuse them all.
     """
     if "/" in text or "\\" in text:
         raise failure("Component list string should not contain '/' or '\\'.")

@@ -1,5 +1,8 @@
-"""The ``flow`` commands' handlers: each builds its request from the options and conf, calls the registry
-and shapes FATE's JSON answer. The command table and options are :mod:`client.cli`'s."""
+"""The ``flow`` commands' handlers.
+
+Each builds its request from the options and conf, calls the registry and shapes FATE's JSON answer. The command table
+and options are :mod:`client.cli`'s.
+"""
 
 from __future__ import annotations
 
@@ -42,8 +45,11 @@ class ProgressBar:
         self._bar.reset(total=total)
 
     def advance(self, size: int) -> None:
-        """Count ``size`` more bytes. An export's total leaves out the archive's zip headers and manifest:
-        the total grows to what has arrived rather than show more than 100 %."""
+        """Count ``size`` more bytes.
+
+        An export's total leaves out the archive's zip headers and manifest: the total grows to what has arrived rather
+        than show more than 100 %.
+        """
         total = self._bar.total
         if total is not None and self._bar.n + size > total:
             self._bar.total = self._bar.n + size
@@ -72,18 +78,21 @@ def _model_ref(args: argparse.Namespace) -> common.PartyModelRef:
 
 
 def load(args: argparse.Namespace) -> Answer:
+    """``flow model load``: load a version into every party's FATE-Serving, all or nothing."""
     request = confs.load_request(confs.read_conf(args.conf_path) if args.conf_path else None, args.job_id or "")
     with _connect(args) as client:
         return render.load_answer(client.load_model(request))
 
 
 def bind(args: argparse.Namespace) -> Answer:
+    """``flow model bind``: bind a loaded version to a service id."""
     request = confs.bind_request(confs.read_conf(args.conf_path), args.job_id or "")
     with _connect(args) as client:
         return render.bind_answer(client.bind_model(request))
 
 
 def import_model(args: argparse.Namespace) -> Answer:
+    """``flow model import``: upload an archive, or with ``--from-database`` restore from the model store."""
     conf = confs.read_conf(args.conf_path)
     if args.from_database:
         request = confs.restore_request(conf)
@@ -99,6 +108,7 @@ def import_model(args: argparse.Namespace) -> Answer:
 
 
 def export_model(args: argparse.Namespace) -> Answer:
+    """``flow model export``: download an archive, or with ``--to-database`` store into the model store."""
     conf = confs.read_conf(args.conf_path)
     if args.to_database:
         request = confs.store_request(conf)
@@ -116,17 +126,20 @@ def export_model(args: argparse.Namespace) -> Answer:
 
 
 def migrate(args: argparse.Namespace) -> Answer:
+    """``flow model migrate``: rewrite a version for new party ids, one archive per party."""
     request = confs.migrate_request(confs.read_conf(args.conf_path))
     with _connect(args) as client:
         return render.migrate_answer(client.migrate_model(request))
 
 
 def tag_list(args: argparse.Namespace) -> Answer:
+    """``flow model tag-list``: every tag of the model version a job id names."""
     with _connect(args) as client:
         return render.tag_list_answer(client.all_model_tags(args.job_id))
 
 
 def tag_model(args: argparse.Namespace) -> Answer:
+    """``flow model tag-model``: add a tag to the model a job id names, or with ``--remove`` take it off."""
     with _connect(args) as client:
         if args.remove:
             message = client.remove_model_tag(
@@ -138,6 +151,7 @@ def tag_model(args: argparse.Namespace) -> Answer:
 
 
 def deploy(args: argparse.Namespace) -> Answer:
+    """``flow model deploy``: make a child version of chosen components on every party, all or nothing."""
     request = confs.deploy_request(
         args.model_id,
         args.model_version,
@@ -173,6 +187,7 @@ def get_predict(args: argparse.Namespace, kind: str) -> Answer:
 
 
 def get_model_info(args: argparse.Namespace) -> Answer:
+    """``flow model get-model-info``: the catalog's rows of the versions that match, one per party."""
     request = pb.GetModelInfoRequest(
         model_id=args.model_id or "",
         model_version=args.model_version,
@@ -185,24 +200,28 @@ def get_model_info(args: argparse.Namespace) -> Answer:
 
 
 def homo_convert(args: argparse.Namespace) -> Answer:
+    """``flow model homo-convert``: convert a homo model's components for a common framework."""
     request = confs.homo_convert_request(confs.read_conf(args.conf_path))
     with _connect(args) as client:
         return render.homo_convert_answer(client.homo_convert_model(request))
 
 
 def homo_deploy(args: argparse.Namespace) -> Answer:
+    """``flow model homo-deploy``: serve a converted homo model on Kubernetes (KServe or KFServing)."""
     request = confs.homo_deploy_request(confs.read_conf(args.conf_path))
     with _connect(args) as client:
         return render.homo_deploy_answer(client.homo_deploy_model(request))
 
 
 def unload(args: argparse.Namespace) -> Answer:
+    """``flow model unload``: unload a version from every party's FATE-Serving."""
     request = pb.UnloadModelRequest(model_id=args.model_id, model_version=args.model_version)
     with _connect(args) as client:
         return render.party_results_answer(client.unload_model(request))
 
 
 def unbind(args: argparse.Namespace) -> Answer:
+    """``flow model unbind``: unbind service ids from a version on every party's FATE-Serving."""
     request = pb.UnbindModelRequest(
         model_id=args.model_id, model_version=args.model_version, service_ids=args.service_id
     )
@@ -211,24 +230,28 @@ def unbind(args: argparse.Namespace) -> Answer:
 
 
 def delete(args: argparse.Namespace) -> Answer:
+    """``flow model delete``: delete a party's version, with ``--from-store`` its stored copy too."""
     request = pb.DeleteModelRequest(model=_model_ref(args), delete_from_store=args.from_store)
     with _connect(args) as client:
         return render.delete_answer(client.delete_model(request))
 
 
 def list_versions(args: argparse.Namespace) -> Answer:
+    """``flow model list-versions``: a page of the catalog's versions of a model."""
     request = pb.ListModelVersionsRequest(model_id=args.model_id, page_size=args.page_size, page_token=args.page_token)
     with _connect(args) as client:
         return render.versions_answer(client.list_model_versions(request))
 
 
 def checkpoint_list(args: argparse.Namespace) -> Answer:
+    """``flow checkpoint list``: the checkpoints of a component of a party's version."""
     request = pb.ListCheckpointsRequest(model=_model_ref(args), component_name=args.component_name)
     with _connect(args) as client:
         return render.checkpoint_list_answer(client.list_checkpoints(request))
 
 
 def checkpoint_get(args: argparse.Namespace) -> Answer:
+    """``flow checkpoint get``: one checkpoint of a component, by step index or step name."""
     request = pb.GetCheckpointRequest(model=_model_ref(args), component_name=args.component_name)
     if args.step_index is not None:
         request.step_index = args.step_index
@@ -239,6 +262,7 @@ def checkpoint_get(args: argparse.Namespace) -> Answer:
 
 
 def operation_list(args: argparse.Namespace) -> Answer:
+    """``flow operation list``: a page of the operation log, filtered by model, version and kind."""
     request = pb.ListOperationsRequest(
         model_id=args.model_id or "",
         model_version=args.model_version or "",

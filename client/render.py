@@ -52,10 +52,12 @@ def dumps(answer: Answer) -> str:
 
 
 def exit_code(answer: Answer) -> int:
+    """The process exit code of an answer: 0 for retcode 0, else 1."""
     return 0 if answer.get("retcode") == 0 else 1
 
 
 def error_answer(error: RegistryError) -> Answer:
+    """A registry error as FATE answers it: its FATE retcode and its message."""
     return envelope(error.fate_retcode, error.message)
 
 
@@ -154,6 +156,7 @@ def multi_party_answer(
 
 
 def load_answer(response: pb.LoadModelResponse) -> Answer:
+    """FATE's load answer: the job id and each party's result."""
     return multi_party_answer(response.results, job_id=response.job_id)
 
 
@@ -166,6 +169,7 @@ def bind_answer(response: pb.BindModelResponse) -> Answer:
 
 
 def deploy_answer(response: pb.DeployModelResponse) -> Answer:
+    """FATE's deploy answer: the child's model id and version, and each party's result."""
     return multi_party_answer(response.results, model_id=response.model_id, model_version=response.model_version)
 
 
@@ -184,6 +188,7 @@ def migrate_answer(response: pb.MigrateModelResponse) -> Answer:
 
 
 def party_results_answer(response: pb.UnloadModelResponse | pb.UnbindModelResponse) -> Answer:
+    """The answer of an unload or unbind: each party's result."""
     return multi_party_answer(response.results)
 
 
@@ -203,10 +208,12 @@ def import_answer(result: common.ImportModelResult) -> Answer:
 
 
 def store_answer(response: pb.StoreModelResponse) -> Answer:
+    """The stored version, its archive's SHA-256 and where the model store holds it."""
     return envelope(data={**_ref(response.model), "sha256": response.sha256, "location": response.location})
 
 
 def export_answer(result: ExportResult) -> Answer:
+    """FATE's export answer: the file written, its size and CRC-32."""
     return envelope(
         retmsg=f"download successfully, please check {result.path}",
         file=str(result.path),
@@ -220,6 +227,7 @@ def predict_file_answer(kind: str, path: Path) -> Answer:
 
 
 def delete_answer(response: pb.DeleteModelResponse) -> Answer:
+    """The deleted version, and whether its local copy and its stored copy were deleted."""
     return envelope(
         data={
             **_ref(response.model),
@@ -280,6 +288,7 @@ def model_info_answer(response: pb.GetModelInfoResponse, detail: bool) -> Answer
 
 
 def tag_list_answer(response: pb.ListModelTagsResponse) -> Answer:
+    """The tags of a model, with their count."""
     tags = [{"name": tag.name, "description": tag.description} for tag in response.tags]
     return envelope(data={"tags": tags, "count": len(tags)})
 
@@ -296,6 +305,7 @@ def _checkpoint(checkpoint: common.Checkpoint, models: Mapping[str, Any]) -> dic
 
 
 def checkpoint_list_answer(response: pb.ListCheckpointsResponse) -> Answer:
+    """FATE's checkpoint list: each checkpoint with its buffers' names and SHA-1."""
     return envelope(
         data=[
             _checkpoint(
@@ -344,6 +354,7 @@ def homo_deploy_answer(response: pb.HomoDeployModelResponse) -> Answer:
 
 
 def versions_answer(response: pb.ListModelVersionsResponse) -> Answer:
+    """A page of a model's versions, each with its parties by role, and the next page token."""
     rows = []
     for version in response.versions:
         roles: dict[str, list[str]] = {}
@@ -363,6 +374,7 @@ def versions_answer(response: pb.ListModelVersionsResponse) -> Answer:
 
 
 def operations_answer(response: pb.ListOperationsResponse) -> Answer:
+    """A page of the operation log, each operation with its per-party results, and the next page token."""
     rows = [
         _compact(
             {

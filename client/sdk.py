@@ -138,9 +138,11 @@ class RegistryClient:
     def _error(
         self, exc: grpc.RpcError, route: _Route | None = None, party_id: str = "", long: bool = False
     ) -> RegistryError:
-        """The server's own error, or one naming the server (the registry, or the party's agent on a
-        one-hop ``route``) and its address when the call never got an answer. A ``long`` call's work goes
-        on at the coordinator after the client's deadline: the message says where to see how it ended."""
+        """The server's own error, or one naming the server and its address when the call never got an answer.
+
+        The server is the registry, or the party's agent on a one-hop ``route``. A ``long`` call's work goes on at the
+        coordinator after the client's deadline: the message says where to see how it ended.
+        """
         server = f"the agent of party {party_id}" if route else "the registry"
         address = route.address if route else self.address
         code = exc.code()
@@ -201,8 +203,10 @@ class RegistryClient:
         idempotent: bool = False,
         long: bool = False,
     ) -> _Response:
-        """Call ``method`` (picked from a replica's stub) on the current replica, failing over to the
-        next ones on UNAVAILABLE as the class describes; within ``long_timeout`` if ``long``."""
+        """Call ``method`` (picked from a replica's stub) on the current replica, failing over to the next ones.
+
+        It fails over on UNAVAILABLE as the class describes; within ``long_timeout`` if ``long``.
+        """
         timeout = self.long_timeout if long else self.timeout
         for attempt in range(len(self._channels)):
             try:
@@ -350,8 +354,10 @@ class RegistryClient:
         return self._unary(lambda stub: stub.MigrateModel, request, long=True)
 
     def deploy_model(self, request: pb.DeployModelRequest) -> pb.DeployModelResponse:
-        """Deploy under a request id (a fresh one unless given), so that it is safe to send again to
-        another replica: the coordinators answer a repeat with the first deploy's outcome."""
+        """Deploy under a request id (a fresh one unless given), so that it is safe to send again to another replica.
+
+        The coordinators answer a repeat with the first deploy's outcome.
+        """
         if not request.request_id:
             with_id = pb.DeployModelRequest()
             with_id.CopyFrom(request)

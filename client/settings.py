@@ -116,8 +116,11 @@ def _saved_tls(saved: Mapping[str, Any], path: Path) -> config.TlsConf:
 
 
 def resolve(address: str | None = None, env: Mapping[str, str] = os.environ) -> ClientSettings:
-    """The client settings: ``address`` (the ``--address`` option) wins, then the sources above; TLS from
-    the environment when any of its variables is set, else as ``flow init`` saved it."""
+    """The client settings.
+
+    ``address`` (the ``--address`` option) wins, then the sources above; TLS from the environment when any of its
+    variables is set, else as ``flow init`` saved it.
+    """
     path = client_conf_path(env)
     saved = _saved(path)
     chosen = address or env.get(ADDRESS_ENV) or _saved_address(saved) or service_conf_address(None)
@@ -130,9 +133,11 @@ def resolve(address: str | None = None, env: Mapping[str, str] = os.environ) -> 
 
 
 def tls_conf(paths: Sequence[str | None], names: Sequence[str] = TLS_ENV_NAMES, where: str = "") -> config.TlsConf:
-    """A client's TLS from the paths of its CA, certificate and key (empty or None: not given); a
-    certificate needs its key. ``names`` are what the three are called in an error (the variables,
-    ``flow init``'s options or the saved keys), ``where`` what the error starts with."""
+    """A client's TLS from the paths of its CA, certificate and key (empty or None: not given).
+
+    A certificate needs its key. ``names`` are what the three are called in an error (the variables, ``flow init``'s
+    options or the saved keys), ``where`` what the error starts with.
+    """
     ca, cert, key = (Path(p) if p else None for p in paths)
     if (cert is None) != (key is None):
         raise _settings_error(f"{where}{names[1]} and {names[2]} go together: set both or neither")

@@ -1,3 +1,5 @@
+"""``python -m launcher``: the ``fate-registry`` command."""
+
 import sys
 
 from launcher.main import main

@@ -16,6 +16,7 @@ from fate_registry.fate_models import ModelSpec, build_fate_archive, write_feder
 
 
 def make_demo_model(out: Path, target_bytes: int = 0) -> dict[str, object]:
+    """Write a demo model's archive, import and export confs per party under ``out``; print and return their paths."""
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     spec = ModelSpec(target_bytes=target_bytes, checkpoints=2)

@@ -25,7 +25,7 @@ PROGRAM_PREFIX = "fate-registry: "  # how launcher.main prefixes the one line it
 
 
 @dataclass
-class Child:
+class _Child:
     name: str
     process: subprocess.Popen[bytes]
     port_file: Path
@@ -86,7 +86,7 @@ def _conf_args(conf_path: Path | None, data_dir: Path) -> list[str]:
     return [*(["--conf", str(conf_path)] if conf_path else []), "--data-dir", str(data_dir)]
 
 
-def _spawn(name: str, args: list[str], run_dir: Path, log_dir: Path) -> Child:
+def _spawn(name: str, args: list[str], run_dir: Path, log_dir: Path) -> _Child:
     port_file = run_dir / f"{name}.addr"
     port_file.unlink(missing_ok=True)
     log_path = log_dir / f"{name}.log"
@@ -99,10 +99,10 @@ def _spawn(name: str, args: list[str], run_dir: Path, log_dir: Path) -> Child:
         stdin=subprocess.DEVNULL,
         start_new_session=True,
     )
-    return Child(name, process, port_file, log, log_path, start)
+    return _Child(name, process, port_file, log, log_path, start)
 
 
-def _wait_ready(children: list[Child], deadline: float, tls: TlsConf) -> dict[str, str]:
+def _wait_ready(children: list[_Child], deadline: float, tls: TlsConf) -> dict[str, str]:
     """Poll each child's port file, then its gRPC health check (over ``tls``), until all serve or one dies."""
     addresses: dict[str, str] = {}
     pending = list(children)
@@ -125,7 +125,7 @@ def _wait_ready(children: list[Child], deadline: float, tls: TlsConf) -> dict[st
     return addresses
 
 
-def _stop(children: list[Child]) -> None:
+def _stop(children: list[_Child]) -> None:
     for child in children:
         if child.alive():
             child.process.send_signal(signal.SIGTERM)
@@ -140,6 +140,7 @@ def _stop(children: list[Child]) -> None:
 
 
 def run_federation(conf: ServiceConf, conf_path: Path | None, ready_timeout: float) -> int:
+    """Run the federation until Ctrl-C or SIGTERM; the exit code is 1 when a process failed to start or died."""
     data_dir = conf.data_dir
     run_dir, log_dir = data_dir / "run", data_dir / "logs"
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -147,7 +148,7 @@ def run_federation(conf: ServiceConf, conf_path: Path | None, ready_timeout: flo
     (run_dir / "ready").unlink(missing_ok=True)
     stop = StopFlag.install()
     base = _conf_args(conf_path, data_dir)
-    children: list[Child] = []
+    children: list[_Child] = []
     try:
         deadline = time.monotonic() + ready_timeout
         agent_children = {

@@ -23,6 +23,7 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``fate-registry`` argument parser: ``server``, ``agent``, ``up`` and ``make-model``."""
     parser = argparse.ArgumentParser(prog="fate-registry", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -79,6 +80,7 @@ def _address(text: str) -> config.Address:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one ``fate-registry`` command; the exit code is 0 on success."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     try:

@@ -80,6 +80,8 @@ def _dsl_version(record: PartyModelRecord) -> int:
 
 
 class PartyAgent:
+    """The agent of one party, and of the party ids its migrated slices took; the servicers call it."""
+
     def __init__(self, conf: ServiceConf, party: PartyConf) -> None:
         self.party = party
         self.limits = conf.limits
@@ -216,7 +218,8 @@ class PartyAgent:
     def transfer_body(self, ref: PartyModelRef) -> tuple[Iterator[bytes], int]:
         """FATE-Flow's model-transfer answer for ``ref``, as pieces to stream, and its length.
 
-        The pieces are read under the version's read lock, so a forced re-import waits for the pull."""
+        The pieces are read under the version's read lock, so a forced re-import waits for the pull.
+        """
         try:
             record = self.record(ref)
         except RegistryError as exc:
@@ -252,7 +255,8 @@ class PartyAgent:
         before the local copy is touched. Stopped between the two, the store's copy is gone and the
         local one, its row and its catalog row are kept (the coordinator asks this party when it lost
         the answer); the same delete, sent again, finishes it. Both steps hold the version's write lock:
-        no export, load or store reads the version in between."""
+        no export, load or store reads the version in between.
+        """
         self.check_party(ref)
         with self.cache.locks.write(self.cache.lock_key(ref)):
             deleted_store = False
@@ -323,7 +327,8 @@ class PartyAgent:
 
         The engine checks the whole stored copy against the SHA-256 recorded when it was stored
         before its stream ends (the copy read is pinned to the one stat saw), so the files are
-        checked by size and CRC-32 against the archive's manifest instead of being hashed again."""
+        checked by size and CRC-32 against the archive's manifest instead of being hashed again.
+        """
         store = self._model_store()
         key = self._store_key(ref)
         remote = store.stat(key)
@@ -351,9 +356,12 @@ class PartyAgent:
         return result
 
     def sync_with_store(self, ref: PartyModelRef) -> None:
-        """``enable_model_store``: a version only here is uploaded, one only in the store is downloaded
-        (and verified), one in both that differs from what was last stored or restored is replaced by
-        the store's copy, as FATE-Flow does; an identical copy is left alone."""
+        """Bring one version in step with the model store (``enable_model_store``).
+
+        A version only here is uploaded, one only in the store is downloaded (and verified), one in both that differs
+        from what was last stored or restored is replaced by the store's copy, as FATE-Flow does; an identical copy is
+        left alone.
+        """
         if not self.enable_model_store or self.model_store is None:
             return
         self.check_party(ref)
@@ -430,13 +438,15 @@ class PartyAgent:
     def held_versions(
         self, model_id: str = "", model_version: str = "", unrecorded_only: bool = False
     ) -> list[PartyModelInfo]:
-        """The versions of ``model_id`` and ``model_version`` (empty: any) this agent holds for the parties it
-        acts for, as the coordinator's catalog keeps them (:func:`catalog_info`); ``unrecorded_only``: only
-        those without a record here (the directories of the others are not looked into).
+        """The versions of ``model_id`` and ``model_version`` (empty: any) this agent holds for the parties it acts for.
+
+        They are as the coordinator's catalog keeps them (:func:`catalog_info`); ``unrecorded_only``: only those without
+        a record here (the directories of the others are not looked into).
 
         A directory FATE-Flow wrote that has no record yet is described from its Pipeline and its files'
         sizes, not hashed (its manifest digest is empty): it is adopted on first use (:meth:`record`). One
-        without a readable Pipeline (FATE-Flow has not finished writing it) is left out."""
+        without a readable Pipeline (FATE-Flow has not finished writing it) is left out.
+        """
         held = []
         acting: dict[str, bool] = {}
         for ref in self.cache.versions(model_id, model_version, self.metadata.keys() if unrecorded_only else ()):

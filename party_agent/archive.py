@@ -32,16 +32,20 @@ ARCHIVE_ONLY_MAX_BYTES = 64 * 1024 * 1024
 
 @dataclass(frozen=True)
 class NameLimits:
-    """How long the file system lets an entry's name be (``os.pathconf``): a name, and a path below the directories
-    it is extracted to and published in."""
+    """How long the file system lets an entry's name be (``os.pathconf``).
+
+    A name, and a path below the directories it is extracted to and published in.
+    """
 
     name_bytes: int
     path_bytes: int
 
     @classmethod
     def below(cls, *directories: Path) -> NameLimits:
-        """The limits below ``directories``, on the file system of the first (or of its closest existing parent);
-        a path's length counts the directory's, a separator and the final NUL."""
+        """The limits below ``directories``, on the file system of the first (or of its closest existing parent).
+
+        A path's length counts the directory's, a separator and the final NUL.
+        """
         found = next(d for d in (directories[0].absolute(), *directories[0].absolute().parents) if d.exists())
         longest = max(len(os.fsencode(directory.absolute())) for directory in directories)
         return cls(_pathconf(found, "PC_NAME_MAX"), _pathconf(found, "PC_PATH_MAX") - longest - 2)
@@ -124,6 +128,8 @@ def unpack(
 
 @dataclass(frozen=True)
 class ExtractedFile:
+    """A file an import wrote: its path in the version, size, SHA-256 and the CRC-32 the archive gave."""
+
     path: str
     size: int
     sha256: str  # "" when the extraction was told not to hash
@@ -131,9 +137,11 @@ class ExtractedFile:
 
 
 class _Extraction:
-    """Where an archive's entries go: files under ``dest`` (SHA-256 hashed when ``hash_files``), directories,
-    and archive-only files kept in memory. Every entry's name passes :func:`check_member_name` before a byte
-    of it is written."""
+    """Where an archive's entries go.
+
+    Files under ``dest`` (SHA-256 hashed when ``hash_files``), directories, and archive-only files kept in memory. Every
+    entry's name passes :func:`check_member_name` before a byte of it is written.
+    """
 
     def __init__(self, dest: Path, names: NameLimits, hash_files: bool) -> None:
         self.dest = dest

@@ -104,7 +104,8 @@ class ArchiveImporter:
         """The archive's bytes as they arrive, bounded in size, hashed when the caller gave a hash.
 
         An archive whose size was ``announced`` (not 0) must arrive whole: a client that cannot send
-        it all (the file changed or could not be read) ends its stream short to call the import off."""
+        it all (the file changed or could not be read) ends its stream short to call the import off.
+        """
         size = 0
         for chunk in chunks:
             size += len(chunk)

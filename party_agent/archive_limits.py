@@ -63,8 +63,11 @@ class DiskRoom:
 
 @dataclass(frozen=True)
 class ArchiveLimits:
-    """What an archive may expand to: bytes in all, entries, bytes inflated per compressed byte (past
-    :data:`EXPANSION_FLOOR`), and, when given, the room on the disk."""
+    """What an archive may expand to.
+
+    Bytes in all, entries, bytes inflated per compressed byte (past :data:`EXPANSION_FLOOR`), and, when given, the room
+    on the disk.
+    """
 
     max_bytes: int
     max_entries: int
@@ -72,8 +75,10 @@ class ArchiveLimits:
     room: DiskRoom | None = None
 
     def check_expansion(self, given: int, taken: int, what: str, whose: str = "its") -> None:
-        """Refuse ``taken`` compressed bytes that inflate to ``given`` past the ratio; ``what`` expands, ``whose``
-        compressed size it is ("archive entry 'x' expands", "its")."""
+        """Refuse ``taken`` compressed bytes that inflate to ``given`` past the ratio.
+
+        ``what`` expands, ``whose`` compressed size it is ("archive entry 'x' expands", "its").
+        """
         if given > max(EXPANSION_FLOOR, self.max_ratio * taken):
             raise RegistryError(
                 Reason.ARCHIVE_TOO_LARGE,

@@ -22,6 +22,8 @@ YAML_DUMPER: type[yaml.SafeDumper] = getattr(yaml, "CSafeDumper", yaml.SafeDumpe
 
 @dataclass(frozen=True)
 class Buffer:
+    """A component buffer of the proto index: its component, alias, model name and message class."""
+
     component: str
     alias: str
     model_name: str
@@ -38,6 +40,7 @@ class Buffer:
 
 
 def read_define_meta(version_dir: Path) -> dict[str, Any]:
+    """The version's ``define_meta.yaml``; a missing or unreadable one is DATA_LOSS."""
     try:
         meta = yaml.load((version_dir / DEFINE_META).read_text(encoding="utf-8"), Loader=YAML_LOADER) or {}
     except FileNotFoundError:
@@ -81,4 +84,5 @@ def verified_base64(version_dir: Path, manifest: Manifest, buffer: Buffer) -> It
 
 
 def base64_length(size: int) -> int:
+    """The length of ``size`` bytes in padded base64."""
     return 4 * ((size + 2) // 3)

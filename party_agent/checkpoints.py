@@ -64,6 +64,8 @@ class BufferDigest(NamedTuple):
 
 @dataclass(frozen=True)
 class CheckpointInfo:
+    """One checkpoint of a component, as its ``database.yaml`` records it."""
+
     step_index: int
     step_name: str
     create_time: str

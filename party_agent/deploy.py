@@ -34,6 +34,8 @@ PIPELINE_COMPONENT = "pipeline"
 
 @dataclasses.dataclass(frozen=True)
 class DeployRequest:
+    """A party's share of a deploy: the source version, the child's version, its predict DSL and checkpoint steps."""
+
     source: PartyModelRef
     child_version: str
     predict_dsl: Mapping[str, Any]
@@ -41,6 +43,8 @@ class DeployRequest:
 
 
 class Deployer:
+    """Prepares a deploy's child version on this party; the lifecycle commits or aborts it."""
+
     def __init__(self, lifecycle: VersionLifecycle) -> None:
         self.lifecycle = lifecycle
         self.cache = lifecycle.cache
@@ -85,9 +89,11 @@ class Deployer:
         return record.manifest
 
     def _build(self, source_dir: Path, target: Path, request: DeployRequest) -> dict[str, str]:
-        """Build the child in ``target``: the source's files of the deployed components hard-linked
-        (published files never change in place), new files written and fsynced. Returns the JSON
-        texts of the child's record that its Pipeline holds."""
+        """Build the child in ``target``.
+
+        The source's files of the deployed components hard-linked (published files never change in place), new files
+        written and fsynced. Returns the JSON texts of the child's record that its Pipeline holds.
+        """
         meta = read_define_meta(source_dir)
         deployed = set(request.predict_dsl.get("components", {}))
         model_proto = {
@@ -128,7 +134,8 @@ class Deployer:
     def _write_pipeline(source_dir: Path, target: Path, request: DeployRequest) -> dict[str, str]:
         """FATE's child Pipeline: the predict DSL (CodePath kept from the source), the child version, parent info.
 
-        Returns its JSON fields as the child's record holds them (what ``json_of`` would read back)."""
+        Returns its JSON fields as the child's record holds them (what ``json_of`` would read back).
+        """
         pipeline = read_pipeline(source_dir)
         child, source = request.child_version, request.source
         inference = json.loads(json.dumps(request.predict_dsl))

@@ -1,5 +1,7 @@
-"""The agent's side of FATE's proxy: ``DataTransferService.unaryCall`` Packets, answered by the
-same PartyAgentService handlers as direct calls (same errors, same idempotency, same tickets).
+"""The agent's side of FATE's proxy.
+
+``DataTransferService.unaryCall`` Packets, answered by the same PartyAgentService handlers as direct calls (same errors,
+same idempotency, same tickets).
 
 A Packet names the method in ``header.command.name`` and carries the call's gRPC metadata in
 ``header.task.model`` (:mod:`fate_registry.packets`). Unary calls (``RUN``) run the handler at

@@ -38,6 +38,8 @@ def _summary(record: PartyModelRecord) -> str:
 
 
 class FateModelService(ModelServiceServicer):
+    """FATE-Serving's ModelService, answered from the agent's versions; other methods are UNIMPLEMENTED."""
+
     def __init__(self, agent: PartyAgent) -> None:
         self.agent = agent
 

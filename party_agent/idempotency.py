@@ -18,6 +18,8 @@ REMEMBERED = 4096
 
 
 class OnceByOperation:
+    """The answers of the last ``remembered`` calls, by operation id, method and request bytes."""
+
     def __init__(self, remembered: int = REMEMBERED) -> None:
         self._lock = threading.Lock()
         self._answers: OrderedDict[tuple[str, str, bytes], Future[Any]] = OrderedDict()

@@ -140,8 +140,11 @@ class VersionLifecycle:
         archive_target: Path | None = None,
         tree_synced: bool = False,
     ) -> None:
-        """Mark the built version prepared. Its directories are fsynced here, unless ``tree_synced`` says
-        the caller did (while it walked them for the manifest)."""
+        """Mark the built version prepared.
+
+        Its directories are fsynced here, unless ``tree_synced`` says the caller did (while it walked them for the
+        manifest).
+        """
         self.refuse_if_aborted(operation_id)  # the abort came while this prepare ran late
         if not tree_synced:
             fsync_tree(place / "model")
@@ -231,9 +234,12 @@ class VersionLifecycle:
     # -- after a crash ----------------------------------------------------------------------------
 
     def recover(self) -> list[str]:
-        """At start-up, before any change: finish or undo the publishes and deletes a crash interrupted, save
-        the record of a version a commit renamed into place (the place, and a migration's archive, are left for
-        the coordinator's resent commit to finish), drop abandoned staging and trash. Returns what was done."""
+        """Recover from a crash at start-up, before any change.
+
+        Finish or undo the publishes and deletes a crash interrupted, save the record of a version a commit renamed into
+        place (the place, and a migration's archive, are left for the coordinator's resent commit to finish), drop
+        abandoned staging and trash. Returns what was done.
+        """
         with self._deciding:
             done = self._recover_journal()
             done += self._recover_commits()

@@ -37,16 +37,21 @@ TICKETED_METHODS = (f"/{SERVICE_NAME}/ImportModel", f"/{SERVICE_NAME}/ExportMode
 
 
 def party_guard(party: config.PartyConf, hosted: Callable[[str], bool]) -> PartyGuard:
-    """With or without TLS, the agent acts only for its own party id and those ``hosted`` admits (the new
-    party ids of slices it migrated): on direct calls and in Packets alike."""
+    """With or without TLS, the agent acts only for its own party id and those ``hosted`` admits.
+
+    Those are the new party ids of slices it migrated; on direct calls and in Packets alike.
+    """
     decoders = {TICKETED_METHODS[0]: agent_pb2.ImportModelRequest.FromString}
     return PartyGuard(party.party_id, [SERVICE_NAME], decoders, hosted)
 
 
 def authorisation(party: config.PartyConf, hosted: Callable[[str], bool]) -> list[Interceptor]:
-    """The agent's interceptors: with mutual TLS, only ``tls.allow`` calls its API (the coordinator, and the
-    proxy that forwards Packets when the agent sits behind one), while FATE's read-only ModelService, health
-    and reflection stay open to any caller the CA vouches for."""
+    """The agent's interceptors.
+
+    With mutual TLS, only ``tls.allow`` calls its API (the coordinator, and the proxy that forwards Packets when the
+    agent sits behind one), while FATE's read-only ModelService, health and reflection stay open to any caller the CA
+    vouches for.
+    """
     guard = party_guard(party, hosted)
     if not party.tls.require_client_cert:
         return [guard]
@@ -55,6 +60,7 @@ def authorisation(party: config.PartyConf, hosted: Callable[[str], bool]) -> lis
 
 
 def serve(conf: config.ServiceConf, party_id: str, port_file: Path | None = None) -> None:
+    """Serve ``party_id``'s agent until SIGTERM, writing its address to ``port_file`` once it serves."""
     party = conf.party(party_id)
 
     def hosted(other: str) -> bool:  # asked only once the agent below serves

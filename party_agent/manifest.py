@@ -21,6 +21,8 @@ MANIFEST_ENTRY = ".fate_registry_manifest.json"
 
 @dataclass(frozen=True)
 class FileRecord:
+    """One file of a version: its path in the version directory, size and SHA-256."""
+
     path: str
     size: int
     sha256: str
@@ -30,6 +32,8 @@ class FileRecord:
 
 @dataclass(frozen=True)
 class Manifest:
+    """Every file of a version, in path order; :meth:`digest` stands for them all."""
+
     files: tuple[FileRecord, ...]
 
     @classmethod
@@ -42,7 +46,7 @@ class Manifest:
 
     @property
     def digest(self) -> str:
-        """SHA-256 over one ``path\\tsize\\tsha256`` line per file, in path order."""
+        r"""SHA-256 over one ``path\tsize\tsha256`` line per file, in path order."""
         h = hashlib.sha256()
         for r in self.files:
             h.update(f"{r.path}\t{r.size}\t{r.sha256}\n".encode())
@@ -91,8 +95,9 @@ def scan(version_dir: Path) -> Manifest:
 def scan_reusing(
     version_dir: Path, base_dir: Path | None, base: Manifest, on_directory: Callable[[str], None] | None = None
 ) -> Manifest:
-    """:func:`scan`, except that a file that is a hard link of ``base_dir``'s file at the same path
-    takes ``base``'s record (``base`` is ``base_dir``'s manifest) instead of being read and hashed.
+    """:func:`scan`, reusing ``base``'s record of a file hard-linked to ``base_dir``'s file at the same path.
+
+    Such a file takes ``base``'s record (``base`` is ``base_dir``'s manifest) instead of being read and hashed.
 
     Same inode means same bytes; the size is compared too, so a stale record is not taken over.
     ``on_directory`` is called with each directory of the tree (a deploy fsyncs them in the same walk).

@@ -67,6 +67,7 @@ class PendingPublish:
 
 
 def record_to_json(record: PartyModelRecord | None) -> str:
+    """``record`` as JSON, manifest included; ``""`` for None."""
     if record is None:
         return ""
     # not dataclasses.asdict: it would deep-copy every file record of the manifest first
@@ -76,6 +77,7 @@ def record_to_json(record: PartyModelRecord | None) -> str:
 
 
 def record_from_json(text: str) -> PartyModelRecord | None:
+    """The record :func:`record_to_json` wrote; None for ``""``."""
     if not text:
         return None
     data = json.loads(text)
@@ -84,6 +86,8 @@ def record_from_json(text: str) -> PartyModelRecord | None:
 
 
 class MetadataStore:
+    """The agent's metadata database: FATE's model info table, with our manifest and publish journal."""
+
     def __init__(self, conf: DatabaseConf) -> None:
         self.db = open_database(conf, "the metadata database")
         base = base_model(self.db)
@@ -156,8 +160,11 @@ class MetadataStore:
         return None if row is None else self._to_record(dict(zip(self._sql.model_columns, row, strict=True)))
 
     def holds_party(self, party_id: str) -> bool:
-        """Whether a version of ``party_id`` is recorded here: this agent's own party, or one it migrated a
-        slice to (a migrated slice stays on the agent that prepared it, under its new party id)."""
+        """Whether a version of ``party_id`` is recorded here.
+
+        This agent's own party, or one it migrated a slice to (a migrated slice stays on the agent that prepared it,
+        under its new party id).
+        """
         m = self._model
         with self.db.connection_context():
             return bool(m.select(m.f_party_id).where(m.f_party_id == party_id).limit(1).exists())

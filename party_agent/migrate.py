@@ -33,6 +33,8 @@ CARRIED = ("define", "run_parameters", "variables")  # checkpoints stay behind, 
 
 @dataclasses.dataclass(frozen=True)
 class MigrateRequest:
+    """A party's share of a migrate: the source version, the old and new role maps, initiator and version."""
+
     source: PartyModelRef
     old_roles: Mapping[str, Sequence[str]]
     new_roles: Mapping[str, Sequence[str]]
@@ -42,12 +44,16 @@ class MigrateRequest:
 
 @dataclasses.dataclass(frozen=True)
 class Migrated:
+    """A prepared migrate: the new slice, its manifest and the archive written for the new federation."""
+
     model: PartyModelRef
     manifest: Manifest
     archive: Path
 
 
 class Migrator:
+    """Prepares a migrate's new slice and its archive on this party; the lifecycle commits or aborts it."""
+
     def __init__(self, lifecycle: VersionLifecycle, archive_dir: Path, chunk_bytes: int) -> None:
         self.lifecycle = lifecycle
         self.cache = lifecycle.cache

@@ -1,6 +1,7 @@
-"""The party's ``model_local_cache`` as FATE lays it out: where a version lives, which versions are held,
-the locks that keep a reader and a writer of one version apart, and the hard links a derived version
-shares with its source. What changes a version (staging, publish, delete, recovery) is
+"""The party's ``model_local_cache`` as FATE lays it out.
+
+Where a version lives, which versions are held, the locks that keep a reader and a writer of one version apart, and the
+hard links a derived version shares with its source. What changes a version (staging, publish, delete, recovery) is
 :mod:`party_agent.lifecycle`'s.
 """
 
@@ -58,8 +59,11 @@ def link_file(source: str | Path, target: str | Path) -> None:
 
 
 def files_size(version_dir: Path) -> tuple[int, int]:
-    """Bytes and number of the files a version's manifest would list (:func:`~party_agent.manifest.scan`'s
-    choice), from their sizes alone: what a version FATE-Flow wrote weighs before it is hashed."""
+    """Bytes and number of the files a version's manifest would list, from their sizes alone.
+
+    The files are :func:`~party_agent.manifest.scan`'s choice: what a version FATE-Flow wrote weighs before it is
+    hashed.
+    """
     size = count = 0
     top = os.fspath(version_dir)
     for root, _dirs, files in os.walk(top):
@@ -147,10 +151,12 @@ class ModelCache:
     def versions(
         self, model_id: str = "", model_version: str = "", skip: Collection[tuple[str, str, str, str]] = ()
     ) -> list[PartyModelRef]:
-        """The versions held here (FATE's "model exists") of ``model_id`` and ``model_version`` (empty: any),
-        found as FATE-Flow's fallback scan of ``<role>#<party_id>#<model_id>/<version>`` finds them: by
-        listing directories, no file read. Those whose (role, party id, model id, version) is in ``skip``
-        are passed over unseen, as is a name no path of ours may take."""
+        """The versions held here (FATE's "model exists") of ``model_id`` and ``model_version`` (empty: any).
+
+        They are found as FATE-Flow's fallback scan of ``<role>#<party_id>#<model_id>/<version>`` finds them: by listing
+        directories, no file read. Those whose (role, party id, model id, version) is in ``skip`` are passed over
+        unseen, as is a name no path of ours may take.
+        """
         found = []
         for name in sorted(os.listdir(self.root)):
             try:

@@ -18,6 +18,7 @@ PIPELINE_PATH = "variables/data/pipeline/pipeline/Pipeline"
 
 
 def read_pipeline(version_dir: Path) -> Pipeline:
+    """The version's Pipeline; a missing or unreadable one is BAD_ARCHIVE."""
     path = version_dir / PIPELINE_PATH
     try:
         data = path.read_bytes()
@@ -41,14 +42,14 @@ def json_of(data: bytes) -> Any:
         return {}
 
 
-def roles_of(pipeline: Pipeline) -> dict[str, list[Any]]:
+def _roles_of(pipeline: Pipeline) -> dict[str, list[Any]]:
     roles = json_of(pipeline.roles) or json_of(pipeline.train_runtime_conf).get("role", {})
     return {str(r): list(ids) for r, ids in roles.items()} if isinstance(roles, dict) else {}
 
 
 def party_in_role(pipeline: Pipeline, role: str, party_id: str) -> bool:
     """FATE 1.11 checks the requested role's list in the train conf (ids compared as strings)."""
-    conf_roles = json_of(pipeline.train_runtime_conf).get("role") or roles_of(pipeline)
+    conf_roles = json_of(pipeline.train_runtime_conf).get("role") or _roles_of(pipeline)
     return party_id in {str(p) for p in conf_roles.get(role, [])}
 
 
@@ -83,6 +84,7 @@ def _json_text(data: bytes, default: str = "{}") -> str:
 def record_from_pipeline(
     ref: PartyModelRef, pipeline: Pipeline, manifest: Manifest, job_id: str, imported: bool
 ) -> PartyModelRecord:
+    """The metadata record of ``ref``, its roles, DSLs and confs taken from ``pipeline``."""
     return PartyModelRecord(
         role=ref.role,
         party_id=ref.party_id,
@@ -90,7 +92,7 @@ def record_from_pipeline(
         model_version=ref.model_version,
         job_id=job_id,
         manifest=manifest,
-        roles_json=json.dumps(roles_of(pipeline)),
+        roles_json=json.dumps(_roles_of(pipeline)),
         initiator_role=pipeline.initiator_role,
         initiator_party_id=str(pipeline.initiator_party_id) if pipeline.initiator_party_id else "",
         fate_version=pipeline.fate_version,

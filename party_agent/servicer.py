@@ -75,6 +75,8 @@ def _metadata(context: grpc.ServicerContext, name: str) -> str:
 
 
 class AgentServicer(agent_pb2_grpc.PartyAgentServiceServicer):
+    """The PartyAgentService; each call by operation id is done once, one-hop transfers need their ticket."""
+
     def __init__(self, agent: PartyAgent) -> None:
         self.agent = agent
         self.tickets = TicketBook()

@@ -29,8 +29,11 @@ class ServingAnswer:
 def publish_request(
     model: PartyModelRef, roles: Mapping[str, Sequence[str]], *, only_own_model: bool = False
 ) -> ms.PublishRequest:
-    """The PublishRequest FATE-Flow builds: ``local`` = this party; the whole role map; the model of
-    every role and party (load), or only this party's own (bind)."""
+    """The PublishRequest FATE-Flow builds.
+
+    ``local`` = this party; the whole role map; the model of every role and party (load), or only this party's own
+    (bind).
+    """
     request = ms.PublishRequest(local=ms.LocalInfo(role=model.role, partyId=model.party_id))
     for role, parties in roles.items():
         request.role[role].partyId.extend(str(p) for p in parties)
@@ -47,8 +50,10 @@ Answer = ms.PublishResponse | ms.UnloadResponse | ms.UnbindResponse
 
 
 def call_servings(servings: Sequence[str], tls: TlsConf, call: Callable[[ModelServiceStub], Answer]) -> ServingAnswer:
-    """Call each serving in turn (over the party's ``serving_tls``); the first non-zero statusCode stops and
-    answers for the party."""
+    """Call each serving in turn (over the party's ``serving_tls``).
+
+    The first non-zero statusCode stops and answers for the party.
+    """
     if not servings:
         return ServingAnswer(Retcode.EXCEPTION_ERROR, "Please configure servings address")
     for address in servings:
@@ -67,14 +72,17 @@ def call_servings(servings: Sequence[str], tls: TlsConf, call: Callable[[ModelSe
 
 
 def load(servings: Sequence[str], tls: TlsConf, request: ms.PublishRequest) -> ServingAnswer:
+    """FATE-Serving's ``publishLoad`` on each serving in turn."""
     return call_servings(servings, tls, lambda stub: stub.publishLoad(request, timeout=SERVING_TIMEOUT_SECONDS))
 
 
 def bind(servings: Sequence[str], tls: TlsConf, request: ms.PublishRequest) -> ServingAnswer:
+    """FATE-Serving's ``publishBind`` on each serving in turn."""
     return call_servings(servings, tls, lambda stub: stub.publishBind(request, timeout=SERVING_TIMEOUT_SECONDS))
 
 
 def unload(servings: Sequence[str], tls: TlsConf, model: PartyModelRef) -> ServingAnswer:
+    """FATE-Serving's ``unload`` of ``model`` on each serving in turn."""
     request = ms.UnloadRequest(
         tableName=model.model_version, namespace=party_model_id(model.role, model.party_id, model.model_id)
     )
@@ -82,6 +90,7 @@ def unload(servings: Sequence[str], tls: TlsConf, model: PartyModelRef) -> Servi
 
 
 def unbind(servings: Sequence[str], tls: TlsConf, model: PartyModelRef, service_ids: Sequence[str]) -> ServingAnswer:
+    """FATE-Serving's ``unbind`` of ``service_ids`` from ``model`` on each serving in turn."""
     request = ms.UnbindRequest(
         serviceIds=list(service_ids),
         tableName=model.model_version,

@@ -36,6 +36,8 @@ def _wire(message: ImportModelHeader | PartyModelRef) -> bytes:
 
 @dataclass(slots=True)
 class Ticket:
+    """What a ticket allows and, once it is used, how the transfer ended."""
+
     expected: bytes  # _wire() of the import header or export model the ticket allows
     expires: float
     state: int = TransferState.TRANSFER_STATE_PENDING
@@ -51,6 +53,8 @@ FINISHED = (TransferState.TRANSFER_STATE_DONE, TransferState.TRANSFER_STATE_FAIL
 
 
 class TicketBook:
+    """The tickets of this agent, each used once; at most ``max_tickets`` kept."""
+
     def __init__(self, max_tickets: int = MAX_TICKETS) -> None:
         self._lock = threading.Lock()
         self._tickets: dict[str, Ticket] = {}  # in the order they were announced

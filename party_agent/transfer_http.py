@@ -89,8 +89,10 @@ class _Handler(BufferedRequestHandler):
 
 
 class TransferServer(BoundedHTTPServer):
-    """Plain HTTP, or HTTPS with the agent's certificate when ``tls`` names one; with
-    ``tls.require_client_cert`` only a caller presenting a certificate signed by ``tls.ca`` is served."""
+    """Plain HTTP, or HTTPS with the agent's certificate when ``tls`` names one.
+
+    With ``tls.require_client_cert`` only a caller presenting a certificate signed by ``tls.ca`` is served.
+    """
 
     log_name = "transfer"
 

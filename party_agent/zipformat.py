@@ -1,5 +1,7 @@
-"""The records of a zip archive that its writer and its reader share (APPNOTE 6.3: local header, data
-descriptor, central directory, zip64 end records), and the MS-DOS dates they carry."""
+"""The records of a zip archive that its writer and its reader share, and the MS-DOS dates they carry.
+
+APPNOTE 6.3: local header, data descriptor, central directory, zip64 end records.
+"""
 
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ SIG_BYTES = {sig: struct.pack("<I", sig) for sig in (CENTRAL_SIG, END_SIG, ZIP64
 
 
 def bad(message: str) -> RegistryError:
+    """BAD_ARCHIVE with ``message``."""
     return RegistryError(Reason.BAD_ARCHIVE, message)
 
 
@@ -39,6 +42,7 @@ def dos_time(mtime: float) -> tuple[int, int]:
 
 
 def dos_mtime(dos_t: int, dos_d: int) -> float:
+    """The POSIX time of an MS-DOS (time, date) pair read as local time; 1980 when it cannot be one."""
     fields = (
         (dos_d >> 9) + 1980,
         (dos_d >> 5) & 0xF,

@@ -130,8 +130,10 @@ class _Source:
 
 
 def read_zip(chunks: Iterable[bytes | memoryview], limits: ArchiveLimits) -> Iterator[ZipEntry]:
-    """The entries of the archive arriving as ``chunks``, each given out before its bytes are read; the central
-    directory is checked once the last entry is done (symbolic links, devices and mismatches fail there)."""
+    """The entries of the archive arriving as ``chunks``, each given out before its bytes are read.
+
+    The central directory is checked once the last entry is done (symbolic links, devices and mismatches fail there).
+    """
     return _Reader(chunks, limits).entries()
 
 
@@ -211,8 +213,10 @@ class _Reader:
             raise room.refusal(f"archive entry {quoted(header.name)} declares {amount(header.size)}{earlier}")
 
     def _entry_bytes(self, header: _Header, entry: ZipEntry) -> Iterator[memoryview | bytes]:
-        """The entry's bytes, each piece held to the limits; its descriptor is read and its CRC-32 and size
-        checked after the last."""
+        """The entry's bytes, each piece held to the limits.
+
+        Its descriptor is read and its CRC-32 and size checked after the last.
+        """
         given = _Given(zlib.decompressobj(-15) if header.method == DEFLATED else None)
         source = self._source
         if header.csize is not None:
@@ -291,8 +295,10 @@ class _Reader:
         header.crc, header.csize, header.size = struct.unpack(fmt, body)
 
     def _close_entry(self, header: _Header, entry: ZipEntry, given: _Given) -> None:
-        """Check the entry's bytes against its header or descriptor (a directory's are checked by the caller,
-        who refuses any) and count it among those read."""
+        """Check the entry's bytes against its header or descriptor and count it among those read.
+
+        A directory's bytes are checked by the caller, who refuses any.
+        """
         if not entry.is_dir and ((header.size is not None and given.size != header.size) or given.crc != header.crc):
             raise RegistryError(Reason.DATA_LOSS, f"archive entry {header.name!r} is corrupt (CRC or size mismatch)")
         entry.size, entry.crc32 = given.size, given.crc
@@ -335,8 +341,11 @@ class _Given:
 
 
 def _parse_trailer(data: bytes, offset: int) -> list[tuple[str, int, int, int, int]]:
-    """The central directory records at the start of ``data`` (found at ``offset`` in the archive), once the
-    end of central directory that follows them is whole and agrees with them on their size and offset."""
+    """The central directory records at the start of ``data`` (found at ``offset`` in the archive).
+
+    They are given once the end of central directory that follows them is whole and agrees with them on their size and
+    offset.
+    """
     records = []
     pos = 0
     while data[pos : pos + 4] == SIG_BYTES[CENTRAL_SIG] and pos + CENTRAL.size <= len(data):
@@ -368,9 +377,11 @@ def _parse_trailer(data: bytes, offset: int) -> list[tuple[str, int, int, int, i
 
 
 def _end_of_directory(data: bytes) -> tuple[int, int]:
-    """(size, offset) of the central directory, as the end records at the start of ``data`` give them: the
-    zip64 end record (with its locator) when there is one, then the end of central directory, which must be
-    whole, its comment included. Bytes after it are left alone, as zipfile leaves them."""
+    """(size, offset) of the central directory, as the end records at the start of ``data`` give them.
+
+    The zip64 end record (with its locator) when there is one, then the end of central directory, which must be whole,
+    its comment included. Bytes after it are left alone, as zipfile leaves them.
+    """
     zip64: tuple[int, int] | None = None
     if data[:4] == SIG_BYTES[ZIP64_END_SIG] and len(data) >= ZIP64_END.size:
         _, length, *_, size, offset = ZIP64_END.unpack_from(data)

@@ -1,5 +1,7 @@
-"""Zip archives written as a stream, without seeking: stored entries whose local headers carry their final
-sizes and CRC, so any reader can extract them as they arrive."""
+"""Zip archives written as a stream, without seeking.
+
+Stored entries whose local headers carry their final sizes and CRC, so any reader can extract them as they arrive.
+"""
 
 from __future__ import annotations
 

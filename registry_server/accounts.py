@@ -1,5 +1,8 @@
-"""The catalog brought in line with a party's own account of a version: one the party holds that the
-catalog does not know, or one whose operation's answer was lost ("in_doubt", :mod:`registry_server.oplog`)."""
+"""The catalog brought in line with a party's own account of a version.
+
+One the party holds that the catalog does not know, or one whose operation's answer was lost ("in_doubt",
+:mod:`registry_server.oplog`).
+"""
 
 from __future__ import annotations
 
@@ -16,13 +19,18 @@ log = logging.getLogger(__name__)
 
 
 class Accounts:
+    """Brings the catalog in line with what a party says it holds."""
+
     def __init__(self, catalog: Catalog, agents: AgentClients) -> None:
         self.catalog = catalog
         self.agents = agents
 
     def learn(self, ref: PartyModelRef) -> None:
-        """Catalog a version a party holds that the catalog does not know: the party brought it back
-        from the model store on its own (``enable_model_store``) while serving an export or a load."""
+        """Catalog a version a party holds that the catalog does not know.
+
+        The party brought it back from the model store on its own (``enable_model_store``) while serving an export or a
+        load.
+        """
         if self.catalog.knows(ref.model_id, ref.model_version, ref.role, ref.party_id):
             return
         try:
@@ -33,9 +41,10 @@ class Accounts:
             )
 
     def settle_in_doubt(self) -> None:
-        """Ask the party of every operation in doubt whether it holds the version, and catalog what it
-        says (imports and restores whose coordinator stopped while relaying them are in doubt:
-        :meth:`TwoPhase.recover`)."""
+        """Ask the party of every operation in doubt whether it holds the version, and catalog what it says.
+
+        Imports and restores whose coordinator stopped while relaying them are in doubt: :meth:`TwoPhase.recover`.
+        """
         for operation in self.catalog.in_doubt():
             if not operation.results:  # logged before operations named their party: nobody to ask
                 message = "interrupted by a stop of the coordinator"

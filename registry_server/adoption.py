@@ -1,5 +1,7 @@
-"""Versions the parties hold that the catalog does not know: above all those FATE-Flow wrote into a
-party's ``model_local_cache`` (it trains and deploys beside the registry), which no import brought in.
+"""Versions the parties hold that the catalog does not know.
+
+Above all those FATE-Flow wrote into a party's ``model_local_cache`` (it trains and deploys beside the registry), which
+no import brought in.
 
 FATE-Flow's get-model-info falls back to its local model files (fate_flow.md §6.12); the coordinator's
 fallback is its parties. On a catalog miss it asks every party at once, each within ``call_timeout``,
@@ -41,8 +43,10 @@ def _key(info: PartyModelInfo) -> tuple[str, str, str, str]:
 
 
 class Adoption:
-    """The catalog's lookups, made good from the parties on a miss (:meth:`find`), and kept in step with
-    what the parties hold (:meth:`start`)."""
+    """The catalog's lookups, made good from the parties on a miss, and kept in step with what the parties hold.
+
+    The first is :meth:`find`, the second :meth:`start`.
+    """
 
     def __init__(self, catalog: Catalog, agents: AgentClients, fanout: FanOut) -> None:
         self.catalog = catalog
@@ -54,9 +58,11 @@ class Adoption:
         return self.catalog.find(where) or self.adopt(where)
 
     def adopt(self, where: ModelFilter) -> list[PartyModelInfo]:
-        """Ask every party which slices of ``where``'s model id and version it holds (every role's and
-        party's, whichever ``where`` names: a version is catalogued whole), catalog those the catalog
-        lacks, and look ``where`` up again."""
+        """Ask every party which slices of ``where``'s model id and version it holds and catalog them.
+
+        Every role's and party's slices, whichever ``where`` names: a version is catalogued whole. Those the catalog
+        lacks are catalogued, and ``where`` is looked up again.
+        """
         self._catalog(agent_pb2.ListModelsRequest(model_id=where.model_id, model_version=where.model_version))
         return self.catalog.find(where)
 
@@ -65,14 +71,17 @@ class Adoption:
         self._catalog(agent_pb2.ListModelsRequest())
 
     def sync_unrecorded(self) -> None:
-        """Catalog the versions parties hold without a record of them (FATE-Flow's, not used yet) that the
-        catalog lacks (every maintenance period: a party only lists its directories for it)."""
+        """Catalog the versions parties hold without a record of them that the catalog lacks.
+
+        The record is FATE-Flow's, not used yet. Every maintenance period: a party only lists its directories for it.
+        """
         self._catalog(agent_pb2.ListModelsRequest(unrecorded_only=True))
 
     def start(self, period: float) -> Maintenance:
-        """:meth:`sync` now, on a thread of its own (a party that does not answer must not hold the
-        coordinator's start up), then :meth:`sync_unrecorded` every ``period`` seconds; ``stop()`` the
-        answer to end it."""
+        """:meth:`sync` now, on a thread of its own, then :meth:`sync_unrecorded` every ``period`` seconds.
+
+        A party that does not answer must not hold the coordinator's start up; ``stop()`` the answer to end it.
+        """
         threading.Thread(target=self._first_sync, name="adoption", daemon=True).start()
         return Maintenance([self.sync_unrecorded], period)
 
@@ -84,8 +93,10 @@ class Adoption:
             log.error("cataloguing what the parties hold failed: %s", said)
 
     def _catalog(self, request: agent_pb2.ListModelsRequest) -> None:
-        """Ask every party for its versions as ``request`` says and catalog those the catalog lacks, or
-        knows without the manifest digest the party has now."""
+        """Ask every party for its versions as ``request`` says and catalog the new or changed ones.
+
+        Those are the ones the catalog lacks, or knows without the manifest digest the party has now.
+        """
         asked_at = now_ms()
         parties = list(self.agents.conf.parties)
         timeout = self.agents.conf.coordinator.call_timeout
@@ -130,9 +141,11 @@ class Adoption:
         return call
 
     def _operated_on(self, model_id: str, model_version: str, since_ms: int) -> bool:
-        """Whether an operation of the log on the version is unfinished (running, or in doubt: it is that
-        operation's to catalog or forget), or is a delete that ended after ``since_ms`` (the party's answer
-        may predate it: the catalog must not get back what the delete made it forget)."""
+        """Whether an operation of the log on the version is unfinished, or is a delete that ended after ``since_ms``.
+
+        Unfinished: running, or in doubt (it is that operation's to catalog or forget). A delete after ``since_ms``: the
+        party's answer may predate it, and the catalog must not get back what the delete made it forget.
+        """
         operations, _ = self.catalog.list_operations(model_id, model_version, "", 0, "")
         return any(
             not op.HasField("end_time") or (op.operation == DELETE and op.end_time.ToMilliseconds() >= since_ms)

@@ -20,8 +20,10 @@ from registry_server.transport import DirectTransport, PacketTransport, Transpor
 
 
 class AgentCaller(Protocol):
-    """The unary calls on the agents, as the coordinator's operations make them (:class:`AgentClients`;
-    an in-memory fake in the unit tests of the two-phase engine)."""
+    """The unary calls on the agents, as the coordinator's operations make them.
+
+    :class:`AgentClients`; an in-memory fake in the unit tests of the two-phase engine.
+    """
 
     def call(self, party_id: str, rpc: Rpc[Req, Resp], request: Req, operation_id: str, timeout: float) -> Resp: ...
 
@@ -46,8 +48,10 @@ class AgentClients:
             self._transports.clear()
 
     def party(self, party_id: str) -> PartyConf:
-        """The conf of the agent that acts for ``party_id``: its own, or that of the site holding its
-        migrated slices; an unknown party fails."""
+        """The conf of the agent that acts for ``party_id``.
+
+        Its own, or that of the site holding its migrated slices; an unknown party fails.
+        """
         party = self.conf.parties.get(party_id)
         site = None if party is not None else self.site_of(party_id)
         if site is not None:
@@ -116,6 +120,7 @@ def party_info(agents: AgentCaller, site: str, ref: PartyModelRef, timeout: floa
 
 
 def ref_of(info: PartyModelInfo) -> PartyModelRef:
+    """The reference of the version ``info`` describes."""
     return PartyModelRef(
         role=info.role, party_id=info.party_id, model_id=info.model_id, model_version=info.model_version
     )

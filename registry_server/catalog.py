@@ -1,5 +1,6 @@
-"""The coordinator's federation-wide catalog: party model versions, and the operation log
-(:mod:`registry_server.operation_records`).
+"""The coordinator's federation-wide catalog.
+
+Party model versions, and the operation log (:mod:`registry_server.operation_records`).
 
 Rows stay inside; callers get protobuf entities (PartyModelInfo, Operation) or dataclasses.
 """
@@ -25,6 +26,8 @@ from registry_server.tag_store import TagStore
 
 @dataclass(frozen=True)
 class ModelFilter:
+    """Which catalog rows to match; an empty field matches any."""
+
     model_id: str = ""
     model_version: str = ""
     role: str = ""
@@ -60,8 +63,10 @@ class Catalog(OperationRecords):
                 indexes = ((("model_id", "model_version", "role", "party_id"), True),)
 
         class VersionRow(base):  # type: ignore[misc, valid-type]
-            """One row per model version some party holds: the version list pages on its indexes
-            instead of grouping every party row of the model."""
+            """One row per model version some party holds.
+
+            The version list pages on its indexes instead of grouping every party row of the model.
+            """
 
             model_id = peewee.CharField(max_length=255)
             model_version = peewee.CharField(max_length=255)
@@ -78,8 +83,10 @@ class Catalog(OperationRecords):
         OperationRow = operation_table(base)
 
         class HostedParty(base):  # type: ignore[misc, valid-type]
-            """A party id that is not one of this federation's, whose migrated slices stay with the agent
-            of ``site`` (the party that prepared them): calls for that party go to that agent."""
+            """A party id that is not one of this federation's, whose migrated slices stay with the agent of ``site``.
+
+            ``site`` is the party that prepared them: calls for that party go to that agent.
+            """
 
             party_id = peewee.CharField(max_length=50, primary_key=True)
             site = peewee.CharField(max_length=50)
@@ -155,9 +162,11 @@ class Catalog(OperationRecords):
         return None if row is None else str(row.site)
 
     def record_all(self, infos: Sequence[PartyModelInfo], sites: Mapping[str, str] | None = None) -> None:
-        """Insert or replace several parties' rows in one transaction; ``sites``: the party ids (not of this
-        federation) whose slices among them stay with the agent of another party (a migrate's)."""
+        """Insert or replace several parties' rows in one transaction.
 
+        ``sites``: the party ids (not of this federation) whose slices among them stay with the agent of another party
+        (a migrate's).
+        """
         if not infos:
             return
         pm = self._party_model

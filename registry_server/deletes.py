@@ -22,9 +22,11 @@ DELETE = "delete"  # the operation log's name of a delete, in doubt when its out
 
 
 def settle_delete(catalog: Catalog, agents: AgentClients, operation: Operation, ref: PartyModelRef) -> None:
-    """Ask the party of a delete in doubt whether it holds ``ref``: if not, the delete happened and the
-    catalog forgets the version; if it does, the delete did not (the catalog keeps it). A party still
-    away is asked again next time."""
+    """Ask the party of a delete in doubt whether it holds ``ref``.
+
+    If not, the delete happened and the catalog forgets the version; if it does, the delete did not (the catalog keeps
+    it). A party still away is asked again next time.
+    """
     try:
         catalog.record(agents.party_info(ref))
     except RegistryError as exc:

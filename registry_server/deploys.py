@@ -1,5 +1,8 @@
-"""FATE's deploy, all or nothing across parties: the child version's plan and each party's prepare request;
-the two-phase engine (:mod:`registry_server.two_phase`) carries it out."""
+"""FATE's deploy, all or nothing across parties.
+
+The child version's plan and each party's prepare request; the two-phase engine (:mod:`registry_server.two_phase`)
+carries it out.
+"""
 
 from __future__ import annotations
 
@@ -35,6 +38,8 @@ REPEAT_POLL_SECONDS = 0.2
 
 
 class Deploys:
+    """FATE's deploy, planned here and carried out by the two-phase engine."""
+
     def __init__(self, engine: TwoPhase, adoption: Adoption) -> None:
         self.engine = engine
         self.services = engine.services
@@ -156,8 +161,10 @@ def _predict_dsl(request: pb.DeployModelRequest, train_dsl: Mapping[str, Any]) -
 
 
 def catalog_deployed(services: Services, operation_id: str, plan: Plan) -> list[PartyResult]:
-    """Catalog the committed child, each party's row as the party tells it (so a row reads the same
-    whether the catalog or the party serves it), then each party's result."""
+    """Catalog the committed child, each party's row as the party tells it, then each party's result.
+
+    So a row reads the same whether the catalog or the party serves it.
+    """
     refs = [
         PartyModelRef(role=role, party_id=party, model_id=plan.model_id, model_version=plan.child)
         for role, party in plan.parties

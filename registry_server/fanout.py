@@ -44,8 +44,11 @@ class PartyCall(Generic[T]):
 
 
 def _unavailable(exc: BaseException) -> bool:
-    """A party that answered UNAVAILABLE, or whose connection broke: worth another try. One that could not be
-    reached at all has been tried again by its transport already (:func:`transport.reconnecting`)."""
+    """A party that answered UNAVAILABLE, or whose connection broke.
+
+    Worth another try. One that could not be reached at all has been tried again by its transport already
+    (:func:`transport.reconnecting`).
+    """
     return (
         isinstance(exc, RegistryError)
         and exc.reason is Reason.PARTY_UNAVAILABLE
@@ -54,6 +57,8 @@ def _unavailable(exc: BaseException) -> bool:
 
 
 class FanOut:
+    """A thread pool that calls up to ``max_parallel`` parties at once."""
+
     def __init__(self, max_parallel: int = 64) -> None:
         self._pool = futures.ThreadPoolExecutor(max_workers=max_parallel, thread_name_prefix="fanout")
 

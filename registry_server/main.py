@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 
 def serve(conf: config.ServiceConf, port_file: Path | None = None) -> None:
+    """Serve the coordinator until SIGTERM, writing its address to ``port_file`` once it serves."""
     address = conf.coordinator.address
     running = bind_server(  # first: a coordinator that cannot have its port must not recover anything
         address.host,

@@ -1,5 +1,7 @@
-"""The coordinator's background duties, run every ``coordinator.maintenance_period`` seconds:
-settle abandoned one-hop transfers, resend two-phase decisions a party has not confirmed yet."""
+"""The coordinator's background duties, run every ``coordinator.maintenance_period`` seconds.
+
+Settle abandoned one-hop transfers, resend two-phase decisions a party has not confirmed yet.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ log = logging.getLogger(__name__)
 
 
 class Maintenance:
+    """A daemon thread that runs ``duties`` every ``period`` seconds until :meth:`stop`."""
+
     def __init__(self, duties: Sequence[Callable[[], None]], period: float) -> None:
         self._duties = list(duties)
         self._period = period

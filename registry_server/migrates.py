@@ -1,5 +1,8 @@
-"""FATE's migrate (fate_flow.md §6.8), all or nothing across parties: the plan and each executing party's
-prepare request (its rewritten slice and its archive); the two-phase engine carries it out."""
+"""FATE's migrate (fate_flow.md §6.8), all or nothing across parties.
+
+The plan and each executing party's prepare request (its rewritten slice and its archive); the two-phase engine carries
+it out.
+"""
 
 from __future__ import annotations
 
@@ -30,8 +33,10 @@ class Migrates:
         self.federation = federation
 
     def migrate(self, request: pb.MigrateModelRequest, caller: str) -> pb.MigrateModelResponse:
-        """Every executing party prepares its rewritten slice and its archive; only when all have are
-        they committed."""
+        """Every executing party prepares its rewritten slice and its archive.
+
+        Only when all have are they committed.
+        """
         missing = [
             k
             for k, present in (
@@ -96,9 +101,11 @@ class Migrates:
         )
 
     def _check_new_sites(self, sites: Mapping[str, str]) -> None:
-        """A migrated slice stays with the agent that prepares it, under its new party id, and is reached
-        through that agent: the new id must not be a party of this federation (whose agent would be asked
-        instead), nor one whose slices another party's agent holds already."""
+        """A migrated slice stays with the agent that prepares it, under its new party id, and is reached through it.
+
+        So the new id must not be a party of this federation (whose agent would be asked instead), nor one whose slices
+        another party's agent holds already.
+        """
         for new_party, site in sites.items():
             if new_party == site:
                 continue
@@ -119,8 +126,10 @@ class Migrates:
 
 
 def catalog_migrated(services: Services, operation_id: str, plan: Plan) -> list[PartyResult]:
-    """Catalog the committed slices, each as its party tells it (they stay on the agents that prepared
-    them, under the new party ids), then FATE's answer text per party."""
+    """Catalog the committed slices, each as its party tells it, then FATE's answer text per party.
+
+    The slices stay on the agents that prepared them, under the new party ids.
+    """
     slices = [
         (party, PartyModelRef(role=role, party_id=new_party, model_id=plan.new_model_id, model_version=plan.child))
         for role, party in plan.parties

@@ -1,6 +1,8 @@
-"""The coordinator's multi-party operations, put together: FATE-Serving's (:mod:`serving_ops`), the
-two-phase ones (:mod:`deploys`, :mod:`migrates` on the engine of :mod:`two_phase`), and the catalog
-kept in line with the parties' accounts (:mod:`accounts`)."""
+"""The coordinator's multi-party operations, put together.
+
+FATE-Serving's (:mod:`serving_ops`), the two-phase ones (:mod:`deploys`, :mod:`migrates` on the engine of
+:mod:`two_phase`), and the catalog kept in line with the parties' accounts (:mod:`accounts`).
+"""
 
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ FINISHERS = {PlanKind.DEPLOY: catalog_deployed, PlanKind.MIGRATE: catalog_migrat
 
 
 class MultiParty:
+    """The coordinator's multi-party operations, on one catalog, agents and fan-out."""
+
     def __init__(
         self, conf: ServiceConf, catalog: Catalog, agents: AgentClients, fanout: FanOut, adoption: Adoption
     ) -> None:

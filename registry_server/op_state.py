@@ -6,6 +6,8 @@ from enum import StrEnum
 
 
 class OpState(StrEnum):
+    """The state of an operation in the log."""
+
     RUNNING = "running"
     """A single-phase operation under way (a one-hop transfer too, while its ticket is open)."""
     PREPARING = "preparing"

@@ -1,5 +1,7 @@
-"""The operation log in the catalog: who did what to which version, each party's result, and what a
-two-phase operation needs to be finished or undone after a stop (its plan, its owner replica).
+"""The operation log in the catalog.
+
+Who did what to which version, each party's result, and what a two-phase operation needs to be finished or undone after
+a stop (its plan, its owner replica).
 
 :class:`OperationRecords` is the catalog's part that keeps it (:class:`registry_server.catalog.Catalog`
 is made of it and the party models).
@@ -36,8 +38,11 @@ class Unfinished:
 
 @dataclass(frozen=True)
 class OpenTransfer:
-    """A one-hop transfer still running in the log: its ticket, its operation (its party first in its
-    results) and its entry as an unfinished operation, to claim it (:meth:`Catalog.claim`)."""
+    """A one-hop transfer still running in the log.
+
+    Its ticket, its operation (its party first in its results) and its entry as an unfinished operation, to claim it
+    (:meth:`Catalog.claim`).
+    """
 
     ticket: str
     operation: Operation
@@ -45,6 +50,7 @@ class OpenTransfer:
 
 
 def timestamp(ms: int) -> Timestamp:
+    """A protobuf Timestamp of ``ms`` milliseconds since the epoch."""
     ts = Timestamp()
     ts.FromMilliseconds(ms)
     return ts
@@ -122,8 +128,11 @@ class OperationRecords:
         return None if row is None else (_operation_entity(row), json.loads(row.plan_json or "{}"))
 
     def set_plan(self, operation_id: str, status: str, plan: dict[str, Any]) -> None:
-        """Persist a two-phase operation's state before acting on it; only its owner may (a replica
-        whose operation was taken over while it stalled learns so here, before it decides anything)."""
+        """Persist a two-phase operation's state before acting on it.
+
+        Only its owner may (a replica whose operation was taken over while it stalled learns so here, before it decides
+        anything).
+        """
         op = self._operation
         with self.db.connection_context():
             changed = (
@@ -138,8 +147,10 @@ class OperationRecords:
             )
 
     def unfinished(self, statuses: Sequence[str], live: peewee.SelectQuery) -> list[Unfinished]:
-        """The operations in ``statuses`` this replica owns or whose owner is not among ``live``
-        (a subquery of replica ids), except one-hop transfers, which the transfer sweep settles."""
+        """The operations in ``statuses`` this replica owns or whose owner is not ``live``, except one-hop transfers.
+
+        ``live`` is a subquery of replica ids; the transfer sweep settles one-hop transfers.
+        """
         op = self._operation
         with self.db.connection_context():
             rows = list(
@@ -164,9 +175,11 @@ class OperationRecords:
             )
 
     def interrupt(self, operation_id: str, message: str, in_doubt: Sequence[str] = ()) -> None:
-        """Close the log entry of a single-phase operation whose replica stopped while it ran. Kinds in
-        ``in_doubt`` whose party may have done the work (relayed calls, no ticket) become "in_doubt"
-        instead: the party is asked later (:meth:`in_doubt`)."""
+        """Close the log entry of a single-phase operation whose replica stopped while it ran.
+
+        Kinds in ``in_doubt`` whose party may have done the work (relayed calls, no ticket) become "in_doubt" instead:
+        the party is asked later (:meth:`in_doubt`).
+        """
         op = self._operation
         mine = (op.operation_id == operation_id) & (op.status == OpState.RUNNING) & (op.owner == self.owner)
         with self.db.connection_context():
@@ -259,8 +272,10 @@ class OperationRecords:
         ]
 
     def unsettled(self, kinds: Sequence[str], model_id: str, model_version: str) -> list[Operation]:
-        """Operations of ``kinds`` in doubt, and running one-hop transfers of those kinds of this replica
-        (an empty ``model_id`` or ``model_version`` matches any)."""
+        """Operations of ``kinds`` in doubt, and running one-hop transfers of those kinds of this replica.
+
+        An empty ``model_id`` or ``model_version`` matches any.
+        """
         op = self._operation
         one_hop = (op.status == OpState.RUNNING) & (op.ticket != "") & (op.owner == self.owner)
         query = op.select().where(((op.status == OpState.IN_DOUBT) | one_hop) & op.operation.in_(list(kinds)))

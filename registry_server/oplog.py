@@ -28,11 +28,15 @@ def failed_result(role: str, party_id: str, error: RegistryError) -> PartyResult
 
 @dataclass
 class TrackedOperation:
+    """An operation under way: its id and the per-party results gathered so far."""
+
     operation_id: str
     results: list[PartyResult] = field(default_factory=list)
 
 
 class OperationLog:
+    """Writes each operation to the catalog's log as it starts and ends."""
+
     def __init__(self, catalog: Catalog) -> None:
         self.catalog = catalog
 

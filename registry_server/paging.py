@@ -16,10 +16,12 @@ def page_size(requested: int) -> int:
 
 
 def encode_token(position: int, key: str) -> str:
+    """The page token after the row at ``position`` with sort key ``key``."""
     return base64.urlsafe_b64encode(f"{position}:{key}".encode()).decode()
 
 
 def decode_token(token: str) -> tuple[int, str]:
+    """(position, key) of a page token; INVALID_ARGUMENT for one this server did not issue."""
     try:
         position, _, key = base64.urlsafe_b64decode(token.encode()).decode().partition(":")
         return int(position), key

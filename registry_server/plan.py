@@ -28,6 +28,8 @@ PartyKey = tuple[str, str]
 
 
 class PlanKind(StrEnum):
+    """The two-phase operations: FATE's deploy and migrate."""
+
     DEPLOY = "deploy"
     MIGRATE = "migrate"
 
@@ -46,6 +48,8 @@ class Prepared:
 
 @dataclass
 class Plan:
+    """A two-phase operation's plan, as the operation log keeps it."""
+
     kind: PlanKind
     model_id: str
     model_version: str

@@ -19,8 +19,10 @@ from fate_registry.db import base_model, conflict_target, db_now_ms, in_transact
 
 
 def replica_name(conf: CoordinatorConf) -> str:
-    """The configured replica id, else ``<host name>:<port>``; a replica on a system-chosen port
-    (port 0) has no stable name and gets a fresh one per start."""
+    """The configured replica id, else ``<host name>:<port>``.
+
+    A replica on a system-chosen port (port 0) has no stable name and gets a fresh one per start.
+    """
     if conf.replica_id:
         return conf.replica_id
     if conf.address.port:
@@ -29,6 +31,8 @@ def replica_name(conf: CoordinatorConf) -> str:
 
 
 class Leases:
+    """This replica's lease in ``t_registry_replica``, and which replicas are live."""
+
     def __init__(self, db: peewee.Database, replica_id: str, lease_seconds: float) -> None:
         self.db = db
         self.replica_id = replica_id

@@ -31,8 +31,10 @@ REF_KEYS = ("role", "party_id", "model_id", "model_version")
 
 @dataclass(frozen=True)
 class Key:
-    """A required key as FATE names it, and the request fields (dotted paths) carrying it: it is missing
-    when any of them is empty."""
+    """A required key as FATE names it, and the request fields (dotted paths) carrying it.
+
+    It is missing when any of them is empty.
+    """
 
     name: str
     paths: tuple[str, ...]
@@ -57,15 +59,20 @@ def ref_keys(at: str) -> tuple[Key, ...]:
 
 @dataclass(frozen=True)
 class Required:
-    """Every key of ``every``, and, when ``one_of`` is given, every key of one of its groups (the ways a
-    request may name the same thing, e.g. a model by its id and version or by a job id)."""
+    """Every key of ``every``, and, when ``one_of`` is given, every key of one of its groups.
+
+    The groups are the ways a request may name the same thing, e.g. a model by its id and version or by a job id.
+    """
 
     every: tuple[Key, ...] = ()
     one_of: tuple[tuple[Key, ...], ...] = ()
 
     def missing(self, request: Message) -> list[str]:
-        """The names of the keys ``request`` lacks. When no group of ``one_of`` is complete, those the
-        first group the request began lacks are named, else those of the first group."""
+        """The names of the keys ``request`` lacks.
+
+        When no group of ``one_of`` is complete, those the first group the request began lacks are named, else those of
+        the first group.
+        """
         names = [key.name for key in self.every if key.missing(request)]
         if self.one_of:
             lacking = [[key.name for key in group if key.missing(request)] for group in self.one_of]
@@ -134,9 +141,11 @@ def refuse_missing(method: str, request: Message) -> None:
 
 
 class RequiredFields(HandlerInterceptor):
-    """Refuses a call to ``service`` whose request lacks a required key (:data:`REQUIRED`), before its handler
-    runs. The check runs when the handler is called, so a refused server stream fails before its first message;
-    it raises, for the error interceptor (outside every other) to answer."""
+    """Refuses a call to ``service`` whose request lacks a required key (:data:`REQUIRED`), before its handler runs.
+
+    The check runs when the handler is called, so a refused server stream fails before its first message; it raises, for
+    the error interceptor (outside every other) to answer.
+    """
 
     def __init__(self, service: str) -> None:
         self.prefix = f"/{service}/"

@@ -15,6 +15,8 @@ from registry_server.plan import Roles
 
 @dataclass(frozen=True)
 class Resolved:
+    """A model named by FATE's keys: its id, version and parties by role."""
+
     model_id: str
     model_version: str
     roles: Roles
@@ -33,6 +35,7 @@ def roles_json(text: str) -> Roles:
 
 
 def roles_message(roles: Roles) -> dict[str, RoleParties]:
+    """``roles`` as the role map of a request or a response."""
     return {role: RoleParties(party_ids=parties) for role, parties in roles.items()}
 
 

@@ -43,11 +43,13 @@ def check_ref(ref: PartyModelRef) -> PartyModelRef:
     return ref
 
 
-def ok(ref: PartyModelRef, message: str = "success") -> PartyResult:
+def _ok(ref: PartyModelRef, message: str = "success") -> PartyResult:
     return PartyResult(role=ref.role, party_id=ref.party_id, retcode=0, retmsg=message)
 
 
 class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
+    """The RegistryService: each RPC method, for gRPC and for the FATE-Flow HTTP routes alike."""
+
     def __init__(
         self, catalog: Catalog, agents: AgentClients, fanout: FanOut, transfers: TransferDesk, multiparty: MultiParty
     ) -> None:
@@ -80,7 +82,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
             response = self.agents.import_raw(ref.party_id, relay(), op.operation_id)
             faultpoints.reached("coordinator.import.answered")
             self.catalog.record_import(response.result)
-            op.results.append(ok(ref))
+            op.results.append(_ok(ref))
         return registry_pb2.ImportModelResponse(result=response.result)
 
     def export_raw(self, request: registry_pb2.ExportModelRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
@@ -88,7 +90,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         self.agents.transport(ref.party_id)
         with self.oplog.track("export", context.peer(), ref.model_id, ref.model_version) as op:
             yield from self.agents.export_raw(ref.party_id, agent_pb2.ExportModelRequest(model=ref), op.operation_id)
-            op.results.append(ok(ref))
+            op.results.append(_ok(ref))
         self.multiparty.learn(ref)
 
     def raw_handlers(self) -> dict[str, grpc.RpcMethodHandler[Any, Any]]:
@@ -271,8 +273,10 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
     def QueryTag(
         self, request: registry_pb2.QueryTagRequest, context: grpc.ServicerContext
     ) -> registry_pb2.QueryTagResponse:
-        """Without ``with_model`` the tags whose name contains ``tag_name``; with it, every party's row of each
-        model version carrying exactly that tag."""
+        """Without ``with_model`` the tags whose name contains ``tag_name``.
+
+        With it, every party's row of each model version carrying exactly that tag.
+        """
         if not request.with_model:
             return registry_pb2.QueryTagResponse(tags=self.catalog.tags.matching(request.tag_name))
         rows = [
@@ -339,15 +343,18 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         settle: Callable[[Resp], object] | None = None,
         changes_version: bool = False,
     ) -> Resp:
-        """One call to the party ``ref`` names, logged as ``kind``. ``settle`` brings the catalog up to date
-        with the answer before the operation counts as done; ``changes_version``: the call makes or deletes
-        the party's version (a lost answer leaves it in doubt, settled later by asking the party)."""
+        """One call to the party ``ref`` names, logged as ``kind``.
+
+        ``settle`` brings the catalog up to date with the answer before the operation counts as done;
+        ``changes_version``: the call makes or deletes the party's version (a lost answer leaves it in doubt, settled
+        later by asking the party).
+        """
         party = ref if changes_version else None
         with self.oplog.track(kind, context.peer(), ref.model_id, ref.model_version, party) as op:
             answer = self.agents.call(ref.party_id, rpc, request, op.operation_id, timeout)
             if settle is not None:
                 settle(answer)
-            op.results.append(ok(ref))
+            op.results.append(_ok(ref))
         return answer
 
     def StoreModel(
@@ -404,7 +411,8 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
 
         The party is named in the operation log before it is called: a delete whose answer is lost, or
         whose coordinator stops before the catalog forgot the version, is settled by asking the party
-        (:func:`registry_server.deletes.settle_delete`)."""
+        (:func:`registry_server.deletes.settle_delete`).
+        """
         ref = check_ref(request.model)
 
         def settle(answer: agent_pb2.DeleteModelResponse) -> None:

@@ -48,6 +48,8 @@ def _result(role: str, party_id: str, answer: ServingAnswer | RegistryError) -> 
 
 
 class ServingOps:
+    """Load, bind, unload and unbind on every party's FATE-Serving, logged."""
+
     def __init__(self, services: Services, adoption: Adoption, learn: Callable[[PartyModelRef], None]) -> None:
         self.services = services
         self.adoption = adoption
@@ -75,8 +77,9 @@ class ServingOps:
         make: MakeCall,
         undo: MakeCall | None = None,
     ) -> list[PartyResult]:
-        """Call ``make(role, party, operation_id)`` on every party at once (each may be repeated while its
-        party is unavailable); log and return the results.
+        """Call ``make(role, party, operation_id)`` on every party at once; log and return the results.
+
+        Each call may be repeated while its party is unavailable.
 
         With ``undo``, a call is all or nothing: when a party fails, ``undo`` is called on every party
         that succeeded, and those are answered as rolled back.

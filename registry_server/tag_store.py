@@ -21,6 +21,8 @@ MAX_TAG_NAME_LENGTH = 100
 
 
 class TagStore:
+    """Tags and the model versions they are attached to, in the catalog's database."""
+
     def __init__(self, db: peewee.Database) -> None:
         self.db = db
         base = base_model(db)

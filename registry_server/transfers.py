@@ -37,6 +37,8 @@ MAKES_VERSIONS = ("import", "restore")  # in doubt, these may have made a versio
 
 
 class TransferDesk:
+    """The one-hop transfers this replica authorises, and the settling of those left open."""
+
     def __init__(self, catalog: Catalog, agents: AgentClients, learn: Callable[[PartyModelRef], None]) -> None:
         self.catalog = catalog
         self.agents = agents
@@ -108,8 +110,11 @@ class TransferDesk:
         self._issued.discard(operation_id)
 
     def _settle(self, ticket: str, operation: Operation, orphaned: bool = False) -> registry_pb2.EndTransferResponse:
-        """Record the transfer as its agent reports it. ``orphaned``: the coordinator that authorised it
-        stopped, so its client may still be streaming, and its agent may have restarted since."""
+        """Record the transfer as its agent reports it.
+
+        ``orphaned``: the coordinator that authorised it stopped, so its client may still be streaming, and its agent
+        may have restarted since.
+        """
         party = operation.results[0]
         try:
             outcome = self.agents.call(
@@ -175,8 +180,9 @@ class TransferDesk:
                 log.info("transfer %s: %s", operation.operation_id, exc.message)
 
     def settle_orphans(self, live: peewee.SelectQuery) -> None:
-        """Settle, from their agents' reports, the one-hop transfers a coordinator that stopped had authorised:
-        this replica's before its restart, and those of replicas not among ``live`` (a subquery of replica ids).
+        """Settle, from their agents' reports, the one-hop transfers a coordinator that stopped had authorised.
+
+        This replica's before its restart, and those of replicas not among ``live`` (a subquery of replica ids).
 
         Run at start and every maintenance period, so an import the party completed reaches the catalog as
         soon as the party can be asked, not when its ticket expires. A transfer still running at its agent
@@ -206,9 +212,11 @@ class TransferDesk:
             )
 
     def raise_if_settling(self, where: ModelFilter) -> None:
-        """Refuse to call a version missing while an import that may have made it is in doubt: relayed and
-        unanswered, or one hop and authorised by a coordinator that stopped. The catalog learns it (or that
-        it was not made) as soon as the party can be asked; meanwhile the caller is told to ask again."""
+        """Refuse to call a version missing while an import that may have made it is in doubt.
+
+        Relayed and unanswered, or one hop and authorised by a coordinator that stopped. The catalog learns it (or that
+        it was not made) as soon as the party can be asked; meanwhile the caller is told to ask again.
+        """
         for operation in self.catalog.unsettled(MAKES_VERSIONS, where.model_id, where.model_version):
             if operation.operation_id in self._issued or not operation.results:
                 continue  # a transfer of this process: its client ends it; no party named: nothing to ask

@@ -43,8 +43,10 @@ T = TypeVar("T")
 
 
 def reconnecting(call: Callable[[float], T], timeout: float) -> T:
-    """``call(remaining timeout)``, sent again while no connection could be made (the request never left,
-    so this is safe for any call) for up to :data:`CONNECT_RETRY_SECONDS` within ``timeout``."""
+    """``call(remaining timeout)``, sent again while no connection could be made.
+
+    The request never left, so this is safe for any call; for up to :data:`CONNECT_RETRY_SECONDS` within ``timeout``.
+    """
     start = time.monotonic()
     give_up = start + min(timeout, CONNECT_RETRY_SECONDS)
     wait = FIRST_CONNECT_WAIT
@@ -60,8 +62,10 @@ def reconnecting(call: Callable[[float], T], timeout: float) -> T:
 
 
 def agent_channel(address: Address, tls: TlsConf, call_timeout: float) -> grpc.Channel:
-    """A channel whose connection attempts give up within ``call_timeout`` (at most gRPC's 20 s): a party
-    that cannot be reached fails a call within the short deadline, even a call allowed to run far longer."""
+    """A channel whose connection attempts give up within ``call_timeout`` (at most gRPC's 20 s).
+
+    A party that cannot be reached fails a call within the short deadline, even a call allowed to run far longer.
+    """
     connect_ms = int(min(call_timeout, GRPC_CONNECT_SECONDS) * 1000)
     return open_channel(str(address), tls, [*CHANNEL_OPTIONS, ("grpc.min_reconnect_backoff_ms", connect_ms)])
 
@@ -72,18 +76,22 @@ def agent_channel(address: Address, tls: TlsConf, call_timeout: float) -> grpc.C
 
 
 def party_error(exc: grpc.RpcError, party_id: str, via: str = "", tls: bool = False) -> RegistryError:
-    """The agent's own error, or a transport failure that names the party (and the proxy it went through);
-    ``tls``: the coordinator spoke TLS, so a refused handshake is told as such."""
+    """The agent's own error, or a transport failure that names the party (and the proxy it went through).
+
+    ``tls``: the coordinator spoke TLS, so a refused handshake is told as such.
+    """
     error = from_rpc_error(exc, context=f"party {party_id} did not answer{via}", tls=tls)
     flags = {UNREACHABLE_KEY: "true"} if never_connected(exc) else {}
     return RegistryError(error.reason, error.message, {**error.metadata, "party_id": party_id, **flags}, error.retcode)
 
 
-def with_party(error: RegistryError, party_id: str) -> RegistryError:
+def _with_party(error: RegistryError, party_id: str) -> RegistryError:
     return RegistryError(error.reason, error.message, {**error.metadata, "party_id": party_id}, error.retcode)
 
 
 class Transport(Protocol):
+    """A way to an agent: unary, client-stream and server-stream calls in serialized messages."""
+
     def unary(self, method: str, request: bytes, metadata: Metadata, timeout: float) -> bytes: ...
 
     def client_stream(self, method: str, messages: Iterator[bytes], metadata: Metadata) -> bytes: ...
@@ -120,8 +128,11 @@ class DirectTransport:
         return answer
 
     def _await_ready(self) -> None:
-        """Give a channel that lost its peer a moment to connect again before a stream starts: a stream, unlike
-        a unary call, cannot be sent again once it began (a peer that stays away fails the stream after this)."""
+        """Give a channel that lost its peer a moment to connect again before a stream starts.
+
+        A stream, unlike a unary call, cannot be sent again once it began (a peer that stays away fails the stream after
+        this).
+        """
         with contextlib.suppress(grpc.FutureTimeoutError):
             grpc.channel_ready_future(self.channel).result(timeout=CONNECT_RETRY_SECONDS)
 
@@ -187,7 +198,7 @@ class PacketTransport:
             raise party_error(exc, self.party_id, self.via, self.tls) from None
         failure = packets.failure_of(answer)
         if failure is not None:
-            raise with_party(failure, self.party_id)
+            raise _with_party(failure, self.party_id)
         return answer
 
     def _packet(

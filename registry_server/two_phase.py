@@ -51,6 +51,8 @@ ABORT_NOT_CONFIRMED = "; the abort is not confirmed yet: the coordinator resends
 
 @dataclass(frozen=True)
 class Deadlines:
+    """The deadlines of the calls of a two-phase operation, in seconds."""
+
     call_timeout: float
     """Each party's deadline of a short call (a decision gets at most this)."""
     prepare_timeout: float
@@ -87,6 +89,8 @@ and answer each party's result."""
 
 
 class TwoPhase:
+    """Carries out a two-phase operation from its logged plan, and recovers those a stop left open."""
+
     def __init__(self, services: Services, finishers: Mapping[PlanKind, Finish]) -> None:
         self.services = services
         self.catalog = services.catalog
@@ -146,11 +150,13 @@ class TwoPhase:
     # -- the decisions ------------------------------------------------------------------------------
 
     def _send(self, operation_id: str, parties: Sequence[str], commit: bool) -> dict[str, RegistryError | None]:
-        """Send the decision (commit or abort) to ``parties`` at once, retrying for a moment while one is
-        unavailable; each party's error, or None once it confirmed.
+        """Send the decision (commit or abort) to ``parties`` at once, retrying for a moment while one is unavailable.
+
+        Each party's error, or None once it confirmed.
 
         A decision is a rename or a removal, not a copy: each party has the short deadline (at most the
-        prepare's), so a party that hangs delays the answer by ``call_timeout``, not a second prepare deadline."""
+        prepare's), so a party that hangs delays the answer by ``call_timeout``, not a second prepare deadline.
+        """
         agents = self.services.agents
         commit_request = agent_pb2.CommitOperationRequest(operation_id=operation_id)
         abort_request = agent_pb2.AbortOperationRequest(operation_id=operation_id)
@@ -187,8 +193,11 @@ class TwoPhase:
         return results
 
     def _abort(self, operation_id: str, plan: Plan, answers: Sequence[Prepared | RegistryError]) -> list[PartyResult]:
-        """Abort everywhere. Each party's outcome is kept in the plan, so that an abort a party did not
-        confirm is resent by the maintenance loop (and after a restart) until it is."""
+        """Abort everywhere.
+
+        Each party's outcome is kept in the plan, so that an abort a party did not confirm is resent by the maintenance
+        loop (and after a restart) until it is.
+        """
         plan.outcome = [
             failed_result(role, party, answer)
             if isinstance(answer, RegistryError)
@@ -261,8 +270,10 @@ class TwoPhase:
                 log.info("%s %s: recovery deferred: %s", plan.kind, operation_id, exc.message)
 
     def resume(self, operation_id: str, state: OpState, plan: Plan) -> None:
-        """Take a logged two-phase operation on from ``state``: a commit is resent; one caught preparing
-        is rolled back everywhere; an abort is resent."""
+        """Take a logged two-phase operation on from ``state``.
+
+        A commit is resent; one caught preparing is rolled back everywhere; an abort is resent.
+        """
         if state is OpState.COMMITTING:
             self._commit(operation_id, plan)
             log.info("%s %s: commit finished", plan.kind, operation_id)

@@ -51,6 +51,8 @@ class Converted:
 
 @dataclass(frozen=True)
 class Conversion:
+    """A homo-convert's outcome: the framework asked for, the files each component became, the version's record."""
+
     framework: str  # the canonical framework asked for, "" for the defaults by module
     converted: tuple[Converted, ...]
     record: PartyModelRecord

@@ -179,6 +179,7 @@ def model_text(model: ComponentModel) -> str:
 
 
 def convert(model: ComponentModel, directory: Path) -> list[Path]:
+    """Write a HomoSecureBoost model as a LightGBM model file in ``directory``; the files written."""
     text = model_text(model)
     with needs("lightgbm", LIGHTGBM):
         import lightgbm

@@ -59,6 +59,7 @@ def _network(model: ComponentModel, meta: HomoNNMeta, state: Any) -> Any:
 
 
 def convert(model: ComponentModel, directory: Path) -> list[Path]:
+    """Write a homo NN model as a PyTorch state dict and a ``torch.export`` program; the files written."""
     meta = model.parse(META, HomoNNMeta)
     param = model.parse(PARAM, HomoNNParam)
     if not param.model_bytes:

@@ -69,6 +69,7 @@ def _binary(model: ComponentModel, meta: LRModelMeta, single: LRModelParam | Sin
 
 
 def convert(model: ComponentModel, directory: Path) -> list[Path]:
+    """Write a homo logistic regression as a scikit-learn model saved with joblib; the files written."""
     meta = model.parse(META, LRModelMeta)
     param = model.parse(PARAM, LRModelParam)
     ovr = param.one_vs_rest_result

@@ -32,6 +32,8 @@ from party_agent.homo_deploy.params import invalid
 
 @dataclass(frozen=True)
 class Framework:
+    """A framework a homo model may be served in: where its converted files are and how KServe names it."""
+
     name: str  # FATE's canonical name
     converted: str  # under converted_model/: a file, or a directory when ``directory``
     uploaded: str  # the name (file) or prefix (directory) under the storage URI
@@ -48,6 +50,7 @@ FRAMEWORKS = {
 
 
 def is_homo(module: str) -> bool:
+    """Whether FATE's ``module`` is a homo module homo-deploy can serve."""
     return module.lower() in DEFAULT_BY_MODULE
 
 

@@ -26,6 +26,8 @@ DEFAULT_SERVICE_ACCOUNT = "default"
 
 @dataclass(frozen=True)
 class ServiceSpec:
+    """What an InferenceService body is made of: the flavour, its name and namespace, and the model to serve."""
+
     flavour: Flavour
     name: str
     namespace: str

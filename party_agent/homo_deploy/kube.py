@@ -72,6 +72,8 @@ def _context_namespace(config: dict[str, Any]) -> str:
 
 
 class KubeClient:
+    """The Kubernetes API server the request's kubeconfig names; errors name the object, never the kubeconfig."""
+
     def __init__(self, kubeconfig: str) -> None:
         try:
             config = yaml.safe_load(kubeconfig)

@@ -33,15 +33,20 @@ TIMEOUT_SECONDS = 60
 
 @dataclass(frozen=True)
 class Upload:
+    """A local file and the object key it is uploaded to."""
+
     key: str  # object key under the bucket
     path: Path  # local file
 
 
 def object_prefix(party_model_id: str, model_version: str, service_id: str) -> str:
+    """Where a deployment's files go in the bucket: ``#`` (a URI's fragment mark) becomes ``^``."""
     return f"{party_model_id}/{model_version}/{service_id}".replace("#", "^")
 
 
 class ObjectStore(abc.ABC):
+    """The bucket a homo-deploy uploads the converted model to, for the InferenceService to read."""
+
     bucket: str
 
     @abc.abstractmethod
@@ -56,7 +61,7 @@ class ObjectStore(abc.ABC):
         return f"s3://{self.bucket}/{prefix}"
 
 
-class MinioStore(ObjectStore):
+class _MinioStore(ObjectStore):
     def __init__(self, settings: MinioSettings) -> None:
         self.settings = settings
         self.bucket = settings.bucket
@@ -107,7 +112,7 @@ class MinioStore(ObjectStore):
         return S3Access(s.endpoint, s.secure, s.region, s.access_key, s.secret_key)
 
 
-class CosStore(ObjectStore):
+class _CosStore(ObjectStore):
     def __init__(self, settings: CosConfigSettings) -> None:
         self.settings = settings
         self.bucket = settings.bucket
@@ -123,4 +128,5 @@ class CosStore(ObjectStore):
 
 
 def open_object_store(settings: StorageSettings) -> ObjectStore:
-    return MinioStore(settings) if isinstance(settings, MinioSettings) else CosStore(settings)
+    """The MinIO/S3 or Tencent COS store the deployment parameters name."""
+    return _MinioStore(settings) if isinstance(settings, MinioSettings) else _CosStore(settings)

@@ -163,6 +163,8 @@ def _storage(data: Mapping[str, Any]) -> StorageSettings:
 
 @dataclass(frozen=True)
 class DeploymentParameters:
+    """FATE's ``deployment_parameters``, checked; the kubeconfig is kept out of the repr."""
+
     kubeconfig: str = field(repr=False)
     namespace: str
     replace: bool

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class HomoDeployRequest:
+    """A homo-deploy as the agent receives it; ``parameters_json`` holds the kubeconfig and is never logged."""
+
     component: str
     service_id: str
     deployment_type: str

@@ -82,18 +82,22 @@ class ModelStore(abc.ABC):
         stored = pinned or self.stat(key)
         if stored is None:
             raise not_found(self.engine, key)
-        check_offset(offset, stored.size, key)
+        _check_offset(offset, stored.size, key)
         return self._stream(key, offset, pinned.sha256 if pinned else None)
 
     @abc.abstractmethod
     def _stream(self, key: StoreKey, offset: int, pinned: str | None) -> Iterator[bytes]:
-        """The lazy part of :meth:`open`: reads the commit marker again (the copy may have changed
-        since) and passes what it read to :func:`check_pinned`."""
+        """The lazy part of :meth:`open`.
+
+        Reads the commit marker again (the copy may have changed since) and passes what it read to :func:`check_pinned`.
+        """
 
     def digest_first(self, size: int) -> bool:
-        """Whether :meth:`put` of about ``size`` bytes should be given ``expected_sha256``: an engine
-        that must write the digest before the bytes (object metadata) says so, and the caller then
-        hashes the bytes in a first pass. Engines that write their commit marker last need not."""
+        """Whether :meth:`put` of about ``size`` bytes should be given ``expected_sha256``.
+
+        An engine that must write the digest before the bytes (object metadata) says so, and the caller then hashes the
+        bytes in a first pass. Engines that write their commit marker last need not.
+        """
         return False
 
     @abc.abstractmethod
@@ -156,7 +160,8 @@ class SendAhead(Generic[T]):
 def rechunk(chunks: Iterable[bytes], size: int) -> Iterator[bytes]:
     """Regroup ``chunks`` into pieces of exactly ``size`` bytes (the last may be shorter, never empty).
 
-    A chunk of exactly ``size`` that arrives on a boundary passes through; other bytes are copied once."""
+    A chunk of exactly ``size`` that arrives on a boundary passes through; other bytes are copied once.
+    """
     buffer = bytearray()
     for chunk in chunks:
         if not buffer and len(chunk) == size:
@@ -183,7 +188,7 @@ def skip_prefix(pieces: Iterable[bytes], offset: int, digest: HashingCounter) ->
         position = end
 
 
-def check_offset(offset: int, size: int, key: StoreKey) -> None:
+def _check_offset(offset: int, size: int, key: StoreKey) -> None:
     if offset < 0 or offset > size:
         raise RegistryError(
             Reason.INVALID_ARGUMENT, f"offset {offset} is outside the stored model {key} ({size} bytes)"
@@ -201,6 +206,7 @@ def already_exists(engine: str, key: StoreKey) -> RegistryError:
 
 
 def not_found(engine: str, key: StoreKey, detail: str = "") -> RegistryError:
+    """MODEL_NOT_FOUND for ``key`` in the ``engine`` model store, with ``detail`` if given."""
     suffix = f" ({detail})" if detail else ""
     return RegistryError(
         Reason.MODEL_NOT_FOUND,
@@ -209,7 +215,7 @@ def not_found(engine: str, key: StoreKey, detail: str = "") -> RegistryError:
     )
 
 
-def digest_mismatch(engine: str, key: StoreKey, expected: str, actual: str, what: str) -> RegistryError:
+def _digest_mismatch(engine: str, key: StoreKey, expected: str, actual: str, what: str) -> RegistryError:
     return RegistryError(
         Reason.DATA_LOSS,
         f"sha256 mismatch for model {key} in the {engine} model store: {what} {expected}, got {actual}",
@@ -220,7 +226,7 @@ def digest_mismatch(engine: str, key: StoreKey, expected: str, actual: str, what
 def check_expected(engine: str, key: StoreKey, expected: str | None, digest: HashingCounter) -> None:
     """DATA_LOSS when the bytes written so far do not hash to the caller's expected sha256."""
     if expected is not None and digest.hexdigest() != expected.lower():
-        raise digest_mismatch(engine, key, expected.lower(), digest.hexdigest(), "expected")
+        raise _digest_mismatch(engine, key, expected.lower(), digest.hexdigest(), "expected")
 
 
 def check_pinned(engine: str, key: StoreKey, stored: StoredObject, pinned: str | None) -> None:
@@ -243,7 +249,7 @@ def check_stored(engine: str, key: StoreKey, stored: StoredObject, digest: Hashi
             {"engine": engine},
         )
     if digest.hexdigest() != stored.sha256:
-        raise digest_mismatch(engine, key, stored.sha256, digest.hexdigest(), "stored")
+        raise _digest_mismatch(engine, key, stored.sha256, digest.hexdigest(), "stored")
 
 
 def unavailable(engine: str, address: str, detail: str) -> RegistryError:
@@ -265,4 +271,5 @@ def access_denied(engine: str, address: str, who: str) -> RegistryError:
 
 
 def misconfigured(engine: str, detail: str) -> RegistryError:
+    """INVALID_ARGUMENT naming ``model_store_address`` and the engine; ``detail`` must hold no secret."""
     return RegistryError(Reason.INVALID_ARGUMENT, f"model_store_address ({engine}): {detail}", {"engine": engine})

@@ -61,11 +61,13 @@ TIMEOUT_SECONDS = 60
 _MISSING_OBJECT = {"NoSuchKey", "NoSuchResource"}
 
 
-def object_key(key: StoreKey) -> str:
+def _object_key(key: StoreKey) -> str:
     return f"{MODEL_PREFIX}/{key.party_model_id}/{key.model_version}.zip"
 
 
 class CosModelStore(ModelStore):
+    """Versions in a Tencent COS bucket, uploaded in parts of ``part_bytes``."""
+
     engine = "tencent_cos"
 
     def __init__(self, config: CosConfigSettings, part_bytes: int = PART_BYTES) -> None:
@@ -128,7 +130,7 @@ class CosModelStore(ModelStore):
         if not sha256:
             raise RegistryError(
                 Reason.DATA_LOSS,
-                f"{object_key(key)} in the tencent_cos model store has no sha256 metadata "
+                f"{_object_key(key)} in the tencent_cos model store has no sha256 metadata "
                 "(not written by this registry)",
             )
         return StoredObject(int(headers["content-length"]), sha256)
@@ -136,12 +138,12 @@ class CosModelStore(ModelStore):
     def exists(self, key: StoreKey) -> bool:
         with self._errors():
             self._check_bucket()
-            return self._head(object_key(key)) is not None
+            return self._head(_object_key(key)) is not None
 
     def stat(self, key: StoreKey) -> StoredObject | None:
         with self._errors():
             self._check_bucket()
-            headers = self._head(object_key(key))
+            headers = self._head(_object_key(key))
         return None if headers is None else self._stored(key, headers)
 
     def digest_first(self, size: int) -> bool:
@@ -151,7 +153,7 @@ class CosModelStore(ModelStore):
     def put(
         self, key: StoreKey, chunks: Iterable[bytes], expected_sha256: str | None = None, force: bool = False
     ) -> StoredObject:
-        name = object_key(key)
+        name = _object_key(key)
         with self._errors():
             self._check_bucket()
             if not force and self._head(name) is not None:
@@ -224,7 +226,7 @@ class CosModelStore(ModelStore):
     def _stream(self, key: StoreKey, offset: int, pinned: str | None) -> Iterator[bytes]:
         with self._errors():
             try:
-                answer = self._client.get_object(Bucket=self.config.bucket, Key=object_key(key))
+                answer = self._client.get_object(Bucket=self.config.bucket, Key=_object_key(key))
             except CosServiceError as exc:
                 if exc.get_status_code() == 404 and exc.get_error_code() in _MISSING_OBJECT:
                     raise not_found(self.engine, key, "deleted before it was read") from None
@@ -239,9 +241,9 @@ class CosModelStore(ModelStore):
     def delete(self, key: StoreKey) -> bool:
         with self._errors():
             self._check_bucket()
-            if self._head(object_key(key)) is None:
+            if self._head(_object_key(key)) is None:
                 return False
-            self._client.delete_object(Bucket=self.config.bucket, Key=object_key(key))
+            self._client.delete_object(Bucket=self.config.bucket, Key=_object_key(key))
         return True
 
     def upload_file(self, name: str, path: Path) -> None:

@@ -163,6 +163,8 @@ def _close_quietly(conn: Connection[Any]) -> None:
 
 
 class MySQLModelStore(ModelStore):
+    """Versions in MySQL or MariaDB, in slices no bigger than the server's ``max_allowed_packet`` allows."""
+
     engine = "mysql"
 
     def __init__(self, config: MySQLConfig) -> None:

@@ -61,15 +61,17 @@ CONNECT_RETRIES = 2
 _GLOB_SPECIALS = str.maketrans({c: "\\" + c for c in "*?[]\\"})
 
 
-def header_key(key: StoreKey) -> str:
+def _header_key(key: StoreKey) -> str:
     return f"{KEY_PREFIX}:{key.party_model_id}:{key.model_version}"
 
 
-def chunk_key(key: StoreKey, generation: str, index: int) -> str:
-    return f"{header_key(key)}:chunk:{generation}:{index}"
+def _chunk_key(key: StoreKey, generation: str, index: int) -> str:
+    return f"{_header_key(key)}:chunk:{generation}:{index}"
 
 
 class RedisModelStore(ModelStore):
+    """Versions in Redis, in chunks of ``chunk_bytes``."""
+
     engine = "redis"
 
     def __init__(self, config: RedisConfig, chunk_bytes: int = CHUNK_BYTES) -> None:
@@ -111,14 +113,14 @@ class RedisModelStore(ModelStore):
         if not isinstance(header, dict) or header.get("format") != HEADER_FORMAT:
             raise RegistryError(
                 Reason.DATA_LOSS,
-                f"{header_key(key)} in the redis model store was not written by this registry "
+                f"{_header_key(key)} in the redis model store was not written by this registry "
                 "(FATE-Flow 1.7/1.8 kept a whole zip there)",
             )
         return header
 
     def stat(self, key: StoreKey) -> StoredObject | None:
         with self._errors():
-            header = self._header(key, self._client.get(header_key(key)))
+            header = self._header(key, self._client.get(_header_key(key)))
         return None if header is None else StoredObject(int(header["size"]), str(header["sha256"]))
 
     def put(
@@ -126,7 +128,7 @@ class RedisModelStore(ModelStore):
     ) -> StoredObject:
         ex = self.config.ex
         with self._errors():
-            if not force and self._client.exists(header_key(key)):
+            if not force and self._client.exists(_header_key(key)):
                 raise already_exists(self.engine, key)
             generation = secrets.token_hex(8)
             written = 0
@@ -139,7 +141,7 @@ class RedisModelStore(ModelStore):
                     queued = 0
                     for index, piece in enumerate(rechunk(chunks, self.chunk_bytes)):
                         digest.update(piece)
-                        pipe.set(chunk_key(key, generation, index), piece, ex=ex)
+                        pipe.set(_chunk_key(key, generation, index), piece, ex=ex)
                         written, queued = index + 1, queued + len(piece)
                         if queued >= PIPELINE_BYTES:
                             sends.submit(pipe.execute)
@@ -165,7 +167,7 @@ class RedisModelStore(ModelStore):
     def _commit(self, key: StoreKey, header: dict[str, Any], force: bool) -> None:
         """Set the header and drop the previous generation in one transaction, retried if the header moves."""
         ex = self.config.ex
-        name = header_key(key)
+        name = _header_key(key)
         with self._client.pipeline(transaction=True) as pipe:
             for _ in range(COMMIT_ATTEMPTS):
                 try:
@@ -177,9 +179,9 @@ class RedisModelStore(ModelStore):
                     pipe.set(name, json.dumps(header), ex=ex)
                     if ex is not None:
                         for index in range(int(header["chunks"])):
-                            pipe.expire(chunk_key(key, str(header["generation"]), index), ex)
+                            pipe.expire(_chunk_key(key, str(header["generation"]), index), ex)
                     if old is not None:
-                        old_keys = [chunk_key(key, str(old["generation"]), i) for i in range(int(old["chunks"]))]
+                        old_keys = [_chunk_key(key, str(old["generation"]), i) for i in range(int(old["chunks"]))]
                         if old_keys:
                             pipe.unlink(*old_keys)
                     pipe.execute()
@@ -189,13 +191,13 @@ class RedisModelStore(ModelStore):
         raise RegistryError(Reason.CANCELLED, f"model {key} kept changing in the redis model store; try again")
 
     def _delete_chunks(self, key: StoreKey, generation: str, count: int) -> None:
-        names = [chunk_key(key, generation, i) for i in range(count)]
+        names = [_chunk_key(key, generation, i) for i in range(count)]
         for start in range(0, len(names), 1024):
             self._client.unlink(*names[start : start + 1024])
 
     def _stream(self, key: StoreKey, offset: int, pinned: str | None) -> Iterator[bytes]:
         with self._errors():
-            header = self._header(key, self._client.get(header_key(key)))
+            header = self._header(key, self._client.get(_header_key(key)))
             if header is None:
                 raise not_found(self.engine, key, "expired or deleted before it was read")
             stored = StoredObject(int(header["size"]), str(header["sha256"]))
@@ -208,20 +210,20 @@ class RedisModelStore(ModelStore):
         generation, count = str(header["generation"]), int(header["chunks"])
         for start in range(0, count, READ_BATCH):
             indexes = range(start, min(count, start + READ_BATCH))
-            values: list[Any] = self._client.mget([chunk_key(key, generation, i) for i in indexes])
+            values: list[Any] = self._client.mget([_chunk_key(key, generation, i) for i in indexes])
             for index, value in zip(indexes, values, strict=True):
                 if value is None:
                     raise self._missing_chunk(key, generation, index)
                 yield value
 
     def _missing_chunk(self, key: StoreKey, generation: str, index: int) -> RegistryError:
-        header = self._header(key, self._client.get(header_key(key)))
+        header = self._header(key, self._client.get(_header_key(key)))
         if header is None or header["generation"] != generation:
             return not_found(self.engine, key, "it expired, or was replaced or deleted, while it was read")
         return RegistryError(Reason.DATA_LOSS, f"model {key} in the redis model store lacks chunk {index}")
 
     def delete(self, key: StoreKey) -> bool:
-        name = header_key(key)
+        name = _header_key(key)
         with self._errors():
             existed = bool(self._client.delete(name))
             # Every generation's chunks: the committed one and any an interrupted put left behind.

@@ -1,6 +1,6 @@
-"""FATE-Flow's client authentication (its ``authentication.client``): an HMAC-SHA1 signature in the headers.
+r"""FATE-Flow's client authentication (its ``authentication.client``): an HMAC-SHA1 signature in the headers.
 
-``SIGNATURE = base64(HMAC-SHA1(secret, TIMESTAMP \\n NONCE \\n APP_KEY \\n path[?query] \\n body \\n form))``:
+``SIGNATURE = base64(HMAC-SHA1(secret, TIMESTAMP \n NONCE \n APP_KEY \n path[?query] \n body \n form))``:
 a JSON request signs its raw body (the form part empty), a multipart one (an import) its text fields
 URL-encoded in key order (the body part empty). TIMESTAMP is in milliseconds and within 60 s of the server's
 clock. Every refusal is HTTP 200, retcode 109, with FATE-Flow's words; no key is ever logged.
@@ -38,14 +38,16 @@ def form_text(fields: Mapping[str, str]) -> bytes:
     return urlencode(sorted(fields.items()), quote_via=quote, safe="-._~").encode()
 
 
-def signature(secret: str, timestamp: str, nonce: str, app_key: str, path: str, body: bytes, form: bytes) -> str:
+def _signature(secret: str, timestamp: str, nonce: str, app_key: str, path: str, body: bytes, form: bytes) -> str:
     message = b"\n".join([timestamp.encode(), nonce.encode(), app_key.encode(), path.encode(), body, form])
     return base64.b64encode(hmac.new(secret.encode(), message, hashlib.sha1).digest()).decode("ascii")
 
 
 def check(conf: HttpAuthConf, headers: Message, path: str, body: bytes = b"", form: bytes = b"") -> None:
-    """Refuse (:class:`RegistryError`, retcode 109) a request not signed with ``conf``'s key pair; ``path`` is the
-    request's path with its query, if any."""
+    """Refuse (:class:`RegistryError`, retcode 109) a request not signed with ``conf``'s key pair.
+
+    ``path`` is the request's path with its query, if any.
+    """
     values = {name: _header(headers, name) for name in HEADERS}
     if any(value is None for value in values.values()):
         raise _refuse(f"requirement headers parameters: {list(HEADERS)}")
@@ -56,6 +58,6 @@ def check(conf: HttpAuthConf, headers: Message, path: str, body: bytes = b"", fo
         raise _refuse("TIMESTAMP is more than 60 seconds away from the server time")
     if not hmac.compare_digest(app_key.encode(), conf.http_app_key.encode()):
         raise _refuse("Unknown APP_KEY")
-    expected = signature(conf.http_secret_key.get_secret_value(), timestamp, nonce, app_key, path, body, form)
+    expected = _signature(conf.http_secret_key.get_secret_value(), timestamp, nonce, app_key, path, body, form)
     if not hmac.compare_digest(signed.encode(), expected.encode()):
         raise _refuse("signature authentication failed")

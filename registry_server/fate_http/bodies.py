@@ -33,6 +33,8 @@ class ModelKeys:
 
 @section(frozen=True, kw_only=True, config=FATE_CONF)
 class QueryBody(ModelKeys):
+    """``/v1/model/query``: the model keys and FATE's ``query_filters``."""
+
     query_filters: Texts = field(default_factory=list)
 
 
@@ -73,11 +75,15 @@ class CpnList:
 
 @section(frozen=True, kw_only=True, config=FATE_CONF)
 class JobBody:
+    """A body that names a model by its job id."""
+
     job_id: Text = ""
 
 
 @section(frozen=True, kw_only=True, config=FATE_CONF)
 class ModelTagBody(JobBody):
+    """``/v1/model/model_tag/*``: a job id and a tag name."""
+
     tag_name: Text = ""
 
 
@@ -95,9 +101,13 @@ class TagBody:
 
 @section(frozen=True, kw_only=True, config=FATE_CONF)
 class HomoDeployBody:
+    """``/v1/model/homo/deploy``'s ``deployment_parameters``, passed on to the agent."""
+
     deployment_parameters: dict[str, Any] = field(default_factory=dict)
 
 
 @section(frozen=True, kw_only=True, config=FATE_CONF)
 class VersionBody:
+    """``/v1/version/get``: the module whose version is asked (empty: FATE's)."""
+
     module: Text = ""

@@ -1,5 +1,8 @@
-"""The coordinator's RPC methods, called in-process for an HTTP request: the same code as a gRPC call, after the
-same required-field check, its exceptions turned into the :class:`RegistryError` a gRPC caller would get."""
+"""The coordinator's RPC methods, called in-process for an HTTP request.
+
+The same code as a gRPC call, after the same required-field check, its exceptions turned into the :class:`RegistryError`
+a gRPC caller would get.
+"""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
-"""A streaming reader of a ``multipart/form-data`` body (RFC 7578): each part's name, file name and bytes, the
-bytes read from the connection as they are asked for and searched with ``bytes.find`` (a general-purpose
-decoder's per-event scanning made an import CPU-bound at ~110 MiB/s; this one runs at the speed of copying).
+"""A streaming reader of a ``multipart/form-data`` body (RFC 7578).
+
+Each part's name, file name and bytes, the bytes read from the connection as they are asked for and searched with
+``bytes.find`` (a general-purpose decoder's per-event scanning made an import CPU-bound at ~110 MiB/s; this one runs at
+the speed of copying).
 """
 
 from __future__ import annotations
@@ -28,19 +30,24 @@ def boundary_of(content_type: str) -> bytes | None:
 
 
 def malformed(problem: str) -> RegistryError:
+    """INVALID_ARGUMENT naming what is wrong with an import's multipart form."""
     return RegistryError(Reason.INVALID_ARGUMENT, f"the import's multipart form is malformed: {problem}")
 
 
 @dataclass
 class Part:
+    """One part of a form: its field name, its file name for a file, and its bytes as they arrive."""
+
     name: str
     filename: str | None  # None for a text field
     data: Iterator[bytes]
 
 
 class MultipartReader:
-    """The parts of a body of ``length`` bytes read from ``body``; a part's ``data`` must be read (or left) before
-    the next part is asked for, which then skips what remains of it."""
+    """The parts of a body of ``length`` bytes read from ``body``.
+
+    A part's ``data`` must be read (or left) before the next part is asked for, which then skips what remains of it.
+    """
 
     def __init__(self, body: io.BufferedIOBase, length: int, boundary: bytes) -> None:
         self._body, self.remaining = body, length

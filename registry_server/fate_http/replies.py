@@ -1,5 +1,8 @@
-"""FATE-Flow's answers on the wire: the JSON envelope (Flask's ``jsonify``: sorted keys, compact, a newline) with
-HTTP 200, or ``error_response`` (HTTP status = retcode, ``{"retmsg", "retcode"}``) where FATE-Flow answers so."""
+"""FATE-Flow's answers on the wire.
+
+The JSON envelope (Flask's ``jsonify``: sorted keys, compact, a newline) with HTTP 200, or ``error_response`` (HTTP
+status = retcode, ``{"retmsg", "retcode"}``) where FATE-Flow answers so.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +22,8 @@ METHOD_NOT_ALLOWED_RETMSG = "<MethodNotAllowed '405: Method Not Allowed'>"
 
 @dataclass(frozen=True)
 class Reply:
+    """An HTTP answer: status, body, its Content-Type and any other headers."""
+
     status: int
     body: bytes
     content_type: str = JSON_TYPE
@@ -36,8 +41,11 @@ def status_reply(status: int, retmsg: str, **extra: Any) -> Reply:
 
 
 def error_reply(error: RegistryError, **data: Any) -> Reply:
-    """An error as FATE-Flow answers it: an HTTP-style retcode (400, 404, 409, 210) as the status, any other
-    with HTTP 200; ``data`` (when given) goes into the envelope, for the clients that read it on failure."""
+    """An error as FATE-Flow answers it.
+
+    An HTTP-style retcode (400, 404, 409, 210) as the status, any other with HTTP 200; ``data`` (when given) goes into
+    the envelope, for the clients that read it on failure.
+    """
     retcode = error.fate_retcode
     if 200 < retcode < 600:
         return status_reply(retcode, error.message, **data)
@@ -45,8 +53,10 @@ def error_reply(error: RegistryError, **data: Any) -> Reply:
 
 
 def download_error_reply(error: RegistryError) -> Reply:
-    """An error on a route whose HTTP 200 means "the body is the file" (export, a predict DSL with a file name):
-    never 200, or FATE's client would save the error as the file."""
+    """An error on a route whose HTTP 200 means "the body is the file" (export, a predict DSL with a file name).
+
+    Never 200, or FATE's client would save the error as the file.
+    """
     retcode = error.fate_retcode
     if 200 < retcode < 600:
         status = retcode

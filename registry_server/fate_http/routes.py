@@ -67,25 +67,28 @@ def _failed_all_or_nothing(answer: dict[str, Any]) -> dict[str, Any]:
 # -- multi-party ------------------------------------------------------------------------------------------
 
 
-def load(call: Call) -> Reply:
+def _load(call: Call) -> Reply:
     job_id = call.body.read(JobBody).job_id
     request = pb.LoadModelRequest(job_id=job_id) if job_id else confs.load_request(call.body, "")
     return json_reply(_failed_all_or_nothing(render.load_answer(call.rpc("LoadModel", request))))
 
 
-def bind(call: Call) -> Reply:
+def _bind(call: Call) -> Reply:
     request = confs.bind_request(call.body, call.body.read(JobBody).job_id)
     return json_reply(render.bind_answer(call.rpc("BindModel", request)))
 
 
-def migrate(call: Call) -> Reply:
+def _migrate(call: Call) -> Reply:
     answer = render.migrate_answer(call.rpc("MigrateModel", confs.migrate_request(call.body)))
     return json_reply(_failed_all_or_nothing(answer))
 
 
 def _deploy_request(conf: Conf) -> pb.DeployModelRequest:
-    """FATE's deploy body: ``cpn_list`` (a list, or the CLI's string), ``predict_dsl`` (the SDK's object) or
-    ``dsl`` (the CLI's JSON text), and ``components_checkpoint`` ``{cpn: {"step_index"|"step_name": …}}``."""
+    """FATE's deploy body.
+
+    ``cpn_list`` (a list, or the CLI's string), ``predict_dsl`` (the SDK's object) or ``dsl`` (the CLI's JSON text), and
+    ``components_checkpoint`` ``{cpn: {"step_index"|"step_name": …}}``.
+    """
     body = conf.read(DeployBody)
     dsl = body.predict_dsl or body.dsl
     step_index: dict[str, int] = {}
@@ -113,7 +116,7 @@ def _deploy_request(conf: Conf) -> pb.DeployModelRequest:
     )
 
 
-def deploy(call: Call) -> Reply:
+def _deploy(call: Call) -> Reply:
     """The pipeline reads ``data`` of a failed deploy too: every error answer carries it."""
     try:
         response = call.rpc("DeployModel", _deploy_request(call.body))
@@ -125,7 +128,7 @@ def deploy(call: Call) -> Reply:
 # -- model info, predict DSL and conf ----------------------------------------------------------------------
 
 
-def query(call: Call) -> Reply:
+def _query(call: Call) -> Reply:
     body = call.body.read(QueryBody)
     filters = body.query_filters
     request = pb.GetModelInfoRequest(
@@ -143,8 +146,11 @@ def query(call: Call) -> Reply:
 
 
 def _predict(kind: str, call: Call) -> Reply:
-    """FATE's two modes: with ``filename`` (the CLI) the document itself, an error never HTTP 200; without it
-    (the SDK, the pipeline) the envelope whose ``data`` is the document."""
+    """A predict DSL or conf, in FATE's two modes.
+
+    With ``filename`` (the CLI) the document itself, an error never HTTP 200; without it (the SDK, the pipeline) the
+    envelope whose ``data`` is the document.
+    """
     method, request_type = (
         ("GetPredictDsl", pb.GetPredictDslRequest) if kind == "dsl" else ("GetPredictConf", pb.GetPredictConfRequest)
     )
@@ -164,18 +170,18 @@ def _predict(kind: str, call: Call) -> Reply:
     return Reply(200, document.encode(), headers=(("Content-Disposition", disposition),))
 
 
-def predict_dsl(call: Call) -> Reply:
+def _predict_dsl(call: Call) -> Reply:
     return _predict("dsl", call)
 
 
-def predict_conf(call: Call) -> Reply:
+def _predict_conf(call: Call) -> Reply:
     return _predict("conf", call)
 
 
 # -- tags of a model ---------------------------------------------------------------------------------------
 
 
-def model_tag(operation: str) -> Route:
+def _model_tag(operation: str) -> Route:
     def run(call: Call) -> Reply:
         body = call.body.read(ModelTagBody)
         job_id, tag_name = body.job_id, body.tag_name
@@ -198,13 +204,13 @@ def model_tag(operation: str) -> Route:
     return run
 
 
-def tag_create(call: Call) -> Reply:
+def _tag_create(call: Call) -> Reply:
     body = call.body.read(TagBody)
     request = pb.CreateTagRequest(tag_name=body.tag_name, tag_desc=body.tag_desc)
     return json_reply(render.envelope(retmsg=call.rpc("CreateTag", request).retmsg))
 
 
-def tag_retrieve(call: Call) -> Reply:
+def _tag_retrieve(call: Call) -> Reply:
     """Without ``with_model`` the tags whose name contains ``tag_name``; with it, the models of exactly that tag."""
     body = call.body.read(TagBody)
     with_model = body.with_model
@@ -215,7 +221,7 @@ def tag_retrieve(call: Call) -> Reply:
     return json_reply(render.envelope(data={"models": models, "count": len(models)}))
 
 
-def tag_update(call: Call) -> Reply:
+def _tag_update(call: Call) -> Reply:
     body = call.body.read(TagBody)
     request = pb.UpdateTagRequest(
         tag_name=body.tag_name, new_tag_name=body.new_tag_name, new_tag_desc=body.new_tag_desc
@@ -223,12 +229,12 @@ def tag_update(call: Call) -> Reply:
     return json_reply(render.envelope(retmsg=call.rpc("UpdateTag", request).retmsg))
 
 
-def tag_destroy(call: Call) -> Reply:
+def _tag_destroy(call: Call) -> Reply:
     response = call.rpc("DeleteTag", pb.DeleteTagRequest(tag_name=call.body.read(TagBody).tag_name))
     return json_reply(render.envelope(retmsg=response.retmsg))
 
 
-def tag_list(call: Call) -> Reply:
+def _tag_list(call: Call) -> Reply:
     limit = call.body.read(TagBody).limit
     response = call.rpc("ListTags", pb.ListTagsRequest(limit=int(limit) if limit.isdigit() else 0))
     return json_reply(render.envelope(data={"tags": rows.tag_rows(response.tags, with_count=True)}))
@@ -242,7 +248,7 @@ def unsupported(message: str) -> Route:
 # -- single party ------------------------------------------------------------------------------------------
 
 
-def store(call: Call) -> Reply:
+def _store(call: Call) -> Reply:
     """FATE-Flow starts a ModelStore job; the registry stores before it answers, and says so."""
     response = call.rpc("StoreModel", confs.store_request(call.body))
     answer = render.store_answer(response)
@@ -251,7 +257,7 @@ def store(call: Call) -> Reply:
     return json_reply(answer)
 
 
-def restore(call: Call) -> Reply:
+def _restore(call: Call) -> Reply:
     """FATE-Flow starts a ModelRestore job; the registry restores before it answers, and says so."""
     response = call.rpc("RestoreModel", confs.restore_request(call.body))
     answer = rows.imported_answer(response.result)
@@ -259,14 +265,16 @@ def restore(call: Call) -> Reply:
     return json_reply(answer)
 
 
-def homo_convert(call: Call) -> Reply:
+def _homo_convert(call: Call) -> Reply:
     response = call.rpc("HomoConvertModel", confs.homo_convert_request(call.body))
     return json_reply(render.homo_convert_answer(response))
 
 
-def homo_deploy(call: Call) -> Reply:
-    """FATE's client sends the kubeconfig's text (``config_file_content``); a ``config_file`` path would name a
-    file of the coordinator's machine, which is never read for a caller."""
+def _homo_deploy(call: Call) -> Reply:
+    """FATE's client sends the kubeconfig's text (``config_file_content``).
+
+    A ``config_file`` path would name a file of the coordinator's machine, which is never read for a caller.
+    """
     parameters = call.body.read(HomoDeployBody).deployment_parameters
     body = dict(call.body.data)
     body["deployment_parameters"] = {k: v for k, v in parameters.items() if k != "config_file"}
@@ -286,7 +294,7 @@ def _checkpoint_refusal(exc: RegistryError) -> Reply:
     return error_reply(exc)
 
 
-def checkpoint_list(call: Call) -> Reply:
+def _checkpoint_list(call: Call) -> Reply:
     body = call.body.read(CheckpointBody)
     request = pb.ListCheckpointsRequest(model=body.ref(), component_name=body.component_name)
     try:
@@ -298,7 +306,7 @@ def checkpoint_list(call: Call) -> Reply:
     return json_reply(render.checkpoint_list_answer(response))
 
 
-def checkpoint_get(call: Call) -> Reply:
+def _checkpoint_get(call: Call) -> Reply:
     body = call.body.read(CheckpointBody)
     request = pb.GetCheckpointRequest(model=body.ref(), component_name=body.component_name)
     step_index, step_name = body.step_index, body.step_name
@@ -321,7 +329,7 @@ def checkpoint_get(call: Call) -> Reply:
     return json_reply(render.checkpoint_answer(response))
 
 
-def version(call: Call) -> Reply:
+def _version(call: Call) -> Reply:
     module = call.body.read(VersionBody).module or "FATE"
     return json_reply(render.envelope(data={module: VERSIONS.get(module)}))
 
@@ -331,26 +339,26 @@ POST = frozenset({"POST"})
 GET_OR_POST = frozenset({"GET", "POST"})
 # path -> (methods, route); the archive routes (import, export) are added by the server.
 ROUTES: dict[str, tuple[frozenset[str], Route]] = {
-    f"{V1}/model/load": (POST, load),
-    f"{V1}/model/bind": (POST, bind),
-    f"{V1}/model/migrate": (POST, migrate),
-    f"{V1}/model/deploy": (POST, deploy),
-    f"{V1}/model/query": (POST, query),
-    f"{V1}/model/get/predict/dsl": (POST, predict_dsl),
-    f"{V1}/model/get/predict/conf": (POST, predict_conf),
-    f"{V1}/model/model_tag/create": (POST, model_tag("create")),
-    f"{V1}/model/model_tag/remove": (POST, model_tag("remove")),
-    f"{V1}/model/model_tag/retrieve": (POST, model_tag("retrieve")),
-    f"{V1}/model/tag/create": (POST, tag_create),
-    f"{V1}/model/tag/retrieve": (POST, tag_retrieve),
-    f"{V1}/model/tag/update": (POST, tag_update),
-    f"{V1}/model/tag/destroy": (POST, tag_destroy),
-    f"{V1}/model/tag/list": (POST, tag_list),
-    f"{V1}/model/store": (GET_OR_POST, store),
-    f"{V1}/model/restore": (GET_OR_POST, restore),
-    f"{V1}/model/homo/convert": (POST, homo_convert),
-    f"{V1}/model/homo/deploy": (POST, homo_deploy),
-    f"{V1}/checkpoint/list": (POST, checkpoint_list),
-    f"{V1}/checkpoint/get": (POST, checkpoint_get),
-    f"{V1}/version/get": (POST, version),
+    f"{V1}/model/load": (POST, _load),
+    f"{V1}/model/bind": (POST, _bind),
+    f"{V1}/model/migrate": (POST, _migrate),
+    f"{V1}/model/deploy": (POST, _deploy),
+    f"{V1}/model/query": (POST, _query),
+    f"{V1}/model/get/predict/dsl": (POST, _predict_dsl),
+    f"{V1}/model/get/predict/conf": (POST, _predict_conf),
+    f"{V1}/model/model_tag/create": (POST, _model_tag("create")),
+    f"{V1}/model/model_tag/remove": (POST, _model_tag("remove")),
+    f"{V1}/model/model_tag/retrieve": (POST, _model_tag("retrieve")),
+    f"{V1}/model/tag/create": (POST, _tag_create),
+    f"{V1}/model/tag/retrieve": (POST, _tag_retrieve),
+    f"{V1}/model/tag/update": (POST, _tag_update),
+    f"{V1}/model/tag/destroy": (POST, _tag_destroy),
+    f"{V1}/model/tag/list": (POST, _tag_list),
+    f"{V1}/model/store": (GET_OR_POST, _store),
+    f"{V1}/model/restore": (GET_OR_POST, _restore),
+    f"{V1}/model/homo/convert": (POST, _homo_convert),
+    f"{V1}/model/homo/deploy": (POST, _homo_deploy),
+    f"{V1}/checkpoint/list": (POST, _checkpoint_list),
+    f"{V1}/checkpoint/get": (POST, _checkpoint_get),
+    f"{V1}/version/get": (POST, _version),
 }

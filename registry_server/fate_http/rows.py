@@ -1,5 +1,7 @@
-"""FATE-Flow's JSON where it differs from the registry's own ``flow``: model rows with FATE-Flow's columns,
-tags without a description as null, an import's answer with FATE's ``model_info``."""
+"""FATE-Flow's JSON where it differs from the registry's own ``flow``.
+
+Model rows with FATE-Flow's columns, tags without a description as null, an import's answer with FATE's ``model_info``.
+"""
 
 from __future__ import annotations
 
@@ -74,8 +76,11 @@ def _integer_ids(roles: Any) -> Any:
 
 
 def model_row(info: common.PartyModelInfo, filters: Sequence[str]) -> dict[str, Any]:
-    """A row as FATE-Flow answers it: with ``filters``, those columns FATE-Flow has (null when unknown);
-    without, every FATE-Flow column followed by the registry's own (``f_manifest_digest``, ...)."""
+    """A row as FATE-Flow answers it.
+
+    With ``filters``, those columns FATE-Flow has (null when unknown); without, every FATE-Flow column followed by the
+    registry's own (``f_manifest_digest``, ...).
+    """
     ours = render.model_info_row(info, detail=True)
     ours["f_parent"] = True if info.parent else None  # FATE-Flow's deployed child: null, not false
     ours["f_roles"] = _integer_ids(ours.get("f_roles"))
@@ -110,6 +115,7 @@ def tag_rows(tags: Iterable[pb.Tag], with_count: bool = False) -> list[dict[str,
 
 
 def tag_list_answer(tags: Iterable[pb.Tag]) -> render.Answer:
+    """FATE-Flow's answer to ``tag list``: each tag's row, and their count."""
     rows = tag_rows(tags)
     return render.envelope(data={"tags": rows, "count": len(rows)})
 

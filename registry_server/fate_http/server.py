@@ -1,5 +1,7 @@
-"""The coordinator's HTTP server for FATE's clients: FATE-Flow 1.11's routes for models, tags and checkpoints,
-the rest passed to an upstream FATE-Flow (or answered FATE-Flow's not-found).
+"""The coordinator's HTTP server for FATE's clients.
+
+FATE-Flow 1.11's routes for models, tags and checkpoints, the rest passed to an upstream FATE-Flow (or answered
+FATE-Flow's not-found).
 
 It keeps :class:`~fate_registry.http_limits.HttpLimits` (a worker thread only for a request whose head has
 arrived; JSON bodies read whole, at most ``MAX_JSON_BODY``; an import's body and a pass-through's streamed).
@@ -53,6 +55,8 @@ def route_path(target: str) -> str:
 
 
 class FateHttpHandler(BufferedRequestHandler):
+    """One HTTP request of a FATE client: routed, signature-checked, answered or passed upstream."""
+
     server: FateHttpServer
 
     @property
@@ -123,8 +127,10 @@ class FateHttpHandler(BufferedRequestHandler):
         self.reply(reply)
 
     def _parse(self, body: bytes) -> tuple[Conf, bytes, bytes]:
-        """The body as FATE-Flow reads it (JSON whatever the Content-Type, else a urlencoded form; neither: no
-        keys), and the two parts of it its signature covers."""
+        """The body as FATE-Flow reads it, and the two parts of it its signature covers.
+
+        FATE-Flow reads JSON whatever the Content-Type, else a urlencoded form; neither: no keys.
+        """
         try:
             data: Any = json.loads(body) if body.strip() else None
         except ValueError:

@@ -1,6 +1,9 @@
-"""Pass-through: a request the registry does not serve goes to the upstream FATE-Flow unchanged (method, path
-and query, headers with the signature's, body) and its answer comes back unchanged (status, headers, body),
-both bodies streamed. The upstream checks its own signatures."""
+"""Pass-through.
+
+A request the registry does not serve goes to the upstream FATE-Flow unchanged (method, path and query, headers with the
+signature's, body) and its answer comes back unchanged (status, headers, body), both bodies streamed. The upstream
+checks its own signatures.
+"""
 
 from __future__ import annotations
 
@@ -44,8 +47,10 @@ def _connection(upstream: str, timeout: float) -> http.client.HTTPConnection:
 
 
 def forward(handler: FateHttpHandler, upstream: str, timeout: float) -> None:
-    """Send ``handler``'s request to ``upstream`` and its answer back; an unreachable upstream is answered
-    with retcode 100 naming it, as FATE's clients print any answer."""
+    """Send ``handler``'s request to ``upstream`` and its answer back.
+
+    An unreachable upstream is answered with retcode 100 naming it, as FATE's clients print any answer.
+    """
     connection = _connection(upstream, timeout)
     try:
         try:

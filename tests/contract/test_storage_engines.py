@@ -24,8 +24,8 @@ import redis
 
 from fate_registry.errors import Reason, RegistryError
 from party_agent.storage import ModelStore, StoredObject, StoreKey, open_store
-from party_agent.storage.cos import object_key
-from party_agent.storage.redis_store import chunk_key, header_key
+from party_agent.storage.cos import _object_key
+from party_agent.storage.redis_store import _chunk_key, _header_key
 from tests.support.services import CosEmulator, MariaDB, RedisServer, cos_emulator, mariadb, redis_server
 
 ENGINES = ("mysql", "redis", "tencent_cos")
@@ -97,18 +97,18 @@ class Harness:
                 cur.execute(f"UPDATE t_machine_learning_model SET f_content = %s WHERE {where}", (_flip(row[0]), *ids))
         elif isinstance(server, RedisServer):
             client = redis.Redis(host=server.host, port=server.port, password=server.password)
-            header = json.loads(client.get(header_key(key)) or b"{}")
-            name = chunk_key(key, header["generation"], 0)
+            header = json.loads(client.get(_header_key(key)) or b"{}")
+            name = _chunk_key(key, header["generation"], 0)
             value = client.get(name)
             assert isinstance(value, bytes)
             client.set(name, _flip(value), keepttl=True)
             client.close()
         else:
             client = server.client()
-            answer = client.get_object(Bucket=server.bucket, Key=object_key(key))
+            answer = client.get_object(Bucket=server.bucket, Key=_object_key(key))
             data = answer["Body"].get_raw_stream().read()
             meta = {k.lower(): v for k, v in answer.items() if k.lower().startswith("x-cos-meta-")}
-            client.put_object(Bucket=server.bucket, Key=object_key(key), Body=_flip(data), Metadata=meta)
+            client.put_object(Bucket=server.bucket, Key=_object_key(key), Body=_flip(data), Metadata=meta)
 
 
 def _flip(data: bytes) -> bytes:
@@ -372,7 +372,7 @@ def test_redis_expiry_is_a_clear_not_found(redis_server_with_password: RedisServ
         port=redis_server_with_password.port,
         password=redis_server_with_password.password,
     )
-    assert client.keys(f"{header_key(key)}*") == []  # every chunk key expired too
+    assert client.keys(f"{_header_key(key)}*") == []  # every chunk key expired too
     client.close()
     store.close()
 

@@ -19,7 +19,7 @@ from client.settings import TRANSFER_ENV
 from fate_registry.config import LimitsConf
 from fate_registry.faultpoints import ENV
 from party_agent.storage.base import StoreKey
-from party_agent.storage.redis_store import header_key
+from party_agent.storage.redis_store import _header_key
 from tests.conftest import GeneratedModel, generate_model
 from tests.faults.state import (
     PARTY_OF,
@@ -79,7 +79,7 @@ def guest_versions(cluster: Cluster, model: GeneratedModel) -> set[str]:
 
 def stored_keys(server: RedisServer, model: GeneratedModel) -> tuple[bool, int]:
     """Whether the model's header key is in redis, and how many chunk keys of it are (any generation)."""
-    name = header_key(StoreKey(f"guest#{GUEST}#{model.model_id}", model.version))
+    name = _header_key(StoreKey(f"guest#{GUEST}#{model.model_id}", model.version))
     with redis.Redis(host=server.host, port=server.port, password=server.password) as client:
         chunks = sum(1 for k in client.scan_iter(count=1000) if k.decode().startswith(f"{name}:chunk:"))
         return bool(client.exists(name)), chunks
