@@ -12,6 +12,7 @@ from typing import Any
 
 from google.protobuf.message import Message
 
+from fate_registry import metrics
 from fate_registry.agent.v1 import agent_pb2
 from fate_registry.channels import OPERATION_ID_KEY
 from fate_registry.config import PartyConf, ServiceConf
@@ -87,9 +88,10 @@ class AgentClients:
 
     def unary(self, party_id: str, method: str, request: Message, operation_id: str, timeout: float) -> Any:
         """One call of PartyAgentService ``method`` on a party, its failure as a RegistryError naming the party."""
-        answer = self.transport(party_id).unary(
-            _SERVICE + method, request.SerializeToString(), self.metadata(operation_id), timeout
-        )
+        with metrics.party_call(party_id):
+            answer = self.transport(party_id).unary(
+                _SERVICE + method, request.SerializeToString(), self.metadata(operation_id), timeout
+            )
         output = _METHODS[method].output_type.name
         return getattr(agent_pb2, output).FromString(answer)
 

@@ -15,6 +15,7 @@ import peewee
 from google.protobuf.timestamp_pb2 import Timestamp
 from playhouse.migrate import SchemaMigrator, migrate
 
+from fate_registry import metrics
 from fate_registry.config import DatabaseConf
 from fate_registry.db import base_model, conflict_target, in_transaction, now_ms, open_database
 from fate_registry.errors import Reason, RegistryError, Retcode
@@ -568,6 +569,14 @@ class Catalog:
                 retmsg=retmsg,
                 ticket="",
             ).where(op.operation_id == operation_id).execute()
+            row = op.get_or_none(op.operation_id == operation_id)
+        if row is not None:
+            metrics.observe_operation(row.operation, status, max(0, row.end_time - row.start_time) / 1000)
+
+    def count_versions(self) -> int:
+        """The model versions some party holds."""
+        with self.db.connection_context():
+            return int(self._version.select().count())
 
     def list_operations(
         self, model_id: str, model_version: str, operation: str, page_size: int, page_token: str

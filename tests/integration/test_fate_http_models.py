@@ -7,14 +7,12 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from fate_registry.testing.federation import LocalFederation
-from fate_registry.testing.serving_process import ServingTestServer, serving_servers
 from registry_server.fate_http.rows import CATALOG_FILTERS
 from tests.conftest import GeneratedModel, generate_model
 from tests.fate_http import call, import_archive, send
@@ -24,16 +22,8 @@ CLI_FILTERS = sorted(CATALOG_FILTERS)  # what FATE's CLI sends without --detail
 
 
 @pytest.fixture(scope="module")
-def servings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ServingTestServer]]:
-    with serving_servers(tmp_path_factory.mktemp("servings"), ("9999", "10000")) as started:
-        yield started
-
-
-@pytest.fixture(scope="module")
-def fed(tmp_path_factory: pytest.TempPathFactory, servings: dict[str, ServingTestServer]) -> Iterator[LocalFederation]:
-    parties = {party: {"servings": [server.address]} for party, server in servings.items()}
-    with LocalFederation.start(tmp_path_factory.mktemp("fed"), parties=parties) as federation:
-        yield federation
+def fed(serving_federation: LocalFederation) -> LocalFederation:
+    return serving_federation
 
 
 @pytest.fixture(scope="module")
