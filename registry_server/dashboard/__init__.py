@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from fate_registry.errors import RegistryError
 from registry_server.dashboard.html import ASSETS, asset, page, text
-from registry_server.dashboard.pages import PAGES, Query
+from registry_server.dashboard.pages import PAGES
+from registry_server.dashboard.view import Query
 from registry_server.fate_http.calls import Registry
 from registry_server.fate_http.replies import Reply
 

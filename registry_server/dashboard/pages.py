@@ -12,85 +12,39 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Callable
 from urllib.parse import urlencode
-
-from google.protobuf.timestamp_pb2 import Timestamp
 
 from fate_registry.errors import RegistryError
 from fate_registry.health import is_serving
 from fate_registry.v1 import common_pb2
 from fate_registry.v1 import registry_pb2 as pb
 from registry_server.dashboard.html import link, marked, page, search_form, table, text
+from registry_server.dashboard.models import models
+from registry_server.dashboard.view import Query, next_link, page_size, when
 from registry_server.fate_http.calls import Registry
 
-PAGE_SIZE = 50
-MAX_PAGE_SIZE = 500
 OUTCOMES = ("", "success", "failed", "in_doubt", "rolled_back", "cancelled", "running")
-Query = Mapping[str, str]
 Node = tuple[str, str]  # (model id, model version)
 # FATE-Flow's words in a migrate's answer for each party, which name the migrated copy.
 MIGRATED = re.compile(r"New model id is: (?P<model_id>[^,]+), model version is: (?P<model_version>[^.\s]+)")
-
-
-def _when(stamp: Timestamp) -> str:
-    if not stamp.seconds:
-        return ""
-    return datetime.fromtimestamp(stamp.seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _page_size(query: Query) -> int:
-    asked = query.get("page_size", "")
-    return min(int(asked), MAX_PAGE_SIZE) if asked.isdigit() and int(asked) > 0 else PAGE_SIZE
-
-
-def _next(path: str, token: str, query: Query) -> str:
-    return f"<p>{link(path, 'next page', **{**query, 'page_token': token})}</p>" if token else ""
-
-
-def models(registry: Registry, peer: str, query: Query) -> bytes:
-    fields = {name: query.get(name, "") for name in ("model_id", "party_id", "role", "page_size")}
-    request = pb.ListModelVersionsRequest(
-        model_id=fields["model_id"], page_size=_page_size(query), page_token=query.get("page_token", "")
-    )
-    answer = registry.call("ListModelVersions", request, peer)
-    rows = []
-    for version in answer.versions:
-        parties = [p for p in version.parties if _wanted(p, fields)]
-        if not parties:
-            continue
-        rows.append(
-            [
-                link("/lineage", version.model_id, model_id=version.model_id),
-                link("/version", version.model_version, model_id=version.model_id, model_version=version.model_version),
-                text(_when(version.create_time)),
-                text(", ".join(f"{p.role}:{p.party_id}" for p in parties)),
-            ]
-        )
-    content = search_form("/", fields) + table(["model id", "version", "created", "parties"], rows, "models")
-    return page("Models", content + _next("/", answer.next_page_token, fields))
-
-
-def _wanted(party: common_pb2.Party, fields: Query) -> bool:
-    return (not fields["party_id"] or party.party_id == fields["party_id"]) and (
-        not fields["role"] or party.role == fields["role"]
-    )
+SERVING_KINDS = ("load", "bind", "unload", "unbind")
+STORE_KINDS = ("store", "restore")
 
 
 def version(registry: Registry, peer: str, query: Query) -> bytes:
+    """Each party's slice (from its agent: detail), its checkpoints and predict DSL, what FATE-Serving and the
+    model store did with it, and every operation on it."""
     model_id, model_version = query.get("model_id", ""), query.get("model_version", "")
-    infos = registry.call(
-        "GetModelInfo", pb.GetModelInfoRequest(model_id=model_id, model_version=model_version), peer
-    ).models
+    request = pb.GetModelInfoRequest(model_id=model_id, model_version=model_version, detail=True)
+    answer = registry.call("GetModelInfo", request, peer)
     rows, sections = [], []
-    for info in infos:
-        state = "parent" if info.parent else "deployed child"
+    for info in answer.models:
         rows.append(
             [
                 text(info.role),
                 text(info.party_id),
-                text(state),
+                text("parent" if info.parent else "deployed child"),
                 text(info.loaded_times),
                 text(info.file_count),
                 text(info.size_bytes),
@@ -98,47 +52,64 @@ def version(registry: Registry, peer: str, query: Query) -> bytes:
             ]
         )
         sections.append(_party_details(registry, peer, info))
+    unreached = "".join(
+        f"<p class='failed'>{text(f.role)} {text(f.party_id)}: {text(f.retmsg)}</p>" for f in answer.failures
+    )
     headers = ["role", "party", "state", "times loaded", "files", "bytes", "manifest SHA-256"]
-    title = f"{model_id} {model_version}"
+    history = {"model_id": model_id, "model_version": model_version}
     content = (
         f"<p>{link('/lineage', 'lineage of ' + model_id, model_id=model_id)}</p>"
         + table(headers, rows, "parties")
+        + unreached
+        + "<h2>FATE-Serving</h2>"
+        + _operations_table(registry, peer, history, SERVING_KINDS, "serving")[0]
+        + "<h2>Model store</h2>"
+        + _operations_table(registry, peer, history, STORE_KINDS, "store")[0]
         + "".join(sections)
         + "<h2>Operations</h2>"
-        + _operations_table(registry, peer, {"model_id": model_id, "model_version": model_version})[0]
+        + _operations_table(registry, peer, history)[0]
     )
-    return page(title, content)
+    return page(f"{model_id} {model_version}", content)
 
 
 def _party_details(registry: Registry, peer: str, info: common_pb2.PartyModelInfo) -> str:
+    """A party's checkpoints (per component of its training DSL) and, for a deployed child, its predict DSL."""
     ref = common_pb2.PartyModelRef(
         role=info.role, party_id=info.party_id, model_id=info.model_id, model_version=info.model_version
     )
     heading = f"<h2>{text(info.role)} {text(info.party_id)}</h2>"
-    try:
-        checkpoints = registry.call("ListCheckpoints", pb.ListCheckpointsRequest(model=ref), peer).checkpoints
-        listed = table(
-            ["step", "name", "created", "buffers"],
-            (
-                [text(c.step_index), text(c.step_name), text(_when(c.create_time)), text(len(c.models))]
-                for c in checkpoints
-            ),
+    components = json.loads(info.train_dsl_json or "{}").get("components", {})
+    checkpoints = []
+    for component in components:
+        request = pb.ListCheckpointsRequest(model=ref, component_name=component)
+        try:
+            listed = registry.call("ListCheckpoints", request, peer).checkpoints
+        except RegistryError as exc:
+            checkpoints.append([text(component), "", "", "", f"<span class='failed'>{text(exc.message)}</span>"])
+            continue
+        checkpoints.extend(
+            [text(component), text(c.step_index), text(c.step_name), text(when(c.create_time)), text(len(c.models))]
+            for c in listed
         )
-    except RegistryError as exc:
-        listed = f"<p class='failed'>checkpoints: {text(exc.message)}</p>"
+    css = f"checkpoints-{info.role}-{info.party_id}"
+    listed_html = table(["component", "step", "name", "created", "buffers"], checkpoints, css)
     dsl = ""
     if not info.parent:
-        request = pb.GetPredictDslRequest(
+        request_dsl = pb.GetPredictDslRequest(
             model_id=info.model_id, model_version=info.model_version, role=info.role, party_id=info.party_id
         )
         try:
-            document = registry.call("GetPredictDsl", request, peer).predict_dsl_json
+            document = registry.call("GetPredictDsl", request_dsl, peer).predict_dsl_json
             dsl = f"<h3>predict DSL</h3><pre>{text(json.dumps(json.loads(document), indent=2))}</pre>"
         except (RegistryError, ValueError):
             dsl = "<p>no predict DSL</p>"
-    parent = json.loads(info.parent_info_json or "{}") if not info.parent else {}
-    origin = f"<p>deployed from {text(json.dumps(parent))}</p>" if parent else ""
-    return heading + origin + "<h3>checkpoints</h3>" + listed + dsl
+    parent = str(json.loads(info.parent_info_json or "{}").get("parent_model_version", "")) if not info.parent else ""
+    origin = (
+        f"<p>deployed from {link('/version', parent, model_id=info.model_id, model_version=parent)}</p>"
+        if parent
+        else ""
+    )
+    return heading + origin + "<h3>checkpoints</h3>" + listed_html + dsl
 
 
 def lineage(registry: Registry, peer: str, query: Query) -> bytes:
@@ -183,18 +154,27 @@ def lineage(registry: Registry, peer: str, query: Query) -> bytes:
     return page(f"Lineage of {model_id}", svg + listed)
 
 
-def _operations_table(registry: Registry, peer: str, query: Query) -> tuple[str, str]:
-    request = pb.ListOperationsRequest(
-        model_id=query.get("model_id", ""),
-        model_version=query.get("model_version", ""),
-        operation=query.get("kind", ""),
-        page_size=_page_size(query),
-        page_token=query.get("page_token", ""),
-    )
-    answer = registry.call("ListOperations", request, peer)
+def _operations_table(
+    registry: Registry, peer: str, query: Query, kinds: tuple[str, ...] = (), css_id: str = "operations"
+) -> tuple[str, str]:
+    """One page of the operation log (``kinds``: only those, each asked of the log) and the next page's token."""
+    found: list[pb.Operation] = []
+    token = ""
+    for kind in kinds or (query.get("kind", ""),):
+        request = pb.ListOperationsRequest(
+            model_id=query.get("model_id", ""),
+            model_version=query.get("model_version", ""),
+            operation=kind,
+            page_size=page_size(query),
+            page_token="" if kinds else query.get("page_token", ""),
+        )
+        answer = registry.call("ListOperations", request, peer)
+        found.extend(answer.operations)
+        token = "" if kinds else answer.next_page_token
+    found.sort(key=lambda op: (op.start_time.ToMilliseconds(), op.operation_id), reverse=True)
     outcome = query.get("outcome", "")
     rows = []
-    for op in answer.operations:
+    for op in found:
         if outcome and op.status != outcome:
             continue
         seconds = op.end_time.ToMilliseconds() - op.start_time.ToMilliseconds() if op.end_time.seconds else 0
@@ -203,7 +183,7 @@ def _operations_table(registry: Registry, peer: str, query: Query) -> tuple[str,
         )
         rows.append(
             [
-                text(_when(op.start_time)),
+                text(when(op.start_time)),
                 text(op.operation),
                 marked(op.status),
                 link(
@@ -219,21 +199,21 @@ def _operations_table(registry: Registry, peer: str, query: Query) -> tuple[str,
             ]
         )
     headers = ["started", "kind", "outcome", "model", "duration", "answer", "per party", "caller"]
-    return table(headers, rows, "operations"), answer.next_page_token
+    return table(headers, rows, css_id), token
 
 
 def operations(registry: Registry, peer: str, query: Query) -> bytes:
     fields = {name: query.get(name, "") for name in ("model_id", "kind", "outcome", "page_size")}
     listed, token = _operations_table(registry, peer, query)
     form = search_form("/operations", fields, {"outcome": OUTCOMES})
-    return page("Operations", form + listed + _next("/operations", token, fields))
+    return page("Operations", form + listed + next_link("/operations", token, fields))
 
 
 def health(registry: Registry, peer: str, query: Query) -> bytes:
     """Each party's agent: up or down (its gRPC health check) and how long it took to answer."""
     conf = registry.servicer.agents.conf
     rows = []
-    for party_id, party in conf.parties.items():
+    for party_id, party in conf.parties.items():  # the agents' addresses as this coordinator calls them
         start = time.perf_counter()
         up = is_serving(str(party.address), timeout=1.0, tls=conf.coordinator.tls)
         latency = f"{(time.perf_counter() - start) * 1000:.1f} ms" if up else ""
@@ -242,7 +222,9 @@ def health(registry: Registry, peer: str, query: Query) -> bytes:
             [text(party_id), text(party.address), marked("up" if up else "down"), text(latency), text(servings)]
         )
     content = table(["party", "agent", "state", "latency", "FATE-Serving"], rows, "parties")
-    return page("Federation", content)
+    store = conf.model_store
+    described = f"{store.storage}, {'on' if conf.enable_model_store else 'off'}" if store else "none configured"
+    return page("Federation", content + f"<h2>Model store</h2><p id='model-store'>{text(described)}</p>")
 
 
 PAGES: dict[str, Callable[[Registry, str, Query], bytes]] = {

@@ -53,6 +53,9 @@ def story(fed: LocalFederation, tmp_path_factory: pytest.TempPathFactory) -> Sto
         fields = {"role": role, "party_id": party, "model_id": model.model_id, "model_version": model.version}
         assert import_archive(address, fields, archive).json()["retcode"] == 0
     ref = {"model_id": model.model_id, "model_version": model.version}
+    assert call(address, "/v1/model/tag/create", {"tag_name": "champion"}).json()["retcode"] == 0
+    tagged = call(address, "/v1/model/model_tag/create", {"job_id": model.version, "tag_name": "champion"}).json()
+    assert tagged["retcode"] == 0, tagged
     deployed = call(address, "/v1/model/deploy", {**ref, "cpn_list": ["data_transform_0", "hetero_lr_0"]}).json()
     assert deployed["retcode"] == 0, deployed
     child = deployed["data"]["model_version"]
@@ -113,6 +116,12 @@ def test_models_page_searches_and_pages(
     browser.find_element(By.TAG_NAME, "button").click()
     searched = _rows(browser, "models")
     assert searched and all("guest:99" in row for row in searched) and story.migrated_model_id in searched[0]
+    _open(browser, fed, "/", state="loaded")
+    loaded = _rows(browser, "models")
+    assert len(loaded) == 1 and story.child in loaded[0] and "loaded" in loaded[0]
+    _open(browser, fed, "/", tag="champion")
+    champions = _rows(browser, "models")
+    assert len(champions) == 1 and story.model.version in champions[0] and "champion" in champions[0]
     first = _open(browser, fed, "/", model_id=story.model.model_id, page_size="1")
     assert len(_rows(browser, "models")) == 1 and story.child in first  # newest first: the deployed child
     browser.find_element(By.LINK_TEXT, "next page").click()
@@ -131,7 +140,11 @@ def test_version_page_shows_each_party_and_the_predict_dsl(
     digests = [cell.text for cell in browser.find_elements(By.CSS_SELECTOR, "#parties td code")]
     assert all(len(digest) == 64 for digest in digests)
     assert "predict DSL" in text and "hetero_lr_0" in text and "deployed from" in text and story.model.version in text
-    assert "load" in text and "bind" in text  # its operations
+    serving = _rows(browser, "serving")
+    assert [row.split()[2] for row in serving] == ["bind", "load"]  # newest first: what FATE-Serving was told
+    _open(browser, fed, "/version", model_id=story.model.model_id, model_version=story.model.version)
+    checkpoints = _rows(browser, "checkpoints-guest-9999")
+    assert len(checkpoints) >= 2 and all(row.startswith("hetero_lr_0") for row in checkpoints)
 
 
 def test_lineage_draws_the_parent_and_its_child_and_links_them(
@@ -167,6 +180,7 @@ def test_a_party_stopped_by_pid_shows_as_down(
 ) -> None:
     _open(browser, fed, "/health")
     assert all(" up " in row for row in _rows(browser, "parties"))
+    assert browser.find_element(By.ID, "model-store").text == "none configured"
     pid = fed.pids()["agent-10000"]
     os.kill(pid, signal.SIGSTOP)  # stopped, not killed: `up` would end the federation with a dead child
     try:

@@ -1,0 +1,29 @@
+"""What the dashboard's pages share: their query, page sizes, times, the next-page link."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from registry_server.dashboard.html import link
+
+PAGE_SIZE = 50
+MAX_PAGE_SIZE = 500
+Query = Mapping[str, str]
+
+
+def page_size(query: Query) -> int:
+    asked = query.get("page_size", "")
+    return min(int(asked), MAX_PAGE_SIZE) if asked.isdigit() and int(asked) > 0 else PAGE_SIZE
+
+
+def when(stamp: Timestamp) -> str:
+    if not stamp.seconds:
+        return ""
+    return datetime.fromtimestamp(stamp.seconds, UTC).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def next_link(path: str, token: str, query: Query) -> str:
+    return f"<p>{link(path, 'next page', **{**query, 'page_token': token})}</p>" if token else ""
