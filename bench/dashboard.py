@@ -5,11 +5,13 @@ Run from the repository root::
     .venv/bin/python -m bench.dashboard [--versions 100000] [--calls 50] [--seconds 5] [--workdir DIR] [--keep]
 
 A SQLite catalog is seeded with ``--versions`` versions (:func:`bench.catalog_scale.seed`: a guest and a host
-each, a deploy logged per version) and a federation (``fate-registry up``: coordinator and two agents, which
+each, a deploy logged per version; the newest 999 made deployed children of the version before them) and a
+federation (``fate-registry up``: coordinator and two agents, which
 hold none of those versions' files) is started on it. Each of ``--calls`` rounds GETs, over loopback HTTP, the
 models page (the first page, newest first), a version page (a random version: its parties, each party's
 checkpoints asked of its agent, its operations), the operations page and ``/metrics``; the medians are given
 (targets: ≤ 100 ms for the pages, ≤ 50 ms for the scrape; the time is the client's, so it includes loopback).
+The lineage page of the model (a parent and its 999 children) is timed three times.
 
 The interceptor's cost: two coordinators (``fate-registry server``) on the same catalog, one as shipped and one
 whose gRPC servers are built with the metrics interceptor replaced by a pass-through, are driven alternately
@@ -38,15 +40,18 @@ import grpc
 
 from bench.catalog_scale import MODEL_ID, coordinator, requests_per_second, seed, version_of
 from bench.scratch import log, scratch_dir
+from fate_registry.config import DatabaseConf
 from fate_registry.grpc_server import DEFAULT_RPC_WORKERS, Interceptor, MetricsInterceptor
 from fate_registry.testing.federation import LocalFederation
 from fate_registry.v1 import registry_pb2 as pb
+from registry_server.catalog import Catalog
 
 PAGE_TARGET_MS: Final = 100.0
 SCRAPE_TARGET_MS: Final = 50.0
 COST_TARGET: Final = 0.05
 GET_MODEL_INFO: Final = "/fate_registry.v1.RegistryService/GetModelInfo"
 ROUNDS: Final = 5
+LINEAGE_CHILDREN: Final = 999  # with their parent, the 1,000 versions a lineage page draws
 MICRO_CALLS: Final = 200_000
 
 
@@ -64,6 +69,27 @@ def _get_ms(address: str, path: str) -> float:
     if answer.status != 200 or (b"Refused" in body[:400] and path.startswith("/dashboard")):
         raise RuntimeError(f"GET {path}: HTTP {answer.status}: {body[:300]!r}")
     return elapsed
+
+
+def make_children(path: Path, versions: int, children: int) -> str:
+    """Make the newest ``children`` versions deployed children of the one before them (their parent); its id."""
+    parent = version_of(versions - children - 1)
+    catalog = Catalog(DatabaseConf(engine="sqlite", path=path))
+    party = catalog._party_model
+    info = json.dumps({"parent_model_id": MODEL_ID, "parent_model_version": parent})
+    try:
+        with catalog.db.connection_context(), catalog.db.atomic():
+            newest = [version_of(i) for i in range(versions - children, versions)]
+            party.update(parent=False, parent_info_json=info).where(party.model_version.in_(newest)).execute()
+    finally:
+        catalog.close()
+    return parent
+
+
+def lineage_ms(address: str, runs: int) -> float:
+    """Median milliseconds of the lineage page of the seeded model (its newest 1,000 versions)."""
+    path = "/dashboard/lineage?" + urlencode({"model_id": MODEL_ID})
+    return round(statistics.median(_get_ms(address, path) for _ in range(runs)), 1)
 
 
 def page_times(address: str, versions: int, calls: int) -> dict[str, float]:
@@ -163,6 +189,7 @@ def run(versions: int, calls: int, seconds: float, workdir: Path) -> dict[str, A
     log(f"seeding {versions} versions")
     seeded = seed(catalog, versions)
     log(f"seeded in {seeded:.1f} s")
+    make_children(catalog, versions, LINEAGE_CHILDREN)
     extra = {
         "coordinator": {
             "address": "127.0.0.1:0",
@@ -172,6 +199,7 @@ def run(versions: int, calls: int, seconds: float, workdir: Path) -> dict[str, A
     }
     with LocalFederation.start(workdir / "fed", extra_conf=extra) as fed:
         pages = page_times(fed.http_address, versions, calls)
+        pages["lineage_1000"] = lineage_ms(fed.http_address, 3)
     log(f"pages (median ms): {pages}")
     cost: dict[str, Any] = {**interceptor_cost(workdir / "rps", catalog, versions, seconds)}
     cost["per_call_us"] = per_call_cost_us()
