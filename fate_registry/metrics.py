@@ -6,6 +6,8 @@
 * Operations by kind and outcome with their duration: the catalog, as it finishes an operation.
 * Per-party call latency and failures: the coordinator's calls to the agents.
 * Archives refused by reason: where an ImportModel's refusal becomes its status.
+* Model-store calls and bytes by engine (:class:`party_agent.storage.metered.MeteredStore`), FATE-Serving calls
+  by outcome (``party_agent.serving.call_servings``).
 * Catalog size and agent disk free: read when scraped (:func:`watch_catalog`, :func:`watch_disk`).
 
 Exposed as ``/metrics`` on the coordinator's HTTP address and on each agent's transfer endpoint
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -50,6 +52,11 @@ PARTY_CALL_SECONDS = Histogram(
 )
 STREAMED_BYTES = Counter(f"{PREFIX}_streamed_bytes", "archive and model bytes streamed, by direction", ["direction"])
 ARCHIVES_REFUSED = Counter(f"{PREFIX}_archives_refused", "archives refused, by reason", ["reason"])
+STORE_CALLS = Counter(
+    f"{PREFIX}_store_calls", "model-store calls, by engine, call and outcome", ["engine", "call", "outcome"]
+)
+STORE_BYTES = Counter(f"{PREFIX}_store_bytes", "model-store bytes, by engine and direction", ["engine", "direction"])
+SERVING_CALLS = Counter(f"{PREFIX}_serving_calls", "FATE-Serving publish calls of a party, by outcome", ["outcome"])
 CATALOG_VERSIONS = Gauge(f"{PREFIX}_catalog_versions", "model versions in the coordinator's catalog")
 DISK_FREE_BYTES = Gauge(f"{PREFIX}_disk_free_bytes", "bytes free on the disk of the agent's model cache")
 
@@ -75,6 +82,24 @@ def party_call(party_id: str) -> Iterator[None]:
     finally:
         PARTY_CALLS.labels(party_id, outcome).inc()
         PARTY_CALL_SECONDS.labels(party_id).observe(time.perf_counter() - start)
+
+
+@contextmanager
+def store_call(engine: str, call: str) -> Iterator[None]:
+    """One call of a model store; an exception counts as its failure."""
+    outcome = "failure"
+    try:
+        yield
+        outcome = "success"
+    finally:
+        STORE_CALLS.labels(engine, call, outcome).inc()
+
+
+def store_bytes(chunks: Iterable[bytes], engine: str, direction: str) -> Iterator[bytes]:
+    counter = STORE_BYTES.labels(engine, direction)
+    for chunk in chunks:
+        counter.inc(len(chunk))
+        yield chunk
 
 
 def count_refusal(method: str, error: RegistryError) -> None:

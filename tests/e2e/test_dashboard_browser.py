@@ -16,6 +16,8 @@ from urllib.parse import urlencode
 import pytest
 from selenium import webdriver
 from selenium.webdriver.common.by import By
+from selenium.webdriver.remote.webelement import WebElement
+from selenium.webdriver.support.wait import WebDriverWait
 
 from fate_registry.testing.federation import LocalFederation
 from tests.browser import chromium
@@ -25,6 +27,7 @@ from tests.metrics_scrape import Samples, moved, scrape
 
 ROLES = {"guest": [9999], "host": [10000], "arbiter": [10000]}
 DOWN_WITHIN = 30.0
+PAGE_WAIT = 30.0
 
 
 @dataclass
@@ -37,6 +40,8 @@ class Story:
     migrated_version: str
     before: Samples
     after: Samples
+    agent_before: Samples
+    agent_after: Samples
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +52,7 @@ def fed(serving_federation: LocalFederation) -> LocalFederation:
 @pytest.fixture(scope="module")
 def story(fed: LocalFederation, tmp_path_factory: pytest.TempPathFactory) -> Story:
     address = fed.http_address
-    before = scrape(address)
+    before, agent_before = scrape(address), scrape(fed.agent_http_address("9999"))
     model = generate_model(tmp_path_factory.mktemp("model"), checkpoints=2)
     for (role, party), archive in model.archives.items():
         fields = {"role": role, "party_id": party, "model_id": model.model_id, "model_version": model.version}
@@ -81,7 +86,10 @@ def story(fed: LocalFederation, tmp_path_factory: pytest.TempPathFactory) -> Sto
     migrated = call(address, "/v1/model/migrate", migrate).json()
     assert migrated["retcode"] == 0, migrated
     new = migrated["data"]
-    return Story(model, child, new["model_id"], new["model_version"], before, scrape(address))
+    agent_after = scrape(fed.agent_http_address("9999"))
+    return Story(
+        model, child, new["model_id"], new["model_version"], before, scrape(address), agent_before, agent_after
+    )
 
 
 @pytest.fixture(scope="module")
@@ -100,6 +108,16 @@ def _open(browser: webdriver.Chrome, fed: LocalFederation, path: str, **query: s
     return str(browser.find_element(By.TAG_NAME, "main").text)
 
 
+def _follow(browser: webdriver.Chrome, element: WebElement, url_part: str) -> None:
+    """Click ``element`` and wait for the page it leads to (its URL holds ``url_part``) to have loaded."""
+    element.click()
+    WebDriverWait(browser, PAGE_WAIT).until(
+        lambda driver: (
+            url_part in driver.current_url and driver.execute_script("return document.readyState") == "complete"
+        )
+    )
+
+
 def _rows(browser: webdriver.Chrome, table: str) -> list[str]:
     return [str(row.text) for row in browser.find_elements(By.CSS_SELECTOR, f"#{table} tbody tr")]
 
@@ -113,7 +131,7 @@ def test_models_page_searches_and_pages(
     assert "guest:9999" in text and "host:10000" in text
     assert story.migrated_model_id in text  # the migrated copy, with its new party ids
     browser.find_element(By.NAME, "party_id").send_keys("99")
-    browser.find_element(By.TAG_NAME, "button").click()
+    _follow(browser, browser.find_element(By.TAG_NAME, "button"), "party_id=99")
     searched = _rows(browser, "models")
     assert searched and all("guest:99" in row for row in searched) and story.migrated_model_id in searched[0]
     _open(browser, fed, "/", state="loaded")
@@ -124,7 +142,7 @@ def test_models_page_searches_and_pages(
     assert len(champions) == 1 and story.model.version in champions[0] and "champion" in champions[0]
     first = _open(browser, fed, "/", model_id=story.model.model_id, page_size="1")
     assert len(_rows(browser, "models")) == 1 and story.child in first  # newest first: the deployed child
-    browser.find_element(By.LINK_TEXT, "next page").click()
+    _follow(browser, browser.find_element(By.LINK_TEXT, "next page"), "page_token=")
     second = _rows(browser, "models")
     assert len(second) == 1 and story.model.version in second[0]
 
@@ -158,7 +176,8 @@ def test_lineage_draws_the_parent_and_its_child_and_links_them(
         f"{model_id} {version} {story.migrated_model_id} {story.migrated_version}",
     ]
     assert len(browser.find_elements(By.CSS_SELECTOR, "#lineage line")) == 2
-    browser.find_element(By.XPATH, f"//*[local-name()='text'][contains(., '{story.child}')]").click()
+    node = browser.find_element(By.XPATH, f"//*[local-name()='text'][contains(., '{story.child}')]")
+    _follow(browser, node, f"model_version={story.child}")
     assert story.child in browser.find_element(By.TAG_NAME, "h1").text
 
 
@@ -210,3 +229,5 @@ def test_metrics_moved_by_what_was_done(story: Story) -> None:
         for party in ("9999", "10000")
     )
     assert calls > 0
+    serving = moved(story.agent_before, story.agent_after, "fate_registry_serving_calls_total", outcome="success")
+    assert serving == 2  # party 9999's load and bind
