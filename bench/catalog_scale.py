@@ -163,8 +163,9 @@ class Coordinator:
 
 
 @contextlib.contextmanager
-def coordinator(root: Path, catalog: Path, rpc_workers: int) -> Iterator[Coordinator]:
-    """``fate-registry server`` on ``catalog``; its parties are configured but not started (not needed)."""
+def coordinator(root: Path, catalog: Path, rpc_workers: int, command: Sequence[str] = ()) -> Iterator[Coordinator]:
+    """``fate-registry server`` (or ``command``, which takes its arguments) on ``catalog``; its parties are
+    configured but not started (not needed)."""
     root.mkdir(parents=True, exist_ok=True)
     conf = {
         "coordinator": {
@@ -177,7 +178,7 @@ def coordinator(root: Path, catalog: Path, rpc_workers: int) -> Iterator[Coordin
     conf_path = root / "coordinator.yaml"
     conf_path.write_text(yaml.safe_dump(conf), encoding="utf-8")
     port_file, log_path = root / "coordinator.addr", root / "coordinator.log"
-    command = [*fate_registry_command(), "server", "--conf", str(conf_path), "--data-dir", str(root)]
+    command = [*(command or (*fate_registry_command(), "server")), "--conf", str(conf_path), "--data-dir", str(root)]
     with log_path.open("ab") as log:
         popen = subprocess.Popen(
             [*command, "--port-file", str(port_file)], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL

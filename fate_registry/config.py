@@ -10,6 +10,7 @@ and directories, the coordinator's party): the schema leaves them unset and :fun
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import urllib.parse
 from collections.abc import Mapping
@@ -202,6 +203,8 @@ class HttpConf(Section):
     address: OptionalAddress = None
     upstream: Annotated[Text, AfterValidator(_base_url)] = ""
     authentication: HttpAuthConf = HttpAuthConf()
+    # The read-only web dashboard at /dashboard/; derived: on when the address is a loopback one.
+    dashboard: Flag | None = None
 
     @property
     def bound_address(self) -> Address:
@@ -409,6 +412,14 @@ def _party(party_id: str, party: PartySection, data_dir: Path, index: int) -> Pa
     )
 
 
+def _loopback(address: Address) -> bool:
+    """A host only this machine reaches: the dashboard is on by default there."""
+    try:
+        return address.host == "localhost" or ipaddress.ip_address(address.host).is_loopback
+    except ValueError:
+        return False
+
+
 def parse(document: Any, path: Path | None = None, data_dir: Path | None = None) -> ServiceConf:
     """Build a :class:`ServiceConf` from a parsed YAML document; ``data_dir`` overrides the file's."""
     try:
@@ -427,7 +438,13 @@ def parse(document: Any, path: Path | None = None, data_dir: Path | None = None)
     )
     coordinator = dataclasses.replace(
         file.coordinator,
-        http=dataclasses.replace(file.coordinator.http, address=http_address),
+        http=dataclasses.replace(
+            file.coordinator.http,
+            address=http_address,
+            dashboard=_loopback(http_address)
+            if file.coordinator.http.dashboard is None
+            else file.coordinator.http.dashboard,
+        ),
         party_id=file.coordinator.party_id or next(iter(parties)),
         database=_sqlite_under(file.coordinator.database, base / "coordinator" / "registry.db"),
     )

@@ -25,6 +25,7 @@ import peewee
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from fate_registry import metrics
 from fate_registry.channels import CHANNEL_OPTIONS, read_pem
 from fate_registry.config import PLAINTEXT, TlsConf
 from fate_registry.errors import Reason, RegistryError
@@ -63,7 +64,9 @@ def as_registry_error(exc: Exception, method: str, peer: str = "") -> RegistryEr
 
 
 def _abort(context: grpc.ServicerContext, exc: Exception, method: str) -> None:
-    context.abort_with_status(as_registry_error(exc, method, context.peer()).to_status())
+    error = as_registry_error(exc, method, context.peer())
+    metrics.count_refusal(method, error)
+    context.abort_with_status(error.to_status())
 
 
 if TYPE_CHECKING:
@@ -139,6 +142,53 @@ class ErrorInterceptor(HandlerInterceptor):
 
         deserializer = handler.request_deserializer
         return wrap_handler(handler, wrap_unary, wrap_stream, tolerant(deserializer) if deserializer else None)
+
+
+class MetricsInterceptor(HandlerInterceptor):
+    """Counts every call by method and status code and times it (:mod:`fate_registry.metrics`). Outermost, it
+    reads the status the error interceptor set (``context.code()``; none and no exception: OK) and counts the
+    bytes of raw archive streams (a handler without a request deserializer or response serializer)."""
+
+    def __init__(self) -> None:
+        self.meters = metrics.RpcMeters()
+
+    def rewrite(self, handler: Handler, details: grpc.HandlerCallDetails) -> Handler:
+        name = details.method
+        timer = self.meters.timer(name)
+        inbound = handler.request_streaming and handler.request_deserializer is None
+        outbound = handler.response_streaming and handler.response_serializer is None
+
+        def done(context: grpc.ServicerContext, start: float, failed: bool) -> None:
+            timer.observe(time.perf_counter() - start)
+            set_code = context.code()  # type: ignore[attr-defined]  # grpc-stubs lag: the server context has it
+            code = set_code or (grpc.StatusCode.UNKNOWN if failed else grpc.StatusCode.OK)
+            self.meters.count(name, code.name)
+
+        def wrap_unary(behavior: Behavior) -> Behavior:
+            def run(request: Any, context: grpc.ServicerContext) -> Any:
+                start, failed = time.perf_counter(), True
+                try:
+                    answer = behavior(metrics.counted(request, "in") if inbound else request, context)
+                    failed = False
+                    return answer
+                finally:
+                    done(context, start, failed)
+
+            return run
+
+        def wrap_stream(behavior: Behavior) -> Behavior:
+            def run(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+                start, failed = time.perf_counter(), True
+                try:
+                    answers = behavior(metrics.counted(request, "in") if inbound else request, context)
+                    yield from metrics.counted(answers, "out") if outbound else answers
+                    failed = False
+                finally:
+                    done(context, start, failed)
+
+            return run
+
+        return wrap_handler(handler, wrap_unary, wrap_stream)
 
 
 class _HandlerCapture:
@@ -281,12 +331,13 @@ def bind_server(
     :meth:`RunningServer.serve` has registered the services. Binding first lets a program that cannot have
     its port stop before it acts on anything (a recovery, say, of state another running copy owns).
 
-    TLS when ``tls`` names a certificate, plain text otherwise. ``interceptors`` (authorisation) run
-    inside the error interceptor, so what they refuse reaches the caller as a status with a reason.
+    TLS when ``tls`` names a certificate, plain text otherwise. Every call is metered (:class:`MetricsInterceptor`,
+    outermost). ``interceptors`` (authorisation) run inside the error interceptor, so what they refuse reaches
+    the caller as a status with a reason.
     """
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="rpc"),
-        interceptors=[ErrorInterceptor(), *interceptors],
+        interceptors=[MetricsInterceptor(), ErrorInterceptor(), *interceptors],
         options=[*CHANNEL_OPTIONS, ("grpc.so_reuseport", 0)],
     )
     bound = listen_exclusively(server, host, port, tls)

@@ -165,6 +165,8 @@ def run_federation(conf: ServiceConf, conf_path: Path | None, ready_timeout: flo
         if http_file.exists():
             host, _, port = http_file.read_text(encoding="utf-8").strip().rpartition(":")
             print(f"{FATE_FLOW_API_LABEL}  {host}:{port}  (FATE's own clients: flow init --ip {host} --port {port})")
+            if conf.coordinator.http.dashboard:
+                print(f"dashboard     http://{host}:{port}/dashboard/  (metrics: http://{host}:{port}/metrics)")
         for party_id, child in agent_children.items():
             print(f"agent {party_id:<6} {agents[child.name]}  (pid {child.process.pid})")
         print(f"state in {data_dir.resolve()}, logs in {log_dir.resolve()}")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import grpc
 
-from fate_registry import config
+from fate_registry import config, metrics
 from fate_registry.agent.v1 import agent_pb2, agent_pb2_grpc
 from fate_registry.authz import HEALTH_SERVICE, REFLECTION_SERVICES, CallerAllowList, PartyGuard, guarded
 from fate_registry.fate.model_service_pb2_grpc import add_ModelServiceServicer_to_server
@@ -18,9 +18,11 @@ from fate_registry.grpc_server import (
     Interceptor,
     bind_problem,
     bind_server,
+    http_port_file,
     register_handlers,
     servicer_handlers,
     wait_for_signal,
+    write_port_file,
 )
 from party_agent.agent import PartyAgent
 from party_agent.envelope import EnvelopeServicer
@@ -82,10 +84,13 @@ def serve(conf: config.ServiceConf, party_id: str, port_file: Path | None = None
         problem = bind_problem(transfer_at.host, transfer_at.port)
         raise OSError(f"cannot listen on {transfer_at} (the transfer endpoint): {problem}") from exc
     agent = PartyAgent(conf, party)
+    metrics.watch_disk(party.model_cache_dir)
     servicer = AgentServicer(agent)  # type: ignore[abstract]  # the rest answer UNIMPLEMENTED
     fate_service = FateModelService(agent)  # type: ignore[abstract]  # FATE-Serving's other methods too
     agent.transfer_host, agent.transfer_port = party.transfer_address.host, transfer.server_address[1]
     transfer.start()
+    if port_file is not None:  # the transfer endpoint (and /metrics) beside the gRPC port file, written before it
+        write_port_file(http_port_file(port_file), f"{party.transfer_address.host}:{transfer.server_address[1]}")
 
     handlers = servicer_handlers(
         agent_pb2_grpc.add_PartyAgentServiceServicer_to_server, servicer, servicer.raw_handlers()

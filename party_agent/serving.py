@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from fate_registry import metrics
 from fate_registry.channels import open_channel
 from fate_registry.config import TlsConf
 from fate_registry.errors import Retcode
@@ -50,10 +51,16 @@ Answer = ms.PublishResponse | ms.UnloadResponse | ms.UnbindResponse
 
 
 def call_servings(servings: Sequence[str], tls: TlsConf, call: Callable[[ModelServiceStub], Answer]) -> ServingAnswer:
-    """Call each serving in turn (over the party's ``serving_tls``).
+    """Call each serving in turn (over the party's ``serving_tls``), counted by outcome.
 
-    The first non-zero statusCode stops and answers for the party.
+    The first non-zero statusCode stops and answers for the party (:mod:`fate_registry.metrics`).
     """
+    answer = _call_each(servings, tls, call)
+    metrics.SERVING_CALLS.labels("success" if answer.retcode == 0 else "failure").inc()
+    return answer
+
+
+def _call_each(servings: Sequence[str], tls: TlsConf, call: Callable[[ModelServiceStub], Answer]) -> ServingAnswer:
     if not servings:
         return ServingAnswer(Retcode.EXCEPTION_ERROR, "Please configure servings address")
     for address in servings:

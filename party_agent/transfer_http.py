@@ -1,4 +1,6 @@
-"""The HTTP endpoint FATE-Serving pulls model bytes from: ``POST /v1/model/transfer``.
+"""The agent's HTTP endpoint: FATE-Serving's model pull and the agent's Prometheus metrics.
+
+FATE-Serving pulls model bytes with ``POST /v1/model/transfer``; ``GET /metrics`` serves the metrics.
 
 Body ``{"namespace": <party_model_id>, "name": <model_version>}`` (or the path form
 ``/v1/model/transfer/<party_model_id with # as ~>/<model_version>``); the answer is FATE-Flow's
@@ -20,6 +22,7 @@ import threading
 from collections.abc import Callable, Iterator
 from urllib.parse import unquote
 
+from fate_registry import metrics
 from fate_registry.config import PLAINTEXT, TlsConf
 from fate_registry.errors import Reason, RegistryError
 from fate_registry.http_limits import (
@@ -51,6 +54,19 @@ class _Handler(BufferedRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def do_GET(self) -> None:
+        """``/metrics``: the agent's Prometheus metrics (:mod:`fate_registry.metrics`); nothing else is a GET."""
+        if self.path.split("?", 1)[0].rstrip("/") != "/metrics":
+            self._answer(404, 404, "not found")
+            return
+        body, content_type = metrics.exposition()
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.wfile.write(body)
+
     def do_POST(self) -> None:
         try:
             ref = self._model()
@@ -65,7 +81,7 @@ class _Handler(BufferedRequestHandler):
         self.send_header("Connection", "close")
         self.end_headers()
         try:
-            for piece in pieces:
+            for piece in metrics.counted(pieces, "to_serving"):
                 self.wfile.write(piece)
         except RegistryError as exc:  # a buffer failed its check: the answer stops short, and the connection closes
             log.error("transfer of %s %s stopped: %s", ref.model_id, ref.model_version, exc.message)

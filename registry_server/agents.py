@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
+from fate_registry import metrics
 from fate_registry.agent.v1 import agent_pb2
 from fate_registry.channels import OPERATION_ID_KEY
 from fate_registry.config import PartyConf, ServiceConf
@@ -94,9 +95,10 @@ class AgentClients:
 
     def call(self, party_id: str, rpc: Rpc[Req, Resp], request: Req, operation_id: str, timeout: float) -> Resp:
         """One unary call of ``rpc`` on a party, its answer typed; its failure a RegistryError naming the party."""
-        answer = self.transport(party_id).unary(
-            rpc.path, request.SerializeToString(), self.metadata(operation_id), timeout
-        )
+        with metrics.party_call(party_id):
+            answer = self.transport(party_id).unary(
+                rpc.path, request.SerializeToString(), self.metadata(operation_id), timeout
+            )
         return rpc.response.FromString(answer)
 
     def party_info(self, ref: PartyModelRef) -> PartyModelInfo:

@@ -331,3 +331,8 @@ class Catalog(OperationRecords):
         ]
         token = paging.encode_token(groups[-1].create_time, groups[-1].model_version) if more else ""
         return versions, token
+
+    def count_versions(self) -> int:
+        """The model versions some party holds."""
+        with self.db.connection_context():
+            return int(self._version.select().count())

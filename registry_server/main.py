@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from fate_registry import config
+from fate_registry import config, metrics
 from fate_registry.authz import CallerAllowList
 from fate_registry.grpc_server import bind_server, register_servicer, wait_for_signal
 from fate_registry.v1 import registry_pb2_grpc
@@ -41,6 +41,7 @@ def serve(conf: config.ServiceConf, port_file: Path | None = None) -> None:
     fate_http = FateHttpServer(conf) if conf.coordinator.http.enabled else None  # bound now, served below
     replica = replica_name(conf.coordinator)
     catalog = Catalog(conf.coordinator.database, owner=replica)
+    metrics.watch_catalog(catalog.count_versions)
     leases = Leases(catalog.db, replica, conf.coordinator.lease_seconds)
     leases.renew()
     heartbeat = Maintenance([leases.renew], conf.coordinator.lease_seconds / 3)

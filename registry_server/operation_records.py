@@ -18,6 +18,7 @@ from typing import Any
 import peewee
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from fate_registry import metrics
 from fate_registry.db import now_ms
 from fate_registry.errors import Reason, RegistryError, Retcode
 from fate_registry.v1.common_pb2 import PartyResult
@@ -299,6 +300,9 @@ class OperationRecords:
                 retmsg=retmsg,
                 ticket="",
             ).where(op.operation_id == operation_id).execute()
+            row = op.get_or_none(op.operation_id == operation_id)
+        if row is not None:
+            metrics.observe_operation(row.operation, status, max(0, row.end_time - row.start_time) / 1000)
 
     def list_operations(
         self, model_id: str, model_version: str, operation: str, page_size: int, page_token: str

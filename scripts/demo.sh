@@ -90,7 +90,8 @@ run flow checkpoint list --model-id "$MODEL_ID" --model-version "$VERSION" -r gu
 run flow operation list --model-version "$CHILD" --page-size 3
 cat <<MSG
 
-The registry is running (coordinator $FATE_REGISTRY_ADDRESS). In another shell:
+The registry is running (coordinator $FATE_REGISTRY_ADDRESS).
+Its dashboard: http://$(cat "$DATA/run/coordinator.http")/dashboard/ (Prometheus metrics: /metrics). In another shell:
   export PATH=$(quoted "$PWD/.venv/bin"):\$PATH $(quoted "FATE_REGISTRY_ADDRESS=$FATE_REGISTRY_ADDRESS" \
     "FATE_REGISTRY_CLIENT_CONF=$FATE_REGISTRY_CLIENT_CONF")
   $(quoted flow model get-model-info --model-id "$MODEL_ID" --model-version "$CHILD" --detail)

@@ -12,6 +12,7 @@ from client.settings import ADDRESS_ENV, CLIENT_CONF_ENV, TLS_ENVS
 from fate_registry.fate_models import ModelSpec, build_fate_archive, write_federation
 from tests.support import services
 from tests.support.federation import LocalFederation
+from tests.support.serving_process import ServingTestServer, serving_servers
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -40,6 +41,23 @@ def federation(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFedera
     """Coordinator + agents 9999 (guest) and 10000 (host and arbiter), each a process."""
     with LocalFederation.start(tmp_path_factory.mktemp("federation")) as fed:
         yield fed
+
+
+@pytest.fixture(scope="module")
+def servings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ServingTestServer]]:
+    """FATE-Serving test servers of parties 9999 and 10000, each a process."""
+    with serving_servers(tmp_path_factory.mktemp("servings"), ("9999", "10000")) as started:
+        yield started
+
+
+@pytest.fixture(scope="module")
+def serving_federation(
+    tmp_path_factory: pytest.TempPathFactory, servings: dict[str, ServingTestServer]
+) -> Iterator[LocalFederation]:
+    """:func:`federation` with each party's FATE-Serving (:func:`servings`)."""
+    parties = {party: {"servings": [server.address]} for party, server in servings.items()}
+    with LocalFederation.start(tmp_path_factory.mktemp("fed"), parties=parties) as federation:
+        yield federation
 
 
 @pytest.fixture(scope="module")

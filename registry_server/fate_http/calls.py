@@ -12,6 +12,7 @@ from typing import Any, cast
 import grpc
 from google.protobuf.message import Message
 
+from fate_registry import metrics
 from fate_registry.grpc_server import as_registry_error
 from registry_server.required import refuse_missing
 from registry_server.servicer import RegistryServicer
@@ -68,7 +69,9 @@ class Registry:
         try:
             return self.servicer.import_raw(messages, self.context(peer))
         except Exception as exc:
-            raise as_registry_error(exc, "ImportModel", peer) from None
+            error = as_registry_error(exc, "ImportModel", peer)
+            metrics.count_refusal("ImportModel", error)
+            raise error from None
 
 
 def _then(first: bytes | None, rest: Iterator[bytes], peer: str) -> Iterator[bytes]:

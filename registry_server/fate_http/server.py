@@ -5,6 +5,8 @@ FATE-Flow's not-found).
 
 It keeps :class:`~fate_registry.http_limits.HttpLimits` (a worker thread only for a request whose head has
 arrived; JSON bodies read whole, at most ``MAX_JSON_BODY``; an import's body and a pass-through's streamed).
+``GET /metrics`` answers the coordinator's Prometheus metrics (:mod:`fate_registry.metrics`), ``GET /dashboard/``
+its web dashboard (:mod:`registry_server.dashboard`) when ``coordinator.http.dashboard`` is on.
 HTTPS with the coordinator's certificate when its ``tls`` has one; with ``require_client_cert``, a caller
 must present a certificate of its CA naming one of ``tls.allow``.
 """
@@ -21,10 +23,12 @@ from urllib.parse import parse_qsl, urlsplit
 
 from client.confs import Conf
 from client.render import envelope
+from fate_registry import metrics
 from fate_registry.config import ServiceConf
 from fate_registry.errors import Reason, RegistryError, Retcode
 from fate_registry.grpc_server import as_registry_error, bind_problem, http_port_file, write_port_file
 from fate_registry.http_limits import BoundedHTTPServer, BufferedRequestHandler, HttpLimits, https_context
+from registry_server import dashboard
 from registry_server.fate_http import archives, auth, routes, upstream
 from registry_server.fate_http.bodies import ModelKeys
 from registry_server.fate_http.calls import Registry
@@ -46,6 +50,8 @@ UNSUPPORTED_TAG_OPERATION = {
     f"{routes.V1}/model/model_tag/": "'{}' is not currently supported.",
     f"{routes.V1}/model/tag/": "The {} operation is not currently supported.",
 }
+METRICS = "/metrics"
+DASHBOARD = "/dashboard"
 ARCHIVE_ROUTES = {IMPORT: routes.GET_OR_POST, EXPORT: routes.GET_OR_POST}
 
 
@@ -94,6 +100,10 @@ class FateHttpHandler(BufferedRequestHandler):
         methods, route = self.server.resolve(path)
         try:
             self._check_peer()
+            if self.command == "GET" and (path == METRICS or self.server.dashboard_path(path)):
+                self.check_signature()  # FATE's signature, when switched on, covers the pages too
+                self.reply(self._page(path))
+                return
             if methods is None:
                 if self.server.upstream:
                     upstream.forward(self, self.server.upstream, self.server.conf.coordinator.deploy_timeout)
@@ -125,6 +135,14 @@ class FateHttpHandler(BufferedRequestHandler):
                 else json_reply(envelope(error.fate_retcode, error.message))
             )
         self.reply(reply)
+
+    def _page(self, path: str) -> Reply:
+        """``/metrics``, or a dashboard page (its query's first values as parameters)."""
+        if path == METRICS:
+            body, content_type = metrics.exposition()
+            return Reply(200, body, content_type)
+        query = dict(parse_qsl(urlsplit(self.path).query))
+        return dashboard.serve(path.removeprefix(DASHBOARD), query, self.registry, self.peer)
 
     def _parse(self, body: bytes) -> tuple[Conf, bytes, bytes]:
         """The body as FATE-Flow reads it, and the two parts of it its signature covers.
@@ -175,6 +193,7 @@ class FateHttpServer(BoundedHTTPServer):
             raise OSError(f"cannot listen on {address} (coordinator.http.address): {problem}") from None
         self.conf = conf
         self.upstream = http.upstream
+        self.dashboard = bool(http.dashboard)
         self.registry: Registry | None = None
         self._thread = threading.Thread(target=self.serve_forever, name="fate-http", daemon=True)
 
@@ -194,6 +213,9 @@ class FateHttpServer(BoundedHTTPServer):
             if path.startswith(prefix) and "/" not in operation:
                 return routes.POST, routes.unsupported(message.format(operation))
         return None, None
+
+    def dashboard_path(self, path: str) -> bool:
+        return self.dashboard and (path == DASHBOARD or path.startswith(DASHBOARD + "/"))
 
     def streams_body(self, head: bytes) -> bool:
         """An import's body, and one passed to the upstream, are read as they arrive, not whole first."""

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -21,25 +20,9 @@ from tests.conftest import GeneratedModel, generate_model
 from tests.flow_cli import flow, write_conf
 from tests.support.federation import LocalFederation
 from tests.support.serving import Faults
-from tests.support.serving_process import ServingTestServer, serving_servers
+from tests.support.serving_process import ServingTestServer
 
 ROLES = {"guest": [9999], "host": [10000], "arbiter": [10000]}
-
-
-@pytest.fixture(scope="module")
-def servings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ServingTestServer]]:
-    root = tmp_path_factory.mktemp("servings")
-    with serving_servers(root, ("9999", "10000")) as started:
-        yield started
-
-
-@pytest.fixture(scope="module")
-def serving_federation(
-    tmp_path_factory: pytest.TempPathFactory, servings: dict[str, ServingTestServer]
-) -> Iterator[LocalFederation]:
-    parties = {party: {"servings": [server.address]} for party, server in servings.items()}
-    with LocalFederation.start(tmp_path_factory.mktemp("fed"), parties=parties) as fed:
-        yield fed
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,23 +16,14 @@ from registry_server.fate_http.rows import CATALOG_FILTERS
 from tests.conftest import GeneratedModel, generate_model
 from tests.fate_http import call, import_archive, send
 from tests.support.federation import LocalFederation
-from tests.support.serving_process import ServingTestServer, serving_servers
 
 ARCHIVE_ONLY = {"import_model.json", ".fate_registry_manifest.json"}
 CLI_FILTERS = sorted(CATALOG_FILTERS)  # what FATE's CLI sends without --detail
 
 
 @pytest.fixture(scope="module")
-def servings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ServingTestServer]]:
-    with serving_servers(tmp_path_factory.mktemp("servings"), ("9999", "10000")) as started:
-        yield started
-
-
-@pytest.fixture(scope="module")
-def fed(tmp_path_factory: pytest.TempPathFactory, servings: dict[str, ServingTestServer]) -> Iterator[LocalFederation]:
-    parties = {party: {"servings": [server.address]} for party, server in servings.items()}
-    with LocalFederation.start(tmp_path_factory.mktemp("fed"), parties=parties) as federation:
-        yield federation
+def fed(serving_federation: LocalFederation) -> LocalFederation:
+    return serving_federation
 
 
 @pytest.fixture(scope="module")

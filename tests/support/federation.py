@@ -85,6 +85,10 @@ class LocalFederation:
                 return line.split()[2]
         raise KeyError(party_id)
 
+    def agent_http_address(self, party_id: str) -> str:
+        """A party's agent's transfer endpoint (and ``/metrics``), host:port, from the port file it writes."""
+        return (self.data_dir / "run" / f"agent-{party_id}.http").read_text(encoding="utf-8").strip()
+
     @property
     def http_address(self) -> str:
         """The coordinator's FATE-Flow HTTP API (host:port), from ``up``'s banner."""
