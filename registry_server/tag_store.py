@@ -112,10 +112,16 @@ class TagStore:
         return f"'{tag_name}' tag has been created successfully."
 
     def matching(self, text: str) -> list[Tag]:
-        """Every tag whose name contains ``text``, FATE's ``tag query`` without models."""
+        """Every tag whose name contains ``text``, FATE's ``tag query`` without models.
+
+        A text longer than any tag name is in none, and is not sent to the database (SQLite refuses a LIKE
+        pattern past 50,000 bytes).
+        """
         tag = self._tag
-        with self.db.connection_context():
-            rows = list(tag.select().where(tag.name.contains(text)).order_by(tag.id))
+        rows = []
+        if len(text) <= MAX_TAG_NAME_LENGTH:
+            with self.db.connection_context():
+                rows = list(tag.select().where(tag.name.contains(text)).order_by(tag.id))
         if not rows:
             raise _fate_error(Reason.MODEL_NOT_FOUND, "No tags found.")
         return [Tag(name=row.name, description=row.description) for row in rows]

@@ -164,3 +164,14 @@ def test_concurrent_adds_of_distinct_new_tags_all_succeed(store: TagStore) -> No
         worker.join()
     assert errors == []
     assert [_names(store, f"{VERSION}{i}") for i in range(4)] == [["tag-0"], ["shared"], ["tag-2"], ["shared"]]
+
+
+def test_a_query_longer_than_any_tag_name_finds_none(store: TagStore) -> None:
+    """SQLite refuses a LIKE pattern past 50,000 bytes; such a text cannot be inside a tag name anyway."""
+    store.add(VERSION, "champion", MODEL)
+    for text in ("x" * 101, "a" * 60_000):
+        with pytest.raises(RegistryError) as caught:
+            store.matching(text)
+        assert caught.value.reason is Reason.MODEL_NOT_FOUND
+        assert "No tags found." in str(caught.value)
+    assert [t.name for t in store.matching("champ")] == ["champion"]
