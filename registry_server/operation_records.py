@@ -290,19 +290,21 @@ class OperationRecords:
     def finish_operation(
         self, operation_id: str, status: OpState, results: Sequence[PartyResult], retcode: int, retmsg: str
     ) -> None:
+        """Close an operation's log entry; its kind and duration go to the metrics (the two columns read)."""
         op = self._operation
+        end = now_ms()
         with self.db.connection_context():
             op.update(
                 status=status,
-                end_time=now_ms(),
+                end_time=end,
                 results_json=_results_json(results),
                 retcode=retcode,
                 retmsg=retmsg,
                 ticket="",
             ).where(op.operation_id == operation_id).execute()
-            row = op.get_or_none(op.operation_id == operation_id)
+            row = op.select(op.operation, op.start_time).where(op.operation_id == operation_id).first()
         if row is not None:
-            metrics.observe_operation(row.operation, status, max(0, row.end_time - row.start_time) / 1000)
+            metrics.observe_operation(row.operation, status, max(0, end - row.start_time) / 1000)
 
     def list_operations(
         self, model_id: str, model_version: str, operation: str, page_size: int, page_token: str

@@ -26,6 +26,11 @@ def failed_result(role: str, party_id: str, error: RegistryError) -> PartyResult
     )
 
 
+def rolled_back_result(role: str, party_id: str, retmsg: str) -> PartyResult:
+    """One party's result when what it did was undone because another party failed."""
+    return PartyResult(role=role, party_id=party_id, retcode=Retcode.FEDERATED_ERROR, retmsg=retmsg, reason="ABORTED")
+
+
 @dataclass
 class TrackedOperation:
     """An operation under way: its id and the per-party results gathered so far."""

@@ -18,7 +18,7 @@ from fate_registry.v1.common_pb2 import Party, PartyModelRef, PartyResult
 from registry_server.adoption import Adoption
 from registry_server.agent_rpc import AgentRpc, Req, Rpc
 from registry_server.fanout import REACH_SECONDS, PartyCall
-from registry_server.oplog import OperationLog, failed_result
+from registry_server.oplog import OperationLog, failed_result, rolled_back_result
 from registry_server.resolution import Resolved, resolve, roles_message
 from registry_server.two_phase import Services
 
@@ -100,29 +100,21 @@ class ServingOps:
         done = [r for r in results if r.retcode == 0]
         calls = [PartyCall(r.role, r.party_id, undo(r.role, r.party_id, operation_id), REACH_SECONDS) for r in done]
         answers = self.services.fanout.parties(calls, self.services.deadlines.call_timeout)
-        undone = dict(zip(map(id, done), answers, strict=True))
+        undone = iter(answers)  # in the order of ``done``, which is the order of ``results``
         failed = ", ".join(dict.fromkeys(r.party_id for r in results if r.retcode))
         rolled_back = []
         for result in results:
             if result.retcode:
                 rolled_back.append(result)
                 continue
-            answer = undone[id(result)]
+            answer = next(undone)
             what = f"{operation} on role {result.role} {result.party_id}"
             message = (
                 f"{what} could not be rolled back after party {failed} failed: {answer.message}"
                 if isinstance(answer, RegistryError)
                 else f"{what} rolled back: party {failed} failed"
             )
-            rolled_back.append(
-                PartyResult(
-                    role=result.role,
-                    party_id=result.party_id,
-                    retcode=Retcode.FEDERATED_ERROR,
-                    retmsg=message,
-                    reason="ABORTED",
-                )
-            )
+            rolled_back.append(rolled_back_result(result.role, result.party_id, message))
         return rolled_back
 
     def _unloading(self, model: Resolved) -> MakeCall:

@@ -39,7 +39,7 @@ from registry_server.catalog import Catalog
 from registry_server.deletes import DELETE
 from registry_server.fanout import REACH_SECONDS, FanOut, PartyCall
 from registry_server.op_state import UNFINISHED, OpState
-from registry_server.oplog import failed_result
+from registry_server.oplog import failed_result, rolled_back_result
 from registry_server.plan import Plan, PlanKind, Prepared
 from registry_server.transport import UNREACHABLE_KEY
 
@@ -181,11 +181,11 @@ class TwoPhase:
         errors = {p: e for p, e in self._send(operation_id, plan.party_ids(), commit=True).items() if e is not None}
         if errors:
             why = "; ".join(f"{p}: {e.message}" for p, e in errors.items())
-            log.error("deploy %s: commit not yet acknowledged (%s); it will be resent", operation_id, why)
+            log.error("%s %s: commit not yet acknowledged (%s); it will be resent", plan.kind, operation_id, why)
             raise RegistryError(
                 Reason.PARTY_UNAVAILABLE,
-                f"every party prepared the deploy and it is committed, but {', '.join(errors)} did not confirm yet; "
-                "the coordinator resends the commit until it does",
+                f"every party prepared the {plan.kind} and it is committed, but {', '.join(errors)} "
+                "did not confirm yet; the coordinator resends the commit until it does",
             )
         faultpoints.reached("coordinator.two_phase.committed")
         results = self._finishers[plan.kind](self.services, operation_id, plan)
@@ -287,10 +287,4 @@ class TwoPhase:
 
 
 def _rolled_back(plan: Plan, role: str, party: str, why: str) -> PartyResult:
-    return PartyResult(
-        role=role,
-        party_id=party,
-        retcode=Retcode.FEDERATED_ERROR,
-        retmsg=f"{plan.kind} on role {role} {party} rolled back: {why}",
-        reason="ABORTED",
-    )
+    return rolled_back_result(role, party, f"{plan.kind} on role {role} {party} rolled back: {why}")
