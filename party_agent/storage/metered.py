@@ -31,7 +31,16 @@ class MeteredStore(ModelStore):
     def open(self, key: StoreKey, offset: int = 0, pinned: StoredObject | None = None) -> Iterator[bytes]:
         with metrics.store_call(self.engine, "open"):
             stream = self.inner.open(key, offset, pinned)
-        return metrics.store_bytes(stream, self.engine, "read")
+        return self._read(stream)
+
+    def _read(self, stream: Iterator[bytes]) -> Iterator[bytes]:
+        """The opened stream, counted as one ``read`` call.
+
+        Its failures (DATA_LOSS at the end, an engine error midway, a reader that stops early) come while it
+        is read, after ``open`` has answered.
+        """
+        with metrics.store_call(self.engine, "read"):
+            yield from metrics.store_bytes(stream, self.engine, "read")
 
     def _stream(self, key: StoreKey, offset: int, pinned: str | None) -> Iterator[bytes]:
         raise AssertionError("open is the inner store's")  # pragma: no cover

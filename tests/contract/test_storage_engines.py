@@ -21,6 +21,7 @@ from typing import Any
 import pymysql
 import pytest
 import redis
+from prometheus_client import REGISTRY
 
 from fate_registry.errors import Reason, RegistryError
 from party_agent.storage import ModelStore, StoredObject, StoreKey, open_store
@@ -293,10 +294,18 @@ def test_expected_sha256_mismatch_keeps_the_old_copy(store: ModelStore, key: Sto
 def test_a_corrupted_copy_is_data_loss(harness: Harness, store: ModelStore, key: StoreKey, data: bytes) -> None:
     store.put(key, chunks_of(data))
     harness.corrupt(key)
+    failed_reads = _store_calls(harness.storage, "read", "failure")
     with pytest.raises(RegistryError) as error:
         read_all(store, key)
     assert_reason(error, Reason.DATA_LOSS)
     assert "sha256" in str(error.value)
+    assert _store_calls(harness.storage, "read", "failure") == failed_reads + 1  # counted where it failed
+
+
+def _store_calls(engine: str, call: str, outcome: str) -> float:
+    """The agent's model-store call counter (the store is :func:`open_store`'s, which counts its calls)."""
+    labels = {"engine": engine, "call": call, "outcome": outcome}
+    return REGISTRY.get_sample_value("fate_registry_store_calls_total", labels) or 0.0
 
 
 @pytest.mark.parametrize("data", [SMALL, LARGE], ids=["1KiB", "20MiB"])
