@@ -9,6 +9,7 @@ from fate_registry import faultpoints
 from fate_registry.checksums import BackgroundSha256
 from fate_registry.config import LimitsConf
 from fate_registry.errors import Reason, RegistryError
+from fate_registry.files import fsync_dir, write_durably
 from fate_registry.identity import job_ids
 from fate_registry.prefetch import prefetch
 from fate_registry.v1.common_pb2 import ImportModelHeader, ImportModelResult
@@ -75,7 +76,8 @@ class ArchiveImporter:
             if (pipeline.model_id, pipeline.model_version) != (ref.model_id, ref.model_version):
                 pipeline = renamed(pipeline, ref.model_id, ref.model_version)
                 path = model_dir / PIPELINE_PATH
-                path.write_bytes(pipeline.SerializeToString())
+                write_durably(path, pipeline.SerializeToString())  # unpack fsynced the tree before this
+                fsync_dir(path.parent)
                 manifest = manifest.replace(FileRecord(PIPELINE_PATH, *hash_file(path)))
             job_id = job_ids.next()
             record = record_from_pipeline(ref, pipeline, manifest, job_id, imported=True)
