@@ -14,6 +14,7 @@ from typing import Any
 
 import yaml
 
+from fate_registry.grpc_server import http_port_file
 from tests.support.processes import wait_for_port_file
 from tests.support.started import register
 
@@ -91,11 +92,11 @@ class LocalFederation:
 
     @property
     def http_address(self) -> str:
-        """The coordinator's FATE-Flow HTTP API (host:port), from ``up``'s banner."""
-        for line in self.log_path.read_text(encoding="utf-8").splitlines():
-            if line.startswith("fate-flow api "):
-                return line.split()[2]
-        raise KeyError("the coordinator serves no FATE-Flow HTTP API (coordinator.http.enabled is false)")
+        """The coordinator's FATE-Flow HTTP API (host:port), from the port file it writes beside its own."""
+        port_file = http_port_file(self.data_dir / "run" / "coordinator.addr")
+        if not port_file.exists():
+            raise KeyError("the coordinator serves no FATE-Flow HTTP API (coordinator.http.enabled is false)")
+        return port_file.read_text(encoding="utf-8").strip()
 
     def pids(self) -> dict[str, int]:
         """PIDs of the children, by name (``coordinator``, ``agent-9999``), from ``up``'s banner."""
