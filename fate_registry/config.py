@@ -271,12 +271,16 @@ class PartySection(Section):
     proxy: OptionalAddress = None
 
 
+StorageEngine = Literal["mysql", "redis", "tencent_cos"]
+"""The model-store engines: FATE's ``model_store_address.storage`` (party_agent/storage opens each)."""
+
+
 @section(frozen=True, config=SECTION)
 class ModelStoreConf(Section):
     """Which engine ``model_store_address`` names; its other keys are typed by the engine itself
     (party_agent/storage/config.py), and kept out of every repr."""
 
-    storage: Literal["tencent_cos", "mysql", "redis"]  # party_agent.storage.ENGINES
+    storage: StorageEngine
     settings: Mapping[str, Any] = field(default_factory=dict, repr=False)
 
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, get_args
 
+from fate_registry.config import StorageEngine
 from party_agent.storage.base import ModelStore, StoredObject, StoreKey, misconfigured
 from party_agent.storage.config import CosConfigSettings, MySQLConfig, RedisConfig
 from party_agent.storage.metered import MeteredStore
 
-ENGINES = ("mysql", "redis", "tencent_cos")
+ENGINES: tuple[str, ...] = get_args(StorageEngine)
 
 
 def open_store(storage: str, settings: Mapping[str, Any]) -> ModelStore:
