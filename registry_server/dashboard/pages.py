@@ -222,10 +222,14 @@ def health(registry: Registry, peer: str, query: Query) -> bytes:
     conf = registry.servicer.agents.conf
     rows = []
     for party_id, party in conf.parties.items():  # the agents' addresses as this coordinator calls them
+        servings = ", ".join(party.servings) or "none"
+        if party.proxy is not None:  # the health check is not carried by FATE's proxy: not probed, not "down"
+            state = f"behind the proxy {party.proxy}, not probed"
+            rows.append([text(party_id), text(party.address), text(state), "", text(servings)])
+            continue
         start = time.perf_counter()
         up = is_serving(str(party.address), timeout=1.0, tls=conf.coordinator.tls)
         latency = f"{(time.perf_counter() - start) * 1000:.1f} ms" if up else ""
-        servings = ", ".join(party.servings) or "none"
         rows.append(
             [text(party_id), text(party.address), marked("up" if up else "down"), text(latency), text(servings)]
         )
