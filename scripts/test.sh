@@ -4,23 +4,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# --- backing services for tests/contract (MariaDB, redis-server): install from the OS packages when missing.
-if ! PATH="$PATH:/usr/sbin" command -v mariadbd >/dev/null || ! command -v redis-server >/dev/null; then
-  echo "installing mariadb-server and redis-server (apt-get)" >&2
+# --- OS packages the tests need, installed in one apt-get run when any is missing:
+#   MariaDB and redis-server: the backing services of tests/contract;
+#   iproute2: network namespaces for tests/e2e/test_proxy_cli.py (agents reachable only through the router);
+#   chromium and its driver: the dashboard's browser tests (tests/e2e/test_dashboard_browser.py).
+missing=()
+export PATH="$PATH:/usr/sbin:/sbin"
+command -v mariadbd >/dev/null || missing+=(mariadb-server)
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v ip >/dev/null || missing+=(iproute2)
+command -v chromium >/dev/null || missing+=(chromium)
+command -v chromedriver >/dev/null || missing+=(chromium-driver)
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "installing ${missing[*]} (apt-get)" >&2
   apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends mariadb-server redis-server >/dev/null
-fi
-# --- network namespaces for tests/e2e/test_proxy_cli.py (agents reachable only through the router): iproute2.
-if ! PATH="$PATH:/usr/sbin:/sbin" command -v ip >/dev/null; then
-  echo "installing iproute2 (apt-get)" >&2
-  apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends iproute2 >/dev/null
-fi
-# --- the dashboard's browser tests (tests/e2e/test_dashboard_browser.py): Debian's chromium and its driver.
-if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
-  echo "installing chromium and chromium-driver (apt-get)" >&2
-  apt-get update -qq >/dev/null
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 # ---
 PYTHON=${PYTHON:-python3}
