@@ -39,9 +39,16 @@ def signed_headers(
     app_key, secret = keys
     timestamp, nonce = str(int(time.time() * 1000)), str(uuid.uuid1())
     form_text = urlencode(sorted(form.items()), quote_via=quote, safe="-._~").encode() if form else b""
+    signed = signature(secret, timestamp, nonce, app_key, path, body, form_text)
+    return {"TIMESTAMP": timestamp, "NONCE": nonce, "APP_KEY": app_key, "SIGNATURE": signed}
+
+
+def signature(
+    secret_key: str, timestamp: str, nonce: str, app_key: str, path: str, body: bytes = b"", form_text: bytes = b""
+) -> str:
+    """FATE's client signature (reference §5), written from the reference, apart from the server's own."""
     message = b"\n".join([timestamp.encode(), nonce.encode(), app_key.encode(), path.encode(), body, form_text])
-    signature = base64.b64encode(hmac.new(secret.encode(), message, hashlib.sha1).digest()).decode()
-    return {"TIMESTAMP": timestamp, "NONCE": nonce, "APP_KEY": app_key, "SIGNATURE": signature}
+    return base64.b64encode(hmac.new(secret_key.encode(), message, hashlib.sha1).digest()).decode()
 
 
 def send(

@@ -9,7 +9,6 @@ body it got, anything else FATE-Flow's not-found answer.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import hmac
@@ -19,6 +18,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.fate_http import signature
 
 JOB_ID = "202612071500000000000"
 
@@ -32,12 +33,6 @@ class Received:
 
     def header(self, name: str) -> str | None:
         return next((v for k, v in self.headers if k.lower() == name.lower()), None)
-
-
-def signature(secret_key: str, timestamp: str, nonce: str, app_key: str, path: str, body: bytes) -> str:
-    """FATE's client signature of a JSON request (of any other request: ``body`` b"")."""
-    message = b"\n".join([timestamp.encode(), nonce.encode(), app_key.encode(), path.encode(), body, b""])
-    return base64.b64encode(hmac.new(secret_key.encode(), message, "sha1").digest()).decode()
 
 
 @dataclass
