@@ -59,6 +59,11 @@ class Deploys:
                 )
             if catalog.operation(request.request_id) is not None:
                 return self._earlier_deploy(request.request_id)
+        both = set(request.cpn_step_index) & set(request.cpn_step_name)
+        if both:
+            raise RegistryError(
+                Reason.INVALID_ARGUMENT, f"give a step index or a step name, not both, for {', '.join(sorted(both))}"
+            )
         rows = self.adoption.find(ModelFilter(model_id=request.model_id, model_version=request.model_version))
         if not rows:
             raise RegistryError(
@@ -78,11 +83,6 @@ class Deploys:
         if not source.parent:
             raise RegistryError(Reason.INVALID_ARGUMENT, "Child model could not be deployed.")
         predict_dsl = _predict_dsl(request, json.loads(source.train_dsl_json or "{}"))
-        both = set(request.cpn_step_index) & set(request.cpn_step_name)
-        if both:
-            raise RegistryError(
-                Reason.INVALID_ARGUMENT, f"give a step index or a step name, not both, for {', '.join(sorted(both))}"
-            )
         unknown = (set(request.cpn_step_index) | set(request.cpn_step_name)) - set(predict_dsl["components"])
         if unknown:
             raise RegistryError(
