@@ -25,6 +25,7 @@ from fate_registry.v1.common_pb2 import PartyResult
 from fate_registry.v1.registry_pb2 import Operation
 from registry_server import paging
 from registry_server.op_state import OpState
+from registry_server.plan import result_json
 
 
 @dataclass(frozen=True)
@@ -328,12 +329,7 @@ class OperationRecords:
 
 
 def _results_json(results: Sequence[PartyResult]) -> str:
-    return json.dumps(
-        [
-            {"role": r.role, "party_id": r.party_id, "retcode": r.retcode, "retmsg": r.retmsg, "reason": r.reason}
-            for r in results
-        ]
-    )
+    return json.dumps([result_json(r) for r in results])
 
 
 def _results_of(row: Any) -> list[PartyResult]:

@@ -92,7 +92,7 @@ class Plan:
                 for (role, party), p in self.prepared.items()
             }
         if self.outcome is not None:
-            data["outcome"] = [_result_json(r) for r in self.outcome]
+            data["outcome"] = [result_json(r) for r in self.outcome]
         if self.rolled_back:
             data["rolled_back"] = True
         return data
@@ -129,7 +129,8 @@ def _prepared(data: Mapping[str, Any]) -> Prepared:
     )
 
 
-def _result_json(result: PartyResult) -> dict[str, Any]:
+def result_json(result: PartyResult) -> dict[str, Any]:
+    """A party's result as the operation log keeps it (its plan's outcome, its results column)."""
     return {
         "role": result.role,
         "party_id": result.party_id,
