@@ -38,7 +38,8 @@ def _whole_number(value: Any) -> Any:
 Required = Annotated[Text, BeforeValidator(_required)]
 OptionalText = Annotated[Text | None, BeforeValidator(_optional)]
 Port = Annotated[int, BeforeValidator(_whole_number), Field(ge=1)]
-OptionalSeconds = Annotated[int | None, BeforeValidator(lambda v: _optional(v) and _whole_number(v)), Field(ge=1)]
+OptionalWhole = Annotated[int | None, BeforeValidator(lambda v: _optional(v) and _whole_number(v)), Field(ge=1)]
+"""A positive whole number (seconds, a port), or unset."""
 
 
 @section(frozen=True, config=SECTION)
@@ -51,7 +52,7 @@ class MySQLConfig(Section):
     password: Secret = SecretStr("")
     port: Port = 3306
     max_connections: Port = 8
-    stale_timeout: OptionalSeconds = None
+    stale_timeout: OptionalWhole = None
 
     @property
     def address(self) -> str:
@@ -70,7 +71,7 @@ class RedisConfig(Section):
     port: Port = 6379
     db: Annotated[int, BeforeValidator(_whole_number), Field(ge=0)] = 0
     password: Annotated[Secret | None, BeforeValidator(_optional)] = None
-    ex: OptionalSeconds = None
+    ex: OptionalWhole = None
 
     @property
     def address(self) -> str:
@@ -93,9 +94,7 @@ class CosConfigSettings(Section):
     endpoint: OptionalText = Field(None, alias="Endpoint")
     domain: OptionalText = Field(None, alias="Domain")
     ip: OptionalText = Field(None, alias="IP")
-    port: Annotated[int | None, BeforeValidator(lambda v: _optional(v) and _whole_number(v)), Field(ge=1)] = Field(
-        None, alias="Port"
-    )
+    port: OptionalWhole = Field(None, alias="Port")
     appid: OptionalText = Field(None, alias="Appid")
     service_domain: OptionalText = Field(None, alias="ServiceDomain")
 
