@@ -2,7 +2,8 @@
 
 Run from the repository root::
 
-    .venv/bin/python -m bench.dashboard [--versions 100000] [--calls 50] [--seconds 5] [--workdir DIR] [--keep]
+    .venv/bin/python -m bench.dashboard [--versions 100000] [--calls 50] [--seconds 5] [--rounds 9]
+        [--workdir DIR] [--keep]
 
 A SQLite catalog is seeded with ``--versions`` versions (:func:`bench.catalog_scale.seed`: a guest and a host
 each, a deploy logged per version; the newest 999 made deployed children of the version before them) and a
@@ -15,9 +16,10 @@ The lineage page of the model (a parent and its 999 children) is timed three tim
 
 The interceptor's cost: two coordinators (``fate-registry server``) on the same catalog, one as shipped and one
 whose gRPC servers are built with the metrics interceptor replaced by a pass-through, are driven alternately
-with back-to-back ``GetModelInfo`` calls (:func:`bench.catalog_scale.requests_per_second`), five rounds of
-``--seconds`` each (which is measured first alternates); the medians' ratio is the cost (target ≤ 5 %). Beside
-it, in-process, the microseconds the interceptor adds to a call of a handler that does nothing. The last line
+with back-to-back ``GetModelInfo`` calls (:func:`bench.catalog_scale.requests_per_second`), ``--rounds`` rounds
+of ``--seconds`` each (which is measured first alternates); one minus the median of the rounds' throughput ratios
+is the cost (target ≤ 5 %), and the servers' CPU per call (``/proc/<pid>/stat``) is compared the same way.
+Beside it, in-process, the microseconds the interceptor adds to a call of a handler that does nothing. The last line
 is one JSON object.
 """
 
@@ -39,6 +41,7 @@ from urllib.parse import urlencode
 import grpc
 
 from bench.catalog_scale import MODEL_ID, coordinator, requests_per_second, seed, version_of
+from bench.memory import cpu_seconds
 from bench.scratch import log, scratch_dir
 from fate_registry.config import DatabaseConf
 from fate_registry.grpc_server import DEFAULT_RPC_WORKERS, Interceptor, MetricsInterceptor
@@ -50,7 +53,6 @@ PAGE_TARGET_MS: Final = 100.0
 SCRAPE_TARGET_MS: Final = 50.0
 COST_TARGET: Final = 0.05
 GET_MODEL_INFO: Final = "/fate_registry.v1.RegistryService/GetModelInfo"
-ROUNDS: Final = 5
 LINEAGE_CHILDREN: Final = 999  # with their parent, the 1,000 versions a lineage page draws
 MICRO_CALLS: Final = 200_000
 
@@ -124,26 +126,36 @@ def serve_without_metrics(argv: Sequence[str]) -> int:
     return main(["server", *argv])
 
 
-def interceptor_cost(root: Path, catalog: Path, versions: int, seconds: float) -> dict[str, float]:
+def interceptor_cost(root: Path, catalog: Path, versions: int, seconds: float, rounds: int) -> dict[str, Any]:
+    """The metered coordinator's throughput and CPU per call against the bare one's, round by round.
+
+    Each round measures both back to back (which goes first alternates), so a round's ratio compares two
+    measurements taken under the same load from the rest of the machine; the cost is one minus the median ratio.
+    """
     request = pb.GetModelInfoRequest(model_id=MODEL_ID, model_version=version_of(versions // 2)).SerializeToString()
     bare_command = (sys.executable, "-m", "bench.dashboard", "server")
     with (
         coordinator(root / "metered", catalog, DEFAULT_RPC_WORKERS) as metered,
         coordinator(root / "bare", catalog, DEFAULT_RPC_WORKERS, bare_command) as bare,
     ):
-        runs = []
-        for round_index in range(ROUNDS):  # the order alternates: neither is always the first measured
-            first, second = (bare, metered) if round_index % 2 == 0 else (metered, bare)
-            rates = {
-                server.address: requests_per_second(server.address, GET_MODEL_INFO, request, seconds)
-                for server in (first, second)
-            }
-            runs.append((rates[bare.address], rates[metered.address]))
-    without, with_metrics = statistics.median(r[0] for r in runs), statistics.median(r[1] for r in runs)
+        rates: dict[str, list[float]] = {bare.address: [], metered.address: []}
+        cpu_us: dict[str, list[float]] = {bare.address: [], metered.address: []}
+        for round_index in range(rounds):
+            for server in (bare, metered) if round_index % 2 == 0 else (metered, bare):
+                cpu_before = cpu_seconds(server.popen.pid)
+                rate = requests_per_second(server.address, GET_MODEL_INFO, request, seconds)
+                rates[server.address].append(rate)
+                cpu_us[server.address].append((cpu_seconds(server.popen.pid) - cpu_before) * 1e6 / (rate * seconds))
+    ratios = [m / b for m, b in zip(rates[metered.address], rates[bare.address], strict=True)]
+    cpu_ratios = [m / b for m, b in zip(cpu_us[metered.address], cpu_us[bare.address], strict=True)]
     return {
-        "without_rps": round(without, 1),
-        "with_rps": round(with_metrics, 1),
-        "cost": round(1 - with_metrics / without, 4),
+        "without_rps": round(statistics.median(rates[bare.address]), 1),
+        "with_rps": round(statistics.median(rates[metered.address]), 1),
+        "round_ratios": [round(r, 3) for r in ratios],
+        "cost": round(1 - statistics.median(ratios), 4),
+        "cpu_us_per_call_without": round(statistics.median(cpu_us[bare.address]), 1),
+        "cpu_us_per_call_with": round(statistics.median(cpu_us[metered.address]), 1),
+        "cpu_cost": round(statistics.median(cpu_ratios) - 1, 4),
     }
 
 
@@ -184,7 +196,7 @@ def per_call_cost_us() -> float:
     return round(statistics.median(costs), 2)
 
 
-def run(versions: int, calls: int, seconds: float, workdir: Path) -> dict[str, Any]:
+def run(versions: int, calls: int, seconds: float, rounds: int, workdir: Path) -> dict[str, Any]:
     catalog = workdir / "catalog.db"
     log(f"seeding {versions} versions")
     seeded = seed(catalog, versions)
@@ -201,7 +213,7 @@ def run(versions: int, calls: int, seconds: float, workdir: Path) -> dict[str, A
         pages = page_times(fed.http_address, versions, calls)
         pages["lineage_1000"] = lineage_ms(fed.http_address, 3)
     log(f"pages (median ms): {pages}")
-    cost: dict[str, Any] = {**interceptor_cost(workdir / "rps", catalog, versions, seconds)}
+    cost: dict[str, Any] = {**interceptor_cost(workdir / "rps", catalog, versions, seconds, rounds)}
     cost["per_call_us"] = per_call_cost_us()
     log(f"interceptor: {cost}")
     return {
@@ -223,11 +235,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--versions", type=int, default=100_000)
     parser.add_argument("--calls", type=int, default=50)
     parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=9, help="rounds of the interceptor's cost (odd: a median)")
     parser.add_argument("--workdir", type=Path)
     parser.add_argument("--keep", action="store_true")
     args = parser.parse_args(argv)
     with scratch_dir("bench-dashboard-", args.workdir, args.keep) as workdir:
-        figures = run(args.versions, args.calls, args.seconds, workdir)
+        figures = run(args.versions, args.calls, args.seconds, args.rounds, workdir)
     print(json.dumps(figures))
     return 0
 

@@ -107,13 +107,16 @@ class AgentClients:
 
     def import_raw(self, party_id: str, messages: Iterator[bytes], operation_id: str) -> agent_pb2.ImportModelResponse:
         rpc = AgentRpc.IMPORT_MODEL
-        answer = self.transport(party_id).client_stream(rpc.path, messages, self.metadata(operation_id))
+        with metrics.party_call(party_id):
+            answer = self.transport(party_id).client_stream(rpc.path, messages, self.metadata(operation_id))
         return rpc.response.FromString(answer)
 
     def export_raw(self, party_id: str, request: agent_pb2.ExportModelRequest, operation_id: str) -> Iterator[bytes]:
-        return self.transport(party_id).server_stream(
-            AgentRpc.EXPORT_MODEL.path, request.SerializeToString(), self.metadata(operation_id)
-        )
+        """The agent's export stream, counted as one call to the party once it ends (or fails, or is dropped)."""
+        with metrics.party_call(party_id):
+            yield from self.transport(party_id).server_stream(
+                AgentRpc.EXPORT_MODEL.path, request.SerializeToString(), self.metadata(operation_id)
+            )
 
 
 def party_info(agents: AgentCaller, site: str, ref: PartyModelRef, timeout: float) -> PartyModelInfo:

@@ -27,3 +27,13 @@ def value(samples: Samples, name: str, **labels: str) -> float:
 
 def moved(before: Samples, after: Samples, name: str, **labels: str) -> float:
     return value(after, name, **labels) - value(before, name, **labels)
+
+
+def moved_in_all(before: Samples, after: Samples, name: str, **labels: str) -> float:
+    """How much every sample of ``name`` whose labels include ``labels`` moved, together."""
+
+    def total(samples: Samples) -> float:
+        wanted = set(labels.items())
+        return sum(v for (n, have), v in samples.items() if n == name and wanted <= set(have))
+
+    return total(after) - total(before)

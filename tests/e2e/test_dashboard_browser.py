@@ -22,7 +22,7 @@ from selenium.webdriver.support.wait import WebDriverWait
 from tests.browser import chromium
 from tests.conftest import GeneratedModel, generate_model
 from tests.fate_http import call, import_archive
-from tests.metrics_scrape import Samples, moved, scrape
+from tests.metrics_scrape import Samples, moved, moved_in_all, scrape
 from tests.support.federation import LocalFederation
 
 ROLES = {"guest": [9999], "host": [10000], "arbiter": [10000]}
@@ -224,10 +224,16 @@ def test_metrics_moved_by_what_was_done(story: Story) -> None:
     assert operations("load", "success") == 1 and operations("bind", "success") == 1
     assert operations("migrate", "success") == 1
     assert moved(story.before, story.after, "fate_registry_catalog_versions") == 3  # parent, child, migrated copy
-    calls = sum(
-        moved(story.before, story.after, "fate_registry_party_calls_total", party_id=party, outcome="success")
-        for party in ("9999", "10000")
+    # Every call the coordinator made to party 9999's agent is one the agent served (nothing else calls it here).
+    called = moved_in_all(story.before, story.after, "fate_registry_party_calls_total", party_id="9999")
+    served = moved_in_all(
+        story.agent_before,
+        story.agent_after,
+        "fate_registry_rpcs_total",
+        service="fate_registry.agent.v1.PartyAgentService",
     )
-    assert calls > 0
+    assert called == served and called >= 6  # at least import, 2 deploys, load, bind and migrate
+    failures = moved(story.before, story.after, "fate_registry_party_calls_total", party_id="9999", outcome="failure")
+    assert failures == 1  # the failed deploy's prepare, refused (no such checkpoint)
     serving = moved(story.agent_before, story.agent_after, "fate_registry_serving_calls_total", outcome="success")
     assert serving == 2  # party 9999's load and bind
