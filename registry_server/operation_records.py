@@ -209,13 +209,20 @@ class OperationRecords:
                 else r
                 for r in _results_of(row)
             ]
-            op.update(
-                status=OpState.INTERRUPTED,
-                end_time=now_ms(),
-                retcode=Retcode.OPERATING_ERROR,
-                retmsg=message,
-                results_json=_results_json(results),
-            ).where(mine).execute()
+            end = now_ms()
+            closed = (
+                op.update(
+                    status=OpState.INTERRUPTED,
+                    end_time=end,
+                    retcode=Retcode.OPERATING_ERROR,
+                    retmsg=message,
+                    results_json=_results_json(results),
+                )
+                .where(mine)
+                .execute()
+            )
+        if closed:
+            metrics.observe_operation(row.operation, OpState.INTERRUPTED, max(0, end - row.start_time) / 1000)
 
     def in_doubt(self) -> list[Operation]:
         """Operations in doubt: their party's answer was lost."""

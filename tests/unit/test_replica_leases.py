@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import REGISTRY
 
 from fate_registry.config import DatabaseConf
 from fate_registry.errors import Reason, RegistryError, Retcode
@@ -16,6 +17,7 @@ from tests.support.cluster import wait_until
 
 LONG = 60.0
 SHORT = 0.2
+OPERATIONS_TOTAL = "fate_registry_operations_total"
 
 
 @pytest.fixture
@@ -95,7 +97,9 @@ def test_an_interrupted_operation_keeps_no_party_result_running(catalogs: tuple[
     b_leases.renew()  # a holds no lease: its operations are orphaned
     (unfinished,) = b.unfinished(["running"], b_leases.live())
     assert b.claim(unfinished)
+    counted = REGISTRY.get_sample_value(OPERATIONS_TOTAL, {"kind": "deploy", "outcome": "interrupted"}) or 0.0
     b.interrupt(operation, "the coordinator replica a stopped before the operation finished")
+    assert REGISTRY.get_sample_value(OPERATIONS_TOTAL, {"kind": "deploy", "outcome": "interrupted"}) == counted + 1
     (logged,), _ = b.list_operations("model", "v1", "deploy", 10, "")
     assert logged.status == "interrupted"
     assert [(r.party_id, r.retcode, r.reason) for r in logged.results] == [
