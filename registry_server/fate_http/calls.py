@@ -6,16 +6,22 @@ a gRPC caller would get.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
-from typing import Any, cast
+from contextlib import ExitStack, contextmanager
+from typing import Any, Final, cast
 
 import grpc
 from google.protobuf.message import Message
 
 from fate_registry import metrics
+from fate_registry.errors import RegistryError
 from fate_registry.grpc_server import as_registry_error
 from registry_server.required import refuse_missing
 from registry_server.servicer import RegistryServicer
+
+HTTP_SERVICE: Final = "http"  # the service label, in the RPC metrics, of the calls that came over FATE's HTTP API
+_METERS = metrics.RpcMeters()
 
 
 class HttpCallContext:
@@ -48,36 +54,64 @@ class Registry:
 
     def call(self, method: str, request: Message, peer: str) -> Any:
         """``method`` (a RegistryService RPC) with ``request``; raises the RegistryError its caller is answered."""
-        try:
-            refuse_missing(method, request)
-            return getattr(self.servicer, method)(request, self.context(peer))
-        except Exception as exc:
-            raise as_registry_error(exc, method, peer) from None
+        with _metered(method):
+            try:
+                refuse_missing(method, request)
+                return getattr(self.servicer, method)(request, self.context(peer))
+            except Exception as exc:
+                raise as_registry_error(exc, method, peer) from None
 
     def export(self, request: Message, peer: str) -> Iterator[bytes]:
         """ExportModel's serialized answers; a refusal is raised before the first (see :meth:`call`)."""
+        meter = ExitStack()  # counts the export once its stream ends
+        meter.enter_context(_metered("ExportModel"))
         try:
             refuse_missing("ExportModel", request)
             messages = self.servicer.export_raw(request, self.context(peer))  # type: ignore[arg-type]
             first = next(messages, None)
         except Exception as exc:
-            raise as_registry_error(exc, "ExportModel", peer) from None
-        return _then(first, messages, peer)
+            error = as_registry_error(exc, "ExportModel", peer)
+            meter.__exit__(RegistryError, error, None)
+            raise error from None
+        return _then(first, messages, peer, meter)
 
     def import_archive(self, messages: Iterator[bytes], peer: str) -> Any:
         """ImportModel over serialized requests (the header first, which the servicer checks)."""
+        with _metered("ImportModel"):
+            try:
+                return self.servicer.import_raw(messages, self.context(peer))
+            except Exception as exc:
+                raise as_registry_error(exc, "ImportModel", peer) from None
+
+
+def _then(first: bytes | None, rest: Iterator[bytes], peer: str, meter: ExitStack) -> Iterator[bytes]:
+    with meter:
+        if first is not None:
+            yield first
         try:
-            return self.servicer.import_raw(messages, self.context(peer))
+            yield from rest
         except Exception as exc:
-            error = as_registry_error(exc, "ImportModel", peer)
-            metrics.count_refusal("ImportModel", error)
-            raise error from None
+            raise as_registry_error(exc, "ExportModel", peer) from None
 
 
-def _then(first: bytes | None, rest: Iterator[bytes], peer: str) -> Iterator[bytes]:
-    if first is not None:
-        yield first
+@contextmanager
+def _metered(method: str) -> Iterator[None]:
+    """Count and time a call that came over HTTP as the gRPC interceptor does one over gRPC (service ``http``).
+
+    A refused import or restore is counted among the archives refused, by its reason.
+    """
+    name = f"/{HTTP_SERVICE}/{method}"
+    start, code = time.perf_counter(), grpc.StatusCode.UNKNOWN
     try:
-        yield from rest
-    except Exception as exc:
-        raise as_registry_error(exc, "ExportModel", peer) from None
+        yield
+        code = grpc.StatusCode.OK
+    except RegistryError as error:
+        code = error.reason.code
+        metrics.count_refusal(method, error)
+        raise
+    except GeneratorExit:  # an export whose caller went away
+        code = grpc.StatusCode.CANCELLED
+        raise
+    finally:
+        _METERS.timer(name).observe(time.perf_counter() - start)
+        _METERS.count(name, code.name)

@@ -12,7 +12,7 @@ import pytest
 from fate_registry.v1 import registry_pb2 as pb
 from fate_registry.v1 import registry_pb2_grpc
 from tests.conftest import generate_model
-from tests.fate_http import import_archive, send
+from tests.fate_http import call, import_archive, send
 from tests.metrics_scrape import moved, scrape, value
 from tests.support.federation import LocalFederation
 
@@ -35,6 +35,9 @@ def test_calls_operations_refusals_and_gauges_are_counted(fed: LocalFederation, 
     corrupt.write_bytes(b"PK\x03\x04 not a zip")  # refused by the agent: its data is lost
     fields = {"role": "guest", "party_id": "9999", "model_id": model.model_id, "model_version": "v-corrupt"}
     assert import_archive(fed.http_address, fields, corrupt).json()["retcode"] != 0
+    ref = {"role": "guest", "party_id": "9999", "model_id": model.model_id, "model_version": model.version}
+    exported = call(fed.http_address, "/v1/model/export", ref, method="GET")
+    assert exported.status == 200 and exported.body.startswith(b"PK"), exported.status
     with grpc.insecure_channel(fed.address) as channel:
         stub = registry_pb2_grpc.RegistryServiceStub(channel)
         for _ in range(3):
@@ -52,6 +55,12 @@ def test_calls_operations_refusals_and_gauges_are_counted(fed: LocalFederation, 
     )
     assert moved(before, after, "fate_registry_operations_total", kind="import", outcome="failed") == 1
     assert moved(before, after, "fate_registry_archives_refused_total", reason="data_loss") == 1
+    # the imports came over FATE's HTTP API: counted as calls of the service "http"
+    imports = {"service": "http", "method": "ImportModel"}
+    assert moved(before, after, "fate_registry_rpcs_total", **imports, code="OK") == len(model.archives)
+    assert moved(before, after, "fate_registry_rpcs_total", **imports, code="DATA_LOSS") == 1
+    assert moved(before, after, "fate_registry_rpc_seconds_count", **imports) == len(model.archives) + 1
+    assert moved(before, after, "fate_registry_rpcs_total", service="http", method="ExportModel", code="OK") == 1
     assert value(after, "fate_registry_catalog_versions") == 1
     # the agent: the coordinator's import of its slice (one call), its bytes, its disk
     agent_service = "fate_registry.agent.v1.PartyAgentService"
