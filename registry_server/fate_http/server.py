@@ -104,21 +104,22 @@ class FateHttpHandler(BufferedRequestHandler):
                 self.check_signature()  # FATE's signature, when switched on, covers the pages too
                 self.reply(self._page(path))
                 return
-            if methods is None:
-                if self.server.upstream:
-                    upstream.forward(self, self.server.upstream, self.server.conf.coordinator.deploy_timeout)
+            if methods is None and self.server.upstream:  # the upstream FATE-Flow checks its signature
+                upstream.forward(self, self.server.upstream, self.server.conf.coordinator.deploy_timeout)
+                return
+            if path == IMPORT:  # a streamed body: its signature covers its text fields, checked as they come
+                if methods is not None and self.command in methods:
+                    self.reply(archives.import_model(self))
                 else:
-                    self.reply(json_reply(envelope(int(Retcode.EXCEPTION_ERROR), NOT_FOUND_RETMSG)))
-                return
-            if self.command not in methods:
-                self.reply(json_reply(envelope(int(Retcode.EXCEPTION_ERROR), METHOD_NOT_ALLOWED_RETMSG)))
-                return
-            if path == IMPORT:
-                self.reply(archives.import_model(self))
+                    self.reply(json_reply(envelope(int(Retcode.EXCEPTION_ERROR), METHOD_NOT_ALLOWED_RETMSG)))
                 return
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
             conf, signed_body, signed_form = self._parse(body)
-            self.check_signature(signed_body, signed_form)
+            self.check_signature(signed_body, signed_form)  # before routing, as FATE-Flow's authentication
+            if methods is None or self.command not in methods:
+                unserved = NOT_FOUND_RETMSG if methods is None else METHOD_NOT_ALLOWED_RETMSG
+                self.reply(json_reply(envelope(int(Retcode.EXCEPTION_ERROR), unserved)))
+                return
             if path == EXPORT:
                 archives.export_model(self, conf.read(ModelKeys).ref())
                 return

@@ -127,3 +127,21 @@ def test_an_unreachable_upstream_is_answered_naming_it(tmp_path: Path) -> None:
         answer = send(federation.http_address, "POST", "/v1/job/submit", b"{}")
     assert answer.status == 200 and answer.json()["retcode"] == 100, answer
     assert answer.json()["retmsg"].startswith(f"the upstream FATE-Flow {url} could not be reached")
+
+
+def test_without_an_upstream_the_signature_is_checked_before_a_route_is_not_found(tmp_path: Path) -> None:
+    """As FATE-Flow, whose authentication runs before its routing: an unsigned request to a route it lacks is 109."""
+    http = {
+        "address": "127.0.0.1:0",
+        "authentication": {"switch": True, "http_app_key": KEYS[0], "http_secret_key": KEYS[1]},
+    }
+    extra = {"coordinator": {"address": "127.0.0.1:0", "http": http}}
+    with LocalFederation.start(tmp_path / "fed", parties={"9999": {}}, extra_conf=extra) as federation:
+        address = federation.http_address
+        unsigned = call(address, "/v1/job/submit", {"dsl": {}}).json()
+        signed = call(address, "/v1/job/submit", {"dsl": {}}, keys=KEYS).json()
+        wrong_method_unsigned = call(address, "/v1/model/query", {"model_id": "m"}, method="PUT").json()
+        wrong_method_signed = call(address, "/v1/model/query", {"model_id": "m"}, method="PUT", keys=KEYS).json()
+    assert unsigned["retcode"] == 109 and wrong_method_unsigned["retcode"] == 109
+    assert (signed["retcode"], signed["retmsg"]) == (100, "<NotFound '404: Not Found'>")
+    assert wrong_method_signed["retcode"] == 100 and wrong_method_signed["retmsg"] != signed["retmsg"]
