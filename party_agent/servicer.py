@@ -31,6 +31,7 @@ from party_agent.homo_deploy.request import HomoDeployRequest
 from party_agent.idempotency import OnceByOperation
 from party_agent.metadata import PartyModelRecord
 from party_agent.migrate import MigrateRequest
+from party_agent.party_status import describe, stored_copy
 from party_agent.tickets import TicketBook
 
 T = TypeVar("T")
@@ -324,6 +325,16 @@ class AgentServicer(agent_pb2_grpc.PartyAgentServiceServicer):
         record = self.agent.record(request.model)
         manifest = [ManifestEntry(path=r.path, size=r.size, sha256=r.sha256) for r in record.manifest.files]
         return agent_pb2.GetModelInfoResponse(info=model_info(record), manifest=manifest)
+
+    def GetStoredCopy(
+        self, request: agent_pb2.GetStoredCopyRequest, context: grpc.ServicerContext
+    ) -> agent_pb2.GetStoredCopyResponse:
+        return stored_copy(self.agent, request.model)
+
+    def DescribeParty(
+        self, request: agent_pb2.DescribePartyRequest, context: grpc.ServicerContext
+    ) -> agent_pb2.DescribePartyResponse:
+        return describe(self.agent, request.probe_timeout_ms)
 
     def ListModels(
         self, request: agent_pb2.ListModelsRequest, context: grpc.ServicerContext

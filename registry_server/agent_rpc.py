@@ -67,6 +67,8 @@ class AgentRpc:
     HOMO_DEPLOY_MODEL: Final = Rpc(
         "HomoDeployModel", agent_pb2.HomoDeployModelRequest, agent_pb2.HomoDeployModelResponse
     )
+    GET_STORED_COPY: Final = Rpc("GetStoredCopy", agent_pb2.GetStoredCopyRequest, agent_pb2.GetStoredCopyResponse)
+    DESCRIBE_PARTY: Final = Rpc("DescribeParty", agent_pb2.DescribePartyRequest, agent_pb2.DescribePartyResponse)
 
 
 def _check(rpcs: list[Rpc[Message, Message]]) -> None:

@@ -7,7 +7,9 @@ messages share one wire layout, so chunks pass through without being decoded or 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Protocol
 
 from fate_registry import metrics
@@ -18,6 +20,9 @@ from fate_registry.errors import Reason, RegistryError
 from fate_registry.v1.common_pb2 import PartyModelInfo, PartyModelRef
 from registry_server.agent_rpc import AgentRpc, Req, Resp, Rpc
 from registry_server.transport import DirectTransport, PacketTransport, Transport
+
+# A call that failed with one of these got no answer from the agent; any other answer, even a refusal, is one.
+NO_ANSWER = frozenset({Reason.PARTY_UNAVAILABLE, Reason.DEADLINE_EXCEEDED})
 
 
 class AgentCaller(Protocol):
@@ -41,6 +46,8 @@ class AgentClients:
         self.site_of = site_of
         self._lock = threading.Lock()
         self._transports: dict[str, Transport] = {}
+        self.last_answer: dict[str, float] = {}
+        """When each configured party's agent last answered a unary call or an import (epoch seconds)."""
 
     def close(self) -> None:
         with self._lock:
@@ -67,7 +74,9 @@ class AgentClients:
 
     def transport(self, party_id: str) -> Transport:
         """The route to the agent acting for ``party_id``: direct, or Packets through its proxy."""
-        party = self.party(party_id)
+        return self._route(self.party(party_id))
+
+    def _route(self, party: PartyConf) -> Transport:
         with self._lock:
             if party.party_id not in self._transports:
                 self._transports[party.party_id] = self._open(party)
@@ -95,11 +104,23 @@ class AgentClients:
 
     def call(self, party_id: str, rpc: Rpc[Req, Resp], request: Req, operation_id: str, timeout: float) -> Resp:
         """One unary call of ``rpc`` on a party, its answer typed; its failure a RegistryError naming the party."""
-        with metrics.party_call(party_id):
-            answer = self.transport(party_id).unary(
+        site = self.party(party_id)
+        with metrics.party_call(party_id), self._answering(site.party_id):
+            answer = self._route(site).unary(
                 rpc.path, request.SerializeToString(), self.metadata(operation_id), timeout
             )
         return rpc.response.FromString(answer)
+
+    @contextmanager
+    def _answering(self, site: str) -> Iterator[None]:
+        """Note when the agent of ``site`` answers the call made inside (a refusal is an answer too)."""
+        try:
+            yield
+        except RegistryError as exc:
+            if exc.reason not in NO_ANSWER:
+                self.last_answer[site] = time.time()
+            raise
+        self.last_answer[site] = time.time()
 
     def party_info(self, ref: PartyModelRef) -> PartyModelInfo:
         """A party's own account of one of its versions: every column, from its Pipeline and manifest."""
@@ -107,8 +128,9 @@ class AgentClients:
 
     def import_raw(self, party_id: str, messages: Iterator[bytes], operation_id: str) -> agent_pb2.ImportModelResponse:
         rpc = AgentRpc.IMPORT_MODEL
-        with metrics.party_call(party_id):
-            answer = self.transport(party_id).client_stream(rpc.path, messages, self.metadata(operation_id))
+        site = self.party(party_id)
+        with metrics.party_call(party_id), self._answering(site.party_id):
+            answer = self._route(site).client_stream(rpc.path, messages, self.metadata(operation_id))
         return rpc.response.FromString(answer)
 
     def export_raw(self, party_id: str, request: agent_pb2.ExportModelRequest, operation_id: str) -> Iterator[bytes]:

@@ -6,23 +6,23 @@ command would show, in a browser.
 ``/dashboard/`` models (search by model id, party, role; newest first; paged), ``/dashboard/version`` one
 version (each party's slice, checkpoints, the predict DSL of a deployed child, its operations),
 ``/dashboard/lineage`` a model's versions drawn parent → deployed child, ``/dashboard/operations`` the
-operation log, ``/dashboard/health`` the agents. Read-only: no page changes anything.
+operation log, ``/dashboard/health`` the agents (:mod:`.health`). Read-only: no page changes anything.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Callable
 from urllib.parse import urlencode
 
 from fate_registry.errors import RegistryError
-from fate_registry.health import is_serving
 from fate_registry.v1 import common_pb2
 from fate_registry.v1 import registry_pb2 as pb
+from registry_server.dashboard.health import health
 from registry_server.dashboard.html import link, marked, page, search_form, table, text
 from registry_server.dashboard.models import models
+from registry_server.dashboard.slices import files_table, party_slices, stored_copies_table
 from registry_server.dashboard.view import Query, next_link, page_size, when
 from registry_server.fate_http.calls import Registry
 
@@ -35,15 +35,16 @@ STORE_KINDS = ("store", "restore")
 
 
 def version(registry: Registry, peer: str, query: Query) -> bytes:
-    """One version's page: each party's slice (from its agent), checkpoints and predict DSL.
+    """One version's page: each party's slice (from its agent: files, checkpoints, predict DSL, stored copy).
 
     Also what FATE-Serving and the model store did with it, and every operation on it.
     """
     model_id, model_version = query.get("model_id", ""), query.get("model_version", "")
-    request = pb.GetModelInfoRequest(model_id=model_id, model_version=model_version, detail=True)
-    answer = registry.call("GetModelInfo", request, peer)
+    request = pb.GetModelInfoRequest(model_id=model_id, model_version=model_version)
+    slices = party_slices(registry.servicer, registry.call("GetModelInfo", request, peer).models)
     rows, sections = [], []
-    for info in answer.models:
+    for part in slices:
+        info = part.info
         rows.append(
             [
                 text(info.role),
@@ -55,9 +56,11 @@ def version(registry: Registry, peer: str, query: Query) -> bytes:
                 f"<code>{text(info.manifest_digest)}</code>",
             ]
         )
-        sections.append(_party_details(registry, peer, info))
+        sections.append(_party_details(registry, peer, info) + "<h3>files</h3>" + files_table(part))
     unreached = "".join(
-        f"<p class='failed'>{text(f.role)} {text(f.party_id)}: {text(f.retmsg)}</p>" for f in answer.failures
+        f"<p class='failed'>{text(p.info.role)} {text(p.info.party_id)}: {text(p.manifest.message)}</p>"
+        for p in slices
+        if isinstance(p.manifest, RegistryError)
     )
     headers = ["role", "party", "state", "times loaded", "files", "bytes", "manifest SHA-256"]
     history = {"model_id": model_id, "model_version": model_version}
@@ -68,6 +71,7 @@ def version(registry: Registry, peer: str, query: Query) -> bytes:
         + "<h2>FATE-Serving</h2>"
         + _operations_table(registry, peer, history, SERVING_KINDS, "serving")[0]
         + "<h2>Model store</h2>"
+        + stored_copies_table(slices)
         + _operations_table(registry, peer, history, STORE_KINDS, "store")[0]
         + "".join(sections)
         + "<h2>Operations</h2>"
@@ -215,28 +219,6 @@ def operations(registry: Registry, peer: str, query: Query) -> bytes:
     listed, token = _operations_table(registry, peer, query)
     form = search_form("/operations", fields, {"outcome": OUTCOMES})
     return page("Operations", form + listed + next_link("/operations", token, fields))
-
-
-def health(registry: Registry, peer: str, query: Query) -> bytes:
-    """Each party's agent: up or down (its gRPC health check) and how long it took to answer."""
-    conf = registry.servicer.agents.conf
-    rows = []
-    for party_id, party in conf.parties.items():  # the agents' addresses as this coordinator calls them
-        servings = ", ".join(party.servings) or "none"
-        if party.proxy is not None:  # the health check is not carried by FATE's proxy: not probed, not "down"
-            state = f"behind the proxy {party.proxy}, not probed"
-            rows.append([text(party_id), text(party.address), text(state), "", text(servings)])
-            continue
-        start = time.perf_counter()
-        up = is_serving(str(party.address), timeout=1.0, tls=conf.coordinator.tls)
-        latency = f"{(time.perf_counter() - start) * 1000:.1f} ms" if up else ""
-        rows.append(
-            [text(party_id), text(party.address), marked("up" if up else "down"), text(latency), text(servings)]
-        )
-    content = table(["party", "agent", "state", "latency", "FATE-Serving"], rows, "parties")
-    store = conf.model_store
-    described = f"{store.storage}, {'on' if conf.enable_model_store else 'off'}" if store else "none configured"
-    return page("Federation", content + f"<h2>Model store</h2><p id='model-store'>{text(described)}</p>")
 
 
 PAGES: dict[str, Callable[[Registry, str, Query], bytes]] = {

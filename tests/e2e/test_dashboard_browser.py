@@ -19,15 +19,18 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.wait import WebDriverWait
 
+from registry_server.dashboard.health import DEADLINE_SECONDS
 from tests.browser import chromium
 from tests.conftest import GeneratedModel, generate_model
 from tests.fate_http import call, import_archive
 from tests.metrics_scrape import Samples, moved, moved_in_all, scrape
 from tests.support.federation import LocalFederation
+from tests.support.serving_process import ServingTestServer
 
 ROLES = {"guest": [9999], "host": [10000], "arbiter": [10000]}
 DOWN_WITHIN = 30.0
 PAGE_WAIT = 30.0
+PAGE_SLACK = 5.0  # seconds the health page may take beyond its deadline on a loaded machine
 
 
 @dataclass
@@ -160,6 +163,10 @@ def test_version_page_shows_each_party_and_the_predict_dsl(
     assert "predict DSL" in text and "hetero_lr_0" in text and "deployed from" in text and story.model.version in text
     serving = _rows(browser, "serving")
     assert [row.split()[2] for row in serving] == ["bind", "load"]  # newest first: what FATE-Serving was told
+    files = [row.split() for row in _rows(browser, "files-guest-9999")]
+    assert files and all(len(cells) == 3 and cells[1].isdigit() and len(cells[2]) == 64 for cells in files)
+    copies = _rows(browser, "stored-copies")
+    assert len(copies) == len(story.model.archives) and all("none configured" in row for row in copies)
     _open(browser, fed, "/version", model_id=story.model.model_id, model_version=story.model.version)
     checkpoints = _rows(browser, "checkpoints-guest-9999")
     assert len(checkpoints) >= 2 and all(row.startswith("hetero_lr_0") for row in checkpoints)
@@ -195,17 +202,25 @@ def test_operations_page_shows_the_failed_deploy_with_its_partys_message(
 
 
 def test_a_party_stopped_by_pid_shows_as_down(
-    browser: webdriver.Chrome, fed: LocalFederation, story: Story, shots: Path
+    browser: webdriver.Chrome,
+    fed: LocalFederation,
+    servings: dict[str, ServingTestServer],
+    story: Story,
+    shots: Path,
 ) -> None:
     _open(browser, fed, "/health")
-    assert all(" up " in row for row in _rows(browser, "parties"))
+    rows = {row.split()[0]: row for row in _rows(browser, "parties")}
+    assert all(" up " in row and "GiB of" in row and "never" not in row for row in rows.values())
+    assert all(f"{servings[party].address} up" in rows[party] for party in ("9999", "10000"))
     assert browser.find_element(By.ID, "model-store").text == "none configured"
     pid = fed.pids()["agent-10000"]
     os.kill(pid, signal.SIGSTOP)  # stopped, not killed: `up` would end the federation with a dead child
     try:
         deadline = time.monotonic() + DOWN_WITHIN
         while True:
+            start = time.monotonic()
             _open(browser, fed, "/health")
+            assert time.monotonic() - start < DEADLINE_SECONDS + PAGE_SLACK  # a stopped party does not hold it up
             rows = {row.split()[0]: row for row in _rows(browser, "parties")}
             if " down" in rows["10000"] or time.monotonic() > deadline:
                 break

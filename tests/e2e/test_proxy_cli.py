@@ -22,6 +22,7 @@ from fate_registry.health import is_serving
 from fate_registry.packets import AGENT_ROLE, COORDINATOR_ROLE
 from fate_registry.v1.common_pb2 import PartyModelRef
 from tests.conftest import GeneratedModel, generate_model
+from tests.dashboard_pages import dashboard_page, tables
 from tests.flow_cli import flow, write_conf
 from tests.support.cluster import Cluster, agent_name
 from tests.support.netns import Topology
@@ -106,6 +107,15 @@ def test_agents_are_reachable_only_through_the_router(proxied: Proxied) -> None:
         address = proxied.cluster.agent_address(party)
         assert address.startswith(proxied.topology.agent_ip(party))
         assert not is_serving(address, timeout=2), f"agent {party} answered outside the router"
+
+
+def test_the_health_page_probes_each_party_through_the_router(proxied: Proxied) -> None:
+    """``DescribeParty`` is carried by the router like any call: each party up, its FATE-Serving reached."""
+    rows = {row[0]: row for row in tables(dashboard_page(proxied.cluster.http_address(), "/health"))["parties"]}
+    for party in PARTIES:
+        assert rows[party][1].endswith(f"via the proxy {proxied.rollsite.address}")
+        assert rows[party][2] == "up" and rows[party][5].isdigit() and "GiB of" in rows[party][6]
+        assert rows[party][7] == f"{proxied.servings[party].address} up"
 
 
 def test_import_deploy_load_bind_export_migrate_through_the_router(proxied: Proxied, tmp_path: Path) -> None:

@@ -1217,3 +1217,148 @@ class HomoDeployModelResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___HomoDeployModelResponse: _TypeAlias = HomoDeployModelResponse  # noqa: Y015
+
+@_typing.final
+class GetStoredCopyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def model(self) -> _common_pb2.PartyModelRef: ...
+    def __init__(
+        self,
+        *,
+        model: _common_pb2.PartyModelRef | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["model", b"model"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model", b"model"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStoredCopyRequest: _TypeAlias = GetStoredCopyRequest  # noqa: Y015
+
+@_typing.final
+class GetStoredCopyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ENGINE_FIELD_NUMBER: _builtins.int
+    PRESENT_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    SHA256_FIELD_NUMBER: _builtins.int
+    RECORDED_SHA256_FIELD_NUMBER: _builtins.int
+    engine: _builtins.str
+    """The configured engine (mysql, redis, tencent_cos); empty when no model store is configured."""
+    present: _builtins.bool
+    """Whether the engine holds a complete copy of the version."""
+    size_bytes: _builtins.int
+    """The engine's record of that copy now: its size and SHA-256 (hex), as written beside the bytes."""
+    sha256: _builtins.str
+    recorded_sha256: _builtins.str
+    """The SHA-256 this agent recorded when it last stored or restored the version; empty if it never did."""
+    def __init__(
+        self,
+        *,
+        engine: _builtins.str = ...,
+        present: _builtins.bool = ...,
+        size_bytes: _builtins.int = ...,
+        sha256: _builtins.str = ...,
+        recorded_sha256: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["engine", b"engine", "present", b"present", "recorded_sha256", b"recorded_sha256", "sha256", b"sha256", "size_bytes", b"size_bytes"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetStoredCopyResponse: _TypeAlias = GetStoredCopyResponse  # noqa: Y015
+
+@_typing.final
+class DescribePartyRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROBE_TIMEOUT_MS_FIELD_NUMBER: _builtins.int
+    probe_timeout_ms: _builtins.int
+    """How long each probe (a FATE-Serving, the model store) may take; the agent's default when 0."""
+    def __init__(
+        self,
+        *,
+        probe_timeout_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["probe_timeout_ms", b"probe_timeout_ms"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DescribePartyRequest: _TypeAlias = DescribePartyRequest  # noqa: Y015
+
+@_typing.final
+class Reachability(_message.Message):
+    """Whether one service this agent uses answered a probe."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TARGET_FIELD_NUMBER: _builtins.int
+    REACHABLE_FIELD_NUMBER: _builtins.int
+    MESSAGE_FIELD_NUMBER: _builtins.int
+    target: _builtins.str
+    """host:port of a FATE-Serving, or the model store's engine; never a credential."""
+    reachable: _builtins.bool
+    message: _builtins.str
+    """Why not, when not reachable."""
+    def __init__(
+        self,
+        *,
+        target: _builtins.str = ...,
+        reachable: _builtins.bool = ...,
+        message: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["message", b"message", "reachable", b"reachable", "target", b"target"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Reachability: _TypeAlias = Reachability  # noqa: Y015
+
+@_typing.final
+class DescribePartyResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    VERSIONS_HELD_FIELD_NUMBER: _builtins.int
+    DISK_FREE_BYTES_FIELD_NUMBER: _builtins.int
+    DISK_TOTAL_BYTES_FIELD_NUMBER: _builtins.int
+    SERVINGS_FIELD_NUMBER: _builtins.int
+    MODEL_STORE_FIELD_NUMBER: _builtins.int
+    ANSWER_MS_FIELD_NUMBER: _builtins.int
+    versions_held: _builtins.int
+    """The versions in this agent's model cache, of its party and the party ids it acts for."""
+    disk_free_bytes: _builtins.int
+    """The file system of the party's data directory."""
+    disk_total_bytes: _builtins.int
+    answer_ms: _builtins.int
+    """How long the agent took to answer (its probes), so the caller can tell the network's share."""
+    @_builtins.property
+    def servings(self) -> _containers.RepeatedCompositeFieldContainer[Global___Reachability]: ...
+    @_builtins.property
+    def model_store(self) -> Global___Reachability:
+        """Unset when no model store is configured."""
+
+    def __init__(
+        self,
+        *,
+        versions_held: _builtins.int = ...,
+        disk_free_bytes: _builtins.int = ...,
+        disk_total_bytes: _builtins.int = ...,
+        servings: _abc.Iterable[Global___Reachability] | None = ...,
+        model_store: Global___Reachability | None = ...,
+        answer_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["model_store", b"model_store"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["answer_ms", b"answer_ms", "disk_free_bytes", b"disk_free_bytes", "disk_total_bytes", b"disk_total_bytes", "model_store", b"model_store", "servings", b"servings", "versions_held", b"versions_held"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DescribePartyResponse: _TypeAlias = DescribePartyResponse  # noqa: Y015

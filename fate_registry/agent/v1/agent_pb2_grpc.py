@@ -139,6 +139,16 @@ class PartyAgentServiceStub:
                 request_serializer=fate__registry_dot_agent_dot_v1_dot_agent__pb2.HomoDeployModelRequest.SerializeToString,
                 response_deserializer=fate__registry_dot_agent_dot_v1_dot_agent__pb2.HomoDeployModelResponse.FromString,
                 _registered_method=True)
+        self.GetStoredCopy = channel.unary_unary(
+                '/fate_registry.agent.v1.PartyAgentService/GetStoredCopy',
+                request_serializer=fate__registry_dot_agent_dot_v1_dot_agent__pb2.GetStoredCopyRequest.SerializeToString,
+                response_deserializer=fate__registry_dot_agent_dot_v1_dot_agent__pb2.GetStoredCopyResponse.FromString,
+                _registered_method=True)
+        self.DescribeParty = channel.unary_unary(
+                '/fate_registry.agent.v1.PartyAgentService/DescribeParty',
+                request_serializer=fate__registry_dot_agent_dot_v1_dot_agent__pb2.DescribePartyRequest.SerializeToString,
+                response_deserializer=fate__registry_dot_agent_dot_v1_dot_agent__pb2.DescribePartyResponse.FromString,
+                _registered_method=True)
 
 
 class PartyAgentServiceServicer:
@@ -288,6 +298,20 @@ class PartyAgentServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetStoredCopy(self, request, context):
+        """The model store's copy of a version: present or not, and its digest beside the one recorded here.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DescribeParty(self, request, context):
+        """This party's state: versions held, its disk, and whether its FATE-Servings and model store answer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PartyAgentServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -395,6 +419,16 @@ def add_PartyAgentServiceServicer_to_server(servicer, server):
                     servicer.HomoDeployModel,
                     request_deserializer=fate__registry_dot_agent_dot_v1_dot_agent__pb2.HomoDeployModelRequest.FromString,
                     response_serializer=fate__registry_dot_agent_dot_v1_dot_agent__pb2.HomoDeployModelResponse.SerializeToString,
+            ),
+            'GetStoredCopy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetStoredCopy,
+                    request_deserializer=fate__registry_dot_agent_dot_v1_dot_agent__pb2.GetStoredCopyRequest.FromString,
+                    response_serializer=fate__registry_dot_agent_dot_v1_dot_agent__pb2.GetStoredCopyResponse.SerializeToString,
+            ),
+            'DescribeParty': grpc.unary_unary_rpc_method_handler(
+                    servicer.DescribeParty,
+                    request_deserializer=fate__registry_dot_agent_dot_v1_dot_agent__pb2.DescribePartyRequest.FromString,
+                    response_serializer=fate__registry_dot_agent_dot_v1_dot_agent__pb2.DescribePartyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -964,6 +998,60 @@ class PartyAgentService:
             '/fate_registry.agent.v1.PartyAgentService/HomoDeployModel',
             fate__registry_dot_agent_dot_v1_dot_agent__pb2.HomoDeployModelRequest.SerializeToString,
             fate__registry_dot_agent_dot_v1_dot_agent__pb2.HomoDeployModelResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetStoredCopy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fate_registry.agent.v1.PartyAgentService/GetStoredCopy',
+            fate__registry_dot_agent_dot_v1_dot_agent__pb2.GetStoredCopyRequest.SerializeToString,
+            fate__registry_dot_agent_dot_v1_dot_agent__pb2.GetStoredCopyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DescribeParty(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/fate_registry.agent.v1.PartyAgentService/DescribeParty',
+            fate__registry_dot_agent_dot_v1_dot_agent__pb2.DescribePartyRequest.SerializeToString,
+            fate__registry_dot_agent_dot_v1_dot_agent__pb2.DescribePartyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -73,6 +73,10 @@ class PartyAgentServiceStub:
     GetCheckpoint: _grpc.UnaryUnaryMultiCallable[_agent_pb2.GetCheckpointRequest, _agent_pb2.GetCheckpointResponse]
     HomoConvertModel: _grpc.UnaryUnaryMultiCallable[_agent_pb2.HomoConvertModelRequest, _agent_pb2.HomoConvertModelResponse]
     HomoDeployModel: _grpc.UnaryUnaryMultiCallable[_agent_pb2.HomoDeployModelRequest, _agent_pb2.HomoDeployModelResponse]
+    GetStoredCopy: _grpc.UnaryUnaryMultiCallable[_agent_pb2.GetStoredCopyRequest, _agent_pb2.GetStoredCopyResponse]
+    """The model store's copy of a version: present or not, and its digest beside the one recorded here."""
+    DescribeParty: _grpc.UnaryUnaryMultiCallable[_agent_pb2.DescribePartyRequest, _agent_pb2.DescribePartyResponse]
+    """This party's state: versions held, its disk, and whether its FATE-Servings and model store answer."""
 
 @_typing.type_check_only
 class PartyAgentServiceAsyncStub(PartyAgentServiceStub):
@@ -117,6 +121,10 @@ class PartyAgentServiceAsyncStub(PartyAgentServiceStub):
     GetCheckpoint: _aio.UnaryUnaryMultiCallable[_agent_pb2.GetCheckpointRequest, _agent_pb2.GetCheckpointResponse]  # type: ignore[assignment]
     HomoConvertModel: _aio.UnaryUnaryMultiCallable[_agent_pb2.HomoConvertModelRequest, _agent_pb2.HomoConvertModelResponse]  # type: ignore[assignment]
     HomoDeployModel: _aio.UnaryUnaryMultiCallable[_agent_pb2.HomoDeployModelRequest, _agent_pb2.HomoDeployModelResponse]  # type: ignore[assignment]
+    GetStoredCopy: _aio.UnaryUnaryMultiCallable[_agent_pb2.GetStoredCopyRequest, _agent_pb2.GetStoredCopyResponse]  # type: ignore[assignment]
+    """The model store's copy of a version: present or not, and its digest beside the one recorded here."""
+    DescribeParty: _aio.UnaryUnaryMultiCallable[_agent_pb2.DescribePartyRequest, _agent_pb2.DescribePartyResponse]  # type: ignore[assignment]
+    """This party's state: versions held, its disk, and whether its FATE-Servings and model store answer."""
 
 class PartyAgentServiceServicer(metaclass=_abc_1.ABCMeta):
     @_abc_1.abstractmethod
@@ -284,5 +292,21 @@ class PartyAgentServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _agent_pb2.HomoDeployModelRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_agent_pb2.HomoDeployModelResponse, _abc.Awaitable[_agent_pb2.HomoDeployModelResponse]]: ...
+
+    @_abc_1.abstractmethod
+    def GetStoredCopy(
+        self,
+        request: _agent_pb2.GetStoredCopyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.GetStoredCopyResponse, _abc.Awaitable[_agent_pb2.GetStoredCopyResponse]]:
+        """The model store's copy of a version: present or not, and its digest beside the one recorded here."""
+
+    @_abc_1.abstractmethod
+    def DescribeParty(
+        self,
+        request: _agent_pb2.DescribePartyRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_agent_pb2.DescribePartyResponse, _abc.Awaitable[_agent_pb2.DescribePartyResponse]]:
+        """This party's state: versions held, its disk, and whether its FATE-Servings and model store answer."""
 
 def add_PartyAgentServiceServicer_to_server(servicer: PartyAgentServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
