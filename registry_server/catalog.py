@@ -21,7 +21,7 @@ from fate_registry.errors import Reason, RegistryError
 from fate_registry.identity import job_ids
 from fate_registry.v1.common_pb2 import ImportModelResult, PartyModelInfo
 from registry_server.operation_records import OperationRecords, operation_table, timestamp
-from registry_server.serving_state import DEPLOYED, PARENT, ServingRecords, serving_tables
+from registry_server.serving_state import PARENT, ServingRecords, serving_tables
 from registry_server.tag_store import TagStore
 from registry_server.version_list import VersionListing
 
@@ -157,9 +157,10 @@ class Catalog(OperationRecords, VersionListing, ServingRecords):
                 [version.model_id, version.model_version, version.create_time, version.state],
             ).execute()
             stateless = True
-        if stateless:
-            children = pm.select(pm.model_version).where(pm.parent == False)  # noqa: E712  # SQL, not Python
-            version.update(state=DEPLOYED).where(version.model_version.in_(children)).execute()
+        if stateless:  # every version starts as a parent: only the children's state is to be told
+            child = pm.select(pm.model_id, pm.model_version).where(pm.parent == False)  # noqa: E712  # SQL, not Python
+            children = [(row.model_id, row.model_version) for row in child.distinct()]
+            in_transaction(self.db, lambda: self.restate(children))
 
     def _add_missing_indexes(self, table: Any) -> None:
         """Create the indexes of ``table`` that an existing table lacks (SQLite's create_tables does; MySQL's not)."""

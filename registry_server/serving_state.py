@@ -148,9 +148,8 @@ class ServingRecords:
         """Which of ``keys`` have a row in ``table`` (None: a child row among the party rows)."""
         pm = self._party_model
         rows = pm if table is None else table
-        query = rows.select(rows.model_id, rows.model_version).where(
-            rows.model_id.in_(list({m for m, _ in keys})) & rows.model_version.in_([v for _, v in keys])
-        )
+        # By version id (the index of the party rows: a model's many versions share its id); the pairs are matched here.
+        query = rows.select(rows.model_id, rows.model_version).where(rows.model_version.in_([v for _, v in keys]))
         if table is None:
             query = query.where(pm.parent == False)  # noqa: E712  # SQL, not Python
         return {(row.model_id, row.model_version) for row in query} & set(keys)
