@@ -277,6 +277,11 @@ def _add_model_commands(commands: _Commands) -> None:
         "list-versions", "list the versions of a model id, or of every model, newest first", handlers.list_versions
     )
     parser.add_argument("--model-id", default="", help="model id (default: every model)")
+    _party(parser, required=False)
+    parser.add_argument("-t", "--tag", default="", help="only the versions carrying this tag")
+    parser.add_argument(
+        "--state", default="", help="only the versions in this state: parent, deployed, loaded or bound"
+    )
     _paging(parser)
 
 

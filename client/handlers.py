@@ -238,7 +238,15 @@ def delete(args: argparse.Namespace) -> Answer:
 
 def list_versions(args: argparse.Namespace) -> Answer:
     """``flow model list-versions``: a page of the catalog's versions of a model."""
-    request = pb.ListModelVersionsRequest(model_id=args.model_id, page_size=args.page_size, page_token=args.page_token)
+    request = pb.ListModelVersionsRequest(
+        model_id=args.model_id,
+        party_id=args.party_id or "",
+        role=args.role or "",
+        tag=args.tag,
+        state=args.state,
+        page_size=args.page_size,
+        page_token=args.page_token,
+    )
     with _connect(args) as client:
         return render.versions_answer(client.list_model_versions(request))
 

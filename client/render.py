@@ -354,7 +354,7 @@ def homo_deploy_answer(response: pb.HomoDeployModelResponse) -> Answer:
 
 
 def versions_answer(response: pb.ListModelVersionsResponse) -> Answer:
-    """A page of a model's versions, each with its parties by role, and the next page token."""
+    """A page of versions, each with its parties by role, bytes, state and tags, and the next page token."""
     rows = []
     for version in response.versions:
         roles: dict[str, list[str]] = {}
@@ -367,6 +367,9 @@ def versions_answer(response: pb.ListModelVersionsResponse) -> Answer:
                     "model_version": version.model_version,
                     "create_date": fate_date(version, "create_time"),
                     "roles": roles,
+                    "size_bytes": version.size_bytes,
+                    "state": version.state,
+                    "tags": list(version.tags),
                 }
             )
         )

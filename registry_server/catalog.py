@@ -1,6 +1,7 @@
 """The coordinator's federation-wide catalog.
 
-Party model versions, and the operation log (:mod:`registry_server.operation_records`).
+Party model versions, their list (:mod:`registry_server.version_list`), what FATE-Serving was told of them
+(:mod:`registry_server.serving_state`), and the operation log (:mod:`registry_server.operation_records`).
 
 Rows stay inside; callers get protobuf entities (PartyModelInfo, Operation) or dataclasses.
 """
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import peewee
 from playhouse.migrate import SchemaMigrator, migrate
@@ -17,11 +19,11 @@ from fate_registry.config import DatabaseConf
 from fate_registry.db import base_model, conflict_target, in_transaction, now_ms, open_database
 from fate_registry.errors import Reason, RegistryError
 from fate_registry.identity import job_ids
-from fate_registry.v1.common_pb2 import ImportModelResult, Party, PartyModelInfo
-from fate_registry.v1.registry_pb2 import ModelVersion
-from registry_server import paging
+from fate_registry.v1.common_pb2 import ImportModelResult, PartyModelInfo
 from registry_server.operation_records import OperationRecords, operation_table, timestamp
+from registry_server.serving_state import PARENT, ServingRecords, serving_tables
 from registry_server.tag_store import TagStore
+from registry_server.version_list import VersionListing
 
 
 @dataclass(frozen=True)
@@ -34,7 +36,7 @@ class ModelFilter:
     party_id: str = ""
 
 
-class Catalog(OperationRecords):
+class Catalog(OperationRecords, VersionListing, ServingRecords):
     """``owner`` names the coordinator replica this catalog writes operations for (see :mod:`replicas`)."""
 
     def __init__(self, conf: DatabaseConf, owner: str = "") -> None:
@@ -60,7 +62,10 @@ class Catalog(OperationRecords):
 
             class Meta:
                 table_name = "t_registry_party_model"
-                indexes = ((("model_id", "model_version", "role", "party_id"), True),)
+                indexes = (
+                    (("model_id", "model_version", "role", "party_id"), True),
+                    (("party_id", "role", "model_version"), False),  # a party's versions (version_list)
+                )
 
         class VersionRow(base):  # type: ignore[misc, valid-type]
             """One row per model version some party holds.
@@ -71,6 +76,7 @@ class Catalog(OperationRecords):
             model_id = peewee.CharField(max_length=255)
             model_version = peewee.CharField(max_length=255)
             create_time = peewee.BigIntegerField()
+            state = peewee.CharField(max_length=20, default=PARENT)  # serving_state.STATES
 
             class Meta:
                 table_name = "t_registry_model_version"
@@ -78,9 +84,12 @@ class Catalog(OperationRecords):
                     (("model_id", "model_version"), True),
                     (("model_id", "create_time", "model_version"), False),
                     (("create_time", "model_version"), False),
+                    (("state", "create_time", "model_version"), False),
+                    (("model_version",), False),  # a tag's or a party's few versions (version_list)
                 )
 
         OperationRow = operation_table(base)
+        LoadedParty, ServiceBinding = serving_tables(base)
 
         class HostedParty(base):  # type: ignore[misc, valid-type]
             """A party id that is not one of this federation's, whose migrated slices stay with the agent of ``site``.
@@ -108,22 +117,57 @@ class Catalog(OperationRecords):
         self._operation = OperationRow
         self._version_id = VersionId
         self._hosted = HostedParty
+        self._loaded = LoadedParty
+        self._binding = ServiceBinding
+        tables = [PartyModel, VersionRow, OperationRow, VersionId, HostedParty, LoadedParty, ServiceBinding]
         with self.db.connection_context():
-            self.db.create_tables([PartyModel, VersionRow, OperationRow, VersionId, HostedParty])
-            self._upgrade()
+            stateless = self._add_missing_columns()
+            self.db.create_tables(tables)
+            self._upgrade(stateless)
+            for table in tables:
+                self._add_missing_indexes(table)
         self.tags = TagStore(self.db)
 
-    def _upgrade(self) -> None:
-        """Bring a catalog written by an earlier release up to date: the owner column, the version rows."""
-        op, pm, version = self._operation, self._party_model, self._version
-        if "owner" not in {c.name for c in self.db.get_columns(op._meta.table_name)}:
-            migrate(SchemaMigrator.from_database(self.db).add_column(op._meta.table_name, "owner", op.owner))
+    def _add_missing_columns(self) -> bool:
+        """Add the columns that the tables of an earlier release lack; whether the versions' state was one.
+
+        Before the tables' indexes are made: SQLite takes an index's unknown column name for a string.
+        """
+        added = []
+        for table, column in ((self._operation, "owner"), (self._version, "state")):
+            name = table._meta.table_name
+            if self.db.table_exists(name) and column not in {c.name for c in self.db.get_columns(name)}:
+                migrate(SchemaMigrator.from_database(self.db).add_column(name, column, table._meta.fields[column]))
+                added.append(column)
+        return "state" in added
+
+    def _upgrade(self, stateless: bool) -> None:
+        """Bring a catalog written by an earlier release up to date: the version rows, their state.
+
+        ``stateless``: the state column was just added. A version's state starts as parent or deployed: what
+        FATE-Serving was told before is not known.
+        """
+        pm, version = self._party_model, self._version
         if not version.select().exists() and pm.select().exists():
             created = peewee.fn.MIN(pm.create_time)
             version.insert_from(
-                pm.select(pm.model_id, pm.model_version, created).group_by(pm.model_id, pm.model_version),
-                [version.model_id, version.model_version, version.create_time],
+                pm.select(pm.model_id, pm.model_version, created, peewee.Value(PARENT)).group_by(
+                    pm.model_id, pm.model_version
+                ),
+                [version.model_id, version.model_version, version.create_time, version.state],
             ).execute()
+            stateless = True
+        if stateless:  # every version starts as a parent: only the children's state is to be told
+            child = pm.select(pm.model_id, pm.model_version).where(pm.parent == False)  # noqa: E712  # SQL, not Python
+            children = [(row.model_id, row.model_version) for row in child.distinct()]
+            in_transaction(self.db, lambda: self.restate(children))
+
+    def _add_missing_indexes(self, table: Any) -> None:
+        """Create the indexes of ``table`` that an existing table lacks (SQLite's create_tables does; MySQL's not)."""
+        present = {index.name for index in self.db.get_indexes(table._meta.table_name)}
+        for index in table._meta.fields_to_index():
+            if index._name not in present:
+                self.db.execute(table._schema._create_index(index, safe=False))  # type: ignore[no-untyped-call]
 
     def close(self) -> None:
         self.db.close()
@@ -205,6 +249,7 @@ class Catalog(OperationRecords):
                 self._hosted.insert_many(
                     [{"party_id": party, "site": site} for party, site in sites.items()]
                 ).on_conflict_ignore().execute()
+            self.restate(versions)
 
         in_transaction(self.db, write)
 
@@ -220,23 +265,9 @@ class Catalog(OperationRecords):
                 & (version.model_version == model_version)
                 & ~peewee.fn.EXISTS(pm.select(pm.id).where(same_version))
             ).execute()
+            self.forget_serving(model_id, model_version, role, party_id)
 
         in_transaction(self.db, delete)
-
-    def count_loads(self, model_id: str, model_version: str, parties: Sequence[tuple[str, str]]) -> None:
-        """FATE's loaded_times: +1 for each (role, party) that loaded, in one transaction."""
-        pm = self._party_model
-
-        def count() -> None:
-            for role, party_id in parties:
-                pm.update(loaded_times=pm.loaded_times + 1).where(
-                    (pm.model_id == model_id)
-                    & (pm.model_version == model_version)
-                    & (pm.role == role)
-                    & (pm.party_id == party_id)
-                ).execute()
-
-        in_transaction(self.db, count)
 
     def new_version_id(self) -> str:
         """A FATE-style job id that no one else got: the database's primary key decides, not a clock."""
@@ -293,44 +324,6 @@ class Catalog(OperationRecords):
                     query = query.where(column == "")  # the value is bound at each call
             sql = self._find_sqls[filled] = query.order_by(pm.role, pm.party_id).sql()[0]
         return sql
-
-    def list_versions(self, model_id: str, page_size: int, page_token: str) -> tuple[list[ModelVersion], str]:
-        """Versions newest first, with the parties holding each; keyset-paged on (create_time, version)."""
-        pm, version = self._party_model, self._version
-        query = version.select()
-        if model_id:
-            query = query.where(version.model_id == model_id)
-        if page_token:
-            start, last = paging.decode_token(page_token)
-            query = query.where(
-                (version.create_time < start) | ((version.create_time == start) & (version.model_version < last))
-            )
-        size = paging.page_size(page_size)
-        with self.db.connection_context():
-            groups = list(query.order_by(version.create_time.desc(), version.model_version.desc()).limit(size + 1))
-            more = len(groups) > size
-            groups = groups[:size]
-            parties = list(
-                pm.select(pm.model_id, pm.model_version, pm.role, pm.party_id)
-                .where(pm.model_version.in_([g.model_version for g in groups]))
-                .order_by(pm.role, pm.party_id)
-                .dicts()
-            )
-        versions = [
-            ModelVersion(
-                model_id=g.model_id,
-                model_version=g.model_version,
-                create_time=timestamp(g.create_time),
-                parties=[
-                    Party(role=p["role"], party_id=p["party_id"])
-                    for p in parties
-                    if (p["model_id"], p["model_version"]) == (g.model_id, g.model_version)
-                ],
-            )
-            for g in groups
-        ]
-        token = paging.encode_token(groups[-1].create_time, groups[-1].model_version) if more else ""
-        return versions, token
 
     def count_versions(self) -> int:
         """The model versions some party holds."""

@@ -159,8 +159,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
     def ListModelVersions(
         self, request: registry_pb2.ListModelVersionsRequest, context: grpc.ServicerContext
     ) -> registry_pb2.ListModelVersionsResponse:
-        versions, token = self.catalog.list_versions(request.model_id, request.page_size, request.page_token)
-        return registry_pb2.ListModelVersionsResponse(versions=versions, next_page_token=token)
+        return self.catalog.list_versions(request)
 
     # -- multi-party operations -----------------------------------------------------------------------
 

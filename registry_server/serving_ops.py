@@ -139,7 +139,7 @@ class ServingOps:
         loaded = [(r.role, r.party_id) for r in results if r.retcode == 0]
         for role, party in loaded:  # a party may have brought the version back from the model store
             self.learn(model.ref(role, party))
-        self.services.catalog.count_loads(model.model_id, model.model_version, loaded)
+        self.services.catalog.mark_loaded(model.model_id, model.model_version, loaded)
         return pb.LoadModelResponse(job_id=job_ids.next(), results=results)
 
     def bind(self, request: pb.BindModelRequest, caller: str) -> pb.BindModelResponse:
@@ -165,11 +165,17 @@ class ServingOps:
         )
         bind = self._calling(AgentRpc.BIND_MODEL, lambda role, party: message)
         results = self._fan("bind", caller, model, [(initiator.role, initiator.party_id)], bind)
+        if all(r.retcode == 0 for r in results):
+            self.services.catalog.mark_bound(
+                model.model_id, model.model_version, initiator.party_id, request.service_id
+            )
         return pb.BindModelResponse(service_id=request.service_id, results=results)
 
     def unload(self, request: pb.UnloadModelRequest, caller: str) -> pb.UnloadModelResponse:
         model = resolve(self.adoption, request.model_id, request.model_version, "", {})
         results = self._fan("unload", caller, model, self._serving_parties(model), self._unloading(model))
+        unloaded = [(r.role, r.party_id) for r in results if r.retcode == 0]
+        self.services.catalog.mark_unloaded(model.model_id, model.model_version, unloaded)
         return pb.UnloadModelResponse(results=results)
 
     def unbind(self, request: pb.UnbindModelRequest, caller: str) -> pb.UnbindModelResponse:
@@ -183,4 +189,7 @@ class ServingOps:
                 model=model.ref(role, party), service_ids=list(request.service_ids)
             ),
         )
-        return pb.UnbindModelResponse(results=self._fan("unbind", caller, model, guests, unbind))
+        results = self._fan("unbind", caller, model, guests, unbind)
+        if any(r.retcode == 0 for r in results):
+            self.services.catalog.mark_unbound(model.model_id, model.model_version, list(request.service_ids))
+        return pb.UnbindModelResponse(results=results)

@@ -9,6 +9,8 @@ concurrent ``add`` calls cannot both succeed, and a missing tag is created the s
 
 from __future__ import annotations
 
+from typing import Any
+
 import peewee
 
 from fate_registry.db import base_model, now_ms
@@ -134,6 +136,28 @@ class TagStore:
             return [
                 row.model_version for row in link.select(link.model_version).where(link.tag == tag_id).order_by(link.id)
             ]
+
+    def tagged(self, tag_name: str, version: Any = None) -> Any:
+        """A subquery of the model versions carrying the tag named exactly ``tag_name`` (none for an unknown tag).
+
+        ``version``: a column of an outer query; only its version then.
+        """
+        tag, link = self._tag, self._model_tag
+        named = tag.name == tag_name
+        query = link.select(link.model_version).join(tag, on=link.tag == tag.id)
+        return query.where(named if version is None else named & (link.model_version == version))
+
+    def names_on(self, versions: list[str]) -> dict[str, list[str]]:
+        """The names of the tags on each of ``versions`` (that has any), in the order they were added: one query."""
+        tag, link = self._tag, self._model_tag
+        names: dict[str, list[str]] = {}
+        if not versions:
+            return names
+        query = link.select(link.model_version, tag.name).join(tag, on=link.tag == tag.id)
+        with self.db.connection_context():
+            for row in query.where(link.model_version.in_(versions)).order_by(link.id).dicts():
+                names.setdefault(row["model_version"], []).append(row["name"])
+        return names
 
     def update(self, tag_name: str, new_name: str, new_description: str) -> str:
         """Rename and re-describe a tag; the description is replaced (cleared when empty), as in FATE."""

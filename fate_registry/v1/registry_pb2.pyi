@@ -1023,19 +1023,35 @@ class ListModelVersionsRequest(_message.Message):
     MODEL_ID_FIELD_NUMBER: _builtins.int
     PAGE_SIZE_FIELD_NUMBER: _builtins.int
     PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    PARTY_ID_FIELD_NUMBER: _builtins.int
+    ROLE_FIELD_NUMBER: _builtins.int
+    TAG_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
     model_id: _builtins.str
     page_size: _builtins.int
     page_token: _builtins.str
+    party_id: _builtins.str
+    """Only the versions a party of this id holds (with role: holds in that role)."""
+    role: _builtins.str
+    """Only the versions some party holds in this role."""
+    tag: _builtins.str
+    """Only the versions carrying this tag."""
+    state: _builtins.str
+    """Only the versions in this state: parent, deployed, loaded or bound (ModelVersion.state)."""
     def __init__(
         self,
         *,
         model_id: _builtins.str = ...,
         page_size: _builtins.int = ...,
         page_token: _builtins.str = ...,
+        party_id: _builtins.str = ...,
+        role: _builtins.str = ...,
+        tag: _builtins.str = ...,
+        state: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["model_id", b"model_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model_id", b"model_id", "page_size", b"page_size", "page_token", b"page_token", "party_id", b"party_id", "role", b"role", "state", b"state", "tag", b"tag"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -1072,12 +1088,25 @@ class ModelVersion(_message.Message):
     MODEL_VERSION_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
     PARTIES_FIELD_NUMBER: _builtins.int
+    SIZE_BYTES_FIELD_NUMBER: _builtins.int
+    STATE_FIELD_NUMBER: _builtins.int
+    TAGS_FIELD_NUMBER: _builtins.int
     model_id: _builtins.str
     model_version: _builtins.str
+    size_bytes: _builtins.int
+    """The bytes of every party's slice."""
+    state: _builtins.str
+    """"bound" (bound to a service id and not unbound since), else "loaded" (some party loaded it into FATE-Serving and
+    did not unload it since), else "deployed" (a child), else "parent".
+    """
     @_builtins.property
     def create_time(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def parties(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Party]: ...
+    @_builtins.property
+    def tags(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The names of its tags, in the order they were added."""
+
     def __init__(
         self,
         *,
@@ -1085,10 +1114,13 @@ class ModelVersion(_message.Message):
         model_version: _builtins.str = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
         parties: _abc.Iterable[_common_pb2.Party] | None = ...,
+        size_bytes: _builtins.int = ...,
+        state: _builtins.str = ...,
+        tags: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "model_id", b"model_id", "model_version", b"model_version", "parties", b"parties"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "model_id", b"model_id", "model_version", b"model_version", "parties", b"parties", "size_bytes", b"size_bytes", "state", b"state", "tags", b"tags"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -137,9 +137,14 @@ def test_models_page_searches_and_pages(
     _follow(browser, browser.find_element(By.TAG_NAME, "button"), "party_id=99")
     searched = _rows(browser, "models")
     assert searched and all("guest:99" in row for row in searched) and story.migrated_model_id in searched[0]
+    _open(browser, fed, "/", state="bound")  # loaded, then bound to svc-dash
+    bound = _rows(browser, "models")
+    assert len(bound) == 1 and story.child in bound[0] and "bound" in bound[0]
     _open(browser, fed, "/", state="loaded")
-    loaded = _rows(browser, "models")
-    assert len(loaded) == 1 and story.child in loaded[0] and "loaded" in loaded[0]
+    assert _rows(browser, "models") == []
+    _open(browser, fed, "/", state="parent", party_id="10000", role="host")
+    parents = _rows(browser, "models")
+    assert len(parents) == 1 and story.model.version in parents[0] and "parent" in parents[0]
     _open(browser, fed, "/", tag="champion")
     champions = _rows(browser, "models")
     assert len(champions) == 1 and story.model.version in champions[0] and "champion" in champions[0]

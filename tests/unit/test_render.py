@@ -295,6 +295,9 @@ def test_paged_answers_carry_the_next_page_token() -> None:
         model_version="v1",
         create_time=Timestamp(seconds=int(CREATED.timestamp())),
         parties=[common.Party(role="guest", party_id="9999"), common.Party(role="host", party_id="10000")],
+        size_bytes=8192,
+        state="bound",
+        tags=["prod"],
     )
     answer = render.versions_answer(pb.ListModelVersionsResponse(versions=[version], next_page_token="t2"))
     assert answer["meta"] == {"next_page_token": "t2"}
@@ -304,6 +307,9 @@ def test_paged_answers_carry_the_next_page_token() -> None:
             "model_version": "v1",
             "create_date": local_date(CREATED),
             "roles": {"guest": ["9999"], "host": ["10000"]},
+            "size_bytes": 8192,
+            "state": "bound",
+            "tags": ["prod"],
         }
     ]
     operation = pb.Operation(operation_id="1", operation="deploy", status="failed", retcode=101, retmsg="failed")

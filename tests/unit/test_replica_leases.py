@@ -11,6 +11,7 @@ from prometheus_client import REGISTRY
 from fate_registry.config import DatabaseConf
 from fate_registry.errors import Reason, RegistryError, Retcode
 from fate_registry.v1.common_pb2 import PartyModelInfo, PartyResult
+from fate_registry.v1.registry_pb2 import ListModelVersionsRequest
 from registry_server.catalog import Catalog
 from registry_server.replicas import Leases
 from tests.support.cluster import wait_until
@@ -124,9 +125,11 @@ def test_a_catalog_without_version_rows_gets_them_on_opening(conf: DatabaseConf)
     catalog.close()
     reopened = Catalog(conf)
     try:
-        versions, _ = reopened.list_versions("m", 10, "")
+        versions = reopened.list_versions(ListModelVersionsRequest(model_id="m")).versions
         assert sorted(v.model_version for v in versions) == ["v1", "v2"]
         reopened.forget("m", "v1", "guest", "9999")
-        assert [v.model_version for v in reopened.list_versions("m", 10, "")[0]] == ["v2"]
+        assert [v.model_version for v in reopened.list_versions(ListModelVersionsRequest(model_id="m")).versions] == [
+            "v2"
+        ]
     finally:
         reopened.close()
