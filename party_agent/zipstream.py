@@ -60,6 +60,7 @@ MAX_TRAILER_BYTES = 64 * 1024 * 1024
 INFLATE_PIECE_BYTES = 1024 * 1024
 #: Inflated pieces that may wait for the consumer: memory stays flat while both sides run.
 INFLATE_AHEAD = 4
+INFLATE_THREAD = "inflate"
 #: What ISA-L raises for a corrupt deflate stream (its stubs type it as an instance, not a class).
 _INFLATE_ERROR: type[Exception] = isal_zlib.error  # type: ignore[assignment]
 _TRAILER_SIGS = (SIG_BYTES[CENTRAL_SIG], SIG_BYTES[END_SIG], SIG_BYTES[ZIP64_END_SIG])
@@ -270,7 +271,10 @@ class _Reader:
                 yield self._passed(out, header, given)
                 out = inflate.decompress(inflate.unconsumed_tail, INFLATE_PIECE_BYTES)
         except _INFLATE_ERROR:
-            raise RegistryError(Reason.DATA_LOSS, "an archive entry's compressed data is corrupt") from None
+            raise RegistryError(
+                Reason.DATA_LOSS,
+                f"archive entry {quoted(header.name)} is corrupt: its compressed data does not inflate",
+            ) from None
 
     def _passed(self, data: memoryview | bytes, header: _Header, given: _Given) -> memoryview | bytes:
         """The entry's next bytes, once they pass the limits."""
@@ -345,7 +349,7 @@ def _ahead(pieces: Iterator[memoryview | bytes]) -> Iterator[memoryview | bytes]
     archive: the reader goes on once the last piece (after the entry's checks) is handed over. It stops once the
     consumer stops asking; its errors are raised to the consumer.
     """
-    yield from prefetch(pieces, INFLATE_AHEAD)
+    yield from prefetch(pieces, INFLATE_AHEAD, INFLATE_THREAD)
 
 
 @dataclass
