@@ -70,7 +70,7 @@ def test_import_every_party_then_info_then_byte_identical_export(
 
 
 class _Unseekable(io.RawIOBase):
-    """A file zipfile cannot seek back in: it then writes a data descriptor after each entry, as streaming writers do."""
+    """A file zipfile cannot seek back in: it writes a data descriptor after each entry, as streaming writers do."""
 
     def __init__(self, path: Path) -> None:
         self._file = path.open("wb")
