@@ -68,3 +68,20 @@ def write_conf(directory: Path, name: str, body: dict[str, Any]) -> str:
     path = directory / name
     path.write_text(json.dumps(body))
     return str(path)
+
+
+def import_slices(
+    target: Reachable, archives: Mapping[tuple[str, str], Path], model_id: str, version: str, directory: Path
+) -> None:
+    """Every party's slice, ``archives`` by (role, party id), through `flow model import`; each answer checked."""
+    for (role, party), archive in archives.items():
+        body = {
+            "role": role,
+            "party_id": int(party),
+            "model_id": model_id,
+            "model_version": version,
+            "file": str(archive),
+            "force_update": False,
+        }
+        code, answer = flow(target, "model", "import", "-c", write_conf(directory, f"import-{role}.json", body))
+        assert code == 0, answer
