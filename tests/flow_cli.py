@@ -85,3 +85,15 @@ def import_slices(
         }
         code, answer = flow(target, "model", "import", "-c", write_conf(directory, f"import-{role}.json", body))
         assert code == 0, answer
+
+
+def store_version(target: Reachable, keys: Mapping[str, Any], directory: Path) -> tuple[int, dict[str, Any]]:
+    """`flow model export --to-database` of the version ``keys`` name (FATE's four keys), not forced."""
+    conf = write_conf(directory, "store.json", {**keys, "force_update": False})
+    return flow(target, "model", "export", "-c", conf, "--to-database")
+
+
+def delete_version(target: Reachable, keys: Mapping[str, Any], *extra: str) -> tuple[int, dict[str, Any]]:
+    """`flow model delete` of the version ``keys`` name (FATE's four keys); ``extra``: e.g. ``--from-store``."""
+    version = ["--model-id", keys["model_id"], "--model-version", keys["model_version"]]
+    return flow(target, "model", "delete", *version, "-r", keys["role"], "-p", str(keys["party_id"]), *extra)

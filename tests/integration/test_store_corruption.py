@@ -26,7 +26,7 @@ from fate_registry.identity import party_model_id
 from fate_registry.v1 import common_pb2 as common
 from fate_registry.v1 import registry_pb2 as pb
 from tests.conftest import GeneratedModel, generate_model
-from tests.flow_cli import flow, write_conf
+from tests.flow_cli import delete_version, flow, import_slices, store_version, write_conf
 from tests.support import services
 from tests.support.federation import LocalFederation
 
@@ -152,32 +152,13 @@ def _keys(model: GeneratedModel) -> dict[str, Any]:
 
 
 def _import_and_store(fed: LocalFederation, model: GeneratedModel, tmp_path: Path) -> None:
-    keys = _keys(model)
-    archive = str(model.archives[ROLE, PARTY])
-    code, imported = flow(
-        fed, "model", "import", "-c", write_conf(tmp_path, "i.json", {**keys, "file": archive, "force_update": False})
-    )
-    assert code == 0, imported
-    code, stored = flow(
-        fed, "model", "export", "-c", write_conf(tmp_path, "s.json", {**keys, "force_update": False}), "--to-database"
-    )
+    import_slices(fed, {(ROLE, PARTY): model.archives[ROLE, PARTY]}, model.model_id, model.version, tmp_path)
+    code, stored = store_version(fed, _keys(model), tmp_path)
     assert code == 0 and stored["retcode"] == 0, stored
 
 
 def _delete_local(fed: LocalFederation, model: GeneratedModel) -> None:
-    code, deleted = flow(
-        fed,
-        "model",
-        "delete",
-        "--model-id",
-        model.model_id,
-        "--model-version",
-        model.version,
-        "-r",
-        ROLE,
-        "-p",
-        PARTY,
-    )
+    code, deleted = delete_version(fed, _keys(model))
     assert code == 0, deleted
 
 
