@@ -68,25 +68,16 @@ class VersionLifecycle:
     def publish(self, staged: Path, record: PartyModelRecord, replace: bool) -> None:
         """Rename ``staged`` to the record's version directory and save the record, atomically."""
         ref = record.ref
+        if not replace:
+            self._refuse_existing(ref)
         target = self.cache.version_dir(ref)
-        trash = self.cache.root / TRASH / uuid.uuid4().hex
-        exists = self.cache.has_model(ref)
-        if exists and not replace:
-            raise RegistryError(Reason.MODEL_EXISTS, "Model already exists.")
-        relative = self.cache.relative
-        pending = PendingPublish(
-            uuid.uuid4().hex, relative(target), relative(staged), relative(trash) if target.exists() else "", record
-        )
-        self.metadata.add_pending(pending)
+        trash = self._new_trash() if target.exists() else None
+        pending = self._journal(target, staged, trash, record)
         faultpoints.reached("agent.publish.journalled")
-        target.parent.mkdir(parents=True, exist_ok=True)
-        if target.exists():
-            os.rename(target, trash)
-        os.rename(staged, target)
-        fsync_dir(target.parent)
-        faultpoints.reached("agent.publish.renamed")
+        self._rename_into_place(staged, target, aside=trash)
         self.metadata.complete(pending.id, record)
-        shutil.rmtree(trash, ignore_errors=True)
+        if trash is not None:
+            shutil.rmtree(trash, ignore_errors=True)
 
     def delete(self, ref: PartyModelRef) -> None:
         """Remove a version: journalled, renamed aside, its row deleted, then its files."""
@@ -99,15 +90,46 @@ class VersionLifecycle:
                 )
             self.metadata.remove(ref, "")  # a row whose files are gone: only the row goes
             return
-        trash = self.cache.root / TRASH / uuid.uuid4().hex
-        pending = PendingPublish(uuid.uuid4().hex, self.cache.relative(target), "", self.cache.relative(trash), None)
-        self.metadata.add_pending(pending)
+        trash = self._new_trash()
+        pending = self._journal(target, None, trash, None)
         os.rename(target, trash)
         fsync_dir(target.parent)
         self.metadata.remove(ref, pending.id)
         shutil.rmtree(trash, ignore_errors=True)
         with contextlib.suppress(OSError):
             target.parent.rmdir()  # the party model id's directory, when this was its last version
+
+    def _refuse_existing(self, ref: PartyModelRef) -> None:
+        if self.cache.has_model(ref):
+            raise RegistryError(Reason.MODEL_EXISTS, "Model already exists.")
+
+    def _new_trash(self) -> Path:
+        """A fresh name in ``.trash/`` to rename a version directory aside to (not created)."""
+        return self.cache.root / TRASH / uuid.uuid4().hex
+
+    def _journal(
+        self, target: Path, staged: Path | None, trash: Path | None, record: PartyModelRecord | None
+    ) -> PendingPublish:
+        """Journal a publish (``staged`` given) or a delete (none) of ``target`` before any rename (:meth:`recover`)."""
+        relative = self.cache.relative
+        pending = PendingPublish(
+            uuid.uuid4().hex,
+            relative(target),
+            relative(staged) if staged is not None else "",
+            relative(trash) if trash is not None else "",
+            record,
+        )
+        self.metadata.add_pending(pending)
+        return pending
+
+    def _rename_into_place(self, staged: Path, target: Path, aside: Path | None = None) -> None:
+        """Rename ``staged`` to ``target`` durably, the directory at ``target`` first renamed to ``aside`` if given."""
+        target.parent.mkdir(parents=True, exist_ok=True)
+        if aside is not None:
+            os.rename(target, aside)
+        os.rename(staged, target)
+        fsync_dir(target.parent)
+        faultpoints.reached("agent.publish.renamed")
 
     # -- two-phase changes: prepare, then commit or abort ----------------------------------------
 
@@ -195,14 +217,8 @@ class VersionLifecycle:
         Not journalled: the operation's ``prepared.json`` beside ``staged`` is the journal, durable and kept
         until the commit is done, so a crash after the rename is finished from it (:meth:`recover`).
         """
-        ref = record.ref
-        if self.cache.has_model(ref):
-            raise RegistryError(Reason.MODEL_EXISTS, "Model already exists.")
-        target = self.cache.version_dir(ref)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(staged, target)
-        fsync_dir(target.parent)
-        faultpoints.reached("agent.publish.renamed")
+        self._refuse_existing(record.ref)
+        self._rename_into_place(staged, self.cache.version_dir(record.ref))
         self.metadata.save(record)
 
     def _save_published(self, record: PartyModelRecord) -> bool:

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Regenerate fate_registry/{v1,agent,fate} from protos/ and fail when that changes what git holds (the index:
-# the next commit), so generated code is never edited by hand nor left stale. check.sh and the pre-commit hook run it.
+# the next commit), so generated code is never edited by hand nor left stale. check.sh runs it (its step `generated`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GENERATED=(fate_registry/v1 fate_registry/agent fate_registry/fate)

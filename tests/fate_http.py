@@ -1,5 +1,5 @@
 """FATE-Flow HTTP calls as FATE's 1.11 clients make them (``requests``' wire format), over plain http.client,
-for the tests of the coordinator's FATE-Flow HTTP API; and a FATE-Flow stand-in that echoes what it gets."""
+for the tests of the coordinator's FATE-Flow HTTP API."""
 
 from __future__ import annotations
 
@@ -8,12 +8,10 @@ import hashlib
 import hmac
 import http.client
 import json
-import threading
 import time
 import uuid
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
@@ -108,59 +106,3 @@ def import_archive(
     if keys:
         headers.update(signed_headers(keys, "/v1/model/import", form=fields))
     return send(address, "POST", "/v1/model/import", body(), headers)
-
-
-@dataclass
-class Received:
-    method: str
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class EchoUpstream:
-    """A FATE-Flow stand-in: answers every request with HTTP 201, an ``X-Upstream`` header and a JSON body
-    naming the request's method, path and body digest; keeps what it received."""
-
-    server: ThreadingHTTPServer
-    received: list[Received] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}"
-
-    @classmethod
-    def start(cls) -> EchoUpstream:
-        upstream: EchoUpstream
-
-        class Handler(BaseHTTPRequestHandler):
-            def _echo(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                upstream.received.append(Received(self.command, self.path, dict(self.headers.items()), body))
-                answer = json.dumps(
-                    {
-                        "retcode": 0,
-                        "retmsg": "success",
-                        "data": {"method": self.command, "path": self.path, "sha256": hashlib.sha256(body).hexdigest()},
-                    }
-                ).encode()
-                self.send_response(201)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("X-Upstream", "fate-flow")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            do_GET = do_POST = do_PUT = do_DELETE = _echo
-
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-        upstream = cls(ThreadingHTTPServer(("127.0.0.1", 0), Handler))
-        threading.Thread(target=upstream.server.serve_forever, daemon=True).start()
-        return upstream
-
-    def stop(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()

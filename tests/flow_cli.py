@@ -68,3 +68,32 @@ def write_conf(directory: Path, name: str, body: dict[str, Any]) -> str:
     path = directory / name
     path.write_text(json.dumps(body))
     return str(path)
+
+
+def import_slices(
+    target: Reachable, archives: Mapping[tuple[str, str], Path], model_id: str, version: str, directory: Path
+) -> None:
+    """Every party's slice, ``archives`` by (role, party id), through `flow model import`; each answer checked."""
+    for (role, party), archive in archives.items():
+        body = {
+            "role": role,
+            "party_id": int(party),
+            "model_id": model_id,
+            "model_version": version,
+            "file": str(archive),
+            "force_update": False,
+        }
+        code, answer = flow(target, "model", "import", "-c", write_conf(directory, f"import-{role}.json", body))
+        assert code == 0, answer
+
+
+def store_version(target: Reachable, keys: Mapping[str, Any], directory: Path) -> tuple[int, dict[str, Any]]:
+    """`flow model export --to-database` of the version ``keys`` name (FATE's four keys), not forced."""
+    conf = write_conf(directory, "store.json", {**keys, "force_update": False})
+    return flow(target, "model", "export", "-c", conf, "--to-database")
+
+
+def delete_version(target: Reachable, keys: Mapping[str, Any], *extra: str) -> tuple[int, dict[str, Any]]:
+    """`flow model delete` of the version ``keys`` name (FATE's four keys); ``extra``: e.g. ``--from-store``."""
+    version = ["--model-id", keys["model_id"], "--model-version", keys["model_version"]]
+    return flow(target, "model", "delete", *version, "-r", keys["role"], "-p", str(keys["party_id"]), *extra)

@@ -28,19 +28,12 @@ from tests.conftest import GeneratedModel, generate_model
 from tests.flow_cli import FLOW, WAIT, flow
 from tests.support import services
 from tests.support.federation import LocalFederation
-from tests.support.serving_process import ServingTestServer, serving_servers
+from tests.support.serving_process import ServingTestServer
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "model"
 EXAMPLE_VERSION = "202006122116502527621"  # the trained version the examples name
 EXAMPLE_CHILD = "202006122120163452240"  # the deployed (child) version load and bind name
 CPN_LIST = "reader_0, data_transform_0, intersection_0, hetero_lr_0"
-
-
-@pytest.fixture(scope="module")
-def servings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ServingTestServer]]:
-    root = tmp_path_factory.mktemp("servings")
-    with serving_servers(root, ("9999", "10000")) as started:
-        yield started
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from google.protobuf import json_format
 from fate_registry.fate_models import BUFFER_CLASSES
 from fate_registry.identity import gen_model_id
 from tests.conftest import GeneratedModel, generate_model
-from tests.flow_cli import flow, write_conf
+from tests.flow_cli import flow, import_slices, write_conf
 from tests.support.federation import LocalFederation
 from tests.support.serving_process import ServingTestServer
 
@@ -31,17 +31,7 @@ def source(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalFede
     root = tmp_path_factory.mktemp("source")
     model = generate_model(root, algorithm="hetero_secureboost")
     with LocalFederation.start(root / "fed") as fed:
-        for (role, party), archive in model.archives.items():
-            body = {
-                "role": role,
-                "party_id": int(party),
-                "model_id": model.model_id,
-                "model_version": model.version,
-                "file": str(archive),
-                "force_update": False,
-            }
-            code, answer = flow(fed, "model", "import", "-c", write_conf(root, f"import-{role}.json", body))
-            assert code == 0, answer
+        import_slices(fed, model.archives, model.model_id, model.version, root)
         yield fed, model
 
 
@@ -159,17 +149,8 @@ def test_round_trip_into_a_federation_of_the_new_party_ids(
     try:
         parties = {p: {"servings": [s.address]} for p, s in servings.items()}
         with LocalFederation.start(tmp / "new", parties=parties) as new_fed:
-            for (role, _old), archive in archives.items():
-                body = {
-                    "role": role,
-                    "party_id": NEW[role][0],
-                    "model_id": new_model_id,
-                    "model_version": version,
-                    "file": str(archive),
-                    "force_update": False,
-                }
-                code, imported = flow(new_fed, "model", "import", "-c", write_conf(tmp, f"i-{role}.json", body))
-                assert code == 0, imported
+            new_archives = {(role, str(NEW[role][0])): archive for (role, _old), archive in archives.items()}
+            import_slices(new_fed, new_archives, new_model_id, version, tmp)
             code, deployed = flow(new_fed, "model", "deploy", "--model-id", new_model_id, "--model-version", version)
             assert code == 0, deployed
             child = deployed["data"]["model_version"]

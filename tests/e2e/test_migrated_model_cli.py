@@ -20,18 +20,11 @@ from tests.conftest import GeneratedModel, generate_model
 from tests.faults.state import assert_consistent, import_everywhere
 from tests.flow_cli import flow, write_conf
 from tests.support.cluster import Cluster
-from tests.support.serving_process import ServingTestServer, serving_servers
+from tests.support.serving_process import ServingTestServer
 
 OLD = {"guest": [9999], "host": [10000], "arbiter": [10000]}
 NEW = {"guest": [99], "host": [100], "arbiter": [100]}
 NEW_MODEL_ID = gen_model_id(NEW)
-
-
-@pytest.fixture(scope="module")
-def servings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, ServingTestServer]]:
-    root = tmp_path_factory.mktemp("servings")
-    with serving_servers(root, ("9999", "10000")) as started:
-        yield started
 
 
 @pytest.fixture(scope="module")

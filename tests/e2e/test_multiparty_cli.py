@@ -17,7 +17,7 @@ from fate_registry.fate import model_service_pb2 as ms
 from fate_registry.fate.model_service_pb2_grpc import ModelServiceStub
 from fate_registry.fate.pipeline_pb2 import Pipeline
 from tests.conftest import GeneratedModel, generate_model
-from tests.flow_cli import flow, write_conf
+from tests.flow_cli import flow, import_slices, write_conf
 from tests.support.federation import LocalFederation
 from tests.support.serving import Faults
 from tests.support.serving_process import ServingTestServer
@@ -29,22 +29,7 @@ ROLES = {"guest": [9999], "host": [10000], "arbiter": [10000]}
 def imported(serving_federation: LocalFederation, tmp_path_factory: pytest.TempPathFactory) -> GeneratedModel:
     root = tmp_path_factory.mktemp("model")
     model = generate_model(root, checkpoints=3)
-    for (role, party), archive in model.archives.items():
-        conf = root / f"import-{role}.json"
-        conf.write_text(
-            json.dumps(
-                {
-                    "role": role,
-                    "party_id": int(party),
-                    "model_id": model.model_id,
-                    "model_version": model.version,
-                    "file": str(archive),
-                    "force_update": False,
-                }
-            )
-        )
-        code, answer = flow(serving_federation, "model", "import", "-c", str(conf))
-        assert code == 0, answer
+    import_slices(serving_federation, model.archives, model.model_id, model.version, root)
     return model
 
 

@@ -23,7 +23,7 @@ from fate_registry.packets import AGENT_ROLE, COORDINATOR_ROLE
 from fate_registry.v1.common_pb2 import PartyModelRef
 from tests.conftest import GeneratedModel, generate_model
 from tests.dashboard_pages import dashboard_page, tables
-from tests.flow_cli import flow, write_conf
+from tests.flow_cli import flow, import_slices, write_conf
 from tests.support.cluster import Cluster, agent_name
 from tests.support.netns import Topology
 from tests.support.rollsite_process import RollsiteProcess
@@ -80,20 +80,6 @@ def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxied]:
             rollsite.stop()
 
 
-def _import(setup: Proxied, archives: dict[tuple[str, str], Path], model_id: str, version: str) -> None:
-    for (role, party), archive in archives.items():
-        body = {
-            "role": role,
-            "party_id": int(party),
-            "model_id": model_id,
-            "model_version": version,
-            "file": str(archive),
-            "force_update": False,
-        }
-        code, answer = flow(setup.cluster, "model", "import", "-c", write_conf(setup.root, f"import-{role}.json", body))
-        assert code == 0, answer
-
-
 def _roles_conf(model_id: str, version: str, roles: dict[str, list[int]] = ROLES) -> dict[str, Any]:
     return {
         "initiator": {"party_id": str(roles["guest"][0]), "role": "guest"},
@@ -120,7 +106,7 @@ def test_the_health_page_probes_each_party_through_the_router(proxied: Proxied) 
 
 def test_import_deploy_load_bind_export_migrate_through_the_router(proxied: Proxied, tmp_path: Path) -> None:
     fed, model = proxied.cluster, proxied.model
-    _import(proxied, model.archives, model.model_id, model.version)
+    import_slices(proxied.cluster, model.archives, model.model_id, model.version, proxied.root)
 
     code, deployed = flow(fed, "model", "deploy", "--model-id", model.model_id, "--model-version", model.version)
     assert code == 0 and deployed["data"]["guest"] == {"9999": 0} and deployed["data"]["host"] == {"10000": 0}

@@ -1,7 +1,7 @@
 """FATE's own 1.11 client against a federation of real processes serving FATE-Flow's HTTP API.
 
 The federation: ``fate-registry up`` (coordinator, agents 9999 and 10000) with ``coordinator.http`` on a
-free port forwarding to the upstream stand-in (:mod:`tests.fate_client.upstream`), a redis model store
+free port forwarding to the upstream stand-in (:mod:`tests.support.fate_flow_upstream`), a redis model store
 (for ``--to-database`` / ``--from-database``) and a FATE-Serving test server per party. The client: the
 PyPI ``fate-client`` 1.11.3.post1 in ``.venv-fate-client`` (``scripts/install_fate_client.sh``); these
 tests fail, never skip, when it is missing.
@@ -18,9 +18,9 @@ from typing import Any
 import pytest
 
 from tests.conftest import GeneratedModel, generate_model
-from tests.fate_client.upstream import Upstream, upstream_server
 from tests.support import services
 from tests.support.fate_client import FateClient, coordinator_with_http, require_venv
+from tests.support.fate_flow_upstream import Upstream, upstream_server
 from tests.support.federation import LocalFederation
 from tests.support.serving_process import ServingTestServer, serving_servers
 

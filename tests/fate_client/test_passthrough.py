@@ -9,8 +9,8 @@ import hashlib
 from pathlib import Path
 
 from tests.fate_client.conftest import HttpFederation, conf_file
-from tests.fate_client.upstream import JOB_ID, Received, Upstream
 from tests.support.fate_client import FateClient
+from tests.support.fate_flow_upstream import JOB_ID, Received, Upstream
 
 APP_KEY, SECRET_KEY = "upstream-app", "upstream-secret"
 SIGNATURE_HEADERS = ("TIMESTAMP", "NONCE", "APP_KEY", "SIGNATURE")

@@ -16,7 +16,7 @@ from fate_registry.fate_models import ModelSpec, write_party_model
 from fate_registry.fate_models.fate_archive import build_stored_archive, sha256_file
 from fate_registry.identity import archive_name
 from tests.conftest import GeneratedModel, generate_model
-from tests.flow_cli import flow, write_conf
+from tests.flow_cli import delete_version, flow, import_slices, store_version, write_conf
 from tests.support import services
 from tests.support.federation import LocalFederation
 
@@ -60,42 +60,19 @@ def test_store_delete_restore_gives_the_same_files(
     engine, fed = stored_federation
     model = generate_model(tmp_path)
     keys = _keys(model)
-    code, answer = flow(
-        fed,
-        "model",
-        "import",
-        "-c",
-        write_conf(tmp_path, "i.json", {**keys, "file": str(model.archives["guest", "9999"]), "force_update": False}),
-    )
-    assert code == 0, answer
+    import_slices(fed, {("guest", "9999"): model.archives["guest", "9999"]}, model.model_id, model.version, tmp_path)
     code, first = flow(
         fed, "model", "export", "-c", write_conf(tmp_path, "e1.json", {**keys, "output_path": str(tmp_path / "a")})
     )
     assert code == 0, first
 
-    code, stored = flow(
-        fed, "model", "export", "-c", write_conf(tmp_path, "s.json", {**keys, "force_update": False}), "--to-database"
-    )
+    code, stored = store_version(fed, keys, tmp_path)
     assert code == 0 and len(stored["data"]["sha256"]) == 64, stored
     assert stored["data"]["location"].startswith(engine) and SECRET not in json.dumps(stored)
-    code, again = flow(
-        fed, "model", "export", "-c", write_conf(tmp_path, "s.json", {**keys, "force_update": False}), "--to-database"
-    )
+    code, again = store_version(fed, keys, tmp_path)
     assert code != 0 and again["retcode"] == 409, again  # no overwrite without force_update
 
-    code, deleted = flow(
-        fed,
-        "model",
-        "delete",
-        "--model-id",
-        model.model_id,
-        "--model-version",
-        model.version,
-        "-r",
-        "guest",
-        "-p",
-        "9999",
-    )
+    code, deleted = delete_version(fed, keys)
     assert code == 0, deleted
     version_dir = fed.model_cache("9999") / f"guest#9999#{model.model_id}" / model.version
     assert not version_dir.exists()
@@ -119,20 +96,7 @@ def test_store_delete_restore_gives_the_same_files(
     code, refused = flow(fed, "model", "import", "-c", write_conf(tmp_path, "r.json", keys), "--from-database")
     assert code != 0 and refused["retcode"] == 409, refused  # the local copy exists: force_update needed
 
-    code, both = flow(
-        fed,
-        "model",
-        "delete",
-        "--model-id",
-        model.model_id,
-        "--model-version",
-        model.version,
-        "-r",
-        "guest",
-        "-p",
-        "9999",
-        "--from-store",
-    )
+    code, both = delete_version(fed, keys, "--from-store")
     assert code == 0, both
     code, gone = flow(fed, "model", "import", "-c", write_conf(tmp_path, "r2.json", keys), "--from-database")
     assert code != 0 and gone["retcode"] in (100, 404), gone
@@ -199,23 +163,14 @@ def test_enable_model_store_uploads_downloads_and_leaves_identical_copies(
     model = generate_model(tmp_path)
     keys = _keys(model)
     version_dir = fed.model_cache("9999") / f"guest#9999#{model.model_id}" / model.version
-    code, answer = flow(
-        fed,
-        "model",
-        "import",
-        "-c",
-        write_conf(tmp_path, "i.json", {**keys, "file": str(model.archives["guest", "9999"]), "force_update": False}),
-    )
-    assert code == 0, answer
+    import_slices(fed, {("guest", "9999"): model.archives["guest", "9999"]}, model.model_id, model.version, tmp_path)
 
     # only here: an export uploads it first
     code, first = flow(
         fed, "model", "export", "-c", write_conf(tmp_path, "e1.json", {**keys, "output_path": str(tmp_path / "a")})
     )
     assert code == 0, first
-    code, stored = flow(
-        fed, "model", "export", "-c", write_conf(tmp_path, "s.json", {**keys, "force_update": False}), "--to-database"
-    )
+    code, stored = store_version(fed, keys, tmp_path)
     assert code != 0 and stored["retcode"] == 409, stored  # it is in the store already
 
     # identical in both places: left alone (the same directory, not a re-downloaded one)
@@ -226,19 +181,7 @@ def test_enable_model_store_uploads_downloads_and_leaves_identical_copies(
     assert code == 0 and version_dir.stat().st_ino == inode, again
 
     # only in the store: the export downloads it, verified, and registers it
-    code, deleted = flow(
-        fed,
-        "model",
-        "delete",
-        "--model-id",
-        model.model_id,
-        "--model-version",
-        model.version,
-        "-r",
-        "guest",
-        "-p",
-        "9999",
-    )
+    code, deleted = delete_version(fed, keys)
     assert code == 0 and not version_dir.exists(), deleted
     code, third = flow(
         fed, "model", "export", "-c", write_conf(tmp_path, "e3.json", {**keys, "output_path": str(tmp_path / "c")})

@@ -26,7 +26,7 @@ from fate_registry.identity import party_model_id
 from fate_registry.v1 import common_pb2 as common
 from fate_registry.v1 import registry_pb2 as pb
 from tests.conftest import GeneratedModel, generate_model
-from tests.flow_cli import flow, write_conf
+from tests.flow_cli import delete_version, flow, import_slices, store_version, write_conf
 from tests.support import services
 from tests.support.federation import LocalFederation
 
@@ -151,33 +151,22 @@ def _keys(model: GeneratedModel) -> dict[str, Any]:
     return {"role": ROLE, "party_id": int(PARTY), "model_id": model.model_id, "model_version": model.version}
 
 
-def _import_and_store(fed: LocalFederation, model: GeneratedModel, tmp_path: Path) -> None:
-    keys = _keys(model)
-    archive = str(model.archives[ROLE, PARTY])
-    code, imported = flow(
-        fed, "model", "import", "-c", write_conf(tmp_path, "i.json", {**keys, "file": archive, "force_update": False})
-    )
-    assert code == 0, imported
-    code, stored = flow(
-        fed, "model", "export", "-c", write_conf(tmp_path, "s.json", {**keys, "force_update": False}), "--to-database"
-    )
+def _stored_then_corrupted(
+    fed: LocalFederation, server: Server, tmp_path: Path, position: str
+) -> tuple[GeneratedModel, Path]:
+    """A new model imported on ``PARTY`` and stored, then its stored copy corrupted at ``position``; the model and
+    its local version directory."""
+    model = generate_model(tmp_path)
+    import_slices(fed, {(ROLE, PARTY): model.archives[ROLE, PARTY]}, model.model_id, model.version, tmp_path)
+    code, stored = store_version(fed, _keys(model), tmp_path)
     assert code == 0 and stored["retcode"] == 0, stored
+    pmid = party_model_id(ROLE, PARTY, model.model_id)
+    _corrupt(server, pmid, model.version, POSITIONS[position])
+    return model, fed.model_cache(PARTY) / pmid / model.version
 
 
 def _delete_local(fed: LocalFederation, model: GeneratedModel) -> None:
-    code, deleted = flow(
-        fed,
-        "model",
-        "delete",
-        "--model-id",
-        model.model_id,
-        "--model-version",
-        model.version,
-        "-r",
-        ROLE,
-        "-p",
-        PARTY,
-    )
+    code, deleted = delete_version(fed, _keys(model))
     assert code == 0, deleted
 
 
@@ -232,12 +221,8 @@ def test_corrupted_copy_is_refused_and_nothing_local_appears(
     stored_federation: tuple[str, Server, LocalFederation], tmp_path: Path, position: str
 ) -> None:
     engine, server, fed = stored_federation
-    model = generate_model(tmp_path)
-    pmid = party_model_id(ROLE, PARTY, model.model_id)
-    _import_and_store(fed, model, tmp_path)
-    _corrupt(server, pmid, model.version, POSITIONS[position])
+    model, version_dir = _stored_then_corrupted(fed, server, tmp_path, position)
     _delete_local(fed, model)
-    version_dir = fed.model_cache(PARTY) / pmid / model.version
     assert not version_dir.exists()
     staging_before = _staging(fed)
     listed_before = _listed_versions(fed, model)
@@ -258,11 +243,7 @@ def test_corrupted_forced_restore_leaves_the_local_copy_identical(
     stored_federation: tuple[str, Server, LocalFederation], tmp_path: Path, position: str
 ) -> None:
     engine, server, fed = stored_federation
-    model = generate_model(tmp_path)
-    pmid = party_model_id(ROLE, PARTY, model.model_id)
-    _import_and_store(fed, model, tmp_path)
-    _corrupt(server, pmid, model.version, POSITIONS[position])
-    version_dir = fed.model_cache(PARTY) / pmid / model.version
+    model, version_dir = _stored_then_corrupted(fed, server, tmp_path, position)
     before = _tree(version_dir)
     assert before
     code, info_before = _info(fed, model)

@@ -4,7 +4,9 @@ It is not the registry (so a test may run it in its own thread): it records ever
 (method, path with query, headers, body bytes), checks FATE's client signature as FATE-Flow does when it was
 given the keys (reference §5: HMAC-SHA1 over TIMESTAMP, NONCE, APP_KEY, the path and, for a JSON body, the
 body), and answers FATE-Flow's envelope: ``job/submit`` a job id, ``data/upload`` the SHA-256 and size of the
-body it got, anything else FATE-Flow's not-found answer.
+body it got, anything else FATE-Flow's not-found answer. An echoing one (``echo``) answers every request
+instead with HTTP 201 and the request's method, path and body digest, so a test sees that an answer other than
+FATE-Flow's comes back unchanged. Every answer has the header ``X-Upstream: fate-flow``.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ class Received:
 class Upstream:
     app_key: str = ""
     secret_key: str = ""
+    echo: bool = False
     received: list[Received] = field(default_factory=list)
     port: int = 0
 
@@ -55,6 +58,10 @@ class Upstream:
     def answer(self, request: Received) -> tuple[int, dict[str, Any]]:
         if self.app_key and not self.signed_correctly(request):
             return 200, {"retcode": 109, "retmsg": "signature authentication failed"}
+        if self.echo:
+            digest = hashlib.sha256(request.body).hexdigest()
+            echoed = {"method": request.method, "path": request.path, "sha256": digest}
+            return 201, {"retcode": 0, "retmsg": "success", "data": echoed}
         route = request.path.split("?", 1)[0].rstrip("/")
         if route == "/v1/job/submit":
             document = json.loads(request.body)
@@ -94,6 +101,7 @@ def _handler(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
             body = json.dumps(document).encode()
             self.send_response(status)
             self.send_header("Content-Type", "application/json")
+            self.send_header("X-Upstream", "fate-flow")
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -107,9 +115,9 @@ def _handler(upstream: Upstream) -> type[BaseHTTPRequestHandler]:
 
 
 @contextlib.contextmanager
-def upstream_server(app_key: str = "", secret_key: str = "") -> Iterator[Upstream]:
+def upstream_server(app_key: str = "", secret_key: str = "", echo: bool = False) -> Iterator[Upstream]:
     """An :class:`Upstream` on a free loopback port, served by a thread until the end of the block."""
-    upstream = Upstream(app_key, secret_key)
+    upstream = Upstream(app_key, secret_key, echo)
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(upstream))
     upstream.port = server.server_address[1]
     thread = threading.Thread(target=server.serve_forever, daemon=True)
