@@ -47,13 +47,19 @@ class ProgressBar:
     def advance(self, size: int) -> None:
         """Count ``size`` more bytes.
 
-        An export's total leaves out the archive's zip headers and manifest: the total grows to what has arrived rather
-        than show more than 100 %.
+        An export's total counts the files, not the archive's zip headers and manifest: the total grows to what has
+        arrived rather than show more than 100 %.
         """
         total = self._bar.total
         if total is not None and self._bar.n + size > total:
             self._bar.total = self._bar.n + size
         self._bar.update(size)
+
+    def finish(self) -> None:
+        """End at 100 %: a deflated archive is smaller than the files its header counted."""
+        if self._bar.total is not None and self._bar.n < self._bar.total:
+            self._bar.total = self._bar.n
+            self._bar.refresh()
 
 
 @contextlib.contextmanager
@@ -124,6 +130,8 @@ def export_model(args: argparse.Namespace) -> Answer:
             progress=bar.advance if bar else None,
             expected_size=bar.expect if bar else None,
         )
+        if bar:
+            bar.finish()
     return render.export_answer(result)
 
 
