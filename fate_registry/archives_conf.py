@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Literal
 
 from pydantic import Field
@@ -23,4 +24,4 @@ class ArchivesConf(Section):
     @property
     def stored(self) -> ArchivesConf:
         """These settings with every entry stored."""
-        return ArchivesConf("stored", self.deflate_level, self.min_saving, self.threads)
+        return dataclasses.replace(self, compression="stored")

@@ -103,8 +103,7 @@ class ZipWriter:
         parts = []
         start = self.offset
         for e in self._entries:
-            sizes_64 = e.zip64 or e.size >= MAX_32 or e.csize >= MAX_32
-            values = [e.size, e.csize] if sizes_64 else []
+            values = [e.size, e.csize] if e.zip64 else []
             if e.offset >= MAX_32:
                 values.append(e.offset)
             extra = struct.pack(f"<HH{len(values)}Q", ZIP64_EXTRA, 8 * len(values), *values) if values else b""
@@ -118,8 +117,8 @@ class ZipWriter:
                     e.method,
                     *e.dos,
                     e.crc,
-                    MAX_32 if sizes_64 else e.csize,
-                    MAX_32 if sizes_64 else e.size,
+                    MAX_32 if e.zip64 else e.csize,
+                    MAX_32 if e.zip64 else e.size,
                     len(e.name),
                     len(extra),
                     0,
