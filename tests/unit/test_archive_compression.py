@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import random
 import zipfile
 import zlib
 from collections.abc import Iterator
@@ -134,3 +135,22 @@ def test_the_sample_decides(tmp_path: Path) -> None:
     assert not worth_deflating(text, text.stat().st_size, ArchivesConf(compression="stored"))
     assert not worth_deflating(noise, noise.stat().st_size, ArchivesConf())
     assert not worth_deflating(noise, noise.stat().st_size, ArchivesConf(min_saving=0.0))  # it would grow
+
+
+def test_a_deflated_entry_inflating_past_a_piece_of_output_unpacks_from_large_pieces(tmp_path: Path) -> None:
+    # a deflated entry's stream ends while its reader is draining input held back by the output bound
+    # (4 MiB a call): what follows the stream (its descriptor, the next entry) is read once, not twice
+    source = tmp_path / "v"
+    (source / "data").mkdir(parents=True)
+    rows = random.Random(7)
+    (source / "data/a.json").write_text(json.dumps([rows.random() for _ in range(600_000)]))  # ~12 MiB, 2.2:1
+    (source / "data/b.json").write_text(json.dumps(list(range(1000))))
+    manifest = scan(source)
+    extra = {MANIFEST_ENTRY: manifest.to_json().encode()}
+    data = b"".join(archive.stream_archive(source, manifest, extra, 1024 * 1024, ArchivesConf()))
+    limits = archive.ArchiveLimits(max_bytes=1 << 30, max_entries=100, max_ratio=200)
+    for size in (len(data), 4 * 1024 * 1024, 3 * 1024 * 1024):
+        dest = tmp_path / f"out-{size}"
+        dest.mkdir()
+        pieces = [data[i : i + size] for i in range(0, len(data), size)]
+        assert archive.unpack(pieces, dest, limits, verified_source=True) == manifest
