@@ -47,13 +47,19 @@ class ProgressBar:
     def advance(self, size: int) -> None:
         """Count ``size`` more bytes.
 
-        An export's total leaves out the archive's zip headers and manifest: the total grows to what has arrived rather
-        than show more than 100 %.
+        An export's total counts the files, not the archive's zip headers and manifest: the total grows to what has
+        arrived rather than show more than 100 %.
         """
         total = self._bar.total
         if total is not None and self._bar.n + size > total:
             self._bar.total = self._bar.n + size
         self._bar.update(size)
+
+    def finish(self) -> None:
+        """End at 100 %: a deflated archive is smaller than the files its header counted."""
+        if self._bar.total is not None and self._bar.n < self._bar.total:
+            self._bar.total = self._bar.n
+            self._bar.refresh()
 
 
 @contextlib.contextmanager
@@ -112,6 +118,7 @@ def export_model(args: argparse.Namespace) -> Answer:
     conf = confs.read_conf(args.conf_path)
     if args.to_database:
         request = confs.store_request(conf)
+        request.stored |= args.stored
         with _connect(args) as client:
             return render.store_answer(client.store_model(request))
     spec = confs.export_spec(conf)
@@ -119,9 +126,12 @@ def export_model(args: argparse.Namespace) -> Answer:
         result = client.export_model(
             spec.model,
             spec.output_dir,
+            stored=spec.stored or args.stored,
             progress=bar.advance if bar else None,
             expected_size=bar.expect if bar else None,
         )
+        if bar:
+            bar.finish()
     return render.export_answer(result)
 
 

@@ -269,7 +269,8 @@ class _Reader:
             out = inflate.decompress(piece, INFLATE_PIECE_BYTES)
             while out:
                 yield self._passed(out, header, given)
-                out = inflate.decompress(inflate.unconsumed_tail, INFLATE_PIECE_BYTES)
+                # at the stream's end zlib keeps the input past it in unconsumed_tail as well as in unused_data
+                out = b"" if inflate.eof else inflate.decompress(inflate.unconsumed_tail, INFLATE_PIECE_BYTES)
         except _INFLATE_ERROR:
             raise RegistryError(
                 Reason.DATA_LOSS,
@@ -364,7 +365,8 @@ class _Given:
     def taken(self) -> int:
         """The compressed bytes ``inflate`` has used (not those it holds, nor those past its end)."""
         assert self.inflate is not None
-        return self.fed - len(self.inflate.unconsumed_tail) - len(self.inflate.unused_data)
+        held = self.inflate.unused_data if self.inflate.eof else self.inflate.unconsumed_tail
+        return self.fed - len(held)
 
 
 def _parse_trailer(data: bytes, offset: int) -> list[tuple[str, int, int, int, int]]:

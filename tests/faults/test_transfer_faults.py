@@ -53,8 +53,9 @@ def import_args(model: GeneratedModel, tmp_path: Path) -> list[str]:
 
 
 def store_args(model: GeneratedModel, tmp_path: Path) -> list[str]:
+    """A store of an archive of several messages (stored: deflated, the small model's fits in one), to stop within."""
     conf = {**keys(model), "force_update": False}
-    return ["model", "export", "-c", write_conf(tmp_path, "store.json", conf), "--to-database"]
+    return ["model", "export", "-c", write_conf(tmp_path, "store.json", conf), "--to-database", "--stored"]
 
 
 def killed_at(cluster: Cluster, name: str, point: str, args: list[str]) -> tuple[int, dict[str, Any]]:

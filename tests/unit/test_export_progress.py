@@ -50,6 +50,7 @@ def _export_with_bar(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, content_si
     with progress_bar(None, "export") as bar:
         assert bar is not None
         result = receive_archive(iter(_stream(PAYLOAD, content_size)), tmp_path, "the model", bar.advance, bar.expect)
+        bar.finish()
     assert result.size == len(PAYLOAD) and (tmp_path / ARCHIVE_NAME).read_bytes() == PAYLOAD
     return _frames(terminal.getvalue())
 
@@ -74,6 +75,13 @@ def test_an_archive_larger_than_its_files_ends_at_100_percent_never_beyond(
     percentages = [int(m.group(1)) for frame in frames if (m := re.match(r"export:\s+(\d+)%", frame))]
     assert percentages and max(percentages) == 100 and percentages[-1] == 100
     assert re.search(r"\| 3\.00M/3\.00M \[", frames[-1]), frames[-1]
+
+
+def test_a_deflated_archive_smaller_than_its_files_ends_at_100_percent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    frames = _export_with_bar(tmp_path, monkeypatch, content_size=3 * len(PAYLOAD))  # the files deflate to a third
+    assert re.fullmatch(r"export: 100%\|[█#]+\| 3\.00M/3\.00M \[\d\d:\d\d<00:00, [\d.]+[kMG]?B/s\]", frames[-1]), frames
 
 
 def test_a_stream_without_a_size_still_counts_bytes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
