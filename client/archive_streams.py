@@ -26,8 +26,8 @@ from fate_registry.v1 import registry_pb2 as pb
 Progress = Callable[[int], None]
 """Called with the number of bytes just sent or received."""
 ExpectedSize = Callable[[int], None]
-"""Called once, before an export's first byte, with the size of the model files the archive holds: the
-archive (stored, not deflated) is that plus its zip headers and manifest, a few hundred bytes per file."""
+"""Called once, before an export's first byte, with the size of the model files the archive holds: a stored
+archive is that plus its zip headers and manifest, a few hundred bytes per file; a deflated one is smaller."""
 
 
 @dataclass(frozen=True)
