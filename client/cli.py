@@ -97,8 +97,8 @@ class ConfKeys:
 CONF_KEYS: dict[str, ConfKeys] = {
     "import": ConfKeys("import_model.json", (*confs.MODEL_KEYS, "file"), ("force_update", "sha256")),
     "restore": ConfKeys("restore_model.json", confs.MODEL_KEYS, ("force_update", "sha256")),
-    "export": ConfKeys("export_model.json", (*confs.MODEL_KEYS, "output_path")),
-    "store": ConfKeys("store_model.json", confs.MODEL_KEYS, ("force_update",)),
+    "export": ConfKeys("export_model.json", (*confs.MODEL_KEYS, "output_path"), ("stored",)),
+    "store": ConfKeys("store_model.json", confs.MODEL_KEYS, ("force_update", "stored")),
     "load": ConfKeys(
         "publish_load_model.json",
         _PUBLISHED_KEYS,
@@ -225,6 +225,9 @@ def _add_model_commands(commands: _Commands) -> None:
         variant=("--to-database", "store"),
     )
     parser.add_argument("--to-database", action="store_true", help="store the model in the model store")
+    parser.add_argument(
+        "--stored", action="store_true", help="write every archive entry stored, not deflated (conf key: stored)"
+    )
 
     commands.add_conf_command("migrate", "migrate a model to new party ids", handlers.migrate)
 

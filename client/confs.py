@@ -66,14 +66,21 @@ def _roles(roles: RoleMap) -> dict[str, common.RoleParties]:
 
 
 @section(frozen=True, kw_only=True, config=FATE_CONF)
-class StoreConf(ModelConf):
-    """``flow model export --to-database``."""
+class ForceConf(ModelConf):
+    """A conf that may replace what is there (``force_update``)."""
 
     force_update: Flag = False
 
 
 @section(frozen=True, kw_only=True, config=FATE_CONF)
-class RestoreConf(StoreConf):
+class StoreConf(ForceConf):
+    """``flow model export --to-database``; ``stored``: every entry of the archive stored, not deflated."""
+
+    stored: Flag = False
+
+
+@section(frozen=True, kw_only=True, config=FATE_CONF)
+class RestoreConf(ForceConf):
     """``flow model import --from-database``; ``sha256`` is the archive's expected hash."""
 
     sha256: Text = ""
@@ -88,9 +95,10 @@ class ImportConf(RestoreConf):
 
 @section(frozen=True, kw_only=True, config=FATE_CONF)
 class ExportConf(ModelConf):
-    """``flow model export``: ``output_path`` is the directory that receives the archive."""
+    """``flow model export``: ``output_path`` is the directory that receives the archive; ``stored`` as in a store."""
 
     output_path: Text
+    stored: Flag = False
 
 
 @section(frozen=True, kw_only=True, config=FATE_CONF)
@@ -126,6 +134,7 @@ class ExportSpec:
 
     model: common.PartyModelRef
     output_dir: Path
+    stored: bool
 
 
 def import_spec(conf: Conf) -> ImportSpec:
@@ -147,13 +156,13 @@ def export_spec(conf: Conf) -> ExportSpec:
     # FATE's CLI makes output_path absolute against the current directory, and so do we.
     """What ``flow model export`` downloads, and the absolute directory it writes to."""
     spec = conf.read(ExportConf)
-    return ExportSpec(spec.ref(), Path(spec.output_path).expanduser().absolute())
+    return ExportSpec(spec.ref(), Path(spec.output_path).expanduser().absolute(), spec.stored)
 
 
 def store_request(conf: Conf) -> pb.StoreModelRequest:
     """The request of ``flow model export --to-database``: copy a version into its party's model store."""
     spec = conf.read(StoreConf)
-    return pb.StoreModelRequest(model=spec.ref(), force_update=spec.force_update)
+    return pb.StoreModelRequest(model=spec.ref(), force_update=spec.force_update, stored=spec.stored)
 
 
 def restore_request(conf: Conf) -> pb.RestoreModelRequest:

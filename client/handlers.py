@@ -112,6 +112,7 @@ def export_model(args: argparse.Namespace) -> Answer:
     conf = confs.read_conf(args.conf_path)
     if args.to_database:
         request = confs.store_request(conf)
+        request.stored |= args.stored
         with _connect(args) as client:
             return render.store_answer(client.store_model(request))
     spec = confs.export_spec(conf)
@@ -119,6 +120,7 @@ def export_model(args: argparse.Namespace) -> Answer:
         result = client.export_model(
             spec.model,
             spec.output_dir,
+            stored=spec.stored or args.stored,
             progress=bar.advance if bar else None,
             expected_size=bar.expect if bar else None,
         )

@@ -284,11 +284,14 @@ class RegistryClient:
         self,
         model: common.PartyModelRef,
         output_dir: Path,
+        stored: bool = False,
         progress: Progress | None = None,
         timeout: float | None = None,
         expected_size: ExpectedSize | None = None,
     ) -> ExportResult:
         """``flow model export -c``: download ``model``'s archive into ``output_dir``.
+
+        The party writes each entry deflated when that pays, or every entry stored if ``stored``.
 
         The archive is written to a temporary file in ``output_dir``, checked against the trailer's
         size and sha256, fsynced and renamed to its final name, so ``output_dir`` never holds a
@@ -301,7 +304,7 @@ class RegistryClient:
                 pass
         except OSError as exc:
             raise unwritable(output_dir, exc) from None
-        begin = pb.BeginTransferRequest(export_model=model)
+        begin = pb.BeginTransferRequest(export_model=model, stored=stored)
         route = self._route(begin)
         channel, service = (self._channel, REGISTRY_SERVICE) if route is None else (route.channel, AGENT_SERVICE)
         call = channel.unary_stream(
@@ -309,7 +312,11 @@ class RegistryClient:
             request_serializer=pb.ExportModelRequest.SerializeToString,
             response_deserializer=None,  # receive_archive reads chunks without copying them
         )
-        stream = call(pb.ExportModelRequest(model=model), timeout=timeout, metadata=route.metadata if route else None)
+        stream = call(
+            pb.ExportModelRequest(model=model, stored=stored),
+            timeout=timeout,
+            metadata=route.metadata if route else None,
+        )
         what = f"{party_model_id(model.role, model.party_id, model.model_id)} {model.model_version}"
         try:
             result = receive_archive(iter(stream), output_dir, what, progress, expected_size)

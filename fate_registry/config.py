@@ -31,6 +31,7 @@ from pydantic import (
 from pydantic.dataclasses import dataclass as section
 from pydantic_core import core_schema
 
+from fate_registry.archives_conf import ArchivesConf
 from fate_registry.errors import RegistryError
 from fate_registry.identity import validate_name
 from fate_registry.schema import (
@@ -339,6 +340,7 @@ class ServiceFile(Section):
     enable_model_store: Flag = False
     model_store_address: Annotated[ModelStoreConf | None, BeforeValidator(_store_address)] = None
     limits: LimitsConf = LimitsConf()
+    archives: ArchivesConf = ArchivesConf()
 
     @model_validator(mode="after")
     def _store_named(self) -> Self:
@@ -381,6 +383,7 @@ class ServiceConf:
     enable_model_store: bool
     model_store: ModelStoreConf | None
     limits: LimitsConf
+    archives: ArchivesConf
 
     def party(self, party_id: str) -> PartyConf:
         try:
@@ -460,6 +463,7 @@ def parse(document: Any, path: Path | None = None, data_dir: Path | None = None)
         enable_model_store=file.enable_model_store,
         model_store=file.model_store_address,
         limits=file.limits,
+        archives=file.archives,
     )
 
 

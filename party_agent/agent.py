@@ -85,6 +85,7 @@ class PartyAgent:
     def __init__(self, conf: ServiceConf, party: PartyConf) -> None:
         self.party = party
         self.limits = conf.limits
+        self.archives = conf.archives
         self.metadata = MetadataStore(party.database)
         self.cache = ModelCache(party.model_cache_dir)
         self.lifecycle = VersionLifecycle(self.cache, self.metadata)
@@ -93,7 +94,9 @@ class PartyAgent:
         self.model_store_engine = conf.model_store.storage if conf.model_store else ""
         self.enable_model_store = conf.enable_model_store
         self.model_store = open_store(conf.model_store.storage, conf.model_store.settings) if conf.model_store else None
-        self.migrator = Migrator(self.lifecycle, party.data_dir / "migrated", conf.limits.download_chunk_bytes)
+        self.migrator = Migrator(
+            self.lifecycle, party.data_dir / "migrated", conf.limits.download_chunk_bytes, conf.archives
+        )
         for action in self.lifecycle.recover():
             log.info("recovery: %s", action)
         # Set by the process that serves the transfer endpoint, once it is bound.
@@ -127,7 +130,8 @@ class PartyAgent:
 
     # -- export ---------------------------------------------------------------------------------
 
-    def export_archive(self, ref: PartyModelRef) -> Iterator[ExportPiece]:
+    def export_archive(self, ref: PartyModelRef, stored: bool = False) -> Iterator[ExportPiece]:
+        """The version's archive: its entries written as the conf's ``archives`` says, or all stored if ``stored``."""
         self.check_party(ref)
         record = self.record(ref)
         name = archive_name(party_model_id_of(ref), ref.model_version)
@@ -145,7 +149,11 @@ class PartyAgent:
                 MANIFEST_ENTRY: record.manifest.to_json().encode(),
             }
             pieces = archive.stream_archive(
-                self.cache.version_dir(ref), record.manifest, extra, self.limits.download_chunk_bytes
+                self.cache.version_dir(ref),
+                record.manifest,
+                extra,
+                self.limits.download_chunk_bytes,
+                self.archives.stored if stored else self.archives,
             )
             size, crc = 0, 0
             for piece in pieces:
@@ -294,8 +302,8 @@ class PartyAgent:
     def _store_key(self, ref: PartyModelRef) -> StoreKey:
         return StoreKey(party_model_id_of(ref), ref.model_version)
 
-    def store_model(self, ref: PartyModelRef, force: bool) -> tuple[StoredObject, str]:
-        """FATE's store: the version's archive (ours, with its manifest) streamed into the engine."""
+    def store_model(self, ref: PartyModelRef, force: bool, stored: bool = False) -> tuple[StoredObject, str]:
+        """FATE's store: the version's archive (ours, with its manifest; all stored if ``stored``) into the engine."""
         store = self._model_store()
         key = self._store_key(ref)
         if not force and store.exists(key):
@@ -306,19 +314,19 @@ class PartyAgent:
             )
         expected = None
         if store.digest_first(self.record(ref).manifest.total_size):
-            expected = self._archive_sha256(ref)  # the archive's bytes are the same each time it is made
+            expected = self._archive_sha256(ref, stored)  # the archive's bytes are the same each time it is made
         # the archive is read (and its CRCs checked) on a thread of its own while the engine sends
-        chunks = prefetch(self._archive_bytes(ref))
-        stored = store.put(key, faultpoints.midway(chunks, "agent.store.writing"), expected, force)
-        self.metadata.set_archive_sha256(ref, stored.sha256)
-        return stored, f"{self.model_store_engine}:{key.party_model_id}/{key.model_version}"
+        chunks = prefetch(self._archive_bytes(ref, stored))
+        written = store.put(key, faultpoints.midway(chunks, "agent.store.writing"), expected, force)
+        self.metadata.set_archive_sha256(ref, written.sha256)
+        return written, f"{self.model_store_engine}:{key.party_model_id}/{key.model_version}"
 
-    def _archive_bytes(self, ref: PartyModelRef) -> Iterator[bytes]:
-        return (piece.chunk for piece in self.export_archive(ref) if piece.chunk)
+    def _archive_bytes(self, ref: PartyModelRef, stored: bool) -> Iterator[bytes]:
+        return (piece.chunk for piece in self.export_archive(ref, stored) if piece.chunk)
 
-    def _archive_sha256(self, ref: PartyModelRef) -> str:
+    def _archive_sha256(self, ref: PartyModelRef, stored: bool) -> str:
         digest = hashlib.sha256()
-        for chunk in self._archive_bytes(ref):
+        for chunk in self._archive_bytes(ref, stored):
             digest.update(chunk)
         return digest.hexdigest()
 

@@ -15,6 +15,7 @@ import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from fate_registry.archives_conf import ArchivesConf
 from fate_registry.errors import Reason, RegistryError
 from fate_registry.identity import archive_name, gen_model_id, party_model_id, typed_ids
 from fate_registry.migration_roles import party_map
@@ -54,11 +55,14 @@ class Migrated:
 class Migrator:
     """Prepares a migrate's new slice and its archive on this party; the lifecycle commits or aborts it."""
 
-    def __init__(self, lifecycle: VersionLifecycle, archive_dir: Path, chunk_bytes: int) -> None:
+    def __init__(
+        self, lifecycle: VersionLifecycle, archive_dir: Path, chunk_bytes: int, archives: ArchivesConf
+    ) -> None:
         self.lifecycle = lifecycle
         self.cache = lifecycle.cache
         self.archive_dir = archive_dir
         self.chunk_bytes = chunk_bytes
+        self.archives = archives
 
     def prepare(self, operation_id: str, request: MigrateRequest, source_record: PartyModelRecord) -> Migrated:
         source = request.source
@@ -151,5 +155,5 @@ class Migrator:
         name = archive_name(party_model_id(ref.role, ref.party_id, ref.model_id), ref.model_version)
         extra = {"import_model.json": import_model_json(ref, name), MANIFEST_ENTRY: manifest.to_json().encode()}
         with path.open("wb") as out:
-            for piece in stream_archive(model_dir, manifest, extra, self.chunk_bytes):
+            for piece in stream_archive(model_dir, manifest, extra, self.chunk_bytes, self.archives):
                 out.write(piece)

@@ -22,7 +22,6 @@ from fate_registry.v1.common_pb2 import (
     ImportModelHeader,
     ManifestEntry,
     PartyModelInfo,
-    PartyModelRef,
 )
 from party_agent.agent import PartyAgent, catalog_info
 from party_agent.checkpoints import list_checkpoints, read_checkpoint
@@ -83,7 +82,9 @@ class AgentServicer(agent_pb2_grpc.PartyAgentServiceServicer):
         self.once = OnceByOperation()
 
     @contextlib.contextmanager
-    def _transfer(self, context: grpc.ServicerContext, presented: ImportModelHeader | PartyModelRef) -> Iterator[str]:
+    def _transfer(
+        self, context: grpc.ServicerContext, presented: ImportModelHeader | agent_pb2.ExportModelRequest
+    ) -> Iterator[str]:
         """Claim the call's transfer ticket, if it has one, and record how the transfer ended."""
         ticket = _metadata(context, TICKET_KEY)
         if not ticket:
@@ -118,9 +119,9 @@ class AgentServicer(agent_pb2_grpc.PartyAgentServiceServicer):
 
     def export_raw(self, request: agent_pb2.ExportModelRequest, context: grpc.ServicerContext) -> Iterator[bytes]:
         """ExportModel as serialized messages: chunks are framed by hand, with one copy."""
-        with self._transfer(context, request.model) as ticket:
+        with self._transfer(context, request) as ticket:
             self.agent.sync_with_store(request.model)
-            for piece in self.agent.export_archive(request.model):
+            for piece in self.agent.export_archive(request.model, request.stored):
                 if piece.header is not None:
                     yield agent_pb2.ExportModelResponse(header=piece.header).SerializeToString()
                 elif piece.trailer is not None:
@@ -141,8 +142,13 @@ class AgentServicer(agent_pb2_grpc.PartyAgentServiceServicer):
         kind = request.WhichOneof("transfer")
         if not request.ticket or kind is None:
             raise RegistryError(Reason.MISSING_ARGUMENT, "a transfer needs a ticket and what it is for")
-        expected = request.import_header if kind == "import_header" else request.export_model
-        self.agent.check_party(expected.target if isinstance(expected, ImportModelHeader) else expected)
+        expected: ImportModelHeader | agent_pb2.ExportModelRequest
+        if kind == "import_header":
+            expected = request.import_header
+            self.agent.check_party(expected.target)
+        else:
+            expected = agent_pb2.ExportModelRequest(model=request.export_model, stored=request.stored)
+            self.agent.check_party(expected.model)
         self.tickets.expect(request.ticket, expected, max(1, request.ttl_seconds))
         return agent_pb2.ExpectTransferResponse()
 
@@ -245,7 +251,7 @@ class AgentServicer(agent_pb2_grpc.PartyAgentServiceServicer):
     def StoreModel(
         self, request: agent_pb2.StoreModelRequest, context: grpc.ServicerContext
     ) -> agent_pb2.StoreModelResponse:
-        stored, location = self.agent.store_model(request.model, request.force_update)
+        stored, location = self.agent.store_model(request.model, request.force_update, request.stored)
         return agent_pb2.StoreModelResponse(sha256=stored.sha256, location=location)
 
     def RestoreModel(

@@ -1,6 +1,6 @@
 """One-hop transfers: tickets the coordinator announces and a client then presents, once.
 
-A ticket names exactly one import (with its header) or one export (with its model); the agent
+A ticket names exactly one import (with its header) or one export (its request: the model, stored or not); the agent
 refuses a ticket it was not told of, one used already, one past its time, or one presented for
 another model. Outcomes are kept for a while so the coordinator can record them; the book holds at
 most ``max_tickets``: when it is full the oldest finished outcomes make room (the coordinator asks
@@ -21,15 +21,15 @@ import threading
 import time
 from dataclasses import dataclass
 
-from fate_registry.agent.v1.agent_pb2 import TransferState
+from fate_registry.agent.v1.agent_pb2 import ExportModelRequest, TransferState
 from fate_registry.errors import Reason, RegistryError
-from fate_registry.v1.common_pb2 import ImportModelHeader, ImportModelResult, PartyModelRef
+from fate_registry.v1.common_pb2 import ImportModelHeader, ImportModelResult
 
 OUTCOME_KEEP_SECONDS = 24 * 3600
 MAX_TICKETS = 10_000
 
 
-def _wire(message: ImportModelHeader | PartyModelRef) -> bytes:
+def _wire(message: ImportModelHeader | ExportModelRequest) -> bytes:
     """What a ticket remembers of the transfer it allows: the message's kind and its deterministic bytes."""
     return message.DESCRIPTOR.full_name.encode() + b"\0" + message.SerializeToString(deterministic=True)
 
@@ -38,7 +38,7 @@ def _wire(message: ImportModelHeader | PartyModelRef) -> bytes:
 class Ticket:
     """What a ticket allows and, once it is used, how the transfer ended."""
 
-    expected: bytes  # _wire() of the import header or export model the ticket allows
+    expected: bytes  # _wire() of the import header or export request the ticket allows
     expires: float
     state: int = TransferState.TRANSFER_STATE_PENDING
     result_bytes: bytes | None = None  # the serialized ImportModelResult of a finished import
@@ -60,7 +60,7 @@ class TicketBook:
         self._tickets: dict[str, Ticket] = {}  # in the order they were announced
         self._max = max_tickets
 
-    def expect(self, ticket: str, expected: ImportModelHeader | PartyModelRef, ttl_seconds: float) -> None:
+    def expect(self, ticket: str, expected: ImportModelHeader | ExportModelRequest, ttl_seconds: float) -> None:
         now = time.monotonic()
         with self._lock:
             for key in [k for k, t in self._tickets.items() if t.expires < now]:
@@ -73,7 +73,7 @@ class TicketBook:
                 raise RegistryError(Reason.NO_SPACE, "too many transfers are open on this party; try again later")
             self._tickets[ticket] = Ticket(_wire(expected), now + ttl_seconds)
 
-    def claim(self, ticket: str, presented: ImportModelHeader | PartyModelRef) -> None:
+    def claim(self, ticket: str, presented: ImportModelHeader | ExportModelRequest) -> None:
         """Start the transfer a ticket allows, or refuse with PERMISSION_DENIED."""
         with self._lock:
             found = self._tickets.get(ticket)

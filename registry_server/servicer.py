@@ -89,7 +89,9 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         ref = check_ref(request.model)
         self.agents.transport(ref.party_id)
         with self.oplog.track("export", context.peer(), ref.model_id, ref.model_version) as op:
-            yield from self.agents.export_raw(ref.party_id, agent_pb2.ExportModelRequest(model=ref), op.operation_id)
+            yield from self.agents.export_raw(
+                ref.party_id, agent_pb2.ExportModelRequest(model=ref, stored=request.stored), op.operation_id
+            )
             op.results.append(_ok(ref))
         self.multiparty.learn(ref)
 
@@ -361,7 +363,7 @@ class RegistryServicer(registry_pb2_grpc.RegistryServiceServicer):
         self, request: registry_pb2.StoreModelRequest, context: grpc.ServicerContext
     ) -> registry_pb2.StoreModelResponse:
         ref = check_ref(request.model)
-        forward = agent_pb2.StoreModelRequest(model=ref, force_update=request.force_update)
+        forward = agent_pb2.StoreModelRequest(model=ref, force_update=request.force_update, stored=request.stored)
         answer = self._on_party("store", context, ref, AgentRpc.STORE_MODEL, forward, self._long_timeout)
         return registry_pb2.StoreModelResponse(model=ref, sha256=answer.sha256, location=answer.location)
 

@@ -75,6 +75,7 @@ class TransferDesk:
             announce.import_header.CopyFrom(request.import_header)
         else:
             announce.export_model.CopyFrom(request.export_model)
+            announce.stored = request.stored
         try:
             self.agents.call(
                 ref.party_id,

@@ -69,6 +69,13 @@ def test_import_info_export_as_a_user_types_it(
     assert code == 0 and answer["retcode"] == 0
     assert answer["retmsg"] == f"download successfully, please check {answer['file']}"
     assert zipfile.ZipFile(answer["file"]).testzip() is None
+    methods = {i.compress_type for i in zipfile.ZipFile(answer["file"]).infolist()}
+    assert methods == {zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED}  # sidecars deflated, the rest stored
+    for name, args, conf in (("flag", ("--stored",), export), ("key", (), {**export, "stored": True})):
+        conf = {**conf, "output_path": str(tmp_path / name)}
+        code, answer = flow(federation, "model", "export", "-c", write_conf(tmp_path, f"{name}.json", conf), *args)
+        assert code == 0 and answer["retcode"] == 0, answer
+        assert {i.compress_type for i in zipfile.ZipFile(answer["file"]).infolist()} == {zipfile.ZIP_STORED}
 
 
 def _hostile_archive(tmp_path: Path, kind: str) -> Path:

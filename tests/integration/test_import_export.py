@@ -69,6 +69,31 @@ def test_import_every_party_then_info_then_byte_identical_export(
             }
 
 
+def _methods(archive: Path) -> dict[str, int]:
+    with zipfile.ZipFile(archive) as zf:
+        assert zf.testzip() is None
+        return {i.filename: i.compress_type for i in zf.infolist()}
+
+
+@pytest.mark.parametrize("transfer", ["direct", "relay"])
+def test_an_export_deflates_what_pays_or_stores_all_and_imports_back(
+    federation: LocalFederation, model: GeneratedModel, tmp_path: Path, transfer: TransferMode
+) -> None:
+    ref = _ref(model, "guest", "9999")
+    with RegistryClient(federation.address, transfer=transfer) as client:
+        imported = client.import_model(model.archives["guest", "9999"], ref, force_update=True).result
+        deflated = client.export_model(ref, tmp_path / "auto")
+        stored = client.export_model(ref, tmp_path / "stored", stored=True)
+        methods = _methods(deflated.path)
+        sidecars = [name for name in methods if name.endswith(".json") and name.startswith("variables/")]
+        assert sidecars and all(methods[name] == zipfile.ZIP_DEFLATED for name in sidecars), methods
+        assert set(_methods(stored.path).values()) == {zipfile.ZIP_STORED}
+        assert deflated.path.stat().st_size < stored.path.stat().st_size
+        # our own export, deflated, imports back (its manifest checked against every file) as the same version
+        again = client.import_model(deflated.path, ref, force_update=True).result
+    assert again.manifest_digest == imported.manifest_digest and again.size_bytes == imported.size_bytes
+
+
 def test_files_land_in_fate_layout_on_the_right_agent(federation: LocalFederation, model: GeneratedModel) -> None:
     with RegistryClient(federation.address) as client:
         client.import_model(model.archives["host", "10000"], _ref(model, "host", "10000"))

@@ -12,9 +12,12 @@ from typing import Any
 
 import pytest
 
+from fate_registry import config
 from fate_registry.fate_models import ModelSpec, write_party_model
 from fate_registry.fate_models.fate_archive import build_stored_archive, sha256_file
 from fate_registry.identity import archive_name
+from party_agent.storage import open_store
+from party_agent.storage.base import StoreKey
 from tests.conftest import GeneratedModel, generate_model
 from tests.flow_cli import flow, write_conf
 from tests.support import services
@@ -54,20 +57,21 @@ def _files(archive: Path) -> dict[str, bytes]:
         return {n: zf.read(n) for n in zf.namelist() if n != "import_model.json"}
 
 
+def _imported_guest(fed: LocalFederation, tmp_path: Path) -> tuple[GeneratedModel, dict[str, Any]]:
+    """A fresh model's guest slice, imported with flow; the model and its keys."""
+    model = generate_model(tmp_path)
+    keys = _keys(model)
+    conf = write_conf(tmp_path, "i.json", {**keys, "file": str(model.archives["guest", "9999"]), "force_update": False})
+    code, answer = flow(fed, "model", "import", "-c", conf)
+    assert code == 0, answer
+    return model, keys
+
+
 def test_store_delete_restore_gives_the_same_files(
     stored_federation: tuple[str, LocalFederation], tmp_path: Path
 ) -> None:
     engine, fed = stored_federation
-    model = generate_model(tmp_path)
-    keys = _keys(model)
-    code, answer = flow(
-        fed,
-        "model",
-        "import",
-        "-c",
-        write_conf(tmp_path, "i.json", {**keys, "file": str(model.archives["guest", "9999"]), "force_update": False}),
-    )
-    assert code == 0, answer
+    model, keys = _imported_guest(fed, tmp_path)
     code, first = flow(
         fed, "model", "export", "-c", write_conf(tmp_path, "e1.json", {**keys, "output_path": str(tmp_path / "a")})
     )
@@ -139,6 +143,40 @@ def test_store_delete_restore_gives_the_same_files(
     assert not version_dir.exists()
     for log in (fed.root / "data" / "logs").glob("*.log"):
         assert SECRET not in log.read_text(errors="replace"), log
+
+
+def _stored_size(fed: LocalFederation, model: GeneratedModel) -> int:
+    """The size of the engine's copy of the guest's version, asked of the engine itself."""
+    store_conf = config.load(fed.root / "service_conf.yaml").model_store
+    assert store_conf is not None
+    store = open_store(store_conf.storage, store_conf.settings)
+    try:
+        found = store.stat(StoreKey(f"guest#9999#{model.model_id}", model.version))
+    finally:
+        store.close()
+    assert found is not None
+    return found.size
+
+
+def test_the_engine_holds_a_deflated_archive_unless_stored_is_asked(
+    stored_federation: tuple[str, LocalFederation], tmp_path: Path
+) -> None:
+    fed = stored_federation[1]
+    model, keys = _imported_guest(fed, tmp_path)
+    version_dir = fed.model_cache("9999") / f"guest#9999#{model.model_id}" / model.version
+    content = sum(p.stat().st_size for p in version_dir.rglob("*") if p.is_file())
+    before = {p.relative_to(version_dir): p.read_bytes() for p in version_dir.rglob("*") if p.is_file()}
+    store = write_conf(tmp_path, "s.json", {**keys, "force_update": True})
+    restore = write_conf(tmp_path, "r.json", {**keys, "force_update": True})
+    code, deflated = flow(fed, "model", "export", "-c", store, "--to-database")
+    assert code == 0 and _stored_size(fed, model) < 0.7 * content, deflated
+    code, restored = flow(fed, "model", "import", "-c", restore, "--from-database")
+    assert code == 0 and restored["data"]["sha256"] == deflated["data"]["sha256"], restored
+    assert {p.relative_to(version_dir): p.read_bytes() for p in version_dir.rglob("*") if p.is_file()} == before
+    code, stored = flow(fed, "model", "export", "-c", store, "--to-database", "--stored")
+    assert code == 0 and _stored_size(fed, model) > content, stored
+    code, restored = flow(fed, "model", "import", "-c", restore, "--from-database")
+    assert code == 0 and restored["data"]["sha256"] == stored["data"]["sha256"], restored
 
 
 @pytest.fixture(scope="session")

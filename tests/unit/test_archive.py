@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from fate_registry.archives_conf import ArchivesConf
 from fate_registry.errors import Reason, RegistryError
 from party_agent import archive
 from party_agent.manifest import MANIFEST_ENTRY, FileRecord, Manifest, scan
@@ -94,6 +95,9 @@ def test_truncated_and_corrupt_archives_are_data_loss(tmp_path: Path) -> None:
     assert info.value.reason is Reason.BAD_ARCHIVE
 
 
+STORED = ArchivesConf(compression="stored")
+
+
 def _version_dir(tmp_path: Path) -> Path:
     root = tmp_path / "v"
     (root / "variables/data/cpn/model").mkdir(parents=True)
@@ -113,7 +117,7 @@ def test_stream_then_unpack_round_trips_bytes_and_manifest(tmp_path: Path) -> No
         "variables/data/cpn/model/Empty",
         "variables/data/cpn/model/Param",
     ]
-    pieces = list(archive.stream_archive(source, manifest, {MANIFEST_ENTRY: manifest.to_json().encode()}, 4096))
+    pieces = list(archive.stream_archive(source, manifest, {MANIFEST_ENTRY: manifest.to_json().encode()}, 4096, STORED))
     data = b"".join(pieces)
     with zipfile.ZipFile(io.BytesIO(data)) as zf:  # any reader can read what we write
         assert zf.testzip() is None
@@ -130,7 +134,7 @@ def test_stream_then_unpack_round_trips_bytes_and_manifest(tmp_path: Path) -> No
 def _stored_archive(source: Path, manifest: Manifest, listed: Manifest | None) -> bytes:
     """The archive of ``source``, carrying ``listed`` as its manifest (none when None)."""
     extra = {} if listed is None else {MANIFEST_ENTRY: listed.to_json().encode()}
-    return b"".join(archive.stream_archive(source, manifest, extra, 4096))
+    return b"".join(archive.stream_archive(source, manifest, extra, 4096, STORED))
 
 
 def test_a_verified_source_takes_the_manifest_over_without_hashing(tmp_path: Path) -> None:
@@ -213,7 +217,7 @@ def test_a_file_changed_on_disk_stops_the_export(tmp_path: Path) -> None:
     param = source / "variables/data/cpn/model/Param"
     param.write_bytes(b"\xff" + param.read_bytes()[1:])  # same size, other bytes
     with pytest.raises(RegistryError) as info:
-        b"".join(archive.stream_archive(source, manifest, {}, chunk_bytes=4096))
+        b"".join(archive.stream_archive(source, manifest, {}, 4096, ArchivesConf()))
     assert info.value.reason is Reason.DATA_LOSS
     assert "variables/data/cpn/model/Param" in info.value.message
 

@@ -7,6 +7,7 @@ import time
 
 import pytest
 
+from fate_registry.agent.v1.agent_pb2 import ExportModelRequest
 from fate_registry.errors import Reason, RegistryError
 from fate_registry.v1.common_pb2 import ImportModelResult, PartyModelRef
 from party_agent.idempotency import OnceByOperation
@@ -111,14 +112,15 @@ def test_a_repeated_operation_is_done_once() -> None:
 def test_a_full_ticket_book_makes_room_from_its_oldest_finished_outcomes() -> None:
     book = TicketBook(max_tickets=3)
     models = [PartyModelRef(role="guest", party_id="9999", model_id="m", model_version=str(i)) for i in range(6)]
+    exports = [ExportModelRequest(model=model) for model in models]
     for i in range(3):
-        book.expect(f"t{i}", models[i], 60)
-        book.claim(f"t{i}", models[i])
+        book.expect(f"t{i}", exports[i], 60)
+        book.claim(f"t{i}", exports[i])
         book.finish(f"t{i}", ImportModelResult(model=models[i]))
-    book.expect("t3", models[3], 60)  # full of finished outcomes: the oldest one goes
+    book.expect("t3", exports[3], 60)  # full of finished outcomes: the oldest one goes
     assert book.outcome("t0").result is None and book.outcome("t1").result == ImportModelResult(model=models[1])
-    book.expect("t4", models[4], 60)
-    book.expect("t5", models[5], 60)  # t1 and t2 went; now three open transfers (t3, t4, t5)
+    book.expect("t4", exports[4], 60)
+    book.expect("t5", exports[5], 60)  # t1 and t2 went; now three open transfers (t3, t4, t5)
     with pytest.raises(RegistryError) as refused:
-        book.expect("t6", models[0], 60)
+        book.expect("t6", exports[0], 60)
     assert refused.value.reason is Reason.NO_SPACE

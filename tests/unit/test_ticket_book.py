@@ -38,17 +38,27 @@ def test_an_outcome_comes_back_as_it_was_finished_and_a_ticket_names_its_kind() 
     book.claim("t1", ImportModelHeader.FromString(header.SerializeToString()))  # equal, not the same object
     book.finish("t1", result)
     assert book.outcome("t1").result == result
-    # An empty header and an empty model serialize alike: the kind still tells them apart.
-    book.expect("t2", PartyModelRef(), 60)
+    # An empty header and an empty export request serialize alike: the kind still tells them apart.
+    book.expect("t2", agent_pb2.ExportModelRequest(), 60)
     with pytest.raises(RegistryError) as refused:
         book.claim("t2", ImportModelHeader())
     assert refused.value.reason is Reason.PERMISSION_DENIED
 
 
+def test_an_export_ticket_allows_only_the_archive_form_it_was_issued_for() -> None:
+    book = TicketBook()
+    model = PartyModelRef(model_id="m")
+    book.expect("t", agent_pb2.ExportModelRequest(model=model, stored=True), 60)
+    with pytest.raises(RegistryError) as refused:
+        book.claim("t", agent_pb2.ExportModelRequest(model=model))
+    assert refused.value.reason is Reason.PERMISSION_DENIED
+    book.claim("t", agent_pb2.ExportModelRequest(model=model, stored=True))
+
+
 def test_a_failed_transfer_keeps_its_error_without_the_failed_calls_frames() -> None:
     book = TicketBook()
-    book.expect("t", PartyModelRef(model_id="m"), 60)
-    book.claim("t", PartyModelRef(model_id="m"))
+    book.expect("t", agent_pb2.ExportModelRequest(model=PartyModelRef(model_id="m")), 60)
+    book.claim("t", agent_pb2.ExportModelRequest(model=PartyModelRef(model_id="m")))
     try:
         raise RegistryError(Reason.DATA_LOSS, "hash mismatch")
     except RegistryError as exc:

@@ -95,16 +95,20 @@ class ExportModelRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     MODEL_FIELD_NUMBER: _builtins.int
+    STORED_FIELD_NUMBER: _builtins.int
+    stored: _builtins.bool
+    """Every entry stored (not deflated), whatever the conf says."""
     @_builtins.property
     def model(self) -> _common_pb2.PartyModelRef: ...
     def __init__(
         self,
         *,
         model: _common_pb2.PartyModelRef | None = ...,
+        stored: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["model", b"model"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["model", b"model"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model", b"model", "stored", b"stored"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -147,9 +151,12 @@ class ExpectTransferRequest(_message.Message):
     IMPORT_HEADER_FIELD_NUMBER: _builtins.int
     EXPORT_MODEL_FIELD_NUMBER: _builtins.int
     TTL_SECONDS_FIELD_NUMBER: _builtins.int
+    STORED_FIELD_NUMBER: _builtins.int
     ticket: _builtins.str
     ttl_seconds: _builtins.int
     """How long the ticket may wait to be used."""
+    stored: _builtins.bool
+    """The export the ticket allows has every entry stored."""
     @_builtins.property
     def import_header(self) -> _common_pb2.ImportModelHeader: ...
     @_builtins.property
@@ -161,10 +168,11 @@ class ExpectTransferRequest(_message.Message):
         import_header: _common_pb2.ImportModelHeader | None = ...,
         export_model: _common_pb2.PartyModelRef | None = ...,
         ttl_seconds: _builtins.int = ...,
+        stored: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["export_model", b"export_model", "import_header", b"import_header", "transfer", b"transfer"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["export_model", b"export_model", "import_header", b"import_header", "ticket", b"ticket", "transfer", b"transfer", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["export_model", b"export_model", "import_header", b"import_header", "stored", b"stored", "ticket", b"ticket", "transfer", b"transfer", "ttl_seconds", b"ttl_seconds"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_transfer: _TypeAlias = _typing.Literal["import_header", "export_model"]  # noqa: Y015
     _WhichOneofArgType_transfer: _TypeAlias = _typing.Literal["transfer", b"transfer"]  # noqa: Y015
@@ -346,7 +354,10 @@ class StoreModelRequest(_message.Message):
 
     MODEL_FIELD_NUMBER: _builtins.int
     FORCE_UPDATE_FIELD_NUMBER: _builtins.int
+    STORED_FIELD_NUMBER: _builtins.int
     force_update: _builtins.bool
+    stored: _builtins.bool
+    """Every entry of the stored archive stored (not deflated), whatever the conf says."""
     @_builtins.property
     def model(self) -> _common_pb2.PartyModelRef: ...
     def __init__(
@@ -354,10 +365,11 @@ class StoreModelRequest(_message.Message):
         *,
         model: _common_pb2.PartyModelRef | None = ...,
         force_update: _builtins.bool = ...,
+        stored: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["model", b"model"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["force_update", b"force_update", "model", b"model"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["force_update", b"force_update", "model", b"model", "stored", b"stored"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
