@@ -26,11 +26,11 @@ class _Failure:
 
 
 class _Prefetcher(Generic[T]):
-    def __init__(self, items: Iterator[T], depth: int) -> None:
+    def __init__(self, items: Iterator[T], depth: int, name: str) -> None:
         self._items = items
         self._queue: queue.Queue[T | _End | _Failure] = queue.Queue(maxsize=depth)
         self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._produce, name="prefetch", daemon=True)
+        self._thread = threading.Thread(target=self._produce, name=name, daemon=True)
         self._thread.start()
 
     def _put(self, item: T | _End | _Failure) -> bool:
@@ -64,6 +64,6 @@ class _Prefetcher(Generic[T]):
             self._stopped.set()  # a consumer that stops early releases the producer
 
 
-def prefetch(items: Iterator[T], depth: int = 8) -> Iterator[T]:
-    """The same items in the same order, produced on another thread up to ``depth`` ahead."""
-    return iter(_Prefetcher(items, depth))
+def prefetch(items: Iterator[T], depth: int = 8, name: str = "prefetch") -> Iterator[T]:
+    """The same items in the same order, produced on another thread (called ``name``) up to ``depth`` ahead."""
+    return iter(_Prefetcher(items, depth, name))

@@ -12,18 +12,24 @@ The reader refuses, before giving them out, bytes past the limits of :class:`Arc
 ``max_bytes`` or the room on the disk (declared by a header or inflated), and zip bombs, which it
 tells by the bytes an entry actually inflates per compressed byte it takes (headers can lie). Each
 entry's CRC-32 and size are checked once its bytes are given out, and the central directory at the end.
+
+Deflated entries are inflated by ISA-L (about twice zlib's speed) on a thread of their own, a few pieces
+ahead of the caller, who hashes and writes meanwhile; an entry's deflate stream is serial, so entries are
+inflated one after the other.
 """
 
 from __future__ import annotations
 
 import stat
 import struct
-import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
+from isal import isal_zlib
+
 from fate_registry.checksums import crc32
 from fate_registry.errors import Reason, RegistryError
+from fate_registry.prefetch import prefetch
 from party_agent.archive_limits import ArchiveLimits, amount, quoted
 from party_agent.zipformat import (
     CENTRAL,
@@ -50,7 +56,13 @@ from party_agent.zipformat import (
 )
 
 MAX_TRAILER_BYTES = 64 * 1024 * 1024
-INFLATE_PIECE_BYTES = 4 * 1024 * 1024
+#: The most bytes one inflate step gives out; pieces this size keep ISA-L at full speed.
+INFLATE_PIECE_BYTES = 1024 * 1024
+#: Inflated pieces that may wait for the consumer: memory stays flat while both sides run.
+INFLATE_AHEAD = 4
+INFLATE_THREAD = "inflate"
+#: What ISA-L raises for a corrupt deflate stream (its stubs type it as an instance, not a class).
+_INFLATE_ERROR: type[Exception] = isal_zlib.error  # type: ignore[assignment]
 _TRAILER_SIGS = (SIG_BYTES[CENTRAL_SIG], SIG_BYTES[END_SIG], SIG_BYTES[ZIP64_END_SIG])
 _LOCAL_SIG_BYTES = struct.pack("<I", LOCAL_SIG)
 _EMPTY = memoryview(b"")
@@ -196,7 +208,8 @@ class _Reader:
         if method == STORED and header.csize is None:
             raise bad(f"archive entry {name!r} is stored with its size only after its data; it cannot be streamed")
         entry = ZipEntry(name, header.size, dos_mtime(mt, md))
-        entry.chunks = self._entry_bytes(header, entry)
+        chunks = self._entry_bytes(header, entry)
+        entry.chunks = _ahead(chunks) if method == DEFLATED else chunks
         return entry
 
     def _check_declared(self, header: _Header) -> None:
@@ -217,7 +230,7 @@ class _Reader:
 
         Its descriptor is read and its CRC-32 and size checked after the last.
         """
-        given = _Given(zlib.decompressobj(-15) if header.method == DEFLATED else None)
+        given = _Given(isal_zlib.decompressobj(-15) if header.method == DEFLATED else None)
         source = self._source
         if header.csize is not None:
             remaining = header.csize
@@ -257,8 +270,11 @@ class _Reader:
             while out:
                 yield self._passed(out, header, given)
                 out = inflate.decompress(inflate.unconsumed_tail, INFLATE_PIECE_BYTES)
-        except zlib.error:
-            raise RegistryError(Reason.DATA_LOSS, "an archive entry's compressed data is corrupt") from None
+        except _INFLATE_ERROR:
+            raise RegistryError(
+                Reason.DATA_LOSS,
+                f"archive entry {quoted(header.name)} is corrupt: its compressed data does not inflate",
+            ) from None
 
     def _passed(self, data: memoryview | bytes, header: _Header, given: _Given) -> memoryview | bytes:
         """The entry's next bytes, once they pass the limits."""
@@ -325,11 +341,22 @@ class _Reader:
                 )
 
 
+def _ahead(pieces: Iterator[memoryview | bytes]) -> Iterator[memoryview | bytes]:
+    """A deflated entry's ``pieces`` (inflated and checked) produced on a thread of their own, a few ahead.
+
+    Inflating is the costliest step of an import; ISA-L releases the GIL, so it overlaps with the consumer, who
+    hashes and writes. The thread starts when the first piece is asked for, and while it runs it alone reads the
+    archive: the reader goes on once the last piece (after the entry's checks) is handed over. It stops once the
+    consumer stops asking; its errors are raised to the consumer.
+    """
+    yield from prefetch(pieces, INFLATE_AHEAD, INFLATE_THREAD)
+
+
 @dataclass
 class _Given:
     """What an entry has given out so far: its bytes and their CRC-32, and the compressed bytes inflated."""
 
-    inflate: zlib._Decompress | None
+    inflate: isal_zlib.Decompress | None
     size: int = 0
     crc: int = 0
     fed: int = 0  # compressed bytes given to ``inflate``

@@ -3,7 +3,9 @@ with retcode 102 and a message naming the entry and the limit, early, and leaves
 
 from __future__ import annotations
 
+import io
 import time
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -11,10 +13,11 @@ import pytest
 from client.sdk import RegistryClient, TransferMode
 from fate_registry.config import LimitsConf
 from fate_registry.errors import Reason, RegistryError
+from fate_registry.v1 import registry_pb2 as pb
 from fate_registry.v1.common_pb2 import PartyModelRef
-from tests.conftest import GeneratedModel
+from tests.conftest import GeneratedModel, generate_model
 from tests.support.federation import LocalFederation
-from tests.zipcraft import DEFLATED, Entry, MiB, spliced, zeros
+from tests.zipcraft import DEFLATED, DESCRIPTOR, Entry, MiB, spliced, zeros
 
 PARTY = "9999"
 BUFFER = "variables/data/hetero_lr_0/model/HeteroLogisticRegressionParam"
@@ -34,8 +37,12 @@ def _refused(
     archive.write_bytes(data)
     version = f"refused{time.monotonic_ns()}"
     ref = PartyModelRef(role="guest", party_id=PARTY, model_id=model.model_id, model_version=version)
-    with RegistryClient(federation.address, transfer=transfer) as client, pytest.raises(RegistryError) as info:
-        client.import_model(archive, ref)
+    with RegistryClient(federation.address, transfer=transfer) as client:
+        with pytest.raises(RegistryError) as info:
+            client.import_model(archive, ref)
+        with pytest.raises(RegistryError) as lookup:
+            client.get_model_info(pb.GetModelInfoRequest(model_id=model.model_id, model_version=version))
+    assert lookup.value.reason is Reason.MODEL_NOT_FOUND  # no catalog record
     cache = federation.model_cache(PARTY)
     assert not (cache / f"guest#{PARTY}#{model.model_id}" / version).exists()
     assert list((cache / ".staging").iterdir()) == []
@@ -44,12 +51,18 @@ def _refused(
 
 
 @pytest.mark.parametrize("transfer", ["direct", "relay"])
+@pytest.mark.parametrize("header", ["lying", "descriptor"])
 def test_a_zip_bomb_posing_as_a_model_buffer_is_refused_before_it_fills_the_disk(
-    federation: LocalFederation, model: GeneratedModel, tmp_path: Path, transfer: TransferMode
+    federation: LocalFederation, model: GeneratedModel, tmp_path: Path, transfer: TransferMode, header: str
 ) -> None:
-    bomb = zeros(1024 * MiB)  # 1 GiB of zeros in ~1 MB, its header claiming a buffer's size
+    """Its header claims a buffer's size, or none (a data descriptor would follow): only the inflated bytes tell."""
+    bomb = zeros(1024 * MiB)  # 1 GiB of zeros in ~1 MB
     assert len(bomb) < 1.1 * MiB
-    entry = Entry(BUFFER.replace("Param", "Param2"), bomb, DEFLATED, crc=0x1234, size=14_000)
+    name = BUFFER.replace("Param", "Param2")
+    if header == "lying":
+        entry = Entry(name, bomb, DEFLATED, crc=0x1234, size=14_000)
+    else:
+        entry = Entry(name, bomb, DEFLATED, size=0, csize=0, flags=DESCRIPTOR)
     data = spliced(model.archives["guest", PARTY].read_bytes(), entry)
     written, started = _agent_writes(federation), time.monotonic()
     error = _refused(federation, model, tmp_path, data, transfer)
@@ -89,3 +102,39 @@ def test_an_archive_whose_end_is_cut_is_refused(
     error = _refused(federation, model, tmp_path, model.archives["guest", PARTY].read_bytes()[:-10])
     assert error.reason is Reason.DATA_LOSS
     assert error.message == "the archive is damaged: its end of central directory is missing or cut (truncated?)"
+
+
+def _damaged(data: bytes, name: str, damage: str) -> bytes:
+    """``data`` with a byte of deflated entry ``name``'s compressed stream changed, nothing else.
+
+    "flipped": a byte in the middle (the inflater may not notice; the CRC does); "block type": the first
+    block's type made the reserved one, which no inflater takes.
+    """
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        info = zf.getinfo(name)
+    assert info.compress_type == zipfile.ZIP_DEFLATED and info.compress_size > 1000
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    out = bytearray(data)
+    if damage == "flipped":
+        out[start + info.compress_size // 2] ^= 0x55
+    else:
+        out[start] |= 0b110  # BTYPE, the two bits after BFINAL: 11 is reserved
+    return bytes(out)
+
+
+@pytest.mark.parametrize("transfer", ["direct", "relay"])
+@pytest.mark.parametrize("damage", ["flipped", "block type"])
+def test_a_corrupt_deflate_stream_is_refused_and_nothing_is_written(
+    federation: LocalFederation, tmp_path: Path, transfer: TransferMode, damage: str
+) -> None:
+    """A FATE-Flow archive (deflated) whose buffer's compressed bytes were damaged: its inflater fails, or its CRC."""
+    model = generate_model(tmp_path / "model", checkpoints=2, target_bytes=2 * MiB)  # buffers of ~150 KB deflated
+    data = _damaged(model.archives["guest", PARTY].read_bytes(), BUFFER, damage)
+    error = _refused(federation, model, tmp_path, data, transfer)
+    assert error.reason is Reason.DATA_LOSS
+    assert error.message in (
+        f"archive entry {BUFFER!r} is corrupt: its compressed data does not inflate",
+        f"archive entry {BUFFER!r} is corrupt (CRC or size mismatch)",
+    )
+    if damage == "block type":
+        assert error.message == f"archive entry {BUFFER!r} is corrupt: its compressed data does not inflate"

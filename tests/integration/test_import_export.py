@@ -13,7 +13,7 @@ from client.sdk import RegistryClient, TransferMode
 from fate_registry.errors import Reason, RegistryError
 from fate_registry.v1 import registry_pb2 as pb
 from fate_registry.v1.common_pb2 import PartyModelRef
-from tests.conftest import GeneratedModel
+from tests.conftest import GeneratedModel, generate_model
 from tests.support.federation import LocalFederation
 
 ARCHIVE_ONLY = {"import_model.json", ".fate_registry_manifest.json"}
@@ -92,6 +92,45 @@ def test_an_export_deflates_what_pays_or_stores_all_and_imports_back(
         # our own export, deflated, imports back (its manifest checked against every file) as the same version
         again = client.import_model(deflated.path, ref, force_update=True).result
     assert again.manifest_digest == imported.manifest_digest and again.size_bytes == imported.size_bytes
+
+
+class _Unseekable(io.RawIOBase):
+    """A file zipfile cannot seek back in: it then writes a data descriptor after each entry, as streaming writers do."""
+
+    def __init__(self, path: Path) -> None:
+        self._file = path.open("wb")
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes) -> int:  # type: ignore[override]
+        return self._file.write(data)
+
+    def close(self) -> None:
+        self._file.close()
+        super().close()
+
+
+@pytest.mark.parametrize("transfer", ["direct", "relay"])
+def test_deflated_entries_with_data_descriptors_import(
+    tmp_path: Path, federation: LocalFederation, transfer: TransferMode
+) -> None:
+    """Entries whose sizes and CRC come only after their deflate stream: each stream ends itself."""
+    model = generate_model(tmp_path / "model", checkpoints=2, target_bytes=2 * 1024 * 1024)
+    source = model.version_dirs["guest", "9999"]
+    archive = tmp_path / "streamed.zip"
+    with _Unseekable(archive) as out, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in sorted(_files(source).items()):
+            with zf.open(name, "w") as entry:
+                entry.write(data)
+    with zipfile.ZipFile(archive) as zf:
+        assert all(info.flag_bits & 0x8 and info.compress_type == zipfile.ZIP_DEFLATED for info in zf.infolist())
+        assert max(info.compress_size for info in zf.infolist()) > 100_000
+    with RegistryClient(federation.address, transfer=transfer) as client:
+        result = client.import_model(archive, _ref(model, "guest", "9999")).result
+    imported = federation.model_cache("9999") / f"guest#9999#{model.model_id}" / model.version
+    assert result.file_count == len(_files(source)) - 1  # minus import_model.json
+    assert _files(imported) == {k: v for k, v in _files(source).items() if k not in ARCHIVE_ONLY}
 
 
 def test_files_land_in_fate_layout_on_the_right_agent(federation: LocalFederation, model: GeneratedModel) -> None:

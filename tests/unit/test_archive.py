@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import io
+import random
 import stat
+import threading
+import time
 import warnings
 import zipfile
 from collections.abc import Iterator
@@ -16,6 +19,8 @@ from fate_registry.archives_conf import ArchivesConf
 from fate_registry.errors import Reason, RegistryError
 from party_agent import archive
 from party_agent.manifest import MANIFEST_ENTRY, FileRecord, Manifest, scan
+from party_agent.zipstream import INFLATE_THREAD
+from tests.zipcraft import DEFLATED, DESCRIPTOR, Entry, MiB, zeros
 
 LIMITS = archive.ArchiveLimits(max_bytes=10 * 1024 * 1024, max_entries=100, max_ratio=200)
 
@@ -229,3 +234,41 @@ def test_unpack_checks_files_against_the_embedded_manifest(tmp_path: Path) -> No
         archive.unpack([data], tmp_path, LIMITS)
     assert info.value.reason is Reason.DATA_LOSS
     assert "does not match" in info.value.message
+
+
+def _inflating() -> int:
+    """Inflating threads still alive, once those ending have had 5 s to end."""
+    deadline = time.monotonic() + 5
+    while (count := sum(t.name == INFLATE_THREAD for t in threading.enumerate())) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return count
+
+
+def _deflated(entries: list[tuple[str, bytes]]) -> bytes:
+    return _zip_bytes([(name, data) for name, data in entries], zipfile.ZIP_DEFLATED)
+
+
+@pytest.mark.parametrize("case", ["imported", "corrupt", "bad name", "bomb"])
+def test_the_inflating_thread_ends_with_its_entry_whatever_happens(tmp_path: Path, case: str) -> None:
+    """Deflated entries inflate on a thread of their own; an error there is the caller's, and no thread is left."""
+    payload = random.Random(21).randbytes(512 * 1024) * 4  # deflates to about a quarter
+    data = _deflated([("a", payload), ("b", payload)])
+    if case == "corrupt":
+        start = 30 + 1  # the first entry's compressed bytes, after its local header and name
+        data = data[:start] + bytes([data[start] | 0b110]) + data[start + 1 :]  # a reserved block type
+    elif case == "bad name":
+        data = _deflated([("../a", payload)])
+    elif case == "bomb":  # no sizes declared: only the inflated bytes tell
+        data = Entry("a", zeros(256 * MiB), DEFLATED, size=0, csize=0, flags=DESCRIPTOR).local()
+    assert _inflating() == 0
+    if case == "imported":
+        archive.unpack(_pieces(data, 64 * 1024), tmp_path, LIMITS)
+        assert (tmp_path / "b").read_bytes() == payload
+    else:
+        with pytest.raises(RegistryError) as info:
+            archive.unpack(_pieces(data, 64 * 1024), tmp_path, LIMITS)
+        expected = {"corrupt": Reason.DATA_LOSS, "bad name": Reason.BAD_ARCHIVE, "bomb": Reason.ARCHIVE_TOO_LARGE}
+        assert info.value.reason is expected[case], info.value.message
+        if case == "corrupt":
+            assert info.value.message == "archive entry 'a' is corrupt: its compressed data does not inflate"
+    assert _inflating() == 0
