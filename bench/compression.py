@@ -341,8 +341,7 @@ def engines(
             side = EngineSide(engine, Registry(flow, root, _has_stored_flag(flow)), store, settle)
             for model in bench.values():
                 version, _ = side.registry.import_archive(model, model.archive)
-                for mode in MODES:  # warm-up, untimed
-                    side.store_restore(None, model, version, mode)
+                side.store_restore(None, model, version, "stored")  # warm-up, untimed: the server grows its buffers
                 for index in range(runs):
                     for mode in _round_modes(index):
                         side.store_restore(figures, model, version, mode)
