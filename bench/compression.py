@@ -31,6 +31,7 @@ import contextlib
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -158,10 +159,12 @@ class Figures:
     ops: dict[tuple[str, str, str, str], Op] = field(default_factory=dict)
     sizes: dict[tuple[str, str, str, str], int] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    loads: list[float] = field(default_factory=list)  # the 1-minute load average after each operation
 
     def add(self, key: tuple[str, str, str, str], measured: Measured, nbytes: int) -> None:
         op = self.ops.setdefault(key, Op("/".join(key), nbytes))
         op.add_measured(measured)
+        self.loads.append(os.getloadavg()[0])
 
     def size(self, key: tuple[str, str, str, str], nbytes: int) -> None:
         previous = self.sizes.setdefault(key, nbytes)
@@ -443,7 +446,7 @@ def checks(bench: dict[str, BenchModel], figures: Figures) -> list[Check]:
 
 def _cpu(op: Op) -> str:
     return " ".join(
-        f"{name.replace('agent-', 'a')}={sorted(used)[len(used) // 2]:.2f}"
+        f"{name.replace('agent-', 'a')}={statistics.median(used):.2f}"
         for name, used in op.cpu.items()
         if name not in SERVER_NAMES.values()
     )
@@ -507,6 +510,8 @@ def report(bench: dict[str, BenchModel], figures: Figures, size_mib: int, runs: 
         f" stored = --stored; {os.cpu_count()} CPUs",
         *table(bench, figures),
         "",
+        f"1-minute load average after the operations: median {statistics.median(figures.loads or [0.0]):.1f},"
+        f" max {max(figures.loads or [0.0]):.1f} (other work on this machine meanwhile)",
         "peak RSS, MiB, max over every operation: "
         + "  ".join(f"{name} {mib:.1f}" for name, mib in sorted(peaks.items())),
         "",
@@ -525,6 +530,8 @@ def report(bench: dict[str, BenchModel], figures: Figures, size_mib: int, runs: 
         "operations": {"/".join(key): op.summary() for key, op in figures.ops.items()},
         "bytes": {"/".join(key): nbytes for key, nbytes in figures.sizes.items()},
         "targets": [{**asdict(c), "met": c.met} for c in found],
+        "load_average_median": round(statistics.median(figures.loads or [0.0]), 2),
+        "load_average_max": round(max(figures.loads or [0.0]), 2),
         "notes": figures.notes,
         "total_s": round(total, 1),
     }
