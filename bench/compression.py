@@ -44,10 +44,11 @@ from typing import Any, Final
 from bench.import_export import Flow, Measured
 from bench.memory import KIB, MIB, PeakWatch
 from bench.scratch import log, scratch_dir
-from bench.store_restore import ENGINES, SERVER_NAMES, Op, Settler, engine_server, write_conf
+from bench.store_restore import ENGINES, PASSWORD, SERVER_NAMES, Op, Settler, write_conf
 from fate_registry.fate_models.fate_archive import build_stored_archive, walk_sorted
 from fate_registry.identity import archive_name, job_ids, party_model_id
 from party_agent.storage import StoreKey, open_store
+from tests.support import services
 from tests.support.federation import LocalFederation, fate_registry_command
 from tests.support.netns import ShapedLink, Topology
 
@@ -330,7 +331,7 @@ def engines(
     for engine in names:
         root = workdir / engine
         with contextlib.ExitStack() as stack:
-            server = stack.enter_context(engine_server(engine, root / "server"))
+            server: Any = stack.enter_context(services.engine_server(engine, root / "server", PASSWORD))
             settings: dict[str, Any] = server.settings()
             federation = stack.enter_context(
                 _federation(root / "federation", {"model_store_address": {"storage": engine, **settings}})

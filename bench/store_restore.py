@@ -35,7 +35,6 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -369,15 +368,6 @@ class _PieceReader(io.RawIOBase):
 # One engine --------------------------------------------------------------------------------------
 
 
-def engine_server(engine: str, root: Path) -> AbstractContextManager[Any]:
-    """The engine's real server on loopback, its data under ``root`` (``tests.support.services``)."""
-    if engine == "mysql":
-        return services.mariadb(root, password=PASSWORD)
-    if engine == "redis":
-        return services.redis_server(root, password=PASSWORD)
-    return services.cos_emulator(root)
-
-
 def write_conf(path: Path, body: dict[str, Any]) -> Path:
     """A FATE conf file (JSON) at ``path``."""
     path.write_text(json.dumps(body, indent=4), encoding="utf-8")
@@ -464,7 +454,7 @@ def run_engine(engine: str, prepared: Prepared, runs: int, workdir: Path, op_tim
     ]
 
     with contextlib.ExitStack() as stack:
-        server = stack.enter_context(engine_server(engine, root / "server"))
+        server: Any = stack.enter_context(services.engine_server(engine, root / "server", PASSWORD))
         settings: dict[str, Any] = server.settings()
         federation = LocalFederation.start(
             root / "federation", extra_conf={"model_store_address": {"storage": engine, **settings}}
