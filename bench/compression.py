@@ -222,9 +222,9 @@ class Registry:
         conf = self._conf(f"restore_{version}", {**self._keys(model, version), "force_update": False})
         return self.flow.run("model", "import", "-c", str(conf), "--from-database")
 
-    def delete(self, model: BenchModel, version: str) -> None:
+    def delete(self, model: BenchModel, version: str, from_store: bool = False) -> None:
         args = ["--model-id", model.model_id, "--model-version", version, "-r", ROLE, "-p", str(PARTY_ID)]
-        if not self.flow.try_run("model", "delete", *args):
+        if not self.flow.try_run("model", "delete", *args, *(["--from-store"] if from_store else [])):
             raise RuntimeError(f"flow model delete of {model.model_id} {version} failed")
 
     def round_trip(self, figures: Figures | None, section: str, model: BenchModel, version: str, mode: str) -> None:
@@ -349,7 +349,7 @@ def engines(
                 for index in range(runs):
                     for mode in _round_modes(index):
                         side.store_restore(figures, model, version, mode)
-                side.registry.delete(model, version)
+                side.registry.delete(model, version, from_store=True)  # the next model finds the engine empty
             figures.notes.extend(f"{engine}: {note}" for note in watch.notes())
             if settle.late:
                 figures.notes.append(f"{engine}: {settle.late} operations started before the server had settled")
