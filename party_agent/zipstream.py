@@ -5,8 +5,8 @@ can only extract once the whole archive is on disk; for a stored archive that do
 written and read. :func:`read_zip` gives out each entry, and its bytes, while the archive is
 received, then checks the central directory against what it gave out; its caller decides where
 the bytes go (and hashes them). It reads what FATE-Flow writes (deflated, sizes in the local
-headers), what :mod:`party_agent.zipwriter` writes (stored, sizes and CRC in the local headers) and
-what streaming writers produce (data descriptors).
+headers), what :mod:`party_agent.zipwriter` writes (stored entries with their sizes and CRC in the
+local headers, deflated ones followed by data descriptors) and what other streaming writers produce.
 
 The reader refuses, before giving them out, bytes past the limits of :class:`ArchiveLimits`: more than
 ``max_bytes`` or the room on the disk (declared by a header or inflated), and zip bombs, which it

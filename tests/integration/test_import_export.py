@@ -95,7 +95,7 @@ def test_an_export_deflates_what_pays_or_stores_all_and_imports_back(
 
 
 class _Unseekable(io.RawIOBase):
-    """A file zipfile cannot seek back in: it then writes a data descriptor after each entry, as streaming writers do."""
+    """A file zipfile cannot seek back in: it writes a data descriptor after each entry, as streaming writers do."""
 
     def __init__(self, path: Path) -> None:
         self._file = path.open("wb")
