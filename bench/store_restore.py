@@ -35,7 +35,6 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -369,15 +368,8 @@ class _PieceReader(io.RawIOBase):
 # One engine --------------------------------------------------------------------------------------
 
 
-def _server(engine: str, root: Path) -> AbstractContextManager[Any]:
-    if engine == "mysql":
-        return services.mariadb(root, password=PASSWORD)
-    if engine == "redis":
-        return services.redis_server(root, password=PASSWORD)
-    return services.cos_emulator(root)
-
-
-def _write_conf(path: Path, body: dict[str, Any]) -> Path:
+def write_conf(path: Path, body: dict[str, Any]) -> Path:
+    """A FATE conf file (JSON) at ``path``."""
     path.write_text(json.dumps(body, indent=4), encoding="utf-8")
     return path
 
@@ -445,9 +437,9 @@ def run_engine(engine: str, prepared: Prepared, runs: int, workdir: Path, op_tim
     keys = {"role": ROLE, "party_id": PARTY_ID, "model_id": model_id, "model_version": version}
     conf_dir = root / "conf"
     conf_dir.mkdir(parents=True)
-    import_conf = _write_conf(conf_dir / "import.json", {**keys, "file": str(prepared.archive), "force_update": False})
-    store_conf = _write_conf(conf_dir / "store.json", {**keys, "force_update": True})
-    restore_conf = _write_conf(conf_dir / "restore.json", {**keys, "force_update": False})
+    import_conf = write_conf(conf_dir / "import.json", {**keys, "file": str(prepared.archive), "force_update": False})
+    store_conf = write_conf(conf_dir / "store.json", {**keys, "force_update": True})
+    restore_conf = write_conf(conf_dir / "restore.json", {**keys, "force_update": False})
     delete_args = [
         "model",
         "delete",
@@ -462,7 +454,7 @@ def run_engine(engine: str, prepared: Prepared, runs: int, workdir: Path, op_tim
     ]
 
     with contextlib.ExitStack() as stack:
-        server = stack.enter_context(_server(engine, root / "server"))
+        server: Any = stack.enter_context(services.engine_server(engine, root / "server", PASSWORD))
         settings: dict[str, Any] = server.settings()
         federation = LocalFederation.start(
             root / "federation", extra_conf={"model_store_address": {"storage": engine, **settings}}

@@ -13,7 +13,6 @@ import hashlib
 import json
 import re
 from collections.abc import Iterator
-from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -38,28 +37,19 @@ REDIS_PREFIX = "FATEFlow:PipelinedModel"
 COS_PREFIX = "FATEFlow/PipelinedModel"
 COS_SHA256_META = "x-cos-meta-sha256"
 
-Server = services.MariaDB | services.RedisServer | services.CosEmulator
 # Where in the stored bytes the flipped byte goes, as a fraction of the object's size: the middle
 # (inside a file's content) and the very end (the zip's end-of-central-directory record, which an
 # unpacker that stops early would never look at).
 POSITIONS = {"middle": 0.5, "end": 1.0}
 
 
-def _server(engine: str, root: Path) -> AbstractContextManager[Server]:
-    if engine == "mysql":
-        return services.mariadb(root, password="corruption-test-pw")
-    if engine == "redis":
-        return services.redis_server(root, password="corruption-test-pw")
-    return services.cos_emulator(root)
-
-
 @pytest.fixture(scope="module", params=["mysql", "redis", "tencent_cos"])
 def stored_federation(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[str, Server, LocalFederation]]:
+) -> Iterator[tuple[str, services.EngineServer, LocalFederation]]:
     engine: str = request.param
     root = tmp_path_factory.mktemp(f"corrupt-{engine}")
-    with _server(engine, root / "server") as server:
+    with services.engine_server(engine, root / "server", "corruption-test-pw") as server:
         settings = {"storage": engine, **server.settings()}
         with LocalFederation.start(root / "fed", extra_conf={"model_store_address": settings}) as fed:
             yield engine, server, fed
@@ -135,7 +125,7 @@ def _corrupt_cos(server: services.CosEmulator, pmid: str, version: str, fraction
     assert head[COS_SHA256_META] == sha256 and int(head["content-length"]) == len(data)
 
 
-def _corrupt(server: Server, pmid: str, version: str, fraction: float) -> None:
+def _corrupt(server: services.EngineServer, pmid: str, version: str, fraction: float) -> None:
     if isinstance(server, services.MariaDB):
         _corrupt_mysql(server, pmid, version, fraction)
     elif isinstance(server, services.RedisServer):
@@ -218,7 +208,7 @@ def _sdk_restore_reason(fed: LocalFederation, model: GeneratedModel, force: bool
 
 @pytest.mark.parametrize("position", list(POSITIONS))
 def test_corrupted_copy_is_refused_and_nothing_local_appears(
-    stored_federation: tuple[str, Server, LocalFederation], tmp_path: Path, position: str
+    stored_federation: tuple[str, services.EngineServer, LocalFederation], tmp_path: Path, position: str
 ) -> None:
     engine, server, fed = stored_federation
     model, version_dir = _stored_then_corrupted(fed, server, tmp_path, position)
@@ -240,7 +230,7 @@ def test_corrupted_copy_is_refused_and_nothing_local_appears(
 
 @pytest.mark.parametrize("position", list(POSITIONS))
 def test_corrupted_forced_restore_leaves_the_local_copy_identical(
-    stored_federation: tuple[str, Server, LocalFederation], tmp_path: Path, position: str
+    stored_federation: tuple[str, services.EngineServer, LocalFederation], tmp_path: Path, position: str
 ) -> None:
     engine, server, fed = stored_federation
     model, version_dir = _stored_then_corrupted(fed, server, tmp_path, position)

@@ -12,11 +12,16 @@ namespace does not forward, and an ``unreachable`` route in the root namespace f
 namespace has its own loopback (its FATE-Serving test server listens there). Every name carries
 the test process's PID; :meth:`Topology.delete` removes the namespaces (and with them the veths)
 and the route.
+
+:class:`ShapedLink` is the other shape: one namespace joined to the root one by a veth pair whose two
+ends are both shaped with ``tc … tbf`` (each end's egress, so both directions), for a client on the
+far side of a slow link (``netem`` is not assumed).
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -98,6 +103,92 @@ class Topology:
         self._created.clear()
 
     def __enter__(self) -> Topology:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.delete()
+
+
+def _tc_tbf(rate_bits: int) -> list[str]:
+    """``tc`` arguments of a token bucket at ``rate_bits`` bit/s: a burst of 2 ms of traffic (at least 64 KiB,
+    so a full-sized segment always fits) and at most 50 ms of queue."""
+    burst = max(rate_bits // 8 // 500, 64 * 1024)
+    return [
+        "qdisc",
+        "replace",
+        "dev",
+        "{dev}",
+        "root",
+        "tbf",
+        "rate",
+        f"{rate_bits}bit",
+        "burst",
+        str(burst),
+        "latency",
+        "50ms",
+    ]
+
+
+@dataclass
+class ShapedLink:
+    """A namespace ``fr<pid>l`` and a veth pair ``10.<a>.<b>.1/24`` (root end) -- ``.2/24`` (in the namespace),
+    both ends shaped."""
+
+    namespace: str
+    root_dev: str
+    far_dev: str
+    subnet: str
+    _made: bool = False
+
+    @property
+    def root_ip(self) -> str:
+        return f"{self.subnet}.1"
+
+    @property
+    def far_ip(self) -> str:
+        return f"{self.subnet}.2"
+
+    @classmethod
+    def create(cls) -> ShapedLink:
+        """Make the namespace and the link on a 10.2xx.y.0/24 no interface or route of this host uses yet."""
+        pid = os.getpid()
+        tag = f"fr{pid % 100000}"
+        link = cls(f"{tag}l", f"{tag}lr", f"{tag}lf", f"10.{200 + pid % 50}.{pid // 50 % 256}")
+        in_use = subprocess.run(["ip", "-o", "addr"], capture_output=True, text=True, timeout=30, check=True).stdout
+        in_use += subprocess.run(["ip", "route"], capture_output=True, text=True, timeout=30, check=True).stdout
+        if re.search(rf"(?<![0-9.]){re.escape(link.subnet)}\.", in_use):
+            raise RuntimeError(
+                f"{link.subnet}.0/24 is already in use on this host; run again (another PID, another subnet)"
+            )
+        try:
+            _ip("netns", "add", link.namespace)
+            link._made = True
+            _ip("-n", link.namespace, "link", "set", "lo", "up")
+            _ip("link", "add", link.root_dev, "type", "veth", "peer", "name", link.far_dev)
+            _ip("link", "set", link.far_dev, "netns", link.namespace)
+            _ip("addr", "add", f"{link.root_ip}/24", "dev", link.root_dev)
+            _ip("link", "set", link.root_dev, "up")
+            _ip("-n", link.namespace, "addr", "add", f"{link.far_ip}/24", "dev", link.far_dev)
+            _ip("-n", link.namespace, "link", "set", link.far_dev, "up")
+        except BaseException:
+            link.delete()
+            raise
+        return link
+
+    def shape(self, rate_bits: int) -> None:
+        """Limit both directions to ``rate_bits`` bit/s (replacing an earlier limit)."""
+        for prefix, dev in (([], self.root_dev), (Topology.run_in(self.namespace), self.far_dev)):
+            argv = [arg.format(dev=dev) for arg in _tc_tbf(rate_bits)]
+            subprocess.run([*prefix, "tc", *argv], check=True, capture_output=True, timeout=30)
+
+    def delete(self) -> None:
+        """Remove the namespace (its end of the pair goes with it, and so the root end)."""
+        if self._made:
+            subprocess.run(["ip", "netns", "del", self.namespace], capture_output=True, timeout=30)
+            subprocess.run(["ip", "link", "del", self.root_dev], capture_output=True, timeout=30)
+            self._made = False
+
+    def __enter__(self) -> ShapedLink:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -388,6 +388,19 @@ def cos_emulator(root: Path, *, bucket: str = "fate-model", secret_id: str = "AK
         server.stop()
 
 
+EngineServer = MariaDB | RedisServer | CosEmulator
+
+
+def engine_server(engine: str, root: Path, password: str) -> contextlib.AbstractContextManager[EngineServer]:
+    """The server of a model-store engine (``mysql``, ``redis``, ``tencent_cos``: FATE's ``storage``) in ``root``;
+    ``password`` is the MySQL user's and Redis's (the COS emulator makes its own secret key)."""
+    if engine == "mysql":
+        return mariadb(root, password=password)
+    if engine == "redis":
+        return redis_server(root, password=password)
+    return cos_emulator(root)
+
+
 # ----------------------------------------------------------------------------------- plain S3 server
 
 
