@@ -142,7 +142,7 @@ def _keys(model: GeneratedModel) -> dict[str, Any]:
 
 
 def _stored_then_corrupted(
-    fed: LocalFederation, server: Server, tmp_path: Path, position: str
+    fed: LocalFederation, server: services.EngineServer, tmp_path: Path, position: str
 ) -> tuple[GeneratedModel, Path]:
     """A new model imported on ``PARTY`` and stored, then its stored copy corrupted at ``position``; the model and
     its local version directory."""
