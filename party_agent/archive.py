@@ -25,7 +25,7 @@ from fate_registry.files import fsync_tree
 from fate_registry.v1.common_pb2 import PartyModelRef
 from party_agent.archive_limits import ArchiveLimits as ArchiveLimits  # the limits unpack() takes, for its callers
 from party_agent.archive_limits import quoted
-from party_agent.deflate import deflate_segments, worth_deflating
+from party_agent.deflate import DeflatedCopies, deflate_segments, worth_deflating
 from party_agent.manifest import ARCHIVE_ONLY_FILES, MANIFEST_ENTRY, FileRecord, Manifest, hash_file
 from party_agent.zipstream import ZipEntry, read_zip
 from party_agent.zipwriter import ZipWriter
@@ -276,7 +276,9 @@ def stream_archive(
 ) -> Iterator[bytes]:
     """Yield a zip of ``version_dir`` in pieces of about ``chunk_bytes``, reading each file once.
 
-    Each file is deflated or stored as :func:`~party_agent.deflate.worth_deflating` decides under ``archives``.
+    Each file is deflated or stored as :func:`~party_agent.deflate.worth_deflating` decides under ``archives``; a
+    file whose content (its SHA-256 in ``manifest``) an earlier deflated entry had is not read: that entry's deflate
+    stream is written again (:class:`~party_agent.deflate.DeflatedCopies`).
     Its CRC-32 is checked against ``manifest`` as it is read (its SHA-256 was checked when the version
     was written; the CRC catches damage since at a twentieth of the cost); a difference ends the
     stream with DATA_LOSS before the entry ends, so the receiver throws away what it got. ``extra``
@@ -297,29 +299,40 @@ def _archive_parts(
     """The archive's headers, entry bytes and central directory, in order."""
     writer = ZipWriter()
     newest = 0.0
-    for record in manifest.files:
-        path = version_dir / record.path
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            raise RegistryError(Reason.DATA_LOSS, f"file {record.path!r} of the model is missing") from None
-        if st.st_size != record.size:
-            raise RegistryError(
-                Reason.DATA_LOSS, f"file {record.path!r} has {st.st_size} bytes; its manifest says {record.size}"
-            )
-        crc = record.crc32 if record.crc32 or not record.size else hash_file(path)[2]
-        deflated = worth_deflating(path, record.size, archives)
-        yield writer.header(record.path, record.size, crc, st.st_mtime, deflated)
-        newest = max(newest, st.st_mtime)
-        pieces = _crc_checked(read_pieces(path, chunk_bytes), record.path, crc)
-        if deflated:
-            compressed = 0
-            for segment in deflate_segments(pieces, archives.deflate_level, pool, archives.threads):
-                compressed += len(segment)
-                yield segment
-            yield writer.descriptor(compressed)
-        else:
-            yield from pieces
+    copies = DeflatedCopies.of((record.sha256 for record in manifest.files if record.size), version_dir.parent)
+    try:
+        for record in manifest.files:
+            path = version_dir / record.path
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                raise RegistryError(Reason.DATA_LOSS, f"file {record.path!r} of the model is missing") from None
+            if st.st_size != record.size:
+                raise RegistryError(
+                    Reason.DATA_LOSS, f"file {record.path!r} has {st.st_size} bytes; its manifest says {record.size}"
+                )
+            crc = record.crc32 if record.crc32 or not record.size else hash_file(path)[2]
+            newest = max(newest, st.st_mtime)
+            kept = copies.kept(record.sha256)
+            if kept is not None:  # an earlier entry, checked as it was read, had these very bytes: its stream again
+                yield writer.header(record.path, record.size, crc, st.st_mtime, True)
+                yield from copies.replay(record.sha256, chunk_bytes)
+                yield writer.descriptor(kept)
+                continue
+            deflated = worth_deflating(path, record.size, archives)
+            yield writer.header(record.path, record.size, crc, st.st_mtime, deflated)
+            pieces = _crc_checked(read_pieces(path, chunk_bytes), record.path, crc)
+            if deflated:
+                compressed = 0
+                segments = deflate_segments(pieces, archives.deflate_level, pool, archives.threads)
+                for segment in copies.keeping(record.sha256, segments):
+                    compressed += len(segment)
+                    yield segment
+                yield writer.descriptor(compressed)
+            else:
+                yield from pieces
+    finally:
+        copies.close()
     for name, data in extra.items():  # dated like the newest file, so the same version gives the same bytes
         yield writer.header(name, len(data), crc32(data), newest) + data
     yield writer.finish()

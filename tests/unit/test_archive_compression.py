@@ -12,8 +12,10 @@ from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import pytest
+
 from fate_registry.archives_conf import ArchivesConf
-from party_agent import archive
+from party_agent import archive, deflate
 from party_agent.deflate import deflate_segments, worth_deflating
 from party_agent.manifest import MANIFEST_ENTRY, scan
 from party_agent.zipwriter import ZipWriter
@@ -154,3 +156,23 @@ def test_a_deflated_entry_inflating_past_a_piece_of_output_unpacks_from_large_pi
         dest.mkdir()
         pieces = [data[i : i + size] for i in range(0, len(data), size)]
         assert archive.unpack(pieces, dest, limits, verified_source=True) == manifest
+
+
+def test_a_file_the_archive_holds_twice_is_deflated_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A FATE model's last checkpoint is its model's buffers again: the second copy reuses the first's deflate."""
+    source = _version_dir(tmp_path)
+    again = source / "checkpoint/cpn/9#step/Param.json"
+    again.parent.mkdir(parents=True)
+    again.write_bytes((source / SIDECAR).read_bytes())
+    compressed: list[int] = []
+    segment = deflate._segment
+
+    def counted(data: bytes, level: int) -> bytes:
+        compressed.append(len(data))
+        return segment(data, level)
+
+    monkeypatch.setattr(deflate, "_segment", counted)
+    data = _archive(source, ArchivesConf())
+    methods = _methods(data, source)  # both copies read back byte for byte, every CRC checked
+    assert methods[SIDECAR] == methods[str(again.relative_to(source))] == zipfile.ZIP_DEFLATED
+    assert sum(compressed) == (source / SIDECAR).stat().st_size  # the sidecar's bytes compressed once, not twice
