@@ -6,9 +6,10 @@ a gRPC caller would get.
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from typing import Any, Final, cast
 
 import grpc
@@ -63,17 +64,18 @@ class Registry:
 
     def export(self, request: Message, peer: str) -> Iterator[bytes]:
         """ExportModel's serialized answers; a refusal is raised before the first (see :meth:`call`)."""
-        meter = ExitStack()  # counts the export once its stream ends
-        meter.enter_context(_metered("ExportModel"))
-        try:
-            refuse_missing("ExportModel", request)
-            messages = self.servicer.export_raw(request, self.context(peer))  # type: ignore[arg-type]
-            first = next(messages, None)
-        except Exception as exc:
-            error = as_registry_error(exc, "ExportModel", peer)
-            meter.__exit__(RegistryError, error, None)
-            raise error from None
-        return _then(first, messages, peer, meter)
+        stream = self._exported(request, peer)
+        first = next(stream, None)  # the refusal, if any, comes here: before an answer goes out
+        return stream if first is None else itertools.chain((first,), stream)
+
+    def _exported(self, request: Message, peer: str) -> Iterator[bytes]:
+        """The export's stream, counted once it ends, fails or is dropped."""
+        with _metered("ExportModel"):
+            try:
+                refuse_missing("ExportModel", request)
+                yield from self.servicer.export_raw(request, self.context(peer))  # type: ignore[arg-type]
+            except Exception as exc:
+                raise as_registry_error(exc, "ExportModel", peer) from None
 
     def import_archive(self, messages: Iterator[bytes], peer: str) -> Any:
         """ImportModel over serialized requests (the header first, which the servicer checks)."""
@@ -82,16 +84,6 @@ class Registry:
                 return self.servicer.import_raw(messages, self.context(peer))
             except Exception as exc:
                 raise as_registry_error(exc, "ImportModel", peer) from None
-
-
-def _then(first: bytes | None, rest: Iterator[bytes], peer: str, meter: ExitStack) -> Iterator[bytes]:
-    with meter:
-        if first is not None:
-            yield first
-        try:
-            yield from rest
-        except Exception as exc:
-            raise as_registry_error(exc, "ExportModel", peer) from None
 
 
 @contextmanager
