@@ -134,7 +134,9 @@ class ServingRecords:
         keys = list(dict.fromkeys(versions))
         for start in range(0, len(keys), RESTATED_AT_ONCE):
             chunk = keys[start : start + RESTATED_AT_ONCE]
-            bound, loaded, child = (self._held_in(table, chunk) for table in (self._binding, self._loaded, None))
+            pm = self._party_model
+            bound, loaded = self._held_in(self._binding, chunk), self._held_in(self._loaded, chunk)
+            child = self._held_in(pm, chunk, pm.parent == False)  # noqa: E712  # SQL, not Python
             groups: dict[tuple[str, str], list[str]] = {}
             for key in chunk:
                 state = BOUND if key in bound else LOADED if key in loaded else DEPLOYED if key in child else PARENT
@@ -144,14 +146,12 @@ class ServingRecords:
                 same = (version.model_id == model_id) & version.model_version.in_(ids)
                 version.update(state=state).where(same).execute()
 
-    def _held_in(self, table: Any, keys: list[VersionKey]) -> set[VersionKey]:
-        """Which of ``keys`` have a row in ``table`` (None: a child row among the party rows)."""
-        pm = self._party_model
-        rows = pm if table is None else table
+    @staticmethod
+    def _held_in(rows: Any, keys: list[VersionKey], *where: Any) -> set[VersionKey]:
+        """Which of ``keys`` have a row in table ``rows`` (that also meets ``where``)."""
         # By version id (the index of the party rows: a model's many versions share its id); the pairs are matched here.
-        query = rows.select(rows.model_id, rows.model_version).where(rows.model_version.in_([v for _, v in keys]))
-        if table is None:
-            query = query.where(pm.parent == False)  # noqa: E712  # SQL, not Python
+        named = rows.model_version.in_([v for _, v in keys])
+        query = rows.select(rows.model_id, rows.model_version).where(named, *where)
         return {(row.model_id, row.model_version) for row in query} & set(keys)
 
     def forget_serving(self, model_id: str, model_version: str, role: str, party_id: str) -> None:
